@@ -1,0 +1,6 @@
+"""``python -m flowprep`` is the ``flowprep`` command."""
+import sys
+
+from flowprep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Command-line options shared by every flowprep verb that computes flow (extract, quality, evaluate-gt)."""
+from __future__ import annotations
+
+import argparse
+
+from flowprep.solvers import ALGO_DEFAULTS, BACKENDS, SolverConfig
+
+# TV-L1 flags: flag name -> parameter name (OpenCV's meaning and defaults, see solvers.ALGO_DEFAULTS)
+_TVL1_FLAGS = {
+    "tau": "tau", "lambda": "lambda", "theta": "theta", "nscales": "nscales", "warps": "warps",
+    "epsilon": "epsilon", "inner-iterations": "inner_iterations", "outer-iterations": "outer_iterations",
+    "scale-step": "scale_step", "gamma": "gamma", "median-filtering": "median_filtering",
+}
+
+
+def add_solver_arguments(p: argparse.ArgumentParser) -> None:
+    """Add --algo, --backend, --device, --batch-size, the TV-L1 parameters and --solver-param."""
+    g = p.add_argument_group("flow solver")
+    g.add_argument("--algo", default="tvl1", choices=list(ALGO_DEFAULTS),
+                   help="flow algorithm (default: tvl1; farneback and dis are fast alternatives)")
+    g.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
+                   help="auto: torch on a CUDA device, otherwise the fastest CPU backend (default: auto)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="frame pairs per solver call (default: the backend chooses; OpenCV uses 1)")
+    d = ALGO_DEFAULTS["tvl1"]
+    for flag, name in _TVL1_FLAGS.items():
+        g.add_argument(f"--{flag}", dest=f"tvl1_{name}", type=type(d[name]), default=None,
+                       help=f"TV-L1 {name} (default {d[name]}, as OpenCV)")
+    g.add_argument("--solver-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any parameter of the chosen algorithm, e.g. --solver-param preset=fast for dis")
+
+
+def _parse_value(text: str, like: object) -> object:
+    if isinstance(like, bool):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(like, (int, float)):
+        return type(like)(text)
+    return text
+
+
+def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
+    """Build the SolverConfig the flags describe; ValueError names a bad flag and the allowed values."""
+    defaults = ALGO_DEFAULTS[args.algo]
+    params: dict = {}
+    for name in ALGO_DEFAULTS["tvl1"]:
+        v = getattr(args, f"tvl1_{name}", None)
+        if v is not None:
+            if args.algo != "tvl1":
+                raise ValueError(f"--{name.replace('_', '-')} is a TV-L1 parameter, but --algo is {args.algo}")
+            params[name] = v
+    for item in args.solver_param:
+        if "=" not in item:
+            raise ValueError(f"--solver-param takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        if k not in defaults:
+            raise ValueError(f"unknown {args.algo} parameter {k!r}; allowed: {', '.join(defaults)}")
+        params[k] = _parse_value(v, defaults[k])
+    return SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
+                        batch_size=args.batch_size)

@@ -1,0 +1,86 @@
+"""``flowprep extract``: a dataset folder or a list of videos -> flow and RGB JPEGs in HDF5 shards."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from flowprep.cli_common import add_solver_arguments, solver_config_from_args
+from flowprep.datasets import LAYOUTS, list_videos, read_video_list
+from flowprep.extract import ExtractConfig
+from flowprep.quantize import QuantConfig
+from flowprep.video import Resize, parse_size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``flowprep extract``."""
+    src = p.add_argument_group("input")
+    src.add_argument("--dataset", choices=list(LAYOUTS), default="folder",
+                     help="layout of --root: <root>/<class>/<video> (ucf101/hmdb51: .avi; folder: any video type)")
+    src.add_argument("--root", help="the dataset folder; keys are video paths relative to it, without extension")
+    src.add_argument("--list", dest="list_file", metavar="FILE",
+                     help="a text file of video paths (relative to --root if given, else to the file); "
+                          "UCF-101 train/test lists work as they are")
+    p.add_argument("--out", required=True, help="output folder for the shards and run reports")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes, one video chunk each (default: all cores)")
+    q = p.add_argument_group("quantization and JPEG")
+    mode = q.add_mutually_exclusive_group()
+    mode.add_argument("--bound", type=float, default=20.0,
+                      help="clip flow to +-BOUND pixels and map it linearly to 0..255 (0 -> 128)")
+    mode.add_argument("--adaptive", action="store_true",
+                      help="store each frame's own range instead of a fixed bound: nothing is clipped")
+    q.add_argument("--quality", type=int, default=95, help="JPEG quality of the flow images")
+    q.add_argument("--rgb-quality", type=int, default=95, help="JPEG quality of the RGB frames")
+    q.add_argument("--no-rgb", action="store_true", help="do not store RGB frames")
+    r = p.add_argument_group("frame size").add_mutually_exclusive_group()
+    r.add_argument("--short-side", type=int, help="resize so the shorter side has this many pixels (keeps aspect)")
+    r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size)")
+    p.add_argument("--videos-per-shard", type=int, default=16,
+                   help="videos per shard file; a kill loses at most this many videos per worker")
+    p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_solver_arguments(p)
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractConfig:
+    """The ExtractConfig the flags describe (ValueError on a bad combination)."""
+    quant = QuantConfig(mode="adaptive", bound=20.0) if args.adaptive else QuantConfig(mode="fixed", bound=args.bound)
+    resize = Resize(short_side=args.short_side, size=parse_size(args.size) if args.size else None)
+    return ExtractConfig(solver=solver_config_from_args(args), quant=quant, quality=args.quality,
+                         rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract; exit 0 when every video of the output is ok, 1 when any failed."""
+    from flowprep.batch import extract_dataset
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.videos_per_shard < 1:
+        raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")
+    if args.list_file:
+        videos = read_video_list(args.list_file, args.root)
+    elif args.root:
+        videos = list_videos(args.dataset, args.root)
+    else:
+        raise ValueError("give --root (a dataset folder) or --list (a file of video paths)")
+    config = config_from_args(args)
+    try:
+        report = extract_dataset(videos, args.out, config, jobs=args.jobs, videos_per_shard=args.videos_per_shard,
+                                 retry_failed=args.retry_failed, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"Interrupted. Complete shards in {args.out} are kept; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    print(f"{report['videos_processed']} videos extracted in {report['seconds']:.1f} s "
+          f"({report['videos_ok']} ok, {report['videos_failed']} failed; {report['videos_already_done']} already "
+          f"done); {report['pairs']} flow pairs, {report['pairs_per_second']:.2f} pairs/s")
+    for f in report["failures"]:
+        print(f"  FAILED {f['key']}: {f['reason']}", file=sys.stderr)
+    n_bad = len(report["failed_in_output"])
+    print(f"report: {os.path.join(args.out, 'reports', 'latest.json')}")
+    if n_bad:
+        print(f"{n_bad} video(s) in {args.out} failed; `flowprep info {args.out}` lists them "
+              "(--retry-failed tries them again)", file=sys.stderr)
+    return 1 if n_bad else 0

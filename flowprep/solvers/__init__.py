@@ -1,0 +1,128 @@
+"""The solver interface: one object that turns batches of gray frame pairs into float flow.
+
+A solver is anything with
+    ``compute(frames0, frames1) -> flow`` with frames (B, H, W) uint8 and flow (B, 2, H, W) float32 in pixels,
+    ``batch_size`` (how many pairs it wants at a time; 1 for OpenCV), and
+    ``describe()`` (a JSON-able dict: algo, backend, device and every parameter, stored in the shards).
+Backends are plain modules with a ``make(algo, params, device)`` function, chosen from the dict below.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+# Every parameter of each algorithm, with OpenCV's defaults. A backend must give each the same meaning.
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tvl1": {
+        "tau": 0.25, "lambda": 0.15, "theta": 0.3, "nscales": 5, "warps": 5, "epsilon": 0.01,
+        "inner_iterations": 30, "outer_iterations": 10, "scale_step": 0.8, "gamma": 0.0, "median_filtering": 5,
+    },
+    "farneback": {
+        "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2,
+    },
+    "dis": {"preset": "medium"},
+}
+
+# backend name -> module implementing make(algo, params, device); imported only when chosen.
+BACKENDS: dict[str, str] = {
+    "opencv": "flowprep.solvers.opencv_backend",
+    "torch": "flowprep.solvers.torch_backend",
+}
+# which algorithms each backend implements
+BACKEND_ALGOS: dict[str, tuple[str, ...]] = {"opencv": ("tvl1", "farneback", "dis"), "torch": ("tvl1",)}
+
+
+class Solver(Protocol):
+    """What the extractor needs of a flow solver."""
+
+    batch_size: int
+
+    def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
+        """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""
+        ...
+
+    def describe(self) -> dict:
+        """algo, backend, device and all parameters, JSON-able."""
+        ...
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Which flow algorithm, on which backend and device, with which parameters (unset ones take defaults)."""
+
+    algo: str = "tvl1"
+    backend: str = "auto"
+    device: str = "auto"
+    params: dict = field(default_factory=dict)
+    batch_size: int | None = None  # None: the backend chooses
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGO_DEFAULTS:
+            raise ValueError(f"unknown flow algorithm {self.algo!r}; choose one of {', '.join(ALGO_DEFAULTS)}")
+        if self.backend != "auto" and self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        unknown = set(self.params) - set(ALGO_DEFAULTS[self.algo])
+        if unknown:
+            raise ValueError(
+                f"unknown {self.algo} parameter(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {', '.join(ALGO_DEFAULTS[self.algo])}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def full_params(self) -> dict:
+        """The algorithm's defaults overlaid with the parameters given."""
+        return {**ALGO_DEFAULTS[self.algo], **self.params}
+
+    def output_identity(self) -> dict:
+        """What decides the flow values, for the resume check: algo and parameters (not backend or device)."""
+        return {"algo": self.algo, "params": self.full_params()}
+
+
+def cuda_available() -> bool:
+    """True when torch is installed and sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else is checked and returned."""
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+    return device
+
+
+def resolve_backend(algo: str, backend: str, device: str) -> str:
+    """'auto' -> torch on a CUDA device, else the fastest CPU backend for the algorithm (OpenCV for now)."""
+    if backend != "auto":
+        if algo not in BACKEND_ALGOS[backend]:
+            raise ValueError(f"backend {backend!r} does not implement {algo!r}; it has {', '.join(BACKEND_ALGOS[backend])}")
+        if backend == "opencv" and device.startswith("cuda"):
+            raise ValueError("the opencv backend runs on the CPU only; use --backend torch for --device cuda")
+        return backend
+    if device.startswith("cuda") and algo in BACKEND_ALGOS["torch"] and _backend_importable("torch"):
+        return "torch"
+    return "opencv"
+
+
+def _backend_importable(name: str) -> bool:
+    try:
+        importlib.import_module(BACKENDS[name])
+        return True
+    except ImportError:
+        return False
+
+
+def make_solver(config: SolverConfig) -> Solver:
+    """Build the solver a config names, resolving 'auto' backend and device."""
+    device = resolve_device(config.device)
+    backend = resolve_backend(config.algo, config.backend, device)
+    module = importlib.import_module(BACKENDS[backend])
+    return module.make(config.algo, config.full_params(), device, config.batch_size)

@@ -1,0 +1,75 @@
+"""OpenCV's CPU flow solvers (TV-L1 from opencv-contrib, Farneback, DIS) behind the solver interface."""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def _tvl1(p: dict[str, Any]):
+    if not hasattr(cv2, "optflow"):
+        raise ImportError("cv2.optflow is missing: install opencv-contrib-python-headless, not opencv-python")
+    return cv2.optflow.DualTVL1OpticalFlow_create(
+        tau=float(p["tau"]), lambda_=float(p["lambda"]), theta=float(p["theta"]), nscales=int(p["nscales"]),
+        warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
+        outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]), gamma=float(p["gamma"]),
+        medianFiltering=int(p["median_filtering"]), useInitialFlow=False)
+
+
+class _Farneback:
+    def __init__(self, p: dict[str, Any]):
+        self.p = p
+
+    def calc(self, f0: np.ndarray, f1: np.ndarray, _: None) -> np.ndarray:
+        p = self.p
+        return cv2.calcOpticalFlowFarneback(
+            f0, f1, None, float(p["pyr_scale"]), int(p["levels"]), int(p["winsize"]), int(p["iterations"]),
+            int(p["poly_n"]), float(p["poly_sigma"]), 0)
+
+
+def _dis(p: dict[str, Any]):
+    if p["preset"] not in _DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {p['preset']!r}; choose one of {', '.join(_DIS_PRESETS)}")
+    return cv2.DISOpticalFlow_create(_DIS_PRESETS[p["preset"]])
+
+
+_FACTORIES = {"tvl1": _tvl1, "farneback": _Farneback, "dis": _dis}
+
+
+class OpenCVSolver:
+    """Loops over the pairs of a batch with one OpenCV solver object (OpenCV's solvers take one pair)."""
+
+    batch_size = 1
+
+    def __init__(self, algo: str, params: dict[str, Any]):
+        self.algo = algo
+        self.params = dict(params)
+        self._impl = _FACTORIES[algo](self.params)
+
+    def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
+        """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow in pixels."""
+        if frames0.shape != frames1.shape or frames0.ndim != 3:
+            raise ValueError(f"frames must both be (B, H, W); got {frames0.shape} and {frames1.shape}")
+        out = np.empty((frames0.shape[0], 2) + frames0.shape[1:], dtype=np.float32)
+        for i in range(frames0.shape[0]):
+            flow = self._impl.calc(frames0[i], frames1[i], None)  # (H, W, 2)
+            out[i] = flow.transpose(2, 0, 1)
+        return out
+
+    def describe(self) -> dict:
+        """algo, backend, device and every parameter."""
+        return {"algo": self.algo, "backend": "opencv", "device": "cpu", "params": self.params}
+
+
+def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None = None) -> OpenCVSolver:
+    """Build an OpenCV solver; OpenCV runs on the CPU whatever the device."""
+    if device != "cpu":
+        raise ValueError("the opencv backend runs on the CPU only")
+    return OpenCVSolver(algo, params)

@@ -1,0 +1,134 @@
+"""Decode a video into frames with OpenCV, resized as asked.
+
+Frames are yielded one at a time so that a long video never has to fit in memory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from flowprep.errors import VideoDecodeError
+
+# A decoder that stops this far short of the frame count in the container header has hit a truncated or
+# corrupt stream. Headers of real AVI/MP4 files are often off by a frame or two, so allow some slack.
+_TRUNCATION_SLACK = 0.05
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How frames are resized before flow: keep (both None), ``short_side`` keeps the aspect, or a fixed ``size``."""
+
+    short_side: int | None = None
+    size: tuple[int, int] | None = None  # (width, height)
+
+    def __post_init__(self) -> None:
+        if self.short_side is not None and self.size is not None:
+            raise ValueError("give either a short side or a fixed size, not both")
+        if self.short_side is not None and self.short_side < 8:
+            raise ValueError(f"short side must be at least 8 pixels, got {self.short_side}")
+        if self.size is not None and (self.size[0] < 8 or self.size[1] < 8):
+            raise ValueError(f"size must be at least 8x8, got {self.size[0]}x{self.size[1]}")
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) a frame of the given size is resized to."""
+        if self.size is not None:
+            return self.size
+        if self.short_side is not None:
+            s = self.short_side / min(width, height)
+            return max(1, round(width * s)), max(1, round(height * s))
+        return width, height
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON and HDF5 attributes."""
+        return {"short_side": self.short_side, "size": list(self.size) if self.size else None}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``'340x256'`` into (340, 256); raise ValueError with the expected form otherwise."""
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise ValueError(f"size must look like WIDTHxHEIGHT (e.g. 340x256), got {text!r}") from None
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about a video, before decoding."""
+
+    path: str
+    bytes: int
+    fps: float
+    frame_count: int  # from the header; may be 0 or approximate
+    width: int
+    height: int
+
+
+def probe(path: str) -> VideoInfo:
+    """Open a video and read its header; raise VideoDecodeError naming the problem."""
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, "file not found")
+    if not os.access(path, os.R_OK):
+        raise VideoDecodeError(path, "permission denied (file is not readable)")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise VideoDecodeError(path, "OpenCV cannot open it as a video (not a video, or a codec it lacks)")
+        return VideoInfo(
+            path=path,
+            bytes=size,
+            fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+            frame_count=int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+            width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+        )
+    finally:
+        cap.release()
+
+
+def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iterator[np.ndarray]:
+    """Yield every frame of a video as an (H, W, 3) uint8 BGR array, resized.
+
+    Args:
+        path: the video file.
+        resize: how to resize frames (area interpolation when shrinking, linear when enlarging).
+        expected: the header's frame count; if decoding stops well short of it, the video is truncated.
+    Raises:
+        VideoDecodeError: the file cannot be opened, or decoding stopped short of the header's frame count.
+    """
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise VideoDecodeError(path, "OpenCV cannot open it as a video")
+    n = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            if frame.ndim == 2:  # some decoders hand back gray frames
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            h, w = frame.shape[:2]
+            tw, th = resize.target(w, h)
+            if (tw, th) != (w, h):
+                interp = cv2.INTER_AREA if tw * th < w * h else cv2.INTER_LINEAR
+                frame = cv2.resize(frame, (tw, th), interpolation=interp)
+            n += 1
+            yield frame
+    finally:
+        cap.release()
+    if expected > 0 and n < expected * (1 - _TRUNCATION_SLACK) - 1:
+        raise VideoDecodeError(path, f"decoding stopped at frame {n} of {expected} (truncated or corrupt stream)")
+    if n < 2:
+        raise VideoDecodeError(path, f"{n} decodable frame{'s' if n != 1 else ''}; flow needs at least 2")
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """BGR (H, W, 3) uint8 -> gray (H, W) uint8, the solver's input."""
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
