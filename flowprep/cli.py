@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "quality": ("flowprep.quality_cli", "what JPEG quantization costs in EPE and saves in bytes"),
     "evaluate-gt": ("flowprep.evaluate_gt", "a solver's EPE and angular error against Middlebury .flo ground truth"),
     "visualize": ("flowprep.visualize_cli", "colour-wheel PNGs of flow from a shard or a video"),
+    "verify": ("flowprep.verify", "find truncated or corrupt shards and videos; --repair re-extracts only those"),
     "make-demo": ("flowprep.demo_data", "write the bundled motion-only demo dataset (UCF-101 layout)"),
 }
 

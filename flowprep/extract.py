@@ -156,15 +156,14 @@ def _worker_solver(config: SolverConfig) -> Solver:
 
 def limit_threads(n: int = 1) -> None:
     """Keep one worker on its own core: OpenCV, torch and BLAS threads capped (no oversubscription)."""
+    import sys
+
     import cv2
     cv2.setNumThreads(n)
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        import torch
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-    except ImportError:
-        pass
+    os.environ["OMP_NUM_THREADS"] = str(n)  # read by torch when it is imported later
+    torch = sys.modules.get("torch")  # importing torch here would cost every worker seconds for nothing
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def extract_chunk(tasks: list[VideoTask], shard_path: str, config: ExtractConfig,

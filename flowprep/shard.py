@@ -246,7 +246,8 @@ class ShardSet:
                          frames=int(a["frames"]), flows=int(a["flows"]), width=int(a["width"]),
                          height=int(a["height"]), fps=float(a["fps"]), source=str(a["source"]))
 
-    def _jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
+    def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
+        """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y'), CRC-checked."""
         g = self._group(key)
         try:
             ds = g[name]
@@ -261,14 +262,20 @@ class ShardSet:
                                      "run `flowprep verify --repair`", key)
         return out
 
+    _jpegs = jpegs  # TEMP alias while helpers migrate to .jpegs
+
+    def quant(self, key: str) -> np.ndarray:
+        """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
+        return self._group(key)["quant"][()]
+
     def flow_codes(self, key: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(T, 2, H, W) uint8 codes and (T, 2, 2) (scale, zero) parameters of the given flow indices."""
         idx = list(indices)
-        xs = self._jpegs(key, "flow_x", idx)
-        ys = self._jpegs(key, "flow_y", idx)
+        xs = self.jpegs(key, "flow_x", idx)
+        ys = self.jpegs(key, "flow_y", idx)
         codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)]) if idx else \
             np.zeros((0, 2, 0, 0), np.uint8)
-        params = self._group(key)["quant"][()][idx] if idx else np.zeros((0, 2, 2))
+        params = self.quant(key)[idx] if idx else np.zeros((0, 2, 2))
         return codes, params
 
     def flow(self, key: str, indices: Iterable[int] | None = None) -> np.ndarray:
@@ -283,7 +290,7 @@ class ShardSet:
         if indices is None:
             indices = range(self.meta(key).frames)
         idx = list(indices)
-        return np.stack([decode_rgb(b) for b in self._jpegs(key, "rgb", idx)])
+        return np.stack([decode_rgb(b) for b in self.jpegs(key, "rgb", idx)])
 
     def failures(self) -> list[tuple[str, str]]:
         """(key, reason) of every video that failed and has not since succeeded."""

@@ -1,0 +1,47 @@
+"""Decoding: every frame of the real clip, resizing, and clear errors for bad files."""
+import numpy as np
+import pytest
+
+from flowprep.errors import VideoDecodeError
+from flowprep.video import Resize, iter_frames, parse_size, probe
+
+
+def test_real_clip_decodes_every_frame(ucf_clip):
+    info = probe(str(ucf_clip))
+    assert (info.width, info.height) == (320, 240)
+    frames = list(iter_frames(str(ucf_clip), expected=info.frame_count))
+    assert len(frames) == 164
+    assert frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
+
+
+def test_resize_short_side_and_fixed_size(ucf_clip):
+    f = next(iter_frames(str(ucf_clip), Resize(short_side=120)))
+    assert f.shape[:2] == (120, 160)
+    f = next(iter_frames(str(ucf_clip), Resize(size=(340, 256))))
+    assert f.shape[:2] == (256, 340)
+    assert parse_size("340x256") == (340, 256)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_size("340")
+    with pytest.raises(ValueError, match="not both"):
+        Resize(short_side=256, size=(340, 256))
+
+
+def test_missing_empty_and_non_video_files_are_named_with_their_reason(tmp_path):
+    with pytest.raises(VideoDecodeError, match="file not found"):
+        probe(str(tmp_path / "nope.avi"))
+    (tmp_path / "empty.avi").write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="0 bytes"):
+        probe(str(tmp_path / "empty.avi"))
+    (tmp_path / "text.avi").write_text("this is not a video\n" * 50)
+    with pytest.raises(VideoDecodeError) as e:
+        info = probe(str(tmp_path / "text.avi"))
+        list(iter_frames(str(tmp_path / "text.avi"), expected=info.frame_count))
+    assert "text.avi" in str(e.value)
+
+
+def test_one_frame_video_is_refused(tmp_path):
+    from conftest import write_shift_video
+    p = tmp_path / "one.avi"
+    write_shift_video(p, [])
+    with pytest.raises(VideoDecodeError, match="1 decodable frame"):
+        list(iter_frames(str(p)))
