@@ -1,5 +1,7 @@
 """Extraction: one video -> a VideoRecord (``extract_video``), and the per-shard work unit of the batch driver.
 
+Both run the overlapped decode/solve/encode pipeline of flowprep.pipeline.
+
 The batch driver (``flowprep.batch.extract_dataset``) splits the videos not yet done into chunks; each chunk is
 extracted by one worker into one shard (``extract_chunk``).
 """
@@ -11,17 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from flowprep import FORMAT_VERSION, __version__
 from flowprep.datasets import VideoTask
-from flowprep.errors import FlowprepError
-from flowprep.jpeg import encode_bgr, encode_gray
-from flowprep.quantize import QuantConfig, quantize_flow
+from flowprep.errors import VideoDecodeError
+from flowprep.pipeline import EncodeSettings, run_pipeline
+from flowprep.quantize import QuantConfig
 from flowprep.record import VideoRecord
 from flowprep.shard import ShardWriter
 from flowprep.solvers import Solver, SolverConfig, make_solver
-from flowprep.video import Resize, iter_frames, probe, to_gray
+from flowprep.video import Resize
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,15 @@ class ExtractConfig:
         }
 
 
+def encode_settings(config: ExtractConfig) -> EncodeSettings:
+    """The parts of the settings the pipeline's decode and encode stages use."""
+    return EncodeSettings(quant=config.quant, quality=config.quality, rgb=config.rgb, rgb_quality=config.rgb_quality,
+                          resize=config.resize)
+
+
 def extract_video(path: str, key: str | None = None, config: ExtractConfig = ExtractConfig(),
                   solver: Solver | None = None) -> VideoRecord:
     """Decode a video, compute its forward flows, quantize and JPEG-encode them (and its RGB frames).
-
-    Frames are streamed: only one solver batch of gray frames is held at a time.
 
     Args:
         path: the video file.
@@ -70,62 +75,16 @@ def extract_video(path: str, key: str | None = None, config: ExtractConfig = Ext
         config: extraction settings.
         solver: a solver to reuse (default: built from ``config.solver``).
     Returns:
-        a VideoRecord with status "ok".
+        a VideoRecord with status "ok", held in memory.
     Raises:
         VideoDecodeError: the video cannot be opened, has fewer than 2 frames, or is truncated.
     """
     key = key if key is not None else Path(path).stem
     solver = solver or make_solver(config.solver)
-    info = probe(path)
-    rec = VideoRecord(key=key, source=str(path), source_bytes=info.bytes, fps=info.fps,
-                      source_width=info.width, source_height=info.height, solver=_solver_tag(solver))
-    t_flow = t_enc = 0.0
-    t0 = time.perf_counter()
-    quants, clips = [], []
-    pending: list[np.ndarray] = []  # gray frames whose outgoing flow is not computed yet (plus the last one)
-    bs = max(1, int(solver.batch_size))
-
-    def flush() -> None:
-        nonlocal t_flow, t_enc, pending
-        if len(pending) < 2:
-            return
-        a = time.perf_counter()
-        g = np.stack(pending)
-        flow = solver.compute(g[:-1], g[1:])
-        b = time.perf_counter()
-        codes, params, clipped = quantize_flow(flow, config.quant)
-        for c in codes:
-            rec.flow_x.append(encode_gray(c[0], config.quality))
-            rec.flow_y.append(encode_gray(c[1], config.quality))
-        quants.append(params)
-        clips.append(clipped)
-        t_flow += b - a
-        t_enc += time.perf_counter() - b
-        pending = pending[-1:]
-
-    for frame in iter_frames(path, config.resize, expected=info.frame_count):
-        if rec.frames == 0:
-            rec.height, rec.width = frame.shape[:2]
-        rec.frames += 1
-        if config.rgb:
-            a = time.perf_counter()
-            rec.rgb.append(encode_bgr(frame, config.rgb_quality))
-            t_enc += time.perf_counter() - a
-        pending.append(to_gray(frame))
-        if len(pending) == bs + 1:
-            flush()
-    flush()
-    rec.quant = np.concatenate(quants) if quants else np.zeros((0, 2, 2))
-    rec.clipped = np.concatenate(clips) if clips else np.zeros((0,), np.int64)
-    total = time.perf_counter() - t0
-    rec.timings = {"flow": round(t_flow, 4), "encode": round(t_enc, 4),
-                   "decode": round(max(total - t_flow - t_enc, 0.0), 4), "total": round(total, 4)}
+    (rec,) = run_pipeline([VideoTask(key, str(path))], solver, encode_settings(config))
+    if rec.status != "ok":
+        raise VideoDecodeError(str(path), rec.reason)
     return rec
-
-
-def _solver_tag(solver: Solver) -> dict:
-    d = solver.describe()
-    return {"backend": d.get("backend"), "device": d.get("device")}
 
 
 @dataclass
@@ -184,20 +143,14 @@ def extract_chunk(tasks: list[VideoTask], shard_path: str, config: ExtractConfig
     t0 = time.perf_counter()
     solver = _worker_solver(config.solver)
     out = []
+    t_prev = time.perf_counter()
     with ShardWriter(shard_path, shard_settings(config, solver)) as writer:
-        for task in tasks:
-            a = time.perf_counter()
-            try:
-                rec = extract_video(task.path, task.key, config, solver)
-            except FlowprepError as e:
-                rec = VideoRecord.failed(task.key, task.path, getattr(e, "reason", str(e)))
-            except MemoryError:
-                raise
-            except Exception as e:  # a decoder or solver crash on one video must not stop the batch
-                rec = VideoRecord.failed(task.key, task.path, f"{type(e).__name__}: {e}")
+        for rec in run_pipeline(tasks, solver, encode_settings(config)):
             writer.add(rec)
+            now = time.perf_counter()
             out.append({"key": rec.key, "status": rec.status, "reason": rec.reason, "frames": rec.frames,
-                        "flows": rec.flows, "bytes": rec.nbytes, "seconds": round(time.perf_counter() - a, 3)})
+                        "flows": rec.flows, "bytes": rec.nbytes, "seconds": round(now - t_prev, 3)})
+            t_prev = now
             if progress is not None:
                 progress(1, rec.flows)
     return ChunkResult(shard=str(shard_path), videos=out, seconds=time.perf_counter() - t0)

@@ -1,0 +1,209 @@
+"""The extraction pipeline for a list of videos: decode, solve, encode, overlapped.
+
+Three stages run at once so that the solver (the slow part, and on a GPU the part that must not starve) always
+has the next batch ready:
+
+* a decode thread reads frames, encodes the RGB JPEGs and converts to gray, in segments of a few dozen frames;
+* the calling thread packs frame pairs into solver batches, across frame boundaries and across videos (so short
+  videos still fill a GPU batch), and runs the solver;
+* an encode thread quantizes and JPEG-encodes each batch's flow while the solver works on the next one.
+
+OpenCV's decoder, its JPEG codec and both solvers release the GIL, so threads overlap for real. At most
+``queue_segments`` segments of gray frames and two solver batches are in memory at any time.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from flowprep.datasets import VideoTask
+from flowprep.errors import FlowprepError
+from flowprep.jpeg import encode_bgr, encode_gray
+from flowprep.quantize import QuantConfig, quantize_flow
+from flowprep.record import VideoRecord
+from flowprep.video import Resize, iter_frames, probe, to_gray
+
+_END = object()
+
+
+@dataclass
+class EncodeSettings:
+    """What the decode and encode stages need from the extraction settings."""
+
+    quant: QuantConfig
+    quality: int
+    rgb: bool
+    rgb_quality: int
+    resize: Resize
+
+
+@dataclass
+class _Video:
+    rec: VideoRecord
+    error: str | None = None
+    decoded: bool = False  # the decode thread has sent every segment
+    pending: list[Future] = field(default_factory=list)
+    quants: list[np.ndarray] = field(default_factory=list)
+    clips: list[np.ndarray] = field(default_factory=list)
+    t_flow: float = 0.0
+    t_enc: float = 0.0
+    t_dec: float = 0.0
+
+
+def _failure_reason(e: BaseException) -> str:
+    return getattr(e, "reason", None) or (str(e) if isinstance(e, FlowprepError) else f"{type(e).__name__}: {e}")
+
+
+def _decode(tasks: list[VideoTask], s: EncodeSettings, solver_tag: dict, out: queue.Queue, stop: threading.Event,
+            segment: int) -> None:
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    for task in tasks:
+        if stop.is_set():
+            return
+        rec = VideoRecord(key=task.key, source=task.path, solver=dict(solver_tag))
+        v = _Video(rec)
+        put(("video", v, None))
+        t0 = time.perf_counter()
+        grays: list[np.ndarray] = []
+        try:
+            info = probe(task.path)
+            rec.source_bytes, rec.fps = info.bytes, info.fps
+            rec.source_width, rec.source_height = info.width, info.height
+            for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
+                if rec.frames == 0:
+                    rec.height, rec.width = frame.shape[:2]
+                elif frame.shape[:2] != (rec.height, rec.width):
+                    raise FlowprepError(f"frame {rec.frames} is {frame.shape[1]}x{frame.shape[0]}, the first was "
+                                        f"{rec.width}x{rec.height}; give --size to make them equal")
+                rec.frames += 1
+                if s.rgb:
+                    rec.rgb.append(encode_bgr(frame, s.rgb_quality))
+                grays.append(to_gray(frame))
+                if len(grays) == segment + 1:
+                    v.t_dec += time.perf_counter() - t0
+                    put(("frames", v, np.stack(grays)))
+                    t0 = time.perf_counter()
+                    grays = grays[-1:]  # the last frame starts the next segment's first pair
+            if len(grays) > 1:
+                put(("frames", v, np.stack(grays)))
+        except Exception as e:  # any decoder problem fails this video only
+            v.error = _failure_reason(e)
+        v.t_dec += time.perf_counter() - t0
+        put(("done", v, None))
+    put((_END, None, None))
+
+
+def _encode(v: _Video, flow: np.ndarray, s: EncodeSettings) -> None:
+    t0 = time.perf_counter()
+    codes, params, clipped = quantize_flow(flow, s.quant)
+    for c in codes:
+        v.rec.flow_x.append(encode_gray(c[0], s.quality))
+        v.rec.flow_y.append(encode_gray(c[1], s.quality))
+    v.quants.append(params)
+    v.clips.append(clipped)
+    v.t_enc += time.perf_counter() - t0
+
+
+def _finish(v: _Video) -> VideoRecord:
+    for f in v.pending:
+        f.result()  # re-raises an encoding error here
+    if v.error is not None:
+        return VideoRecord.failed(v.rec.key, v.rec.source, v.error)
+    r = v.rec
+    r.quant = np.concatenate(v.quants) if v.quants else np.zeros((0, 2, 2))
+    r.clipped = np.concatenate(v.clips) if v.clips else np.zeros((0,), np.int64)
+    r.timings = {"decode": round(v.t_dec, 4), "flow": round(v.t_flow, 4), "encode": round(v.t_enc, 4)}
+    return r
+
+
+def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segment: int = 32,
+                 queue_segments: int = 4) -> Iterator[VideoRecord]:
+    """Extract videos in order, yielding one VideoRecord per task (status "failed" with a reason on error).
+
+    Args:
+        tasks: the videos.
+        solver: a flowprep solver (``compute``, ``batch_size``, ``describe``).
+        settings: quantization, JPEG and resize settings.
+        segment: frames per decoded segment (at least the solver's batch size).
+        queue_segments: decoded segments held ahead of the solver (bounds memory).
+    """
+    bs = max(1, int(solver.batch_size))
+    d = solver.describe()
+    tag = {"backend": d.get("backend"), "device": d.get("device")}
+    q: queue.Queue = queue.Queue(maxsize=queue_segments)
+    stop = threading.Event()
+    th = threading.Thread(target=_decode, args=(tasks, settings, tag, q, stop, max(segment, bs)), daemon=True)
+    th.start()
+    order: list[_Video] = []  # videos in task order, not yet yielded
+    batch: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
+    n_batch = 0
+    encoder = ThreadPoolExecutor(max_workers=1)  # one thread: flows are appended in order
+
+    def solve() -> None:
+        nonlocal batch, n_batch
+        if not batch:
+            return
+        f0 = np.concatenate([b[1] for b in batch])
+        f1 = np.concatenate([b[2] for b in batch])
+        t0 = time.perf_counter()
+        try:
+            flow = solver.compute(f0, f1)
+        except Exception as e:  # e.g. an out-of-memory on one batch: fail its videos, go on
+            for v, _, _ in batch:
+                v.error = v.error or f"solver failed: {_failure_reason(e)}"
+            batch, n_batch = [], 0
+            return
+        dt = (time.perf_counter() - t0) / len(f0)
+        i = 0
+        for v, a, _ in batch:
+            n = len(a)
+            v.t_flow += dt * n
+            if v.error is None:
+                v.pending.append(encoder.submit(_encode, v, flow[i:i + n], settings))
+            i += n
+        batch, n_batch = [], 0
+
+    try:
+        ended = False
+        while not ended or order:
+            if not ended:
+                kind, v, frames = q.get()
+                if kind is _END:
+                    ended = True
+                    solve()
+                elif kind == "video":
+                    order.append(v)
+                elif kind == "frames":
+                    start = 0
+                    while start < len(frames) - 1:  # split the segment's pairs over batches
+                        take = min(bs - n_batch, len(frames) - 1 - start)
+                        batch.append((v, frames[start:start + take], frames[start + 1:start + take + 1]))
+                        n_batch += take
+                        start += take
+                        if n_batch == bs:
+                            solve()
+                else:  # "done": every segment of v has been sent
+                    v.decoded = True
+            # yield the finished videos at the head of the order; pairs still waiting in a partial batch keep
+            # their video back until the batch fills (or the input ends), so GPU batches stay full
+            while order and order[0].decoded and not any(b[0] is order[0] for b in batch):
+                yield _finish(order.pop(0))
+            if ended and not order:
+                break
+    finally:
+        stop.set()
+        encoder.shutdown(wait=True)
+        th.join(timeout=5)

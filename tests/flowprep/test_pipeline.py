@@ -1,0 +1,75 @@
+"""The overlapped pipeline: batches span frames and videos, output does not depend on the batch size, and a bad
+video or a failing batch costs only its own videos."""
+import numpy as np
+import pytest
+
+from conftest import write_shift_video
+from flowprep.datasets import VideoTask
+from flowprep.extract import ExtractConfig, encode_settings
+from flowprep.pipeline import run_pipeline
+from flowprep.solvers import SolverConfig, make_solver
+
+
+class RecordingSolver:
+    """Wraps OpenCV's DIS (fast, deterministic) with a chosen batch size, and records each call's batch size."""
+
+    def __init__(self, batch_size: int, fail_on_call: int | None = None):
+        self.batch_size = batch_size
+        self.inner = make_solver(SolverConfig(algo="dis", backend="opencv", device="cpu"))
+        self.calls: list[int] = []
+        self.fail_on_call = fail_on_call
+
+    def compute(self, f0, f1):
+        self.calls.append(len(f0))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return self.inner.compute(f0, f1)
+
+    def describe(self):
+        return {**self.inner.describe(), "backend": "test"}
+
+
+@pytest.fixture(scope="module")
+def short_videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("short")
+    tasks = []
+    for i, n in enumerate([3, 6, 2, 5]):  # 2, 5, 1 and 4 pairs
+        p = root / f"v{i}.avi"
+        write_shift_video(p, [(1, 0)] * (n - 1), seed=i)
+        tasks.append(VideoTask(f"v{i}", str(p)))
+    return tasks
+
+
+def _flows(recs):
+    return [(r.key, r.status, [x for x in r.flow_x], r.quant.tolist()) for r in recs]
+
+
+def test_batches_span_videos_and_results_do_not_depend_on_batch_size(short_videos):
+    settings = encode_settings(ExtractConfig())
+    one = list(run_pipeline(short_videos, RecordingSolver(1), settings))
+    s8 = RecordingSolver(8)
+    eight = list(run_pipeline(short_videos, s8, settings, segment=2))
+    assert [r.key for r in eight] == ["v0", "v1", "v2", "v3"]
+    assert [r.flows for r in eight] == [2, 5, 1, 4]
+    assert s8.calls == [8, 4]  # 12 pairs from 4 videos: one full batch across videos, then the rest
+    assert _flows(one) == _flows(eight)
+
+
+def test_a_bad_video_in_the_middle_fails_alone(short_videos, tmp_path):
+    bad = tmp_path / "bad.avi"
+    bad.write_text("not a video")
+    tasks = short_videos[:2] + [VideoTask("bad", str(bad))] + short_videos[2:]
+    recs = list(run_pipeline(tasks, RecordingSolver(4), encode_settings(ExtractConfig())))
+    assert [(r.key, r.status) for r in recs] == [("v0", "ok"), ("v1", "ok"), ("bad", "failed"), ("v2", "ok"),
+                                                 ("v3", "ok")]
+    assert "cannot open" in recs[2].reason
+
+
+def test_a_failing_solver_batch_fails_only_the_videos_in_it(short_videos):
+    s = RecordingSolver(2, fail_on_call=2)  # batches: [v0 0-1], [v1 0-1] fails, ...
+    recs = list(run_pipeline(short_videos, s, encode_settings(ExtractConfig())))
+    status = {r.key: (r.status, r.reason) for r in recs}
+    assert status["v0"] == ("ok", "")
+    assert status["v1"][0] == "failed" and "out of memory" in status["v1"][1]
+    assert status["v2"][0] == "ok" and status["v3"][0] == "ok"
+    assert np.all([r.flows == len(r.quant) for r in recs if r.status == "ok"])
