@@ -23,6 +23,16 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless it already names its default or has none worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        if "default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return h
+        return h + " (default: %(default)s)"
+
+
 def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per available verb."""
     p = argparse.ArgumentParser(prog="flowprep", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -38,7 +48,7 @@ def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.Argument
                 continue
             raise
         sp = sub.add_parser(verb, help=help_, description=help_,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=_HelpFormatter)
         mod.add_arguments(sp)
         sp.set_defaults(_run=mod.run)
     return p
