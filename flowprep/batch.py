@@ -1,9 +1,11 @@
 """The batch driver: a dataset -> shards, in parallel, resumable, with failures recorded as data.
 
-Resume works at shard granularity. Each worker extracts a chunk of videos into ``shard-NNNNN.h5.tmp`` and renames
-it when complete, so a shard under its real name is always whole. A restarted run reads the keys of the complete
-shards, deletes leftover ``*.tmp`` files, and extracts only the videos no complete shard holds. A kill loses at
-most the chunks in flight (``videos_per_shard`` videos per worker).
+Resume works at shard granularity. The driver locks the output folder, plans chunks of videos, and has workers
+(local processes, a Dask cluster, or one process per GPU) extract each chunk into a shard in the run's staging
+folder; it publishes each finished shard under its real name (flowprep.workspace). A shard under its real name
+is therefore always whole. A restarted run reads the keys of the complete shards, adopts finished-but-unpublished
+chunks of a killed run, and extracts only the videos no complete shard holds. A kill loses at most the chunks in
+flight (``videos_per_shard`` videos per worker).
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -22,8 +23,10 @@ from typing import Iterator
 from flowprep import __version__
 from flowprep.datasets import VideoTask
 from flowprep.errors import FlowprepError, SettingsMismatchError, ShardError
-from flowprep.extract import ChunkResult, ExtractConfig, extract_chunk
-from flowprep.shard import list_shards, next_shard_index, read_shard_header, shard_name
+from flowprep.extract import ChunkResult, ExtractConfig
+from flowprep.runners import run_local
+from flowprep.shard import list_shards, read_shard_header
+from flowprep.workspace import Publisher, RunLock, adopt_orphans, chunk_name, remove_staging, staging_dir
 
 log = logging.getLogger("flowprep")
 SETTINGS_FILE = "flowprep.json"
@@ -101,119 +104,130 @@ def plan_chunks(tasks: list[VideoTask], jobs: int, videos_per_shard: int) -> lis
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
 
-class _QueueProgress:
-    """Picklable progress callback for worker processes: sends (videos, pairs) to the parent."""
+def is_disk_full(e: BaseException) -> bool:
+    """True for a write that failed for lack of space (ENOSPC, quota, file-size limit), as errno or in the
+    message: HDF5 reports its own write errors as text, and errors from workers arrive re-raised."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return True
+        if any(m in str(e) for m in _FULL_MESSAGES):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
-    def __init__(self, queue):
-        self.queue = queue
 
-    def __call__(self, videos: int, pairs: int) -> None:
-        self.queue.put((videos, pairs))
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_MESSAGES = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), os.strerror(errno.EFBIG),
+                  f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},")
 
 
-def _run_chunks(chunks: list[list[VideoTask]], paths: list[str], config: ExtractConfig, jobs: int,
-                bar) -> Iterator[ChunkResult]:
-    def update(videos: int, pairs: int) -> None:
-        bar.update(videos)
-        bar.pairs += pairs
-        el = max(time.perf_counter() - bar.t0, 1e-9)
-        bar.set_postfix_str(f"{bar.pairs / el:.1f} pairs/s", refresh=False)
-
-    if jobs == 1:
-        for chunk, path in zip(chunks, paths):
-            yield extract_chunk(chunk, path, config, progress=update)
-        return
-    import multiprocessing
-
-    from joblib import Parallel, delayed, parallel_config
-    with multiprocessing.Manager() as manager:
-        queue = manager.Queue()
-        stop = threading.Event()
-
-        def drain() -> None:
-            while not stop.is_set():
-                try:
-                    update(*queue.get(timeout=0.2))
-                except Exception:  # queue.Empty, or the manager going away at shutdown
-                    continue
-
-        th = threading.Thread(target=drain, daemon=True)
-        th.start()
-        try:
-            # inner_max_num_threads=1: each worker owns one core (OpenCV/torch/BLAS threads capped)
-            with parallel_config(backend="loky", inner_max_num_threads=1):
-                par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-                yield from par(delayed(extract_chunk)(c, p, config, _QueueProgress(queue))
-                               for c, p in zip(chunks, paths))
-        finally:
-            stop.set()
-            th.join(timeout=2)
+def _runner(chunks: list[list[VideoTask]], staged: list[str], config: ExtractConfig, jobs: int,
+            scheduler: str | None, devices: list[str] | None, progress) -> Iterator[ChunkResult]:
+    if scheduler:
+        from flowprep.dask_backend import run_dask
+        return run_dask(chunks, staged, config, scheduler, progress)
+    if devices:
+        from flowprep.devices import run_on_devices
+        return run_on_devices(chunks, staged, config, devices, progress)
+    return run_local(chunks, staged, config, jobs, progress)
 
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
                     jobs: int | None = None, videos_per_shard: int = 16, retry_failed: bool = False,
-                    show_progress: bool = True) -> dict:
+                    show_progress: bool = True, scheduler: str | None = None,
+                    devices: list[str] | None = None) -> dict:
     """Extract every video not yet in ``out_dir`` into new shards there; return the run report.
+
+    The folder is locked for the run, workers write into a private staging folder and the driver publishes
+    each finished shard (see flowprep.workspace), so a kill at any moment loses at most the chunks in flight
+    and the same call resumes.
 
     Args:
         videos: what to extract (see flowprep.datasets).
         out_dir: the output folder (created); bound to ``config`` by its flowprep.json.
         config: extraction settings.
-        jobs: worker processes (default: the number of cores).
+        jobs: local worker processes (default: the number of cores; with ``scheduler``: the chunks in flight,
+            default the cluster's threads; with ``devices``: one per device).
         videos_per_shard: videos per shard (smaller: less work lost to a kill; larger: fewer files).
         retry_failed: extract again the videos that failed in an earlier run.
         show_progress: draw a tqdm bar (videos/s, pairs/s, ETA).
+        scheduler: a dask.distributed scheduler address (``tcp://host:8786``): run the chunks on that cluster.
+        devices: CUDA device ids (``["0", "1"]``): one worker process per device (flowprep.devices).
     Returns:
         the report (also written to ``out_dir/reports/``): counts, failures, timings.
     Raises:
         SettingsMismatchError: ``out_dir`` holds output made with other settings.
-        FlowprepError: the disk filled up (complete shards are kept; free space and run again).
+        FlowprepError: another run holds the folder, or the disk filled up (complete shards are kept; free
+            space and run again).
+        KeyboardInterrupt: Ctrl-C; complete shards are kept and the report says "interrupted".
     """
     from tqdm import tqdm
 
+    if scheduler and devices:
+        raise ValueError("give either a Dask scheduler or local devices, not both")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, config)
-    for tmp in out.glob("shard-*.h5.tmp"):  # left by a killed run: never complete, never read
-        tmp.unlink()
-    done, unreadable = scan_output(out)
-    skip = {k for k, s in done.items() if s == "ok" or not retry_failed}
-    todo = [t for t in videos if t.key not in skip]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    chunks = plan_chunks(todo, jobs, videos_per_shard)
-    first = next_shard_index(out)
-    paths = [str(out / shard_name(first + i)) for i in range(len(chunks))]
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    results: list[ChunkResult] = []
-    state = "complete"
-    bar = tqdm(total=len(todo), unit="video", disable=not show_progress, dynamic_ncols=True, desc="extract")
-    bar.pairs, bar.t0 = 0, time.perf_counter()
-    try:
-        for res in _run_chunks(chunks, paths, config, jobs, bar):
-            results.append(res)
-    except KeyboardInterrupt:
-        state = "interrupted"
-        raise
-    except OSError as e:
-        state = "stopped"
-        if e.errno == errno.ENOSPC:
-            raise FlowprepError(f"disk full while writing to {out}: free some space and run the same command "
-                                f"again; the {len(results)} shards completed in this run are kept") from e
-        raise
-    finally:
-        bar.close()
-        report = _report(out, videos, done, results, config, jobs, started, time.perf_counter() - t0, state,
-                         unreadable)
-        if state != "complete":
-            log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
-                        "resume.", state.capitalize(), len(results), len(chunks))
+    with RunLock(out, "extract") as lock:
+        check_settings(out, config)
+        for tmp in out.glob("shard-*.h5.tmp"):  # an older flowprep's temporary shards: never complete
+            tmp.unlink()
+        done, unreadable = scan_output(out)
+        publisher = Publisher(out)
+        adopted = adopt_orphans(out, lock.run_id, done, publisher)
+        skip = {k for k, s in done.items() if s == "ok" or not retry_failed}
+        todo = [t for t in videos if t.key not in skip]
+        if devices:
+            jobs = len(devices)
+        elif scheduler:
+            from flowprep.dask_backend import cluster_slots
+            jobs = jobs or cluster_slots(scheduler)
+        jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+        chunks = plan_chunks(todo, jobs, videos_per_shard)
+        stage = staging_dir(out, lock.run_id)
+        staged = [str(stage / chunk_name(i)) for i in range(len(chunks))]
+        by_path = dict(zip(staged, chunks))
+        started = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        results: list[ChunkResult] = []
+        state = "complete"
+        bar = tqdm(total=len(todo), unit="video", disable=not show_progress, dynamic_ncols=True, desc="extract")
+        counted = {"videos": 0, "pairs": 0}
+
+        def progress(videos: int, pairs: int) -> None:
+            counted["videos"] += videos
+            counted["pairs"] += pairs
+            bar.update(videos)
+            el = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{counted['pairs'] / el:.1f} pairs/s", refresh=False)
+
+        try:
+            for res in _runner(chunks, staged, config, jobs, scheduler, devices, progress):
+                res.shard = str(publisher.publish(res.shard, by_path[res.shard]))
+                results.append(res)
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        except Exception as e:
+            state = "stopped"
+            if is_disk_full(e):
+                raise FlowprepError(f"disk full while writing to {out} ({e.__class__.__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else e!r}): free some space and run the "
+                                    f"same command again; the {len(results)} shards completed in this run and "
+                                    f"all earlier ones are kept") from e
+            raise
+        finally:
+            bar.close()
+            remove_staging(out, lock.run_id)
+            report = _report(out, videos, done, results, config, jobs, started, time.perf_counter() - t0, state,
+                             unreadable, adopted)
+            if state != "complete":
+                log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
+                            "resume.", state.capitalize(), len(results), len(chunks))
     return report
 
 
 def _report(out: Path, videos: list[VideoTask], before: dict[str, str], results: list[ChunkResult],
             config: ExtractConfig, jobs: int, started: datetime, seconds: float, state: str,
-            unreadable: list[str]) -> dict:
+            unreadable: list[str], adopted: list[str]) -> dict:
     processed = [v for r in results for v in r.videos]
     paths = {t.key: t.path for t in videos}
     failed_now = [dict(key=v["key"], source=paths.get(v["key"], ""), reason=v["reason"])
@@ -239,12 +253,16 @@ def _report(out: Path, videos: list[VideoTask], before: dict[str, str], results:
         "bytes": sum(v["bytes"] for v in processed),
         "shards_written": [Path(r.shard).name for r in results],
         "unreadable_shards": unreadable,
+        "adopted_shards": adopted,
         "failures": failed_now,
         "flowprep_version": __version__,
     }
     rdir = out / REPORTS_DIR
-    rdir.mkdir(exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%S")
-    _write_json_atomic(rdir / f"run-{stamp}-{os.getpid()}.json", report)
-    _write_json_atomic(rdir / "latest.json", report)
+    try:
+        rdir.mkdir(exist_ok=True)
+        _write_json_atomic(rdir / f"run-{stamp}-{os.getpid()}.json", report)
+        _write_json_atomic(rdir / "latest.json", report)
+    except OSError as e:  # e.g. the disk is full: the report is still returned, the run's error stands
+        log.warning("could not write the run report to %s: %s", rdir, e)
     return report

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from flowprep.cli_common import add_solver_arguments, solver_config_from_args
@@ -22,8 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="a text file of video paths (relative to --root if given, else to the file); "
                           "UCF-101 train/test lists work as they are")
     p.add_argument("--out", required=True, help="output folder for the shards and run reports")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="worker processes, one video chunk each (default: all cores)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help=f"worker processes, one video chunk each (default: all cores, here {os.cpu_count() or 1}; "
+                        "with --scheduler: chunks in flight, default the cluster's threads)")
+    where = p.add_argument_group("where the work runs").add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on a Dask cluster, e.g. tcp://host:8786 (--out must be shared storage seen at "
+                            "the same path by every worker; see docs/SCALE.md)")
+    where.add_argument("--devices", metavar="IDS",
+                       help="one worker per GPU: 'all' or a list such as 0,1 (positions in CUDA_VISIBLE_DEVICES)")
     q = p.add_argument_group("quantization and JPEG")
     mode = q.add_mutually_exclusive_group()
     mode.add_argument("--bound", type=float, default=20.0,
@@ -51,11 +59,15 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
                          rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize)
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     """Extract; exit 0 when every video of the output is ok, 1 when any failed."""
     from flowprep.batch import extract_dataset
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.videos_per_shard < 1:
         raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")
@@ -66,18 +78,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give --root (a dataset folder) or --list (a file of video paths)")
     config = config_from_args(args)
+    devices = None
+    if args.devices:
+        from flowprep.devices import parse_devices, visible_devices
+        devices = parse_devices(args.devices, visible_devices())
+    # Slurm and other schedulers send SIGTERM before killing a job: stop as cleanly as on Ctrl-C.
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         report = extract_dataset(videos, args.out, config, jobs=args.jobs, videos_per_shard=args.videos_per_shard,
-                                 retry_failed=args.retry_failed, show_progress=not args.no_progress)
+                                 retry_failed=args.retry_failed, show_progress=not args.no_progress,
+                                 scheduler=args.scheduler, devices=devices)
     except KeyboardInterrupt:
         print(f"Interrupted. Complete shards in {args.out} are kept; run the same command again to resume.",
               file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
     print(f"{report['videos_processed']} videos extracted in {report['seconds']:.1f} s "
           f"({report['videos_ok']} ok, {report['videos_failed']} failed; {report['videos_already_done']} already "
           f"done); {report['pairs']} flow pairs, {report['pairs_per_second']:.2f} pairs/s")
     for f in report["failures"]:
-        print(f"  FAILED {f['key']}: {f['reason']}", file=sys.stderr)
+        print(f"  FAILED {f['key']}: {f['reason']} ({f['source']})", file=sys.stderr)
     n_bad = len(report["failed_in_output"])
     print(f"report: {os.path.join(args.out, 'reports', 'latest.json')}")
     if n_bad:

@@ -13,7 +13,9 @@ import numpy as np
 
 def encode_gray(image: np.ndarray, quality: int) -> bytes:
     """(H, W) uint8 -> baseline grayscale JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    # Optimised Huffman tables: lossless (the same pixels back), 23% fewer bytes on flow at q95
+    # (benchmarks/bench_quality.py), about 0.1 ms more per image.
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_OPTIMIZE, 1])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for an image of shape {image.shape}")
     return buf.tobytes()

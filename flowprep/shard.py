@@ -12,9 +12,11 @@ Layout (docs/FORMAT.md is the full description, enough to read a shard with h5py
         rgb_crc32, flow_x_crc32, flow_y_crc32   CRC-32 of each JPEG
         quant                           (N-1, 2, 2) float64: quant[t, c] = (scale, zero); flow = (q - zero) * scale
         clipped                         (N-1,) int64: vectors clipped by the bound in each flow
+                                        (both with HDF5's Fletcher-32 checksum filter)
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -37,6 +39,7 @@ SHARD_GLOB = "shard-*.h5"
 _SHARD_RE = re.compile(r"^shard-(\d+)\.h5$")
 _BYTES = h5py.vlen_dtype(np.uint8)
 _STR = h5py.string_dtype("utf-8")
+_HANDLE_CACHE = 4096  # videos whose handles and metadata a reader keeps per process
 
 
 def shard_name(index: int) -> str:
@@ -70,8 +73,12 @@ def _crc(data: list[bytes]) -> np.ndarray:
 class ShardWriter:
     """Write videos into one shard; the file appears under its real name only once it is complete.
 
-    Use as a context manager: on a clean exit the shard is flushed, fsynced and renamed from ``*.tmp``;
-    on an exception the temporary file is removed and the exception propagates.
+    Use as a context manager: on a clean exit the shard is written to ``*.tmp``, fsynced and renamed;
+    on an exception nothing is left behind and the exception propagates.
+
+    The HDF5 file is built in memory and written to disk in one go at the end: a write error (a full disk)
+    then arrives as a plain OSError, where inside HDF5 it can be swallowed and leave a broken handle (seen as a
+    segfault). The cost is one shard held in memory, a few tens of MB at the default 16 videos per shard.
     """
 
     def __init__(self, path: str | os.PathLike, settings: dict):
@@ -81,10 +88,12 @@ class ShardWriter:
         self._keys: list[str] = []
         self._status: list[str] = []
         self._file: h5py.File | None = None
+        self._buf: io.BytesIO | None = None
 
     def __enter__(self) -> "ShardWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp, "w")
+        self._buf = io.BytesIO()
+        self._file = h5py.File(self._buf, "w")
         a = self._file.attrs
         a["format"] = "flowprep-shard"
         a["format_version"] = FORMAT_VERSION
@@ -108,8 +117,10 @@ class ShardWriter:
                 data = getattr(rec, name)
                 g.create_dataset(name, data=_blobs(data), dtype=_BYTES)
                 g.create_dataset(name + "_crc32", data=_crc(data))
-            g.create_dataset("quant", data=np.asarray(rec.quant, dtype=np.float64).reshape(-1, 2, 2))
-            g.create_dataset("clipped", data=np.asarray(rec.clipped, dtype=np.int64))
+            # Fletcher-32 checksums: a bit flip in the parameters is caught on read, like the JPEGs' CRC-32
+            g.create_dataset("quant", data=np.asarray(rec.quant, dtype=np.float64).reshape(-1, 2, 2),
+                             fletcher32=rec.flows > 0)
+            g.create_dataset("clipped", data=np.asarray(rec.clipped, dtype=np.int64), fletcher32=rec.flows > 0)
         self._keys.append(rec.key)
         self._status.append(rec.status)
 
@@ -118,15 +129,22 @@ class ShardWriter:
         if exc_type is None:
             self._file.create_dataset("keys", data=np.array(self._keys, dtype=object), dtype=_STR)
             self._file.create_dataset("status", data=np.array(self._status, dtype=object), dtype=_STR)
-            self._file.flush()
             self._file.close()
-            with open(self.tmp, "rb+") as fh:  # data on disk before the name says "complete"
-                os.fsync(fh.fileno())
+            try:
+                with open(self.tmp, "wb") as fh:  # data on disk before the name says "complete"
+                    fh.write(self._buf.getbuffer())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError:
+                self.tmp.unlink(missing_ok=True)
+                raise
+            finally:
+                self._buf = None
             os.replace(self.tmp, self.path)
             _fsync_dir(self.path.parent)
         else:
             self._file.close()
-            self.tmp.unlink(missing_ok=True)
+            self._buf = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -200,6 +218,7 @@ class ShardSet:
                     self._where[k] = (str(path), s)
                     self._lower[k.lower()] = k
         self._files: dict[str, h5py.File] = {}
+        self._cache: dict[str, dict] = {}
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -221,11 +240,15 @@ class ShardSet:
                 return cand
         return self._lower.get(stem.lower())
 
-    def _group(self, key: str) -> h5py.Group:
+    def _handles(self, key: str) -> dict:
+        """Per-process cache of a video's group, datasets and small arrays (h5py lookups cost ~0.1-1 ms each)."""
+        if os.getpid() != self._pid:  # forked: the parent's handles are not ours
+            self._files, self._cache, self._pid = {}, {}, os.getpid()
+        h = self._cache.get(key)
+        if h is not None:
+            return h
         if key not in self._where:
             raise KeyError(f"video {key!r} is not in {self.root}")
-        if os.getpid() != self._pid:  # forked: the parent's handles are not ours
-            self._files, self._pid = {}, os.getpid()
         path = self._where[key][0]
         f = self._files.get(path)
         if f is None:
@@ -234,39 +257,63 @@ class ShardSet:
             except OSError as e:
                 raise ShardError(path, f"cannot be opened ({e})", key) from e
         try:
-            return f["videos"][key]
+            g = f["videos"][key]
         except KeyError as e:
             raise ShardError(path, "the video is listed but its group is missing", key) from e
+        if len(self._cache) >= _HANDLE_CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        h = self._cache[key] = {"group": g}
+        return h
+
+    def _group(self, key: str) -> h5py.Group:
+        return self._handles(key)["group"]
 
     def meta(self, key: str) -> VideoMeta:
         """Frame counts, size, status and source of a video."""
-        g = self._group(key)
-        a = g.attrs
-        return VideoMeta(key=key, shard=self._where[key][0], status=str(a["status"]), reason=str(a["reason"]),
-                         frames=int(a["frames"]), flows=int(a["flows"]), width=int(a["width"]),
-                         height=int(a["height"]), fps=float(a["fps"]), source=str(a["source"]))
+        h = self._handles(key)
+        if "meta" not in h:
+            a = h["group"].attrs
+            h["meta"] = VideoMeta(
+                key=key, shard=self._where[key][0], status=str(a["status"]), reason=str(a["reason"]),
+                frames=int(a["frames"]), flows=int(a["flows"]), width=int(a["width"]), height=int(a["height"]),
+                fps=float(a["fps"]), source=str(a["source"]))
+        return h["meta"]
+
+    def _read(self, key: str, name: str, sel) -> np.ndarray:
+        h = self._handles(key)
+        try:
+            ds = h.get(name)
+            if ds is None:
+                ds = h[name] = h["group"][name]
+            return ds[sel]
+        except (KeyError, OSError, ValueError) as e:
+            raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
 
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
         """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y'), CRC-checked."""
-        g = self._group(key)
-        try:
-            ds = g[name]
-            out = [ds[int(i)] for i in indices]
-            crc = g[name + "_crc32"][()] if self.verify else None
-        except (KeyError, OSError, ValueError) as e:
-            raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
+        idx = [int(i) for i in indices]
+        if not idx:
+            return []
+        lo, hi = idx[0], idx[-1] + 1
+        if idx == list(range(lo, hi)):  # a run of frames (the usual case): one slice read per dataset
+            out = list(self._read(key, name, slice(lo, hi)))
+            crc = self._read(key, name + "_crc32", slice(lo, hi)) if self.verify else None
+        else:
+            out = [self._read(key, name, i) for i in idx]
+            crc = np.array([self._read(key, name + "_crc32", i) for i in idx]) if self.verify else None
         if crc is not None:
-            for i, blob in zip(indices, out):
-                if zlib.crc32(blob) != int(crc[int(i)]):
+            for i, blob, c in zip(idx, out, crc):
+                if zlib.crc32(blob) != int(c):
                     raise ShardError(self._where[key][0], f"{name}[{i}] fails its CRC-32 check (corrupt data); "
                                      "run `flowprep verify --repair`", key)
         return out
 
-    _jpegs = jpegs  # TEMP alias while helpers migrate to .jpegs
-
     def quant(self, key: str) -> np.ndarray:
         """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
-        return self._group(key)["quant"][()]
+        h = self._handles(key)
+        if "quant_all" not in h:
+            h["quant_all"] = self._read(key, "quant", ())
+        return h["quant_all"]
 
     def flow_codes(self, key: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(T, 2, H, W) uint8 codes and (T, 2, 2) (scale, zero) parameters of the given flow indices."""
@@ -300,11 +347,11 @@ class ShardSet:
         """Close the open files (they reopen on the next read)."""
         for f in self._files.values():
             f.close()
-        self._files = {}
+        self._files, self._cache = {}, {}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_files"] = {}  # handles never travel to worker processes
+        state["_files"], state["_cache"] = {}, {}  # handles never travel to worker processes
         return state
 
 

@@ -9,6 +9,8 @@ Backends are plain modules with a ``make(algo, params, device)`` function, chose
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,7 +84,13 @@ class SolverConfig:
 
 
 def cuda_available() -> bool:
-    """True when torch is installed and sees a CUDA device."""
+    """True when torch is installed and sees a CUDA device.
+
+    Without an NVIDIA driver on the machine the answer is no, found without importing torch (seconds per
+    worker process)."""
+    if not any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl")) \
+            and "torch" not in sys.modules and sys.platform.startswith("linux"):
+        return False
     try:
         import torch
     except ImportError:

@@ -52,11 +52,18 @@ class OpenCVSolver:
         self.algo = algo
         self.params = dict(params)
         self._impl = _FACTORIES[algo](self.params)
+        self._shape: tuple[int, ...] | None = None
 
     def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow in pixels."""
         if frames0.shape != frames1.shape or frames0.ndim != 3:
             raise ValueError(f"frames must both be (B, H, W); got {frames0.shape} and {frames1.shape}")
+        if frames0.shape[1:] != self._shape:
+            # OpenCV's TV-L1 object keeps buffers that change its result after a call at another size (a 128x96
+            # pair differs by up to 1.4 px after a 32x24 one): a fresh object per size keeps results identical
+            # to a fresh process's, whatever ran before.
+            self._impl = _FACTORIES[self.algo](self.params)
+            self._shape = frames0.shape[1:]
         out = np.empty((frames0.shape[0], 2) + frames0.shape[1:], dtype=np.float32)
         for i in range(frames0.shape[0]):
             flow = self._impl.calc(frames0[i], frames1[i], None)  # (H, W, 2)

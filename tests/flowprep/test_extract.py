@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import flowprep
-from conftest import write_shift_video
+from videogen import write_shift_video
 from flowprep.batch import extract_dataset
 from flowprep.cli import main
 from flowprep.datasets import list_videos, read_video_list
@@ -144,7 +144,8 @@ def test_cli_records_failures_and_exits_nonzero_and_info_lists_them(shift_datase
     code = main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), "--jobs", "2",
                  "--no-progress", "--adaptive", "--size", "48x32", "--no-rgb"])
     assert code == 1
-    assert "v_Right_g09_c01: empty file (0 bytes)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Right/v_Right_g09_c01" in err and "empty file (0 bytes)" in err
     report = json.loads((out / "reports" / "latest.json").read_text())
     assert report["videos_ok"] == 4 and report["videos_failed"] == 1
     assert report["failures"][0]["key"] == "Right/v_Right_g09_c01"

@@ -3,7 +3,7 @@ video or a failing batch costs only its own videos."""
 import numpy as np
 import pytest
 
-from conftest import write_shift_video
+from videogen import write_shift_video
 from flowprep.datasets import VideoTask
 from flowprep.extract import ExtractConfig, encode_settings
 from flowprep.pipeline import run_pipeline
@@ -73,3 +73,19 @@ def test_a_failing_solver_batch_fails_only_the_videos_in_it(short_videos):
     assert status["v1"][0] == "failed" and "out of memory" in status["v1"][1]
     assert status["v2"][0] == "ok" and status["v3"][0] == "ok"
     assert np.all([r.flows == len(r.quant) for r in recs if r.status == "ok"])
+
+
+def test_opencv_solver_result_does_not_depend_on_the_size_of_the_previous_pair(tmp_path):
+    import cv2
+    from videogen import texture
+    big = texture(3)[:96, :128]
+    big1 = np.roll(big, 1, axis=1)
+    small = texture(4)[:24, :32]
+    fresh = make_solver(SolverConfig(backend="opencv", device="cpu")).compute(big[None], big1[None])
+    reused = make_solver(SolverConfig(backend="opencv", device="cpu"))
+    reused.compute(small[None], np.roll(small, 1, axis=1)[None])
+    np.testing.assert_array_equal(reused.compute(big[None], big1[None]), fresh)
+    # the reason for the fresh object: OpenCV's own object gives another answer after a smaller pair
+    tv = cv2.optflow.DualTVL1OpticalFlow_create()
+    tv.calc(small, np.roll(small, 1, axis=1), None)
+    assert np.abs(tv.calc(big, big1, None) - fresh[0].transpose(1, 2, 0)).max() > 0.01

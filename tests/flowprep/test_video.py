@@ -40,7 +40,7 @@ def test_missing_empty_and_non_video_files_are_named_with_their_reason(tmp_path)
 
 
 def test_one_frame_video_is_refused(tmp_path):
-    from conftest import write_shift_video
+    from videogen import write_shift_video
     p = tmp_path / "one.avi"
     write_shift_video(p, [])
     with pytest.raises(VideoDecodeError, match="1 decodable frame"):

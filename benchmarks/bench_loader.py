@@ -1,0 +1,135 @@
+"""Temporal-stream loading speed: shards through train.data vs a denseflow folder read with Pillow.
+
+Both loaders read the SAME JPEG bytes (flow codes of L = 10 flows, 340x256, quality 95) and produce the same
+training sample: a random 224x224 crop of a (2L, 224, 224) float32 stack in pixels with a random flip that
+negates dx. The baseline does what the public two-stream trainers do: one file per flow component
+(``flow_x_00001.jpg``), ``PIL.Image.open(...).convert('L')``, crop and flip, map [0, 255] to [-bound, bound].
+Ours reads the HDF5 shard through ``flowprep.ShardSet`` (``train.data.TrainClips``). Samples per second are
+timed with 0, 1 and 2 DataLoader workers; the target is >= 2x the baseline.
+
+    .venv/bin/python benchmarks/bench_loader.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from flowprep.jpeg import encode_bgr, encode_gray  # noqa: E402
+from flowprep.quantize import QuantConfig, quantize_flow  # noqa: E402
+from flowprep.record import VideoRecord  # noqa: E402
+from flowprep.shard import ShardWriter, open_shards  # noqa: E402
+from train.data import DataConfig, TrainClips, load_items, worker_init  # noqa: E402
+
+W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0
+
+
+def smooth_flow(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """(frames-1, 2, H, W) float32 smooth random flow (a few pixels), like TV-L1 output on real video."""
+    coarse = rng.normal(scale=3.0, size=(frames - 1, 2, 6, 8)).astype(np.float32)
+    return np.stack([[cv2.resize(c, (W, H), interpolation=cv2.INTER_CUBIC) for c in f] for f in coarse])
+
+
+def build(root: Path, videos: int, frames: int) -> list[str]:
+    """Write the same JPEGs into a shard and into denseflow folders; returns the video keys."""
+    rng = np.random.default_rng(0)
+    keys = []
+    with ShardWriter(root / "shards" / "shard-00000.h5", {"bench": True}) as writer:
+        for v in range(videos):
+            key = f"Bench/v_{v:03d}"
+            codes, params, clipped = quantize_flow(smooth_flow(rng, frames), QuantConfig("fixed", BOUND))
+            fx = [encode_gray(c[0], 95) for c in codes]
+            fy = [encode_gray(c[1], 95) for c in codes]
+            rgb = [encode_bgr(np.full((H, W, 3), 128, np.uint8), 95)] * frames
+            writer.add(VideoRecord(key=key, source="bench", width=W, height=H, frames=frames, rgb=rgb,
+                                   flow_x=fx, flow_y=fy, quant=params, clipped=clipped))
+            folder = root / "denseflow" / key
+            folder.mkdir(parents=True, exist_ok=True)
+            for t, (x, y) in enumerate(zip(fx, fy)):  # denseflow names: 1-based, one file per component
+                (folder / f"flow_x_{t + 1:05d}.jpg").write_bytes(x)
+                (folder / f"flow_y_{t + 1:05d}.jpg").write_bytes(y)
+            keys.append(key)
+    return keys
+
+
+class PillowFolderClips(Dataset):
+    """The baseline: a TSN-style loader over denseflow folders, decoding each flow JPEG with Pillow."""
+
+    def __init__(self, root: Path, keys: list[str], flows: int, seed: int = 0):
+        self.root, self.keys, self.flows, self.seed = root, keys, flows, seed
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i])
+        start = int(rng.integers(self.flows - L + 1))
+        y0, x0 = int(rng.integers(H - CROP + 1)), int(rng.integers(W - CROP + 1))
+        flip = rng.random() < 0.5
+        folder = self.root / self.keys[i]
+        planes = []
+        for t in range(start + 1, start + L + 1):
+            for comp in ("x", "y"):
+                img = Image.open(folder / f"flow_{comp}_{t:05d}.jpg").convert("L")
+                a = np.asarray(img)[y0:y0 + CROP, x0:x0 + CROP]
+                planes.append(a[:, ::-1] if flip else a)
+        stack = np.stack(planes).astype(np.float32) * (2 * BOUND / 255.0) - BOUND * 128 / 127.5
+        if flip:
+            stack[0::2] = -stack[0::2]
+        return torch.from_numpy(np.ascontiguousarray(stack)), 0, 0
+
+
+def rate(dataset: Dataset, n: int, workers: int, batch: int = 8) -> float:
+    """Samples per second over ``n`` samples (after one warm-up batch that starts the workers)."""
+    index = np.arange(n + batch) % len(dataset)
+    loader = DataLoader(dataset, batch_size=batch, sampler=index.tolist(), num_workers=workers,
+                        worker_init_fn=worker_init)
+    it = iter(loader)
+    next(it)
+    t0, seen = time.perf_counter(), 0
+    for x, _, _ in it:
+        assert x.shape[1:] == (2 * L, CROP, CROP)
+        seen += x.shape[0]
+    return seen / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer samples (noisier)")
+    p.add_argument("--samples", type=int, default=None)
+    a = p.parse_args(argv)
+    n = a.samples or (64 if a.quick else 320)
+    videos, frames = 8, 40
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        keys = build(root, videos, frames)
+        shards = open_shards(root / "shards")
+        items = load_items(shards, [(k, 0) for k in keys])
+        ours = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=L, crop_size=CROP,
+                                                    mean_subtract=False))
+        base = PillowFolderClips(root / "denseflow", keys, frames - 1)
+        print(f"temporal samples/s, L={L} ({2 * L} JPEGs each), {W}x{H} -> {CROP}x{CROP}, {n} samples, "
+              f"batch 8, {os.cpu_count()} CPUs (shared: timings are noisy)")
+        print(f"{'workers':>7} {'shards (ours)':>14} {'Pillow folder':>14} {'ratio':>6}")
+        for workers in (0, 1, 2):
+            r_base = rate(base, n, workers)
+            r_ours = rate(ours, n, workers)
+            print(f"{workers:>7} {r_ours:14.1f} {r_base:14.1f} {r_ours / r_base:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

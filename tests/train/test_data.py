@@ -1,0 +1,156 @@
+"""Samples from the shards: stacking order, flips that negate dx, rebuilt flow vs the extractor's, crops, samplers."""
+from __future__ import annotations
+
+from collections import Counter
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from flowprep.extract import ExtractConfig, extract_video
+from flowprep.quantize import dequantize_flow
+from flowprep.shard import ShardWriter, open_shards
+from flowprep.solvers import SolverConfig, make_solver
+from train import transforms as T
+from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items, read_flow
+from train.distributed import ClassBalancedSampler
+from train.splits import bind, load_split
+
+
+def _items(motion_data, subset="train"):
+    shards = open_shards(motion_data.shards)
+    split = load_split("ucf101", motion_data.split_dir, 1)
+    return shards, load_items(shards, bind(split.subset(subset), shards))
+
+
+def test_flip_negates_x_and_mirrors():
+    rng = np.random.default_rng(0)
+    flow = rng.normal(size=(3, 2, 8, 8)).astype(np.float32)  # (L, 2, H, W)
+    box = T.Box(0, 0, 8, 8)
+    plain, flipped = T.crop_flow(flow, box, 8, False), T.crop_flow(flow, box, 8, True)
+    assert plain.shape == (6, 8, 8)
+    np.testing.assert_array_equal(plain[0::2], flow[:, 0])  # x1, y1, x2, y2, ... order
+    np.testing.assert_array_equal(plain[1::2], flow[:, 1])
+    np.testing.assert_array_equal(flipped[0::2], -flow[:, 0, :, ::-1])  # dx negated AND mirrored
+    np.testing.assert_array_equal(flipped[1::2], flow[:, 1, :, ::-1])  # dy only mirrored
+    np.testing.assert_array_equal(T.flip_stack(plain), flipped)
+
+
+def test_flipped_sample_of_rightward_motion_moves_left(motion_data):
+    shards, items = _items(motion_data)
+    item = next(it for it in items if it.key.startswith("MoveSideways")
+                and motion_data.flows[it.key][:, 0].max() > 0)  # a video moving right
+    cfg = DataConfig(stream="temporal", flow_length=4, crop_size=48, mean_subtract=False)
+    ds = TrainClips(shards, [item], cfg)
+    seen = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        x = ds[0][0].numpy()
+        seen.add(np.sign(x[0::2].sum()))  # the x planes: + unflipped, - flipped
+        assert np.abs(x[1::2]).max() < 0.2  # no vertical motion either way
+    assert seen == {1.0, -1.0}
+
+
+def test_rebuilt_flow_equals_the_extractors_flow(tmp_path):
+    """A real extraction (Farneback, fixed bound 20, JPEG q95) read back through the trainer's reader.
+
+    The trainer adds nothing: its flow equals the shard's codes dequantized with the stored parameters. Against
+    the solver's float flow the error is the quantization's half step plus JPEG's rare extra code: within one
+    step (40/255 px) for 99.9% of the values, two steps at most, half a step on average.
+    """
+    h, w = 48, 64
+    tex = cv2.resize(np.random.default_rng(1).integers(0, 256, (20, 24, 3)).astype(np.uint8), (w + 40, h + 40),
+                     interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "v.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
+    for t in range(8):
+        vw.write(tex[10 + t:10 + t + h, 20 - 2 * t:20 - 2 * t + w])
+    vw.release()
+
+    class Recording:  # the solver, keeping the float flow it hands to the quantizer
+        def __init__(self, solver):
+            self.solver, self.batch_size, self.flows = solver, solver.batch_size, []
+
+        def compute(self, a, b):
+            self.flows.append(self.solver.compute(a, b))
+            return self.flows[-1]
+
+        def describe(self):
+            return self.solver.describe()
+
+    cfg = ExtractConfig(solver=SolverConfig(algo="farneback", backend="opencv"))
+    solver = Recording(make_solver(cfg.solver))
+    rec = extract_video(str(path), "Pan/v_pan", cfg, solver)
+    with ShardWriter(tmp_path / "shards" / "shard-00000.h5", {}) as wr:
+        wr.add(rec)
+    shards = open_shards(tmp_path / "shards")
+    item = load_items(shards, [("Pan/v_pan", 0)])[0]
+    got = read_flow(shards, item, 0, DataConfig(flow_length=7, crop_size=48, mean_subtract=False), T.Box(0, 0, h, w))
+    codes, params = shards.flow_codes("Pan/v_pan", range(7))
+    np.testing.assert_array_equal(got, dequantize_flow(codes, params))
+    np.testing.assert_array_equal(got, shards.flow("Pan/v_pan"))
+    truth = np.clip(np.concatenate(solver.flows), -20, 20)
+    step = params[0, 0, 0]
+    assert step == pytest.approx(40 / 255)
+    err = np.abs(got - truth) / step
+    assert np.abs(truth).max() > 1.0  # real motion, not a trivial zero field
+    assert np.quantile(err, 0.999) <= 1.0 and err.max() <= 2.0 and err.mean() <= 0.5
+
+
+def test_mean_subtraction_and_multiscale_scaling(motion_data):
+    shards, items = _items(motion_data)
+    item = next(it for it in items if it.key.startswith("MoveDown"))
+    full = T.Box(0, 0, item.height, item.width)
+    sub = read_flow(shards, item, 0, DataConfig(flow_length=3, crop_size=48, mean_subtract=True), full)
+    raw = read_flow(shards, item, 0, DataConfig(flow_length=3, crop_size=48, mean_subtract=False), full)
+    np.testing.assert_allclose(sub.mean(axis=(2, 3)), 0, atol=1e-5)  # each field minus its own mean vector
+    np.testing.assert_allclose(raw - sub, np.broadcast_to(raw.mean(axis=(2, 3), keepdims=True), raw.shape), atol=1e-5)
+    # a 48-pixel window resized to 24 halves the displacements: flow stays in pixels of the network's input
+    half = T.crop_flow(np.full((1, 2, 48, 48), 3.0, np.float32), full, 24, False)
+    np.testing.assert_allclose(half, 1.5, rtol=1e-6)
+
+
+def test_spatial_and_temporal_samples(motion_data):
+    shards, items = _items(motion_data)
+    for stream, channels in (("spatial", 3), ("temporal", 20)):
+        cfg = DataConfig(stream=stream, flow_length=10, crop_size=32, multi_scale=True)
+        ds = TrainClips(shards, items, cfg)
+        x, y, task = ds[3]
+        assert x.shape == (channels, 32, 32) and x.dtype == torch.float32 and y == items[3].label and task == 0
+        assert np.array_equal(ds[3][0], x)  # a pure function of (seed, epoch, index)
+        ds.set_epoch(1)
+        assert not np.array_equal(ds[3][0], x)
+
+
+def test_test_protocol_clips(motion_data):
+    shards, items = _items(motion_data, "test")
+    np.testing.assert_array_equal(evenly_spaced(100, 4), [12, 37, 62, 87])
+    assert len(set(evenly_spaced(200, 25))) == 25 and evenly_spaced(200, 25).max() < 200
+    cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, test_frames=25, test_crops=10)
+    ds = EvalClips(shards, items, cfg)
+    assert len(ds) == 25 * len(items)
+    x, v, y = ds[26]
+    assert x.shape == (10, 8, 32, 32) and v == 1 and y == items[1].label
+    np.testing.assert_array_equal(x[5:], np.stack([T.flip_stack(c) for c in x[:5].numpy()]))  # 5 crops + flips
+    rgb = EvalClips(shards, items, DataConfig(stream="spatial", crop_size=32, test_crops=1))[0][0]
+    assert rgb.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="--crop-size"):
+        EvalClips(shards, items, DataConfig(crop_size=64))[0]
+
+
+def test_class_balanced_sampler_is_uniform_over_classes():
+    labels = [0] * 90 + [1] * 9 + [2] * 1
+    s = ClassBalancedSampler(labels, seed=3)
+    counts = Counter(labels[i] for e in range(30) for i in (s.set_epoch(e) or list(s)))
+    assert all(abs(c / 3000 - 1 / 3) < 0.04 for c in counts.values()) and len(counts) == 3
+    ranks = [ClassBalancedSampler(labels, 2, r, seed=3) for r in range(2)]
+    assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(list(s.__class__(labels, 1, 0, seed=3)))
+
+
+def test_table_dequantization_is_bit_identical_to_flowprep():
+    from train.data import dequantize_lut
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (3, 2, 50, 60)).astype(np.uint8)[..., 5:40, 7:50]  # a non-contiguous crop
+    params = np.dstack([rng.uniform(0.01, 0.3, (3, 2)), rng.uniform(0, 255, (3, 2))])  # adaptive-style (scale, zero)
+    np.testing.assert_array_equal(dequantize_lut(codes, params), dequantize_flow(codes, params))

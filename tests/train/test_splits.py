@@ -1,0 +1,80 @@
+"""Split files: the real UCF-101 and HMDB-51 lists (counts, CRLF, the HandstandPushups quirk) and folder lists."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowprep.shard import ShardWriter, open_shards
+from train.splits import SplitError, bind, find_split_dir, load_split
+from twostream_synth import make_record, motion_video
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+UCF = DATA / "ucf101_splits"
+HMDB = DATA / "hmdb51_splits"
+needs_ucf = pytest.mark.skipif(not (UCF / "classInd.txt").is_file(), reason=f"official UCF-101 split files not in {UCF}")
+needs_hmdb = pytest.mark.skipif(not HMDB.is_dir(), reason=f"official HMDB-51 split files not in {HMDB}")
+
+
+@needs_ucf
+@pytest.mark.parametrize("split, n_train, n_test", [(1, 9537, 3783), (2, 9586, 3734), (3, 9624, 3696)])
+def test_ucf101_counts_and_labels(split, n_train, n_test):
+    s = load_split("ucf101", UCF, split)
+    assert len(s.classes) == 101 and s.classes[0] == "ApplyEyeMakeup" and s.classes[36] == "HandstandPushups"
+    assert (len(s.train), len(s.test)) == (n_train, n_test)
+    assert not any("\r" in n for n, _ in s.train + s.test)  # CRLF stripped
+    assert {n for n, _ in s.train}.isdisjoint(n for n, _ in s.test)
+    # every label is the folder's class (the train lists' 1-based labels are checked while parsing)
+    assert all(s.classes[lab] == n.split("/")[0] for n, lab in s.train + s.test)
+    assert len({lab for _, lab in s.test}) == 101
+
+
+@needs_ucf
+def test_ucf101_handstand_quirk_resolves_to_the_shard_key(tmp_path):
+    s = load_split("ucf101", UCF, 1)
+    name = next(n for n, _ in s.test if "HandStandPushups" in n)  # folder HandstandPushups, file HandStand...
+    assert name.startswith("HandstandPushups/v_HandStandPushups_")
+    video, flow = motion_video(np.random.default_rng(0), 3, frames=3, size=32)
+    key = name[:-4].replace("HandStand", "Handstand")  # an extraction whose file names were normalised
+    with ShardWriter(tmp_path / "shard-00000.h5", {}) as w:
+        w.add(make_record(key, video, flow))
+    shards = open_shards(tmp_path)
+    assert bind(((name, 36),), shards) == [(key, 36)]
+
+
+@needs_hmdb
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_hmdb51_70_train_30_test_per_class(split):
+    s = load_split("hmdb51", HMDB, split)
+    assert len(s.classes) == 51 and s.classes[0] == "brush_hair"
+    for c in range(51):
+        assert sum(lab == c for _, lab in s.train) == 70
+        assert sum(lab == c for _, lab in s.test) == 30
+    assert split != 1 or s.train[0][0] == "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi"
+    # names may start with '#': they are videos, not comments
+    assert any(n.startswith("clap/#") for n, _ in s.train + s.test)
+
+
+def test_folder_dataset_with_its_own_lists(tmp_path):
+    (tmp_path / "train.txt").write_text("walk/a.mp4\nrun/b.mp4\r\n")
+    (tmp_path / "test.txt").write_text("# comment\nrun/c.mp4\n\n")
+    s = load_split("folder", tmp_path, 1)
+    assert s.classes == ("run", "walk")  # sorted folder names when there is no classInd.txt
+    assert s.train == (("walk/a.mp4", 1), ("run/b.mp4", 0)) and s.test == (("run/c.mp4", 0),)
+
+
+def test_errors_say_what_to_give(tmp_path, motion_data):
+    with pytest.raises(SplitError, match="--split-dir"):
+        load_split("ucf101", tmp_path, 1)
+    with pytest.raises(SplitError, match="choose one of"):
+        load_split("kinetics", tmp_path, 1)
+    with pytest.raises(SplitError, match="1, 2 or 3"):
+        load_split("ucf101", tmp_path, 4)
+    (tmp_path / "classInd.txt").write_text("1 A\n")
+    (tmp_path / "trainlist01.txt").write_text("B/x.avi 1\n")
+    with pytest.raises(SplitError, match="trainlist01.txt"):
+        load_split("ucf101", tmp_path, 1)
+    with pytest.raises(SplitError, match="not in"):
+        bind((("Nope/v_x.avi", 0),), open_shards(motion_data.shards))
+    assert find_split_dir("ucf101", motion_data.shards, None) == motion_data.split_dir  # splits/ beside the shards

@@ -1,0 +1,119 @@
+"""Distributed training under torchrun: process group from the environment, samplers, gathering results.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything runs as one process (world size 1)
+through the same code path. The gloo backend serves CPUs (and the tests), nccl serves GPUs.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes files and logs."""
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Join the torchrun job described by the environment, if any (gloo on the CPU, nccl on CUDA).
+
+    Args:
+        device: 'auto' (CUDA if available), 'cpu' or 'cuda'.
+    """
+    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistInfo(device="cuda" if cuda else "cpu")
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    return DistInfo(rank, world, local, f"cuda:{local}" if cuda else "cpu")
+
+
+def cleanup() -> None:
+    """Leave the process group (a no-op outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(values: Sequence[float]) -> list[float]:
+    """Element-wise sum of a few numbers over ranks (float64 on the CPU)."""
+    t = torch.tensor(list(values), dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """The paper's mini-batches: each sample picks a class uniformly, then one of its videos uniformly.
+
+    One epoch draws ``len(labels)`` samples; like DistributedSampler it is seeded by (seed, epoch) and split
+    across ranks, so all ranks draw from one shared sequence without overlap.
+    """
+
+    def __init__(self, labels: Sequence[int], num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.by_class = [np.flatnonzero(np.asarray(labels) == c) for c in sorted(set(labels))]
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.num_samples = math.ceil(len(labels) / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's draw."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        total = self.num_samples * self.num_replicas
+        classes = rng.integers(len(self.by_class), size=total)
+        picks = [int(self.by_class[c][rng.integers(len(self.by_class[c]))]) for c in classes]
+        return iter(picks[self.rank::self.num_replicas])
+
+
+def train_sampler(labels: Sequence[int], info: DistInfo, seed: int, balanced: bool) -> Sampler[int]:
+    """The training sampler: shuffled DistributedSampler (one rank in a single process) or class-balanced."""
+    if balanced:
+        return ClassBalancedSampler(labels, info.world_size, info.rank, seed)
+    return DistributedSampler(range(len(labels)), num_replicas=info.world_size, rank=info.rank,
+                              shuffle=True, seed=seed, drop_last=False)
+
+
+def test_sampler(n: int, info: DistInfo) -> Sampler[int]:
+    """Every item once across ranks, in order; the padding DistributedSampler adds is removed when gathering."""
+    return DistributedSampler(range(n), num_replicas=info.world_size, rank=info.rank, shuffle=False)

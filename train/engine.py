@@ -1,0 +1,170 @@
+"""One epoch of training, clip-level evaluation, the checkpoint dict and the metrics log.
+
+In the spirit of torchvision's video_classification reference: SGD with momentum, a learning-rate schedule
+stepped every iteration, AMP only on CUDA, and one checkpoint dict written every epoch
+(model, optimizer, lr_scheduler, scaler, epoch, config, sampler and RNG states) for exact resume.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from train.distributed import all_gather_objects, all_reduce_sum
+
+
+def multitask_loss(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy where each sample's loss comes only from its own dataset's head, summed over heads.
+
+    Normalised by the batch size, so with one head this is the usual mean cross-entropy.
+    """
+    total = logits[0].new_zeros(())
+    for k, out in enumerate(logits):
+        mask = task == k
+        if mask.any():
+            total = total + F.cross_entropy(out[mask].float(), target[mask], reduction="sum")
+    return total / target.numel()
+
+
+def correct_top1(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> int:
+    """Samples whose own head ranks their class first."""
+    n = 0
+    for k, out in enumerate(logits):
+        mask = task == k
+        n += int((out[mask].argmax(1) == target[mask]).sum())
+    return n
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
+                    device: torch.device, epoch: int, progress: bool = True) -> dict:
+    """Train for one pass over ``loader``; returns loss, top-1, samples, seconds and the last learning rate.
+
+    The scheduler steps every iteration (the paper's schedule is in iterations). Loss and accuracy are summed
+    over DDP ranks.
+    """
+    model.train()
+    amp = device.type == "cuda" and scaler.is_enabled()
+    loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
+    for x, y, task in bar:
+        x, y, task = x.to(device, non_blocking=True), y.to(device), task.to(device)
+        with torch.autocast(device.type, enabled=amp):
+            logits = model(x)
+            loss = multitask_loss(logits, y, task)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += float(loss.detach()) * y.numel()
+        correct += correct_top1([o.detach() for o in logits], y, task)
+        seen += y.numel()
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen])
+    return {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+            "lr": optimizer.param_groups[0]["lr"], "samples": int(seen), "seconds": time.perf_counter() - t0}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable, device: torch.device, head: int = 0,
+            progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax averaged over the crops of each EvalClips item: (item indices, (N, classes) float64 scores).
+
+    Gathers every rank's items; the caller removes duplicates (DistributedSampler padding).
+    """
+    model.eval()
+    amp = device.type == "cuda"
+    prob_all = []
+    for x, _video, _label in tqdm(loader, desc="scoring", disable=not progress, leave=False, dynamic_ncols=True):
+        b, crops = x.shape[:2]
+        with torch.autocast(device.type, enabled=amp):
+            logits = model(x.to(device, non_blocking=True).flatten(0, 1))[head]
+        prob = F.softmax(logits.float(), dim=1).view(b, crops, -1).mean(1)
+        prob_all.append(prob.cpu().double().numpy())
+    order = np.asarray(list(iter(loader.sampler)), dtype=np.int64)  # the items this rank scored, in order
+    probs = np.concatenate(prob_all) if prob_all else np.zeros((0, 0))
+    parts = all_gather_objects((order, probs))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def set_lr_schedule(optimizer: torch.optim.Optimizer, total_iters: int, milestones: Sequence[float],
+                    gamma: float = 0.1) -> torch.optim.lr_scheduler.MultiStepLR:
+    """Step schedule in iterations: the rate is multiplied by ``gamma`` at each fraction of ``total_iters``."""
+    steps = sorted({max(1, int(round(f * total_iters))) for f in milestones})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=gamma)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states of this process."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Write a checkpoint atomically (``*.tmp`` then rename): a kill never leaves a truncated file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint on the CPU; FileNotFoundError says what to give."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found; give the best.pt or checkpoint.pt of a fit run")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class MetricsLog:
+    """Per-epoch metrics appended to ``metrics.csv`` and rewritten in full to ``metrics.json``."""
+
+    def __init__(self, out_dir: str | os.PathLike, history: list[dict] | None = None, extra: dict | None = None):
+        self.out = Path(out_dir)
+        self.history = list(history or [])
+        self.extra = dict(extra or {})
+
+    def append(self, row: dict) -> None:
+        """Record one epoch (the CSV is rewritten from the history so a resumed run stays consistent)."""
+        self.history.append(row)
+        fields = list(dict.fromkeys(k for r in self.history for k in r))
+        tmp = self.out / "metrics.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(self.history)
+        os.replace(tmp, self.out / "metrics.csv")
+        self.write_json()
+
+    def write_json(self) -> None:
+        """metrics.json: the run's settings and every epoch."""
+        tmp = self.out / "metrics.json.tmp"
+        tmp.write_text(json.dumps({**self.extra, "epochs": self.history}, indent=2, default=str))
+        os.replace(tmp, self.out / "metrics.json")

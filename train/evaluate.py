@@ -1,0 +1,97 @@
+"""``test``: the paper's protocol on a checkpoint: 25 evenly spaced frames (or stack positions) x 10 crops,
+softmax averaged per video, per-video scores saved, top-1 / top-5 / mean class accuracy and a confusion matrix.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+import flowprep
+from train import distributed as D
+from train.data import EvalClips, load_items, worker_init
+from train.engine import load_checkpoint, predict
+from train.fit import FitConfig, TaskSpec
+from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
+from train.models import build_model
+from train.splits import bind, find_split_dir, load_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """What ``test`` scores and where the results go."""
+
+    checkpoint: str
+    shards: str | None = None  # default: the checkpoint's
+    split_dir: str | None = None
+    subset: str = "test"
+    frames: int = 25
+    crops: int = 10
+    batch_size: int = 4  # videos' positions per batch (each holds ``crops`` inputs)
+    num_workers: int = 2
+    out: str | None = None  # default: the checkpoint's folder
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+
+def _fit_config(saved: dict) -> FitConfig:
+    saved = dict(saved)
+    saved["also"] = tuple(TaskSpec(**t) for t in saved.get("also", ()))
+    saved["milestones"] = tuple(saved["milestones"]) if saved.get("milestones") else None
+    return FitConfig(**saved)
+
+
+def test(cfg: TestConfig) -> dict:
+    """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
+
+    Returns the summary (top1, top5, mean class accuracy, videos).
+    """
+    info = D.init_distributed(cfg.device)
+    device = torch.device(info.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ck = load_checkpoint(cfg.checkpoint)
+    fc = _fit_config(ck["config"])
+    shards_dir = cfg.shards or fc.shards
+    shards = flowprep.open_shards(shards_dir)
+    split = load_split(fc.dataset, find_split_dir(fc.dataset, shards_dir, cfg.split_dir or fc.split_dir), fc.split)
+    items = load_items(shards, bind(split.subset(cfg.subset), shards))
+    data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
+    model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,
+                        fc.resolved_dropout(), fc.stream == "temporal")
+    model.load_state_dict(ck["model"])
+    model.to(device)
+    dataset = EvalClips(shards, items, data_cfg)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=D.test_sampler(len(dataset), info),
+                        num_workers=cfg.num_workers, worker_init_fn=worker_init)
+    order, probs = predict(model, loader, device, head=0, progress=cfg.progress and info.is_main)
+    per_item = np.zeros((len(dataset), probs.shape[1]))
+    per_item[order] = probs  # DistributedSampler's padding repeats items: the duplicates carry equal scores
+    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)
+    labels = np.array([it.label for it in items], dtype=np.int64)
+    result = summary(scores, labels)
+    if info.is_main:
+        out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
+        out.mkdir(parents=True, exist_ok=True)
+        suffix = "" if cfg.subset == "test" else f"_{cfg.subset}"
+        meta = {"stream": fc.stream, "arch": fc.arch, "dataset": fc.dataset, "split": fc.split,
+                "subset": cfg.subset, "frames": cfg.frames, "crops": cfg.crops, "checkpoint": str(cfg.checkpoint)}
+        save_scores(Scores(scores, labels, np.array([it.key for it in items]), np.array(split.classes), meta),
+                    out / f"scores{suffix}.npz")
+        cm = confusion_matrix(scores.argmax(1), labels, len(split.classes))
+        plotted = plot_confusion(cm, split.classes, out / f"confusion{suffix}.png",
+                                 f"{fc.stream} {fc.arch} {fc.dataset} split {fc.split} {cfg.subset}")
+        (out / f"test_metrics{suffix}.json").write_text(json.dumps({**meta, **result}, indent=2))
+        log.info("%s %s: top1 %.4f top5 %.4f mean class %.4f (%d videos)%s", fc.stream, cfg.subset,
+                 result["top1"], result["top5"], result["mean_class_accuracy"], result["videos"],
+                 "" if plotted else "; no confusion PNG (install matplotlib)")
+    D.barrier()
+    return result

@@ -1,0 +1,208 @@
+"""``fit``: train one stream on a split of the shards, one checkpoint per epoch, exact resume.
+
+Writes into ``out``: checkpoint.pt (every epoch), best.pt (the final model: the paper trains on a fixed
+schedule, so no checkpoint is picked by test accuracy), metrics.csv and metrics.json (per epoch: train loss and
+top-1, clip-level top-1 on the test split for monitoring, learning rate, seconds).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+import flowprep
+from train import distributed as D
+from train.data import DataConfig, EvalClips, TrainClips, load_items, worker_init
+from train.engine import (MetricsLog, load_checkpoint, predict, rng_state, save_checkpoint, set_lr_schedule,
+                          set_rng_state, train_one_epoch, unwrap)
+from train.models import build_model
+from train.splits import bind, find_split_dir, load_split
+
+log = logging.getLogger(__name__)
+
+# the paper's schedule as fractions of the run: from scratch 50K and 70K of 80K iterations, fine-tuning 14K of 20K
+SCRATCH_MILESTONES = (50 / 80, 70 / 80)
+FINETUNE_MILESTONES = (14 / 20,)
+# settings a resumed run must share with its checkpoint
+_RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One dataset to train on: its shards and split files (several make a multi-task run, one head each)."""
+
+    dataset: str
+    shards: str
+    split_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything ``fit`` needs; built once from the command line."""
+
+    shards: str
+    dataset: str = "ucf101"
+    split: int = 1
+    split_dir: str | None = None
+    stream: str = "temporal"
+    arch: str = "cnn_m_2048"
+    pretrained: str | None = None
+    out: str = "runs/x"
+    epochs: int = 1
+    batch_size: int = 256  # global: divided over DDP ranks
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[float, ...] | None = None  # None: the paper's (scratch or fine-tuning)
+    dropout: float | None = None  # None: 0.9, or 0.5 when fine-tuning the spatial net (the paper's best)
+    crop_size: int = 224
+    flow_length: int = 10
+    mean_subtract: bool = True
+    multi_scale: bool = False
+    flip: bool = True  # off for classes that differ by left/right motion (a flip turns one into the other)
+    balanced: bool = False
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # only ever used on CUDA
+    resume: str | None = None
+    val_frames: int = 1  # clip-level monitoring on the test split each epoch (0: off)
+    deterministic: bool = False
+    threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores
+    progress: bool = True
+    also: tuple[TaskSpec, ...] = field(default_factory=tuple)  # further datasets for multi-task learning
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        """The main dataset first, then the multi-task ones."""
+        return (TaskSpec(self.dataset, self.shards, self.split_dir), *self.also)
+
+    def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
+        """The sampling settings of this run."""
+        return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
+                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=self.flip, seed=self.seed,
+                          test_frames=test_frames, test_crops=test_crops)
+
+    def resolved_dropout(self) -> float:
+        """The paper's ratio: 0.5 for a fine-tuned spatial net, 0.9 otherwise, unless given."""
+        if self.dropout is not None:
+            return self.dropout
+        return 0.5 if (self.pretrained and self.stream == "spatial") else 0.9
+
+
+def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, seed: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      worker_init_fn=worker_init, pin_memory=cuda, drop_last=len(sampler) > batch_size,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def fit(cfg: FitConfig) -> dict:
+    """Train; returns the last epoch's metrics. Raises SplitError/ShardError/ValueError with what to fix."""
+    info = D.init_distributed(cfg.device)
+    device = torch.device(info.device)
+    if cfg.batch_size % info.world_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} must divide over {info.world_size} processes")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:  # (importing this switch is slow: only touch it when asked)
+        torch.use_deterministic_algorithms(True)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_cfg = cfg.data_config(test_frames=max(cfg.val_frames, 1), test_crops=1)
+
+    sources, items, classes = [], [], []
+    for k, spec in enumerate(cfg.tasks):
+        shards = flowprep.open_shards(spec.shards)
+        split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
+        sources.append(shards)
+        items += load_items(shards, bind(split.train, shards), task=k)
+        classes.append(list(split.classes))
+    test_items = load_items(sources[0], bind(load_split(cfg.dataset, find_split_dir(
+        cfg.dataset, cfg.shards, cfg.split_dir), cfg.split).test, sources[0]))
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
+                        cfg.resolved_dropout(), cfg.stream == "temporal", cfg.pretrained).to(device)
+    torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout masks differ between ranks
+    train_set = TrainClips(sources, items, data_cfg)
+    sampler = D.train_sampler([it.label for it in items], info, cfg.seed, cfg.balanced)
+    loader = _make_loader(train_set, sampler, cfg.batch_size // info.world_size, cfg.num_workers,
+                          device.type == "cuda", cfg.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    milestones = cfg.milestones or (FINETUNE_MILESTONES if cfg.pretrained else SCRATCH_MILESTONES)
+    scheduler = set_lr_schedule(optimizer, cfg.epochs * len(loader), milestones)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
+                                     "world_size": info.world_size})
+    start = 0
+    if cfg.resume:
+        ck = load_checkpoint(cfg.resume)
+        _check_resumable(ck["config"], cfg, cfg.resume)
+        unwrap(model).load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["lr_scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        start = ck["epoch"] + 1
+        metrics.history = list(ck["history"])
+        if len(ck["rng"]) == info.world_size:
+            set_rng_state(ck["rng"][info.rank])
+        log.info("resumed from %s at epoch %d", cfg.resume, start)
+    if info.world_size > 1:
+        model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+
+    test_loader = None
+    if cfg.val_frames > 0 and test_items:
+        test_set = EvalClips(sources[0], test_items, data_cfg)
+        test_loader = DataLoader(test_set, batch_size=max(1, cfg.batch_size // info.world_size),
+                                 sampler=D.test_sampler(len(test_set), info), num_workers=cfg.num_workers,
+                                 worker_init_fn=worker_init)
+    row: dict = {}
+    for epoch in range(start, cfg.epochs):
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        row = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, epoch,
+                              progress=cfg.progress and info.is_main)
+        if test_loader is not None:
+            row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames,
+                                               cfg.progress and info.is_main)
+        states = D.all_gather_objects(rng_state())
+        if info.is_main:
+            metrics.append(row)
+            save_checkpoint({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                             "lr_scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                             "epoch": epoch, "config": dataclasses.asdict(cfg), "classes": classes,
+                             "sampler": {"seed": cfg.seed, "next_epoch": epoch + 1, "balanced": cfg.balanced},
+                             "rng": states, "history": metrics.history}, out / "checkpoint.pt")
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()
+                                                      if isinstance(v, float)))
+        D.barrier()
+    if info.is_main and (out / "checkpoint.pt").is_file():
+        shutil.copyfile(out / "checkpoint.pt", out / "best.pt.tmp")
+        (out / "best.pt.tmp").replace(out / "best.pt")
+        metrics.write_json()
+    D.barrier()
+    return row
+
+
+def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: int, progress: bool) -> float:
+    """Video-level top-1 from ``frames`` centre crops per video (a cheap monitor, not the test protocol)."""
+    order, probs = predict(model, loader, device, progress=progress)
+    per_item = np.zeros((len(items) * frames, probs.shape[1]))
+    per_item[order] = probs  # padding items repeat real ones with equal scores
+    video = per_item.reshape(len(items), frames, -1).mean(1)
+    return float(np.mean(video.argmax(1) == np.array([it.label for it in items])))
+
+
+def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
+    now = dataclasses.asdict(cfg)
+    diff = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
+    if diff:
+        raise ValueError(f"{path}: was trained with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in diff)}); "
+                         "resume with the same flags or start a new --out")

@@ -1,0 +1,100 @@
+"""Video-level metrics (top-k, mean class accuracy, confusion matrix) and the per-video score files.
+
+A score file (``scores.npz``) holds: ``scores`` (V, C) float64 softmax averaged over frames and crops,
+``labels`` (V,) int64, ``videos`` (V,) video keys, ``classes`` (C,) names, and ``meta`` (a JSON string:
+stream, subset, dataset, split, frames, crops, checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-video class scores of one stream on one subset."""
+
+    scores: np.ndarray  # (V, C)
+    labels: np.ndarray  # (V,)
+    videos: np.ndarray  # (V,) str
+    classes: np.ndarray  # (C,) str
+    meta: dict
+
+
+def save_scores(s: Scores, path: str | os.PathLike) -> None:
+    """Write a score file atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, scores=s.scores, labels=s.labels, videos=np.asarray(s.videos, dtype=str),
+             classes=np.asarray(s.classes, dtype=str), meta=np.asarray(json.dumps(s.meta)))
+    os.replace(tmp, path)
+
+
+def load_scores(path: str | os.PathLike) -> Scores:
+    """Read a score file written by ``train test``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: score file not found; write it with `python -m train test`")
+    with np.load(path, allow_pickle=False) as z:
+        missing = {"scores", "labels", "videos", "classes"} - set(z.files)
+        if missing:
+            raise ValueError(f"{path}: not a score file (no {', '.join(sorted(missing))})")
+        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        return Scores(z["scores"], z["labels"], z["videos"], z["classes"], meta)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Fraction of videos whose label is among the ``k`` highest scores."""
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    return cm
+
+
+def mean_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present of each class's top-1 accuracy (HMDB/UCF papers' 'mean accuracy')."""
+    cm = confusion_matrix(scores.argmax(1), labels, scores.shape[1])
+    present = cm.sum(1) > 0
+    return float(np.mean(np.diag(cm)[present] / cm.sum(1)[present])) if present.any() else float("nan")
+
+
+def summary(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """top1, top5 and mean class accuracy of per-video scores."""
+    return {"videos": int(len(labels)), "top1": topk_accuracy(scores, labels, 1),
+            "top5": topk_accuracy(scores, labels, 5), "mean_class_accuracy": mean_class_accuracy(scores, labels)}
+
+
+def plot_confusion(cm: np.ndarray, classes, path: str | os.PathLike, title: str = "") -> bool:
+    """Save the row-normalised confusion matrix as a PNG; False (nothing written) without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(4, n * 0.12 + 3),) * 2)
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), classes, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), classes, fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
