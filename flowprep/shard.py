@@ -295,25 +295,29 @@ class ShardSet:
         if not idx:
             return []
         lo, hi = idx[0], idx[-1] + 1
-        if idx == list(range(lo, hi)):  # a run of frames (the usual case): one slice read per dataset
+        if idx == list(range(lo, hi)):  # a run of frames (the usual case): one slice read
             out = list(self._read(key, name, slice(lo, hi)))
-            crc = self._read(key, name + "_crc32", slice(lo, hi)) if self.verify else None
         else:
             out = [self._read(key, name, i) for i in idx]
-            crc = np.array([self._read(key, name + "_crc32", i) for i in idx]) if self.verify else None
-        if crc is not None:
+        if self.verify:
+            crc = self._small(key, name + "_crc32")[idx]
             for i, blob, c in zip(idx, out, crc):
                 if zlib.crc32(blob) != int(c):
                     raise ShardError(self._where[key][0], f"{name}[{i}] fails its CRC-32 check (corrupt data); "
                                      "run `flowprep verify --repair`", key)
         return out
 
+    def _small(self, key: str, name: str) -> np.ndarray:
+        """A small per-frame array (checksums, quantization parameters), read once per process and kept."""
+        h = self._handles(key)
+        arr = h.get("all:" + name)
+        if arr is None:
+            arr = h["all:" + name] = self._read(key, name, ())
+        return arr
+
     def quant(self, key: str) -> np.ndarray:
         """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
-        h = self._handles(key)
-        if "quant_all" not in h:
-            h["quant_all"] = self._read(key, "quant", ())
-        return h["quant_all"]
+        return self._small(key, "quant")
 
     def flow_codes(self, key: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(T, 2, H, W) uint8 codes and (T, 2, 2) (scale, zero) parameters of the given flow indices."""

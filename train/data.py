@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from flowprep.quantize import dequantize_flow
+from flowprep.jpeg import decode_gray
 from train import transforms as T
 
 STREAMS = ("spatial", "temporal")
@@ -86,17 +86,23 @@ def num_positions(item: VideoItem, config: DataConfig) -> int:
     return max(item.flows - config.flow_length + 1, 1)
 
 
-def dequantize_lut(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """``flowprep.quantize.dequantize_flow`` bit for bit, through a 256-entry table per field (2x faster).
+def dequant_tables(params: np.ndarray, flip: bool = False) -> np.ndarray:
+    """(L, 2, 2) (scale, zero) -> (L, 2, 256) float32 tables, equal bit for bit to dequantize_flow of each code;
+    with ``flip`` the x tables are negated (a mirrored field moves the other way)."""
+    codes = np.arange(256, dtype=np.float64)
+    tables = ((codes - params[..., 1:2]) * params[..., 0:1]).astype(np.float32)
+    if flip:
+        tables[:, 0] = -tables[:, 0]
+    return tables
 
-    The table holds dequantize_flow's own float64 result for every code, cast to float32 as it does.
-    """
-    table = dequantize_flow(np.arange(256, dtype=np.uint8).reshape(1, 1, 1, 256).repeat(len(codes), 0)
-                            .repeat(2, 1), params)  # (T, 2, 1, 256)
+
+def dequantize_lut(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """``flowprep.quantize.dequantize_flow`` bit for bit, through a 256-entry table per field (2x faster)."""
+    table = dequant_tables(params)  # (T, 2, 256)
     out = np.empty(codes.shape, np.float32)
     for t in range(codes.shape[0]):
         for c in range(2):
-            out[t, c] = cv2.LUT(np.ascontiguousarray(codes[t, c]), table[t, c, 0])
+            out[t, c] = cv2.LUT(np.ascontiguousarray(codes[t, c]), table[t, c])
     return out
 
 
@@ -116,8 +122,36 @@ def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Bo
     return flow
 
 
+def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
+    """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels.
+
+    Equal to ``crop_flow(read_flow(...))`` but 2x faster: each JPEG is decoded, its crop (mirrored while still
+    uint8) goes through a 256-entry table straight into the output, with no (L, 2, H, W) intermediates.
+    """
+    length, size = config.flow_length, config.crop_size
+    idx = np.minimum(np.arange(start, start + length), item.flows - 1)
+    params = shards.quant(item.key)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
+    tables = dequant_tables(params, flip)
+    out = np.empty((2 * length, size, size), np.float32)
+    for c, name in enumerate(("flow_x", "flow_y")):
+        for t, blob in enumerate(shards.jpegs(item.key, name, idx)):
+            code = decode_gray(blob)
+            crop = code[box.y:box.y + size, box.x:box.x + size]
+            if flip:
+                crop = cv2.flip(crop, 1)
+            plane = out[2 * t + c]
+            cv2.LUT(crop, tables[t, c], dst=plane)
+            if config.mean_subtract:  # the mean vector of the whole field, as read_flow does
+                scale, zero = params[t, c]
+                mean = np.float32((cv2.mean(code)[0] - zero) * scale)
+                plane -= -mean if (flip and c == 0) else mean
+    return out
+
+
 def read_flow_stack(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
     """(2L, S, S) float32 stack x1, y1, x2, y2, ... of the flows in ``box``, resized to S if needed, maybe flipped."""
+    if (box.h, box.w) == (config.crop_size, config.crop_size):
+        return read_flow_crop(shards, item, start, config, box, flip)
     flow = read_flow(shards, item, start, config, box)
     return T.crop_flow(flow, T.Box(0, 0, box.h, box.w), config.crop_size, flip)
 

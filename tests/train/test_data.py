@@ -154,3 +154,18 @@ def test_table_dequantization_is_bit_identical_to_flowprep():
     codes = rng.integers(0, 256, (3, 2, 50, 60)).astype(np.uint8)[..., 5:40, 7:50]  # a non-contiguous crop
     params = np.dstack([rng.uniform(0.01, 0.3, (3, 2)), rng.uniform(0, 255, (3, 2))])  # adaptive-style (scale, zero)
     np.testing.assert_array_equal(dequantize_lut(codes, params), dequantize_flow(codes, params))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("mean_subtract", [False, True])
+def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtract):
+    """The training hot path (decode -> crop -> table into the output) gives the reference path's stack."""
+    from train.data import read_flow_crop
+    shards, items = _items(motion_data)
+    item = items[0]
+    cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=mean_subtract)
+    for start, box in ((0, T.Box(3, 5, 32, 32)), (item.flows - 2, T.Box(0, 0, 32, 32))):  # the 2nd repeats flows
+        ref = T.crop_flow(read_flow(shards, item, start, cfg, box), T.Box(0, 0, 32, 32), 32, flip)
+        fast = read_flow_crop(shards, item, start, cfg, box, flip)
+        assert fast.shape == ref.shape == (8, 32, 32)
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-5 if mean_subtract else 0)
