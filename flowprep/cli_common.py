@@ -23,6 +23,9 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="frame pairs per solver call (default: the backend chooses; OpenCV uses 1)")
+    g.add_argument("--torch-compile", dest="torch_compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch backend: torch.compile the solver (default: on, unless FLOWPREP_TORCH_COMPILE=0; "
+                        "the first run per frame size pays a one-time compile, cached on disk)")
     d = ALGO_DEFAULTS["tvl1"]
     for flag, name in _TVL1_FLAGS.items():
         g.add_argument(f"--{flag}", dest=f"tvl1_{name}", type=type(d[name]), default=None,
@@ -57,4 +60,4 @@ def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
             raise ValueError(f"unknown {args.algo} parameter {k!r}; allowed: {', '.join(defaults)}")
         params[k] = _parse_value(v, defaults[k])
     return SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, compile=getattr(args, "torch_compile", None))

@@ -117,12 +117,14 @@ def _encode(v: _Video, flow: np.ndarray, s: EncodeSettings) -> None:
     v.t_enc += time.perf_counter() - t0
 
 
-def _finish(v: _Video) -> VideoRecord:
+def _finish(v: _Video, solver) -> VideoRecord:
     for f in v.pending:
         f.result()  # re-raises an encoding error here
     if v.error is not None:
         return VideoRecord.failed(v.rec.key, v.rec.source, v.error)
     r = v.rec
+    if hasattr(solver, "backend_for") and r.height:  # a size-dispatching solver: record the one that ran
+        r.solver["backend"] = solver.backend_for(r.height, r.width)
     r.quant = np.concatenate(v.quants) if v.quants else np.zeros((0, 2, 2))
     r.clipped = np.concatenate(v.clips) if v.clips else np.zeros((0,), np.int64)
     r.timings = {"decode": round(v.t_dec, 4), "flow": round(v.t_flow, 4), "encode": round(v.t_enc, 4)}
@@ -200,7 +202,7 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
             # yield the finished videos at the head of the order; pairs still waiting in a partial batch keep
             # their video back until the batch fills (or the input ends), so GPU batches stay full
             while order and order[0].decoded and not any(b[0] is order[0] for b in batch):
-                yield _finish(order.pop(0))
+                yield _finish(order.pop(0), solver)
             if ended and not order:
                 break
     finally:

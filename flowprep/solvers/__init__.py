@@ -4,11 +4,13 @@ A solver is anything with
     ``compute(frames0, frames1) -> flow`` with frames (B, H, W) uint8 and flow (B, 2, H, W) float32 in pixels,
     ``batch_size`` (how many pairs it wants at a time; 1 for OpenCV), and
     ``describe()`` (a JSON-able dict: algo, backend, device and every parameter, stored in the shards).
-Backends are plain modules with a ``make(algo, params, device)`` function, chosen from the dict below.
+Backends are plain modules with a ``make(algo, params, device, batch_size, **options)`` function, chosen from
+the dict below.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ class SolverConfig:
     device: str = "auto"
     params: dict = field(default_factory=dict)
     batch_size: int | None = None  # None: the backend chooses
+    compile: bool | None = None  # torch backend: torch.compile (None: FLOWPREP_TORCH_COMPILE, default on)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGO_DEFAULTS:
@@ -108,7 +111,7 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_backend(algo: str, backend: str, device: str) -> str:
-    """'auto' -> torch on a CUDA device, else the fastest CPU backend for the algorithm (OpenCV for now)."""
+    """'auto' -> torch on a CUDA device, else OpenCV (make_solver sends TV-L1 on the CPU to auto_cpu first)."""
     if backend != "auto":
         if algo not in BACKEND_ALGOS[backend]:
             raise ValueError(f"backend {backend!r} does not implement {algo!r}; it has {', '.join(BACKEND_ALGOS[backend])}")
@@ -131,6 +134,11 @@ def _backend_importable(name: str) -> bool:
 def make_solver(config: SolverConfig) -> Solver:
     """Build the solver a config names, resolving 'auto' backend and device."""
     device = resolve_device(config.device)
+    if config.backend == "auto" and config.algo == "tvl1" and device == "cpu" and config.batch_size in (None, 1) \
+            and importlib.util.find_spec("torch") is not None:  # found, not imported: small jobs never import it
+        from flowprep.solvers.auto_cpu import SizeDispatchSolver
+        return SizeDispatchSolver(config.full_params(), compile=config.compile)
     backend = resolve_backend(config.algo, config.backend, device)
     module = importlib.import_module(BACKENDS[backend])
-    return module.make(config.algo, config.full_params(), device, config.batch_size)
+    options = {"compile": config.compile} if backend == "torch" else {}
+    return module.make(config.algo, config.full_params(), device, config.batch_size, **options)

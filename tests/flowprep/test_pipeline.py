@@ -89,3 +89,17 @@ def test_opencv_solver_result_does_not_depend_on_the_size_of_the_previous_pair(t
     tv = cv2.optflow.DualTVL1OpticalFlow_create()
     tv.calc(small, np.roll(small, 1, axis=1), None)
     assert np.abs(tv.calc(big, big1, None) - fresh[0].transpose(1, 2, 0)).max() > 0.01
+
+
+def test_auto_backend_on_the_cpu_sends_small_frames_to_opencv_and_records_it(short_videos):
+    from flowprep.solvers.auto_cpu import MIN_TORCH_PIXELS, SizeDispatchSolver
+    solver = make_solver(SolverConfig(algo="tvl1", backend="auto", device="cpu"))
+    assert isinstance(solver, SizeDispatchSolver)
+    assert solver.backend_for(48, 64) == "opencv" and solver.backend_for(240, 320) == "torch"
+    assert 48 * 64 < MIN_TORCH_PIXELS <= 240 * 320
+    recs = list(run_pipeline(short_videos[:1], solver, encode_settings(ExtractConfig())))
+    assert recs[0].solver == {"backend": "opencv", "device": "cpu"}
+    assert solver._torch is None  # torch was never needed, so never built
+    ref = make_solver(SolverConfig(algo="tvl1", backend="opencv", device="cpu"))
+    again = list(run_pipeline(short_videos[:1], ref, encode_settings(ExtractConfig())))
+    assert _flows(recs) == _flows(again)

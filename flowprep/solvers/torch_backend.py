@@ -1,0 +1,157 @@
+"""The torch backend of the solver interface: batched TV-L1 (``tvl1_torch``) on whatever device torch has.
+
+Choices made here, not in the algorithm:
+- device: "cpu", "cuda" or "cuda:N" (``solvers.resolve_device`` has already turned "auto" into one of these);
+- batch size: the flag, else 1 on the CPU (a batch is slower there: caches, and a batch waits for its slowest
+  pair), else from free GPU memory with the model ``BYTES_PER_PIXEL`` (below) at the nominal 320x240, capped at
+  ``MAX_CUDA_BATCH``. ``compute`` also splits any input larger than the model allows, so memory stays bounded
+  whatever the frame size;
+- torch.compile: on by default (``FLOWPREP_TORCH_COMPILE=0`` or ``make(..., compile=False)`` turns it off).
+  Shapes are static (dynamic shapes made the CPU kernels 2x slower), so each pyramid level of each frame size
+  is one compile; partial batches are padded to the batch size so that the batch size adds none. The
+  recompile limit is raised to ``RECOMPILE_LIMIT`` and hitting it raises instead of silently falling back to
+  eager. Compiled code is cached on disk (``TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/flowprep/torchinductor``),
+  so a dataset pays the cold compile (40-120 s on a CPU) once per machine, then a few seconds per process.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowprep.solvers.tvl1_torch import TVL1, TVL1Params, tvl1_step
+
+log = logging.getLogger(__name__)
+
+# Memory model, float32 bytes per pixel of one pair at the finest level, eager mode (compiled uses less):
+# pyramids of both frames 22, per-level state (I1 gradients, warped I1 and gradients, grad^2, rho, u, p) 52,
+# warp transients 20, inner-iteration temporaries about 100; rounded up. The median window stack (25 x u) is
+# made MEDIAN_CHUNK pairs at a time, so it adds a fixed amount, not a per-pair one.
+BYTES_PER_PIXEL = 256
+MEDIAN_WORKSPACE_PER_PIXEL = 240  # 25 window values x 2 channels x 4 B, and the median's indices
+NOMINAL_SIZE = (240, 320)  # UCF-101 and most HMDB-51 frames
+MAX_CUDA_BATCH = 64  # past this, pairs/s stops rising and the batch waits longer for its slowest pair
+CUDA_MEMORY_FRACTION = 0.6  # of the free memory at make() time
+RECOMPILE_LIMIT = 1024  # 5 levels per frame size; a dataset with many frame sizes must never fall back to eager
+CHECK_EVERY_CUDA = 10  # inner iterations between host checks of "all pairs stopped?" (one sync each)
+
+
+def bytes_per_pair(height: int, width: int) -> int:
+    """Device memory one frame pair of height x width needs at most, by the model above."""
+    return BYTES_PER_PIXEL * height * width
+
+
+def choose_batch_size(device: str, height: int = NOMINAL_SIZE[0], width: int = NOMINAL_SIZE[1]) -> int:
+    """1 on the CPU; on CUDA the pairs that fit in CUDA_MEMORY_FRACTION of free memory, at most MAX_CUDA_BATCH."""
+    if not device.startswith("cuda"):
+        return 1
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    median_ws = MEDIAN_WORKSPACE_PER_PIXEL * height * width * TVL1.MEDIAN_CHUNK
+    fit = int((free * CUDA_MEMORY_FRACTION - median_ws) // bytes_per_pair(height, width))
+    return max(1, min(MAX_CUDA_BATCH, fit))
+
+
+def compile_wanted(device: str, compile: bool | None) -> bool:
+    """Whether to torch.compile: the argument, else FLOWPREP_TORCH_COMPILE (default on) if a toolchain exists."""
+    if compile is not None:
+        return compile
+    env = os.environ.get("FLOWPREP_TORCH_COMPILE", "1").strip().lower()
+    if env in ("0", "false", "no", "off"):
+        return False
+    if device.startswith("cuda"):
+        if importlib.util.find_spec("triton") is None:  # inductor's GPU code generator
+            log.warning("torch.compile off: triton is not installed (pip install triton); running eager")
+            return False
+        return True
+    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        log.warning("torch.compile off: no C++ compiler on PATH (install g++); running eager, about 2x slower")
+        return False
+    return True
+
+
+def configure_compile() -> str:
+    """Raise dynamo's recompile limits (and fail loudly past them); set the on-disk cache. Returns the cache dir."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # importing torch._dynamo writes torch's default (/tmp/torchinductor_<user>, wiped with /tmp) into the env:
+    # replace that one, keep a directory the user chose
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(xdg) / "flowprep" / "torchinductor")
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, RECOMPILE_LIMIT)
+    dynamo_config.fail_on_recompile_limit_hit = True  # never run eager silently
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
+
+class TorchTVL1Solver:
+    """TV-L1 on a torch device behind the solver interface: (B, H, W) uint8 pairs -> (B, 2, H, W) float32 flow."""
+
+    def __init__(self, params: dict[str, Any], device: str = "cpu", batch_size: int | None = None,
+                 compile: bool | None = None):
+        self.params = TVL1Params.from_dict(params)
+        self.device = torch.device(device)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size) if batch_size else choose_batch_size(device)
+        self.compiled = compile_wanted(device, compile)
+        step = tvl1_step
+        if self.compiled:
+            configure_compile()
+            step = torch.compile(tvl1_step, dynamic=False, fullgraph=True)
+        check_every = CHECK_EVERY_CUDA if self.device.type == "cuda" else 1
+        self._tvl1 = TVL1(self.params, step=step, check_every=check_every)
+
+    def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
+        """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""
+        if frames0.shape != frames1.shape or frames0.ndim != 3:
+            raise ValueError(f"frames must both be (B, H, W); got {frames0.shape} and {frames1.shape}")
+        if frames0.dtype != np.uint8 or frames1.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 gray images; got {frames0.dtype} and {frames1.dtype}")
+        b, h, w = frames0.shape
+        chunk = self.batch_size
+        if self.device.type == "cuda":
+            chunk = min(chunk, choose_batch_size(str(self.device), h, w))
+        out = np.empty((b, 2, h, w), dtype=np.float32)
+        for start in range(0, b, chunk):
+            f0 = torch.from_numpy(np.ascontiguousarray(frames0[start:start + chunk])).to(self.device)
+            f1 = torch.from_numpy(np.ascontiguousarray(frames1[start:start + chunk])).to(self.device)
+            n = f0.shape[0]
+            if self.compiled and n < chunk:
+                # pad with black pairs (they stop after one iteration) so the compiled shapes stay the same
+                pad = f0.new_zeros((chunk - n, h, w))
+                f0, f1 = torch.cat((f0, pad)), torch.cat((f1, pad))
+            out[start:start + n] = self._tvl1(f0, f1)[:n].cpu().numpy()
+        return out
+
+    def describe(self) -> dict:
+        """algo, backend, device, every parameter, and how it ran (batch size, compiled, torch version)."""
+        return {"algo": "tvl1", "backend": "torch", "device": str(self.device), "params": self.params.as_dict(),
+                "batch_size": self.batch_size, "compiled": self.compiled, "torch": torch.__version__}
+
+
+def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None = None,
+         compile: bool | None = None) -> TorchTVL1Solver:
+    """Build the torch solver for ``algo`` (only "tvl1") on ``device`` ("cpu", "cuda", "cuda:N").
+
+    Args:
+        algo: the flow algorithm; this backend has TV-L1 only.
+        params: all TV-L1 parameters (``solvers.ALGO_DEFAULTS['tvl1']`` keys, OpenCV's meaning).
+        device: a resolved torch device string.
+        batch_size: pairs per call; None: chosen by ``choose_batch_size``.
+        compile: torch.compile the inner iteration; None: ``FLOWPREP_TORCH_COMPILE`` (default on).
+    Raises:
+        ValueError: an algorithm other than tvl1, a bad parameter or batch size.
+    """
+    if algo != "tvl1":
+        raise ValueError(f"the torch backend implements tvl1 only, not {algo!r}; use --backend opencv for {algo}")
+    return TorchTVL1Solver(params, device, batch_size, compile)
