@@ -74,12 +74,15 @@ class PillowFolderClips(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, i: int):
+    def choices(self, i: int) -> tuple[int, int, int, bool, Path]:
+        """Sample i's stack start, crop corner, flip and folder (the same for every loader)."""
         rng = np.random.default_rng([self.seed, i])
         start = int(rng.integers(self.flows - L + 1))
         y0, x0 = int(rng.integers(H - CROP + 1)), int(rng.integers(W - CROP + 1))
-        flip = rng.random() < 0.5
-        folder = self.root / self.keys[i]
+        return start, y0, x0, bool(rng.random() < 0.5), self.root / self.keys[i]
+
+    def __getitem__(self, i: int):
+        start, y0, x0, flip, folder = self.choices(i)
         planes = []
         for t in range(start + 1, start + L + 1):
             for comp in ("x", "y"):
@@ -97,11 +100,7 @@ class TSNStyleFolderClips(PillowFolderClips):
     per-channel normalisation), on the same files and with the same random choices as the other loaders."""
 
     def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, i])
-        start = int(rng.integers(self.flows - L + 1))
-        y0, x0 = int(rng.integers(H - CROP + 1)), int(rng.integers(W - CROP + 1))
-        flip = rng.random() < 0.5
-        folder = self.root / self.keys[i]
+        start, y0, x0, flip, folder = self.choices(i)
         group = []
         for t in range(start + 1, start + L + 1):  # TSNDataSet._load_image for modality 'Flow'
             group.append(Image.open(folder / f"flow_x_{t:05d}.jpg").convert("L"))

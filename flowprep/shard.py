@@ -141,13 +141,14 @@ class ShardWriter:
             finally:
                 self._buf = None
             os.replace(self.tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         else:
             self._file.close()
             self._buf = None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort: some file systems refuse to fsync a folder)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -26,10 +26,10 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.extract import ExtractConfig
 from flowprep.quantize import QuantConfig
 from flowprep.record import VideoRecord
-from flowprep.shard import ShardWriter, list_shards, read_shard_header
+from flowprep.shard import ShardWriter, fsync_dir, list_shards, read_shard_header
 from flowprep.solvers import SolverConfig
 from flowprep.video import Resize
-from flowprep.workspace import RunLock, chunk_name, fsync_dir, read_index, remove_staging, staging_dir
+from flowprep.workspace import RunLock, chunk_name, read_index, remove_staging, staging_dir
 
 log = logging.getLogger("flowprep")
 _BLOBS = ("rgb", "flow_x", "flow_y")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from flowprep.datasets import VideoTask
 from flowprep.errors import FlowprepError, ShardError
-from flowprep.shard import next_shard_index, read_shard_header, shard_name
+from flowprep.shard import fsync_dir, next_shard_index, read_shard_header, shard_name
 
 log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
@@ -202,20 +202,6 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
                 log.info("adopted %s (finished by an interrupted run) as %s", f.name, final.name)
         shutil.rmtree(d, ignore_errors=True)
     return adopted
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (best effort: some file systems refuse to fsync a folder)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _source(shard: Path, key: str) -> str:
