@@ -32,7 +32,7 @@ from flowprep.jpeg import encode_bgr, encode_gray  # noqa: E402
 from flowprep.quantize import QuantConfig, quantize_flow  # noqa: E402
 from flowprep.record import VideoRecord  # noqa: E402
 from flowprep.shard import ShardWriter, open_shards  # noqa: E402
-from train.data import DataConfig, TrainClips, load_items, worker_init  # noqa: E402
+from train.data import DataConfig, TrainClips, load_items, prepare_workers, worker_init  # noqa: E402
 
 W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0
 
@@ -122,6 +122,7 @@ class TSNStyleFolderClips(PillowFolderClips):
 def rate(dataset: Dataset, n: int, workers: int, batch: int = 8) -> float:
     """Samples per second over ``n`` samples (after one warm-up batch that starts the workers)."""
     index = np.arange(n + batch) % len(dataset)
+    prepare_workers(workers)
     loader = DataLoader(dataset, batch_size=batch, sampler=index.tolist(), num_workers=workers,
                         worker_init_fn=worker_init)
     it = iter(loader)

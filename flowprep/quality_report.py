@@ -145,8 +145,10 @@ def write_plots(report: QualityReport, out: Path) -> list[str]:
     return ["epe_vs_bytes.png", "error_hist.png"]
 
 
-def _label(img: np.ndarray, text: str) -> np.ndarray:
-    img = img.copy()
+def _label(img: np.ndarray, text: str, min_width: int = 240) -> np.ndarray:
+    # small frames (the demo's 64x64) are enlarged by a whole factor, pixels kept sharp, so the label fits
+    k = -(-min_width // img.shape[1])
+    img = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST) if k > 1 else img.copy()
     cv2.putText(img, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img
 

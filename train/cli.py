@@ -68,6 +68,8 @@ def _add_test(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-dir", default=None)
     p.add_argument("--subset", default="test", choices=("test", "train"),
                    help="train: scores for the fusion SVM (scores_train.npz)")
+    p.add_argument("--task", type=int, default=0,
+                   help="multi-task models: the dataset to score (0 the main one, k the k-th --also of fit)")
     p.add_argument("--test-frames", type=int, default=25, help="evenly spaced frames / stack positions per video")
     p.add_argument("--test-crops", type=int, default=10, choices=(1, 2, 5, 10))
     p.add_argument("--batch-size", type=int, default=4, help="positions per batch (x crops inputs each)")
@@ -107,7 +109,7 @@ def _run_test(a: argparse.Namespace) -> int:
     from train.evaluate import TestConfig, test
     test(TestConfig(checkpoint=a.checkpoint, shards=a.shards, split_dir=a.split_dir, subset=a.subset,
                     frames=a.test_frames, crops=a.test_crops, batch_size=a.batch_size, num_workers=a.num_workers,
-                    out=a.out, device=a.device, threads=a.threads, progress=a.progress))
+                    out=a.out, device=a.device, threads=a.threads, progress=a.progress, task=a.task))
     return 0
 
 

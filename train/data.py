@@ -228,7 +228,16 @@ class EvalClips(Dataset):
         return torch.from_numpy(np.stack(crops)), v, item.label
 
 
+def prepare_workers(num_workers: int) -> None:
+    """Call before a DataLoader forks its workers: one OpenCV thread each, set here in the parent.
+
+    OpenCV's pthreads pool is not fork-safe: ``cv2.setNumThreads`` in a forked worker deadlocks once the parent
+    has used the pool (seen in the test suite). Set before the fork, the workers inherit a pool without threads.
+    """
+    if num_workers > 0:
+        cv2.setNumThreads(1)
+
+
 def worker_init(worker_id: int) -> None:
-    """DataLoader worker setup: one OpenCV thread per worker, numpy seeded from torch's per-worker seed."""
-    cv2.setNumThreads(1)
+    """DataLoader worker setup: numpy seeded from torch's per-worker seed (OpenCV: see prepare_workers)."""
     np.random.seed(torch.initial_seed() % 2**32)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 import flowprep
 from train import distributed as D
-from train.data import EvalClips, load_items, worker_init
+from train.data import EvalClips, load_items, prepare_workers, worker_init
 from train.engine import load_checkpoint, predict
 from train.fit import FitConfig, TaskSpec
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
@@ -40,6 +40,7 @@ class TestConfig:
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
+    task: int = 0  # a multi-task model: which dataset (0: the main one, k: the k-th --also) and so which head
 
 
 def _fit_config(saved: dict) -> FitConfig:
@@ -60,9 +61,15 @@ def test(cfg: TestConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     ck = load_checkpoint(cfg.checkpoint)
     fc = _fit_config(ck["config"])
-    shards_dir = cfg.shards or fc.shards
+    tasks = fc.tasks
+    if not 0 <= cfg.task < len(tasks):
+        raise ValueError(f"--task {cfg.task}: this model has {len(tasks)} task(s) "
+                         f"({', '.join(f'{k}: {t.dataset}' for k, t in enumerate(tasks))})")
+    spec = tasks[cfg.task]
+    shards_dir = cfg.shards or spec.shards
     shards = flowprep.open_shards(shards_dir)
-    split = load_split(fc.dataset, find_split_dir(fc.dataset, shards_dir, cfg.split_dir or fc.split_dir), fc.split)
+    split = load_split(spec.dataset, find_split_dir(spec.dataset, shards_dir, cfg.split_dir or spec.split_dir),
+                       fc.split)
     items = load_items(shards, bind(split.subset(cfg.subset), shards))
     data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
     model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,
@@ -70,9 +77,10 @@ def test(cfg: TestConfig) -> dict:
     model.load_state_dict(ck["model"])
     model.to(device)
     dataset = EvalClips(shards, items, data_cfg)
+    prepare_workers(cfg.num_workers)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=D.test_sampler(len(dataset), info),
                         num_workers=cfg.num_workers, worker_init_fn=worker_init)
-    order, probs = predict(model, loader, device, head=0, progress=cfg.progress and info.is_main)
+    order, probs = predict(model, loader, device, head=cfg.task, progress=cfg.progress and info.is_main)
     per_item = np.zeros((len(dataset), probs.shape[1]))
     per_item[order] = probs  # DistributedSampler's padding repeats items: the duplicates carry equal scores
     scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)
@@ -81,14 +89,14 @@ def test(cfg: TestConfig) -> dict:
     if info.is_main:
         out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
         out.mkdir(parents=True, exist_ok=True)
-        suffix = "" if cfg.subset == "test" else f"_{cfg.subset}"
-        meta = {"stream": fc.stream, "arch": fc.arch, "dataset": fc.dataset, "split": fc.split,
-                "subset": cfg.subset, "frames": cfg.frames, "crops": cfg.crops, "checkpoint": str(cfg.checkpoint)}
+        suffix = ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
+        meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
+                "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops, "checkpoint": str(cfg.checkpoint)}
         save_scores(Scores(scores, labels, np.array([it.key for it in items]), np.array(split.classes), meta),
                     out / f"scores{suffix}.npz")
         cm = confusion_matrix(scores.argmax(1), labels, len(split.classes))
         plotted = plot_confusion(cm, split.classes, out / f"confusion{suffix}.png",
-                                 f"{fc.stream} {fc.arch} {fc.dataset} split {fc.split} {cfg.subset}")
+                                 f"{fc.stream} {fc.arch} {spec.dataset} split {fc.split} {cfg.subset}")
         (out / f"test_metrics{suffix}.json").write_text(json.dumps({**meta, **result}, indent=2))
         log.info("%s %s: top1 %.4f top5 %.4f mean class %.4f (%d videos)%s", fc.stream, cfg.subset,
                  result["top1"], result["top5"], result["mean_class_accuracy"], result["videos"],

@@ -169,3 +169,34 @@ def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtra
         fast = read_flow_crop(shards, item, start, cfg, box, flip)
         assert fast.shape == ref.shape == (8, 32, 32)
         np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-5 if mean_subtract else 0)
+
+
+_FORK_SCRIPT = r'''
+import cv2, numpy as np, torch
+from torch.utils.data import DataLoader, Dataset
+from train.data import prepare_workers, worker_init
+
+class Decode(Dataset):  # what a loader worker does: JPEG decode and resize with OpenCV
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        ok, buf = cv2.imencode(".jpg", np.full((256, 340), i, np.uint8))
+        return torch.from_numpy(cv2.resize(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), (224, 224)))
+
+for epoch in range(4):  # the parent uses OpenCV's thread pool, then forks new workers every epoch
+    cv2.GaussianBlur(np.zeros((240, 320), np.uint8), (0, 0), 2.0)  # runs on the pool's threads
+    prepare_workers(1)
+    assert sum(b.shape[0] for b in DataLoader(Decode(), batch_size=2, num_workers=1, worker_init_fn=worker_init)) == 4
+print("ok")
+'''
+
+
+def test_loader_workers_do_not_deadlock_after_the_parent_used_opencv_threads() -> None:
+    """Regression: cv2.setNumThreads in a forked worker hung (OpenCV's pthreads pool is not fork-safe)."""
+    import subprocess
+    import sys
+    try:
+        r = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a DataLoader worker deadlocked after the parent had used OpenCV's thread pool")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

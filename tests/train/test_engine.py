@@ -5,11 +5,13 @@ import json
 import os
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from train.engine import load_checkpoint
+from train import evaluate
 from train import fit as train_mod
 from train.fit import FitConfig, TaskSpec, fit
 
@@ -106,3 +108,14 @@ def test_multitask_run_has_one_head_per_dataset(motion_data, tmp_path):
     ck = load_checkpoint(tmp_path / "best.pt")
     assert ck["model"]["heads.0.weight"].shape[0] == ck["model"]["heads.1.weight"].shape[0] == 4
     assert ck["history"][0]["samples"] == 64  # both datasets' videos
+    # each task is scored through its own head: the second dataset's scores come from heads.1, not heads.0
+    common = dict(checkpoint=str(tmp_path / "best.pt"), frames=2, crops=1, num_workers=0, device="cpu",
+                  progress=False)
+    evaluate.test(evaluate.TestConfig(**common))
+    evaluate.test(evaluate.TestConfig(**common, task=1))
+    with np.load(tmp_path / "scores.npz") as a, np.load(tmp_path / "scores_task1.npz") as b:
+        assert a["scores"].shape == b["scores"].shape == (len(a["labels"]), 4)
+        assert not np.allclose(a["scores"], b["scores"])  # two heads, two sets of weights
+    assert json.loads((tmp_path / "test_metrics_task1.json").read_text())["task"] == 1
+    with pytest.raises(ValueError, match="2 task"):
+        evaluate.test(evaluate.TestConfig(**common, task=2))

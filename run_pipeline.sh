@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# The whole two-stream pipeline, stage by stage, through the public commands (flowprep, python -m train):
+#   data -> extract -> quality -> fit spatial/temporal -> test (25 frames x 10 crops) -> fuse (avg, SVM) -> results
+# With no arguments it runs the bundled demo (a motion-only dataset generated into data/sample/) end to end.
+# Safe to run again: a stage whose command has not changed since it finished is reused; an interrupted stage
+# resumes (extraction skips finished shards, training continues from its last checkpoint).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT_DIR="$(pwd)"
+
+usage() {
+    cat <<'EOF'
+Usage: ./run_pipeline.sh [options]
+
+Runs every stage of the two-stream pipeline and prints a table like the paper's (spatial, temporal, average
+fusion, SVM fusion). With no options: the bundled demo on the CPU (a few minutes on 2 cores).
+
+Options:
+  --dataset NAME     demo (default), ucf101 or hmdb51
+  --root DIR         the dataset's videos (<root>/<Class>/<video>.avi); demo: where to generate it (data/sample)
+  --split-dir DIR    the split files (ucf101: classInd.txt, trainlist0N.txt, testlist0N.txt; hmdb51: the
+                     *_test_splitN.txt files); default: looked for in and beside --root
+  --split N          1, 2 or 3 (default 1; the demo has split 1 only)
+  --out DIR          output folder (default: runs/<dataset>)
+  --device DEV       auto (default), cpu, cuda or cuda:N: for extraction, training and testing
+  --jobs N           extraction processes (default: the number of cores)
+  --arch NAME        network of both streams (demo: tiny; real data: resnet18; also cnn_m_2048, resnet50, vgg16)
+  --pretrained FILE  local ImageNet weights of --arch (.pth): the spatial net is fine-tuned from them and the
+                     temporal net gets the cross-modality initialisation (nothing is downloaded)
+  --epochs N         training epochs of each stream (one random sample per video per epoch)
+  --batch-size N     training batch (default: demo 32, real data 256 as in the paper)
+  --demo-args "…"   more flags for `flowprep make-demo` (e.g. "--train-groups 3 --clips 1"; see its --help)
+  --extract-args "…" more flags for `flowprep extract` (e.g. "--short-side 256 --backend torch")
+  --fit-args "…"     more flags for `python -m train fit` (both streams)
+  --fresh            forget finished stages and run everything again (extraction still reuses its shards)
+  -h, --help         this help
+
+Writes <out>/results.json (keys spatial, temporal, fusion_avg, fusion_svm: top-1 on the test split, 0-1; chance),
+the stages' logs in <out>/logs/, and the plots (confusion matrices, quality report) whose paths it prints.
+EOF
+}
+
+die() { echo "run_pipeline: $*" >&2; exit 2; }
+
+DATASET=demo ROOT="" SPLIT_DIR="" SPLIT=1 OUT="" DEVICE=auto JOBS="" ARCH="" PRETRAINED="" EPOCHS="" BATCH=""
+DEMO_ARGS="" EXTRACT_ARGS="" FIT_ARGS="" FRESH=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --fresh) FRESH=1; shift; continue ;;
+    esac
+    [ $# -ge 2 ] || die "$1 needs a value (see --help)"
+    case "$1" in
+        --dataset) DATASET="$2" ;;
+        --root) ROOT="$2" ;;
+        --split-dir) SPLIT_DIR="$2" ;;
+        --split) SPLIT="$2" ;;
+        --out) OUT="$2" ;;
+        --device) DEVICE="$2" ;;
+        --jobs) JOBS="$2" ;;
+        --arch) ARCH="$2" ;;
+        --pretrained) PRETRAINED="$2" ;;
+        --epochs) EPOCHS="$2" ;;
+        --batch-size) BATCH="$2" ;;
+        --demo-args) DEMO_ARGS="$2" ;;
+        --extract-args) EXTRACT_ARGS="$2" ;;
+        --fit-args) FIT_ARGS="$2" ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift 2
+done
+
+case "$SPLIT" in 1|2|3) ;; *) die "--split must be 1, 2 or 3, got $SPLIT" ;; esac
+JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
+OUT="${OUT:-runs/$DATASET}"
+
+# Per-dataset settings. The demo's are sized for 2 CPU cores: 64x64 videos, a tiny ConvNet on 56x56 crops.
+case "$DATASET" in
+    demo)
+        ROOT="${ROOT:-data/sample}"
+        [ "$SPLIT" = 1 ] || die "the demo dataset has split 1 only"
+        SPLIT_DIR="${SPLIT_DIR:-$ROOT}"
+        FORMAT=ucf101 ARCH="${ARCH:-tiny}" EPOCHS_S="${EPOCHS:-80}" EPOCHS_T="${EPOCHS:-80}" BATCH="${BATCH:-16}"
+        TRAIN_ARGS=(--crop-size 56 --lr 0.03 --dropout 0 --num-workers 0 --threads 2)
+        TEST_ARGS=(--num-workers 0 --batch-size 16)
+        QUALITY_SAMPLE=20 ;;
+    ucf101|hmdb51)
+        [ -n "$ROOT" ] || die "--dataset $DATASET needs --root DIR, the folder of its class folders of videos"
+        [ -d "$ROOT" ] || die "--root $ROOT is not a folder"
+        if [ -z "$SPLIT_DIR" ]; then
+            [ "$DATASET" = ucf101 ] && names=(ucfTrainTestlist .) || names=(testTrainMulti_7030_splits .)
+            for d in "${names[@]/#/$ROOT/}" "${names[@]/#/$ROOT/../}"; do
+                if ls "$d"/classInd.txt "$d"/*_test_split1.txt >/dev/null 2>&1; then SPLIT_DIR="$d"; break; fi
+            done
+            [ -n "$SPLIT_DIR" ] || die "no split files found in or beside $ROOT; give --split-dir DIR"
+        fi
+        FORMAT="$DATASET" ARCH="${ARCH:-resnet18}" EPOCHS_S="${EPOCHS:-30}" EPOCHS_T="${EPOCHS:-100}"
+        BATCH="${BATCH:-256}"
+        TRAIN_ARGS=(--num-workers "$JOBS")
+        TEST_ARGS=(--num-workers "$JOBS")
+        QUALITY_SAMPLE=100 ;;
+    *) die "unknown --dataset $DATASET; choose demo, ucf101 or hmdb51" ;;
+esac
+[ -z "$PRETRAINED" ] || [ -f "$PRETRAINED" ] || die "--pretrained $PRETRAINED: no such file"
+PRE_ARGS=(); [ -z "$PRETRAINED" ] || PRE_ARGS=(--pretrained "$PRETRAINED")
+# shellcheck disable=SC2206  # word-splitting the pass-through flags is the point
+EXTRA_D=($DEMO_ARGS) EXTRA_X=($EXTRACT_ARGS) EXTRA_F=($FIT_ARGS)
+
+echo "== two-stream pipeline: $DATASET split $SPLIT -> $OUT (device $DEVICE, $JOBS jobs)"
+T0=$SECONDS
+source scripts/ensure_venv.sh  # sets $PY; creates the venv and installs the project the first time
+FLOWPREP=("$PY" -m flowprep)
+TRAIN=("$PY" -m train)
+export PYTHONUNBUFFERED=1
+
+STATE="$OUT/.stages" LOGS="$OUT/logs"
+mkdir -p "$STATE" "$LOGS"
+[ "$FRESH" = 0 ] || rm -f "$STATE"/*.done
+SHARDS="$OUT/shards"
+STAGE_N=0 STAGE_TOTAL=10 RERUN=0
+[ "$DATASET" = demo ] && STAGE_TOTAL=11
+
+# stage NAME "what it does" CMD...: run CMD unless it finished before with the same command line. A stage that
+# runs makes every later stage run too (their inputs may have changed). Output goes to the screen and the log.
+# If RESUME_FILE is set and exists, and this very command was interrupted in an earlier run with nothing before
+# it re-run since, "--resume RESUME_FILE" is added (training continues from its last checkpoint).
+RESUME_FILE=""
+stage() {
+    local name="$1" what="$2"; shift 2
+    STAGE_N=$((STAGE_N + 1))
+    local marker="$STATE/$name.done" started="$STATE/$name.started" key="$*" resume=()
+    if [ "$RERUN" = 0 ] && [ -f "$marker" ] && [ "$(cat "$marker")" = "$key" ]; then
+        echo "[$STAGE_N/$STAGE_TOTAL] $name: finished before, reused ($what)"
+        RESUME_FILE=""
+        return 0
+    fi
+    if [ -n "$RESUME_FILE" ] && [ -f "$RESUME_FILE" ] && [ "$RERUN" = 0 ] && [ -f "$started" ] \
+            && [ "$(cat "$started")" = "$key" ]; then
+        resume=(--resume "$RESUME_FILE")
+    fi
+    RESUME_FILE="" RERUN=1
+    rm -f "$marker"
+    echo "$key" > "$started"
+    echo "[$STAGE_N/$STAGE_TOTAL] $name: $what${resume[*]:+ (resuming from ${resume[1]})}"
+    echo "    \$ $*" | sed "s#$PY#python#"
+    local t=$SECONDS rc
+    set +e
+    "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee "$LOGS/$name.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" != 0 ]; then
+        echo "" >&2
+        echo "run_pipeline: stage '$name' FAILED (exit $rc) after $((SECONDS - t)) s: $what" >&2
+        echo "run_pipeline: its output is in $LOGS/$name.log. Fix the cause and run the same command again:" >&2
+        echo "run_pipeline: finished stages are reused and this one resumes where it can." >&2
+        exit "$rc"
+    fi
+    echo "$key" > "$marker"
+    echo "    done in $((SECONDS - t)) s"
+}
+
+# fit STREAM EPOCHS: train one stream (an interrupted run continues from its last checkpoint).
+fit() {
+    local stream="$1" epochs="$2" out="$OUT/$1"
+    RESUME_FILE="$out/checkpoint.pt"
+    stage "fit-$stream" "train the $stream ConvNet ($ARCH, $epochs epochs)" \
+        "${TRAIN[@]}" fit --shards "$SHARDS" --dataset "$FORMAT" --split "$SPLIT" --split-dir "$SPLIT_DIR" \
+        --stream "$stream" --arch "$ARCH" --epochs "$epochs" --batch-size "$BATCH" --device "$DEVICE" \
+        --out "$out" --no-progress "${TRAIN_ARGS[@]}" "${PRE_ARGS[@]:+${PRE_ARGS[@]}}" \
+        "${EXTRA_F[@]:+${EXTRA_F[@]}}"
+}
+
+if [ "$DATASET" = demo ]; then
+    stage data "generate the motion-only demo videos into $ROOT (UCF-101 layout)" \
+        "${FLOWPREP[@]}" make-demo --out "$ROOT" "${EXTRA_D[@]:+${EXTRA_D[@]}}"
+fi
+stage extract "videos -> TV-L1 flow + RGB frames as JPEG in HDF5 shards ($SHARDS)" \
+    "${FLOWPREP[@]}" extract --dataset "$FORMAT" --root "$ROOT" --out "$SHARDS" --jobs "$JOBS" --device "$DEVICE" \
+    "${EXTRA_X[@]:+${EXTRA_X[@]}}"
+stage quality "what the JPEG shards cost in flow accuracy and save in bytes ($OUT/quality)" \
+    "${FLOWPREP[@]}" quality --shards "$SHARDS" --sample "$QUALITY_SAMPLE" --report "$OUT/quality"
+fit spatial "$EPOCHS_S"
+fit temporal "$EPOCHS_T"
+for stream in spatial temporal; do
+    stage "test-$stream" "score the test videos: 25 frames x 10 crops, softmax averaged per video" \
+        "${TRAIN[@]}" test --checkpoint "$OUT/$stream/best.pt" --subset test --device "$DEVICE" --no-progress \
+        "${TEST_ARGS[@]}"
+    stage "test-$stream-train" "score the training videos the same way (the fusion SVM learns from them)" \
+        "${TRAIN[@]}" test --checkpoint "$OUT/$stream/best.pt" --subset train --device "$DEVICE" --no-progress \
+        "${TEST_ARGS[@]}"
+done
+mkdir -p "$OUT/fusion"
+for method in avg svm; do
+    stage "fuse-$method" "fuse the two streams' scores ($method)" \
+        "${TRAIN[@]}" fuse --scores "$OUT/spatial/scores.npz" "$OUT/temporal/scores.npz" --method "$method" \
+        --out "$OUT/fusion/$method.npz"
+done
+
+# results.json and the table: always rebuilt from the stages' outputs (cheap).
+"$PY" - "$OUT" "$DATASET" "$SPLIT" "$((SECONDS - T0))" <<'EOF'
+import json, os, sys
+from pathlib import Path
+
+import numpy as np
+
+out, dataset, split, seconds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+def top1(path, key=None):
+    d = json.loads(Path(path).read_text())
+    return float((d[key] if key else d)["top1"])
+with np.load(out / "temporal" / "scores.npz", allow_pickle=False) as z:
+    classes, videos = len(z["classes"]), len(z["labels"])
+res = {"dataset": dataset, "split": int(split), "test_videos": videos, "classes": classes,
+       "spatial": top1(out / "spatial" / "test_metrics.json"),
+       "temporal": top1(out / "temporal" / "test_metrics.json"),
+       "fusion_avg": top1(out / "fusion" / "avg.json", "fusion:avg"),
+       "fusion_svm": top1(out / "fusion" / "svm.json", "fusion:svm"),
+       "chance": 1.0 / classes, "seconds": seconds}
+tmp = out / "results.json.tmp"
+tmp.write_text(json.dumps(res, indent=2) + "\n")
+os.replace(tmp, out / "results.json")
+# The paper's Table 3 (UCF-101, mean of the 3 splits; ImageNet pre-training, multi-task temporal net).
+paper = {"spatial": 73.0, "temporal": 83.7, "fusion_avg": 86.9, "fusion_svm": 88.0}
+rows = [("Spatial ConvNet", "spatial"), ("Temporal ConvNet", "temporal"),
+        ("Fusion by averaging", "fusion_avg"), ("Fusion by SVM", "fusion_svm")]
+print()
+print(f"Two-stream results: {dataset} split {split}, {videos} test videos, {classes} classes "
+      f"(chance {100 * res['chance']:.1f}%), top-1, paper's protocol (25 frames x 10 crops)")
+print(f"  {'':22} {'this run':>9} {'paper (UCF-101)':>16}")
+for name, key in rows:
+    print(f"  {name:22} {100 * res[key]:8.1f}% {paper[key]:15.1f}%")
+print()
+print("plots:")
+for p in sorted(set(out.glob("*/*.png")) | set(out.glob("quality/**/*.png"))):
+    print(f"  {p}")
+print(f"results: {out / 'results.json'}")
+EOF
+echo "== finished in $((SECONDS - T0)) s"

@@ -1,0 +1,104 @@
+"""Choosing a solver: --backend/--device resolution, the TV-L1 flags reaching OpenCV, and the GPU sync rule.
+
+CUDA is simulated by patching ``cuda_available``: what is tested is the choice, not a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from flowprep import solvers
+from flowprep.cli_common import add_solver_arguments, solver_config_from_args
+from flowprep.solvers import ALGO_DEFAULTS, SolverConfig, make_solver, resolve_backend, resolve_device
+from flowprep.solvers.tvl1_torch import TVL1, TVL1Params
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_solver_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_auto_device_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(solvers, "cuda_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_backend("tvl1", "auto", "cuda") == "torch"  # TV-L1 on a GPU: the torch backend
+    assert resolve_backend("dis", "auto", "cuda") == "opencv"  # DIS exists only in OpenCV
+    assert resolve_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(solvers, "cuda_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_backend("tvl1", "auto", "cpu") == "opencv"  # make_solver's size dispatch comes first
+
+
+def test_impossible_choices_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(solvers, "cuda_available", lambda: False)
+    with pytest.raises(ValueError, match="sees no CUDA device; use --device cpu"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="use --backend torch for --device cuda"):
+        resolve_backend("tvl1", "opencv", "cuda")
+    with pytest.raises(ValueError, match="does not implement 'farneback'"):
+        resolve_backend("farneback", "torch", "cpu")
+    with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N"):
+        SolverConfig(device="gpu")
+    with pytest.raises(ValueError, match="unknown backend 'cuda'; choose one of auto, opencv, torch"):
+        SolverConfig(backend="cuda")
+
+
+def test_defaults_are_opencvs_own() -> None:
+    """ALGO_DEFAULTS is read off the cv2 object, so a user switching backends keeps each flag's meaning."""
+    tv = cv2.optflow.DualTVL1OpticalFlow_create()
+    got = {"tau": tv.getTau(), "lambda": tv.getLambda(), "theta": tv.getTheta(), "nscales": tv.getScalesNumber(),
+           "warps": tv.getWarpingsNumber(), "epsilon": tv.getEpsilon(), "inner_iterations": tv.getInnerIterations(),
+           "outer_iterations": tv.getOuterIterations(), "scale_step": tv.getScaleStep(), "gamma": tv.getGamma(),
+           "median_filtering": tv.getMedianFiltering()}
+    assert got == pytest.approx(ALGO_DEFAULTS["tvl1"])
+    assert TVL1Params().__dict__ == pytest.approx(
+        {("lambda_" if k == "lambda" else k): v for k, v in ALGO_DEFAULTS["tvl1"].items()})
+
+
+def test_tvl1_flags_reach_the_opencv_object() -> None:
+    cfg = solver_config_from_args(_args("--backend", "opencv", "--device", "cpu", "--tau", "0.2", "--warps", "3",
+                                        "--inner-iterations", "12", "--median-filtering", "3"))
+    solver = make_solver(cfg)
+    tv = solver._impl
+    assert (tv.getTau(), tv.getWarpingsNumber(), tv.getInnerIterations(), tv.getMedianFiltering()) == \
+        pytest.approx((0.2, 3, 12, 3))
+    assert tv.getLambda() == pytest.approx(0.15)  # what was not given keeps OpenCV's default
+    d = solver.describe()  # what the shards record
+    assert d["params"]["warps"] == 3 and d["params"]["tau"] == 0.2 and d["params"]["theta"] == 0.3
+    dis = solver_config_from_args(_args("--algo", "dis", "--solver-param", "preset=fast"))
+    assert dis.params == {"preset": "fast"}
+    with pytest.raises(ValueError, match="TV-L1 parameter, but --algo is dis"):
+        solver_config_from_args(_args("--algo", "dis", "--warps", "2"))
+    with pytest.raises(ValueError, match="allowed: preset"):
+        solver_config_from_args(_args("--algo", "dis", "--solver-param", "warps=2"))
+
+
+def test_tvl1_flags_reach_the_torch_solver() -> None:
+    cfg = solver_config_from_args(_args("--backend", "torch", "--device", "cpu", "--no-torch-compile",
+                                        "--warps", "2", "--scale-step", "0.5"))
+    solver = make_solver(cfg)
+    d = solver.describe()
+    assert (d["backend"], d["device"], d["compiled"]) == ("torch", "cpu", False)
+    assert d["params"]["warps"] == 2 and d["params"]["scale_step"] == 0.5
+
+
+def test_checking_every_k_iterations_changes_nothing_but_the_count() -> None:
+    """The GPU rule (check "all stopped?" every 10 inner iterations, one host sync each) gives the same flow
+    as checking at every iteration: stopped pairs are masked on the device, only the loop exit waits."""
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (56, 72), dtype=np.uint8), (0, 0), 2.0)
+    f0 = np.stack([base, base])
+    f1 = np.stack([np.roll(base, 1, axis=1), np.roll(base, (1, -2), axis=(0, 1))])
+    params = TVL1Params(epsilon=0.05)  # stops inside the inner loop, so the two rules differ in count
+    every, tenth = TVL1(params, check_every=1), TVL1(params, check_every=10)
+    a = every(torch.from_numpy(f0), torch.from_numpy(f1))
+    b = tenth(torch.from_numpy(f0), torch.from_numpy(f1))
+    assert torch.equal(a, b)
+    assert tenth.inner_steps > every.inner_steps  # the loop really exits only at multiples of 10
+    loops = len(solvers.tvl1_torch.pyramid_sizes(56, 72, 5, 0.8)) * params.warps * params.outer_iterations
+    assert tenth.inner_steps - every.inner_steps <= 9 * loops
