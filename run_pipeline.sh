@@ -228,6 +228,12 @@ print(f"Two-stream results: {dataset} split {split}, {videos} test videos, {clas
 print(f"  {'':22} {'this run':>9} {'paper (UCF-101)':>16}")
 for name, key in rows:
     print(f"  {name:22} {100 * res[key]:8.1f}% {paper[key]:15.1f}%")
+if dataset == "demo":  # the paper's central finding in miniature: the demo's own targets, checked every run
+    best = max(res["spatial"], res["temporal"])
+    checks = [("temporal >= 0.90", res["temporal"] >= 0.9),
+              ("spatial <= 2x chance", res["spatial"] <= 2 * res["chance"]),
+              ("fusion (avg and SVM) >= the better stream", min(res["fusion_avg"], res["fusion_svm"]) >= best)]
+    print("  demo targets: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in checks))
 print()
 print("plots:")
 for p in sorted(set(out.glob("*/*.png")) | set(out.glob("quality/**/*.png"))):

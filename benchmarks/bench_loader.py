@@ -2,7 +2,9 @@
 
 All loaders read the SAME JPEG bytes (flow codes of L = 10 flows, 340x256, quality 95) and produce the same
 training sample: a random 224x224 crop of a (2L, 224, 224) float32 stack in pixels with a random flip that
-negates dx. Ours reads the HDF5 shard through ``flowprep.ShardSet`` (``train.data.TrainClips``). The reference is
+negates dx. Ours reads the HDF5 shard through ``flowprep.ShardSet`` (``train.data.TrainClips``) as ``fit`` does:
+whole batches, the flow as uint8 codes plus a 256-entry table per plane until ``to_pixels`` makes the float32
+pixels, timed here in the main process on the CPU (on a GPU that lookup runs there). The reference is
 what the public two-stream trainers do, as tsn-pytorch's dataset and transforms do it: one file per flow component
 (``flow_x_00001.jpg``) opened with ``PIL.Image.open(...).convert('L')``, GroupRandomCrop (PIL crop),
 GroupRandomHorizontalFlip(is_flow=True) (PIL transpose, ImageOps.invert of the x images), Stack,
@@ -32,7 +34,8 @@ from flowprep.jpeg import encode_bgr, encode_gray  # noqa: E402
 from flowprep.quantize import QuantConfig, quantize_flow  # noqa: E402
 from flowprep.record import VideoRecord  # noqa: E402
 from flowprep.shard import ShardWriter, open_shards  # noqa: E402
-from train.data import DataConfig, TrainClips, load_items, prepare_workers, worker_init  # noqa: E402
+from train.data import (DataConfig, TrainClips, collated, load_items, prepare_workers, to_pixels,  # noqa: E402
+                        worker_init)
 
 W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0
 
@@ -120,16 +123,20 @@ class TSNStyleFolderClips(PillowFolderClips):
 
 
 def rate(dataset: Dataset, n: int, workers: int, batch: int = 8) -> float:
-    """Samples per second over ``n`` samples (after one warm-up batch that starts the workers)."""
+    """Samples per second over ``n`` samples (after one warm-up batch that starts the workers), each batch
+    ending as a (B, 2L, 224, 224) float32 tensor in pixels in the main process."""
     index = np.arange(n + batch) % len(dataset)
     prepare_workers(workers)
+    ours = isinstance(dataset, TrainClips)  # what `fit` does: whole batches, flow as uint8 codes until the device
     loader = DataLoader(dataset, batch_size=batch, sampler=index.tolist(), num_workers=workers,
-                        worker_init_fn=worker_init)
+                        worker_init_fn=worker_init, collate_fn=collated if ours else None)
+    cpu = torch.device("cpu")
     it = iter(loader)
     next(it)
     t0, seen = time.perf_counter(), 0
     for x, _, _ in it:
-        assert x.shape[1:] == (2 * L, CROP, CROP)
+        x = to_pixels(x, cpu)  # ours: the table lookup, timed here; on a GPU it runs there
+        assert x.shape[1:] == (2 * L, CROP, CROP) and x.dtype == torch.float32
         seen += x.shape[0]
     return seen / (time.perf_counter() - t0)
 
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         shards = open_shards(root / "shards")
         items = load_items(shards, [(k, 0) for k in keys])
         ours = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=L, crop_size=CROP,
-                                                    mean_subtract=False))
+                                                    mean_subtract=False), compact=True)
         ref = TSNStyleFolderClips(root / "denseflow", keys, frames - 1)
         lean = PillowFolderClips(root / "denseflow", keys, frames - 1)
         print(f"temporal samples/s, L={L} ({2 * L} JPEGs each), {W}x{H} -> {CROP}x{CROP}, {n} samples, "

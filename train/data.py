@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from flowprep.jpeg import decode_gray
 from train import transforms as T
@@ -122,30 +122,72 @@ def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Bo
     return flow
 
 
+def read_flow_codes(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool,
+                    codes: np.ndarray, tables: np.ndarray) -> None:
+    """The compact training sample for an S x S box, written into ``codes`` (2L, S, S) uint8 and ``tables``
+    (2L, 256) float32: plane k in pixels is ``tables[k][codes[k]]``, flip and mean subtraction folded into the
+    tables. Shipping this instead of floats moves a quarter of the bytes from loader workers (and to the GPU).
+    """
+    length, size = config.flow_length, config.crop_size
+    idx = np.minimum(np.arange(start, start + length), item.flows - 1)
+    params = shards.quant(item.key)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
+    tables[:] = dequant_tables(params, flip).reshape(2 * length, 256)  # row 2t + c: x1, y1, x2, y2, ...
+    for c, name in enumerate(("flow_x", "flow_y")):
+        for t, blob in enumerate(shards.jpegs(item.key, name, idx)):
+            code = decode_gray(blob)
+            crop = code[box.y:box.y + size, box.x:box.x + size]
+            k = 2 * t + c
+            if flip:
+                cv2.flip(crop, 1, dst=codes[k])  # mirrored while still uint8
+            else:
+                codes[k] = crop
+            if config.mean_subtract:  # the mean vector of the whole field, as read_flow does
+                scale, zero = params[t, c]
+                mean = np.float32((cv2.mean(code)[0] - zero) * scale)
+                tables[k] -= -mean if (flip and c == 0) else mean
+
+
+def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]`` with one 256-entry cv2.LUT per plane."""
+    for idx in np.ndindex(codes.shape[:-2]):
+        cv2.LUT(codes[idx], tables[idx], dst=out[idx])
+    return out
+
+
 def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
     """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels.
 
     Equal to ``crop_flow(read_flow(...))`` but 2x faster: each JPEG is decoded, its crop (mirrored while still
     uint8) goes through a 256-entry table straight into the output, with no (L, 2, H, W) intermediates.
     """
-    length, size = config.flow_length, config.crop_size
-    idx = np.minimum(np.arange(start, start + length), item.flows - 1)
-    params = shards.quant(item.key)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
-    tables = dequant_tables(params, flip)
-    out = np.empty((2 * length, size, size), np.float32)
-    for c, name in enumerate(("flow_x", "flow_y")):
-        for t, blob in enumerate(shards.jpegs(item.key, name, idx)):
-            code = decode_gray(blob)
-            crop = code[box.y:box.y + size, box.x:box.x + size]
-            if flip:
-                crop = cv2.flip(crop, 1)
-            plane = out[2 * t + c]
-            cv2.LUT(crop, tables[t, c], dst=plane)
-            if config.mean_subtract:  # the mean vector of the whole field, as read_flow does
-                scale, zero = params[t, c]
-                mean = np.float32((cv2.mean(code)[0] - zero) * scale)
-                plane -= -mean if (flip and c == 0) else mean
-    return out
+    n, size = 2 * config.flow_length, config.crop_size
+    codes, tables = np.empty((n, size, size), np.uint8), np.empty((n, 256), np.float32)
+    read_flow_codes(shards, item, start, config, box, flip, codes, tables)
+    return lookup_planes(codes, tables, np.empty((n, size, size), np.float32))
+
+
+def to_pixels(x, device: torch.device) -> torch.Tensor:
+    """A training batch's input on ``device``, in pixels: a tensor is moved; a compact flow batch
+    ``(codes (B, 2L, S, S) uint8, tables (B, 2L, 256) float32)`` is looked up there (bit for bit read_flow_crop)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    codes, tables = x
+    if device.type == "cpu":
+        out = torch.empty(codes.shape, dtype=torch.float32)
+        lookup_planes(codes.numpy(), tables.numpy(), out.numpy())
+        return out
+    return gather_planes(codes.to(device, non_blocking=True), tables.to(device, non_blocking=True))
+
+
+def gather_planes(codes: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
+    """lookup_planes for (B, 2L, S, S) codes and (B, 2L, 256) tables as one torch.gather (the GPU's way)."""
+    b, n = codes.shape[:2]
+    return torch.gather(tables, 2, codes.reshape(b, n, -1).long()).reshape(codes.shape)
+
+
+def collated(batch):
+    """collate_fn for datasets whose ``__getitems__`` already returns a whole batch."""
+    return batch
 
 
 def read_flow_stack(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
@@ -165,15 +207,19 @@ def read_frame(shards, item: VideoItem, index: int, config: DataConfig, box: T.B
 class TrainClips(Dataset):
     """One random sample per video per visit: a random frame (spatial) or stack start (temporal), random crop, flip.
 
-    Returns ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32.
+    Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``, used by the
+    DataLoader with ``collate_fn=collated``) are collated here; with ``compact`` a temporal batch's x is
+    ``(codes, tables)`` (see read_flow_codes), turned into pixels by ``to_pixels`` on the training device.
     """
 
-    def __init__(self, shards, items: list[VideoItem], config: DataConfig):
+    def __init__(self, shards, items: list[VideoItem], config: DataConfig, compact: bool = False):
         # one ShardSet per dataset (multi-task): item.task picks it
         self.sources = list(shards) if isinstance(shards, (list, tuple)) else [shards]
         self.items = items
         self.config = config
         self.epoch = 0
+        # multi-scale boxes are resized in float: only fixed S x S temporal crops can travel as codes
+        self.compact = compact and config.stream == "temporal" and not config.multi_scale
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's random stream (call before iterating; workers get it when they start)."""
@@ -182,15 +228,38 @@ class TrainClips(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        item = self.items[i]
-        cfg = self.config
+    def _choose(self, i: int) -> tuple[VideoItem, int, T.Box, bool]:
+        # sample i's random choices: a pure function of (seed, epoch, i)
+        item, cfg = self.items[i], self.config
         rng = np.random.default_rng([cfg.seed, self.epoch, int(i)])
         pos = int(rng.integers(num_positions(item, cfg)))
         box = T.random_box(item.height, item.width, cfg.crop_size, rng, cfg.multi_scale)
-        flip = bool(cfg.flip and rng.random() < 0.5)
-        read = read_frame if cfg.stream == "spatial" else read_flow_stack
-        return torch.from_numpy(read(self.sources[item.task], item, pos, cfg, box, flip)), item.label, item.task
+        return item, pos, box, bool(cfg.flip and rng.random() < 0.5)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        item, pos, box, flip = self._choose(i)
+        read = read_frame if self.config.stream == "spatial" else read_flow_stack
+        x = read(self.sources[item.task], item, pos, self.config, box, flip)
+        return torch.from_numpy(x), item.label, item.task
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple:
+        """A collated batch ``(x, labels, tasks)``, each sample written straight into it (no stacking copy)."""
+        if not self.compact:
+            return default_collate([self[i] for i in indices])
+        n, size = 2 * self.config.flow_length, self.config.crop_size
+        codes = torch.empty((len(indices), n, size, size), dtype=torch.uint8)
+        tables = torch.empty((len(indices), n, 256), dtype=torch.float32)
+        if get_worker_info() is not None:  # in shared memory already: the queue sends a handle, not a copy
+            codes.share_memory_()
+            tables.share_memory_()
+        c, t = codes.numpy(), tables.numpy()
+        labels, tasks = [], []
+        for b, i in enumerate(indices):
+            item, pos, box, flip = self._choose(i)
+            read_flow_codes(self.sources[item.task], item, pos, self.config, box, flip, c[b], t[b])
+            labels.append(item.label)
+            tasks.append(item.task)
+        return (codes, tables), torch.tensor(labels), torch.tensor(tasks)
 
 
 class EvalClips(Dataset):

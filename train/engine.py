@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from train.data import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
 
 
@@ -63,7 +64,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
     for x, y, task in bar:
-        x, y, task = x.to(device, non_blocking=True), y.to(device), task.to(device)
+        x, y, task = to_pixels(x, device), y.to(device), task.to(device)
         with torch.autocast(device.type, enabled=amp):
             logits = model(x)
             loss = multitask_loss(logits, y, task)

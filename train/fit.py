@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 import flowprep
 from train import distributed as D
-from train.data import DataConfig, EvalClips, TrainClips, load_items, prepare_workers, worker_init
+from train.data import DataConfig, EvalClips, TrainClips, collated, load_items, prepare_workers, worker_init
 from train.engine import (MetricsLog, load_checkpoint, predict, rng_state, save_checkpoint, set_lr_schedule,
                           set_rng_state, train_one_epoch, unwrap)
 from train.models import build_model
@@ -100,7 +100,7 @@ class FitConfig:
 def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, seed: int) -> DataLoader:
     prepare_workers(workers)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      worker_init_fn=worker_init, pin_memory=cuda, drop_last=len(sampler) > batch_size,
+                      worker_init_fn=worker_init, collate_fn=collated, pin_memory=cuda, drop_last=len(sampler) > batch_size,
                       generator=torch.Generator().manual_seed(seed))
 
 
@@ -132,7 +132,7 @@ def fit(cfg: FitConfig) -> dict:
     model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
                         cfg.resolved_dropout(), cfg.stream == "temporal", cfg.pretrained).to(device)
     torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout masks differ between ranks
-    train_set = TrainClips(sources, items, data_cfg)
+    train_set = TrainClips(sources, items, data_cfg, compact=True)  # flow travels as uint8 codes
     sampler = D.train_sampler([it.label for it in items], info, cfg.seed, cfg.balanced)
     loader = _make_loader(train_set, sampler, cfg.batch_size // info.world_size, cfg.num_workers,
                           device.type == "cuda", cfg.seed)

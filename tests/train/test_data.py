@@ -171,6 +171,37 @@ def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtra
         np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-5 if mean_subtract else 0)
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
+    """Temporal batches travel as uint8 codes + tables and become, on the device, exactly the float samples."""
+    from torch.utils.data import DataLoader
+
+    from train.data import collated, gather_planes, prepare_workers, to_pixels
+    shards, items = _items(motion_data)
+    cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=True, seed=3)
+    compact = TrainClips(shards, items, cfg, compact=True)
+    compact.set_epoch(2)
+    plain = TrainClips(shards, items, cfg)
+    plain.set_epoch(2)
+    order = [5, 0, 7, 3, 9, 1]
+    prepare_workers(workers)
+    batches = list(DataLoader(compact, batch_size=3, sampler=order, num_workers=workers, collate_fn=collated))
+    assert len(batches) == 2
+    flips = 0
+    for j, ((codes, tables), labels, tasks) in enumerate(batches):
+        assert codes.dtype == torch.uint8 and codes.shape == (3, 8, 32, 32) and tables.shape == (3, 8, 256)
+        x = to_pixels((codes, tables), torch.device("cpu"))
+        assert torch.equal(gather_planes(codes, tables), x)  # the GPU's lookup is the same lookup
+        for b, i in enumerate(order[3 * j:3 * j + 3]):
+            ref, label, task = plain[i]
+            assert torch.equal(x[b], ref), i
+            assert (int(labels[b]), int(tasks[b])) == (label, task)
+            flips += bool(tables[b, 0, 200] < tables[b, 0, 50])  # a flipped sample's x table is negated
+    assert 0 < flips < 6  # both kinds were compared
+    spatial = TrainClips(shards, items, DataConfig(stream="spatial", crop_size=32), compact=True)
+    assert not spatial.compact  # RGB stays float
+
+
 _FORK_SCRIPT = r'''
 import cv2, numpy as np, torch
 from torch.utils.data import DataLoader, Dataset
