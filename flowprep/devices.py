@@ -16,7 +16,7 @@ from typing import Callable, Iterator, TypeVar
 
 from flowprep.datasets import VideoTask
 from flowprep.extract import ChunkResult, ExtractConfig
-from flowprep.runners import work_chunk
+from flowprep.runners import prepare_worker, work_chunk
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,9 +87,10 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
 class DevicePool:
     """One single-process executor per device, with CUDA_VISIBLE_DEVICES set at its start (a context manager)."""
 
-    def __init__(self, devices: list[str]):
+    def __init__(self, devices: list[str], initializer: Callable | None = None, initargs: tuple = ()):
         from joblib.externals.loky import ProcessPoolExecutor
-        self.executors = {d: ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": d}) for d in devices}
+        self.executors = {d: ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": d},
+                                                 initializer=initializer, initargs=initargs) for d in devices}
 
     def submit(self, device: str, fn: Callable, *args) -> Future:
         """Run ``fn(*args)`` in the device's process."""
@@ -115,7 +116,8 @@ def run_on_devices(chunks: list[list[VideoTask]], staged: list[str], config: Ext
     """Extract chunks with one worker per device; yield results as they finish (progress per chunk)."""
     cfg = worker_config(config)
     me = os.getpid()
-    with DevicePool(devices) as pool:
+    # tied to this process at start-up, not at its first chunk (see runners.run_local)
+    with DevicePool(devices, initializer=prepare_worker, initargs=(me, cfg, None)) as pool:
         def submit(dev: str, item: tuple[list[VideoTask], str]) -> Future:
             return pool.submit(dev, work_chunk, item[0], item[1], cfg, None, me, None)
 

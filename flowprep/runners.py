@@ -123,8 +123,11 @@ def run_local(chunks: list[list[VideoTask]], staged: list[str], config: ExtractC
     th.start()
     me = os.getpid()
     try:
-        # inner_max_num_threads=1: each worker owns one core (OpenCV/torch/BLAS threads capped)
-        with parallel_config(backend="loky", inner_max_num_threads=1):
+        # inner_max_num_threads=1: each worker owns one core (OpenCV/torch/BLAS threads capped). The initializer
+        # ties each worker to this process as soon as it starts, not at its first chunk: a driver killed while
+        # its workers were still starting up left them idle for minutes, holding its stdout and stderr open.
+        with parallel_config(backend="loky", inner_max_num_threads=1, initializer=prepare_worker,
+                             initargs=(me, config, 1)):
             par = Parallel(n_jobs=jobs, return_as="generator_unordered")
             yield from par(delayed(work_chunk)(c, p, config, _QueueProgress(queue), me)
                            for c, p in zip(chunks, staged))

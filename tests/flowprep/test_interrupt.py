@@ -50,7 +50,11 @@ def test_kill9_loop_at_random_moments_loses_nothing_and_doubles_nothing(dataset,
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)  # the driver only: its workers must notice and die on their own
             kills += 1
-        p.communicate()
+        try:
+            p.communicate(timeout=60)  # a live orphan keeps the driver's pipes open
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            pytest.fail(f"workers outlived the killed driver (kill {kills}) and kept its pipes open")
         # no orphaned worker keeps writing into the folder once the driver is dead
         assert wait_group_gone(p.pid), "workers outlived the killed driver"
         copies = check_output(out) if out.exists() else {}
@@ -142,3 +146,31 @@ def test_ctrl_c_stops_within_seconds_says_how_to_resume_and_a_second_run_is_refu
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert_same_output(out, reference)
+
+
+_IDLE_WORKER = r'''
+import os, signal, sys
+from flowprep.datasets import list_videos
+from flowprep.extract import ExtractConfig
+from flowprep.runners import run_local
+from flowprep.solvers import SolverConfig
+videos = list_videos("ucf101", sys.argv[1])[:1]
+config = ExtractConfig(solver=SolverConfig(algo="dis", backend="opencv", device="cpu"))
+# one chunk on a pool of 2: one worker computes it, the other starts and never gets a task
+for result in run_local([videos], [sys.argv[2]], config, jobs=2, progress=lambda v, p: None):
+    pass
+os.kill(os.getpid(), signal.SIGKILL)  # the driver dies with its pool alive
+'''
+
+
+def test_a_worker_that_never_got_a_task_dies_with_the_driver(dataset, tmp_path):
+    """Regression: a worker was tied to the driver only when its first chunk started, so a driver killed
+    during start-up left idle workers alive for minutes, holding its stdout and stderr open."""
+    p = start([sys.executable, "-c", _IDLE_WORKER, str(dataset), str(tmp_path / "chunk.h5")])
+    try:
+        _, err = p.communicate(timeout=60)  # returns only once nothing holds the driver's pipes
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("an idle worker outlived the killed driver and kept its pipes open")
+    assert p.returncode == -signal.SIGKILL, err
+    assert wait_group_gone(p.pid), "a worker outlived the killed driver"

@@ -231,3 +231,36 @@ def test_loader_workers_do_not_deadlock_after_the_parent_used_opencv_threads() -
     except subprocess.TimeoutExpired:
         pytest.fail("a DataLoader worker deadlocked after the parent had used OpenCV's thread pool")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+class _WhoRead(torch.utils.data.Dataset):
+    """Reads a sample, then reports which process did and which process the reader's HDF5 handles belong to."""
+
+    def __init__(self, clips: TrainClips):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int):
+        import os
+        self.clips[i]
+        shards = self.clips.sources[0]
+        return os.getpid(), shards._pid, len(shards._files)
+
+
+def test_hdf5_files_are_opened_in_each_worker_not_before_the_fork(motion_data):
+    import os
+
+    from torch.utils.data import DataLoader
+
+    from train.data import prepare_workers
+    shards, items = _items(motion_data)
+    assert not shards._files  # load_items closes what it opened: no handle is open at the fork
+    clips = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=4, crop_size=32))
+    clips[0]
+    assert shards._files and shards._pid == os.getpid()  # the parent now holds its own handle
+    prepare_workers(1)
+    rows = list(DataLoader(_WhoRead(clips), batch_size=None, num_workers=1))
+    for pid, owner, files in rows:
+        assert pid != os.getpid() and owner == pid and files == 1  # the worker opened its own file

@@ -119,3 +119,36 @@ def test_multitask_run_has_one_head_per_dataset(motion_data, tmp_path):
     assert json.loads((tmp_path / "test_metrics_task1.json").read_text())["task"] == 1
     with pytest.raises(ValueError, match="2 task"):
         evaluate.test(evaluate.TestConfig(**common, task=2))
+
+
+def _ddp_test_worker(rank: int, world: int, port: int, cfg) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    from train.distributed import cleanup
+    try:
+        evaluate.test(cfg)
+    finally:
+        cleanup()
+
+
+def test_two_process_test_drops_the_samplers_padding(motion_data, tmp_path):
+    """5 test videos x 3 positions = 15 items on 2 ranks: DistributedSampler pads to 16 (one item twice); the
+    gathered scores must be the single process's, one row per video, nothing counted twice."""
+    import shutil
+    split = tmp_path / "splits"
+    shutil.copytree(motion_data.split_dir, split)
+    lines = (split / "testlist01.txt").read_bytes().split(b"\r\n")
+    (split / "testlist01.txt").write_bytes(b"\r\n".join(lines[:5]) + b"\r\n")
+    fit(_cfg(motion_data, tmp_path / "run", epochs=1, split_dir=str(split)))
+    common = dict(checkpoint=str(tmp_path / "run" / "best.pt"), frames=3, crops=2, num_workers=0, device="cpu",
+                  progress=False)
+    one = evaluate.test(evaluate.TestConfig(**common, out=str(tmp_path / "one")))
+    mp.start_processes(_ddp_test_worker, args=(2, _free_port(), evaluate.TestConfig(**common, out=str(tmp_path / "two"))),
+                       nprocs=2, join=True, start_method="fork")
+    with np.load(tmp_path / "one" / "scores.npz") as a, np.load(tmp_path / "two" / "scores.npz") as b:
+        assert a["scores"].shape == b["scores"].shape == (5, 4)
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=0, atol=1e-6)
+        assert list(a["videos"]) == list(b["videos"])
+    two = json.loads((tmp_path / "two" / "test_metrics.json").read_text())
+    assert two["videos"] == one["videos"] == 5 and two["top1"] == one["top1"]
