@@ -23,12 +23,13 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-class _HelpFormatter(argparse.HelpFormatter):
+class DefaultsHelpFormatter(argparse.HelpFormatter):
     """Adds "(default: X)" to an option's help unless it already names its default or has none worth saying."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         h = action.help or ""
-        if "default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if ("default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
+                or action.nargs == 0):  # a switch: its name says what it does
             return h
         return h + " (default: %(default)s)"
 
@@ -48,7 +49,7 @@ def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.Argument
                 continue
             raise
         sp = sub.add_parser(verb, help=help_, description=help_,
-                            formatter_class=_HelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
         mod.add_arguments(sp)
         sp.set_defaults(_run=mod.run)
     return p

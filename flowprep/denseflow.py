@@ -4,7 +4,7 @@ Layout of one video folder (``<out>/<key>/``)::
 
     flow_x_00000.jpg  flow_y_00000.jpg  img_00000.jpg  ...
 
-denseflow numbers from 0, TSN's dense_flow from 1 (``--start``). JPEG bytes are copied as they are, both ways, so
+denseflow numbers from 0, TSN's dense_flow from 1 (``--format denseflow|tsn``). JPEG bytes are copied as they are, both ways, so
 export and import are lossless. Such folders carry no quantization parameters: export writes them beside the
 images in ``flowprep_quant.json`` (needed for adaptive-mode shards), and import reads that file when present,
 else assumes the fixed bound given by ``--bound`` (20 by default, the de-facto standard).

@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("shards_dir", help="where to write the shards")
     p.add_argument("--bound", type=float, default=20.0,
                    help="the bound the flow was quantized with (ignored where flowprep_quant.json is present)")
-    p.add_argument("--videos-per-shard", type=int, default=64)
+    p.add_argument("--videos-per-shard", type=int, default=64, help="videos per shard file written")
 
 
 def run(args: argparse.Namespace) -> int:
