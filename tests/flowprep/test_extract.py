@@ -1,5 +1,6 @@
 """Extraction end to end on small videos with known motion: sign, size, index convention, shards, resume."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -214,3 +215,36 @@ def test_import_without_sidecar_assumes_the_fixed_bound(tmp_path):
     s = flowprep.open_shards(tmp_path / "s")
     assert s.keys() == ["Cls/vid"] and s.meta("Cls/vid").flows == 2
     assert np.allclose(s.flow("Cls/vid"), 5.0, atol=STEP)
+
+
+def test_progress_bar_shows_videos_and_pairs_per_second_and_an_eta(shift_dataset, tmp_path, capsys):
+    rc = main(["extract", "--dataset", "ucf101", "--root", str(shift_dataset), "--out", str(tmp_path / "o"),
+               "--algo", "dis", "--jobs", "1", "--videos-per-shard", "1"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    bar = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("extract:")]
+    assert bar and "4/4" in bar[-1], err[-500:]
+    assert any(re.search(r"video/s, [\d.]+ pairs/s\]", ln) for ln in bar), bar  # both rates
+    assert any(re.search(r"<\d\d:\d\d", ln) for ln in bar), bar  # tqdm's ETA
+
+
+_THREADS = r'''
+import sys, cv2
+from flowprep.extract import ExtractConfig
+from flowprep.runners import prepare_worker
+from flowprep.solvers import SolverConfig
+cv2.setNumThreads(2)
+prepare_worker(None, ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu")), 1)
+import os
+print(cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], "torch" in sys.modules)
+'''
+
+
+def test_an_extraction_worker_owns_one_core():
+    """What every worker runs at start-up: OpenCV and OpenMP capped to one thread, and no torch import for the
+    OpenCV backend (joblib's inner_max_num_threads=1 caps BLAS the same way)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "False"]
