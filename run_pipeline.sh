@@ -6,7 +6,6 @@
 # resumes (extraction skips finished shards, training continues from its last checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")"
-ROOT_DIR="$(pwd)"
 
 usage() {
     cat <<'EOF'
@@ -28,7 +27,7 @@ Options:
   --pretrained FILE  local ImageNet weights of --arch (.pth): the spatial net is fine-tuned from them and the
                      temporal net gets the cross-modality initialisation (nothing is downloaded)
   --epochs N         training epochs of each stream (one random sample per video per epoch)
-  --batch-size N     training batch (default: demo 32, real data 256 as in the paper)
+  --batch-size N     training batch (default: demo 16, real data 256 as in the paper)
   --demo-args "…"   more flags for `flowprep make-demo` (e.g. "--train-groups 3 --clips 1"; see its --help)
   --extract-args "…" more flags for `flowprep extract` (e.g. "--short-side 256 --backend torch")
   --fit-args "…"     more flags for `python -m train fit` (both streams)

@@ -27,15 +27,14 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from flowprep.jpeg import encode_bgr, encode_gray  # noqa: E402
 from flowprep.quantize import QuantConfig, quantize_flow  # noqa: E402
 from flowprep.record import VideoRecord  # noqa: E402
 from flowprep.shard import ShardWriter, open_shards  # noqa: E402
-from train.data import (DataConfig, TrainClips, collated, load_items, prepare_workers, to_pixels,  # noqa: E402
-                        worker_init)
+from train.data import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
 
 W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0
 
@@ -126,10 +125,8 @@ def rate(dataset: Dataset, n: int, workers: int, batch: int = 8) -> float:
     """Samples per second over ``n`` samples (after one warm-up batch that starts the workers), each batch
     ending as a (B, 2L, 224, 224) float32 tensor in pixels in the main process."""
     index = np.arange(n + batch) % len(dataset)
-    prepare_workers(workers)
-    ours = isinstance(dataset, TrainClips)  # what `fit` does: whole batches, flow as uint8 codes until the device
-    loader = DataLoader(dataset, batch_size=batch, sampler=index.tolist(), num_workers=workers,
-                        worker_init_fn=worker_init, collate_fn=collated if ours else None)
+    # as `fit` builds it: ours collates whole batches itself, the flow as uint8 codes until to_pixels
+    loader = make_loader(dataset, workers, batch_size=batch, sampler=index.tolist())
     cpu = torch.device("cpu")
     it = iter(loader)
     next(it)

@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from flowprep.jpeg import decode_gray
 from train import transforms as T
@@ -96,14 +96,16 @@ def dequant_tables(params: np.ndarray, flip: bool = False) -> np.ndarray:
     return tables
 
 
+def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]`` with one 256-entry cv2.LUT per plane."""
+    for idx in np.ndindex(codes.shape[:-2]):
+        cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx], dst=out[idx])  # crops of a frame are views
+    return out
+
+
 def dequantize_lut(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
     """``flowprep.quantize.dequantize_flow`` bit for bit, through a 256-entry table per field (2x faster)."""
-    table = dequant_tables(params)  # (T, 2, 256)
-    out = np.empty(codes.shape, np.float32)
-    for t in range(codes.shape[0]):
-        for c in range(2):
-            out[t, c] = cv2.LUT(np.ascontiguousarray(codes[t, c]), table[t, c])
-    return out
+    return lookup_planes(codes, dequant_tables(params), np.empty(codes.shape, np.float32))
 
 
 def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
@@ -147,13 +149,6 @@ def read_flow_codes(shards, item: VideoItem, start: int, config: DataConfig, box
                 tables[k] -= -mean if (flip and c == 0) else mean
 
 
-def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]`` with one 256-entry cv2.LUT per plane."""
-    for idx in np.ndindex(codes.shape[:-2]):
-        cv2.LUT(codes[idx], tables[idx], dst=out[idx])
-    return out
-
-
 def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
     """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels.
 
@@ -190,6 +185,15 @@ def collated(batch):
     return batch
 
 
+def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
+    """A DataLoader over one of these datasets: OpenCV set up before the fork (prepare_workers), workers seeded
+    (worker_init), and batches that ``__getitems__`` collates itself passed through as they are."""
+    prepare_workers(num_workers)
+    if hasattr(dataset, "__getitems__"):
+        kwargs.setdefault("collate_fn", collated)
+    return DataLoader(dataset, num_workers=num_workers, worker_init_fn=worker_init, **kwargs)
+
+
 def read_flow_stack(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
     """(2L, S, S) float32 stack x1, y1, x2, y2, ... of the flows in ``box``, resized to S if needed, maybe flipped."""
     if (box.h, box.w) == (config.crop_size, config.crop_size):
@@ -207,8 +211,8 @@ def read_frame(shards, item: VideoItem, index: int, config: DataConfig, box: T.B
 class TrainClips(Dataset):
     """One random sample per video per visit: a random frame (spatial) or stack start (temporal), random crop, flip.
 
-    Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``, used by the
-    DataLoader with ``collate_fn=collated``) are collated here; with ``compact`` a temporal batch's x is
+    Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``; build the
+    DataLoader with ``make_loader``, which passes them through) are collated here; with ``compact`` a temporal batch's x is
     ``(codes, tables)`` (see read_flow_codes), turned into pixels by ``to_pixels`` on the training device.
     """
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 import flowprep
 from train import distributed as D
-from train.data import EvalClips, load_items, prepare_workers, worker_init
+from train.data import EvalClips, load_items, make_loader
 from train.engine import load_checkpoint, predict
 from train.fit import FitConfig, TaskSpec
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
@@ -77,9 +76,8 @@ def test(cfg: TestConfig) -> dict:
     model.load_state_dict(ck["model"])
     model.to(device)
     dataset = EvalClips(shards, items, data_cfg)
-    prepare_workers(cfg.num_workers)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=D.test_sampler(len(dataset), info),
-                        num_workers=cfg.num_workers, worker_init_fn=worker_init)
+    loader = make_loader(dataset, cfg.num_workers, batch_size=cfg.batch_size,
+                         sampler=D.test_sampler(len(dataset), info))
     order, probs = predict(model, loader, device, head=cfg.task, progress=cfg.progress and info.is_main)
     per_item = np.zeros((len(dataset), probs.shape[1]))
     per_item[order] = probs  # DistributedSampler's padding repeats items: the duplicates carry equal scores

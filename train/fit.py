@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 import flowprep
 from train import distributed as D
-from train.data import DataConfig, EvalClips, TrainClips, collated, load_items, prepare_workers, worker_init
+from train.data import DataConfig, EvalClips, TrainClips, load_items, make_loader
 from train.engine import (MetricsLog, load_checkpoint, predict, rng_state, save_checkpoint, set_lr_schedule,
                           set_rng_state, train_one_epoch, unwrap)
 from train.models import build_model
@@ -98,10 +98,8 @@ class FitConfig:
 
 
 def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, seed: int) -> DataLoader:
-    prepare_workers(workers)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      worker_init_fn=worker_init, collate_fn=collated, pin_memory=cuda, drop_last=len(sampler) > batch_size,
-                      generator=torch.Generator().manual_seed(seed))
+    return make_loader(dataset, workers, batch_size=batch_size, sampler=sampler, pin_memory=cuda,
+                       drop_last=len(sampler) > batch_size, generator=torch.Generator().manual_seed(seed))
 
 
 def fit(cfg: FitConfig) -> dict:
@@ -161,10 +159,8 @@ def fit(cfg: FitConfig) -> dict:
     test_loader = None
     if cfg.val_frames > 0 and test_items:
         test_set = EvalClips(sources[0], test_items, data_cfg)
-        prepare_workers(cfg.num_workers)
-        test_loader = DataLoader(test_set, batch_size=max(1, cfg.batch_size // info.world_size),
-                                 sampler=D.test_sampler(len(test_set), info), num_workers=cfg.num_workers,
-                                 worker_init_fn=worker_init)
+        test_loader = make_loader(test_set, cfg.num_workers, batch_size=max(1, cfg.batch_size // info.world_size),
+                                  sampler=D.test_sampler(len(test_set), info))
     row: dict = {}
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from videogen import write_shift_video
 from flowprep.shard import ShardSet, list_shards, read_shard_header
@@ -37,6 +39,16 @@ def start(cmd: list[str], **kw) -> subprocess.Popen:
     """Start a command in its own session, so that its workers can be found (and must be gone) later."""
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)
+
+
+def finish_killed(p: subprocess.Popen, what: str, limit: float = 60.0) -> str:
+    """Wait for a killed driver's pipes to close (a live orphan keeps them open) and return its stderr; fails
+    the test, killing the whole group, when they stay open past ``limit`` seconds."""
+    try:
+        return p.communicate(timeout=limit)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"{what} outlived the killed driver and kept its pipes open")
 
 
 def group_alive(pgid: int) -> bool:

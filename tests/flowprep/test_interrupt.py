@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from fault_tools import (assert_same_output, check_output, extract_cmd, make_dataset, start, wait_group_gone)
+from fault_tools import (assert_same_output, check_output, extract_cmd, finish_killed, make_dataset, start,
+                         wait_group_gone)
 from flowprep.batch import extract_dataset
 from flowprep.datasets import list_videos
 from flowprep.errors import FlowprepError
@@ -50,11 +51,7 @@ def test_kill9_loop_at_random_moments_loses_nothing_and_doubles_nothing(dataset,
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)  # the driver only: its workers must notice and die on their own
             kills += 1
-        try:
-            p.communicate(timeout=60)  # a live orphan keeps the driver's pipes open
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            pytest.fail(f"workers outlived the killed driver (kill {kills}) and kept its pipes open")
+        finish_killed(p, f"a worker (kill {kills})")
         # no orphaned worker keeps writing into the folder once the driver is dead
         assert wait_group_gone(p.pid), "workers outlived the killed driver"
         copies = check_output(out) if out.exists() else {}
@@ -167,10 +164,6 @@ def test_a_worker_that_never_got_a_task_dies_with_the_driver(dataset, tmp_path):
     """Regression: a worker was tied to the driver only when its first chunk started, so a driver killed
     during start-up left idle workers alive for minutes, holding its stdout and stderr open."""
     p = start([sys.executable, "-c", _IDLE_WORKER, str(dataset), str(tmp_path / "chunk.h5")])
-    try:
-        _, err = p.communicate(timeout=60)  # returns only once nothing holds the driver's pipes
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        pytest.fail("an idle worker outlived the killed driver and kept its pipes open")
+    err = finish_killed(p, "an idle worker")
     assert p.returncode == -signal.SIGKILL, err
     assert wait_group_gone(p.pid), "a worker outlived the killed driver"
