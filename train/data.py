@@ -161,14 +161,20 @@ def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box:
     return lookup_planes(codes, tables, np.empty((n, size, size), np.float32))
 
 
-def to_pixels(x, device: torch.device) -> torch.Tensor:
+def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
     """A training batch's input on ``device``, in pixels: a tensor is moved; a compact flow batch
-    ``(codes (B, 2L, S, S) uint8, tables (B, 2L, 256) float32)`` is looked up there (bit for bit read_flow_crop)."""
+    ``(codes (B, 2L, S, S) uint8, tables (B, 2L, 256) float32)`` is looked up there (bit for bit read_flow_crop).
+
+    On the CPU, ``out`` (the previous batch's result, no longer needed) is overwritten when its shape matches:
+    a fresh 32 MB batch is a fresh mmap, and its page faults cost more than the lookup itself (on a GPU
+    the caching allocator does this reuse).
+    """
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
     codes, tables = x
     if device.type == "cpu":
-        out = torch.empty(codes.shape, dtype=torch.float32)
+        if out is None or out.shape != codes.shape or out.dtype != torch.float32 or out.device.type != "cpu":
+            out = torch.empty(codes.shape, dtype=torch.float32)
         lookup_planes(codes.numpy(), tables.numpy(), out.numpy())
         return out
     return gather_planes(codes.to(device, non_blocking=True), tables.to(device, non_blocking=True))
@@ -178,6 +184,15 @@ def gather_planes(codes: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """lookup_planes for (B, 2L, S, S) codes and (B, 2L, 256) tables as one torch.gather (the GPU's way)."""
     b, n = codes.shape[:2]
     return torch.gather(tables, 2, codes.reshape(b, n, -1).long()).reshape(codes.shape)
+
+
+def empty_tensor(shape: Sequence[int], dtype: torch.dtype, shared: bool) -> torch.Tensor:
+    """An uninitialised CPU tensor, allocated in shared memory when ``shared`` (as default_collate does in a
+    worker; ``share_memory_()`` on a fresh tensor would allocate twice and copy)."""
+    if not shared:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size())
+    return torch.empty((0,), dtype=dtype).set_(storage).view(*shape)
 
 
 def collated(batch):
@@ -251,11 +266,10 @@ class TrainClips(Dataset):
         if not self.compact:
             return default_collate([self[i] for i in indices])
         n, size = 2 * self.config.flow_length, self.config.crop_size
-        codes = torch.empty((len(indices), n, size, size), dtype=torch.uint8)
-        tables = torch.empty((len(indices), n, 256), dtype=torch.float32)
-        if get_worker_info() is not None:  # in shared memory already: the queue sends a handle, not a copy
-            codes.share_memory_()
-            tables.share_memory_()
+        # in a worker, allocated in shared memory: the queue then sends a handle, not a copy
+        shared = get_worker_info() is not None
+        codes = empty_tensor((len(indices), n, size, size), torch.uint8, shared)
+        tables = empty_tensor((len(indices), n, 256), torch.float32, shared)
         c, t = codes.numpy(), tables.numpy()
         labels, tasks = [], []
         for b, i in enumerate(indices):

@@ -63,8 +63,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     amp = device.type == "cuda" and scaler.is_enabled()
     loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
+    pixels = None  # the previous batch's CPU pixels, overwritten by the next (see to_pixels)
     for x, y, task in bar:
-        x, y, task = to_pixels(x, device), y.to(device), task.to(device)
+        x, y, task = to_pixels(x, device, out=pixels), y.to(device), task.to(device)
         with torch.autocast(device.type, enabled=amp):
             logits = model(x)
             loss = multitask_loss(logits, y, task)
@@ -77,6 +78,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         correct += correct_top1([o.detach() for o in logits], y, task)
         seen += y.numel()
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+        pixels = x if device.type == "cpu" else None
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen])
     return {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
             "lr": optimizer.param_groups[0]["lr"], "samples": int(seen), "seconds": time.perf_counter() - t0}

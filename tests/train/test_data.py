@@ -187,10 +187,14 @@ def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
     prepare_workers(workers)
     batches = list(DataLoader(compact, batch_size=3, sampler=order, num_workers=workers, collate_fn=collated))
     assert len(batches) == 2
-    flips = 0
+    flips, x = 0, None
     for j, ((codes, tables), labels, tasks) in enumerate(batches):
         assert codes.dtype == torch.uint8 and codes.shape == (3, 8, 32, 32) and tables.shape == (3, 8, 256)
-        x = to_pixels((codes, tables), torch.device("cpu"))
+        assert codes.is_shared() == tables.is_shared() == (workers > 0)  # a worker's batch is sent as a handle
+        previous = x
+        x = to_pixels((codes, tables), torch.device("cpu"), out=previous)
+        if previous is not None:  # the previous batch's buffer is reused, not reallocated
+            assert x.data_ptr() == previous.data_ptr()
         assert torch.equal(gather_planes(codes, tables), x)  # the GPU's lookup is the same lookup
         for b, i in enumerate(order[3 * j:3 * j + 3]):
             ref, label, task = plain[i]
@@ -264,3 +268,17 @@ def test_hdf5_files_are_opened_in_each_worker_not_before_the_fork(motion_data):
     rows = list(DataLoader(_WhoRead(clips), batch_size=None, num_workers=1))
     for pid, owner, files in rows:
         assert pid != os.getpid() and owner == pid and files == 1  # the worker opened its own file
+
+
+def test_to_pixels_reuses_out_only_when_it_fits():
+    from train.data import to_pixels
+    codes = torch.randint(0, 256, (2, 4, 5, 5), dtype=torch.uint8)
+    tables = torch.randn(2, 4, 256)
+    fresh = to_pixels((codes, tables), torch.device("cpu"))
+    same = torch.full((2, 4, 5, 5), 7.0)
+    assert to_pixels((codes, tables), torch.device("cpu"), out=same) is same and torch.equal(same, fresh)
+    smaller = torch.zeros(1, 4, 5, 5)  # e.g. the last, shorter batch's buffer: not used
+    out = to_pixels((codes, tables), torch.device("cpu"), out=smaller)
+    assert out is not smaller and torch.equal(out, fresh) and not smaller.any()
+    assert to_pixels((codes, tables), torch.device("cpu"), out=torch.zeros(2, 4, 5, 5, dtype=torch.float64)) \
+        .dtype == torch.float32

@@ -68,6 +68,21 @@ def test_resume_continues_bit_exactly(motion_data, tmp_path, monkeypatch):
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
+def test_compact_batches_train_exactly_like_float_batches(motion_data, tmp_path, monkeypatch):
+    """fit's uint8-code batches, looked up into the previous batch's buffer (to_pixels' ``out``), give the same
+    weights as float batches: the buffer is only overwritten once the previous step is done with it."""
+    kw = dict(dropout=0.5, num_workers=1, epochs=1, lr=0.05)  # 32 samples: 4 batches of one shape
+    fit(_cfg(motion_data, tmp_path / "compact", **kw))
+    real = train_mod.TrainClips
+    monkeypatch.setattr(train_mod, "TrainClips", lambda *a, compact=False: real(*a, compact=False))
+    fit(_cfg(motion_data, tmp_path / "float", **kw))
+    a = load_checkpoint(tmp_path / "compact" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "float" / "checkpoint.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
