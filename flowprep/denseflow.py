@@ -42,6 +42,10 @@ def export_denseflow(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                      rgb: bool = True, show_progress: bool = True) -> int:
     """Write every ok video of a shard folder as a denseflow/TSN folder; return the number of videos written."""
     src = ShardSet(shards_dir)
+    if src.flow_bits != 8:  # the bytes are copied as they are: denseflow/TSN loaders read 8-bit JPEG only
+        raise FlowprepError(f"{shards_dir} holds {src.flow_bits}-bit flow JPEGs (`flowprep extract --bits "
+                            f"{src.flow_bits}`), which denseflow/TSN loaders (OpenCV, Pillow) cannot read; "
+                            "extract again with --bits 8 (the default) to export")
     out = Path(out_dir)
     keys = src.keys()
     for key in tqdm(keys, unit="video", desc="export", disable=not show_progress):

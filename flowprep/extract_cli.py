@@ -39,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--adaptive", action="store_true",
                       help="store each frame's own range instead of a fixed bound: nothing is clipped")
     q.add_argument("--quality", type=int, default=95, help="JPEG quality of the flow images")
+    q.add_argument("--bits", type=int, choices=(8, 12), default=8,
+                   help="bits per flow code: 12 stores 12-bit JPEGs (half the rebuild error at about the same bytes "
+                        "with --quality 50, but a 2x slower decode, and only flowprep or imagecodecs read them; "
+                        "needs `pip install imagecodecs`); see benchmarks/README.md (bench_quality)")
     q.add_argument("--rgb-quality", type=int, default=95, help="JPEG quality of the RGB frames")
     q.add_argument("--no-rgb", action="store_true", help="do not store RGB frames")
     r = p.add_argument_group("frame size").add_mutually_exclusive_group()
@@ -53,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     """The ExtractConfig the flags describe (ValueError on a bad combination)."""
-    quant = QuantConfig(mode="adaptive", bound=20.0) if args.adaptive else QuantConfig(mode="fixed", bound=args.bound)
+    quant = QuantConfig(mode="adaptive" if args.adaptive else "fixed", bound=20.0 if args.adaptive else args.bound,
+                        bits=args.bits)
     resize = Resize(short_side=args.short_side, size=parse_size(args.size) if args.size else None)
     return ExtractConfig(solver=solver_config_from_args(args), quant=quant, quality=args.quality,
                          rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize)

@@ -4,6 +4,11 @@ OpenCV's imencode/imdecode (libjpeg-turbo) was chosen by measurement on a 320x24
 (benchmarks/bench_jpeg.py): gray encode 142 us vs simplejpeg 137 us vs Pillow 235 us; gray decode 106 vs 92 vs
 241 us; colour encode 294 vs 503 (simplejpeg) us; colour decode 300 vs 253 vs 475 (Pillow) us. It is within 15%
 of the fastest everywhere, byte-identical on decode, and needs no dependency beyond OpenCV.
+
+12-bit flow codes (``--bits 12``, uint16 0..4095) go to 12-bit JPEG through imagecodecs (libjpeg-turbo 3,
+bundled in its wheel), the one well-kept binding that reads and writes it: OpenCV and Pillow read only 8-bit
+JPEG. It is imported only when a 12-bit image is met. libjpeg-turbo has no SIMD code for 12 bits, so such an
+image decodes about 2x slower than an 8-bit one at quality 50, 3x at 60 (benchmarks/README.md, bench_quality).
 """
 from __future__ import annotations
 
@@ -11,8 +16,32 @@ import cv2
 import numpy as np
 
 
+def _imagecodecs():
+    try:
+        import imagecodecs
+    except ImportError as e:
+        raise RuntimeError("12-bit flow JPEGs (written with `flowprep extract --bits 12`) need imagecodecs: "
+                           "pip install imagecodecs (or the project's [jpeg12] extra)") from e
+    return imagecodecs
+
+
+def precision(data: bytes | np.ndarray) -> int | None:
+    """Bits per sample of a JPEG (from its frame header), or None if no frame header is found."""
+    buf = bytes(data[:65536])
+    i = 2
+    while i + 4 < len(buf) and buf[i] == 0xFF:
+        marker = buf[i + 1]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3):  # SOF0-3: length (2 bytes), then the precision
+            return buf[i + 4]
+        i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    return None
+
+
 def encode_gray(image: np.ndarray, quality: int) -> bytes:
-    """(H, W) uint8 -> baseline grayscale JPEG bytes."""
+    """(H, W) uint8 -> baseline grayscale JPEG bytes; (H, W) uint16 codes 0..4095 -> 12-bit grayscale JPEG."""
+    if image.dtype == np.uint16:
+        # libjpeg-turbo's 12-bit path uses optimised Huffman tables already (the optimize flag changes nothing)
+        return bytes(_imagecodecs().jpeg8_encode(np.ascontiguousarray(image), level=int(quality), bitspersample=12))
     # Optimised Huffman tables: lossless (the same pixels back), 23% fewer bytes on flow at q95
     # (benchmarks/bench_quality.py), about 0.1 ms more per image.
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_OPTIMIZE, 1])
@@ -27,9 +56,16 @@ def encode_bgr(image: np.ndarray, quality: int) -> bytes:
 
 
 def decode_gray(data: bytes | np.ndarray) -> np.ndarray:
-    """JPEG bytes -> (H, W) uint8."""
+    """JPEG bytes -> (H, W) uint8, or uint16 for a 12-bit JPEG (the data says which)."""
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None:
+        if precision(data) == 12:  # OpenCV reads only 8-bit JPEG; asked only after it failed (no cost for 8 bits)
+            try:
+                return np.asarray(_imagecodecs().jpeg8_decode(bytes(data)), dtype=np.uint16)
+            except RuntimeError:
+                raise
+            except Exception as e:  # imagecodecs' own error type
+                raise ValueError(f"not a decodable 12-bit JPEG ({e})") from e
         raise ValueError("not a decodable JPEG")
     return img
 

@@ -1,7 +1,7 @@
 """``flowprep quality``: what the JPEG shards cost in accuracy and save in bytes, on the user's own data.
 
     flowprep quality VIDEO_OR_DATASET [--sample 50] [--quality 75,85,90,95,100] [--bound 10,15,20,30]
-                     [--adaptive] [--report out/quality] [--json]
+                     [--adaptive] [--bits 8,12] [--report out/quality] [--json]
     flowprep quality --shards OUT_DIR --sample 100
 
 Raw flow is computed for sampled frame pairs (a progress bar counts them), every setting is applied to it,
@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", default="75,85,90,95,100", help="JPEG qualities to try, comma-separated")
     p.add_argument("--bound", default="10,15,20,30", help="fixed bounds (px) to try, comma-separated")
     p.add_argument("--adaptive", action="store_true", help="also try adaptive mode (each frame's own range)")
+    p.add_argument("--bits", default="8", help="bits per flow code to try, comma-separated: 8, 12 or 8,12 (12-bit "
+                   "JPEG needs imagecodecs; try qualities 30-70 there)")
     p.add_argument("--epe-target", type=float, default=EPE_TARGET,
                    help="mean rebuild EPE (px) the recommended setting must stay under")
     p.add_argument("--seed", type=int, default=0, help="seed for picking videos of a dataset")
@@ -107,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.source is None) == (args.shards is None):
         raise ValueError("give either VIDEO_OR_DATASET or --shards OUT_DIR (exactly one)")
     settings = settings_grid(_parse_list(args.bound, float, "--bound"),
-                             _parse_list(args.quality, int, "--quality"), args.adaptive)
+                             _parse_list(args.quality, int, "--quality"), args.adaptive,
+                             _parse_list(args.bits, int, "--bits"))
     shards = None
     if args.shards is not None:
         from flowprep.shard import open_shards  # h5py only when needed

@@ -22,7 +22,7 @@ import numpy as np
 from flowprep.colorwheel import flow_to_rgb, max_motion
 from flowprep.quality import HIST_EDGES, QualityReport, SettingResult, rebuild
 
-CSV_FIELDS = ("name", "mode", "bound", "quality", "pairs", "epe_mean", "epe_p95", "epe_max", "clipped_fraction",
+CSV_FIELDS = ("name", "mode", "bound", "quality", "bits", "pairs", "epe_mean", "epe_p95", "epe_max", "clipped_fraction",
               "bytes_per_pair", "ratio", "projected_gb", "pareto")
 _TABLE_HEAD = ("| setting | mode | bound px | JPEG quality | mean EPE px | p95 EPE px | clipped % | bytes/pair | "
                "ratio vs float32 | UCF-101 GB | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|")

@@ -1,13 +1,16 @@
-"""Flow (float pixels) <-> uint8 codes, with the parameters to invert stored per frame and component.
+"""Flow (float pixels) <-> integer codes, with the parameters to invert stored per frame and component.
 
-Every mode maps a value v to a code q = clip(rint(v / scale + zero), 0, 255) and back with
-v = (q - zero) * scale, so the reader needs only (scale, zero) per flow frame and component:
+Codes have ``bits`` = 8 (uint8, 0..255, the standard: any JPEG reader) or 12 (uint16, 0..4095, for 12-bit
+JPEG: 16x finer steps, half the rebuild error at about the same bytes, but a 2x slower decode and a reader
+that few tools have; see ``flowprep.jpeg``). With M = 2**bits - 1 the largest code, every mode maps a value v
+to q = clip(rint(v / scale + zero), 0, M) and back with v = (q - zero) * scale, so the reader needs only
+(scale, zero) per flow frame and component:
 
 * ``fixed`` (the de-facto standard, bound B = 20 by default): values are clipped to [-B, B],
-  scale = 2B / 255 and zero = 128, so zero flow is code 128 exactly and is rebuilt as exactly 0
-  (rounding, never truncation: mmaction2's ``astype(uint8)`` maps zero to 127).
-* ``adaptive``: each frame's own [min, max] of each component is spread over 0..255, nothing is clipped;
-  scale = (max - min) / 255, zero = -min / scale (not an integer in general).
+  scale = 2B / M and zero = (M + 1) / 2 (128 for 8 bits), so zero flow is a code exactly and is rebuilt as
+  exactly 0 (rounding, never truncation: mmaction2's ``astype(uint8)`` maps zero to 127).
+* ``adaptive``: each frame's own [min, max] of each component is spread over 0..M, nothing is clipped;
+  scale = (max - min) / M, zero = -min / scale (not an integer in general).
 
 The largest rebuild error of an unclipped value is scale / 2 (half a step).
 """
@@ -18,60 +21,79 @@ from dataclasses import dataclass
 import numpy as np
 
 MODES = ("fixed", "adaptive")
+BITS = (8, 12)
 # A constant field still needs a non-zero step; 1e-6 px is far below anything a solver resolves.
 _MIN_RANGE = 1e-6
 
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """How flow is turned into uint8: ``mode`` is 'fixed' (clip to +-bound) or 'adaptive' (per-frame range)."""
+    """How flow is turned into codes: ``mode`` is 'fixed' (clip to +-bound) or 'adaptive' (per-frame range);
+    ``bits`` 8 (uint8) or 12 (uint16 codes for 12-bit JPEG)."""
 
     mode: str = "fixed"
     bound: float = 20.0
+    bits: int = 8
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown quantization mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.mode == "fixed" and not self.bound > 0:
             raise ValueError(f"the flow bound must be > 0 pixels, got {self.bound}")
+        if self.bits not in BITS:
+            raise ValueError(f"flow codes have 8 or 12 bits, got {self.bits}")
+
+    @property
+    def max_code(self) -> int:
+        """The largest code: 255 or 4095."""
+        return (1 << self.bits) - 1
 
     def to_dict(self) -> dict:
-        """Plain dict for JSON and HDF5 attributes (bound is None in adaptive mode)."""
-        return {"mode": self.mode, "bound": float(self.bound) if self.mode == "fixed" else None}
+        """Plain dict for JSON and HDF5 attributes (bound is None in adaptive mode; bits only when not 8, so
+        that folders written before 12-bit codes existed keep their identity and resume)."""
+        d = {"mode": self.mode, "bound": float(self.bound) if self.mode == "fixed" else None}
+        if self.bits != 8:
+            d["bits"] = self.bits
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantConfig":
+        """The inverse of to_dict."""
+        return cls(d["mode"], float(d["bound"]) if d.get("bound") is not None else 20.0, int(d.get("bits", 8)))
 
 
 def quantize_flow(flow: np.ndarray, config: QuantConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Quantize a batch of flow fields to uint8 codes.
+    """Quantize a batch of flow fields to codes.
 
     Args:
         flow: (T, 2, H, W) float flow in pixels (component 0 = dx, 1 = dy).
-        config: the quantization mode and bound.
+        config: the quantization mode, bound and bits.
     Returns:
-        codes: (T, 2, H, W) uint8.
+        codes: (T, 2, H, W) uint8 (8 bits) or uint16 (12 bits).
         params: (T, 2, 2) float64, ``params[t, c] = (scale, zero)`` so that v = (q - zero) * scale.
         clipped: (T,) int64, how many vectors of each frame had a component outside the bound (0 if adaptive).
     """
     flow = np.asarray(flow, dtype=np.float32)
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"flow must be (T, 2, H, W), got shape {flow.shape}")
-    t = flow.shape[0]
+    t, m = flow.shape[0], config.max_code
     params = np.empty((t, 2, 2), dtype=np.float64)
     if config.mode == "fixed":
         b = float(config.bound)
-        params[..., 0] = 2.0 * b / 255.0
-        params[..., 1] = 128.0
+        params[..., 0] = 2.0 * b / m
+        params[..., 1] = (m + 1) / 2
         outside = np.abs(flow) > b
         clipped = np.any(outside, axis=1).reshape(t, -1).sum(axis=1).astype(np.int64)
     else:
         lo = flow.min(axis=(2, 3)).astype(np.float64)
         hi = flow.max(axis=(2, 3)).astype(np.float64)
-        scale = np.maximum(hi - lo, _MIN_RANGE) / 255.0
+        scale = np.maximum(hi - lo, _MIN_RANGE) / m
         params[..., 0] = scale
         params[..., 1] = -lo / scale
         clipped = np.zeros(t, dtype=np.int64)
     scale = params[..., 0][..., None, None]
     zero = params[..., 1][..., None, None]
-    codes = np.clip(np.rint(flow / scale + zero), 0, 255).astype(np.uint8)
+    codes = np.clip(np.rint(flow / scale + zero), 0, m).astype(np.uint8 if config.bits == 8 else np.uint16)
     return codes, params, clipped
 
 
@@ -79,7 +101,7 @@ def dequantize_flow(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
     """Rebuild flow in pixels from codes and their (scale, zero) parameters.
 
     Args:
-        codes: (..., 2, H, W) uint8 codes.
+        codes: (..., 2, H, W) uint8 or uint16 codes.
         params: (..., 2, 2) with ``params[..., c, :] = (scale, zero)``.
     Returns:
         float32 flow of the same shape as ``codes``.

@@ -8,7 +8,8 @@ Layout (docs/FORMAT.md is the full description, enough to read a shard with h5py
       videos/<Class>/<name>/            one group per video, keyed by its path relative to the dataset root
         attrs: status, reason, source, source_bytes, fps, frames, flows, width, height,
                source_width, source_height, solver (JSON), timings (JSON)
-        rgb, flow_x, flow_y             (N,), (N-1,), (N-1,) variable-length uint8: one JPEG each
+        rgb, flow_x, flow_y             (N,), (N-1,), (N-1,) variable-length uint8: one JPEG each (flow:
+                                        8-bit, or 12-bit when settings' quantization has "bits": 12)
         rgb_crc32, flow_x_crc32, flow_y_crc32   CRC-32 of each JPEG
         quant                           (N-1, 2, 2) float64: quant[t, c] = (scale, zero); flow = (q - zero) * scale
         clipped                         (N-1,) int64: vectors clipped by the bound in each flow
@@ -320,13 +321,19 @@ class ShardSet:
         """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
         return self._small(key, "quant")
 
+    @property
+    def flow_bits(self) -> int:
+        """Bits per flow code of this folder (8, or 12 for 12-bit JPEG), from its stored settings."""
+        return int((self.settings.get("quantization") or {}).get("bits", 8))
+
     def flow_codes(self, key: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(T, 2, H, W) uint8 codes and (T, 2, 2) (scale, zero) parameters of the given flow indices."""
+        """(T, 2, H, W) codes (uint8, or uint16 for 12 bits) and (T, 2, 2) (scale, zero) parameters of the given
+        flow indices."""
         idx = list(indices)
         xs = self.jpegs(key, "flow_x", idx)
         ys = self.jpegs(key, "flow_y", idx)
         codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)]) if idx else \
-            np.zeros((0, 2, 0, 0), np.uint8)
+            np.zeros((0, 2, 0, 0), np.uint8 if self.flow_bits == 8 else np.uint16)
         params = self.quant(key)[idx] if idx else np.zeros((0, 2, 2))
         return codes, params
 

@@ -183,7 +183,7 @@ def config_from_folder(out: Path, backend: str = "auto", device: str = "auto") -
     config = ExtractConfig(
         solver=SolverConfig(algo=ident["flow"]["algo"], backend=backend, device=device,
                             params=ident["flow"]["params"]),
-        quant=QuantConfig(mode=q["mode"], bound=q["bound"] if q["bound"] is not None else 20.0),
+        quant=QuantConfig.from_dict(q),
         quality=ident["jpeg_quality"], rgb=ident["rgb"], rgb_quality=ident["rgb_quality"] or 95,
         resize=Resize(short_side=r["short_side"], size=tuple(r["size"]) if r["size"] else None))
     return config

@@ -86,10 +86,11 @@ def num_positions(item: VideoItem, config: DataConfig) -> int:
     return max(item.flows - config.flow_length + 1, 1)
 
 
-def dequant_tables(params: np.ndarray, flip: bool = False) -> np.ndarray:
-    """(L, 2, 2) (scale, zero) -> (L, 2, 256) float32 tables, equal bit for bit to dequantize_flow of each code;
-    with ``flip`` the x tables are negated (a mirrored field moves the other way)."""
-    codes = np.arange(256, dtype=np.float64)
+def dequant_tables(params: np.ndarray, flip: bool = False, levels: int = 256) -> np.ndarray:
+    """(L, 2, 2) (scale, zero) -> (L, 2, levels) float32 tables (256 for 8-bit codes, 4096 for 12-bit), equal bit
+    for bit to dequantize_flow of each code; with ``flip`` the x tables are negated (a mirrored field moves the
+    other way)."""
+    codes = np.arange(levels, dtype=np.float64)
     tables = ((codes - params[..., 1:2]) * params[..., 0:1]).astype(np.float32)
     if flip:
         tables[:, 0] = -tables[:, 0]
@@ -97,15 +98,20 @@ def dequant_tables(params: np.ndarray, flip: bool = False) -> np.ndarray:
 
 
 def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]`` with one 256-entry cv2.LUT per plane."""
+    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]``: one 256-entry cv2.LUT per plane for uint8
+    codes, np.take for 12-bit (uint16) codes (cv2.LUT takes only 8-bit indices)."""
     for idx in np.ndindex(codes.shape[:-2]):
-        cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx], dst=out[idx])  # crops of a frame are views
+        if codes.dtype == np.uint8:
+            cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx][:256], dst=out[idx])  # crops are views
+        else:
+            np.take(tables[idx], codes[idx], out=out[idx], mode="clip")  # "clip": no buffered copy
     return out
 
 
 def dequantize_lut(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
     """``flowprep.quantize.dequantize_flow`` bit for bit, through a 256-entry table per field (2x faster)."""
-    return lookup_planes(codes, dequant_tables(params), np.empty(codes.shape, np.float32))
+    levels = 256 if codes.dtype == np.uint8 else 4096
+    return lookup_planes(codes, dequant_tables(params, levels=levels), np.empty(codes.shape, np.float32))
 
 
 def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
@@ -126,17 +132,21 @@ def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Bo
 
 def read_flow_codes(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool,
                     codes: np.ndarray, tables: np.ndarray) -> None:
-    """The compact training sample for an S x S box, written into ``codes`` (2L, S, S) uint8 and ``tables``
-    (2L, 256) float32: plane k in pixels is ``tables[k][codes[k]]``, flip and mean subtraction folded into the
-    tables. Shipping this instead of floats moves a quarter of the bytes from loader workers (and to the GPU).
+    """The compact training sample for an S x S box, written into ``codes`` (2L, S, S) and ``tables``
+    (2L, levels) float32: plane k in pixels is ``tables[k][codes[k]]``, flip and mean subtraction folded into
+    the tables. Codes are uint8 with 256 levels, or uint16 with 4096 for 12-bit shards (8-bit codes fit there
+    too). Shipping this instead of floats moves a quarter of the bytes from loader workers (and to the GPU).
     """
     length, size = config.flow_length, config.crop_size
     idx = np.minimum(np.arange(start, start + length), item.flows - 1)
     params = shards.quant(item.key)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
-    tables[:] = dequant_tables(params, flip).reshape(2 * length, 256)  # row 2t + c: x1, y1, x2, y2, ...
+    levels = tables.shape[-1]
+    tables[:] = dequant_tables(params, flip, levels).reshape(2 * length, levels)  # row 2t + c: x1, y1, x2, ...
     for c, name in enumerate(("flow_x", "flow_y")):
         for t, blob in enumerate(shards.jpegs(item.key, name, idx)):
             code = decode_gray(blob)
+            if code.dtype != codes.dtype:  # 8-bit codes in a 12-bit batch (datasets of both kinds)
+                code = code.astype(codes.dtype)
             crop = code[box.y:box.y + size, box.x:box.x + size]
             k = 2 * t + c
             if flip:
@@ -149,6 +159,11 @@ def read_flow_codes(shards, item: VideoItem, start: int, config: DataConfig, box
                 tables[k] -= -mean if (flip and c == 0) else mean
 
 
+def code_format(bits: int) -> tuple[type, int]:
+    """(numpy dtype, table length) of compact flow codes of ``bits`` bits: (uint8, 256) or (uint16, 4096)."""
+    return (np.uint8, 256) if bits == 8 else (np.uint16, 4096)
+
+
 def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
     """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels.
 
@@ -156,14 +171,16 @@ def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box:
     uint8) goes through a 256-entry table straight into the output, with no (L, 2, H, W) intermediates.
     """
     n, size = 2 * config.flow_length, config.crop_size
-    codes, tables = np.empty((n, size, size), np.uint8), np.empty((n, 256), np.float32)
+    dtype, levels = code_format(shards.flow_bits)
+    codes, tables = np.empty((n, size, size), dtype), np.empty((n, levels), np.float32)
     read_flow_codes(shards, item, start, config, box, flip, codes, tables)
     return lookup_planes(codes, tables, np.empty((n, size, size), np.float32))
 
 
 def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
     """A training batch's input on ``device``, in pixels: a tensor is moved; a compact flow batch
-    ``(codes (B, 2L, S, S) uint8, tables (B, 2L, 256) float32)`` is looked up there (bit for bit read_flow_crop).
+    ``(codes (B, 2L, S, S) uint8 or uint16, tables (B, 2L, 256 or 4096) float32)`` is looked up there (bit for
+    bit read_flow_crop).
 
     On the CPU, ``out`` (the previous batch's result, no longer needed) is overwritten when its shape matches:
     a fresh 32 MB batch is a fresh mmap, and its page faults cost more than the lookup itself (on a GPU
@@ -177,11 +194,13 @@ def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch
             out = torch.empty(codes.shape, dtype=torch.float32)
         lookup_planes(codes.numpy(), tables.numpy(), out.numpy())
         return out
+    if codes.dtype == torch.uint16:  # 12-bit codes (< 4096) travel as int16, which every device's kernels know
+        codes = codes.view(torch.int16)
     return gather_planes(codes.to(device, non_blocking=True), tables.to(device, non_blocking=True))
 
 
 def gather_planes(codes: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-    """lookup_planes for (B, 2L, S, S) codes and (B, 2L, 256) tables as one torch.gather (the GPU's way)."""
+    """lookup_planes for (B, 2L, S, S) codes and (B, 2L, levels) tables as one torch.gather (the GPU's way)."""
     b, n = codes.shape[:2]
     return torch.gather(tables, 2, codes.reshape(b, n, -1).long()).reshape(codes.shape)
 
@@ -239,6 +258,8 @@ class TrainClips(Dataset):
         self.epoch = 0
         # multi-scale boxes are resized in float: only fixed S x S temporal crops can travel as codes
         self.compact = compact and config.stream == "temporal" and not config.multi_scale
+        # uint16 codes with 4096-entry tables as soon as one source holds 12-bit flow
+        self.code_format = code_format(max(getattr(s, "flow_bits", 8) for s in self.sources))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's random stream (call before iterating; workers get it when they start)."""
@@ -268,8 +289,10 @@ class TrainClips(Dataset):
         n, size = 2 * self.config.flow_length, self.config.crop_size
         # in a worker, allocated in shared memory: the queue then sends a handle, not a copy
         shared = get_worker_info() is not None
-        codes = empty_tensor((len(indices), n, size, size), torch.uint8, shared)
-        tables = empty_tensor((len(indices), n, 256), torch.float32, shared)
+        dtype, levels = self.code_format
+        codes = empty_tensor((len(indices), n, size, size), torch.uint8 if dtype == np.uint8 else torch.uint16,
+                             shared)
+        tables = empty_tensor((len(indices), n, levels), torch.float32, shared)
         c, t = codes.numpy(), tables.numpy()
         labels, tasks = [], []
         for b, i in enumerate(indices):

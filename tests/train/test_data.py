@@ -282,3 +282,47 @@ def test_to_pixels_reuses_out_only_when_it_fits():
     assert out is not smaller and torch.equal(out, fresh) and not smaller.any()
     assert to_pixels((codes, tables), torch.device("cpu"), out=torch.zeros(2, 4, 5, 5, dtype=torch.float64)) \
         .dtype == torch.float32
+
+
+def _twelve_bit_shards(root):
+    """Four motion videos as a 12-bit shard (its settings say so, as `flowprep extract --bits 12` writes them)."""
+    from flowprep.quantize import QuantConfig
+    from flowprep.shard import ShardWriter, shard_name
+    from twostream_synth import make_record, motion_video
+    rng = np.random.default_rng(5)
+    recs = []
+    q = QuantConfig("fixed", 20.0, 12)
+    for i in range(4):
+        video, flow = motion_video(rng, i % 4, 12, 48)
+        recs.append(make_record(f"C{i % 4}/v{i}", video, flow, quant=q))
+    with ShardWriter(root / shard_name(0), {"quantization": q.to_dict()}) as w:
+        for r in recs:
+            w.add(r)
+    return open_shards(root)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_trainer_reads_12_bit_shards_bit_for_bit_in_compact_batches(tmp_path, workers):
+    """12-bit shards: uint16 codes + 4096-entry tables, equal to the float samples and to flowprep's flow."""
+    pytest.importorskip("imagecodecs")
+    from torch.utils.data import DataLoader
+
+    from train.data import collated, gather_planes, prepare_workers, read_flow, to_pixels
+    shards = _twelve_bit_shards(tmp_path)
+    items = load_items(shards, [(k, 0) for k in shards.keys()])
+    cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=True, seed=1)
+    compact, plain = TrainClips(shards, items, cfg, compact=True), TrainClips(shards, items, cfg)
+    assert compact.code_format == (np.uint16, 4096)
+    prepare_workers(workers)
+    batches = list(DataLoader(compact, batch_size=2, sampler=[0, 1, 2, 3], num_workers=workers,
+                              collate_fn=collated))
+    for j, ((codes, tables), _, _) in enumerate(batches):
+        assert codes.dtype == torch.uint16 and tables.shape == (2, 8, 4096)
+        x = to_pixels((codes, tables), torch.device("cpu"))
+        assert torch.equal(gather_planes(codes.view(torch.int16), tables), x)
+        for b in range(2):
+            assert torch.equal(x[b], plain[2 * j + b][0])
+    # and the float path rebuilds the stored flow (the trainer's pixels are flowprep's dequantized flow)
+    flow = read_flow(shards, items[0], 0, DataConfig(stream="temporal", flow_length=4, mean_subtract=False),
+                     T.Box(0, 0, 48, 48))
+    np.testing.assert_array_equal(flow, shards.flow(items[0].key, range(4)))
