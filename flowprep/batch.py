@@ -165,6 +165,9 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
 
     if scheduler and devices:
         raise ValueError("give either a Dask scheduler or local devices, not both")
+    if config.quant.bits != 8:  # before any work: otherwise every video would fail in its worker
+        from flowprep.jpeg import require_12bit
+        require_12bit()
     out = Path(out_dir)
     with RunLock(out, "extract") as lock:
         check_settings(out, config)

@@ -25,6 +25,15 @@ def _imagecodecs():
     return imagecodecs
 
 
+def require_12bit() -> None:
+    """FlowprepError, saying how to install it, when 12-bit JPEG (imagecodecs) is not available."""
+    from flowprep.errors import FlowprepError
+    try:
+        _imagecodecs()
+    except RuntimeError as e:
+        raise FlowprepError(str(e)) from None
+
+
 def precision(data: bytes | np.ndarray) -> int | None:
     """Bits per sample of a JPEG (from its frame header), or None if no frame header is found."""
     buf = bytes(data[:65536])

@@ -63,7 +63,7 @@ def test_12_bit_jpeg_round_trip_is_detected_from_the_data():
         decode_gray(b"\xff\xd8\xff\xe0 not a jpeg")
 
 
-def test_a_missing_imagecodecs_says_how_to_install_it(monkeypatch):
+def test_a_missing_imagecodecs_says_how_to_install_it(monkeypatch, tmp_path):
     jpeg = encode_gray(np.full((16, 16), 2048, np.uint16), 90)
     real = builtins.__import__
 
@@ -75,6 +75,10 @@ def test_a_missing_imagecodecs_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_imagecodecs)
     with pytest.raises(RuntimeError, match="pip install imagecodecs"):
         decode_gray(jpeg)
+    from flowprep.errors import FlowprepError
+    with pytest.raises(FlowprepError, match="pip install imagecodecs"):  # extract says so before any work
+        extract_dataset([], tmp_path / "out", ExtractConfig(quant=QuantConfig(bits=12)), show_progress=False)
+    assert not (tmp_path / "out").exists()
     assert decode_gray(encode_gray(np.zeros((8, 8), np.uint8), 90)).dtype == np.uint8  # 8 bits need nothing
 
 
