@@ -152,6 +152,19 @@ def _load_backbone(model: nn.Module, state: dict, head: str, path: str) -> None:
     model.load_state_dict(keep, strict=False)
 
 
+def weights_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """The torchvision arch of ``TORCHVISION_ARCHS`` whose trunk (all but its ImageNet head) the state dict
+    fits exactly, or None. Built on the meta device: no memory, no weights."""
+    for name, build in TORCHVISION_ARCHS.items():
+        with torch.device("meta"):
+            model, _, _, head = build()
+        own = {k: v.shape for k, v in model.state_dict().items() if not k.startswith(head + ".")}
+        theirs = {k: v.shape for k, v in state.items() if not k.startswith(head + ".")}
+        if own == theirs:
+            return name
+    return None
+
+
 def build_model(arch: str, num_classes: list[int], in_channels: int, input_size: int = 224,
                 dropout: float = 0.5, temporal: bool = False, pretrained: str | None = None) -> TwoStreamNet:
     """Build a two-stream ConvNet.
@@ -183,11 +196,17 @@ def build_model(arch: str, num_classes: list[int], in_channels: int, input_size:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if pretrained:
         state = load_state(pretrained)
-        if head is None:  # our own trunks: a TwoStreamNet checkpoint or a bare trunk
-            state = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")} or state
-            _load_backbone(trunk, state, "__none__", str(pretrained))
-        else:
-            _load_backbone(trunk, state, head, str(pretrained))
+        try:
+            if head is None:  # our own trunks: a TwoStreamNet checkpoint or a bare trunk
+                state = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")} or state
+                _load_backbone(trunk, state, "__none__", str(pretrained))
+            else:
+                _load_backbone(trunk, state, head, str(pretrained))
+        except ValueError as e:
+            guess = weights_arch(state)
+            if guess is not None and guess != arch:
+                raise ValueError(f"{pretrained}: these are {guess} weights, not {arch}: add --arch {guess}") from e
+            raise
     if head is not None:
         _set(trunk, head, nn.Identity())  # the ImageNet classifier becomes our per-dataset heads
     conv = _get(trunk, first)

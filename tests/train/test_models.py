@@ -60,6 +60,19 @@ def test_weights_only_from_a_local_file_that_fits(tmp_path):
         build_model("alexnet", [10], 3)
 
 
+def test_imagenet_weights_for_another_arch_name_the_flag_to_add(tmp_path):
+    """`--pretrained resnet18.pth` with the default arch (cnn_m_2048) says which --arch the file needs."""
+    import torchvision
+    from train.models import weights_arch
+    state = torchvision.models.resnet18(weights=None).state_dict()  # as torchvision's resnet18-f37072fd.pth
+    torch.save(state, tmp_path / "resnet18.pth")
+    assert weights_arch(state) == "resnet18"
+    assert weights_arch({k: v for k, v in state.items() if not k.startswith("layer4.1.")}) is None
+    for arch in ("cnn_m_2048", "resnet50"):
+        with pytest.raises(ValueError, match="these are resnet18 weights, not " + arch + ": add --arch resnet18"):
+            build_model(arch, [10], 20, pretrained=str(tmp_path / "resnet18.pth"), temporal=True)
+
+
 def test_multitask_each_sample_uses_only_its_own_head():
     torch.manual_seed(0)
     m = build_model("tiny", [4, 3], 6, dropout=0.0)
