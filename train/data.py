@@ -183,8 +183,8 @@ def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch
     bit read_flow_crop).
 
     On the CPU, ``out`` (the previous batch's result, no longer needed) is overwritten when its shape matches:
-    a fresh 32 MB batch is a fresh mmap, and its page faults cost more than the lookup itself (on a GPU
-    the caching allocator does this reuse).
+    a fresh 31 MB batch is often memory the C allocator has just given back to the kernel, and faulting it in
+    again costs more than the lookup itself (on a GPU the caching allocator does this reuse).
     """
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
