@@ -69,10 +69,9 @@ def decode_gray(data: bytes | np.ndarray) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None:
         if precision(data) == 12:  # OpenCV reads only 8-bit JPEG; asked only after it failed (no cost for 8 bits)
+            codecs = _imagecodecs()
             try:
-                return np.asarray(_imagecodecs().jpeg8_decode(bytes(data)), dtype=np.uint16)
-            except RuntimeError:
-                raise
+                return np.asarray(codecs.jpeg8_decode(bytes(data)), dtype=np.uint16)
             except Exception as e:  # imagecodecs' own error type
                 raise ValueError(f"not a decodable 12-bit JPEG ({e})") from e
         raise ValueError("not a decodable JPEG")

@@ -137,7 +137,8 @@ class SettingResult:
         return {"name": self.name, "mode": self.setting.mode, "bound": self.setting.bound,
                 "quality": self.setting.quality, "bits": self.setting.bits, "pairs": self.pairs,
                 "epe_mean": self.epe_mean, "epe_p95": self.epe_p95, "epe_max": self.epe_max,
-                "clipped_fraction": self.clipped_fraction, "bytes_per_pair": self.bytes_per_pair, "ratio": self.ratio, "projected_gb": self.projected_gb}
+                "clipped_fraction": self.clipped_fraction, "bytes_per_pair": self.bytes_per_pair,
+                "ratio": self.ratio, "projected_gb": self.projected_gb}
 
 
 def summarize(setting: Setting, errors: Sequence[np.ndarray], clipped: int, nbytes: int,

@@ -26,6 +26,11 @@ BITS = (8, 12)
 _MIN_RANGE = 1e-6
 
 
+def code_dtype(bits: int) -> type:
+    """numpy dtype of ``bits``-bit codes: uint8 for 8, uint16 for 12."""
+    return np.uint8 if bits == 8 else np.uint16
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """How flow is turned into codes: ``mode`` is 'fixed' (clip to +-bound) or 'adaptive' (per-frame range);
@@ -47,6 +52,11 @@ class QuantConfig:
     def max_code(self) -> int:
         """The largest code: 255 or 4095."""
         return (1 << self.bits) - 1
+
+    @property
+    def code_dtype(self) -> type:
+        """numpy dtype of the codes: uint8 (8 bits) or uint16 (12 bits)."""
+        return code_dtype(self.bits)
 
     def to_dict(self) -> dict:
         """Plain dict for JSON and HDF5 attributes (bound is None in adaptive mode; bits only when not 8, so
@@ -93,7 +103,7 @@ def quantize_flow(flow: np.ndarray, config: QuantConfig) -> tuple[np.ndarray, np
         clipped = np.zeros(t, dtype=np.int64)
     scale = params[..., 0][..., None, None]
     zero = params[..., 1][..., None, None]
-    codes = np.clip(np.rint(flow / scale + zero), 0, m).astype(np.uint8 if config.bits == 8 else np.uint16)
+    codes = np.clip(np.rint(flow / scale + zero), 0, m).astype(config.code_dtype)
     return codes, params, clipped
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from flowprep import FORMAT_VERSION, __version__
 from flowprep.errors import ShardError
 from flowprep.jpeg import decode_gray, decode_rgb
-from flowprep.quantize import dequantize_flow
+from flowprep.quantize import code_dtype, dequantize_flow
 from flowprep.record import VideoRecord
 
 SHARD_GLOB = "shard-*.h5"
@@ -333,7 +333,7 @@ class ShardSet:
         xs = self.jpegs(key, "flow_x", idx)
         ys = self.jpegs(key, "flow_y", idx)
         codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)]) if idx else \
-            np.zeros((0, 2, 0, 0), np.uint8 if self.flow_bits == 8 else np.uint16)
+            np.zeros((0, 2, 0, 0), code_dtype(self.flow_bits))
         params = self.quant(key)[idx] if idx else np.zeros((0, 2, 2))
         return codes, params
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from flowprep.jpeg import decode_gray
+from flowprep.quantize import code_dtype
 from train import transforms as T
 
 STREAMS = ("spatial", "temporal")
@@ -100,9 +101,10 @@ def dequant_tables(params: np.ndarray, flip: bool = False, levels: int = 256) ->
 def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]``: one 256-entry cv2.LUT per plane for uint8
     codes, np.take for 12-bit (uint16) codes (cv2.LUT takes only 8-bit indices)."""
+    lut = codes.dtype == np.uint8
     for idx in np.ndindex(codes.shape[:-2]):
-        if codes.dtype == np.uint8:
-            cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx][:256], dst=out[idx])  # crops are views
+        if lut:
+            cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx], dst=out[idx])  # crops of a frame are views
         else:
             np.take(tables[idx], codes[idx], out=out[idx], mode="clip")  # "clip": no buffered copy
     return out
@@ -161,7 +163,7 @@ def read_flow_codes(shards, item: VideoItem, start: int, config: DataConfig, box
 
 def code_format(bits: int) -> tuple[type, int]:
     """(numpy dtype, table length) of compact flow codes of ``bits`` bits: (uint8, 256) or (uint16, 4096)."""
-    return (np.uint8, 256) if bits == 8 else (np.uint16, 4096)
+    return code_dtype(bits), 1 << bits
 
 
 def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
@@ -246,8 +248,9 @@ class TrainClips(Dataset):
     """One random sample per video per visit: a random frame (spatial) or stack start (temporal), random crop, flip.
 
     Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``; build the
-    DataLoader with ``make_loader``, which passes them through) are collated here; with ``compact`` a temporal batch's x is
-    ``(codes, tables)`` (see read_flow_codes), turned into pixels by ``to_pixels`` on the training device.
+    DataLoader with ``make_loader``, which passes them through) are collated here; with ``compact`` a temporal
+    batch's x is ``(codes, tables)`` (see read_flow_codes), turned into pixels by ``to_pixels`` on the training
+    device.
     """
 
     def __init__(self, shards, items: list[VideoItem], config: DataConfig, compact: bool = False):
