@@ -93,14 +93,8 @@ def accuracy(seqs: list[str], pool) -> None:
 
 def clip_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """n consecutive gray frame pairs of the real 320x240 UCF-101 clip (cycled if n > 163)."""
-    cap = cv2.VideoCapture(str(CLIP))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
-    g = np.stack(frames)
+    from flowprep.video import iter_frames, to_gray
+    g = np.stack([to_gray(f) for f in iter_frames(str(CLIP))])
     idx = np.arange(n) % (len(g) - 1)
     return g[idx], g[idx + 1]
 

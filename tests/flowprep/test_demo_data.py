@@ -12,6 +12,7 @@ import pytest
 from flowprep.cli import main as flowprep_main
 from flowprep.demo_data import MOTIONS, DemoConfig, make_demo_dataset, render_video, trajectory
 from flowprep.errors import FlowprepError
+from flowprep.video import iter_frames
 
 SMALL = dict(train_groups=2, test_groups=1, clips=1, frames=7, width=48, height=40)
 NAME = re.compile(r"^(?P<cls>\w+)/v_(?P=cls)_g(?P<g>\d\d)_c(?P<c>\d\d)\.avi$")
@@ -25,15 +26,7 @@ def demo(tmp_path_factory) -> Path:
 
 
 def _decode(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return np.stack(frames)
+    return np.stack(list(iter_frames(str(path))))
 
 
 def _digests(root: Path) -> dict[str, str]:
