@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flowprep.atomic import write_text
 from flowprep.errors import FlowprepError
 
 # class name -> (attribute it moves, direction); attributes: x, y (pixels, y down), angle (radians, clockwise on
@@ -198,12 +199,6 @@ def _write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
     os.replace(tmp, path)
 
 
-def _write_text(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: int = 6, test_groups: int = 3,
                       clips: int = 2, frames: int = 17, width: int = 64, height: int = 64,
                       progress: bool = False) -> dict:
@@ -242,14 +237,14 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
     test = [(c, g, k) for c, g, k in jobs if g <= cfg.test_groups]
     train = [(c, g, k) for c, g, k in jobs if g > cfg.test_groups]
     index = {c: i + 1 for i, c in enumerate(classes)}
-    _write_text(root / "classInd.txt", [f"{i} {c}" for c, i in index.items()])
-    _write_text(root / "trainlist01.txt", [f"{video_name(c, g, k)} {index[c]}" for c, g, k in sorted(train)])
-    _write_text(root / "testlist01.txt", [video_name(c, g, k) for c, g, k in sorted(test)])
+    write_text(root / "classInd.txt", "".join(f"{i} {c}\n" for c, i in index.items()))
+    write_text(root / "trainlist01.txt", "".join(f"{video_name(c, g, k)} {index[c]}\n" for c, g, k in sorted(train)))
+    write_text(root / "testlist01.txt", "".join(f"{video_name(c, g, k)}\n" for c, g, k in sorted(test)))
     summary = {"root": str(root), "classes": classes, "videos": len(jobs), "train": len(train), "test": len(test),
                "train_groups": list(range(cfg.test_groups + 1, cfg.groups + 1)),
                "test_groups": list(range(1, cfg.test_groups + 1)),
                "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 2)}
-    _write_text(marker, [json.dumps(summary, indent=1)])
+    write_text(marker, json.dumps(summary, indent=1) + "\n")
     return {**summary, "reused": False}
 
 

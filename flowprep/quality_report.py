@@ -19,20 +19,15 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from flowprep.atomic import write_text
 from flowprep.colorwheel import flow_to_rgb, max_motion
 from flowprep.quality import HIST_EDGES, QualityReport, SettingResult, rebuild
 
-CSV_FIELDS = ("name", "mode", "bound", "quality", "bits", "pairs", "epe_mean", "epe_p95", "epe_max", "clipped_fraction",
-              "bytes_per_pair", "ratio", "projected_gb", "pareto")
+CSV_FIELDS = ("name", "mode", "bound", "quality", "bits", "pairs", "epe_mean", "epe_p95", "epe_max",
+              "clipped_fraction", "bytes_per_pair", "ratio", "projected_gb", "pareto")
 _TABLE_HEAD = ("| setting | mode | bound px | JPEG quality | mean EPE px | p95 EPE px | clipped % | bytes/pair | "
                "ratio vs float32 | UCF-101 GB | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|")
 PANELS = 3  # colour-wheel panels written (raw, rebuilt, difference for this many sampled pairs)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _fmt_bound(b: float | None) -> str:
@@ -184,7 +179,7 @@ def write_report(report: QualityReport, out_dir: str | os.PathLike,
     """Write JSON, CSV, Markdown, colour-wheel panels (given the raw ``fields``) and plots; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "quality.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(out / "quality.json", json.dumps(report.to_dict(), indent=2) + "\n")
     write_csv(report, out / "quality.csv")
     images = write_panels(report, fields, out) if fields else []
     note = ""
@@ -193,5 +188,5 @@ def write_report(report: QualityReport, out_dir: str | os.PathLike,
     except ImportError:
         note = ("Plots of EPE against bytes and of the error histogram need matplotlib: "
                 "`pip install flowprep[plots]` (the numbers above are complete without it).")
-    _atomic_text(out / "summary.md", summary_markdown(report, images, note))
+    write_text(out / "summary.md", summary_markdown(report, images, note))
     return [out / n for n in ("quality.json", "quality.csv", "summary.md", *images)]

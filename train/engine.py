@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from flowprep.atomic import write_text
+
 from train.data import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
 
@@ -168,6 +170,5 @@ class MetricsLog:
 
     def write_json(self) -> None:
         """metrics.json: the run's settings and every epoch."""
-        tmp = self.out / "metrics.json.tmp"
-        tmp.write_text(json.dumps({**self.extra, "epochs": self.history}, indent=2, default=str))
-        os.replace(tmp, self.out / "metrics.json")
+        write_text(self.out / "metrics.json", json.dumps({**self.extra, "epochs": self.history}, indent=2,
+                                                         default=str))
