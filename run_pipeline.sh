@@ -197,10 +197,12 @@ done
 
 # results.json and the table: always rebuilt from the stages' outputs (cheap).
 "$PY" - "$OUT" "$DATASET" "$SPLIT" "$((SECONDS - T0))" <<'EOF'
-import json, os, sys
+import json, sys
 from pathlib import Path
 
 import numpy as np
+
+from flowprep.durable import write_json
 
 out, dataset, split, seconds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 def top1(path, key=None):
@@ -214,9 +216,7 @@ res = {"dataset": dataset, "split": int(split), "test_videos": videos, "classes"
        "fusion_avg": top1(out / "fusion" / "avg.json", "fusion:avg"),
        "fusion_svm": top1(out / "fusion" / "svm.json", "fusion:svm"),
        "chance": 1.0 / classes, "seconds": seconds}
-tmp = out / "results.json.tmp"
-tmp.write_text(json.dumps(res, indent=2) + "\n")
-os.replace(tmp, out / "results.json")
+write_json(out / "results.json", res, sort_keys=False)
 # The paper's Table 3 (UCF-101, mean of the 3 splits; ImageNet pre-training, multi-task temporal net).
 paper = {"spatial": 73.0, "temporal": 83.7, "fusion_avg": 86.9, "fusion_svm": 88.0}
 rows = [("Spatial ConvNet", "spatial"), ("Temporal ConvNet", "temporal"),

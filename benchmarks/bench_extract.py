@@ -26,8 +26,10 @@ import cv2
 import numpy as np
 
 from flowprep.batch import extract_dataset
+from flowprep.config import ExtractConfig
 from flowprep.datasets import list_videos
-from flowprep.extract import ExtractConfig, limit_threads
+from flowprep.runners.local import LocalRunner
+from flowprep.runners.worker import set_threads
 from flowprep.solvers import SolverConfig, make_solver
 from flowprep.video import iter_frames, to_gray
 
@@ -49,7 +51,7 @@ def make_inputs(root: Path, n_videos: int, n_frames: int) -> None:
 
 def bare_solver_pairs_per_s(root: Path) -> tuple[float, int]:
     """Pairs/s of OpenCV TV-L1 in a loop on one thread over the same videos' frames (decoded beforehand)."""
-    limit_threads(1)
+    set_threads(1)
     solver = make_solver(SolverConfig(algo="tvl1", backend="opencv", device="cpu"))
     grays = [np.stack([to_gray(f) for f in iter_frames(str(p))]) for p in sorted((root / "Clip").glob("*.avi"))]
     n = 0
@@ -87,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("auto", 2, ExtractConfig()))
         for backend, jobs, cfg in runs:
             # one video per shard so that 2 jobs share the work evenly
-            r = extract_dataset(videos, work / f"out-{backend}-{jobs}", cfg, jobs=jobs, videos_per_shard=1,
-                                show_progress=False)
-            assert r["pairs"] == n and r["videos_failed"] == 0, r
-            rates[backend, jobs] = r["pairs"] / r["seconds"]
+            r = extract_dataset(videos, work / f"out-{backend}-{jobs}", cfg, runner=LocalRunner(jobs),
+                                videos_per_shard=1, show_progress=False)
+            assert r.pairs == n and r.videos_failed == 0, r
+            rates[backend, jobs] = r.pairs / r.seconds
         print(f"input: {args.videos} videos x {args.frames} frames of {CLIP.name} at 320x240 = {n} pairs; TV-L1, "
               "OpenCV defaults\n")
         print(f"{'configuration':45s} {'pairs/s':>8s} {'ratio':>16s}")

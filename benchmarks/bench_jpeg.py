@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     rgb_b = cv2.imencode(".jpg", f0, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
     rows = {}
     for name, fns in libs.items():
-        rows[name] = [_time(fns["enc_gray"], n), _time(lambda: fns["dec_gray"](gray_b), n),
-                      _time(fns["enc_rgb"], n), _time(lambda: fns["dec_rgb"](rgb_b), n)]
+        rows[name] = [_time(fns["enc_gray"], n), _time(lambda f=fns: f["dec_gray"](gray_b), n),
+                      _time(fns["enc_rgb"], n), _time(lambda f=fns: f["dec_rgb"](rgb_b), n)]
     ref = rows["pillow (reference)"]
     print(f"320x240, quality 95, microseconds per image (ratio = Pillow's time / this library's), {n} repeats\n")
     print(f"{'library':20s}" + "".join(f"{h:>22s}" for h in ("encode flow (gray)", "decode flow (gray)",

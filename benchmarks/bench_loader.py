@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from flowprep.jpeg import encode_bgr, encode_gray  # noqa: E402
 from flowprep.quantize import QuantConfig, quantize_flow  # noqa: E402
 from flowprep.record import VideoRecord  # noqa: E402
-from flowprep.shard import ShardWriter, open_shards  # noqa: E402
+from flowprep.store.reader import open_shards
+from flowprep.store.writer import ShardWriter  # noqa: E402
 from train.data import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
 
 W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0

@@ -10,7 +10,8 @@ Targets (issue 4):
   2. some setting halves the default's mean EPE at no more than 1.3x its bytes.
 A grid of bounds x qualities (+ adaptive, + 12-bit codes, `--bits 12`, when imagecodecs is installed) is
 searched for (2), and, if (1) is missed, for the cheapest setting that meets it. The decode time per flow JPEG
-of the default and of the settings that meet (2) is printed too (what the trainer pays for them). TV-L1 raw flow is cached in out/bench_cache/ (it costs ~0.3-1 s per pair on this machine).
+of the default and of the settings that meet (2) is printed too (what the trainer pays for them). TV-L1 raw flow
+is cached in out/bench_cache/ (it costs ~0.3-1 s per pair on this machine).
 
     python benchmarks/bench_quality.py [--quick] [--no-cache]
 """
@@ -25,10 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
+from flowprep.durable import open_replacing
 from flowprep.jpeg import decode_gray, encode_gray
+from flowprep.quality import (
+    DEFAULT_SETTING,
+    PAPER_REFERENCE,
+    Setting,
+    compute_raw_flows,
+    evaluate_setting,
+    pareto_front,
+    settings_grid,
+    spread_indices,
+)
 from flowprep.quantize import quantize_flow
-from flowprep.quality import (DEFAULT_SETTING, PAPER_REFERENCE, Setting, compute_raw_flows, evaluate_setting,
-                              pareto_front, settings_grid, spread_indices)
 from flowprep.solvers import SolverConfig, make_solver
 from flowprep.video import probe
 
@@ -72,10 +82,77 @@ def raw_flow(indices: list[int], use_cache: bool) -> tuple[list[np.ndarray], flo
     fields = [f for _, f in got]
     if use_cache:
         CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, np.stack(fields))
-        tmp.replace(path)
+        with open_replacing(path, "wb", fsync=False) as fh:  # a file object: np.save adds no ".npy"
+            np.save(fh, np.stack(fields))
     return fields, per_pair, desc
+
+
+def _print_reference(fields: list, default, adaptive, per_setting: float) -> None:
+    """Our default and adaptive settings beside the paper's figures."""
+    paper_bpp, paper_ratio = PAPER_REFERENCE["bytes_per_pair"], PAPER_REFERENCE["ratio"]
+    print(f"\n{'':28}{'bytes/pair':>12}{'ratio':>9}{'UCF-101 GB':>12}{'EPE mean':>10}{'EPE p95':>9}{'clipped%':>10}")
+    print(f"{'paper (reference)':28}{paper_bpp:>12.0f}{paper_ratio:>8.0f}x{PAPER_REFERENCE['dataset_gb']:>12.1f}"
+          f"{'n/a':>10}{'n/a':>9}{'n/a':>10}")
+    for r in (default, adaptive):
+        print(f"{'ours ' + r.name:28}{r.bytes_per_pair:>12.0f}{r.ratio:>8.1f}x{r.projected_gb:>12.1f}"
+              f"{r.epe_mean:>10.4f}{r.epe_p95:>9.4f}{100 * r.clipped_fraction:>10.4f}"
+              f"  ({round(r.clipped_fraction * r.pixels_per_pair * r.pairs)} vectors clipped)")
+    print(f"ours / paper, {default.name}: bytes per pair {default.bytes_per_pair / paper_bpp:.2f}x, "
+          f"ratio {default.ratio / paper_ratio:.2f}x; float32 of UCF-101 = 1.52 TB (paper: 1.5 TB)")
+    print(f"(evaluation: {per_setting:.2f} s per setting over {len(fields)} pairs; timings are noisy on a "
+          "shared 2-core machine)")
+
+
+def _grid(fields: list) -> list:
+    """Every setting of the search grid, measured (12-bit ones when imagecodecs is there)."""
+    grid = [evaluate_setting(fields, s) for s in settings_grid(GRID_BOUNDS, GRID_QUALITIES, adaptive=False)]
+    grid += [evaluate_setting(fields, Setting("adaptive", None, q)) for q in ADAPTIVE_QUALITIES]
+    try:
+        import imagecodecs  # noqa: F401  (12-bit JPEG)
+        grid += [evaluate_setting(fields, s) for s in settings_grid(GRID12_BOUNDS, GRID12_QUALITIES, adaptive=False,
+                                                                    bits=[12]) if s.bits == 12]
+    except ImportError:
+        print("(imagecodecs not installed: no 12-bit settings in the grid; pip install imagecodecs)")
+    return grid
+
+
+def _target1(default, grid: list) -> bool:
+    """Target 1: the default's ratio and EPE; the cheapest setting that meets it when it is missed."""
+    paper_ratio = PAPER_REFERENCE["ratio"]
+    ok1 = default.ratio >= paper_ratio and default.epe_mean <= 0.10
+    print(f"\ntarget 1: default {default.name} ratio {default.ratio:.1f}x (>= 56x) at mean EPE "
+          f"{default.epe_mean:.4f} px (<= 0.10): {'MET' if ok1 else 'MISSED'}")
+    if not ok1:
+        print(f"  missed by: ratio {default.ratio - paper_ratio:+.1f}x, EPE {default.epe_mean - 0.10:+.4f} px")
+        meets = sorted((r for r in grid if r.ratio >= paper_ratio and r.epe_mean <= 0.10),
+                       key=lambda r: r.bytes_per_pair)
+        print("  cheapest setting that meets it: " + (f"{meets[0].name} ({meets[0].ratio:.1f}x, EPE "
+                                                      f"{meets[0].epe_mean:.4f} px)" if meets else "none in the grid"))
+    return ok1
+
+
+def _target2(fields: list, default, grid: list) -> bool:
+    """Target 2: a setting with half the default's EPE at <= 1.3x its bytes, with its decode cost."""
+    better = sorted((r for r in grid if r.epe_mean <= default.epe_mean / 2
+                     and r.bytes_per_pair <= 1.3 * default.bytes_per_pair), key=lambda r: r.bytes_per_pair)
+    print(f"target 2: a setting with mean EPE <= {default.epe_mean / 2:.4f} px at <= "
+          f"{1.3 * default.bytes_per_pair:.0f} bytes/pair: {'MET' if better else 'MISSED'}")
+    base_us = decode_us(fields, DEFAULT_SETTING)
+    for r in better[:5]:
+        us = decode_us(fields, r.setting)
+        print(f"  {r.name:20} EPE {r.epe_mean:.4f} px ({r.epe_mean / default.epe_mean:.2f}x default), "
+              f"{r.bytes_per_pair:.0f} bytes ({r.bytes_per_pair / default.bytes_per_pair:.2f}x), "
+              f"clipped {100 * r.clipped_fraction:.4f}%, decode {us:.0f} us per JPEG ({us / base_us:.1f}x the "
+              f"default's {base_us:.0f} us)")
+    if not better:
+        half = [r for r in grid if r.epe_mean <= default.epe_mean / 2]
+        within = [r for r in grid if r.bytes_per_pair <= 1.3 * default.bytes_per_pair]
+        for what, r in (("cheapest that halves the EPE", min(half, key=lambda r: r.bytes_per_pair, default=None)),
+                        ("most accurate within 1.3x bytes", min(within, key=lambda r: r.epe_mean, default=None))):
+            if r is not None:
+                print(f"  {what}: {r.name} EPE {r.epe_mean:.4f} px ({r.epe_mean / default.epe_mean:.2f}x), "
+                      f"{r.bytes_per_pair:.0f} bytes ({r.bytes_per_pair / default.bytes_per_pair:.2f}x)")
+    return bool(better)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,60 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"clip: {CLIP.name} ({w}x{h}), {len(fields)} pairs; raw flow: OpenCV TV-L1 default parameters ({speed})")
     print(f"raw |flow|: mean {np.mean([np.hypot(*f).mean() for f in fields]):.3f} px, "
           f"max {max(np.hypot(*f).max() for f in fields):.2f} px")
-
     t = time.perf_counter()
     default, adaptive = evaluate_setting(fields, DEFAULT_SETTING), evaluate_setting(fields, ADAPTIVE)
-    per_setting = (time.perf_counter() - t) / 2
-    paper_bpp, paper_ratio = PAPER_REFERENCE["bytes_per_pair"], PAPER_REFERENCE["ratio"]
-    print(f"\n{'':28}{'bytes/pair':>12}{'ratio':>9}{'UCF-101 GB':>12}{'EPE mean':>10}{'EPE p95':>9}{'clipped%':>10}")
-    print(f"{'paper (reference)':28}{paper_bpp:>12.0f}{paper_ratio:>8.0f}x{PAPER_REFERENCE['dataset_gb']:>12.1f}"
-          f"{'n/a':>10}{'n/a':>9}{'n/a':>10}")
-    for r in (default, adaptive):
-        print(f"{'ours ' + r.name:28}{r.bytes_per_pair:>12.0f}{r.ratio:>8.1f}x{r.projected_gb:>12.1f}"
-              f"{r.epe_mean:>10.4f}{r.epe_p95:>9.4f}{100 * r.clipped_fraction:>10.4f}"
-              f"  ({round(r.clipped_fraction * r.pixels_per_pair * r.pairs)} vectors clipped)")
-    print(f"ours / paper, {default.name}: bytes per pair {default.bytes_per_pair / paper_bpp:.2f}x, "
-          f"ratio {default.ratio / paper_ratio:.2f}x; float32 of UCF-101 = 1.52 TB (paper: 1.5 TB)")
-    print(f"(evaluation: {per_setting:.2f} s per setting over {len(fields)} pairs; timings are noisy on a "
-          "shared 2-core machine)")
-
-    grid = [evaluate_setting(fields, s) for s in settings_grid(GRID_BOUNDS, GRID_QUALITIES, adaptive=False)]
-    grid += [evaluate_setting(fields, Setting("adaptive", None, q)) for q in ADAPTIVE_QUALITIES]
-    try:
-        import imagecodecs  # noqa: F401  (12-bit JPEG)
-        grid += [evaluate_setting(fields, s) for s in settings_grid(GRID12_BOUNDS, GRID12_QUALITIES, adaptive=False,
-                                                                    bits=[12]) if s.bits == 12]
-    except ImportError:
-        print("(imagecodecs not installed: no 12-bit settings in the grid; pip install imagecodecs)")
-    ok1 = default.ratio >= paper_ratio and default.epe_mean <= 0.10
-    print(f"\ntarget 1: default {default.name} ratio {default.ratio:.1f}x (>= 56x) at mean EPE "
-          f"{default.epe_mean:.4f} px (<= 0.10): {'MET' if ok1 else 'MISSED'}")
-    if not ok1:
-        print(f"  missed by: ratio {default.ratio - paper_ratio:+.1f}x, EPE {default.epe_mean - 0.10:+.4f} px")
-        meets = sorted((r for r in grid if r.ratio >= paper_ratio and r.epe_mean <= 0.10),
-                       key=lambda r: r.bytes_per_pair)
-        print("  cheapest setting that meets it: " + (f"{meets[0].name} ({meets[0].ratio:.1f}x, EPE "
-                                                      f"{meets[0].epe_mean:.4f} px)" if meets else "none in the grid"))
-    better = sorted((r for r in grid if r.epe_mean <= default.epe_mean / 2
-                     and r.bytes_per_pair <= 1.3 * default.bytes_per_pair), key=lambda r: r.bytes_per_pair)
-    ok2 = bool(better)
-    print(f"target 2: a setting with mean EPE <= {default.epe_mean / 2:.4f} px at <= "
-          f"{1.3 * default.bytes_per_pair:.0f} bytes/pair: {'MET' if ok2 else 'MISSED'}")
-    base_us = decode_us(fields, DEFAULT_SETTING)
-    for r in better[:5]:
-        us = decode_us(fields, r.setting)
-        print(f"  {r.name:20} EPE {r.epe_mean:.4f} px ({r.epe_mean / default.epe_mean:.2f}x default), "
-              f"{r.bytes_per_pair:.0f} bytes ({r.bytes_per_pair / default.bytes_per_pair:.2f}x), "
-              f"clipped {100 * r.clipped_fraction:.4f}%, decode {us:.0f} us per JPEG ({us / base_us:.1f}x the "
-              f"default's {base_us:.0f} us)")
-    if not ok2:
-        half = [r for r in grid if r.epe_mean <= default.epe_mean / 2]
-        within = [r for r in grid if r.bytes_per_pair <= 1.3 * default.bytes_per_pair]
-        for what, r in (("cheapest that halves the EPE", min(half, key=lambda r: r.bytes_per_pair, default=None)),
-                        ("most accurate within 1.3x bytes", min(within, key=lambda r: r.epe_mean, default=None))):
-            if r is not None:
-                print(f"  {what}: {r.name} EPE {r.epe_mean:.4f} px ({r.epe_mean / default.epe_mean:.2f}x), "
-                      f"{r.bytes_per_pair:.0f} bytes ({r.bytes_per_pair / default.bytes_per_pair:.2f}x)")
+    _print_reference(fields, default, adaptive, (time.perf_counter() - t) / 2)
+    grid = _grid(fields)
+    ok1, ok2 = _target1(default, grid), _target2(fields, default, grid)
     print("\nPareto front of the grid (bytes/pair, mean EPE):")
     for r in pareto_front(grid):
         print(f"  {r.name:20}{r.bytes_per_pair:>8.0f}{r.ratio:>8.1f}x{r.epe_mean:>9.4f} px")

@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 from flowprep.batch import extract_dataset
+from flowprep.config import ExtractConfig
 from flowprep.datasets import list_videos
-from flowprep.extract import ExtractConfig
+from flowprep.runners.dask_cluster import DaskRunner
+from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
 
 
@@ -50,8 +52,8 @@ def timed(videos, out: Path, **kw) -> float:
     t0 = time.perf_counter()
     rep = extract_dataset(videos, out, CONFIG, videos_per_shard=1, show_progress=False, **kw)
     sec = time.perf_counter() - t0
-    assert rep["videos_failed"] == 0, rep["failures"]
-    return rep["pairs"] / sec
+    assert rep.videos_failed == 0, rep.failures
+    return rep.pairs / sec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         videos = list_videos("folder", root)
         pairs = n * (args.frames - 1)
         print(f"{n} videos of 64x48, {pairs} TV-L1 pairs (OpenCV, 1 thread per worker)")
-        j1 = timed(videos, Path(tmp) / "j1", jobs=1)
-        j2 = timed(videos, Path(tmp) / "j2", jobs=2)
+        j1 = timed(videos, Path(tmp) / "j1", runner=LocalRunner(1))
+        j2 = timed(videos, Path(tmp) / "j2", runner=LocalRunner(2))
         from dask.distributed import LocalCluster
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None) as cluster:
-            d2 = timed(videos, Path(tmp) / "d2", scheduler=cluster.scheduler_address)
+            d2 = timed(videos, Path(tmp) / "d2", runner=DaskRunner(cluster.scheduler_address))
     print(f"joblib, 1 worker : {j1:7.2f} pairs/s")
     print(f"joblib, 2 workers: {j2:7.2f} pairs/s  (x{j2 / j1:.2f} over 1 worker)")
     ok = d2 / j2 >= 0.85

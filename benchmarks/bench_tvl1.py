@@ -175,6 +175,7 @@ def speed(pool, workers: int, quick: bool, compile_: bool) -> None:
 
 def cuda_speed(quick: bool, compile_: bool) -> None:
     import torch
+
     from flowprep.solvers import torch_backend
 
     print(f"\n### Speed at 320x240, {torch.cuda.get_device_name()} (pairs/s, one process)")
@@ -202,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"reference data missing: {', '.join(map(str, missing))} (see ../shared/data/README.md)")
         return 1
-    from flowprep.solvers.torch_backend import configure_compile
     import torch
+
+    from flowprep.solvers.torch_backend import configure_compile
 
     cache = configure_compile()  # the on-disk compile cache every worker shares (they inherit the env)
     print(f"# TV-L1 benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

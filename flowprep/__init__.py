@@ -8,35 +8,35 @@ right, dy > 0 is motion down.
 
 Public API (the CLI is a thin layer over these):
     extract_video      one video -> an in-memory ``VideoRecord`` (encoded JPEGs + quantization parameters)
-    extract_dataset    a whole dataset -> shards in an output folder, resumable and parallel
+    extract_dataset    a whole dataset -> shards in an output folder, resumable, on a runner of your choice
+                       (LocalRunner: local processes, GpuRunner: one per GPU, DaskRunner: a cluster)
     open_shards        read an output folder: float flow in pixels, RGB frames, metadata
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-FORMAT_VERSION = 1
+from flowprep.errors import FlowprepError, SettingsMismatchError, ShardError, VideoDecodeError  # noqa: E402
+from flowprep.quantize import QuantConfig, dequantize_flow, quantize_flow  # noqa: E402
+from flowprep.store.format import FORMAT_VERSION  # noqa: E402
 
-from flowprep.errors import FlowprepError, VideoDecodeError, ShardError, SettingsMismatchError  # noqa: E402
-from flowprep.quantize import QuantConfig, quantize_flow, dequantize_flow  # noqa: E402
+# name -> module; heavy submodules (storage, runners) load on first use so that `import flowprep` stays fast
+_LAZY = {
+    "extract_video": "flowprep.extract", "ExtractConfig": "flowprep.config", "extract_dataset": "flowprep.batch",
+    "open_shards": "flowprep.store.reader", "ShardSet": "flowprep.store.reader", "ShardWriter": "flowprep.store.writer",
+    "make_runner": "flowprep.runners", "LocalRunner": "flowprep.runners.local", "GpuRunner": "flowprep.runners.gpus",
+    "DaskRunner": "flowprep.runners.dask_cluster",
+}
 
 
 def __getattr__(name: str):
-    # Heavy submodules (h5py, joblib) load on first use so that `import flowprep` stays fast.
-    if name in ("extract_video", "ExtractConfig"):
-        from flowprep import extract
-        return getattr(extract, name)
-    if name == "extract_dataset":
-        from flowprep.batch import extract_dataset
-        return extract_dataset
-    if name in ("open_shards", "ShardSet", "ShardWriter"):
-        from flowprep import shard
-        return getattr(shard, name)
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'flowprep' has no attribute {name!r}")
 
 
 __all__ = [
     "__version__", "FORMAT_VERSION", "FlowprepError", "VideoDecodeError", "ShardError", "SettingsMismatchError",
-    "QuantConfig", "quantize_flow", "dequantize_flow",
-    "extract_video", "extract_dataset", "ExtractConfig", "open_shards", "ShardSet", "ShardWriter",
+    "QuantConfig", "quantize_flow", "dequantize_flow", *_LAZY,
 ]

@@ -24,7 +24,6 @@ finished dataset, so a second run with the same settings reuses it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowprep.atomic import write_text
+from flowprep.durable import replacing, write_text
 from flowprep.errors import FlowprepError
 
 # class name -> (attribute it moves, direction); attributes: x, y (pixels, y down), angle (radians, clockwise on
@@ -185,18 +184,17 @@ def render_video(cfg: DemoConfig, cls: str, group: int, clip: int) -> np.ndarray
 
 
 def _write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
-    """Write RGB frames as MJPG in AVI, atomically: a temporary name, then os.replace."""
-    tmp = path.with_name(path.stem + ".tmp.avi")
+    """Write RGB frames as MJPG in AVI, atomically (no fsync: the demo is made again in seconds)."""
     h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h), True)
-    if not writer.isOpened():
-        raise FlowprepError(f"{tmp}: OpenCV cannot write MJPG/AVI here (is the folder writable?)")
-    try:
-        for f in frames:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    os.replace(tmp, path)
+    with replacing(path, fsync=False, keep_extension=True) as tmp:  # OpenCV picks the container from ".avi"
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h), True)
+        if not writer.isOpened():
+            raise FlowprepError(f"{tmp}: OpenCV cannot write MJPG/AVI here (is the folder writable?)")
+        try:
+            for f in frames:
+                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
 
 
 def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: int = 6, test_groups: int = 3,
@@ -246,32 +244,3 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
                "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 2)}
     write_text(marker, json.dumps(summary, indent=1) + "\n")
     return {**summary, "reused": False}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags of ``flowprep make-demo``."""
-    d = DemoConfig()
-    p.add_argument("--out", default="data/sample", help="dataset root to write")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed: same seed and flags, same files")
-    p.add_argument("--train-groups", type=int, default=d.train_groups, help="groups in the training split")
-    p.add_argument("--test-groups", type=int, default=d.test_groups, help="groups in the test split (g01..)")
-    p.add_argument("--clips", type=int, default=d.clips, help="clips per group and class")
-    p.add_argument("--frames", type=int, default=d.frames, help="frames per video")
-    p.add_argument("--size", default=f"{d.width}x{d.height}", help="frame size WIDTHxHEIGHT")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write (or reuse) the demo dataset and print what is there."""
-    from flowprep.video import parse_size
-    w, h = parse_size(args.size)
-    s = make_demo_dataset(args.out, seed=args.seed, train_groups=args.train_groups, test_groups=args.test_groups,
-                          clips=args.clips, frames=args.frames, width=w, height=h, progress=not args.json)
-    if args.json:
-        print(json.dumps(s))
-        return 0
-    what = "reused" if s["reused"] else f"wrote in {s['seconds']:.1f} s"
-    print(f"demo dataset {s['root']}: {len(s['classes'])} classes, {s['videos']} videos "
-          f"({s['train']} train in groups {s['train_groups'][0]}-{s['train_groups'][-1]}, "
-          f"{s['test']} test in groups {s['test_groups'][0]}-{s['test_groups'][-1]}), {what}")
-    return 0

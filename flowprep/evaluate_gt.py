@@ -7,15 +7,12 @@ Middlebury ``.flo`` file: mean endpoint error (px) and mean angular error (degre
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from flowprep.cli_common import add_solver_arguments, solver_config_from_args
 from flowprep.errors import FlowprepError
 from flowprep.flo import read_flo
 from flowprep.flow_metrics import flow_errors
@@ -61,24 +58,3 @@ def evaluate_pair(frame1: str | Path, frame2: str | Path, gt_path: str | Path,
     return {**flow_errors(flow, gt), "seconds": seconds, "algo": d.get("algo"), "backend": d.get("backend"),
             "device": d.get("device"), "params": d.get("params", {}), "width": int(f1.shape[1]),
             "height": int(f1.shape[0]), "frame1": str(frame1), "frame2": str(frame2), "gt": str(gt_path)}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``flowprep evaluate-gt``."""
-    p.add_argument("frame1", metavar="FRAME1", help="first image (flow starts here)")
-    p.add_argument("frame2", metavar="FRAME2", help="second image")
-    p.add_argument("gt", metavar="GT.flo", help="Middlebury .flo ground truth of FRAME1 -> FRAME2")
-    p.add_argument("--json", action="store_true", help="print one JSON object (epe, aae, seconds, backend, ...)")
-    add_solver_arguments(p)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Score the solver on one pair and print the result."""
-    r = evaluate_pair(args.frame1, args.frame2, args.gt, solver_config_from_args(args))
-    if args.json:
-        print(json.dumps(r))
-    else:
-        print(f"{r['algo']} ({r['backend']}, {r['device']}) on {r['width']}x{r['height']}: "
-              f"EPE {r['epe']:.4f} px, AAE {r['aae']:.3f} deg, EPE p95 {r['epe_p95']:.4f} px, "
-              f"{100 * r['known_fraction']:.2f}% of pixels known, {r['seconds']:.3f} s")
-    return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowprep.durable import open_replacing
 from flowprep.errors import FlowprepError
 
 MAGIC = 202021.25
@@ -88,10 +89,7 @@ def write_flo(path: str | os.PathLike, flow: np.ndarray, unknown: np.ndarray | N
         if unknown.shape != (height, width):
             raise ValueError(f"unknown mask must be {(height, width)}, got {unknown.shape}")
         uv[unknown] = UNKNOWN_VALUE
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with open_replacing(path, "wb") as fh:
         fh.write(np.array([MAGIC], "<f4").tobytes())
         fh.write(np.array([width, height], "<i4").tobytes())
         fh.write(uv.tobytes())
-    os.replace(tmp, p)

@@ -131,6 +131,55 @@ def _finish(v: _Video, solver) -> VideoRecord:
     return r
 
 
+class _Batcher:
+    """Packs frame pairs into solver batches across segment and video boundaries; solves a batch when it is full
+    (or at the end) and hands each video's share of the flow to the encode thread."""
+
+    def __init__(self, solver, settings: EncodeSettings, encoder: ThreadPoolExecutor):
+        self.solver, self.settings, self.encoder = solver, settings, encoder
+        self.size = max(1, int(solver.batch_size))
+        self.runs: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
+        self.pairs = 0
+
+    def holds(self, v: _Video) -> bool:
+        """Whether pairs of ``v`` still wait in the partial batch."""
+        return any(r[0] is v for r in self.runs)
+
+    def add(self, v: _Video, frames: np.ndarray) -> None:
+        """Queue the pairs of a segment of frames, solving each batch that fills up."""
+        start = 0
+        while start < len(frames) - 1:  # split the segment's pairs over batches
+            take = min(self.size - self.pairs, len(frames) - 1 - start)
+            self.runs.append((v, frames[start:start + take], frames[start + 1:start + take + 1]))
+            self.pairs += take
+            start += take
+            if self.pairs == self.size:
+                self.solve()
+
+    def solve(self) -> None:
+        """Run the solver on the queued pairs (a solver error fails their videos only) and encode the flow."""
+        runs, self.runs, self.pairs = self.runs, [], 0
+        if not runs:
+            return
+        f0 = np.concatenate([r[1] for r in runs])
+        f1 = np.concatenate([r[2] for r in runs])
+        t0 = time.perf_counter()
+        try:
+            flow = self.solver.compute(f0, f1)
+        except Exception as e:  # e.g. an out-of-memory on one batch: fail its videos, go on
+            for v, _, _ in runs:
+                v.error = v.error or f"solver failed: {_failure_reason(e)}"
+            return
+        dt = (time.perf_counter() - t0) / len(f0)
+        i = 0
+        for v, a, _ in runs:
+            n = len(a)
+            v.t_flow += dt * n
+            if v.error is None:
+                v.pending.append(self.encoder.submit(_encode, v, flow[i:i + n], self.settings))
+            i += n
+
+
 def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segment: int = 32,
                  queue_segments: int = 4) -> Iterator[VideoRecord]:
     """Extract videos in order, yielding one VideoRecord per task (status "failed" with a reason on error).
@@ -142,42 +191,16 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
         segment: frames per decoded segment (at least the solver's batch size).
         queue_segments: decoded segments held ahead of the solver (bounds memory).
     """
-    bs = max(1, int(solver.batch_size))
     d = solver.describe()
     tag = {"backend": d.get("backend"), "device": d.get("device")}
     q: queue.Queue = queue.Queue(maxsize=queue_segments)
     stop = threading.Event()
-    th = threading.Thread(target=_decode, args=(tasks, settings, tag, q, stop, max(segment, bs)), daemon=True)
+    encoder = ThreadPoolExecutor(max_workers=1)  # one thread: flows are appended in order
+    batcher = _Batcher(solver, settings, encoder)
+    th = threading.Thread(target=_decode, args=(tasks, settings, tag, q, stop, max(segment, batcher.size)),
+                          daemon=True)
     th.start()
     order: list[_Video] = []  # videos in task order, not yet yielded
-    batch: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
-    n_batch = 0
-    encoder = ThreadPoolExecutor(max_workers=1)  # one thread: flows are appended in order
-
-    def solve() -> None:
-        nonlocal batch, n_batch
-        if not batch:
-            return
-        f0 = np.concatenate([b[1] for b in batch])
-        f1 = np.concatenate([b[2] for b in batch])
-        t0 = time.perf_counter()
-        try:
-            flow = solver.compute(f0, f1)
-        except Exception as e:  # e.g. an out-of-memory on one batch: fail its videos, go on
-            for v, _, _ in batch:
-                v.error = v.error or f"solver failed: {_failure_reason(e)}"
-            batch, n_batch = [], 0
-            return
-        dt = (time.perf_counter() - t0) / len(f0)
-        i = 0
-        for v, a, _ in batch:
-            n = len(a)
-            v.t_flow += dt * n
-            if v.error is None:
-                v.pending.append(encoder.submit(_encode, v, flow[i:i + n], settings))
-            i += n
-        batch, n_batch = [], 0
-
     try:
         ended = False
         while not ended or order:
@@ -185,26 +208,17 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
                 kind, v, frames = q.get()
                 if kind is _END:
                     ended = True
-                    solve()
+                    batcher.solve()
                 elif kind == "video":
                     order.append(v)
                 elif kind == "frames":
-                    start = 0
-                    while start < len(frames) - 1:  # split the segment's pairs over batches
-                        take = min(bs - n_batch, len(frames) - 1 - start)
-                        batch.append((v, frames[start:start + take], frames[start + 1:start + take + 1]))
-                        n_batch += take
-                        start += take
-                        if n_batch == bs:
-                            solve()
+                    batcher.add(v, frames)
                 else:  # "done": every segment of v has been sent
                     v.decoded = True
             # yield the finished videos at the head of the order; pairs still waiting in a partial batch keep
             # their video back until the batch fills (or the input ends), so GPU batches stay full
-            while order and order[0].decoded and not any(b[0] is order[0] for b in batch):
+            while order and order[0].decoded and not batcher.holds(order[0]):
                 yield _finish(order.pop(0), solver)
-            if ended and not order:
-                break
     finally:
         stop.set()
         encoder.shutdown(wait=True)

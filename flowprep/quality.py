@@ -27,9 +27,9 @@ from flowprep.jpeg import decode_gray, encode_gray
 from flowprep.quantize import QuantConfig, dequantize_flow, quantize_flow
 from flowprep.video import Resize, iter_frames, to_gray
 
-if TYPE_CHECKING:  # h5py and the solvers load only when used
-    from flowprep.shard import ShardSet
+if TYPE_CHECKING:  # the storage package and the solvers load only when used
     from flowprep.solvers import Solver
+    from flowprep.store.reader import ShardSet
 
 # UCF-101 as the paper counts it: 2.48 M flow pairs at 320x240; float32 flow is 2.48e6 * 320*240*2*4 = 1.52 TB.
 UCF101_PAIRS = 2_480_000
@@ -337,21 +337,9 @@ def compute_raw_flows(path: str, indices: Sequence[int], solver: Solver, resize:
     return out
 
 
-def shard_setting(settings: dict) -> Setting:
-    """The setting an output folder was written with (from ``ShardSet.settings``)."""
-    try:
-        q = settings["quantization"]
-        return Setting(q["mode"], q.get("bound"), int(settings["jpeg_quality"]), int(q.get("bits", 8)))
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"the shards' settings lack the quantization or JPEG quality ({e}); "
-                         "were they written by `flowprep extract`?") from e
-
-
-def shard_resize(settings: dict) -> Resize:
-    """The frame resizing an output folder was written with."""
-    r = settings.get("resize") or {}
-    size = r.get("size")
-    return Resize(short_side=r.get("short_side"), size=tuple(size) if size else None)
+def setting_of(quant: QuantConfig, quality: int) -> Setting:
+    """The Setting an extraction's quantization and JPEG quality amount to (what a folder stores)."""
+    return Setting(quant.mode, quant.bound if quant.mode == "fixed" else None, int(quality), quant.bits)
 
 
 def evaluate_stored(shards: ShardSet, samples: Sequence[tuple[str, int]], fields: Sequence[np.ndarray],

@@ -1,4 +1,5 @@
-"""The demo end to end through run_pipeline.sh and the public commands, on a smaller demo (24 videos, 60 epochs of 3 steps).
+"""The demo end to end through run_pipeline.sh and the public commands, on a smaller demo (24 videos, 60 epochs
+of 3 steps).
 
 It shows the paper's central finding in miniature: on classes that differ only in motion, the temporal stream
 beats the spatial one. It also checks that the script writes results.json, prints the table, and reuses every

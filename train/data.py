@@ -1,8 +1,9 @@
 """Datasets over flowprep shards: spatial samples (one RGB frame) and temporal samples (L stacked flows).
 
 The shards are read only through ``flowprep.ShardSet`` (built before the DataLoader forks; it opens its HDF5
-files lazily in each worker). Flow is rebuilt in pixels from each shard's stored quantization parameters
-(``flowprep.quantize.dequantize_flow``), never from a trainer flag.
+files lazily in each worker). Flow comes as codes plus lookup tables (``ShardSet.flow_sample``: the reader
+decodes the JPEGs and builds the tables from each shard's stored quantization parameters, never from a trainer
+flag); this module decides only which flows, which crop and which flip.
 
 Randomness is a pure function of (seed, epoch, sample index), so a resumed run, any number of workers and
 any number of DDP ranks see the same crops and flips for the same sample.
@@ -17,8 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from flowprep.jpeg import decode_gray
-from flowprep.quantize import code_dtype
+from flowprep.quantize import lookup_planes
 from train import transforms as T
 
 STREAMS = ("spatial", "temporal")
@@ -87,96 +87,28 @@ def num_positions(item: VideoItem, config: DataConfig) -> int:
     return max(item.flows - config.flow_length + 1, 1)
 
 
-def dequant_tables(params: np.ndarray, flip: bool = False, levels: int = 256) -> np.ndarray:
-    """(L, 2, 2) (scale, zero) -> (L, 2, levels) float32 tables (256 for 8-bit codes, 4096 for 12-bit), equal bit
-    for bit to dequantize_flow of each code; with ``flip`` the x tables are negated (a mirrored field moves the
-    other way)."""
-    codes = np.arange(levels, dtype=np.float64)
-    tables = ((codes - params[..., 1:2]) * params[..., 0:1]).astype(np.float32)
-    if flip:
-        tables[:, 0] = -tables[:, 0]
-    return tables
+def flow_indices(item: VideoItem, start: int, config: DataConfig) -> np.ndarray:
+    """Flows start..start+L-1 of a stack; videos shorter than L flows repeat their last flow."""
+    return np.minimum(np.arange(start, start + config.flow_length), item.flows - 1)
 
 
-def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]``: one 256-entry cv2.LUT per plane for uint8
-    codes, np.take for 12-bit (uint16) codes (cv2.LUT takes only 8-bit indices)."""
-    lut = codes.dtype == np.uint8
-    for idx in np.ndindex(codes.shape[:-2]):
-        if lut:
-            cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx], dst=out[idx])  # crops of a frame are views
-        else:
-            np.take(tables[idx], codes[idx], out=out[idx], mode="clip")  # "clip": no buffered copy
-    return out
-
-
-def dequantize_lut(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """``flowprep.quantize.dequantize_flow`` bit for bit, through a 256-entry table per field (2x faster)."""
-    levels = 256 if codes.dtype == np.uint8 else 4096
-    return lookup_planes(codes, dequant_tables(params, levels=levels), np.empty(codes.shape, np.float32))
+def _box(box: T.Box) -> tuple[int, int, int, int]:
+    return box.y, box.x, box.h, box.w
 
 
 def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
-    """(L, 2, h, w) float32 flow in pixels of flows start..start+L-1 inside ``box``, optionally mean-subtracted.
-
-    Videos shorter than L flows repeat their last flow.
-    """
-    idx = np.minimum(np.arange(start, start + config.flow_length), item.flows - 1)
-    codes, params = shards.flow_codes(item.key, idx)  # (L, 2, H, W) uint8, (L, 2, 2) (scale, zero)
-    crop = codes[..., box.y:box.y + box.h, box.x:box.x + box.w]
-    flow = dequantize_lut(crop, params)  # (L, 2, h, w) pixels; cropping first saves the float work
-    if config.mean_subtract:
-        # the mean vector of each whole displacement field (dequantization is affine, so mean of codes suffices)
-        mean_code = codes.reshape(*codes.shape[:2], -1).mean(axis=-1, dtype=np.float64)
-        flow -= ((mean_code - params[..., 1]) * params[..., 0]).astype(np.float32)[..., None, None]
-    return flow
-
-
-def read_flow_codes(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool,
-                    codes: np.ndarray, tables: np.ndarray) -> None:
-    """The compact training sample for an S x S box, written into ``codes`` (2L, S, S) and ``tables``
-    (2L, levels) float32: plane k in pixels is ``tables[k][codes[k]]``, flip and mean subtraction folded into
-    the tables. Codes are uint8 with 256 levels, or uint16 with 4096 for 12-bit shards (8-bit codes fit there
-    too). Shipping this instead of floats moves a quarter of the bytes from loader workers (and to the GPU).
-    """
-    length, size = config.flow_length, config.crop_size
-    idx = np.minimum(np.arange(start, start + length), item.flows - 1)
-    params = shards.quant(item.key)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
-    levels = tables.shape[-1]
-    tables[:] = dequant_tables(params, flip, levels).reshape(2 * length, levels)  # row 2t + c: x1, y1, x2, ...
-    for c, name in enumerate(("flow_x", "flow_y")):
-        for t, blob in enumerate(shards.jpegs(item.key, name, idx)):
-            code = decode_gray(blob)
-            if code.dtype != codes.dtype:  # 8-bit codes in a 12-bit batch (datasets of both kinds)
-                code = code.astype(codes.dtype)
-            crop = code[box.y:box.y + size, box.x:box.x + size]
-            k = 2 * t + c
-            if flip:
-                cv2.flip(crop, 1, dst=codes[k])  # mirrored while still uint8
-            else:
-                codes[k] = crop
-            if config.mean_subtract:  # the mean vector of the whole field, as read_flow does
-                scale, zero = params[t, c]
-                mean = np.float32((cv2.mean(code)[0] - zero) * scale)
-                tables[k] -= -mean if (flip and c == 0) else mean
-
-
-def code_format(bits: int) -> tuple[type, int]:
-    """(numpy dtype, table length) of compact flow codes of ``bits`` bits: (uint8, 256) or (uint16, 4096)."""
-    return code_dtype(bits), 1 << bits
+    """(L, 2, h, w) float32 flow in pixels of flows start..start+L-1 inside ``box``, optionally mean-subtracted
+    (each whole field minus its own mean vector)."""
+    sample = shards.flow_sample(item.key, flow_indices(item, start, config), _box(box),
+                                mean_subtract=config.mean_subtract)
+    return sample.pixels().reshape(config.flow_length, 2, box.h, box.w)
 
 
 def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
-    """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels.
-
-    Equal to ``crop_flow(read_flow(...))`` but 2x faster: each JPEG is decoded, its crop (mirrored while still
-    uint8) goes through a 256-entry table straight into the output, with no (L, 2, H, W) intermediates.
-    """
-    n, size = 2 * config.flow_length, config.crop_size
-    dtype, levels = code_format(shards.flow_bits)
-    codes, tables = np.empty((n, size, size), dtype), np.empty((n, levels), np.float32)
-    read_flow_codes(shards, item, start, config, box, flip, codes, tables)
-    return lookup_planes(codes, tables, np.empty((n, size, size), np.float32))
+    """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels, equal to
+    ``crop_flow(read_flow(...))``; the crop is cut and mirrored while still uint8."""
+    return shards.flow_sample(item.key, flow_indices(item, start, config), _box(box), flip,
+                              config.mean_subtract).pixels()
 
 
 def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -190,7 +122,7 @@ def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch
     """
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
-    codes, tables = x
+    codes, tables = x  # plane k of sample b in pixels: tables[b, k][codes[b, k]]
     if device.type == "cpu":
         if out is None or out.shape != codes.shape or out.dtype != torch.float32 or out.device.type != "cpu":
             out = torch.empty(codes.shape, dtype=torch.float32)
@@ -249,8 +181,8 @@ class TrainClips(Dataset):
 
     Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``; build the
     DataLoader with ``make_loader``, which passes them through) are collated here; with ``compact`` a temporal
-    batch's x is ``(codes, tables)`` (see read_flow_codes), turned into pixels by ``to_pixels`` on the training
-    device.
+    batch's x is ``(codes, tables)`` (see flowprep.store.samples), turned into pixels by ``to_pixels`` on the
+    training device.
     """
 
     def __init__(self, shards, items: list[VideoItem], config: DataConfig, compact: bool = False):
@@ -262,7 +194,7 @@ class TrainClips(Dataset):
         # multi-scale boxes are resized in float: only fixed S x S temporal crops can travel as codes
         self.compact = compact and config.stream == "temporal" and not config.multi_scale
         # uint16 codes with 4096-entry tables as soon as one source holds 12-bit flow
-        self.code_format = code_format(max(getattr(s, "flow_bits", 8) for s in self.sources))
+        self.code_format = max((s.flow_code_format for s in self.sources), key=lambda f: f[1])
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's random stream (call before iterating; workers get it when they start)."""
@@ -300,7 +232,8 @@ class TrainClips(Dataset):
         labels, tasks = [], []
         for b, i in enumerate(indices):
             item, pos, box, flip = self._choose(i)
-            read_flow_codes(self.sources[item.task], item, pos, self.config, box, flip, c[b], t[b])
+            self.sources[item.task].flow_sample(item.key, flow_indices(item, pos, self.config), _box(box), flip,
+                                                self.config.mean_subtract, codes=c[b], tables=t[b])
             labels.append(item.label)
             tasks.append(item.task)
         return (codes, tables), torch.tensor(labels), torch.tensor(tasks)

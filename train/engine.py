@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from flowprep.atomic import write_text
-
+from flowprep.durable import open_replacing, write_text
 from train.data import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
 
@@ -132,13 +131,8 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write a checkpoint atomically (``*.tmp`` then rename): a kill never leaves a truncated file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with open_replacing(path, "wb") as fh:
         torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -160,12 +154,10 @@ class MetricsLog:
         """Record one epoch (the CSV is rewritten from the history so a resumed run stays consistent)."""
         self.history.append(row)
         fields = list(dict.fromkeys(k for r in self.history for k in r))
-        tmp = self.out / "metrics.csv.tmp"
-        with open(tmp, "w", newline="") as fh:
+        with open_replacing(self.out / "metrics.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
             w.writerows(self.history)
-        os.replace(tmp, self.out / "metrics.csv")
         self.write_json()
 
     def write_json(self) -> None:

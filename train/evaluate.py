@@ -3,7 +3,6 @@ softmax averaged per video, per-video scores saved, top-1 / top-5 / mean class a
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 import flowprep
+from flowprep.durable import write_json
 from train import distributed as D
 from train.data import EvalClips, load_items, make_loader
 from train.engine import load_checkpoint, predict
@@ -89,13 +89,14 @@ def test(cfg: TestConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         suffix = ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
-                "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops, "checkpoint": str(cfg.checkpoint)}
+                "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops,
+                "checkpoint": str(cfg.checkpoint)}
         save_scores(Scores(scores, labels, np.array([it.key for it in items]), np.array(split.classes), meta),
                     out / f"scores{suffix}.npz")
         cm = confusion_matrix(scores.argmax(1), labels, len(split.classes))
         plotted = plot_confusion(cm, split.classes, out / f"confusion{suffix}.png",
                                  f"{fc.stream} {fc.arch} {spec.dataset} split {fc.split} {cfg.subset}")
-        (out / f"test_metrics{suffix}.json").write_text(json.dumps({**meta, **result}, indent=2))
+        write_json(out / f"test_metrics{suffix}.json", {**meta, **result}, sort_keys=False)
         log.info("%s %s: top1 %.4f top5 %.4f mean class %.4f (%d videos)%s", fc.stream, cfg.subset,
                  result["top1"], result["top5"], result["mean_class_accuracy"], result["videos"],
                  "" if plotted else "; no confusion PNG (install matplotlib)")

@@ -18,10 +18,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import flowprep
+from flowprep.durable import replacing
 from train import distributed as D
-from train.data import DataConfig, EvalClips, TrainClips, load_items, make_loader
-from train.engine import (MetricsLog, load_checkpoint, predict, rng_state, save_checkpoint, set_lr_schedule,
-                          set_rng_state, train_one_epoch, unwrap)
+from train.data import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
+from train.engine import (
+    MetricsLog,
+    load_checkpoint,
+    predict,
+    rng_state,
+    save_checkpoint,
+    set_lr_schedule,
+    set_rng_state,
+    train_one_epoch,
+    unwrap,
+)
 from train.models import build_model
 from train.splits import bind, find_split_dir, load_split
 
@@ -87,8 +97,8 @@ class FitConfig:
     def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
         """The sampling settings of this run."""
         return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
-                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=self.flip, seed=self.seed,
-                          test_frames=test_frames, test_crops=test_crops)
+                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=self.flip,
+                          seed=self.seed, test_frames=test_frames, test_crops=test_crops)
 
     def resolved_dropout(self) -> float:
         """The paper's ratio: 0.5 for a fine-tuned spatial net, 0.9 otherwise, unless given."""
@@ -100,6 +110,43 @@ class FitConfig:
 def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, seed: int) -> DataLoader:
     return make_loader(dataset, workers, batch_size=batch_size, sampler=sampler, pin_memory=cuda,
                        drop_last=len(sampler) > batch_size, generator=torch.Generator().manual_seed(seed))
+
+
+def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], list[VideoItem]]:
+    """(shard sets, training items of every task, class names per task, test items of the main task)."""
+    sources, items, classes = [], [], []
+    for k, spec in enumerate(cfg.tasks):
+        shards = flowprep.open_shards(spec.shards)
+        split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
+        sources.append(shards)
+        items += load_items(shards, bind(split.train, shards), task=k)
+        classes.append(list(split.classes))
+    test_split = load_split(cfg.dataset, find_split_dir(cfg.dataset, cfg.shards, cfg.split_dir), cfg.split)
+    return sources, items, classes, load_items(sources[0], bind(test_split.test, sources[0]))
+
+
+def _resume(cfg: FitConfig, state: dict, metrics: MetricsLog, rank: int, world_size: int) -> int:
+    """Load ``cfg.resume`` into the run's objects (``state``: model, optimizer, lr_scheduler, scaler); returns the
+    first epoch to run."""
+    ck = load_checkpoint(cfg.resume)
+    _check_resumable(ck["config"], cfg, cfg.resume)
+    unwrap(state["model"]).load_state_dict(ck["model"])
+    for name in ("optimizer", "lr_scheduler", "scaler"):
+        state[name].load_state_dict(ck[name])
+    metrics.history = list(ck["history"])
+    if len(ck["rng"]) == world_size:
+        set_rng_state(ck["rng"][rank])
+    log.info("resumed from %s at epoch %d", cfg.resume, ck["epoch"] + 1)
+    return ck["epoch"] + 1
+
+
+def _save_epoch(cfg: FitConfig, state: dict, epoch: int, classes: list, metrics: MetricsLog, states: list,
+                path: Path) -> None:
+    save_checkpoint({"model": unwrap(state["model"]).state_dict(), "optimizer": state["optimizer"].state_dict(),
+                     "lr_scheduler": state["lr_scheduler"].state_dict(), "scaler": state["scaler"].state_dict(),
+                     "epoch": epoch, "config": dataclasses.asdict(cfg), "classes": classes,
+                     "sampler": {"seed": cfg.seed, "next_epoch": epoch + 1, "balanced": cfg.balanced},
+                     "rng": states, "history": metrics.history}, path)
 
 
 def fit(cfg: FitConfig) -> dict:
@@ -115,16 +162,7 @@ def fit(cfg: FitConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data_cfg = cfg.data_config(test_frames=max(cfg.val_frames, 1), test_crops=1)
-
-    sources, items, classes = [], [], []
-    for k, spec in enumerate(cfg.tasks):
-        shards = flowprep.open_shards(spec.shards)
-        split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
-        sources.append(shards)
-        items += load_items(shards, bind(split.train, shards), task=k)
-        classes.append(list(split.classes))
-    test_items = load_items(sources[0], bind(load_split(cfg.dataset, find_split_dir(
-        cfg.dataset, cfg.shards, cfg.split_dir), cfg.split).test, sources[0]))
+    sources, items, classes, test_items = _load_data(cfg)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
@@ -136,54 +174,38 @@ def fit(cfg: FitConfig) -> dict:
                           device.type == "cuda", cfg.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     milestones = cfg.milestones or (FINETUNE_MILESTONES if cfg.pretrained else SCRATCH_MILESTONES)
-    scheduler = set_lr_schedule(optimizer, cfg.epochs * len(loader), milestones)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    state = {"model": model, "optimizer": optimizer, "lr_scheduler": set_lr_schedule(
+        optimizer, cfg.epochs * len(loader), milestones), "scaler": torch.amp.GradScaler(
+        device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
                                      "world_size": info.world_size})
-    start = 0
-    if cfg.resume:
-        ck = load_checkpoint(cfg.resume)
-        _check_resumable(ck["config"], cfg, cfg.resume)
-        unwrap(model).load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["lr_scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        start = ck["epoch"] + 1
-        metrics.history = list(ck["history"])
-        if len(ck["rng"]) == info.world_size:
-            set_rng_state(ck["rng"][info.rank])
-        log.info("resumed from %s at epoch %d", cfg.resume, start)
+    start = _resume(cfg, state, metrics, info.rank, info.world_size) if cfg.resume else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
-
     test_loader = None
     if cfg.val_frames > 0 and test_items:
         test_set = EvalClips(sources[0], test_items, data_cfg)
         test_loader = make_loader(test_set, cfg.num_workers, batch_size=max(1, cfg.batch_size // info.world_size),
                                   sampler=D.test_sampler(len(test_set), info))
     row: dict = {}
+    show = cfg.progress and info.is_main
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
-        row = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, epoch,
-                              progress=cfg.progress and info.is_main)
+        row = train_one_epoch(model, loader, optimizer, state["lr_scheduler"], state["scaler"], device, epoch,
+                              progress=show)
         if test_loader is not None:
-            row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames,
-                                               cfg.progress and info.is_main)
+            row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames, show)
         states = D.all_gather_objects(rng_state())
         if info.is_main:
             metrics.append(row)
-            save_checkpoint({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                             "lr_scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                             "epoch": epoch, "config": dataclasses.asdict(cfg), "classes": classes,
-                             "sampler": {"seed": cfg.seed, "next_epoch": epoch + 1, "balanced": cfg.balanced},
-                             "rng": states, "history": metrics.history}, out / "checkpoint.pt")
+            _save_epoch(cfg, state, epoch, classes, metrics, states, out / "checkpoint.pt")
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()
                                                       if isinstance(v, float)))
         D.barrier()
     if info.is_main and (out / "checkpoint.pt").is_file():
-        shutil.copyfile(out / "checkpoint.pt", out / "best.pt.tmp")
-        (out / "best.pt.tmp").replace(out / "best.pt")
+        with replacing(out / "best.pt") as tmp:
+            shutil.copyfile(out / "checkpoint.pt", tmp)
         metrics.write_json()
     D.barrier()
     return row
@@ -202,5 +224,6 @@ def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
     now = dataclasses.asdict(cfg)
     diff = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
     if diff:
-        raise ValueError(f"{path}: was trained with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in diff)}); "
+        what = ", ".join(f"{k}={saved.get(k)!r}" for k in diff)
+        raise ValueError(f"{path}: was trained with other settings ({what}); "
                          "resume with the same flags or start a new --out")

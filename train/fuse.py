@@ -6,13 +6,13 @@ svm  a multi-class linear SVM on the stacked, L2-normalised softmax scores, trai
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from flowprep.durable import write_json
 from train.metrics import Scores, load_scores, save_scores, summary
 
 METHODS = ("avg", "svm")
@@ -95,7 +95,7 @@ def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] |
     if out:
         meta = {"fusion": method, "inputs": [str(p) for p in paths]}
         save_scores(Scores(fused, test[0].labels, test[0].videos, test[0].classes, meta), out)
-        Path(out).with_suffix(".json").write_text(json.dumps(report, indent=2))
+        write_json(Path(out).with_suffix(".json"), report, sort_keys=False)
     return report
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from flowprep.durable import open_replacing
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,9 @@ class Scores:
 
 def save_scores(s: Scores, path: str | os.PathLike) -> None:
     """Write a score file atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, scores=s.scores, labels=s.labels, videos=np.asarray(s.videos, dtype=str),
-             classes=np.asarray(s.classes, dtype=str), meta=np.asarray(json.dumps(s.meta)))
-    os.replace(tmp, path)
+    with open_replacing(path, "wb") as fh:  # a file object: np.savez adds no ".npz" to it
+        np.savez(fh, scores=s.scores, labels=s.labels, videos=np.asarray(s.videos, dtype=str),
+                 classes=np.asarray(s.classes, dtype=str), meta=np.asarray(json.dumps(s.meta)))
 
 
 def load_scores(path: str | os.PathLike) -> Scores:

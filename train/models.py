@@ -142,7 +142,8 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def _load_backbone(model: nn.Module, state: dict, head: str, path: str) -> None:
     """Load weights into a model, allowing only the classifier ``head`` to be missing or of another size."""
     own = model.state_dict()
-    keep = {k: v for k, v in state.items() if not (k.startswith(head + ".") and (k not in own or own[k].shape != v.shape))}
+    keep = {k: v for k, v in state.items()
+            if not (k.startswith(head + ".") and (k not in own or own[k].shape != v.shape))}
     missing = [k for k in own if k not in keep and not k.startswith(head + ".")]
     unexpected = [k for k in keep if k not in own]
     bad = [k for k in keep if k in own and own[k].shape != keep[k].shape]

@@ -9,7 +9,8 @@ Formats:
            ``testlist0N.txt`` ("Class/v_x.avi"); CRLF line endings. Labels come from the folder name.
   hmdb51   ``<class>_test_splitN.txt`` per class: "<video>.avi <flag>", 1 = train, 2 = test, 0 = unused.
   folder   ``trainlist0N.txt``/``testlist0N.txt`` (or ``train.txt``/``test.txt``) with "Class/video" lines
-           ('#' comments allowed), optionally ``classInd.txt``; without it the classes are the sorted folder names of both lists.
+           ('#' comments allowed), optionally ``classInd.txt``; without it the classes are the sorted folder
+           names of both lists.
 """
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ def resolve_backend(algo: str, backend: str, device: str) -> str:
     """'auto' -> torch on a CUDA device, else OpenCV (make_solver sends TV-L1 on the CPU to auto_cpu first)."""
     if backend != "auto":
         if algo not in BACKEND_ALGOS[backend]:
-            raise ValueError(f"backend {backend!r} does not implement {algo!r}; it has {', '.join(BACKEND_ALGOS[backend])}")
+            raise ValueError(f"backend {backend!r} does not implement {algo!r}; "
+                             f"it has {', '.join(BACKEND_ALGOS[backend])}")
         if backend == "opencv" and device.startswith("cuda"):
             raise ValueError("the opencv backend runs on the CPU only; use --backend torch for --device cuda")
         return backend

@@ -8,23 +8,27 @@ Choices made here, not in the algorithm:
   whatever the frame size;
 - torch.compile: on by default (``FLOWPREP_TORCH_COMPILE=0`` or ``make(..., compile=False)`` turns it off).
   Shapes are static (dynamic shapes made the CPU kernels 2x slower), so each pyramid level of each frame size
-  is one compile; partial batches are padded to the batch size so that the batch size adds none. The
-  recompile limit is raised to ``RECOMPILE_LIMIT`` and hitting it raises instead of silently falling back to
-  eager. Compiled code is cached on disk (``TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/flowprep/torchinductor``),
-  so a dataset pays the cold compile (40-120 s on a CPU) once per machine, then a few seconds per process.
+  is one compile; partial batches are padded to the batch size so that the batch size adds none. While the
+  solver runs, the recompile limit is raised to ``RECOMPILE_LIMIT`` and hitting it raises instead of silently
+  falling back to eager (``compile_limits``: scoped to the call, so the caller's own torch.compile settings are
+  as they were before and after). The ``flowprep`` command also keeps compiled code in
+  ``~/.cache/flowprep/torchinductor`` (``use_compile_cache``; torch's default is wiped with /tmp), so a dataset
+  pays the cold compile (40-120 s on a CPU) once per machine, then a few seconds per process. A library call
+  changes no process-wide setting; ``configure_compile()`` applies both for a caller who asks.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
-from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from flowprep.solvers.torch_cache import use_compile_cache
 from flowprep.solvers.tvl1_torch import TVL1, TVL1Params, tvl1_step
 
 log = logging.getLogger(__name__)
@@ -75,22 +79,30 @@ def compile_wanted(device: str, compile: bool | None) -> bool:
     return True
 
 
-def configure_compile() -> str:
-    """Raise dynamo's recompile limits (and fail loudly past them); set the on-disk cache. Returns the cache dir."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+_LIMITS = {"recompile_limit": RECOMPILE_LIMIT, "accumulated_recompile_limit": RECOMPILE_LIMIT,
+           "fail_on_recompile_limit_hit": True}  # never run eager silently
 
-    # importing torch._dynamo writes torch's default (/tmp/torchinductor_<user>, wiped with /tmp) into the env:
-    # replace that one, keep a directory the user chose
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(xdg) / "flowprep" / "torchinductor")
+
+@contextlib.contextmanager
+def compile_limits() -> Iterator[None]:
+    """Within the block: dynamo's recompile limits at least ``RECOMPILE_LIMIT`` (5 pyramid levels per frame
+    size), and an error instead of a silent eager fallback past them; the previous values come back after."""
     import torch._dynamo.config as dynamo_config
 
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, RECOMPILE_LIMIT)
-    dynamo_config.fail_on_recompile_limit_hit = True  # never run eager silently
-    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    want = {k: max(getattr(dynamo_config, k), v) if k != "fail_on_recompile_limit_hit" else v
+            for k, v in _LIMITS.items()}
+    with dynamo_config.patch(**want):
+        yield
+
+
+def configure_compile() -> str:
+    """For a caller who asks: the compile cache and the recompile limits for the whole process (what the
+    solver otherwise applies only while it runs). Returns the cache directory."""
+    import torch._dynamo.config as dynamo_config
+
+    for k, v in _LIMITS.items():
+        setattr(dynamo_config, k, max(getattr(dynamo_config, k), v) if k != "fail_on_recompile_limit_hit" else v)
+    return use_compile_cache()
 
 
 class TorchTVL1Solver:
@@ -106,7 +118,6 @@ class TorchTVL1Solver:
         self.compiled = compile_wanted(device, compile)
         step = tvl1_step
         if self.compiled:
-            configure_compile()
             step = torch.compile(tvl1_step, dynamic=False, fullgraph=True)
         check_every = CHECK_EVERY_CUDA if self.device.type == "cuda" else 1
         self._tvl1 = TVL1(self.params, step=step, check_every=check_every)
@@ -130,7 +141,8 @@ class TorchTVL1Solver:
                 # pad with black pairs (they stop after one iteration) so the compiled shapes stay the same
                 pad = f0.new_zeros((chunk - n, h, w))
                 f0, f1 = torch.cat((f0, pad)), torch.cat((f1, pad))
-            out[start:start + n] = self._tvl1(f0, f1)[:n].cpu().numpy()
+            with compile_limits() if self.compiled else contextlib.nullcontext():
+                out[start:start + n] = self._tvl1(f0, f1)[:n].cpu().numpy()
         return out
 
     def describe(self) -> dict:

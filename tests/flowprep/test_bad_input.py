@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from videogen import write_shift_video
-from fault_tools import FAST
 from flowprep.cli import main
-from flowprep.shard import ShardSet
+from flowprep.store.reader import ShardSet
+
+from fault_tools import FAST
+from videogen import write_shift_video
 
 EXTRACT = ["extract", "--dataset", "ucf101", "--jobs", "1", *FAST]
 

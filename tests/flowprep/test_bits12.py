@@ -10,12 +10,13 @@ import pytest
 
 import flowprep
 from flowprep.batch import extract_dataset
+from flowprep.cli.extract import add_arguments, config_from_args
+from flowprep.config import ExtractConfig
 from flowprep.datasets import list_videos
-from flowprep.extract import ExtractConfig
-from flowprep.extract_cli import add_arguments, config_from_args
 from flowprep.jpeg import decode_gray, encode_gray, precision
 from flowprep.quality import Setting, evaluate_setting, recommend, settings_grid
 from flowprep.quantize import QuantConfig, dequantize_flow, quantize_flow
+from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig, make_solver
 
 pytest.importorskip("imagecodecs")
@@ -116,8 +117,9 @@ def test_extract_with_bits_12_stores_12_bit_flow_closer_to_the_raw_flow(shift_da
                                             "--root", str(shift_dataset)]))
     assert config.quant == QuantConfig("fixed", 20.0, 12) and config.quality == 70
     videos = list_videos("ucf101", shift_dataset)[:1]
-    extract_dataset(videos, tmp_path / "b12", ExtractConfig(quant=QuantConfig(bits=12)), jobs=1, show_progress=False)
-    extract_dataset(videos, tmp_path / "b8", jobs=1, show_progress=False)
+    extract_dataset(videos, tmp_path / "b12", ExtractConfig(quant=QuantConfig(bits=12)), runner=LocalRunner(1),
+                    show_progress=False)
+    extract_dataset(videos, tmp_path / "b8", runner=LocalRunner(1), show_progress=False)
     s12, s8 = flowprep.open_shards(tmp_path / "b12"), flowprep.open_shards(tmp_path / "b8")
     assert (s12.flow_bits, s8.flow_bits) == (12, 8)
     assert s12.settings["quantization"] == {"mode": "fixed", "bound": 20.0, "bits": 12}
@@ -139,14 +141,14 @@ def test_quality_measures_12_bit_shards_as_stored(tmp_path, capsys):
     from flowprep.cli import main
     from flowprep.datasets import VideoTask
     from flowprep.extract import extract_chunk
-    from flowprep.shard import shard_name
+    from flowprep.store.format import shard_name
+
     from videogen import write_shift_video
     video = tmp_path / "v_move.avi"
     write_shift_video(video, [(2, 0)] * 6, size=(96, 64), seed=3)
     out = tmp_path / "shards"
     extract_chunk([VideoTask("Move/v_move", str(video))], str(out / shard_name(0)),
-                  ExtractConfig(solver=SolverConfig(algo="dis"), quant=QuantConfig(bits=12), quality=50),
-                  threads=None)
+                  ExtractConfig(solver=SolverConfig(algo="dis"), quant=QuantConfig(bits=12), quality=50))
     rc = main(["quality", "--shards", str(out), "--sample", "3", "--quality", "50,95", "--bound", "20",
                "--bits", "8,12", "--json"])
     assert rc == 0
@@ -159,9 +161,10 @@ def test_quality_measures_12_bit_shards_as_stored(tmp_path, capsys):
 
 
 def test_export_of_12_bit_shards_is_refused_with_the_reason(tmp_path):
-    from flowprep.denseflow import export_denseflow
     from flowprep.errors import FlowprepError
-    from flowprep.shard import ShardWriter, shard_name
+    from flowprep.interchange.denseflow import export_denseflow
+    from flowprep.store.format import shard_name
+    from flowprep.store.writer import ShardWriter
     with ShardWriter(tmp_path / "s" / shard_name(0), {"quantization": QuantConfig(bits=12).to_dict()}):
         pass
     with pytest.raises(FlowprepError, match="12-bit flow JPEGs.*--bits 8"):

@@ -10,13 +10,15 @@ import subprocess
 
 import pytest
 
-from videogen import write_shift_video
-from fault_tools import assert_same_output, extract_cmd, make_dataset
 from flowprep.batch import extract_dataset, is_disk_full
+from flowprep.config import ExtractConfig
 from flowprep.datasets import list_videos
 from flowprep.errors import FlowprepError
-from flowprep.extract import ExtractConfig
+from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
+
+from fault_tools import assert_same_output, extract_cmd, make_dataset
+from videogen import write_shift_video
 
 CPU = ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu"))
 LIMIT = 32 * 1024  # bytes any one file may grow to in the limited run (small shards: ~19 KB, the big one ~52 KB)
@@ -52,19 +54,21 @@ def test_write_failure_inside_hdf5_stops_with_a_clear_message_and_the_run_resume
     assert resumed.returncode == 0, resumed.stderr
     assert "1 videos extracted" in resumed.stdout and "4 already done" in resumed.stdout
     ref = tmp_path / "ref"
-    extract_dataset(list_videos("ucf101", dataset), ref, CPU, jobs=1, videos_per_shard=1, show_progress=False)
+    extract_dataset(list_videos("ucf101", dataset), ref, CPU, runner=LocalRunner(1), videos_per_shard=1,
+                    show_progress=False)
     assert_same_output(out, ref)
 
 
 def test_enospc_while_publishing_is_reported_as_disk_full(dataset, tmp_path, monkeypatch):
-    import flowprep.workspace as ws
+    import flowprep.store.workspace as ws
 
     def no_space(*a, **kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(a[1]))
 
     monkeypatch.setattr(ws.os, "link", no_space)
     with pytest.raises(FlowprepError, match="disk full while writing to .*run the same command again"):
-        extract_dataset(list_videos("ucf101", dataset)[:1], tmp_path / "out", CPU, jobs=1, show_progress=False)
+        extract_dataset(list_videos("ucf101", dataset)[:1], tmp_path / "out", CPU, runner=LocalRunner(1),
+                        show_progress=False)
 
 
 def test_disk_full_is_recognised_from_errno_text_and_chained_causes():

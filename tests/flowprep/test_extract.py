@@ -7,16 +7,19 @@ import numpy as np
 import pytest
 
 import flowprep
-from videogen import write_shift_video
 from flowprep.batch import extract_dataset
 from flowprep.cli import main
+from flowprep.config import ExtractConfig
 from flowprep.datasets import list_videos, read_video_list
 from flowprep.errors import SettingsMismatchError
-from flowprep.extract import ExtractConfig, extract_video
+from flowprep.extract import extract_video
 from flowprep.jpeg import decode_gray
 from flowprep.quantize import QuantConfig, dequantize_flow, quantize_flow
+from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig, make_solver
 from flowprep.video import Resize
+
+from videogen import write_shift_video
 
 STEP = 40 / 255  # one quantization step at the default bound of 20
 
@@ -57,8 +60,8 @@ def test_index_convention_flow_t_is_frame_t_to_t_plus_1(tmp_path):
 
 def test_shards_round_trip_the_extractors_flow_within_the_quantization_step(shift_dataset, tmp_path):
     out = tmp_path / "out"
-    report = extract_dataset(list_videos("ucf101", shift_dataset), out, jobs=1, show_progress=False)
-    assert report["videos_ok"] == 4 and report["videos_failed"] == 0 and report["pairs"] == 20
+    report = extract_dataset(list_videos("ucf101", shift_dataset), out, runner=LocalRunner(1), show_progress=False)
+    assert report.videos_ok == 4 and report.videos_failed == 0 and report.pairs == 20
     shards = flowprep.open_shards(out)
     assert shards.keys() == ["Down/v_Down_g01_c01", "Down/v_Down_g02_c01",
                              "Right/v_Right_g01_c01", "Right/v_Right_g02_c01"]
@@ -82,7 +85,7 @@ def test_shard_files_are_readable_with_h5py_alone(shift_dataset, tmp_path):
     import cv2
     import h5py
     out = tmp_path / "out"
-    extract_dataset(list_videos("ucf101", shift_dataset), out, jobs=1, show_progress=False)
+    extract_dataset(list_videos("ucf101", shift_dataset), out, runner=LocalRunner(1), show_progress=False)
     with h5py.File(next(out.glob("shard-*.h5")), "r") as f:  # exactly what docs/FORMAT.md tells a reader
         key = f["keys"][0].decode()
         assert key == "Down/v_Down_g01_c01"
@@ -97,40 +100,41 @@ def test_shard_files_are_readable_with_h5py_alone(shift_dataset, tmp_path):
 def test_resume_skips_complete_shards_and_redoes_only_the_rest(shift_dataset, tmp_path):
     out = tmp_path / "out"
     videos = list_videos("ucf101", shift_dataset)
-    extract_dataset(videos, out, jobs=1, videos_per_shard=1, show_progress=False)
+    extract_dataset(videos, out, runner=LocalRunner(1), videos_per_shard=1, show_progress=False)
     first = {p.name: p.read_bytes() for p in out.glob("shard-*.h5")}
     assert len(first) == 4
     # simulate a kill: one shard never finished (only its .tmp exists), the others are complete
     victim = sorted(first)[1]
     (out / victim).rename(out / (victim + ".tmp"))
-    report = extract_dataset(videos, out, jobs=1, videos_per_shard=1, show_progress=False)
-    assert report["videos_processed"] == 1 and report["videos_already_done"] == 3
+    report = extract_dataset(videos, out, runner=LocalRunner(1), videos_per_shard=1, show_progress=False)
+    assert report.videos_processed == 1 and report.videos_already_done == 3
     assert not list(out.glob("*.tmp"))
     again = flowprep.open_shards(out)
     assert len(again.keys()) == 4
     fresh = tmp_path / "fresh"
-    extract_dataset(videos, fresh, jobs=1, show_progress=False)
+    extract_dataset(videos, fresh, runner=LocalRunner(1), show_progress=False)
     ref = flowprep.open_shards(fresh)
     for k in ref.keys():  # deterministic: resumed output equals an uninterrupted run's
         np.testing.assert_array_equal(again.flow(k), ref.flow(k))
     # nothing left to do: a third run processes nothing
-    assert extract_dataset(videos, out, jobs=1, show_progress=False)["videos_processed"] == 0
+    assert extract_dataset(videos, out, runner=LocalRunner(1), show_progress=False).videos_processed == 0
 
 
 def test_other_settings_are_refused_with_the_differences_listed(shift_dataset, tmp_path):
     out = tmp_path / "out"
     videos = list_videos("ucf101", shift_dataset)[:1]
-    extract_dataset(videos, out, jobs=1, show_progress=False)
+    extract_dataset(videos, out, runner=LocalRunner(1), show_progress=False)
     with pytest.raises(SettingsMismatchError, match=r"quantization.bound: existing 20.0, asked 10.0"):
-        extract_dataset(videos, out, ExtractConfig(quant=QuantConfig("fixed", 10)), jobs=1, show_progress=False)
+        extract_dataset(videos, out, ExtractConfig(quant=QuantConfig("fixed", 10)), runner=LocalRunner(1),
+                        show_progress=False)
     with pytest.raises(SettingsMismatchError, match="jpeg_quality"):
-        extract_dataset(videos, out, ExtractConfig(quality=90), jobs=1, show_progress=False)
+        extract_dataset(videos, out, ExtractConfig(quality=90), runner=LocalRunner(1), show_progress=False)
 
 
 def test_two_jobs_give_the_same_flow_as_one(shift_dataset, tmp_path):
     videos = list_videos("ucf101", shift_dataset)
-    extract_dataset(videos, tmp_path / "a", jobs=1, show_progress=False)
-    extract_dataset(videos, tmp_path / "b", jobs=2, show_progress=False)
+    extract_dataset(videos, tmp_path / "a", runner=LocalRunner(1), show_progress=False)
+    extract_dataset(videos, tmp_path / "b", runner=LocalRunner(2), show_progress=False)
     a, b = flowprep.open_shards(tmp_path / "a"), flowprep.open_shards(tmp_path / "b")
     assert a.keys() == b.keys()
     for k in a.keys():
@@ -166,9 +170,9 @@ def test_video_list_input_with_ucf_labels_and_missing_files(shift_dataset, tmp_p
     lst.write_text("Right/v_Right_g01_c01.avi 1\r\nDown/v_Down_g01_c01.avi 2\r\nDown/v_Missing.avi 2\r\n")
     videos = read_video_list(lst, shift_dataset)
     assert [v.key for v in videos] == ["Down/v_Down_g01_c01", "Down/v_Missing", "Right/v_Right_g01_c01"]
-    report = extract_dataset(videos, tmp_path / "out", jobs=1, show_progress=False)
-    assert report["videos_ok"] == 2
-    assert report["failures"] == [{"key": "Down/v_Missing", "source": str(shift_dataset / "Down" / "v_Missing.avi"),
+    report = extract_dataset(videos, tmp_path / "out", runner=LocalRunner(1), show_progress=False)
+    assert report.videos_ok == 2
+    assert report.failures == [{"key": "Down/v_Missing", "source": str(shift_dataset / "Down" / "v_Missing.avi"),
                                    "reason": "file not found"}]
 
 
@@ -176,8 +180,8 @@ def test_real_ucf_clip_end_to_end(ucf_clip, tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text(f"{ucf_clip}\n")
     cfg = ExtractConfig(resize=Resize(size=(80, 60)), solver=SolverConfig(algo="dis"))
-    report = extract_dataset(read_video_list(lst), tmp_path / "out", cfg, jobs=1, show_progress=False)
-    assert report["videos_ok"] == 1
+    report = extract_dataset(read_video_list(lst), tmp_path / "out", cfg, runner=LocalRunner(1), show_progress=False)
+    assert report.videos_ok == 1
     s = flowprep.open_shards(tmp_path / "out")
     m = s.meta("v_ApplyEyeMakeup_g01_c01")
     assert (m.frames, m.flows, m.width, m.height) == (164, 163, 80, 60)
@@ -186,7 +190,7 @@ def test_real_ucf_clip_end_to_end(ucf_clip, tmp_path):
 
 def test_denseflow_export_import_round_trips_bytes(shift_dataset, tmp_path):
     out = tmp_path / "out"
-    extract_dataset(list_videos("ucf101", shift_dataset), out, jobs=1, show_progress=False)
+    extract_dataset(list_videos("ucf101", shift_dataset), out, runner=LocalRunner(1), show_progress=False)
     for fmt, start in (("denseflow", 0), ("tsn", 1)):
         d = tmp_path / fmt
         assert main(["export", "--format", fmt, str(out), str(d)]) == 0
@@ -226,25 +230,3 @@ def test_progress_bar_shows_videos_and_pairs_per_second_and_an_eta(shift_dataset
     assert bar and "4/4" in bar[-1], err[-500:]
     assert any(re.search(r"video/s, [\d.]+ pairs/s\]", ln) for ln in bar), bar  # both rates
     assert any(re.search(r"<\d\d:\d\d", ln) for ln in bar), bar  # tqdm's ETA
-
-
-_THREADS = r'''
-import sys, cv2
-from flowprep.extract import ExtractConfig
-from flowprep.runners import prepare_worker
-from flowprep.solvers import SolverConfig
-cv2.setNumThreads(2)
-prepare_worker(None, ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu")), 1)
-import os
-print(cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], "torch" in sys.modules)
-'''
-
-
-def test_an_extraction_worker_owns_one_core():
-    """What every worker runs at start-up: OpenCV and OpenMP capped to one thread, and no torch import for the
-    OpenCV backend (joblib's inner_max_num_threads=1 caps BLAS the same way)."""
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1", "1", "False"]

@@ -13,6 +13,7 @@ from flowprep.evaluate_gt import evaluate_pair
 from flowprep.flo import MAGIC, FloError, read_flo, write_flo
 from flowprep.flow_metrics import angular_error, endpoint_error, flow_errors, unknown_mask
 from flowprep.solvers import SolverConfig
+
 from videogen import SHARED_DATA
 
 MIDDLEBURY = SHARED_DATA / "middlebury"

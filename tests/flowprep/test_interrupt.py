@@ -13,13 +13,22 @@ import time
 
 import pytest
 
-from fault_tools import (assert_same_output, check_output, extract_cmd, finish_killed, make_dataset, start,
-                         wait_group_gone)
 from flowprep.batch import extract_dataset
+from flowprep.config import ExtractConfig
 from flowprep.datasets import list_videos
 from flowprep.errors import FlowprepError
-from flowprep.extract import ExtractConfig
+from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
+
+from fault_tools import (
+    assert_same_output,
+    check_output,
+    extract_cmd,
+    finish_killed,
+    make_dataset,
+    start,
+    wait_group_gone,
+)
 
 CPU = ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu"))
 N_VIDEOS = 20
@@ -34,7 +43,8 @@ def dataset(tmp_path_factory):
 def reference(dataset, tmp_path_factory):
     """The uninterrupted run (one process) that every interrupted output must equal."""
     out = tmp_path_factory.mktemp("ref") / "out"
-    extract_dataset(list_videos("ucf101", dataset), out, CPU, jobs=1, videos_per_shard=1, show_progress=False)
+    extract_dataset(list_videos("ucf101", dataset), out, CPU, runner=LocalRunner(1), videos_per_shard=1,
+                    show_progress=False)
     return out
 
 
@@ -127,7 +137,7 @@ def test_ctrl_c_stops_within_seconds_says_how_to_resume_and_a_second_run_is_refu
     # a second run on the same folder is refused while the first lives, and touches nothing of it
     live = list((out / "tmp").iterdir())
     with pytest.raises(FlowprepError, match=r"in use by another flowprep run \(pid \d+"):
-        extract_dataset(list_videos("ucf101", dataset), out, CPU, jobs=1, show_progress=False)
+        extract_dataset(list_videos("ucf101", dataset), out, CPU, runner=LocalRunner(1), show_progress=False)
     assert p.poll() is None and live and all(d.exists() for d in live), "the refused run touched the live one"
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)  # the driver only, as `kill -INT`; Ctrl-C in a terminal also reaches workers
@@ -148,13 +158,16 @@ def test_ctrl_c_stops_within_seconds_says_how_to_resume_and_a_second_run_is_refu
 _IDLE_WORKER = r'''
 import os, signal, sys
 from flowprep.datasets import list_videos
-from flowprep.extract import ExtractConfig
-from flowprep.runners import run_local
+from flowprep.config import ExtractConfig
+from flowprep.extract import ExtractWork
+from flowprep.runners import Chunk
+from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
 videos = list_videos("ucf101", sys.argv[1])[:1]
 config = ExtractConfig(solver=SolverConfig(algo="dis", backend="opencv", device="cpu"))
 # one chunk on a pool of 2: one worker computes it, the other starts and never gets a task
-for result in run_local([videos], [sys.argv[2]], config, jobs=2, progress=lambda v, p: None):
+chunks = [Chunk(0, tuple(videos), sys.argv[2])]
+for result in LocalRunner(2).run_pool(ExtractWork(config), chunks, lambda v, p: None, 2):
     pass
 os.kill(os.getpid(), signal.SIGKILL)  # the driver dies with its pool alive
 '''

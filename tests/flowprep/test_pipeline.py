@@ -3,11 +3,13 @@ video or a failing batch costs only its own videos."""
 import numpy as np
 import pytest
 
-from videogen import write_shift_video
+from flowprep.config import ExtractConfig
 from flowprep.datasets import VideoTask
-from flowprep.extract import ExtractConfig, encode_settings
+from flowprep.extract import encode_settings
 from flowprep.pipeline import run_pipeline
 from flowprep.solvers import SolverConfig, make_solver
+
+from videogen import write_shift_video
 
 
 class RecordingSolver:
@@ -77,6 +79,7 @@ def test_a_failing_solver_batch_fails_only_the_videos_in_it(short_videos):
 
 def test_opencv_solver_result_does_not_depend_on_the_size_of_the_previous_pair(tmp_path):
     import cv2
+
     from videogen import texture
     big = texture(3)[:96, :128]
     big1 = np.roll(big, 1, axis=1)

@@ -12,9 +12,20 @@ import pytest
 
 from flowprep.cli import main
 from flowprep.jpeg import decode_gray, encode_gray
-from flowprep.quality import (DEFAULT_SETTING, Setting, SettingResult, evaluate, evaluate_setting, pareto_front,
-                              rebuild, recommend, settings_grid, spread_indices)
+from flowprep.quality import (
+    DEFAULT_SETTING,
+    Setting,
+    SettingResult,
+    evaluate,
+    evaluate_setting,
+    pareto_front,
+    rebuild,
+    recommend,
+    settings_grid,
+    spread_indices,
+)
 from flowprep.quality_report import write_report
+
 from videogen import UCF_CLIP, write_shift_video
 
 CLIP = UCF_CLIP
@@ -182,16 +193,17 @@ def test_quality_cli_errors(tmp_path, capsys):
 
 
 def test_quality_cli_on_shards_compares_the_stored_flow(tmp_path, capsys):
+    from flowprep.config import ExtractConfig
     from flowprep.datasets import VideoTask
-    from flowprep.extract import ExtractConfig, extract_chunk
-    from flowprep.shard import shard_name
+    from flowprep.extract import extract_chunk
     from flowprep.solvers import SolverConfig
+    from flowprep.store.format import shard_name
 
     video = tmp_path / "v_move.avi"
     write_shift_video(video, [(2, 0)] * 6, size=(96, 64), seed=3)
     out = tmp_path / "shards"
     extract_chunk([VideoTask("Move/v_move", str(video))], str(out / shard_name(0)),
-                  ExtractConfig(solver=SolverConfig(algo="dis")), threads=None)
+                  ExtractConfig(solver=SolverConfig(algo="dis")))
     rc = main(["quality", "--shards", str(out), "--sample", "3", "--quality", "95", "--bound", "20", "--json"])
     assert rc == 0
     js = json.loads(capsys.readouterr().out)

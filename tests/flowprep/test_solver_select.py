@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from flowprep import solvers
-from flowprep.cli_common import add_solver_arguments, solver_config_from_args
+from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
 from flowprep.solvers import ALGO_DEFAULTS, SolverConfig, make_solver, resolve_backend, resolve_device
 from flowprep.solvers.tvl1_torch import TVL1, TVL1Params
 

@@ -5,6 +5,7 @@ the GPU tests are marked ``gpu`` and skip without CUDA.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -12,10 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from flowprep.solvers import ALGO_DEFAULTS
-from flowprep.solvers import torch_backend
+from flowprep.solvers import ALGO_DEFAULTS, torch_backend
 from flowprep.solvers.tvl1_torch import (
-    TVL1, TVL1Params, median_opencv, median_torch, pyramid_sizes, resize_linear, warp_bicubic)
+    TVL1,
+    TVL1Params,
+    median_opencv,
+    median_torch,
+    pyramid_sizes,
+    resize_linear,
+    warp_bicubic,
+)
 
 MIDDLEBURY = Path(__file__).resolve().parents[3] / "shared" / "data" / "middlebury"
 CV_NAMES = {"tau": "tau", "lambda": "lambda_", "theta": "theta", "nscales": "nscales", "warps": "warps",
@@ -258,3 +265,42 @@ def test_cuda_batch_equals_separate_calls() -> None:
     batch = solver.compute(f0, f1)
     for i in range(3):
         np.testing.assert_allclose(batch[i], solver.compute(f0[i:i + 1], f1[i:i + 1])[0], atol=1e-4)
+
+
+_LIBRARY_CALL = r'''
+import os, sys
+import numpy as np
+import torch, torch._dynamo.config as dc
+from flowprep.solvers import torch_backend
+before = (os.environ.get("TORCHINDUCTOR_CACHE_DIR"), dc.recompile_limit, dc.accumulated_recompile_limit,
+          dc.fail_on_recompile_limit_hit)
+during = []
+
+def fake_compile(fn, **kw):  # what the solver runs under, without paying a real compile
+    def run(*a, **k):
+        during.append((dc.recompile_limit, dc.fail_on_recompile_limit_hit))
+        return fn(*a, **k)
+    return run
+
+torch.compile = fake_compile
+from flowprep.solvers import ALGO_DEFAULTS
+solver = torch_backend.make("tvl1", {**ALGO_DEFAULTS["tvl1"], "nscales": 1, "warps": 1,
+                                     "outer_iterations": 1, "inner_iterations": 2}, "cpu", 1, compile=True)
+f = np.random.default_rng(0).integers(0, 255, (1, 16, 16), dtype=np.uint8)
+solver.compute(f, f)
+after = (os.environ.get("TORCHINDUCTOR_CACHE_DIR"), dc.recompile_limit, dc.accumulated_recompile_limit,
+         dc.fail_on_recompile_limit_hit)
+print(before == after, during[0][0] >= torch_backend.RECOMPILE_LIMIT, during[0][1], "flowprep" not in str(after[0]))
+'''
+
+
+def test_a_library_call_changes_no_process_wide_torch_setting(tmp_path: Path) -> None:
+    """The compiled solver raises dynamo's limits only while it runs, and never touches the compile cache
+    location (the CLI does, for its own process)."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-c", _LIBRARY_CALL], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "True"]

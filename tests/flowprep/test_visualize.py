@@ -9,6 +9,7 @@ import pytest
 
 from flowprep.cli import main
 from flowprep.colorwheel import flow_to_rgb, make_colorwheel, max_motion, wheel_legend
+
 from videogen import write_shift_video
 
 
@@ -64,15 +65,16 @@ def test_visualize_a_video(tmp_path, capsys):
 
 
 def test_visualize_from_shards(tmp_path, capsys):
+    from flowprep.config import ExtractConfig
     from flowprep.datasets import VideoTask
-    from flowprep.extract import ExtractConfig, extract_chunk
-    from flowprep.shard import shard_name
+    from flowprep.extract import extract_chunk
     from flowprep.solvers import SolverConfig
+    from flowprep.store.format import shard_name
 
     video = write_video(tmp_path / "v_move.avi", n=5, shift=2)
     out = tmp_path / "shards"
     tasks = [VideoTask("Move/v_move", str(video)), VideoTask("Move/v_gone", str(tmp_path / "gone.avi"))]
-    extract_chunk(tasks, str(out / shard_name(0)), ExtractConfig(solver=SolverConfig(algo="dis")), threads=None)
+    extract_chunk(tasks, str(out / shard_name(0)), ExtractConfig(solver=SolverConfig(algo="dis")))
     rc = main(["visualize", str(out), "--video", "v_move.avi", "--out", str(tmp_path / "png"), "--every", "2"])
     assert rc == 0
     pngs = sorted(p.name for p in (tmp_path / "png").glob("Move_v_move_flow_*.png"))

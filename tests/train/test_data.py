@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from flowprep.extract import ExtractConfig, extract_video
+from flowprep.config import ExtractConfig
+from flowprep.extract import extract_video
 from flowprep.quantize import dequantize_flow
-from flowprep.shard import ShardWriter, open_shards
 from flowprep.solvers import SolverConfig, make_solver
+from flowprep.store.reader import open_shards
+from flowprep.store.writer import ShardWriter
 from train import transforms as T
 from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items, read_flow
 from train.distributed import ClassBalancedSampler
@@ -148,14 +150,6 @@ def test_class_balanced_sampler_is_uniform_over_classes():
     assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(list(s.__class__(labels, 1, 0, seed=3)))
 
 
-def test_table_dequantization_is_bit_identical_to_flowprep():
-    from train.data import dequantize_lut
-    rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (3, 2, 50, 60)).astype(np.uint8)[..., 5:40, 7:50]  # a non-contiguous crop
-    params = np.dstack([rng.uniform(0.01, 0.3, (3, 2)), rng.uniform(0, 255, (3, 2))])  # adaptive-style (scale, zero)
-    np.testing.assert_array_equal(dequantize_lut(codes, params), dequantize_flow(codes, params))
-
-
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("mean_subtract", [False, True])
 def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtract):
@@ -287,7 +281,9 @@ def test_to_pixels_reuses_out_only_when_it_fits():
 def _twelve_bit_shards(root):
     """Four motion videos as a 12-bit shard (its settings say so, as `flowprep extract --bits 12` writes them)."""
     from flowprep.quantize import QuantConfig
-    from flowprep.shard import ShardWriter, shard_name
+    from flowprep.store.format import shard_name
+    from flowprep.store.writer import ShardWriter
+
     from twostream_synth import make_record, motion_video
     rng = np.random.default_rng(5)
     recs = []

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from train.engine import load_checkpoint
 from train import evaluate
 from train import fit as train_mod
+from train.engine import load_checkpoint
 from train.fit import FitConfig, TaskSpec, fit
 
 
@@ -159,8 +159,8 @@ def test_two_process_test_drops_the_samplers_padding(motion_data, tmp_path):
     common = dict(checkpoint=str(tmp_path / "run" / "best.pt"), frames=3, crops=2, num_workers=0, device="cpu",
                   progress=False)
     one = evaluate.test(evaluate.TestConfig(**common, out=str(tmp_path / "one")))
-    mp.start_processes(_ddp_test_worker, args=(2, _free_port(), evaluate.TestConfig(**common, out=str(tmp_path / "two"))),
-                       nprocs=2, join=True, start_method="fork")
+    two = evaluate.TestConfig(**common, out=str(tmp_path / "two"))
+    mp.start_processes(_ddp_test_worker, args=(2, _free_port(), two), nprocs=2, join=True, start_method="fork")
     with np.load(tmp_path / "one" / "scores.npz") as a, np.load(tmp_path / "two" / "scores.npz") as b:
         assert a["scores"].shape == b["scores"].shape == (5, 4)
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=0, atol=1e-6)

@@ -21,7 +21,7 @@ def test_cnn_m_2048_matches_the_papers_figure(temporal, norms):
         (20 if temporal else 3, 96, 7, 2), (96, 256, 5, 2), (256, 512, 3, 1), (512, 512, 3, 1), (512, 512, 3, 1)]
     assert len(_layers(m, nn.LocalResponseNorm)) == norms  # the temporal net drops the second normalisation
     assert [p.kernel_size for p in _layers(m, nn.MaxPool2d)] == [2, 2, 2]
-    assert [(l.out_features) for l in _layers(m, nn.Linear)] == [4096, 2048, 101]  # full6, full7, softmax
+    assert [fc.out_features for fc in _layers(m, nn.Linear)] == [4096, 2048, 101]  # full6, full7, softmax
     assert [d.p for d in _layers(m, nn.Dropout)] == [0.9, 0.9]
     with torch.no_grad():
         assert m(torch.zeros(2, 20 if temporal else 3, 224, 224))[0].shape == (2, 101)
@@ -63,6 +63,7 @@ def test_weights_only_from_a_local_file_that_fits(tmp_path):
 def test_imagenet_weights_for_another_arch_name_the_flag_to_add(tmp_path):
     """`--pretrained resnet18.pth` with the default arch (cnn_m_2048) says which --arch the file needs."""
     import torchvision
+
     from train.models import weights_arch
     state = torchvision.models.resnet18(weights=None).state_dict()  # as torchvision's resnet18-f37072fd.pth
     torch.save(state, tmp_path / "resnet18.pth")

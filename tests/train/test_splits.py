@@ -6,14 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowprep.shard import ShardWriter, open_shards
+from flowprep.store.reader import open_shards
+from flowprep.store.writer import ShardWriter
 from train.splits import SplitError, bind, find_split_dir, load_split
+
 from twostream_synth import make_record, motion_video
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 UCF = DATA / "ucf101_splits"
 HMDB = DATA / "hmdb51_splits"
-needs_ucf = pytest.mark.skipif(not (UCF / "classInd.txt").is_file(), reason=f"official UCF-101 split files not in {UCF}")
+needs_ucf = pytest.mark.skipif(not (UCF / "classInd.txt").is_file(),
+                               reason=f"official UCF-101 split files not in {UCF}")
 needs_hmdb = pytest.mark.skipif(not HMDB.is_dir(), reason=f"official HMDB-51 split files not in {HMDB}")
 
 

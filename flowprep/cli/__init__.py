@@ -1,0 +1,78 @@
+"""The ``flowprep`` command: one verb per module of this package, each with ``add_arguments(parser)`` and
+``run(args) -> int``. Library modules never parse arguments: each verb calls the same functions as the Python
+API, and this package is the only one that imports argparse (with the trainer's ``train.cli``)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from flowprep import __version__
+from flowprep.errors import FlowprepError
+from flowprep.solvers.torch_cache import use_compile_cache
+
+# verb -> (module, one-line help). Modules load only when their verb runs, so `flowprep --help` is fast.
+VERBS: dict[str, tuple[str, str]] = {
+    "extract": ("flowprep.cli.extract", "videos -> TV-L1 flow + RGB as JPEG in HDF5 shards (resumable, parallel)"),
+    "info": ("flowprep.cli.info", "what is in an output folder: videos, frames, bytes, settings, failures"),
+    "export": ("flowprep.cli.export", "shards -> denseflow/TSN folders of flow_x/flow_y/img JPEGs"),
+    "import": ("flowprep.cli.import_", "denseflow/TSN folders -> shards"),
+    "quality": ("flowprep.cli.quality", "what JPEG quantization costs in EPE and saves in bytes"),
+    "evaluate-gt": ("flowprep.cli.evaluate_gt",
+                    "a solver's EPE and angular error against Middlebury .flo ground truth"),
+    "visualize": ("flowprep.cli.visualize", "colour-wheel PNGs of flow from a shard or a video"),
+    "verify": ("flowprep.cli.verify", "find truncated or corrupt shards and videos; --repair re-extracts only those"),
+    "make-demo": ("flowprep.cli.make_demo", "write the bundled motion-only demo dataset (UCF-101 layout)"),
+}
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless it already names its default or has none worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        if ("default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
+                or action.nargs == 0):  # a switch: its name says what it does
+            return h
+        return h + " (default: %(default)s)"
+
+
+def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per available verb."""
+    p = argparse.ArgumentParser(prog="flowprep", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--version", action="version", version=f"flowprep {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for verb, (module, help_) in verbs.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:  # this verb is not built yet in this checkout
+                continue
+            raise
+        sp = sub.add_parser(verb, help=help_, description=help_,
+                            formatter_class=DefaultsHelpFormatter)
+        mod.add_arguments(sp)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``flowprep`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    use_compile_cache()  # the command owns its process: compiled kernels persist across runs (and its workers)
+    try:
+        return int(args._run(args) or 0)
+    except (FlowprepError, ValueError, FileNotFoundError) as e:
+        print(f"flowprep {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"flowprep {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""``flowprep extract``: a dataset folder or a list of videos -> flow and RGB JPEGs in HDF5 shards."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
+from flowprep.config import ExtractConfig
+from flowprep.datasets import LAYOUTS, list_videos, read_video_list
+from flowprep.quantize import QuantConfig
+from flowprep.video import Resize, parse_size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``flowprep extract``."""
+    src = p.add_argument_group("input")
+    src.add_argument("--dataset", choices=list(LAYOUTS), default="folder",
+                     help="layout of --root: <root>/<class>/<video> (ucf101/hmdb51: .avi; folder: any video type)")
+    src.add_argument("--root", help="the dataset folder; keys are video paths relative to it, without extension")
+    src.add_argument("--list", dest="list_file", metavar="FILE",
+                     help="a text file of video paths (relative to --root if given, else to the file); "
+                          "UCF-101 train/test lists work as they are")
+    p.add_argument("--out", required=True, help="output folder for the shards and run reports")
+    p.add_argument("--jobs", type=int, default=None,
+                   help=f"worker processes, one video chunk each (default: all cores, here {os.cpu_count() or 1}; "
+                        "with --scheduler: chunks in flight, default the cluster's threads)")
+    where = p.add_argument_group("where the work runs").add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on a Dask cluster, e.g. tcp://host:8786 (--out must be shared storage seen at "
+                            "the same path by every worker; see docs/SCALE.md)")
+    where.add_argument("--devices", metavar="IDS",
+                       help="one worker per GPU: 'all' or a list such as 0,1 (positions in CUDA_VISIBLE_DEVICES)")
+    q = p.add_argument_group("quantization and JPEG")
+    mode = q.add_mutually_exclusive_group()
+    mode.add_argument("--bound", type=float, default=20.0,
+                      help="clip flow to +-BOUND pixels and map it linearly to 0..255 (0 -> 128)")
+    mode.add_argument("--adaptive", action="store_true",
+                      help="store each frame's own range instead of a fixed bound: nothing is clipped")
+    q.add_argument("--quality", type=int, default=95, help="JPEG quality of the flow images")
+    q.add_argument("--bits", type=int, choices=(8, 12), default=8,
+                   help="bits per flow code: 12 stores 12-bit JPEGs (half the rebuild error at about the same bytes "
+                        "with --quality 50, but a 2x slower decode, and only flowprep or imagecodecs read them; "
+                        "needs `pip install imagecodecs`); see benchmarks/README.md (bench_quality)")
+    q.add_argument("--rgb-quality", type=int, default=95, help="JPEG quality of the RGB frames")
+    q.add_argument("--no-rgb", action="store_true", help="do not store RGB frames")
+    r = p.add_argument_group("frame size").add_mutually_exclusive_group()
+    r.add_argument("--short-side", type=int, help="resize so the shorter side has this many pixels (keeps aspect)")
+    r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size)")
+    p.add_argument("--videos-per-shard", type=int, default=16,
+                   help="videos per shard file; a kill loses at most this many videos per worker")
+    p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_solver_arguments(p)
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractConfig:
+    """The ExtractConfig the flags describe (ValueError on a bad combination)."""
+    quant = QuantConfig(mode="adaptive" if args.adaptive else "fixed", bound=20.0 if args.adaptive else args.bound,
+                        bits=args.bits)
+    resize = Resize(short_side=args.short_side, size=parse_size(args.size) if args.size else None)
+    return ExtractConfig(solver=solver_config_from_args(args), quant=quant, quality=args.quality,
+                         rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize)
+
+
+def runner_from_args(args: argparse.Namespace):
+    """The runner --jobs, --devices or --scheduler name (flowprep.runners.make_runner)."""
+    from flowprep.runners import make_runner
+
+    devices = None
+    if getattr(args, "devices", None):
+        from flowprep.runners.gpus import parse_devices, visible_devices
+        devices = parse_devices(args.devices, visible_devices())
+    return make_runner(jobs=args.jobs, devices=devices, scheduler=getattr(args, "scheduler", None))
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract; exit 0 when every video of the output is ok, 1 when any failed."""
+    from flowprep.batch import extract_dataset
+
+    if args.videos_per_shard < 1:
+        raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")
+    if args.list_file:
+        videos = read_video_list(args.list_file, args.root)
+    elif args.root:
+        videos = list_videos(args.dataset, args.root)
+    else:
+        raise ValueError("give --root (a dataset folder) or --list (a file of video paths)")
+    config = config_from_args(args)
+    runner = runner_from_args(args)
+    # Slurm and other schedulers send SIGTERM before killing a job: stop as cleanly as on Ctrl-C.
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        report = extract_dataset(videos, args.out, config, runner=runner, videos_per_shard=args.videos_per_shard,
+                                 retry_failed=args.retry_failed, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"Interrupted. Complete shards in {args.out} are kept; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    print(f"{report.videos_processed} videos extracted in {report.seconds:.1f} s "
+          f"({report.videos_ok} ok, {report.videos_failed} failed; {report.videos_already_done} already "
+          f"done); {report.pairs} flow pairs, {report.pairs_per_second:.2f} pairs/s")
+    for f in report.failures:
+        print(f"  FAILED {f['key']}: {f['reason']} ({f['source']})", file=sys.stderr)
+    n_bad = len(report.failed_in_output)
+    print(f"report: {os.path.join(args.out, 'reports', 'latest.json')}")
+    if n_bad:
+        print(f"{n_bad} video(s) in {args.out} failed; `flowprep info {args.out}` lists them "
+              "(--retry-failed tries them again)", file=sys.stderr)
+    return 1 if n_bad else 0

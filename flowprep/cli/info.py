@@ -1,0 +1,37 @@
+"""``flowprep info OUT``: what an output folder holds (videos, frames, bytes, settings, failures)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``flowprep info``."""
+    p.add_argument("out", help="an output folder of `flowprep extract`")
+    p.add_argument("--json", action="store_true", help="print one JSON object (with a `videos` list) instead")
+    p.add_argument("--all", action="store_true", help="list every video, not only the failed ones")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary; exit 1 if any video failed or any shard is unreadable."""
+    from flowprep.store.summary import summarize
+
+    s = summarize(args.out)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0
+    st = s["settings"]
+    print(f"{s['folder']}: {s['shards']} shards, {s['shard_bytes'] / 1e6:.1f} MB")
+    print(f"videos: {s['videos_ok']} ok, {s['videos_failed']} failed; {s['frames']} frames, {s['flows']} flows")
+    if st:
+        fl = st.get("flow", {})
+        print(f"flow: {fl.get('algo')} {json.dumps(fl.get('params'))}")
+        print(f"quantization: {json.dumps(st.get('quantization'))}, JPEG quality {st.get('jpeg_quality')}, "
+              f"rgb: {st.get('rgb')}, resize: {json.dumps(st.get('resize'))}")
+    for v in s["videos"]:
+        if args.all or v["status"] != "ok":
+            extra = f" {v['reason']}" if v["reason"] else ""
+            print(f"  {v['status']:6s} {v['name']}  frames={v['frames']} flows={v['flows']}{extra}")
+    for p in s["unreadable_shards"]:
+        print(f"  UNREADABLE {p['shard']}: {p['reason']}")
+    return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0

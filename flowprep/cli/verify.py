@@ -1,0 +1,51 @@
+"""``flowprep verify OUT [--repair]``: find every truncated or corrupt shard and video; re-extract only those."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``flowprep verify``."""
+    p.add_argument("out", help="an output folder of `flowprep extract`")
+    p.add_argument("--repair", action="store_true", help="remove what is damaged and extract those videos again")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes for --repair (default: all cores)")
+    p.add_argument("--device", default="auto", help="device for --repair's flow solver: auto, cpu, cuda[:N]")
+    p.add_argument("--backend", default="auto", help="flow backend for --repair: auto, opencv, torch")
+    p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+
+
+def _print_findings(out: str, f) -> None:
+    print(f"{out}: {f.shards} shards, {f.videos} videos checked")
+    for d in f.damage:
+        what = f"{d.shard} (video {d.key})" if d.key else d.shard
+        print(f"  DAMAGED {what}: {d.reason}")
+    damaged = {d.key for d in f.damage}
+    for k in f.missing:
+        if k not in damaged:
+            print(f"  MISSING {k}: published earlier, held by no readable shard now")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print what is damaged (and repair it with --repair); exit 0 when the folder ends up clean."""
+    from flowprep.repair import repair
+    from flowprep.runners import make_runner
+    from flowprep.store.verify import verify_folder
+
+    f = verify_folder(args.out)
+    if args.json and not args.repair:
+        print(json.dumps({"shards": f.shards, "videos": f.videos, "missing": f.missing,
+                          "damage": [d.__dict__ for d in f.damage]}, indent=2))
+    else:
+        _print_findings(args.out, f)
+    if f.clean:
+        print("OK: every shard reads and every checksum matches")
+        return 0
+    if not args.repair:
+        print(f"{len(f.missing)} video(s) to extract again: run `flowprep verify {args.out} --repair`")
+        return 1
+    report = repair(args.out, f, runner=make_runner(jobs=args.jobs), backend=args.backend, device=args.device)
+    after = verify_folder(args.out)
+    print(f"repaired: {report.videos_processed} video(s) extracted again "
+          f"({report.videos_failed} failed); folder is {'clean' if after.clean else 'STILL DAMAGED'}")
+    return 0 if after.clean and report.videos_failed == 0 else 1

@@ -1,0 +1,67 @@
+"""The extraction settings (``ExtractConfig``) and their identity: the part an output folder is bound to.
+
+``identity()`` is what ``flowprep.json`` and every shard store; ``from_identity`` is its inverse, so any tool
+that needs a folder's settings (resume, verify --repair, quality --shards) rebuilds them from the folder itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flowprep.quantize import QuantConfig
+from flowprep.solvers import SolverConfig
+from flowprep.store.format import FORMAT_VERSION
+from flowprep.video import Resize
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Everything that decides what lands in the shards (plus the solver's backend/device, which do not)."""
+
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    quality: int = 95  # JPEG quality of the flow images
+    rgb: bool = True
+    rgb_quality: int = 95
+    resize: Resize = field(default_factory=Resize)
+
+    def __post_init__(self) -> None:
+        for name in ("quality", "rgb_quality"):
+            q = getattr(self, name)
+            if not 1 <= q <= 100:
+                raise ValueError(f"JPEG {name.replace('_', ' ')} must be 1..100, got {q}")
+
+    def identity(self) -> dict:
+        """The settings an output folder is bound to: a resumed run must match them exactly.
+
+        The backend and device are left out on purpose: resuming a CPU run on a GPU is allowed, and each
+        video records which backend computed it.
+        """
+        return {
+            "format_version": FORMAT_VERSION,
+            "flow": self.solver.output_identity(),
+            "quantization": self.quant.to_dict(),
+            "jpeg_quality": self.quality,
+            "rgb": self.rgb,
+            "rgb_quality": self.rgb_quality if self.rgb else None,
+            "resize": self.resize.to_dict(),
+        }
+
+    @classmethod
+    def from_identity(cls, ident: dict, backend: str = "auto", device: str = "auto") -> "ExtractConfig":
+        """The config whose ``identity()`` is ``ident`` (extra keys, such as a shard's solver description, are
+        ignored), to run on ``backend`` and ``device``.
+
+        Raises:
+            ValueError: ``ident`` is not the identity of an extraction (e.g. a folder made by ``flowprep
+                import``, whose flow was computed elsewhere).
+        """
+        try:
+            flow, q, r = ident["flow"], ident["quantization"], ident["resize"] or {}
+            return cls(
+                solver=SolverConfig(algo=flow["algo"], backend=backend, device=device, params=dict(flow["params"])),
+                quant=QuantConfig.from_dict(q), quality=int(ident["jpeg_quality"]), rgb=bool(ident["rgb"]),
+                rgb_quality=int(ident["rgb_quality"] or 95),
+                resize=Resize(short_side=r.get("short_side"), size=tuple(r["size"]) if r.get("size") else None))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"these settings are not those of a `flowprep extract` run ({e}): "
+                             f"{ {k: ident.get(k) for k in ('flow', 'quantization')} }") from None

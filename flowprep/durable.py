@@ -1,0 +1,99 @@
+"""Files written so that a reader, a kill or a power cut sees the old file or the new one, never half of one.
+
+Every file the project writes atomically goes through here: shards, run reports, ``flowprep.json``, the index,
+checkpoints, metrics, score files, quality reports, the demo's videos and lists. The recipe is always the same:
+write a temporary file beside the target, flush it, ``fsync`` it (where a lost file would cost work: shards,
+reports, checkpoints; skipped with ``fsync=False`` for files that are cheap to make again), rename it over the
+target (``os.replace`` is atomic on POSIX), then ``fsync`` the folder so that the rename itself survives a crash.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import IO, Iterator
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make renames in folder ``path`` durable (best effort: some file systems refuse to fsync a folder)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path(path: str | os.PathLike, keep_extension: bool = False) -> Path:
+    """The temporary name beside ``path``: ``name.ext.tmp``, or ``name.tmp.ext`` when the writer needs the
+    extension (OpenCV picks a video container from it)."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.tmp{p.suffix}" if keep_extension else f"{p.name}.tmp")
+
+
+def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` over ``dst`` atomically and make the rename durable."""
+    os.replace(src, dst)
+    fsync_dir(Path(dst).parent)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, fsync: bool = True, keep_extension: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` when the block ends
+    without an exception, and is deleted when it raises (the old file is then untouched)."""
+    tmp = temp_path(path, keep_extension)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def open_replacing(path: str | os.PathLike, mode: str = "wb", fsync: bool = True, **kwargs) -> Iterator[IO]:
+    """``open()`` a temporary file that replaces ``path`` when the block ends cleanly (see ``replacing``)."""
+    with replacing(path, fsync=False) as tmp:
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+    if fsync:
+        fsync_dir(Path(path).parent)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    with open_replacing(path, "wb", fsync=fsync) as fh:
+        fh.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> None:
+    """Replace ``path`` with UTF-8 ``text`` atomically."""
+    write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def write_json(path: str | os.PathLike, obj, fsync: bool = True, indent: int | None = 2, **dumps) -> None:
+    """Replace ``path`` with ``obj`` as JSON (sorted keys unless told otherwise) atomically."""
+    dumps.setdefault("sort_keys", True)
+    write_text(path, json.dumps(obj, indent=indent, **dumps) + "\n", fsync=fsync)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log-like file and fsync it; a kill can tear only this last line, which readers
+    of such files skip."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line.rstrip("\n") + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

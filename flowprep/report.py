@@ -1,0 +1,89 @@
+"""What a run did: per-video outcomes from the workers, and the run report the driver writes.
+
+Every run writes its report to ``OUT/reports/run-<time>-<pid>.json`` and ``OUT/reports/latest.json``
+(counts, failures, timings, settings), where ``flowprep info`` finds it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from flowprep import __version__
+from flowprep.durable import write_json
+
+log = logging.getLogger("flowprep")
+REPORTS_DIR = "reports"
+
+
+@dataclass
+class VideoOutcome:
+    """What happened to one video in a chunk."""
+
+    key: str
+    status: str
+    reason: str = ""
+    frames: int = 0
+    flows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ChunkResult:
+    """What a worker reports back for one chunk: the staged shard it wrote and each video's outcome."""
+
+    shard: str
+    videos: list[VideoOutcome]
+    seconds: float
+
+    @property
+    def pairs(self) -> int:
+        """Flow pairs stored by this chunk."""
+        return sum(v.flows for v in self.videos)
+
+
+@dataclass
+class RunReport:
+    """The report of one run of the batch driver (``to_dict()`` is the JSON written to ``OUT/reports``)."""
+
+    state: str  # "complete", "interrupted" or "stopped"
+    started: str
+    seconds: float
+    jobs: int
+    runner: dict
+    settings: dict
+    solver: dict
+    videos_requested: int
+    videos_already_done: int
+    videos_processed: int
+    videos_ok: int
+    videos_failed: int
+    failed_in_output: list[str]
+    pairs: int
+    pairs_per_second: float
+    bytes: int
+    shards_written: list[str]
+    unreadable_shards: list[str] = field(default_factory=list)
+    adopted_shards: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # {key, source, reason} of this run's failures
+    flowprep_version: str = __version__
+
+    def to_dict(self) -> dict:
+        """The report as a JSON-able dict."""
+        return asdict(self)
+
+
+def write_report(out: Path, report: RunReport, started: datetime) -> None:
+    """Write the report to ``out/reports`` (a run-<time>-<pid>.json and latest.json); a failure to write (a full
+    disk) is logged, not raised: the run's own outcome stands."""
+    rdir = out / REPORTS_DIR
+    stamp = started.strftime("%Y%m%dT%H%M%S")
+    try:
+        rdir.mkdir(exist_ok=True)
+        write_json(rdir / f"run-{stamp}-{os.getpid()}.json", report.to_dict())
+        write_json(rdir / "latest.json", report.to_dict())
+    except OSError as e:
+        log.warning("could not write the run report to %s: %s", rdir, e)

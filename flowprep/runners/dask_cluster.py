@@ -1,0 +1,84 @@
+"""Chunks on a dask.distributed cluster (``flowprep extract --scheduler tcp://host:8786``).
+
+Only the work moves: the driver (the machine running ``flowprep extract``) still locks the output folder, plans
+the chunks, publishes each finished shard and writes the report, exactly as in a local run. Each task extracts one
+chunk into the run's staging folder, so every worker must see the output folder at the same path (shared
+storage: NFS, Lustre, GPFS, ...) and have flowprep installed. See docs/SCALE.md.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Iterator, Sequence
+
+from flowprep.errors import FlowprepError
+from flowprep.report import ChunkResult
+from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners.local import run_chunk
+
+CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
+
+
+def connect(address: str, timeout: str | None = None):
+    """A dask.distributed Client for a scheduler address; FlowprepError saying what to check if it fails."""
+    try:
+        from dask.distributed import Client
+    except ImportError as e:
+        raise FlowprepError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from e
+    try:
+        return Client(address, timeout=timeout or CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise FlowprepError(f"cannot reach the Dask scheduler at {address} ({e}); start it with `dask-scheduler` "
+                            "(or dask-jobqueue) and check the address and port") from e
+
+
+def cluster_slots(address: str) -> int:
+    """Threads across the cluster's workers: how many chunks can run at once (at least 1)."""
+    client = connect(address)
+    try:
+        return max(1, sum(client.nthreads().values()))
+    finally:
+        client.close()
+
+
+class DaskRunner:
+    """The tasks of the cluster at ``address``; ``jobs`` chunks in flight (default: the cluster's threads)."""
+
+    def __init__(self, address: str, jobs: int | None = None):
+        self.address = address
+        self.jobs = jobs
+        self._slots: int | None = None
+
+    def slots(self) -> int:
+        """The jobs asked for, else the cluster's threads (asked once)."""
+        if self.jobs:
+            return self.jobs
+        if self._slots is None:
+            self._slots = cluster_slots(self.address)
+        return self._slots
+
+    def describe(self) -> dict:
+        """{"kind": "dask", "scheduler": address}."""
+        return {"kind": "dask", "scheduler": self.address}
+
+    def run(self, work: Work, chunks: Sequence[Chunk], progress: Progress) -> Iterator[ChunkResult]:
+        """Submit one task per chunk and yield results as they finish (progress per chunk).
+
+        On an error or Ctrl-C the chunks not yet finished are cancelled; a task that is already running finishes
+        into a staging folder that the next run deletes or adopts, never into a published shard.
+        """
+        from dask.distributed import as_completed
+
+        client = connect(self.address)
+        token = uuid.uuid4().hex[:8]
+        futures = []
+        try:
+            futures = [client.submit(run_chunk, work, c, threads=1, pure=False,
+                                     key=f"flowprep-chunk-{token}-{c.index:05d}") for c in chunks]
+            for fut in as_completed(futures, loop=client.loop):
+                res = fut.result()
+                progress(len(res.videos), res.pairs)
+                yield res
+        finally:
+            if futures:
+                client.cancel(futures)
+            client.close()

@@ -1,0 +1,135 @@
+"""Several GPUs on one machine: one worker process per device, each seeing only its GPU.
+
+``flowprep extract --devices all`` (or ``--devices 0,2``) starts one process per device with
+``CUDA_VISIBLE_DEVICES`` set to that device before anything in it touches CUDA, so every worker computes on
+"cuda:0" of its own GPU. Chunks go to whichever device is free next (one chunk in flight per device), so a slower
+GPU simply does fewer chunks. Device ids are positions in the GPUs this process may use: when
+``CUDA_VISIBLE_DEVICES`` is already set (e.g. by Slurm), ``--devices 0,1`` means its first two entries.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Callable, Iterator, Sequence, TypeVar
+
+from flowprep.report import ChunkResult
+from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners.local import run_chunk
+from flowprep.runners.worker import prepare_worker
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def visible_devices(count: int | None = None) -> list[str]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else 0..count-1 (count from torch)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    if count is None:
+        try:
+            import torch
+            count = torch.cuda.device_count()
+        except ImportError:
+            count = 0
+    return [str(i) for i in range(count)]
+
+
+def parse_devices(text: str, visible: list[str]) -> list[str]:
+    """``'all'`` or ``'0,1'`` -> the CUDA_VISIBLE_DEVICES value of each worker (one per device).
+
+    Raises:
+        ValueError: no GPU is visible, an id is not a visible position, or an id repeats.
+    """
+    if not visible:
+        raise ValueError("--devices needs CUDA GPUs, but none is visible (torch sees none and "
+                         "CUDA_VISIBLE_DEVICES is empty); leave --devices out to run on CPU cores")
+    if text.strip().lower() == "all":
+        return list(visible)
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) >= len(visible):
+            raise ValueError(f"--devices: {part!r} is not a visible GPU; visible are 0..{len(visible) - 1} "
+                             f"(physical {','.join(visible)}), or say 'all'")
+        dev = visible[int(part)]
+        if dev in out:
+            raise ValueError(f"--devices: GPU {part} is listed twice")
+        out.append(dev)
+    return out
+
+
+def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Future]) -> Iterator[tuple[str, R]]:
+    """Run items on workers, one in flight per worker, the next item going to whichever finishes first.
+
+    Yields (worker, result) in completion order; the first error cancels what is not started and propagates.
+    """
+    pending = deque(items)
+    running: dict[Future, str] = {}
+    try:
+        for w in workers:
+            if pending:
+                running[submit(w, pending.popleft())] = w
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                w = running.pop(fut)
+                result = fut.result()
+                if pending:
+                    running[submit(w, pending.popleft())] = w
+                yield w, result
+    finally:
+        for fut in running:
+            fut.cancel()
+
+
+class DevicePool:
+    """One single-process executor per device, with CUDA_VISIBLE_DEVICES set at its start (a context manager)."""
+
+    def __init__(self, devices: list[str], initializer: Callable | None = None, initargs: tuple = ()):
+        from joblib.externals.loky import ProcessPoolExecutor
+        self.executors = {d: ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": d},
+                                                 initializer=initializer, initargs=initargs) for d in devices}
+
+    def submit(self, device: str, fn: Callable, *args, **kwargs) -> Future:
+        """Run ``fn(*args, **kwargs)`` in the device's process."""
+        return self.executors[device].submit(fn, *args, **kwargs)
+
+    def __enter__(self) -> "DevicePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ex in self.executors.values():
+            ex.shutdown(wait=exc[0] is None, kill_workers=exc[0] is not None)
+
+
+class GpuRunner:
+    """One worker process per GPU (``devices``: CUDA_VISIBLE_DEVICES values, see ``parse_devices``)."""
+
+    def __init__(self, devices: list[str]):
+        if not devices:
+            raise ValueError("GpuRunner needs at least one device")
+        self.devices = list(devices)
+
+    def slots(self) -> int:
+        """One chunk in flight per device."""
+        return len(self.devices)
+
+    def describe(self) -> dict:
+        """{"kind": "gpus", "devices": [...]}."""
+        return {"kind": "gpus", "devices": self.devices}
+
+    def run(self, work: Work, chunks: Sequence[Chunk], progress: Progress) -> Iterator[ChunkResult]:
+        """Run the chunks with one worker per device; yield results as they finish (progress per chunk)."""
+        gpu_work = work.on_gpu()
+        me = os.getpid()
+        # tied to this process at start-up, not at its first chunk (see runners.local); threads left alone: a GPU
+        # worker decodes and encodes with the host's threads
+        with DevicePool(self.devices, initializer=prepare_worker, initargs=(me, None)) as pool:
+            def submit(dev: str, chunk: Chunk) -> Future:
+                return pool.submit(dev, run_chunk, gpu_work, chunk, parent=me, threads=None)
+
+            for _, res in schedule(list(chunks), self.devices, submit):
+                progress(len(res.videos), res.pairs)
+                yield res

@@ -1,0 +1,94 @@
+"""The shard format in one place: file, group, dataset and attribute names, the version, and its few rules.
+
+docs/FORMAT.md describes the same layout for readers who use h5py alone::
+
+    shard-00000.h5
+      attrs: format="flowprep-shard", format_version, flowprep_version, settings (JSON), created
+      keys, status                      (V,) utf-8: every video in the shard and "ok"/"failed"
+      catalog                           utf-8 JSON: one object per video (its attributes and JPEG bytes),
+                                        so that listing a folder never opens a video's group (since 0.2)
+      videos/<Class>/<name>/            one group per video, keyed by its path relative to the dataset root
+        attrs: VIDEO_ATTRS (solver and timings as JSON)
+        rgb, flow_x, flow_y             (N,), (N-1,), (N-1,) variable-length uint8: one JPEG each
+        rgb_crc32, flow_x_crc32, ...    CRC-32 of each JPEG
+        quant                           (N-1, 2, 2) float64: quant[t, c] = (scale, zero); flow = (q - zero) * scale
+        clipped                         (N-1,) int64: vectors clipped by the bound in each flow
+
+Nothing here imports h5py: the names and rules are shared by the reader, the writer, the workspace and verify.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+FORMAT = "flowprep-shard"
+# Bump when a reader of the old version could not read the new one (adding an optional dataset does not).
+FORMAT_VERSION = 1
+
+# file attributes
+ATTR_FORMAT, ATTR_VERSION, ATTR_FLOWPREP, ATTR_SETTINGS, ATTR_CREATED = (
+    "format", "format_version", "flowprep_version", "settings", "created")
+# top-level datasets and the group of videos
+KEYS, STATUS, CATALOG, VIDEOS = "keys", "status", "catalog", "videos"
+# per-video datasets
+STREAMS = ("rgb", "flow_x", "flow_y")
+FLOW_STREAMS = ("flow_x", "flow_y")
+QUANT, CLIPPED = "quant", "clipped"
+# per-video attributes, in the order they are written; JSON_ATTRS hold JSON text
+VIDEO_ATTRS = ("status", "reason", "source", "source_bytes", "fps", "frames", "flows", "width", "height",
+               "source_width", "source_height", "solver", "timings")
+JSON_ATTRS = ("solver", "timings")
+# what the catalog holds of each video: the attributes a listing needs, and its JPEG bytes
+CATALOG_FIELDS = ("key", "status", "reason", "source", "source_bytes", "fps", "frames", "flows", "width",
+                  "height", "source_width", "source_height", "bytes")
+
+OK, FAILED = "ok", "failed"
+
+SHARD_GLOB = "shard-*.h5"
+_SHARD_RE = re.compile(r"^shard-(\d+)\.h5$")
+
+
+def crc_name(stream: str) -> str:
+    """The dataset holding the CRC-32 of each JPEG of ``stream``."""
+    return stream + "_crc32"
+
+
+def crc32(blob) -> int:
+    """CRC-32 of one stored JPEG (bytes or a uint8 array)."""
+    return zlib.crc32(blob)
+
+
+def first_bad_crc(blobs: Sequence, crcs: Sequence[int]) -> int | None:
+    """Position of the first JPEG whose CRC-32 is not the stored one, or None when all match."""
+    for i, (b, c) in enumerate(zip(blobs, crcs)):
+        if zlib.crc32(b) != int(c):
+            return i
+    return None
+
+
+def supersedes(old: str | None, new: str) -> bool:
+    """Whether a video's entry of status ``new`` in a later shard replaces an earlier one of status ``old``.
+
+    The one rule every reader applies: a success is final (a later success also replaces it, the same video
+    extracted again), and a failure is replaced by whatever comes later (a retry).
+    """
+    return old is None or new == OK or old != OK
+
+
+def shard_name(index: int) -> str:
+    """File name of the shard with the given index."""
+    return f"shard-{index:05d}.h5"
+
+
+def list_shards(out_dir: str | os.PathLike) -> list[Path]:
+    """Complete shards in a folder, in index order (temporary files are not shards)."""
+    return sorted((p for p in Path(out_dir).glob(SHARD_GLOB) if _SHARD_RE.match(p.name)), key=lambda p: p.name)
+
+
+def next_shard_index(out_dir: str | os.PathLike) -> int:
+    """One past the highest shard index in a folder (0 if none)."""
+    idx = [int(_SHARD_RE.match(p.name).group(1)) for p in list_shards(out_dir)]
+    return max(idx) + 1 if idx else 0

@@ -1,0 +1,239 @@
+"""The reader: ``ShardSet``, the one door through which the trainer and the tools read an output folder."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from flowprep.errors import ShardError
+from flowprep.jpeg import decode_gray, decode_rgb
+from flowprep.quantize import code_dtype, dequantize_flow
+from flowprep.store import format as F
+from flowprep.store.samples import FlowSample, read_flow_sample
+from flowprep.store.shardfile import read_catalog, read_shard_header
+
+_HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
+_VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm")
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What a shard says about one video."""
+
+    key: str
+    shard: str
+    status: str
+    reason: str
+    frames: int
+    flows: int
+    width: int
+    height: int
+    fps: float
+    source: str
+
+
+def _meta(key: str, shard: str, e: dict) -> VideoMeta:
+    return VideoMeta(key=key, shard=shard, status=str(e["status"]), reason=str(e["reason"]), frames=int(e["frames"]),
+                     flows=int(e["flows"]), width=int(e["width"]), height=int(e["height"]), fps=float(e["fps"]),
+                     source=str(e["source"]))
+
+
+class ShardSet:
+    """Read an output folder of shards.
+
+    Files are opened lazily and per process (h5py handles must not cross a fork), so a ShardSet can be
+    built before DataLoader workers start. Every read checks the JPEGs' CRC-32 unless ``verify=False``.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, verify: bool = True):
+        self.root = Path(out_dir)
+        if not self.root.is_dir():
+            raise ShardError(str(self.root), "no such folder; give the --out folder of `flowprep extract`")
+        self.verify = verify
+        self.settings: dict = {}
+        self._where: dict[str, tuple[str, str]] = {}  # key -> (shard path, status)
+        self._lower: dict[str, str] = {}
+        for path in F.list_shards(self.root):
+            settings, keys, status = read_shard_header(path)
+            self.settings = self.settings or settings
+            for k, s in zip(keys, status):
+                old = self._where.get(k)
+                if F.supersedes(old[1] if old else None, s):
+                    self._where[k] = (str(path), s)
+                    self._lower[k.lower()] = k
+        self._reset()
+
+    def _reset(self) -> None:
+        self._files: dict[str, h5py.File] = {}
+        self._cache: dict[str, dict] = {}
+        self._catalogs: dict[str, dict[str, dict] | None] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def keys(self, status: str | None = F.OK) -> list[str]:
+        """Sorted video keys, only those with the given status (None: all)."""
+        return sorted(k for k, (_, s) in self._where.items() if status is None or s == status)
+
+    def resolve(self, name: str) -> str | None:
+        """Find the key for a split-file name: exact, without its extension, then case-insensitively."""
+        name = name.strip().replace("\\", "/")
+        root, ext = os.path.splitext(name)
+        stem = root if ext.lower() in _VIDEO_EXTENSIONS else name
+        for cand in (name, stem):
+            if cand in self._where:
+                return cand
+        return self._lower.get(stem.lower())
+
+    def _file(self, path: str, key: str | None = None) -> h5py.File:
+        if os.getpid() != self._pid:  # forked: the parent's handles are not ours
+            self._reset()
+        f = self._files.get(path)
+        if f is None:
+            try:
+                f = self._files[path] = h5py.File(path, "r")
+            except OSError as e:
+                raise ShardError(path, f"cannot be opened ({e})", key) from e
+        return f
+
+    def _handles(self, key: str) -> dict:
+        """Per-process cache of a video's group, datasets and small arrays (h5py lookups cost ~0.1-1 ms each)."""
+        if key not in self._where:
+            raise KeyError(f"video {key!r} is not in {self.root}")
+        path = self._where[key][0]
+        f = self._file(path, key)  # (resets the caches after a fork)
+        h = self._cache.get(key)
+        if h is not None:
+            return h
+        try:
+            g = f[F.VIDEOS][key]
+        except KeyError as e:
+            raise ShardError(path, "the video is listed but its group is missing", key) from e
+        if len(self._cache) >= _HANDLE_CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        h = self._cache[key] = {"group": g}
+        return h
+
+    def meta(self, key: str) -> VideoMeta:
+        """Frame counts, size, status and source of a video (from its shard's catalog: no group is opened)."""
+        if key not in self._where:
+            raise KeyError(f"video {key!r} is not in {self.root}")
+        path = self._where[key][0]
+        f = self._file(path, key)
+        if path not in self._catalogs:
+            self._catalogs[path] = {e["key"]: e for e in read_catalog(f, [])} if F.CATALOG in f else None
+        cat = self._catalogs[path]
+        if cat is not None:
+            return _meta(key, path, cat[key])
+        h = self._handles(key)
+        if "meta" not in h:  # a shard written before catalogs existed
+            h["meta"] = _meta(key, path, dict(h["group"].attrs))
+        return h["meta"]
+
+    def _read(self, key: str, name: str, sel) -> np.ndarray:
+        h = self._handles(key)
+        try:
+            ds = h.get(name)
+            if ds is None:
+                ds = h[name] = h["group"][name]
+            return ds[sel]
+        except (KeyError, OSError, ValueError) as e:
+            raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
+
+    def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
+        """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y'), CRC-checked."""
+        idx = [int(i) for i in indices]
+        if not idx:
+            return []
+        lo, hi = idx[0], idx[-1] + 1
+        if idx == list(range(lo, hi)):  # a run of frames (the usual case): one slice read
+            out = list(self._read(key, name, slice(lo, hi)))
+        else:
+            out = [self._read(key, name, i) for i in idx]
+        if self.verify:
+            bad = F.first_bad_crc(out, self._small(key, F.crc_name(name))[idx])
+            if bad is not None:
+                raise ShardError(self._where[key][0], f"{name}[{idx[bad]}] fails its CRC-32 check (corrupt data); "
+                                 "run `flowprep verify --repair`", key)
+        return out
+
+    def _small(self, key: str, name: str) -> np.ndarray:
+        """A small per-frame array (checksums, quantization parameters), read once per process and kept."""
+        h = self._handles(key)
+        arr = h.get("all:" + name)
+        if arr is None:
+            arr = h["all:" + name] = self._read(key, name, ())
+        return arr
+
+    def quant(self, key: str) -> np.ndarray:
+        """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
+        return self._small(key, F.QUANT)
+
+    @property
+    def flow_bits(self) -> int:
+        """Bits per flow code of this folder (8, or 12 for 12-bit JPEG), from its stored settings."""
+        return int((self.settings.get("quantization") or {}).get("bits", 8))
+
+    @property
+    def flow_code_format(self) -> tuple[type, int]:
+        """(numpy dtype, table length) of this folder's flow codes: (uint8, 256) or (uint16, 4096)."""
+        return code_dtype(self.flow_bits), 1 << self.flow_bits
+
+    def flow_codes(self, key: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(T, 2, H, W) codes (uint8, or uint16 for 12 bits) and (T, 2, 2) (scale, zero) parameters of the given
+        flow indices."""
+        idx = list(indices)
+        if not idx:
+            return np.zeros((0, 2, 0, 0), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
+        xs, ys = (self.jpegs(key, name, idx) for name in F.FLOW_STREAMS)
+        codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)])
+        return codes, self.quant(key)[idx]
+
+    def flow(self, key: str, indices: Iterable[int] | None = None) -> np.ndarray:
+        """(T, 2, H, W) float32 flow in pixels (dx, dy) of the given flow indices (default: all)."""
+        if indices is None:
+            indices = range(self.meta(key).flows)
+        codes, params = self.flow_codes(key, indices)
+        return dequantize_flow(codes, params)
+
+    def flow_sample(self, key: str, indices: Sequence[int], box: tuple[int, int, int, int] | None = None,
+                    flip: bool = False, mean_subtract: bool = False, codes: np.ndarray | None = None,
+                    tables: np.ndarray | None = None) -> FlowSample:
+        """A stack of flows as codes plus lookup tables, cropped, flipped and mean-subtracted (the trainer's
+        fast path; see flowprep.store.samples). ``box`` is (y, x, h, w), None for whole fields; ``codes`` and
+        ``tables`` are written in place when given."""
+        return read_flow_sample(self, key, indices, box, flip, mean_subtract, codes, tables)
+
+    def rgb(self, key: str, indices: Iterable[int] | None = None) -> np.ndarray:
+        """(T, H, W, 3) uint8 RGB frames of the given frame indices (default: all)."""
+        if indices is None:
+            indices = range(self.meta(key).frames)
+        return np.stack([decode_rgb(b) for b in self.jpegs(key, "rgb", list(indices))])
+
+    def failures(self) -> list[tuple[str, str]]:
+        """(key, reason) of every video that failed and has not since succeeded."""
+        return [(k, self.meta(k).reason) for k in self.keys(status=F.FAILED)]
+
+    def close(self) -> None:
+        """Close the open files (they reopen on the next read)."""
+        for f in self._files.values():
+            f.close()
+        self._reset()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_files"], state["_cache"], state["_catalogs"] = {}, {}, {}  # handles never travel to workers
+        return state
+
+
+def open_shards(out_dir: str | os.PathLike, verify: bool = True) -> ShardSet:
+    """Open an output folder written by ``flowprep extract`` for reading."""
+    return ShardSet(out_dir, verify=verify)

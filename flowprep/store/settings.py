@@ -1,0 +1,78 @@
+"""An output folder's settings: bound once by ``flowprep.json``, read back by every tool that needs them.
+
+The first run writes ``flowprep.json`` (the settings' identity and the flowprep version); every later run must
+ask for the same identity, so that one folder never mixes two kinds of flow. Folders written before
+``flowprep.json`` existed are bound by their first shard's settings.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flowprep import __version__
+from flowprep.config import ExtractConfig
+from flowprep.durable import write_json
+from flowprep.errors import FlowprepError, SettingsMismatchError
+from flowprep.store import format as F
+from flowprep.store.shardfile import read_shard_header
+
+SETTINGS_FILE = "flowprep.json"
+
+
+def read_identity(out_dir: str | Path) -> dict | None:
+    """The identity an output folder is bound to (from flowprep.json, else its first shard), or None if new."""
+    out = Path(out_dir)
+    path = out / SETTINGS_FILE
+    if path.exists():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["identity"]
+        except (OSError, ValueError, KeyError) as e:
+            raise FlowprepError(f"{path} cannot be read ({e}); restore it, or delete it to let the shards' own "
+                                "settings bind the folder") from None
+    for shard in F.list_shards(out)[:1]:
+        settings = read_shard_header(shard)[0]  # the identity, and the solver that ran
+        return {k: settings.get(k) for k in ExtractConfig().identity()}
+    return None
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: existing {va!r}, asked {vb!r}")
+    return out
+
+
+def bind_settings(out_dir: str | Path, identity: dict) -> None:
+    """Bind an output folder to a settings identity; refuse to mix other settings into it. Needs the run lock.
+
+    Raises:
+        SettingsMismatchError: the folder was written with different settings (each difference is listed).
+    """
+    out = Path(out_dir)
+    have = read_identity(out)
+    if have is not None and have != identity:
+        diffs = "\n  ".join(_diff(have, identity))
+        raise SettingsMismatchError(
+            f"{out} was extracted with other settings:\n  {diffs}\n"
+            f"Use a new --out folder, or repeat the original settings to resume.")
+    if not (out / SETTINGS_FILE).exists():
+        write_json(out / SETTINGS_FILE, {"identity": identity, "flowprep_version": __version__})
+
+
+def folder_config(out_dir: str | Path, backend: str = "auto", device: str = "auto") -> ExtractConfig:
+    """The ExtractConfig an output folder was written with, to run on ``backend`` and ``device``.
+
+    Raises:
+        FlowprepError: the folder has no settings yet, or they are not those of ``flowprep extract``.
+    """
+    ident = read_identity(out_dir)
+    if ident is None:
+        raise FlowprepError(f"{out_dir} has neither {SETTINGS_FILE} nor a readable shard: its settings are unknown")
+    try:
+        return ExtractConfig.from_identity(ident, backend, device)
+    except ValueError as e:
+        raise FlowprepError(f"{out_dir}: {e}") from None

@@ -1,0 +1,119 @@
+"""One shard file read whole-file-wise: its header, its catalog, and its videos as records (for rewriting).
+
+``ShardSet`` (flowprep.store.reader) reads frames; this module answers the questions asked of a shard as a
+file: is it a flowprep shard, which videos does it hold, what does it say about each of them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from flowprep.errors import ShardError
+from flowprep.record import VideoRecord
+from flowprep.store import format as F
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def read_header(f: h5py.File, path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
+    """(settings, keys, statuses) of an open shard; ShardError if it is not a flowprep shard."""
+    if f.attrs.get(F.ATTR_FORMAT) != F.FORMAT:
+        raise ShardError(str(path), "not a flowprep shard (no format attribute)")
+    version = int(f.attrs[F.ATTR_VERSION])
+    if version > F.FORMAT_VERSION:
+        raise ShardError(str(path), f"format version {version} is newer than this flowprep reads "
+                                    f"({F.FORMAT_VERSION}); upgrade flowprep")
+    settings = json.loads(f.attrs[F.ATTR_SETTINGS])
+    return settings, [_text(k) for k in f[F.KEYS][()]], [_text(s) for s in f[F.STATUS][()]]
+
+
+def unreadable(path: str | os.PathLike, e: BaseException) -> ShardError:
+    """The error for a shard HDF5 cannot read (truncated, overwritten, not HDF5)."""
+    return ShardError(str(path), f"cannot be read ({e}); it may be truncated: run `flowprep verify`")
+
+
+def read_shard_header(path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
+    """(settings, keys, statuses) of a shard; ShardError if it is not a readable flowprep shard."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read_header(f, path)
+    except (OSError, KeyError) as e:
+        raise unreadable(path, e) from e
+
+
+def catalog_from_groups(f: h5py.File, keys: list[str]) -> list[dict]:
+    """The catalog of a shard written before catalogs existed, rebuilt from its groups (reads every JPEG's
+    length, so it costs the shard's bytes)."""
+    out = []
+    for k in keys:
+        g = f[F.VIDEOS][k]
+        a = g.attrs
+        entry = {"key": k, "status": _text(a["status"]), "reason": _text(a["reason"]), "source": _text(a["source"]),
+                 "fps": float(a["fps"]), "bytes": sum(len(b) for n in F.STREAMS if n in g for b in g[n][()])}
+        entry.update({n: int(a[n]) for n in ("source_bytes", "frames", "flows", "width", "height", "source_width",
+                                             "source_height")})
+        out.append(entry)
+    return out
+
+
+def read_catalog(f: h5py.File, keys: list[str]) -> list[dict]:
+    """One dict per video of an open shard (F.CATALOG_FIELDS), in the order of ``keys``."""
+    if F.CATALOG in f:
+        return json.loads(_text(f[F.CATALOG][()]))
+    return catalog_from_groups(f, keys)
+
+
+def read_record(g: h5py.Group, key: str) -> VideoRecord:
+    """A stored video back as a VideoRecord, JPEG bytes and all (to copy it into another shard unchanged)."""
+    a = g.attrs
+    rec = VideoRecord(key=key, source=_text(a["source"]), status=_text(a["status"]), reason=_text(a["reason"]),
+                      source_bytes=int(a["source_bytes"]), fps=float(a["fps"]), frames=int(a["frames"]),
+                      width=int(a["width"]), height=int(a["height"]), source_width=int(a["source_width"]),
+                      source_height=int(a["source_height"]), solver=json.loads(a["solver"]),
+                      timings=json.loads(a["timings"]))
+    if rec.status == F.OK:
+        for name in F.STREAMS:
+            if name in g:
+                setattr(rec, name, [bytes(b) for b in g[name][()]])
+        rec.quant = np.asarray(g[F.QUANT][()])
+        rec.clipped = np.asarray(g[F.CLIPPED][()])
+    return rec
+
+
+def read_records(path: str | os.PathLike, keys: list[str]) -> Iterator[VideoRecord]:
+    """The given videos of a shard as records, in order."""
+    with h5py.File(path, "r") as f:
+        for k in keys:
+            yield read_record(f[F.VIDEOS][k], k)
+
+
+def source_of(path: str | os.PathLike, key: str) -> str:
+    """The source video recorded for ``key`` in a shard."""
+    with h5py.File(path, "r") as f:
+        return _text(f[F.VIDEOS][key].attrs.get("source", ""))
+
+
+def check_video(g: h5py.Group) -> str | None:
+    """The reason a stored video is damaged, or None when every count and checksum is right."""
+    a = g.attrs
+    if _text(a["status"]) != F.OK:
+        return None
+    frames, flows = int(a["frames"]), int(a["flows"])
+    for name, n in (("rgb", frames), ("flow_x", flows), ("flow_y", flows)):
+        if name == "rgb" and (name not in g or n == 0 or len(g[name]) == 0):  # extracted with --no-rgb
+            continue
+        blobs, crcs = g[name][()], g[F.crc_name(name)][()]
+        if len(blobs) != n or len(crcs) != n:
+            return f"{name} holds {len(blobs)} images and {len(crcs)} checksums, expected {n}"
+        bad = F.first_bad_crc(blobs, crcs)
+        if bad is not None:
+            return f"{name}[{bad}] fails its CRC-32 check (corrupt data)"
+    if g[F.QUANT].shape != (flows, 2, 2) or g[F.CLIPPED].shape != (flows,):
+        return f"quant/clipped shapes {g[F.QUANT].shape}/{g[F.CLIPPED].shape} do not match {flows} flows"
+    return None

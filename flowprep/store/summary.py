@@ -1,0 +1,78 @@
+"""What an output folder holds (videos, frames, bytes, settings, failures), read from the shards' catalogs.
+
+A catalog is one small dataset per shard, so the cost grows with the number of shards and videos, never with
+their bytes. Shards written before catalogs existed (flowprep 0.1) are listed from their groups instead, which
+reads every JPEG's length.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+
+from flowprep.errors import FlowprepError, ShardError
+from flowprep.store import format as F
+from flowprep.store.shardfile import read_catalog, read_header, unreadable
+
+REPORT = Path("reports") / "latest.json"
+
+
+def _entry(e: dict, shard: str) -> dict:
+    """A catalog entry as ``info`` lists it."""
+    return {"name": e["key"], "status": e["status"], "reason": e["reason"], "frames": int(e["frames"]),
+            "flows": int(e["flows"]), "width": int(e["width"]), "height": int(e["height"]), "source": e["source"],
+            "shard": shard, "bytes": int(e["bytes"])}
+
+
+def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
+    """(settings of the first readable shard, key -> the entry that counts, unreadable shards with reasons)."""
+    videos: dict[str, dict] = {}
+    settings: dict = {}
+    problems = []
+    for path in F.list_shards(out):
+        try:
+            with h5py.File(path, "r") as f:
+                s, keys, _ = read_header(f, path)
+                settings = settings or s
+                for e in read_catalog(f, keys):
+                    old = videos.get(e["key"])
+                    if F.supersedes(old["status"] if old else None, e["status"]):
+                        videos[e["key"]] = _entry(e, path.name)
+        except ShardError as e:
+            problems.append({"shard": path.name, "reason": str(e)})
+        except (OSError, KeyError, ValueError) as e:  # HDF5 cannot read it, or a corrupt catalog
+            problems.append({"shard": path.name, "reason": str(unreadable(path, e))})
+    return settings, videos, problems
+
+
+def summarize(out_dir: str | os.PathLike) -> dict:
+    """Everything ``flowprep info`` reports, as a dict: settings, totals, one entry per video, unreadable shards.
+
+    Each video entry has name, status, reason, frames, flows, width, height, source, shard, bytes.
+
+    Raises:
+        FlowprepError: the folder does not exist.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
+    settings, videos, problems = read_folder_catalog(out)
+    shards = F.list_shards(out)
+    vids = [videos[k] for k in sorted(videos)]
+    ok = [v for v in vids if v["status"] == F.OK]
+    last = out / REPORT
+    return {
+        "folder": str(out),
+        "settings": settings,
+        "shards": len(shards),
+        "shard_bytes": sum(p.stat().st_size for p in shards),
+        "videos_ok": len(ok),
+        "videos_failed": len(vids) - len(ok),
+        "frames": sum(v["frames"] for v in ok),
+        "flows": sum(v["flows"] for v in ok),
+        "unreadable_shards": problems,
+        "last_run": json.loads(last.read_text()) if last.exists() else None,
+        "videos": vids,
+    }

@@ -1,0 +1,126 @@
+"""Find every truncated or corrupt shard and video of an output folder; remove the damage (under the run lock).
+
+What is checked, shard by shard: the file opens and its header (keys, status, settings) reads; every listed
+video's group exists with consistent counts; every stored JPEG matches its CRC-32. Across the folder: videos that
+``index.jsonl`` says were published but no readable shard holds (a shard moved aside or lost).
+
+Removing the damage: an unreadable shard is renamed ``*.damaged``; a shard with some damaged videos is rewritten
+without them (the good videos' bytes are copied, not re-encoded). Extracting the lost videos again is
+``flowprep.repair``'s job.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+
+from flowprep.durable import fsync_dir, replace
+from flowprep.errors import FlowprepError, ShardError
+from flowprep.store import format as F
+from flowprep.store.shardfile import check_video, read_records, read_shard_header
+from flowprep.store.workspace import chunk_name, read_index, staging_dir
+from flowprep.store.writer import ShardWriter
+
+
+@dataclass
+class Damage:
+    """One problem found: a whole shard (key None) or one video in it."""
+
+    shard: str
+    key: str | None
+    reason: str
+
+
+@dataclass
+class Findings:
+    """What ``verify_folder`` found."""
+
+    shards: int = 0
+    videos: int = 0
+    damage: list[Damage] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # published once, held by no readable shard now
+    sources: dict[str, str] = field(default_factory=dict)  # key -> source video, for re-extraction
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is damaged or missing."""
+        return not self.damage and not self.missing
+
+
+def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
+    """Check one shard's header and every video in it, adding what is wrong to ``f``."""
+    f.shards += 1
+    try:
+        _, keys, _ = read_shard_header(path)
+    except ShardError as e:
+        f.damage.append(Damage(path.name, None, e.reason))
+        return
+    try:
+        with h5py.File(path, "r") as h:
+            for k in keys:
+                f.videos += 1
+                try:
+                    g = h[F.VIDEOS][k]
+                    f.sources.setdefault(k, str(g.attrs.get("source", "")))
+                    reason = check_video(g)
+                except (KeyError, OSError, ValueError, RuntimeError) as e:  # corrupt HDF5 structures
+                    reason = f"cannot be read ({e})"
+                if reason:
+                    f.damage.append(Damage(path.name, k, reason))
+                else:
+                    held.add(k)
+    except OSError as e:
+        f.damage.append(Damage(path.name, None, f"cannot be opened ({e})"))
+
+
+def verify_folder(out_dir: str | os.PathLike) -> Findings:
+    """Check every shard of an output folder (read-only).
+
+    Raises:
+        FlowprepError: the folder does not exist.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
+    index = read_index(out)
+    f = Findings()
+    held: set[str] = set()
+    for path in F.list_shards(out):
+        _check_shard(path, f, held)
+    for tasks in index.values():
+        for t in tasks:
+            f.sources[t.key] = t.path  # absolute, recorded by the driver
+    damaged_keys = {d.key for d in f.damage if d.key}
+    recorded = {t.key for tasks in index.values() for t in tasks}
+    f.missing = sorted((recorded | damaged_keys) - held)
+    return f
+
+
+def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:
+    """Move unreadable shards aside and rewrite partly damaged ones without their damaged videos (the run
+    ``run_id`` must hold the folder's lock). Returns what was done, one line per shard."""
+    actions = []
+    by_shard: dict[str, set[str | None]] = {}
+    for d in findings.damage:
+        by_shard.setdefault(d.shard, set()).add(d.key)
+    stage = staging_dir(out, run_id)
+    for i, (name, keys) in enumerate(sorted(by_shard.items())):
+        path = out / name
+        keep: list[str] = []
+        if None not in keys:
+            settings, all_keys, _ = read_shard_header(path)
+            keep = [k for k in all_keys if k not in keys]
+        if not keep:
+            os.replace(path, path.with_name(name + ".damaged"))
+            actions.append(f"{name}: moved aside as {name}.damaged")
+            continue
+        staged = stage / chunk_name(i)
+        with ShardWriter(staged, settings) as w:
+            for rec in read_records(path, keep):
+                w.add(rec)
+        replace(staged, path)  # same name, whole new content, atomically
+        actions.append(f"{name}: rewritten without {', '.join(sorted(k for k in keys if k))}")
+    fsync_dir(out)
+    return actions

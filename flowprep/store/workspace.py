@@ -1,0 +1,231 @@
+"""Who may write to an output folder, where unfinished shards live, and how a finished one is published.
+
+The rules that make a kill, a crash or a second run harmless:
+
+* **One run at a time.** A run holds an exclusive POSIX lock (``fcntl.lockf``) on ``OUT/flowprep.lock`` for its
+  whole life. The kernel (or the NFS lock manager) drops it when the process dies, ``kill -9`` included, so a
+  lock is never stale; a second run that finds it held stops with a message naming the holder. POSIX locks are
+  not inherited by child processes, so workers never keep a dead run's lock alive.
+* **Per-run staging.** Workers write ``OUT/tmp/<run-id>/chunk-NNNNN.h5`` (as ``*.tmp`` then renamed, by
+  ``ShardWriter``). Only the run that holds the lock touches ``OUT/tmp``, so a run can never delete a live run's
+  temporary file, and an orphaned worker of a dead run can never publish: only the driver publishes.
+* **Publication by the driver.** A finished chunk is hard-linked to the next free ``OUT/shard-NNNNN.h5``
+  (``os.link`` never overwrites), then its staging name is removed. An entry in ``OUT/index.jsonl`` (shard ->
+  keys and absolute sources) is appended first, so ``flowprep verify`` can name and re-extract the videos of a
+  shard even when the shard itself is destroyed.
+* **Recovery.** A new run adopts the complete staged chunks of dead runs whose videos no published shard holds
+  (work is not lost to a kill between a chunk's end and its publication) and deletes everything else there.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flowprep.datasets import VideoTask
+from flowprep.durable import append_line, fsync_dir
+from flowprep.errors import FlowprepError, ShardError
+from flowprep.store import format as F
+from flowprep.store.shardfile import read_shard_header, source_of
+
+log = logging.getLogger("flowprep")
+LOCK_FILE = "flowprep.lock"
+STAGING_DIR = "tmp"
+INDEX_FILE = "index.jsonl"
+# POSIX locks belong to a process, so a second lock on the same file from this process would "succeed" and
+# closing it would drop the first: folders locked by this process are tracked here instead.
+_HELD: set[str] = set()
+
+
+class RunLock:
+    """The exclusive right to write to an output folder, held until ``release`` or process death."""
+
+    def __init__(self, out_dir: Path, what: str = "extract"):
+        self.out = Path(out_dir)
+        self.path = self.out / LOCK_FILE
+        self.run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock or raise FlowprepError naming the run that holds it."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        real = os.path.realpath(self.out)
+        if real in _HELD:
+            raise FlowprepError(f"{self.out} is already in use by this process; runs on one folder cannot nest")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EACCES, errno.EAGAIN):
+                raise FlowprepError(
+                    f"{self.out} is in use by another flowprep run ({_holder(self.path)}); wait for it to finish "
+                    f"(only one run may write to a folder at a time), or use another --out") from None
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks
+                log.warning("%s: file locks are not supported here (%s); make sure no other run uses this "
+                            "folder at the same time", self.path, e.strerror)
+                fd = os.open(self.path, os.O_RDWR)
+            else:
+                raise
+        self._fd = fd
+        _HELD.add(real)
+        info = {"run": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "what": self.what,
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        return self
+
+    def release(self) -> None:
+        """Give the folder up (closing the descriptor drops the POSIX lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            _HELD.discard(os.path.realpath(self.out))
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _holder(path: Path) -> str:
+    try:
+        h = json.loads(path.read_text(encoding="utf-8"))
+        return f"pid {h['pid']} on {h['host']}, `flowprep {h.get('what', '?')}` started {h['started']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"
+
+
+def staging_dir(out: Path, run_id: str) -> Path:
+    """This run's private folder for unfinished shards (created)."""
+    d = out / STAGING_DIR / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def chunk_name(i: int) -> str:
+    """File name of a run's i-th staged chunk."""
+    return f"chunk-{i:05d}.h5"
+
+
+def remove_staging(out: Path, run_id: str) -> None:
+    """Delete this run's staging folder (whatever is left in it was never complete)."""
+    shutil.rmtree(out / STAGING_DIR / run_id, ignore_errors=True)
+    try:
+        (out / STAGING_DIR).rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+def append_index(out: Path, shard: str, tasks: list[VideoTask]) -> None:
+    """Record which videos (with absolute sources) a shard holds; the last entry for a name wins."""
+    append_line(out / INDEX_FILE, json.dumps({"shard": shard, "keys": [t.key for t in tasks],
+                                              "sources": [os.path.abspath(t.path) for t in tasks]}))
+
+
+def read_index(out: Path) -> dict[str, list[VideoTask]]:
+    """shard name -> the videos recorded for it (a torn last line from a kill is skipped)."""
+    entries: dict[str, list[VideoTask]] = {}
+    path = out / INDEX_FILE
+    if not path.exists():
+        return entries
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            e = json.loads(line)
+            entries[e["shard"]] = [VideoTask(k, s) for k, s in zip(e["keys"], e["sources"])]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries
+
+
+class Publisher:
+    """Moves finished chunks to the next free shard names, in the order they finish (driver side only)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.next = F.next_shard_index(out)
+
+    def publish(self, staged: str | os.PathLike, tasks: list[VideoTask]) -> Path:
+        """Give a complete staged shard its real name; return that name."""
+        staged = Path(staged)
+        while True:
+            final = self.out / F.shard_name(self.next)
+            self.next += 1
+            if final.exists():
+                continue
+            append_index(self.out, final.name, tasks)
+            try:
+                os.link(staged, final)  # never replaces an existing shard
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+                os.rename(staged, final)  # no hard links here; the lock keeps the name ours
+            staged.unlink(missing_ok=True)
+            fsync_dir(self.out)
+            return final
+
+
+def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publisher) -> list[str]:
+    """Publish complete chunks left in dead runs' staging folders; delete the rest. Needs the run lock.
+
+    A chunk is adopted only if none of its videos is already in a published shard (a kill between a chunk's
+    link and its unlink leaves it both published and staged). ``done`` is updated with the adopted videos.
+    Returns the names of the shards adopted.
+    """
+    adopted = []
+    root = out / STAGING_DIR
+    if not root.is_dir():
+        return adopted
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != run_id):
+        for f in sorted(d.glob("chunk-*.h5")):
+            try:
+                _, keys, status = read_shard_header(f)
+            except ShardError:
+                continue
+            if keys and not any(k in done for k in keys):
+                final = publisher.publish(f, [VideoTask(k, source_of(f, k)) for k in keys])
+                done.update(zip(keys, status))
+                adopted.append(final.name)
+                log.info("adopted %s (finished by an interrupted run) as %s", f.name, final.name)
+        shutil.rmtree(d, ignore_errors=True)
+    return adopted
+
+
+def scan_output(out_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """(key -> status of every video in complete shards, shards moved aside as unreadable). Needs the run lock.
+
+    An unreadable shard is renamed ``*.unreadable`` (kept for inspection, out of the reader's way) and its
+    videos are extracted again.
+    """
+    done: dict[str, str] = {}
+    bad = []
+    for shard in F.list_shards(out_dir):
+        try:
+            _, keys, status = read_shard_header(shard)
+        except ShardError as e:
+            aside = shard.with_name(shard.name + ".unreadable")
+            os.replace(shard, aside)
+            log.warning("%s; moved to %s and its videos will be extracted again", e, aside.name)
+            bad.append(str(aside))
+            continue
+        for k, s in zip(keys, status):
+            if F.supersedes(done.get(k), s):
+                done[k] = s
+    return done, bad
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete temporary shards an older flowprep wrote beside the shards (``shard-*.h5.tmp``: never complete)."""
+    for tmp in out.glob(F.SHARD_GLOB + ".tmp"):
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,66 @@
+"""Local runners: a worker owns one core from its start, and work done in the caller's own process leaves the
+caller's thread settings as it found them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import cv2
+
+from flowprep.runners import make_runner
+from flowprep.runners.local import LocalRunner
+from flowprep.runners.worker import capped_threads
+
+_WORKER = r'''
+import sys, cv2
+from flowprep.runners.worker import prepare_worker
+cv2.setNumThreads(2)
+prepare_worker(None, 1)
+import os
+print(cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], "torch" in sys.modules)
+'''
+
+
+def test_an_extraction_worker_owns_one_core():
+    """What every worker runs at start-up: OpenCV and OpenMP capped to one thread, without importing torch
+    (joblib's inner_max_num_threads=1 caps BLAS the same way)."""
+    out = subprocess.run([sys.executable, "-c", _WORKER], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "False"]
+
+
+def test_work_in_the_callers_process_restores_its_thread_settings(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    cv2.setNumThreads(2)
+    torch_before = torch.get_num_threads()
+    with capped_threads(1):
+        assert (cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], torch.get_num_threads()) == (1, "1", 1)
+    assert (cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], torch.get_num_threads()) == (2, "7", torch_before)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    with capped_threads(1):
+        pass
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_one_chunk_runs_in_this_process_and_the_runner_is_chosen_once():
+    seen = []
+
+    def work(chunk, progress):
+        seen.append((chunk, os.getpid(), cv2.getNumThreads()))
+        return chunk
+
+    cv2.setNumThreads(2)
+    assert list(LocalRunner(4).run(work, ["only"], None)) == ["only"]
+    assert seen == [("only", os.getpid(), 1)] and cv2.getNumThreads() == 2
+    assert make_runner().describe() == {"kind": "local", "jobs": os.cpu_count() or 1}
+    assert make_runner(jobs=3).slots() == 3
+    for bad, msg in ((dict(jobs=0), "at least 1"), (dict(devices=["0"], scheduler="tcp://x:1"), "not both")):
+        try:
+            make_runner(**bad)
+        except ValueError as e:
+            assert msg in str(e)
+        else:
+            raise AssertionError(f"make_runner({bad}) did not refuse")

@@ -1,0 +1,67 @@
+"""The reader: one rule for repeated videos, split-file names, and the trainer's fast path equal to the formula."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowprep.quantize import dequantize_flow
+from flowprep.record import VideoRecord
+from flowprep.store import format as F
+from flowprep.store.reader import open_shards
+from flowprep.store.writer import ShardWriter
+
+from twostream_synth import make_record, motion_video
+
+
+def _write(path, recs) -> None:
+    with ShardWriter(path, {"quantization": {"mode": "fixed", "bound": 20.0}}) as w:
+        for r in recs:
+            w.add(r)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(2)
+    ok = [make_record(f"Move/v_{i}", *motion_video(rng, i % 3, 8, 40)) for i in range(2)]
+    _write(tmp_path / F.shard_name(0), [ok[0], VideoRecord.failed("Move/v_1", "/x/v_1.avi", "first try failed"),
+                                        VideoRecord.failed("Move/v_2", "/x/v_2.avi", "first reason")])
+    _write(tmp_path / F.shard_name(1), [ok[1], VideoRecord.failed("Move/v_2", "/x/v_2.avi", "second reason"),
+                                        VideoRecord.failed("Move/v_0", "/x/v_0.avi", "a later failure")])
+    return tmp_path
+
+
+def test_a_later_success_replaces_a_failure_and_a_success_stays(folder):
+    s = open_shards(folder)
+    assert s.keys() == ["Move/v_0", "Move/v_1"] and s.keys(None) == ["Move/v_0", "Move/v_1", "Move/v_2"]
+    assert s.failures() == [("Move/v_2", "second reason")]  # the latest failure's reason
+    assert F.supersedes(None, "failed") and F.supersedes("failed", "ok") and F.supersedes("ok", "ok")
+    assert not F.supersedes("ok", "failed") and F.supersedes("failed", "failed")
+    assert s.meta("Move/v_1").shard.endswith(F.shard_name(1)) and s.meta("Move/v_1").flows == 7
+
+
+def test_split_file_names_resolve_to_keys(folder):
+    s = open_shards(folder)
+    assert s.resolve("Move/v_0.avi") == s.resolve("move/V_0") == s.resolve("Move\\v_0.mp4") == "Move/v_0"
+    assert s.resolve("Move/v_9.avi") is None
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("mean_subtract", [False, True])
+def test_flow_samples_are_the_stored_flow_cropped_flipped_and_mean_subtracted(folder, flip, mean_subtract):
+    s = open_shards(folder)
+    idx = [1, 2, 2]  # repeats happen (short videos repeat their last flow)
+    full = dequantize_flow(*s.flow_codes("Move/v_0", idx))  # (3, 2, 40, 40): the formula
+    want = full - full.mean(axis=(2, 3), keepdims=True) if mean_subtract else full
+    want = want[..., 5:29, 3:27]
+    if flip:
+        want = want[..., ::-1].copy()
+        want[:, 0] = -want[:, 0]
+    got = s.flow_sample("Move/v_0", idx, (5, 3, 24, 24), flip, mean_subtract)
+    assert got.codes.dtype == np.uint8 and got.codes.shape == (6, 24, 24) and got.tables.shape == (6, 256)
+    np.testing.assert_allclose(got.pixels(), want.reshape(6, 24, 24), rtol=0, atol=1e-5 if mean_subtract else 0)
+    whole = s.flow_sample("Move/v_0", [0, 1])  # no box: whole fields, bit for bit the reader's flow
+    np.testing.assert_array_equal(whole.pixels().reshape(2, 2, 40, 40), s.flow("Move/v_0", [0, 1]))
+    codes, tables = np.empty((6, 24, 24), np.uint16), np.empty((6, 4096), np.float32)  # 8-bit into a 12-bit batch
+    s.flow_sample("Move/v_0", idx, (5, 3, 24, 24), flip, mean_subtract, codes=codes, tables=tables)
+    np.testing.assert_array_equal(np.take_along_axis(tables, codes.reshape(6, -1).astype(np.int64), 1),
+                                  got.pixels().reshape(6, -1))

@@ -1,0 +1,39 @@
+"""``flowprep info`` reads metadata only: the catalog of each shard, never a video's JPEGs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import flowprep.store.shardfile as shardfile
+from flowprep.cli import main
+from flowprep.record import VideoRecord
+from flowprep.store import format as F
+from flowprep.store.summary import summarize
+from flowprep.store.writer import ShardWriter
+
+from twostream_synth import make_record, motion_video
+
+
+def test_info_lists_every_video_from_the_catalogs_alone(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    recs = [make_record(f"C/v{i}", *motion_video(rng, i % 4, 5, 32)) for i in range(3)]
+    with ShardWriter(tmp_path / F.shard_name(0), {"jpeg_quality": 95}) as w:
+        for r in recs[:2] + [VideoRecord.failed("C/v3", "/x/v3.avi", "cannot open")]:
+            w.add(r)
+    with ShardWriter(tmp_path / F.shard_name(1), {"jpeg_quality": 95}) as w:
+        w.add(recs[2])
+    (tmp_path / F.shard_name(2)).write_bytes(b"not hdf5")  # an unreadable shard is listed, not fatal
+
+    def no_groups(*a, **k):
+        raise AssertionError("a group was read: info must read the catalogs only")
+
+    monkeypatch.setattr(shardfile, "catalog_from_groups", no_groups)
+    s = summarize(tmp_path)
+    assert [v["name"] for v in s["videos"]] == ["C/v0", "C/v1", "C/v2", "C/v3"]
+    assert [v["bytes"] for v in s["videos"][:3]] == [r.nbytes for r in recs]
+    assert (s["videos_ok"], s["videos_failed"], s["frames"], s["flows"]) == (3, 1, 15, 12)
+    assert s["unreadable_shards"][0]["shard"] == F.shard_name(2) and "flowprep verify" in \
+        s["unreadable_shards"][0]["reason"]
+    assert main(["info", str(tmp_path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["videos"] == s["videos"]

@@ -1,0 +1,81 @@
+"""Truncated and bit-flipped shards: detected on read with the shard and video named, found by
+`flowprep verify`, and `--repair` re-extracts only what is damaged."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import h5py
+import pytest
+
+from flowprep.cli import main
+from flowprep.errors import ShardError
+from flowprep.store.format import list_shards
+from flowprep.store.reader import ShardSet
+from flowprep.store.verify import verify_folder
+
+from fault_tools import FAST, assert_same_output, make_dataset, shard_keys
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    root = make_dataset(tmp_path_factory.mktemp("verify_ds"), 6)
+    out = tmp_path_factory.mktemp("verify") / "out"
+    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), "--jobs", "1",
+                 "--videos-per-shard", "2", *FAST]) == 0
+    return out
+
+
+def _flip_a_jpeg_byte(shard, key: str, name: str = "flow_x", index: int = 1) -> None:
+    with h5py.File(shard, "r") as f:
+        blob = bytes(f["videos"][key][name][index])
+    data = bytearray(shard.read_bytes())
+    at = data.find(blob)
+    assert at > 0
+    data[at + len(blob) // 2] ^= 0x04
+    shard.write_bytes(bytes(data))
+
+
+def test_truncated_and_bit_flipped_shards_are_found_named_and_repaired(pristine, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    shards = list_shards(out)
+    truncated, flipped = shards[0], shards[1]
+    lost = shard_keys(truncated)
+    victim = shard_keys(flipped)[1]
+    os.truncate(truncated, truncated.stat().st_size // 2)
+    _flip_a_jpeg_byte(flipped, victim)
+
+    # reading names the shard (truncated) or the shard and the video (bit flip)
+    with pytest.raises(ShardError) as e:
+        ShardSet(out)  # the truncated shard's header cannot be read
+    assert truncated.name in str(e.value)
+    only_flipped = tmp_path / "only_flipped"
+    only_flipped.mkdir()
+    shutil.copy(flipped, only_flipped / flipped.name)
+    with pytest.raises(ShardError) as e:
+        ShardSet(only_flipped).flow(victim)
+    assert flipped.name in str(e.value) and victim in str(e.value) and "CRC-32" in str(e.value)
+
+    f = verify_folder(out)
+    assert {(d.shard, d.key) for d in f.damage} == {(truncated.name, None), (flipped.name, victim)}
+    assert f.missing == sorted(lost + [victim])
+    assert main(["verify", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert truncated.name in text and victim in text and "--repair" in text
+
+    untouched = {p.name: p.read_bytes() for p in shards[2:]}
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu"]) == 0
+    report = json.loads((out / "reports" / "latest.json").read_text())
+    assert sorted(report["failures"]) == [] and report["videos_processed"] == len(lost) + 1  # only the damage
+    assert all((out / n).read_bytes() == b for n, b in untouched.items())  # the rest is not rewritten
+    assert (out / (truncated.name + ".damaged")).exists()
+    assert verify_folder(out).clean
+    assert_same_output(out, pristine)
+
+
+def test_a_clean_folder_verifies_and_a_missing_folder_is_an_error(pristine, tmp_path, capsys):
+    assert main(["verify", str(pristine)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "nope")]) == 2

@@ -1,0 +1,53 @@
+"""The workspace: one run per folder, publication that never overwrites, recovery of a dead run's work."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowprep.datasets import VideoTask
+from flowprep.errors import FlowprepError
+from flowprep.store import format as F
+from flowprep.store.workspace import Publisher, RunLock, adopt_orphans, chunk_name, read_index, scan_output, staging_dir
+from flowprep.store.writer import ShardWriter
+
+from twostream_synth import make_record, motion_video
+
+
+def _shard(path, keys) -> None:
+    rng = np.random.default_rng(3)
+    with ShardWriter(path, {}) as w:
+        for k in keys:
+            w.add(make_record(k, *motion_video(rng, 0, 4, 24)))
+
+
+def test_a_second_run_on_a_folder_is_refused_with_its_holder(tmp_path):
+    with RunLock(tmp_path, "extract"):
+        with pytest.raises(FlowprepError, match="already in use by this process"):
+            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path, "import") as again:  # released: free again
+        assert again.run_id
+
+
+def test_publication_takes_the_next_free_name_and_indexes_first(tmp_path):
+    _shard(tmp_path / F.shard_name(0), ["A/v0"])
+    pub = Publisher(tmp_path)
+    staged = staging_dir(tmp_path, "run1") / chunk_name(0)
+    _shard(staged, ["A/v1"])
+    (tmp_path / F.shard_name(1)).write_bytes(b"someone else's")  # taken: never overwritten
+    final = pub.publish(staged, [VideoTask("A/v1", "/data/A/v1.avi")])
+    assert final.name == F.shard_name(2) and not staged.exists()
+    assert (tmp_path / F.shard_name(1)).read_bytes() == b"someone else's"
+    assert [t.key for t in read_index(tmp_path)[final.name]] == ["A/v1"]
+
+
+def test_a_dead_runs_finished_chunk_is_adopted_once_and_unreadable_shards_move_aside(tmp_path):
+    _shard(tmp_path / F.shard_name(0), ["A/v0"])
+    (tmp_path / F.shard_name(1)).write_bytes(b"truncated")
+    done, bad = scan_output(tmp_path)
+    assert done == {"A/v0": "ok"} and bad == [str(tmp_path / (F.shard_name(1) + ".unreadable"))]
+    dead = staging_dir(tmp_path, "dead-run")
+    _shard(dead / chunk_name(0), ["A/v1"])  # finished, never published
+    _shard(dead / chunk_name(1), ["A/v0"])  # published already (killed between link and unlink)
+    with RunLock(tmp_path) as lock:
+        adopted = adopt_orphans(tmp_path, lock.run_id, done, Publisher(tmp_path))
+    assert len(adopted) == 1 and done == {"A/v0": "ok", "A/v1": "ok"} and not dead.exists()

@@ -1,0 +1,56 @@
+"""The ``twostream`` command (also ``python -m train``): fit, test and fuse two-stream ConvNets on flowprep shards.
+
+    python -m train fit  --shards DIR --dataset ucf101 --split 1 --stream temporal [--arch cnn_m_2048] --out runs/t
+    python -m train test --shards DIR --checkpoint runs/t/best.pt [--subset test|train]
+    python -m train fuse --scores runs/s/scores.npz runs/t/scores.npz --method avg|svm
+    torchrun --nproc-per-node 8 -m train fit ...
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from flowprep.cli import DefaultsHelpFormatter
+from flowprep.errors import FlowprepError
+from train.cli import evaluate, fit, fuse
+from train.splits import SplitError
+
+# verb -> (module with add_arguments and run, help)
+VERBS = {
+    "fit": (fit, "train the spatial or temporal ConvNet on a split of the shards"),
+    "test": (evaluate, "score videos with the paper's 25 frames x 10 crops; writes scores.npz"),
+    "fuse": (fuse, "fuse the streams' scores by averaging or a linear SVM"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per verb."""
+    p = argparse.ArgumentParser(prog="twostream", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, (mod, help_) in VERBS.items():
+        sp = sub.add_parser(verb, help=help_, description=help_, formatter_class=DefaultsHelpFormatter)
+        mod.add_arguments(sp)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``twostream`` / ``python -m train``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    rank = int(os.environ.get("RANK", 0))  # only rank 0 logs under torchrun
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(levelname)s %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
+        print(f"twostream {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"twostream {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        from train.distributed import cleanup
+        cleanup()
