@@ -19,10 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from flowprep.config import ExtractConfig
-from flowprep.datasets import VideoTask
+from flowprep.datasets import VideoTask, check_keys
+from flowprep.durable import write_text
 from flowprep.errors import FlowprepError
 from flowprep.extract import ExtractWork
-from flowprep.report import ChunkResult, RunReport, write_report
+from flowprep.report import REPORTS_DIR, ChunkResult, RunReport, write_report
 from flowprep.runners import Chunk, Runner, Work
 from flowprep.runners.local import LocalRunner
 from flowprep.store import format as F
@@ -39,6 +40,7 @@ from flowprep.store.workspace import (
 )
 
 log = logging.getLogger("flowprep")
+MISSING_FILE = "missing.txt"
 
 
 def plan_chunks(tasks: list[VideoTask], jobs: int, videos_per_shard: int) -> list[list[VideoTask]]:
@@ -78,11 +80,12 @@ class BatchSpec:
     retry_failed: bool = False
     show_progress: bool = True
     verb: str = "extract"  # what the lock file and the progress bar call the run
+    missing: tuple[str, ...] = ()  # annotated videos that no file holds: counted, and listed in one file
 
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
                     runner: Runner | None = None, videos_per_shard: int = 16, retry_failed: bool = False,
-                    show_progress: bool = True) -> RunReport:
+                    show_progress: bool = True, missing: tuple[str, ...] = ()) -> RunReport:
     """Extract every video not yet in ``out_dir`` into new shards there; return the run report.
 
     The folder is locked for the run, workers write into a private staging folder and the driver publishes
@@ -97,6 +100,8 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         videos_per_shard: videos per shard (smaller: less work lost to a kill; larger: fewer files).
         retry_failed: extract again the videos that failed in an earlier run.
         show_progress: draw a tqdm bar (videos/s, pairs/s, ETA).
+        missing: videos the annotations name but no file holds (Kinetics): counted in the report and listed in
+            ``out_dir/reports/missing.txt``.
     Returns:
         the report (also written to ``out_dir/reports/``): counts, failures, timings.
     Raises:
@@ -109,7 +114,7 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         from flowprep.jpeg import require_12bit
         require_12bit()
     spec = BatchSpec(ExtractWork(config), config.identity(), asdict(config.solver), runner or LocalRunner(),
-                     videos_per_shard, retry_failed, show_progress)
+                     videos_per_shard, retry_failed, show_progress, missing=tuple(missing))
     return run_batch(videos, out_dir, spec)
 
 
@@ -132,8 +137,10 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
     """Do ``spec.work`` for every video not yet in ``out_dir`` (see ``extract_dataset``, which is this with the
     extractor's work); return the run report."""
     out = Path(out_dir)
+    videos = check_keys(videos)  # two files with one key, names HDF5 cannot store: failed, named, before any work
     with RunLock(out, spec.verb) as lock:
         bind_settings(out, spec.identity)
+        _write_missing(out, spec.missing)
         remove_stale_temporaries(out)
         done, unreadable = scan_output(out)
         publisher = Publisher(out)
@@ -176,6 +183,16 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
     return report
 
 
+def _write_missing(out: Path, missing: tuple[str, ...]) -> None:
+    """``reports/missing.txt``: the annotated videos no file holds, one per line (none: the file is removed)."""
+    path = out / REPORTS_DIR / MISSING_FILE
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, "".join(f"{k}\n" for k in sorted(missing)))
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _report(videos: list[VideoTask], before: dict[str, str], results: list[ChunkResult], spec: BatchSpec,
             jobs: int, started: datetime, seconds: float, state: str, unreadable: list[str],
             adopted: list[str]) -> RunReport:
@@ -183,6 +200,8 @@ def _report(videos: list[VideoTask], before: dict[str, str], results: list[Chunk
     paths = {t.key: t.path for t in videos}
     failed_now = [dict(key=v.key, source=paths.get(v.key, ""), reason=v.reason)
                   for v in processed if v.status == F.FAILED]
+    partial = [dict(key=v.key, frames=v.frames, announced_frames=v.announced_frames, reason=v.partial_reason)
+               for v in processed if v.partial_reason]
     pairs = sum(v.flows for v in processed)
     status = dict(before)
     status.update({v.key: v.status for v in processed})
@@ -192,7 +211,9 @@ def _report(videos: list[VideoTask], before: dict[str, str], results: list[Chunk
         videos_requested=len(videos),
         videos_already_done=sum(1 for t in videos if before.get(t.key) == F.OK),
         videos_processed=len(processed), videos_ok=sum(1 for v in processed if v.status == F.OK),
-        videos_failed=len(failed_now), failed_in_output=sorted(k for k, s in status.items() if s == F.FAILED),
+        videos_partial=len(partial), videos_failed=len(failed_now),
+        failed_in_output=sorted(k for k, s in status.items() if s == F.FAILED),
         pairs=pairs, pairs_per_second=round(pairs / seconds, 3) if seconds > 0 else 0.0,
         bytes=sum(v.bytes for v in processed), shards_written=[Path(r.shard).name for r in results],
-        unreadable_shards=unreadable, adopted_shards=adopted, failures=failed_now)
+        unreadable_shards=unreadable, adopted_shards=adopted, failures=failed_now, partial=partial,
+        annotated_missing=len(spec.missing), missing_list=str(Path(REPORTS_DIR) / MISSING_FILE) if spec.missing else "")

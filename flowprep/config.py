@@ -23,6 +23,9 @@ class ExtractConfig:
     rgb: bool = True
     rgb_quality: int = 95
     resize: Resize = field(default_factory=Resize)
+    # a video whose decoding stops early fails instead of keeping the frames that decoded; not part of the
+    # identity (like the backend): it decides which videos are kept, not what a kept video holds
+    strict_decode: bool = False
 
     def __post_init__(self) -> None:
         for name in ("quality", "rgb_quality"):

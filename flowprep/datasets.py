@@ -1,23 +1,31 @@
-"""List the videos of a dataset as (key, path) pairs; the key is the path relative to the root, no extension.
+"""List the videos of a dataset as (key, path) pairs, with the same rules whatever the source.
 
-Keys match the official split files (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01``), so a trainer finds any
-split's videos without a second index.
+UCF-101, HMDB-51 and folder datasets: the key is the path relative to the root without its extension, which is
+what the official split files name (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01``). Kinetics: the key is the file
+stem (``<youtube_id>_<start:06d>_<end:06d>``), wherever the file is below the root.
+
+Whatever a listing finds that looks like a video is listed, even a broken link, a folder named ``x.avi`` or an
+unreadable file: the extractor then records it as failed with its reason (as ``--list`` always did), so the
+video count matches the user's data. ``check_keys`` marks the tasks that cannot be stored as they are (two files
+with one key, a name that is not UTF-8) as failed before any work, with a reason naming the files.
 """
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from flowprep.errors import FlowprepError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp")
-# layout name -> extensions of its videos (one sub-folder per class)
+# layout name -> extensions of its videos
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "ucf101": (".avi",),
     "hmdb51": (".avi",),
     "folder": VIDEO_EXTENSIONS,
+    "kinetics": VIDEO_EXTENSIONS,  # any depth below the root, keyed by file stem
 }
 # "Class/v_x.avi 12" in UCF-101's trainlists: a trailing class index is not part of the path
 _TRAILING_LABEL = re.compile(r"\s+\d+\s*$")
@@ -25,10 +33,11 @@ _TRAILING_LABEL = re.compile(r"\s+\d+\s*$")
 
 @dataclass(frozen=True)
 class VideoTask:
-    """One video to extract: its shard key and its file."""
+    """One video to extract: its shard key and its file (``error``: why it fails before any work, if it does)."""
 
     key: str
     path: str
+    error: str = ""
 
 
 def key_for(path: Path, root: Path) -> str:
@@ -39,11 +48,23 @@ def key_for(path: Path, root: Path) -> str:
     return str(rel.with_suffix("")) if rel.suffix else str(rel)
 
 
+def _looks_like_video(entry: os.DirEntry, exts: tuple[str, ...]) -> bool:
+    # files, folders and broken links alike: only the name decides (the extractor says what is wrong)
+    return os.path.splitext(entry.name)[1].lower() in exts
+
+
+def _root(root: str | os.PathLike) -> Path:
+    p = Path(root)
+    if not p.is_dir():
+        raise FlowprepError(f"dataset root {root} does not exist or is not a folder; check --root")
+    return p
+
+
 def list_videos(dataset: str, root: str | os.PathLike) -> list[VideoTask]:
-    """Every video of a dataset laid out as <root>/<class>/<video>, sorted by key.
+    """Every video of a dataset laid out as <root>/<class>/<video> (Kinetics: anywhere below root), by key.
 
     Args:
-        dataset: 'ucf101', 'hmdb51' or 'folder' (any of VIDEO_EXTENSIONS).
+        dataset: 'ucf101', 'hmdb51', 'folder' (any of VIDEO_EXTENSIONS) or 'kinetics'.
         root: the dataset folder.
     Raises:
         FlowprepError: the layout is unknown, the root is missing, or it holds no videos.
@@ -51,18 +72,34 @@ def list_videos(dataset: str, root: str | os.PathLike) -> list[VideoTask]:
     if dataset not in LAYOUTS:
         raise FlowprepError(f"unknown dataset layout {dataset!r}; choose one of {', '.join(LAYOUTS)} "
                             "(or give --list FILE)")
-    root_p = Path(root)
-    if not root_p.is_dir():
-        raise FlowprepError(f"dataset root {root} does not exist or is not a folder; check --root")
+    root_p = _root(root)
     exts = LAYOUTS[dataset]
-    tasks = []
-    for class_dir in sorted(p for p in root_p.iterdir() if p.is_dir()):
-        for f in sorted(class_dir.iterdir()):
-            if f.is_file() and f.suffix.lower() in exts:
-                tasks.append(VideoTask(key_for(f, root_p), str(f)))
+    if dataset == "kinetics":
+        tasks = _walk_stems(root_p, exts)
+    else:
+        tasks = []
+        for class_dir in sorted(p for p in root_p.iterdir() if p.is_dir()):
+            for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
+                if _looks_like_video(entry, exts):
+                    tasks.append(VideoTask(key_for(Path(entry.path), root_p), entry.path))
     if not tasks:
-        raise FlowprepError(f"no videos ({', '.join(exts)}) found in {root}/<class>/; check --root and --dataset")
+        where = f"{root} (any depth)" if dataset == "kinetics" else f"{root}/<class>/"
+        raise FlowprepError(f"no videos ({', '.join(exts)}) found in {where}; check --root and --dataset")
     return sorted(tasks, key=lambda t: t.key)
+
+
+def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
+    """Kinetics: every video file below ``root`` (links to folders are not followed: no loops), keyed by stem."""
+    tasks = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in exts]  # folders named x.mp4
+        for name in sorted(names):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in exts:
+                tasks.append(VideoTask(stem, os.path.join(dirpath, name)))
+        dirnames[:] = [d for d in dirnames if os.path.splitext(d)[1].lower() not in exts]
+    return tasks
 
 
 def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[VideoTask]:
@@ -74,9 +111,7 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     lf = Path(list_file)
     if not lf.is_file():
         raise FlowprepError(f"video list {list_file} does not exist; check --list")
-    base = Path(root) if root is not None else lf.parent
-    if root is not None and not base.is_dir():
-        raise FlowprepError(f"dataset root {root} does not exist or is not a folder; check --root")
+    base = _root(root) if root is not None else lf.parent
     tasks: dict[str, VideoTask] = {}
     for raw in lf.read_text(encoding="utf-8", errors="replace").splitlines():
         line = _TRAILING_LABEL.sub("", raw.strip().lstrip("\ufeff"))
@@ -91,3 +126,70 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     if not tasks:
         raise FlowprepError(f"video list {list_file} names no videos")
     return sorted(tasks.values(), key=lambda t: t.key)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _case_insensitive(path: str) -> bool:
+    """Whether the folder of ``path`` ignores case (macOS, Windows shares): its name in another case is it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    other = folder.swapcase()
+    return other != folder and _same_file(folder, other)
+
+
+def check_keys(tasks: list[VideoTask]) -> list[VideoTask]:
+    """The tasks, with those that cannot be stored as they are marked failed (``error``), before any work:
+
+    * several files with one key (the same name without extension: ``v_x.avi`` and ``v_x.mp4``): one task for
+      the key, failed, naming every file;
+    * keys that differ only in case where the file system ignores case (or that are one file): each failed,
+      naming the others;
+    * names that are not valid UTF-8 (a shard key must be): failed, saying to rename the file.
+    """
+    by_key: dict[str, list[VideoTask]] = defaultdict(list)
+    for t in tasks:
+        by_key[t.key].append(t)
+    out = []
+    for key, group in by_key.items():
+        t = group[0]
+        if len(group) > 1:
+            files = ", ".join(sorted(g.path for g in group))
+            t = replace(t, error=f"{len(group)} files have the key {key} (the same name without extension): "
+                                 f"{files}; keep one (remove or rename the others), then run again with --retry-failed")
+        elif not _utf8(key):
+            t = replace(t, key=key.encode("utf-8", "replace").decode("utf-8"),
+                        error="the file name is not valid UTF-8 (a shard key must be); rename the file")
+        out.append(t)
+    by_case: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(out):
+        by_case[t.key.casefold()].append(i)
+    for idx in (v for v in by_case.values() if len(v) > 1):
+        same = any(_same_file(out[i].path, out[j].path) for i in idx for j in idx if i < j)
+        if same or _case_insensitive(out[idx[0]].path):
+            for i in idx:
+                others = ", ".join(out[j].path for j in idx if j != i)
+                out[i] = replace(out[i], error=out[i].error or (
+                    f"its key differs only in case from that of {others}, which this file system cannot tell "
+                    "apart; rename one of them, then run again with --retry-failed"))
+    return sorted(out, key=lambda t: t.key)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # surrogate escapes: bytes of a name that is not UTF-8
+        return False
+
+
+def printable(text: str) -> str:
+    """A path or reason as it can be stored or printed: bytes of a file name that are not UTF-8 (surrogate
+    escapes) shown as \\xNN escapes, instead of failing a whole shard or the console."""
+    if _utf8(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

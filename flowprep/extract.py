@@ -24,7 +24,7 @@ from flowprep.store.writer import ShardWriter
 def encode_settings(config: ExtractConfig) -> EncodeSettings:
     """The parts of the settings the pipeline's decode and encode stages use."""
     return EncodeSettings(quant=config.quant, quality=config.quality, rgb=config.rgb, rgb_quality=config.rgb_quality,
-                          resize=config.resize)
+                          resize=config.resize, strict_decode=config.strict_decode)
 
 
 def extract_video(path: str, key: str | None = None, config: ExtractConfig = ExtractConfig(),
@@ -37,9 +37,10 @@ def extract_video(path: str, key: str | None = None, config: ExtractConfig = Ext
         config: extraction settings.
         solver: a solver to reuse (default: built from ``config.solver``).
     Returns:
-        a VideoRecord with status "ok", held in memory.
+        a VideoRecord with status "ok", held in memory (``partial`` when decoding stopped early: it holds the
+        frames that decoded, unless ``config.strict_decode``).
     Raises:
-        VideoDecodeError: the video cannot be opened, has fewer than 2 frames, or is truncated.
+        VideoDecodeError: the video cannot be opened, or has fewer than 2 frames (or is truncated, when strict).
     """
     key = key if key is not None else Path(path).stem
     solver = solver or make_solver(config.solver)
@@ -87,7 +88,8 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
             writer.add(rec)
             now = time.perf_counter()
             out.append(VideoOutcome(key=rec.key, status=rec.status, reason=rec.reason, frames=rec.frames,
-                                    flows=rec.flows, bytes=rec.nbytes, seconds=round(now - t_prev, 3)))
+                                    flows=rec.flows, bytes=rec.nbytes, seconds=round(now - t_prev, 3),
+                                    announced_frames=rec.announced_frames, partial_reason=rec.partial_reason))
             t_prev = now
             if progress is not None:
                 progress(1, rec.flows)

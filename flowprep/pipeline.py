@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from flowprep.datasets import VideoTask
@@ -27,7 +28,7 @@ from flowprep.errors import FlowprepError
 from flowprep.jpeg import encode_bgr, encode_gray
 from flowprep.quantize import QuantConfig, quantize_flow
 from flowprep.record import VideoRecord
-from flowprep.video import Resize, iter_frames, probe, to_gray
+from flowprep.video import Resize, TruncatedStream, iter_frames, probe, to_gray
 
 _END = object()
 
@@ -41,6 +42,7 @@ class EncodeSettings:
     rgb: bool
     rgb_quality: int
     resize: Resize
+    strict_decode: bool = False  # a video whose decoding stops early fails instead of being kept as partial
 
 
 @dataclass
@@ -60,6 +62,50 @@ def _failure_reason(e: BaseException) -> str:
     return getattr(e, "reason", None) or (str(e) if isinstance(e, FlowprepError) else f"{type(e).__name__}: {e}")
 
 
+class _Segments:
+    """Cuts a video's gray frames into overlapping segments (the last frame starts the next one's first pair)."""
+
+    def __init__(self, v: _Video, size: int, put):
+        self.v, self.size, self.put, self.grays = v, size, put, []
+
+    def add(self, gray: np.ndarray) -> None:
+        self.grays.append(gray)
+        if len(self.grays) == self.size + 1:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.grays) > 1:
+            t0 = time.perf_counter()
+            self.put(("frames", self.v, np.stack(self.grays)))
+            self.v.t_dec -= time.perf_counter() - t0  # waiting for the solver is not decoding
+        self.grays = self.grays[-1:]
+
+
+def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segments) -> None:
+    """Decode one video into ``v.rec`` (RGB JPEGs, size, counts) and its gray frames into segments."""
+    rec = v.rec
+    info = probe(task.path)
+    rec.source_bytes, rec.fps = info.bytes, info.fps
+    rec.source_width, rec.source_height = info.width, info.height
+    rec.announced_frames = info.frame_count
+    try:
+        for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
+            if rec.frames == 0:
+                rec.height, rec.width = frame.shape[:2]
+            elif frame.shape[:2] != (rec.height, rec.width):  # a resolution switch mid-stream: keep the first
+                frame = cv2.resize(frame, (rec.width, rec.height), interpolation=cv2.INTER_AREA)
+            rec.frames += 1
+            if s.rgb:
+                rec.rgb.append(encode_bgr(frame, s.rgb_quality))
+            segments.add(to_gray(frame))
+    except TruncatedStream as e:  # every frame that decoded has been sent: keep them, flagged
+        if s.strict_decode:
+            raise FlowprepError(f"{e.reason}; --strict-decode fails such videos (leave it out to keep the "
+                                f"{e.decoded} frames that decoded)") from None
+        rec.partial_reason = e.reason
+    segments.flush()
+
+
 def _decode(tasks: list[VideoTask], s: EncodeSettings, solver_tag: dict, out: queue.Queue, stop: threading.Event,
             segment: int) -> None:
     def put(item) -> None:
@@ -73,32 +119,13 @@ def _decode(tasks: list[VideoTask], s: EncodeSettings, solver_tag: dict, out: qu
     for task in tasks:
         if stop.is_set():
             return
-        rec = VideoRecord(key=task.key, source=task.path, solver=dict(solver_tag))
-        v = _Video(rec)
+        v = _Video(VideoRecord(key=task.key, source=task.path, solver=dict(solver_tag)))
         put(("video", v, None))
         t0 = time.perf_counter()
-        grays: list[np.ndarray] = []
         try:
-            info = probe(task.path)
-            rec.source_bytes, rec.fps = info.bytes, info.fps
-            rec.source_width, rec.source_height = info.width, info.height
-            for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
-                if rec.frames == 0:
-                    rec.height, rec.width = frame.shape[:2]
-                elif frame.shape[:2] != (rec.height, rec.width):
-                    raise FlowprepError(f"frame {rec.frames} is {frame.shape[1]}x{frame.shape[0]}, the first was "
-                                        f"{rec.width}x{rec.height}; give --size to make them equal")
-                rec.frames += 1
-                if s.rgb:
-                    rec.rgb.append(encode_bgr(frame, s.rgb_quality))
-                grays.append(to_gray(frame))
-                if len(grays) == segment + 1:
-                    v.t_dec += time.perf_counter() - t0
-                    put(("frames", v, np.stack(grays)))
-                    t0 = time.perf_counter()
-                    grays = grays[-1:]  # the last frame starts the next segment's first pair
-            if len(grays) > 1:
-                put(("frames", v, np.stack(grays)))
+            if task.error:
+                raise FlowprepError(task.error)
+            _decode_video(task, v, s, _Segments(v, segment, put))
         except Exception as e:  # any decoder problem fails this video only
             v.error = _failure_reason(e)
         v.t_dec += time.perf_counter() - t0

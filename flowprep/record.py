@@ -30,6 +30,8 @@ class VideoRecord:
     quant: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))
     clipped: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.int64))
     frames: int = 0
+    announced_frames: int = 0  # the frame count the container's header gives (0: it gives none)
+    partial_reason: str = ""  # set when decoding stopped early and the frames that decoded were kept
     solver: dict = field(default_factory=dict)  # backend and device that computed this video's flow
     timings: dict = field(default_factory=dict)  # seconds per stage: decode, flow, encode
 
@@ -37,6 +39,11 @@ class VideoRecord:
     def flows(self) -> int:
         """Number of flow fields (frames - 1 for a complete video)."""
         return len(self.flow_x)
+
+    @property
+    def partial(self) -> bool:
+        """Whether only part of the video decoded (its frames and flows are those that did)."""
+        return bool(self.partial_reason)
 
     @property
     def nbytes(self) -> int:

@@ -29,6 +29,8 @@ class VideoOutcome:
     flows: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    announced_frames: int = 0
+    partial_reason: str = ""  # set when only part of the video decoded (it is "ok", with those frames)
 
 
 @dataclass
@@ -59,7 +61,8 @@ class RunReport:
     videos_requested: int
     videos_already_done: int
     videos_processed: int
-    videos_ok: int
+    videos_ok: int  # partial videos included
+    videos_partial: int  # of which only part decoded (kept; see `partial`)
     videos_failed: int
     failed_in_output: list[str]
     pairs: int
@@ -69,7 +72,16 @@ class RunReport:
     unreadable_shards: list[str] = field(default_factory=list)
     adopted_shards: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)  # {key, source, reason} of this run's failures
+    partial: list[dict] = field(default_factory=list)  # {key, frames, announced_frames, reason} of this run's
+    annotated_missing: int = 0  # clips the annotations list but no file holds (Kinetics --split-dir)
+    missing_list: str = ""  # the file that lists them, one per line
     flowprep_version: str = __version__
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing failed in the output, nothing annotated is missing and this run stored no partial
+        video (the command's exit status is 1 otherwise)."""
+        return not (self.failed_in_output or self.annotated_missing or self.videos_partial)
 
     def to_dict(self) -> dict:
         """The report as a JSON-able dict."""

@@ -68,10 +68,24 @@ class VideoInfo:
     height: int
 
 
+class TruncatedStream(VideoDecodeError):
+    """Decoding gave well fewer frames than the container announces (after yielding those it could): the stream
+    stops early (a truncated file) or the decoder skipped frames it could not read (corrupt data)."""
+
+    def __init__(self, path: str, decoded: int, announced: int):
+        self.decoded, self.announced = decoded, announced
+        super().__init__(path, f"decoded {decoded} of the {announced} frames the container announces (truncated or "
+                               "corrupt stream)")
+
+
 def probe(path: str) -> VideoInfo:
     """Open a video and read its header; raise VideoDecodeError naming the problem."""
     if not os.path.exists(path):
+        if os.path.islink(path):
+            raise VideoDecodeError(path, f"broken symbolic link (to {os.readlink(path)}, which does not exist)")
         raise VideoDecodeError(path, "file not found")
+    if os.path.isdir(path):
+        raise VideoDecodeError(path, "a folder named like a video, not a video file")
     if not os.access(path, os.R_OK):
         raise VideoDecodeError(path, "permission denied (file is not readable)")
     size = os.path.getsize(path)
@@ -101,7 +115,9 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
         resize: how to resize frames (area interpolation when shrinking, linear when enlarging).
         expected: the header's frame count; if decoding stops well short of it, the video is truncated.
     Raises:
-        VideoDecodeError: the file cannot be opened, or decoding stopped short of the header's frame count.
+        TruncatedStream: decoding stopped short of the header's frame count (raised after the last frame, so
+            the frames that did decode have all been yielded).
+        VideoDecodeError: the file cannot be opened, or fewer than 2 frames decoded.
     """
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
@@ -123,10 +139,10 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
             yield frame
     finally:
         cap.release()
-    if expected > 0 and n < expected * (1 - _TRUNCATION_SLACK) - 1:
-        raise VideoDecodeError(path, f"decoding stopped at frame {n} of {expected} (truncated or corrupt stream)")
     if n < 2:
         raise VideoDecodeError(path, f"{n} decodable frame{'s' if n != 1 else ''}; flow needs at least 2")
+    if expected > 0 and n < expected * (1 - _TRUNCATION_SLACK) - 1:
+        raise TruncatedStream(path, n, expected)
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:

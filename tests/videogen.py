@@ -4,12 +4,15 @@ Imported by tests as ``from videogen import ...`` (tests/ is on sys.path through
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; FLOWPREP_SHARED_DATA points elsewhere (benchmarks/gpu_check.sh carries a copy)
+SHARED_DATA = Path(os.environ.get("FLOWPREP_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared"
+                   / "data")
 UCF_CLIP = SHARED_DATA / "videos" / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
 
 

@@ -48,6 +48,11 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local, f"cuda:{local}" if cuda else "cpu")
 
 
+def backend_name() -> str | None:
+    """The process group's backend ('nccl', 'gloo'), or None outside torchrun."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+
+
 def cleanup() -> None:
     """Leave the process group (a no-op outside torchrun)."""
     if dist.is_available() and dist.is_initialized():

@@ -12,13 +12,14 @@ import torch
 
 import flowprep
 from flowprep.durable import write_json
+from flowprep.splits import find_split_dir, load_split
 from train import distributed as D
 from train.data import EvalClips, load_items, make_loader
 from train.engine import load_checkpoint, predict
 from train.fit import FitConfig, TaskSpec
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
 from train.models import build_model
-from train.splits import bind, find_split_dir, load_split
+from train.splits import bind
 
 log = logging.getLogger(__name__)
 

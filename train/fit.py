@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 import flowprep
 from flowprep.durable import replacing
+from flowprep.splits import find_split_dir, load_split
 from train import distributed as D
 from train.data import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from train.engine import (
@@ -33,7 +34,7 @@ from train.engine import (
     unwrap,
 )
 from train.models import build_model
-from train.splits import bind, find_split_dir, load_split
+from train.splits import bind
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def fit(cfg: FitConfig) -> dict:
         optimizer, cfg.epochs * len(loader), milestones), "scaler": torch.amp.GradScaler(
         device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
-                                     "world_size": info.world_size})
+                                     "world_size": info.world_size, "dist_backend": D.backend_name()})
     start = _resume(cfg, state, metrics, info.rank, info.world_size) if cfg.resume else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from flowprep import __version__
@@ -64,10 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     use_compile_cache()  # the command owns its process: compiled kernels persist across runs (and its workers)
+    # FFmpeg's own messages about broken streams would reach the user raw; each video's reason says what is wrong
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         return int(args._run(args) or 0)
     except (FlowprepError, ValueError, FileNotFoundError) as e:
         print(f"flowprep {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # permissions, a full disk, a vanished mount: say which file and what to check
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"flowprep {args.verb}: error: {where}{e.strerror or e} (check that the path exists, is writable "
+              "and has room; finished work is kept, run the same command again)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"flowprep {args.verb}: interrupted", file=sys.stderr)

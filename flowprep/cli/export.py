@@ -1,24 +1,54 @@
-"""``flowprep export``: shards -> folders of flow_x/flow_y/img JPEGs (denseflow from 0, TSN from 1)."""
+"""``flowprep export``: shards -> folders of JPEGs that other tools read (denseflow, TSN, mmaction2)."""
 from __future__ import annotations
 
 import argparse
 
-from flowprep.interchange import FOLDER_FORMATS as FORMATS
+from flowprep.interchange import EXPORT_FORMATS, FOLDER_FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep export``."""
-    p.add_argument("--format", choices=list(FORMATS), default="denseflow",
-                   help="denseflow numbers files from 0, tsn (dense_flow) from 1")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="denseflow",
+                   help="denseflow numbers files from 0, tsn (dense_flow) from 1; mmaction2 writes its rawframes "
+                        "tree and annotation lists (RGB and flow) for --dataset")
     p.add_argument("shards_dir", help="an output folder of `flowprep extract`")
-    p.add_argument("out_dir", help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, img_%%05d.jpg")
-    p.add_argument("--no-rgb", action="store_true", help="write flow images only")
+    p.add_argument("out_dir", help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, img_%%05d.jpg "
+                                   "(mmaction2: rawframes/ and the lists)")
+    p.add_argument("--no-rgb", action="store_true", help="write flow images only (denseflow, tsn)")
+    g = p.add_argument_group("mmaction2")
+    g.add_argument("--dataset", choices=("ucf101", "hmdb51", "kinetics"), default=None,
+                   help="which dataset's list names and labels to write (needed with --format mmaction2)")
+    g.add_argument("--split", type=int, choices=(1, 2, 3), default=None,
+                   help="one split's lists (default: every split whose files are there; Kinetics has one)")
+    g.add_argument("--split-dir", default=None, help="the official split files (default: in or beside the shards)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Export; exit 0."""
+    if args.format == "mmaction2":
+        return _mmaction2(args)
     from flowprep.interchange.denseflow import export_denseflow
 
-    n = export_denseflow(args.shards_dir, args.out_dir, start=FORMATS[args.format], rgb=not args.no_rgb)
-    print(f"exported {n} videos to {args.out_dir} ({args.format} layout, numbered from {FORMATS[args.format]})")
+    start = FOLDER_FORMATS[args.format]
+    n = export_denseflow(args.shards_dir, args.out_dir, start=start, rgb=not args.no_rgb)
+    print(f"exported {n} videos to {args.out_dir} ({args.format} layout, numbered from {start})")
+    return 0
+
+
+def _mmaction2(args: argparse.Namespace) -> int:
+    from flowprep.interchange.mmaction2 import export_mmaction2
+
+    if args.dataset is None:
+        raise ValueError("--format mmaction2 needs --dataset ucf101, hmdb51 or kinetics (its list names and labels)")
+    done = export_mmaction2(args.shards_dir, args.out_dir, args.dataset, args.split, args.split_dir)
+    print(f"exported {done.videos} videos to {args.out_dir} (mmaction2 rawframes, numbered from 1)")
+    print("annotation lists (*_rawframes.txt: RGB, N frames; *_flow.txt: flow, N - 1 flows):")
+    for name in done.lists:
+        print(f"  {name}")
+    if done.not_listed:
+        print(f"not in the lists: {len(done.not_listed)} videos whose key holds whitespace, which mmaction2's "
+              f"annotation lines cannot (e.g. {done.not_listed[0]})")
+    print("mmaction2 config (train and val datasets):")
+    for line in done.config:
+        print(f"  {line}")
     return 0

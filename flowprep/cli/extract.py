@@ -8,7 +8,7 @@ import sys
 
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
 from flowprep.config import ExtractConfig
-from flowprep.datasets import LAYOUTS, list_videos, read_video_list
+from flowprep.datasets import LAYOUTS, list_videos, printable, read_video_list
 from flowprep.quantize import QuantConfig
 from flowprep.video import Resize, parse_size
 
@@ -17,8 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep extract``."""
     src = p.add_argument_group("input")
     src.add_argument("--dataset", choices=list(LAYOUTS), default="folder",
-                     help="layout of --root: <root>/<class>/<video> (ucf101/hmdb51: .avi; folder: any video type)")
+                     help="layout of --root: <root>/<class>/<video> (ucf101/hmdb51: .avi; folder: any video type); "
+                          "kinetics: every video anywhere below --root, keyed by its file stem "
+                          "<youtube_id>_<start:06d>_<end:06d>")
     src.add_argument("--root", help="the dataset folder; keys are video paths relative to it, without extension")
+    src.add_argument("--split-dir", metavar="DIR",
+                     help="kinetics: the folder of the official CSVs (train.csv, validate.csv or val.csv, test.csv): "
+                          "annotated clips with no file are counted and listed in OUT/reports/missing.txt")
     src.add_argument("--list", dest="list_file", metavar="FILE",
                      help="a text file of video paths (relative to --root if given, else to the file); "
                           "UCF-101 train/test lists work as they are")
@@ -46,11 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--rgb-quality", type=int, default=95, help="JPEG quality of the RGB frames")
     q.add_argument("--no-rgb", action="store_true", help="do not store RGB frames")
     r = p.add_argument_group("frame size").add_mutually_exclusive_group()
-    r.add_argument("--short-side", type=int, help="resize so the shorter side has this many pixels (keeps aspect)")
+    r.add_argument("--short-side", type=int,
+                   help="resize so the shorter side has this many pixels, keeping the aspect (default: keep the size; "
+                        "kinetics: 256, as its frames come in mixed sizes; 0 keeps the size)")
     r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size)")
     p.add_argument("--videos-per-shard", type=int, default=16,
                    help="videos per shard file; a kill loses at most this many videos per worker")
     p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
+    p.add_argument("--strict-decode", action="store_true",
+                   help="fail a video whose decoding stops early (default: keep the frames that decoded, flagged "
+                        "as partial in the shard, `flowprep info` and the run report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_solver_arguments(p)
 
@@ -59,9 +69,31 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     """The ExtractConfig the flags describe (ValueError on a bad combination)."""
     quant = QuantConfig(mode="adaptive" if args.adaptive else "fixed", bound=20.0 if args.adaptive else args.bound,
                         bits=args.bits)
-    resize = Resize(short_side=args.short_side, size=parse_size(args.size) if args.size else None)
+    short = args.short_side
+    if short is None and args.size is None and getattr(args, "dataset", None) == "kinetics":
+        short = 256  # Kinetics' frames come in every size: the usual short side
+    resize = Resize(short_side=short or None, size=parse_size(args.size) if args.size else None)
     return ExtractConfig(solver=solver_config_from_args(args), quant=quant, quality=args.quality,
-                         rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize)
+                         rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize,
+                         strict_decode=getattr(args, "strict_decode", False))
+
+
+def videos_from_args(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:
+    """(the videos --list or --root/--dataset name, the annotated Kinetics clips with no file)."""
+    if args.list_file:
+        videos = read_video_list(args.list_file, args.root)
+    elif args.root:
+        videos = list_videos(args.dataset, args.root)
+    else:
+        raise ValueError("give --root (a dataset folder) or --list (a file of video paths)")
+    missing: tuple[str, ...] = ()
+    if args.split_dir:
+        if args.dataset != "kinetics":
+            raise ValueError("--split-dir is for --dataset kinetics (its CSVs say which clips should exist)")
+        from flowprep.kinetics import read_annotations
+        have = {v.key for v in videos}
+        missing = tuple(sorted({c.key for c in read_annotations(args.split_dir)} - have))
+    return videos, missing
 
 
 def runner_from_args(args: argparse.Namespace):
@@ -80,38 +112,43 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Extract; exit 0 when every video of the output is ok, 1 when any failed."""
+    """Extract; exit 0 when the output is clean, 1 when a video failed, a video of this run decoded only in part,
+    or an annotated clip has no file (the report says which)."""
     from flowprep.batch import extract_dataset
 
     if args.videos_per_shard < 1:
         raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")
-    if args.list_file:
-        videos = read_video_list(args.list_file, args.root)
-    elif args.root:
-        videos = list_videos(args.dataset, args.root)
-    else:
-        raise ValueError("give --root (a dataset folder) or --list (a file of video paths)")
+    videos, missing = videos_from_args(args)
     config = config_from_args(args)
     runner = runner_from_args(args)
     # Slurm and other schedulers send SIGTERM before killing a job: stop as cleanly as on Ctrl-C.
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         report = extract_dataset(videos, args.out, config, runner=runner, videos_per_shard=args.videos_per_shard,
-                                 retry_failed=args.retry_failed, show_progress=not args.no_progress)
+                                 retry_failed=args.retry_failed, show_progress=not args.no_progress, missing=missing)
     except KeyboardInterrupt:
         print(f"Interrupted. Complete shards in {args.out} are kept; run the same command again to resume.",
               file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, old)
+    _print_report(report, args.out)
+    return 0 if report.clean else 1
+
+
+def _print_report(report, out: str) -> None:
     print(f"{report.videos_processed} videos extracted in {report.seconds:.1f} s "
-          f"({report.videos_ok} ok, {report.videos_failed} failed; {report.videos_already_done} already "
-          f"done); {report.pairs} flow pairs, {report.pairs_per_second:.2f} pairs/s")
+          f"({report.videos_ok} ok, of them {report.videos_partial} partial; {report.videos_failed} failed; "
+          f"{report.videos_already_done} already done); {report.pairs} flow pairs, "
+          f"{report.pairs_per_second:.2f} pairs/s")
     for f in report.failures:
-        print(f"  FAILED {f['key']}: {f['reason']} ({f['source']})", file=sys.stderr)
-    n_bad = len(report.failed_in_output)
-    print(f"report: {os.path.join(args.out, 'reports', 'latest.json')}")
-    if n_bad:
-        print(f"{n_bad} video(s) in {args.out} failed; `flowprep info {args.out}` lists them "
+        print(f"  FAILED {f['key']}: {f['reason']} ({printable(f['source'])})", file=sys.stderr)
+    for v in report.partial:
+        print(f"  PARTIAL {v['key']}: {v['reason']}; its {v['frames']} decoded frames are kept", file=sys.stderr)
+    if report.annotated_missing:
+        print(f"  MISSING {report.annotated_missing} annotated clip(s) have no file: listed in "
+              f"{os.path.join(out, report.missing_list)}", file=sys.stderr)
+    print(f"report: {os.path.join(out, 'reports', 'latest.json')}")
+    if report.failed_in_output:
+        print(f"{len(report.failed_in_output)} video(s) in {out} failed; `flowprep info {out}` lists them "
               "(--retry-failed tries them again)", file=sys.stderr)
-    return 1 if n_bad else 0

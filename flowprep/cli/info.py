@@ -22,16 +22,18 @@ def run(args: argparse.Namespace) -> int:
         return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0
     st = s["settings"]
     print(f"{s['folder']}: {s['shards']} shards, {s['shard_bytes'] / 1e6:.1f} MB")
-    print(f"videos: {s['videos_ok']} ok, {s['videos_failed']} failed; {s['frames']} frames, {s['flows']} flows")
+    print(f"videos: {s['videos_ok']} ok ({s['videos_partial']} of them partial), {s['videos_failed']} failed; "
+          f"{s['frames']} frames, {s['flows']} flows")
     if st:
         fl = st.get("flow", {})
         print(f"flow: {fl.get('algo')} {json.dumps(fl.get('params'))}")
         print(f"quantization: {json.dumps(st.get('quantization'))}, JPEG quality {st.get('jpeg_quality')}, "
               f"rgb: {st.get('rgb')}, resize: {json.dumps(st.get('resize'))}")
     for v in s["videos"]:
-        if args.all or v["status"] != "ok":
-            extra = f" {v['reason']}" if v["reason"] else ""
-            print(f"  {v['status']:6s} {v['name']}  frames={v['frames']} flows={v['flows']}{extra}")
+        if args.all or v["status"] != "ok" or v["partial_reason"]:
+            status = "partial" if v["partial_reason"] else v["status"]
+            extra = f" {v['reason'] or v['partial_reason']}" if v["reason"] or v["partial_reason"] else ""
+            print(f"  {status:7s} {v['name']}  frames={v['frames']} flows={v['flows']}{extra}")
     for p in s["unreadable_shards"]:
         print(f"  UNREADABLE {p['shard']}: {p['reason']}")
     return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0

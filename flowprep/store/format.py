@@ -7,6 +7,7 @@ docs/FORMAT.md describes the same layout for readers who use h5py alone::
       keys, status                      (V,) utf-8: every video in the shard and "ok"/"failed"
       catalog                           utf-8 JSON: one object per video (its attributes and JPEG bytes),
                                         so that listing a folder never opens a video's group (since 0.2)
+        (a partial video: status "ok", partial_reason set, frames < announced_frames; since 0.2)
       videos/<Class>/<name>/            one group per video, keyed by its path relative to the dataset root
         attrs: VIDEO_ATTRS (solver and timings as JSON)
         rgb, flow_x, flow_y             (N,), (N-1,), (N-1,) variable-length uint8: one JPEG each
@@ -39,11 +40,13 @@ FLOW_STREAMS = ("flow_x", "flow_y")
 QUANT, CLIPPED = "quant", "clipped"
 # per-video attributes, in the order they are written; JSON_ATTRS hold JSON text
 VIDEO_ATTRS = ("status", "reason", "source", "source_bytes", "fps", "frames", "flows", "width", "height",
-               "source_width", "source_height", "solver", "timings")
+               "source_width", "source_height", "announced_frames", "partial_reason", "solver", "timings")
 JSON_ATTRS = ("solver", "timings")
+# attributes added after flowprep 0.1, with the value that reading an older shard gives them
+LATER_ATTRS = {"announced_frames": 0, "partial_reason": ""}
 # what the catalog holds of each video: the attributes a listing needs, and its JPEG bytes
 CATALOG_FIELDS = ("key", "status", "reason", "source", "source_bytes", "fps", "frames", "flows", "width",
-                  "height", "source_width", "source_height", "bytes")
+                  "height", "source_width", "source_height", "announced_frames", "partial_reason", "bytes")
 
 OK, FAILED = "ok", "failed"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -17,6 +18,9 @@ from flowprep.store.samples import FlowSample, read_flow_sample
 from flowprep.store.shardfile import read_catalog, read_shard_header
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
+# files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
+# shards made opening 3x slower per file than 833 did), so the least recently used one is closed past this
+_MAX_OPEN = 256
 _VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm")
 
 
@@ -34,12 +38,20 @@ class VideoMeta:
     height: int
     fps: float
     source: str
+    announced_frames: int = 0  # what the container announced (0: unknown)
+    partial_reason: str = ""  # why only part of the video decoded ("" for a complete one)
+
+    @property
+    def partial(self) -> bool:
+        """Whether the stored frames are only those that decoded before the stream broke."""
+        return bool(self.partial_reason)
 
 
 def _meta(key: str, shard: str, e: dict) -> VideoMeta:
     return VideoMeta(key=key, shard=shard, status=str(e["status"]), reason=str(e["reason"]), frames=int(e["frames"]),
                      flows=int(e["flows"]), width=int(e["width"]), height=int(e["height"]), fps=float(e["fps"]),
-                     source=str(e["source"]))
+                     source=str(e["source"]), announced_frames=int(e.get("announced_frames", 0)),
+                     partial_reason=str(e.get("partial_reason", "")))
 
 
 class ShardSet:
@@ -65,10 +77,16 @@ class ShardSet:
                 if F.supersedes(old[1] if old else None, s):
                     self._where[k] = (str(path), s)
                     self._lower[k.lower()] = k
+        # flat keys (a layout without class folders, e.g. an imported feichtenhofer set) by their file name
+        names: dict[str, list[str]] = {}
+        for k in self._where:
+            names.setdefault(k.rsplit("/", 1)[-1].lower(), []).append(k)
+        self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
         self._reset()
 
     def _reset(self) -> None:
-        self._files: dict[str, h5py.File] = {}
+        self._files: OrderedDict[str, h5py.File] = OrderedDict()
+        self._open_keys: dict[str, set[str]] = {}  # open file -> the keys whose handles point into it
         self._cache: dict[str, dict] = {}
         self._catalogs: dict[str, dict[str, dict] | None] = {}
         self._pid = os.getpid()
@@ -84,24 +102,36 @@ class ShardSet:
         return sorted(k for k, (_, s) in self._where.items() if status is None or s == status)
 
     def resolve(self, name: str) -> str | None:
-        """Find the key for a split-file name: exact, without its extension, then case-insensitively."""
+        """Find the key for a split-file name: exact, without its extension, case-insensitively, then by the
+        file name alone when one key ends in it (keys stored without their class folder)."""
         name = name.strip().replace("\\", "/")
         root, ext = os.path.splitext(name)
         stem = root if ext.lower() in _VIDEO_EXTENSIONS else name
         for cand in (name, stem):
             if cand in self._where:
                 return cand
-        return self._lower.get(stem.lower())
+        found = self._lower.get(stem.lower())
+        if found is None and "/" in stem:
+            found = self._by_name.get(stem.rsplit("/", 1)[-1].lower())
+            found = found if found is not None and "/" not in found else None  # only flat keys, never a guess
+        return found
 
     def _file(self, path: str, key: str | None = None) -> h5py.File:
         if os.getpid() != self._pid:  # forked: the parent's handles are not ours
             self._reset()
         f = self._files.get(path)
-        if f is None:
-            try:
-                f = self._files[path] = h5py.File(path, "r")
-            except OSError as e:
-                raise ShardError(path, f"cannot be opened ({e})", key) from e
+        if f is not None:
+            self._files.move_to_end(path)
+            return f
+        if len(self._files) >= _MAX_OPEN:
+            old, fh = self._files.popitem(last=False)
+            for k in self._open_keys.pop(old, ()):
+                self._cache.pop(k, None)  # its handles die with the file
+            fh.close()
+        try:
+            f = self._files[path] = h5py.File(path, "r")
+        except OSError as e:
+            raise ShardError(path, f"cannot be opened ({e})", key) from e
         return f
 
     def _handles(self, key: str) -> dict:
@@ -120,6 +150,7 @@ class ShardSet:
         if len(self._cache) >= _HANDLE_CACHE:
             self._cache.pop(next(iter(self._cache)))
         h = self._cache[key] = {"group": g}
+        self._open_keys.setdefault(path, set()).add(key)
         return h
 
     def meta(self, key: str) -> VideoMeta:
@@ -127,15 +158,17 @@ class ShardSet:
         if key not in self._where:
             raise KeyError(f"video {key!r} is not in {self.root}")
         path = self._where[key][0]
-        f = self._file(path, key)
-        if path not in self._catalogs:
+        if os.getpid() != self._pid:
+            self._reset()
+        if path not in self._catalogs:  # read once per shard: the file is not touched again for metadata
+            f = self._file(path, key)
             self._catalogs[path] = {e["key"]: e for e in read_catalog(f, [])} if F.CATALOG in f else None
         cat = self._catalogs[path]
         if cat is not None:
             return _meta(key, path, cat[key])
         h = self._handles(key)
         if "meta" not in h:  # a shard written before catalogs existed
-            h["meta"] = _meta(key, path, dict(h["group"].attrs))
+            h["meta"] = _meta(key, path, {**F.LATER_ATTRS, **h["group"].attrs})
         return h["meta"]
 
     def _read(self, key: str, name: str, sel) -> np.ndarray:
@@ -230,7 +263,8 @@ class ShardSet:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_files"], state["_cache"], state["_catalogs"] = {}, {}, {}  # handles never travel to workers
+        state["_files"], state["_cache"], state["_catalogs"] = OrderedDict(), {}, {}  # no handle travels
+        state["_open_keys"] = {}
         return state
 
 

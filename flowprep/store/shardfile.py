@@ -58,6 +58,7 @@ def catalog_from_groups(f: h5py.File, keys: list[str]) -> list[dict]:
                  "fps": float(a["fps"]), "bytes": sum(len(b) for n in F.STREAMS if n in g for b in g[n][()])}
         entry.update({n: int(a[n]) for n in ("source_bytes", "frames", "flows", "width", "height", "source_width",
                                              "source_height")})
+        entry.update({n: type(d)(a.get(n, d)) for n, d in F.LATER_ATTRS.items()})
         out.append(entry)
     return out
 
@@ -65,7 +66,7 @@ def catalog_from_groups(f: h5py.File, keys: list[str]) -> list[dict]:
 def read_catalog(f: h5py.File, keys: list[str]) -> list[dict]:
     """One dict per video of an open shard (F.CATALOG_FIELDS), in the order of ``keys``."""
     if F.CATALOG in f:
-        return json.loads(_text(f[F.CATALOG][()]))
+        return [{**F.LATER_ATTRS, **e} for e in json.loads(_text(f[F.CATALOG][()]))]
     return catalog_from_groups(f, keys)
 
 
@@ -76,7 +77,8 @@ def read_record(g: h5py.Group, key: str) -> VideoRecord:
                       source_bytes=int(a["source_bytes"]), fps=float(a["fps"]), frames=int(a["frames"]),
                       width=int(a["width"]), height=int(a["height"]), source_width=int(a["source_width"]),
                       source_height=int(a["source_height"]), solver=json.loads(a["solver"]),
-                      timings=json.loads(a["timings"]))
+                      timings=json.loads(a["timings"]),
+                      **{n: type(d)(a.get(n, d)) for n, d in F.LATER_ATTRS.items()})
     if rec.status == F.OK:
         for name in F.STREAMS:
             if name in g:

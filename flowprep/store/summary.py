@@ -23,7 +23,8 @@ def _entry(e: dict, shard: str) -> dict:
     """A catalog entry as ``info`` lists it."""
     return {"name": e["key"], "status": e["status"], "reason": e["reason"], "frames": int(e["frames"]),
             "flows": int(e["flows"]), "width": int(e["width"]), "height": int(e["height"]), "source": e["source"],
-            "shard": shard, "bytes": int(e["bytes"])}
+            "shard": shard, "bytes": int(e["bytes"]), "announced_frames": int(e["announced_frames"]),
+            "partial_reason": e["partial_reason"]}
 
 
 def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
@@ -50,7 +51,9 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
 def summarize(out_dir: str | os.PathLike) -> dict:
     """Everything ``flowprep info`` reports, as a dict: settings, totals, one entry per video, unreadable shards.
 
-    Each video entry has name, status, reason, frames, flows, width, height, source, shard, bytes.
+    Each video entry has name, status, reason, frames, flows, width, height, source, shard, bytes,
+    announced_frames and partial_reason (set for a video of which only part decoded: it counts as ok, and in
+    ``videos_partial``).
 
     Raises:
         FlowprepError: the folder does not exist.
@@ -69,6 +72,7 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         "shards": len(shards),
         "shard_bytes": sum(p.stat().st_size for p in shards),
         "videos_ok": len(ok),
+        "videos_partial": sum(1 for v in ok if v["partial_reason"]),
         "videos_failed": len(vids) - len(ok),
         "frames": sum(v["frames"] for v in ok),
         "flows": sum(v["flows"] for v in ok),

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from flowprep import __version__
+from flowprep.datasets import printable
 from flowprep.durable import open_replacing
 from flowprep.record import VideoRecord
 from flowprep.store import format as F
@@ -32,14 +33,16 @@ def _crcs(data: list[bytes]) -> np.ndarray:
 
 def video_attrs(rec: VideoRecord) -> dict:
     """The attributes stored on a video's group (F.VIDEO_ATTRS)."""
-    a = {name: getattr(rec, name) for name in F.VIDEO_ATTRS if name not in F.JSON_ATTRS}
+    a = {name: printable(v) if isinstance(v := getattr(rec, name), str) else v
+         for name in F.VIDEO_ATTRS if name not in F.JSON_ATTRS}
     a.update({name: json.dumps(getattr(rec, name), sort_keys=True) for name in F.JSON_ATTRS})
     return a
 
 
 def catalog_entry(rec: VideoRecord) -> dict:
     """What the shard's catalog says about a video (F.CATALOG_FIELDS)."""
-    entry = {name: getattr(rec, name) for name in F.CATALOG_FIELDS if name != "bytes"}
+    entry = {name: printable(v) if isinstance(v := getattr(rec, name), str) else v
+             for name in F.CATALOG_FIELDS if name != "bytes"}
     entry["bytes"] = rec.nbytes
     return entry
 

@@ -24,7 +24,9 @@ from flowprep.solvers.tvl1_torch import (
     warp_bicubic,
 )
 
-MIDDLEBURY = Path(__file__).resolve().parents[3] / "shared" / "data" / "middlebury"
+from videogen import SHARED_DATA
+
+MIDDLEBURY = SHARED_DATA / "middlebury"
 CV_NAMES = {"tau": "tau", "lambda": "lambda_", "theta": "theta", "nscales": "nscales", "warps": "warps",
             "epsilon": "epsilon", "inner_iterations": "innnerIterations", "outer_iterations": "outerIterations",
             "scale_step": "scaleStep", "gamma": "gamma", "median_filtering": "medianFiltering"}

@@ -12,12 +12,13 @@ from flowprep.config import ExtractConfig
 from flowprep.extract import extract_video
 from flowprep.quantize import dequantize_flow
 from flowprep.solvers import SolverConfig, make_solver
+from flowprep.splits import load_split
 from flowprep.store.reader import open_shards
 from flowprep.store.writer import ShardWriter
 from train import transforms as T
 from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items, read_flow
 from train.distributed import ClassBalancedSampler
-from train.splits import bind, load_split
+from train.splits import bind
 
 
 def _items(motion_data, subset="train"):

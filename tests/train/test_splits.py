@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flowprep.splits import SplitError, find_split_dir, load_split
 from flowprep.store.reader import open_shards
 from flowprep.store.writer import ShardWriter
-from train.splits import SplitError, bind, find_split_dir, load_split
+from train.splits import bind
 
 from twostream_synth import make_record, motion_video
 
@@ -71,6 +72,8 @@ def test_errors_say_what_to_give(tmp_path, motion_data):
     with pytest.raises(SplitError, match="--split-dir"):
         load_split("ucf101", tmp_path, 1)
     with pytest.raises(SplitError, match="choose one of"):
+        load_split("something-else", tmp_path, 1)
+    with pytest.raises(SplitError, match="none of train.csv, validate.csv, val.csv found"):
         load_split("kinetics", tmp_path, 1)
     with pytest.raises(SplitError, match="1, 2 or 3"):
         load_split("ucf101", tmp_path, 4)
@@ -81,3 +84,15 @@ def test_errors_say_what_to_give(tmp_path, motion_data):
     with pytest.raises(SplitError, match="not in"):
         bind((("Nope/v_x.avi", 0),), open_shards(motion_data.shards))
     assert find_split_dir("ucf101", motion_data.shards, None) == motion_data.split_dir  # splits/ beside the shards
+
+
+def test_kinetics_trains_on_train_csv_and_tests_on_validate_csv_with_labels_sorted(tmp_path):
+    (tmp_path / "train.csv").write_text("label,youtube_id,time_start,time_end,split\nzumba,a,0,10,train\n"
+                                        "abseiling,b,5,15,train\n")
+    (tmp_path / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,c,1,11,val\n")
+    s = load_split("kinetics", tmp_path, 1)
+    assert s.classes == ("abseiling", "zumba")
+    assert s.train == (("a_000000_000010", 1), ("b_000005_000015", 0)) and s.test == (("c_000001_000011", 0),)
+    assert find_split_dir("kinetics", tmp_path, None) == tmp_path  # train.csv marks the folder
+    with pytest.raises(SplitError, match="one split"):
+        load_split("kinetics", tmp_path, 2)

@@ -14,8 +14,8 @@ import sys
 
 from flowprep.cli import DefaultsHelpFormatter
 from flowprep.errors import FlowprepError
+from flowprep.splits import SplitError
 from train.cli import evaluate, fit, fuse
-from train.splits import SplitError
 
 # verb -> (module with add_arguments and run, help)
 VERBS = {

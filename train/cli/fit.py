@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from flowprep.splits import DATASETS
 from train.models import ARCHS
-from train.splits import DATASETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

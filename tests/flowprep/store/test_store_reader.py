@@ -65,3 +65,18 @@ def test_flow_samples_are_the_stored_flow_cropped_flipped_and_mean_subtracted(fo
     s.flow_sample("Move/v_0", idx, (5, 3, 24, 24), flip, mean_subtract, codes=codes, tables=tables)
     np.testing.assert_array_equal(np.take_along_axis(tables, codes.reshape(6, -1).astype(np.int64), 1),
                                   got.pixels().reshape(6, -1))
+
+
+def test_a_reader_keeps_a_bounded_number_of_files_open_and_reads_right(tmp_path, monkeypatch):
+    import flowprep.store.reader as reader
+
+    rng = np.random.default_rng(5)
+    recs = [make_record(f"C/v{i}", *motion_video(rng, i % 3, 5, 24)) for i in range(6)]
+    for i, r in enumerate(recs):
+        _write(tmp_path / F.shard_name(i), [r])
+    monkeypatch.setattr(reader, "_MAX_OPEN", 2)
+    s = open_shards(tmp_path)
+    for _ in range(2):  # twice round: every file is closed and opened again on the way
+        for r in recs:
+            np.testing.assert_array_equal(s.flow(r.key), dequantize_flow(*s.flow_codes(r.key, range(r.flows))))
+            assert s.meta(r.key).frames == 5 and len(s._files) <= 2

@@ -1,0 +1,44 @@
+"""Feichtenhofer's two-stream layout (gpu_flow, the bound +-20): the x and y flow of a video in two parallel
+trees, and optionally its RGB frames in a third, each numbered from 1::
+
+    u/<video>/frame000001.jpg   v/<video>/frame000001.jpg   [jpegs_256/<video>/frame000001.jpg]
+
+A video's key is its folder name (``v_ApplyEyeMakeup_g01_c01``): no class folder, which the reader's
+``resolve`` finds from UCF-101's split files by the file name alone.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from flowprep.interchange.frames import DEFAULT_ZERO, consecutive, foreign_quant, make_record, read_bytes, read_sidecar
+from flowprep.record import VideoRecord
+
+LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
+RGB_TREE = "jpegs_256"
+_FRAME = re.compile(r"^frame(\d+)\.jpg$")
+
+
+def list_folders(in_dir: Path) -> list[Path]:
+    """The x-flow folder ``u/<video>`` of every video (its key is the folder's path below ``u``)."""
+    u = in_dir / "u"
+    return sorted({p.parent for p in u.rglob("frame*.jpg")}) if u.is_dir() else []
+
+
+def _frames(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = {int(m.group(1)): p for p in folder.iterdir() if (m := _FRAME.match(p.name))}
+    return consecutive(found, folder.name, folder)
+
+
+def read_video(u_folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO) -> VideoRecord:
+    """One video of the layout, from its ``u/<key>`` folder, -> a VideoRecord (JPEG bytes as they are)."""
+    base = u_folder.parents[len(Path(key).parts)]  # the layout's root, above u/
+    fx, fy = _frames(u_folder), _frames(base / "v" / key)
+    img = _frames(base / RGB_TREE / key)
+    quant = read_sidecar(u_folder, len(fx))
+    if quant is None:
+        quant = foreign_quant(len(fx), bound, zero)
+    return make_record(key, str(u_folder), read_bytes(img), read_bytes(fx), read_bytes(fy), quant,
+                       f"{base} video {key} (expected {LAYOUT})")

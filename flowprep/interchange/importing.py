@@ -1,0 +1,136 @@
+"""``flowprep import``: flow someone already extracted -> shards, through the same batch driver as extraction
+(parallel, a progress bar, resumable, failures recorded per video with their reason).
+
+Layouts (``--format``): ``denseflow`` and ``tsn`` folders, TSN's ``tsn-zip`` folders, ``feichtenhofer``'s u/v
+trees and ``mmaction2`` rawframes with their annotation lists. JPEG bytes are copied as they are; the
+quantization is read from flowprep's own sidecar where an export left one, else it is the fixed ``bound``
+with zero at ``zero`` (see flowprep.interchange.frames).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowprep import __version__
+from flowprep.batch import BatchSpec, run_batch
+from flowprep.datasets import VideoTask
+from flowprep.errors import FlowprepError
+from flowprep.interchange import denseflow, feichtenhofer, mmaction2, tsn_zip
+from flowprep.interchange.frames import DEFAULT_ZERO
+from flowprep.record import VideoRecord
+from flowprep.report import ChunkResult, RunReport, VideoOutcome
+from flowprep.runners import Chunk, Progress, Runner
+from flowprep.runners.local import LocalRunner
+from flowprep.store.format import FORMAT_VERSION
+from flowprep.store.writer import ShardWriter
+
+# format -> (the layout's description, its folder lister, its reader)
+READERS = {
+    "denseflow": (denseflow.LAYOUT, denseflow.list_folders, denseflow.read_folder),
+    "tsn": (denseflow.LAYOUT, denseflow.list_folders, denseflow.read_folder),
+    "tsn-zip": (tsn_zip.LAYOUT, tsn_zip.list_folders, tsn_zip.read_zip_folder),
+    "feichtenhofer": (feichtenhofer.LAYOUT, feichtenhofer.list_folders, feichtenhofer.read_video),
+    "mmaction2": (mmaction2.LAYOUT, None, denseflow.read_folder),
+}
+
+
+def identity(fmt: str, in_dir: Path, bound: float, zero: float) -> dict:
+    """The settings an imported folder is bound to (a resumed import must ask for the same)."""
+    return {"format_version": FORMAT_VERSION, "flow": {"algo": "imported", "params": {"format": fmt,
+                                                                                      "from": str(in_dir)}},
+            "quantization": {"mode": "imported", "bound": float(bound), "zero": float(zero)}, "jpeg_quality": None,
+            "rgb": True, "rgb_quality": None, "resize": None}
+
+
+def _key_of(fmt: str, folder: Path, in_dir: Path) -> str:
+    base = in_dir / "u" if fmt == "feichtenhofer" else in_dir
+    return folder.relative_to(base).as_posix()
+
+
+def _guess(in_dir: Path) -> str:
+    """Which layout ``in_dir`` looks like, for the error message of a wrong --format."""
+    for fmt in ("tsn-zip", "feichtenhofer", "denseflow"):
+        if READERS[fmt][1](in_dir):
+            return f" (it looks like --format {fmt})"
+    return " (no layout flowprep knows was found)" if not any(in_dir.glob("*.txt")) else ""
+
+
+def list_import(fmt: str, in_dir: Path) -> tuple[list[VideoTask], mmaction2.Listed | None]:
+    """The videos of ``in_dir`` in layout ``fmt`` (and, for mmaction2, what its lists say).
+
+    Raises:
+        FlowprepError: ``in_dir`` is not a folder, or holds no video of that layout (naming the one expected).
+    """
+    if fmt not in READERS:
+        raise FlowprepError(f"unknown import format {fmt!r}; choose one of {', '.join(READERS)}")
+    if not in_dir.is_dir():
+        raise FlowprepError(f"{in_dir} is not a folder; give the folder of the {fmt} layout")
+    if fmt == "mmaction2":
+        listed = mmaction2.list_mmaction2(in_dir)
+        return listed.tasks, listed
+    folders = READERS[fmt][1](in_dir)
+    if not folders:
+        raise FlowprepError(f"{in_dir}: no video in the {fmt} layout, which is {READERS[fmt][0]}{_guess(in_dir)}")
+    return [VideoTask(_key_of(fmt, f, in_dir), str(f)) for f in folders], None
+
+
+@dataclass(frozen=True)
+class ImportWork:
+    """Importing as a runner's work: a chunk of video folders -> a shard at the chunk's staging path."""
+
+    fmt: str
+    bound: float = 20.0
+    zero: float = DEFAULT_ZERO
+    settings: dict | None = None
+
+    def _record(self, task: VideoTask) -> VideoRecord:
+        if task.error:
+            return VideoRecord.failed(task.key, task.path, task.error)
+        folder = Path(task.path)
+        if not folder.is_dir():
+            return VideoRecord.failed(task.key, task.path, f"{folder}: no such folder (the layout is "
+                                                           f"{READERS[self.fmt][0]})")
+        try:
+            return READERS[self.fmt][2](folder, task.key, self.bound, self.zero)
+        except (FlowprepError, OSError) as e:
+            return VideoRecord.failed(task.key, task.path, str(e))
+
+    def __call__(self, chunk: Chunk, progress: Progress | None = None) -> ChunkResult:
+        """Read the chunk's video folders into ``chunk.staged``; a folder that cannot be read is recorded."""
+        t0, out = time.perf_counter(), []
+        with ShardWriter(chunk.staged, self.settings or {}) as w:
+            for task in chunk.tasks:
+                t = time.perf_counter()
+                rec = self._record(task)
+                w.add(rec)
+                out.append(VideoOutcome(key=rec.key, status=rec.status, reason=rec.reason, frames=rec.frames,
+                                        flows=rec.flows, bytes=rec.nbytes, seconds=round(time.perf_counter() - t, 3)))
+                if progress is not None:
+                    progress(1, rec.flows)
+        return ChunkResult(shard=chunk.staged, videos=out, seconds=time.perf_counter() - t0)
+
+    def on_gpu(self) -> "ImportWork":
+        """Importing uses no GPU: the same work."""
+        return self
+
+
+def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt: str = "denseflow",
+                   bound: float = 20.0, zero: float = DEFAULT_ZERO, runner: Runner | None = None,
+                   videos_per_shard: int = 64, retry_failed: bool = False,
+                   show_progress: bool = True) -> tuple[RunReport, list[str]]:
+    """Import every video of ``in_dir`` (layout ``fmt``) into shards in ``shards_dir``; resumes like extraction.
+
+    Returns the run report and, for mmaction2, the split files written to ``shards_dir/splits`` for the trainer.
+    """
+    src = Path(in_dir).resolve()
+    tasks, listed = list_import(fmt, src)
+    ident = identity(fmt, src, bound, zero)
+    work = ImportWork(fmt, bound, zero, {**ident, "solver": {"backend": "imported", "format": fmt},
+                                         "flowprep_version": __version__})
+    spec = BatchSpec(work, ident, {"backend": "imported", "format": fmt}, runner or LocalRunner(),
+                     videos_per_shard, retry_failed, show_progress, verb="import")
+    report = run_batch(tasks, shards_dir, spec)
+    written = mmaction2.write_trainer_splits(listed, Path(shards_dir) / "splits") if listed else []
+    return report, written

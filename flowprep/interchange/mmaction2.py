@@ -1,0 +1,226 @@
+"""mmaction2's rawframes: the tree and the annotation lists its ``RawframeDataset`` reads, both ways.
+
+The tree, as mmaction2's data preparation documents it (tools/data/<dataset>/README.md)::
+
+    <dir>/rawframes/<Class>/<video>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg      (UCF-101, HMDB-51)
+    <dir>/rawframes_{train,val}/<label>/<youtube_id>_<start>_<end>/...                      (Kinetics)
+
+numbered from 1 (``start_index=1``). The lists are named and written as tools/data/build_file_list.py does:
+``<dataset>_{train,val}_split_<N>_rawframes.txt`` (``kinetics400_{train,val}_list_rawframes.txt``), one line
+``<frame_dir> <frame count> <label>`` per video, labels from 0: UCF-101's from classInd.txt, HMDB-51's and
+Kinetics' from the sorted class names (Kinetics' with spaces as underscores). A video of N frames has N - 1
+flows, so a flow list is written beside each RGB list (``..._flow.txt``) with N - 1: build_file_list.py writes
+only the RGB list, whose N makes mmaction2 ask for a flow image that does not exist (mmaction2#1812, #969).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from flowprep.datasets import VideoTask
+from flowprep.durable import write_text
+from flowprep.errors import FlowprepError
+from flowprep.interchange.denseflow import export_video, open_for_export
+from flowprep.interchange.frames import safe_dir
+from flowprep.splits import Split, available_splits, find_split_dir, load_split
+
+LAYOUT = ("rawframes/<Class>/<video>/img_%05d.jpg, flow_x_%05d.jpg, flow_y_%05d.jpg from 1, and annotation lists "
+          "such as ucf101_train_split_1_rawframes.txt (lines '<frame_dir> <frames> <label>')")
+_LIST = re.compile(r"^(?P<name>.+?)_(?P<subset>train|val|test)_(?:split_(?P<split>\d)|list)"
+                   r"_(?P<what>rawframes|flow)\.txt$")
+TREES = ("rawframes", "rawframes_train", "rawframes_val", "rawframes_test", ".")
+
+
+def kinetics_label(label: str) -> str:
+    """A Kinetics label as mmaction2 names its folder and sorts it: quotes dropped, spaces as underscores."""
+    return label.replace('"', "").replace(" ", "_")
+
+
+@dataclass
+class Export:
+    """What ``export_mmaction2`` wrote."""
+
+    videos: int = 0
+    lists: list[str] = field(default_factory=list)  # file names, RGB then flow for each subset
+    not_listed: list[str] = field(default_factory=list)  # keys mmaction2's lines cannot hold (whitespace)
+    config: list[str] = field(default_factory=list)  # the lines to put in an mmaction2 config
+
+
+def _splits(dataset: str, shards_dir: str, split: int | None, split_dir: str | None) -> list[Split]:
+    """The split asked for, or every split whose files are there."""
+    where = find_split_dir(dataset, shards_dir, split_dir)
+    numbers = [split] if split else available_splits(dataset, where)
+    if not numbers:
+        raise FlowprepError(f"{where}: no {dataset} split files; give --split-dir, the folder of the official ones")
+    return [load_split(dataset, where, n) for n in numbers]
+
+
+def _labels(split: Split) -> dict[str, int]:
+    """Class name -> mmaction2's label for it."""
+    if split.dataset == "ucf101":
+        return {c: i for i, c in enumerate(split.classes)}
+    key = kinetics_label if split.dataset == "kinetics" else (lambda c: c)
+    return {c: i for i, c in enumerate(sorted(split.classes, key=key))}
+
+
+def _frame_dir(split: Split, key: str, class_name: str) -> str:
+    return f"{kinetics_label(class_name)}/{key}" if split.dataset == "kinetics" else key
+
+
+def _list_name(split: Split, subset: str, what: str) -> str:
+    if split.dataset == "kinetics":
+        name = f"kinetics{len(split.classes)}" if len(split.classes) in (400, 600, 700) else "kinetics"
+        return f"{name}_{subset}_list_{what}.txt"
+    return f"{split.dataset}_{subset}_split_{split.split}_{what}.txt"
+
+
+def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, dataset: str,
+                     split: int | None = None, split_dir: str | os.PathLike | None = None,
+                     show_progress: bool = True) -> Export:
+    """The rawframes tree of every listed ok video and the annotation lists of each split (all three, or
+    ``split``), as mmaction2 reads them; returns what was written and the config lines to use."""
+    if dataset not in ("ucf101", "hmdb51", "kinetics"):
+        raise FlowprepError(f"--dataset {dataset}: mmaction2 export knows ucf101, hmdb51 and kinetics")
+    src = open_for_export(shards_dir, "mmaction2")
+    out, done = Path(out_dir), Export()
+    ok = set(src.keys())
+    written: set[tuple[str, str]] = set()
+    splits = _splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
+    jobs = []  # (tree, frame_dir, key) to write
+    for s in splits:
+        labels = _labels(s)
+        for subset, items in (("train", s.train), ("val", s.test)):
+            tree = f"rawframes_{subset}" if dataset == "kinetics" else "rawframes"
+            rgb, flow = [], []
+            for name, label in items:
+                key = src.resolve(name)
+                if key is None or key not in ok:
+                    continue  # failed or never extracted: not in the lists (as build_file_list.py skips them)
+                frame_dir = _frame_dir(s, key, s.classes[label])
+                if re.search(r"\s", frame_dir):
+                    done.not_listed.append(key)
+                    continue
+                m = src.meta(key)
+                rgb.append(f"{frame_dir} {m.frames} {labels[s.classes[label]]}\n")
+                flow.append(f"{frame_dir} {m.flows} {labels[s.classes[label]]}\n")
+                if (tree, frame_dir) not in written:
+                    written.add((tree, frame_dir))
+                    jobs.append((tree, frame_dir, key))
+            for what, lines in (("rawframes", rgb), ("flow", flow)):
+                out.mkdir(parents=True, exist_ok=True)
+                write_text(out / _list_name(s, subset, what), "".join(lines))
+                done.lists.append(_list_name(s, subset, what))
+    for tree, frame_dir, key in tqdm(jobs, unit="video", desc="export", disable=not show_progress):
+        export_video(src, key, safe_dir(out / tree, frame_dir), start=1)
+    done.videos = len(jobs)
+    done.not_listed = sorted(set(done.not_listed))
+    done.config = config_lines(out, splits[0])
+    return done
+
+
+def config_lines(out: Path, split: Split) -> list[str]:
+    """The dataset settings of an mmaction2 config for the exported RGB and flow lists of ``split``."""
+    lines = []
+    for modality, what, tmpl in (("RGB", "rawframes", "img_{:05}.jpg"), ("Flow", "flow", "flow_{}_{:05d}.jpg")):
+        for subset in ("train", "val"):
+            tree = out / (f"rawframes_{subset}" if split.dataset == "kinetics" else "rawframes")
+            lines.append(f"{modality} {subset}: dataset=dict(type='RawframeDataset', "
+                         f"ann_file='{out / _list_name(split, subset, what)}', data_prefix=dict(img='{tree}'), "
+                         f"filename_tmpl='{tmpl}', start_index=1, modality='{modality}')")
+    return lines
+
+
+@dataclass
+class Listed:
+    """The videos mmaction2's lists name: tasks to import, each key's label, and which lists hold which key."""
+
+    tasks: list[VideoTask]
+    labels: dict[str, int]
+    subsets: dict[tuple[str, int, str], list[str]]  # (dataset name, split, subset) -> keys
+    kinetics: bool
+
+
+def _tree_for(in_dir: Path, frame_dirs: list[str]) -> Path:
+    """The folder below which a list's frame dirs are (rawframes, rawframes_train, ...): the first holding one."""
+    for t in TREES:
+        if any((in_dir / t / d).is_dir() for d in frame_dirs[:20]):
+            return in_dir / t
+    raise FlowprepError(f"{in_dir}: none of the lists' frame folders (e.g. {frame_dirs[0]}) is in "
+                        f"{', '.join(TREES)}; expected {LAYOUT}")
+
+
+def _parse_list(path: Path) -> list[tuple[str, int]]:
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 3 or not parts[1].isdigit() or not parts[2].lstrip("-").isdigit():
+            raise FlowprepError(f"{path}, line {i}: {line!r} is not '<frame_dir> <frames> <label>'")
+        rows.append((parts[0], int(parts[2])))
+    return rows
+
+
+def list_mmaction2(in_dir: Path) -> Listed:
+    """The videos of a rawframes folder, from its annotation lists (keys and labels as the lists say them)."""
+    files = sorted(p for p in in_dir.glob("*.txt") if _LIST.match(p.name))
+    if not files:
+        raise FlowprepError(f"{in_dir}: no mmaction2 annotation lists (*_rawframes.txt, *_flow.txt); expected {LAYOUT}")
+    tasks: dict[str, VideoTask] = {}
+    labels: dict[str, int] = {}
+    subsets: dict[tuple[str, int, str], list[str]] = {}
+    kinetics = all(_LIST.match(p.name)["name"].startswith("kinetics") for p in files)
+    for path in files:
+        m = _LIST.match(path.name)
+        rows = _parse_list(path)
+        if not rows:
+            continue
+        tree = _tree_for(in_dir, [d for d, _ in rows])
+        keys = subsets.setdefault((m["name"], int(m["split"] or 1), m["subset"]), [])
+        for frame_dir, label in rows:
+            key = frame_dir.rsplit("/", 1)[-1] if kinetics else frame_dir
+            if labels.setdefault(key, label) != label:
+                raise FlowprepError(f"{path}: {frame_dir} has label {label}, another list gives {labels[key]}")
+            tasks.setdefault(key, VideoTask(key, str(tree / frame_dir)))
+            if key not in keys:
+                keys.append(key)
+    return Listed(sorted(tasks.values(), key=lambda t: t.key), labels, subsets, kinetics)
+
+
+def _class_names(listed: Listed) -> dict[int, str]:
+    """label -> class name: the class folder of the label's videos (``label_<n>`` where they disagree)."""
+    names: dict[int, set[str]] = {}
+    for t in listed.tasks:
+        folder = Path(t.path).parent.name
+        names.setdefault(listed.labels[t.key], set()).add(folder)
+    return {label: (next(iter(n)) if len(n) == 1 else f"label_{label}") for label, n in names.items()}
+
+
+def write_trainer_splits(listed: Listed, split_dir: Path) -> list[str]:
+    """Split files beside the imported shards that ``python -m train`` reads: the folder format (classInd.txt,
+    trainlist0N.txt, testlist0N.txt) for UCF-101/HMDB-51 lists, train.csv/validate.csv for Kinetics lists.
+    Returns the files written."""
+    names = _class_names(listed)
+    split_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    if listed.kinetics:
+        for (_, _, subset), keys in sorted(listed.subsets.items()):
+            rows = ["label,youtube_id,time_start,time_end,split"]
+            for k in keys:
+                yid, start, end = k.rsplit("_", 2)
+                rows.append(f'"{names[listed.labels[k]]}",{yid},{int(start)},{int(end)},{subset}')
+            fname = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}[subset]
+            write_text(split_dir / fname, "\n".join(rows) + "\n")
+            written.append(fname)
+        return written
+    write_text(split_dir / "classInd.txt", "".join(f"{i + 1} {names[i]}\n" for i in sorted(names)))
+    written.append("classInd.txt")
+    for (_, n, subset), keys in sorted(listed.subsets.items()):
+        fname = f"{'train' if subset == 'train' else 'test'}list{n:02d}.txt"
+        write_text(split_dir / fname, "".join(f"{names[listed.labels[k]]}/{k.rsplit('/', 1)[-1]}\n" for k in keys))
+        written.append(fname)
+    return sorted(set(written))
