@@ -87,9 +87,7 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
         for rec in run_pipeline(list(tasks), solver, encode_settings(config)):
             writer.add(rec)
             now = time.perf_counter()
-            out.append(VideoOutcome(key=rec.key, status=rec.status, reason=rec.reason, frames=rec.frames,
-                                    flows=rec.flows, bytes=rec.nbytes, seconds=round(now - t_prev, 3),
-                                    announced_frames=rec.announced_frames, partial_reason=rec.partial_reason))
+            out.append(VideoOutcome.of(rec, now - t_prev))
             t_prev = now
             if progress is not None:
                 progress(1, rec.flows)

@@ -32,6 +32,13 @@ class VideoOutcome:
     announced_frames: int = 0
     partial_reason: str = ""  # set when only part of the video decoded (it is "ok", with those frames)
 
+    @classmethod
+    def of(cls, rec, seconds: float) -> "VideoOutcome":
+        """The outcome of a stored VideoRecord that took ``seconds``."""
+        return cls(key=rec.key, status=rec.status, reason=rec.reason, frames=rec.frames, flows=rec.flows,
+                   bytes=rec.nbytes, seconds=round(seconds, 3), announced_frames=rec.announced_frames,
+                   partial_reason=rec.partial_reason)
+
 
 @dataclass
 class ChunkResult:

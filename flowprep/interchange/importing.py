@@ -105,8 +105,7 @@ class ImportWork:
                 t = time.perf_counter()
                 rec = self._record(task)
                 w.add(rec)
-                out.append(VideoOutcome(key=rec.key, status=rec.status, reason=rec.reason, frames=rec.frames,
-                                        flows=rec.flows, bytes=rec.nbytes, seconds=round(time.perf_counter() - t, 3)))
+                out.append(VideoOutcome.of(rec, time.perf_counter() - t))
                 if progress is not None:
                     progress(1, rec.flows)
         return ChunkResult(shard=chunk.staged, videos=out, seconds=time.perf_counter() - t0)
