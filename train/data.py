@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_in
 
 from flowprep.quantize import lookup_planes
 from train import transforms as T
+from train.stacking import STACKINGS, trajectory_stack
 
 STREAMS = ("spatial", "temporal")
 
@@ -37,10 +38,14 @@ class DataConfig:
     seed: int = 0
     test_frames: int = 25
     test_crops: int = 10  # 1 (centre), 2 (centre + flip), 5 (corners + centre) or 10 (and their flips)
+    rgb_jitter: float = 0.0  # std of AlexNet's PCA colour jitter of training frames (0: off; the paper: 0.1)
+    stacking: str = "optical"  # "optical" (Eq. 1) or "trajectory" (Eq. 2), in training and at test time
 
     def __post_init__(self) -> None:
         if self.stream not in STREAMS:
             raise ValueError(f"unknown stream {self.stream!r}; choose one of {', '.join(STREAMS)}")
+        if self.stacking not in STACKINGS:
+            raise ValueError(f"unknown stacking {self.stacking!r}; choose one of {', '.join(STACKINGS)}")
         if self.test_crops not in (1, 2, 5, 10):
             raise ValueError(f"--test-crops must be 1, 2, 5 or 10, got {self.test_crops}")
         if self.flow_length < 1 or self.crop_size < 8 or self.test_frames < 1:
@@ -98,9 +103,13 @@ def _box(box: T.Box) -> tuple[int, int, int, int]:
 
 def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
     """(L, 2, h, w) float32 flow in pixels of flows start..start+L-1 inside ``box``, optionally mean-subtracted
-    (each whole field minus its own mean vector)."""
-    sample = shards.flow_sample(item.key, flow_indices(item, start, config), _box(box),
-                                mean_subtract=config.mean_subtract)
+    (each whole field minus its own mean vector); stacked along trajectories with ``config.stacking``."""
+    idx = flow_indices(item, start, config)
+    if config.stacking == "trajectory":  # trajectories need the whole fields: they leave any crop
+        whole = shards.flow_sample(item.key, idx).pixels().reshape(config.flow_length, 2, item.height, item.width)
+        stack = trajectory_stack(whole, config.mean_subtract)
+        return np.ascontiguousarray(stack[..., box.y:box.y + box.h, box.x:box.x + box.w])
+    sample = shards.flow_sample(item.key, idx, _box(box), mean_subtract=config.mean_subtract)
     return sample.pixels().reshape(config.flow_length, 2, box.h, box.w)
 
 
@@ -164,16 +173,17 @@ def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
 
 def read_flow_stack(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
     """(2L, S, S) float32 stack x1, y1, x2, y2, ... of the flows in ``box``, resized to S if needed, maybe flipped."""
-    if (box.h, box.w) == (config.crop_size, config.crop_size):
+    if (box.h, box.w) == (config.crop_size, config.crop_size) and config.stacking == "optical":
         return read_flow_crop(shards, item, start, config, box, flip)
     flow = read_flow(shards, item, start, config, box)
     return T.crop_flow(flow, T.Box(0, 0, box.h, box.w), config.crop_size, flip)
 
 
-def read_frame(shards, item: VideoItem, index: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
-    """(3, S, S) float32 normalised RGB crop of frame ``index``."""
+def read_frame(shards, item: VideoItem, index: int, config: DataConfig, box: T.Box, flip: bool,
+               jitter: np.ndarray | None = None) -> np.ndarray:
+    """(3, S, S) float32 normalised RGB crop of frame ``index`` (``jitter``: an RGB offset, T.rgb_jitter)."""
     frame = shards.rgb(item.key, [int(index)])[0]
-    return T.crop_rgb(frame, box, config.crop_size, flip)
+    return T.crop_rgb(frame, box, config.crop_size, flip, jitter)
 
 
 class TrainClips(Dataset):
@@ -191,8 +201,10 @@ class TrainClips(Dataset):
         self.items = items
         self.config = config
         self.epoch = 0
-        # multi-scale boxes are resized in float: only fixed S x S temporal crops can travel as codes
-        self.compact = compact and config.stream == "temporal" and not config.multi_scale
+        # multi-scale boxes are resized in float, trajectories sampled in float: only fixed S x S optical-flow
+        # stacks can travel as codes
+        self.compact = compact and config.stream == "temporal" and not config.multi_scale \
+            and config.stacking == "optical"
         # uint16 codes with 4096-entry tables as soon as one source holds 12-bit flow
         self.code_format = max((s.flow_code_format for s in self.sources), key=lambda f: f[1])
 
@@ -211,10 +223,19 @@ class TrainClips(Dataset):
         box = T.random_box(item.height, item.width, cfg.crop_size, rng, cfg.multi_scale)
         return item, pos, box, bool(cfg.flip and rng.random() < 0.5)
 
+    def _jitter(self, i: int) -> np.ndarray | None:
+        # drawn from its own stream, so that the other choices stay what they were without jitter
+        if self.config.stream != "spatial" or not self.config.rgb_jitter:
+            return None
+        rng = np.random.default_rng([self.config.seed, self.epoch, int(i), 1])
+        return T.rgb_jitter(rng.normal(0.0, self.config.rgb_jitter, 3))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         item, pos, box, flip = self._choose(i)
-        read = read_frame if self.config.stream == "spatial" else read_flow_stack
-        x = read(self.sources[item.task], item, pos, self.config, box, flip)
+        if self.config.stream == "spatial":
+            x = read_frame(self.sources[item.task], item, pos, self.config, box, flip, self._jitter(i))
+        else:
+            x = read_flow_stack(self.sources[item.task], item, pos, self.config, box, flip)
         return torch.from_numpy(x), item.label, item.task
 
     def __getitems__(self, indices: Sequence[int]) -> tuple:

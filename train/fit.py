@@ -21,6 +21,7 @@ import flowprep
 from flowprep.durable import replacing
 from flowprep.splits import find_split_dir, load_split
 from train import distributed as D
+from train import transforms as T
 from train.data import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from train.engine import (
     MetricsLog,
@@ -35,6 +36,7 @@ from train.engine import (
 )
 from train.models import build_model
 from train.splits import bind
+from train.stacking import STACKINGS
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ log = logging.getLogger(__name__)
 SCRATCH_MILESTONES = (50 / 80, 70 / 80)
 FINETUNE_MILESTONES = (14 / 20,)
 # settings a resumed run must share with its checkpoint
-_RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also")
+_RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also",
+                 "stacking", "train_layers", "mean_subtract", "rgb_jitter")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class FitConfig:
     mean_subtract: bool = True
     multi_scale: bool = False
     flip: bool = True  # off for classes that differ by left/right motion (a flip turns one into the other)
+    rgb_jitter: bool | None = None  # AlexNet's PCA colour jitter of spatial training frames (None: on, the paper's)
+    train_layers: str = "all"  # "last": a pre-trained net's trunk stays as it is, only the classifier learns
+    stacking: str = "optical"  # the temporal input: "optical" flow stacking or "trajectory" stacking
     balanced: bool = False
     num_workers: int = 2
     seed: int = 0
@@ -90,6 +96,17 @@ class FitConfig:
     progress: bool = True
     also: tuple[TaskSpec, ...] = field(default_factory=tuple)  # further datasets for multi-task learning
 
+    def __post_init__(self) -> None:
+        if self.train_layers not in ("all", "last"):
+            raise ValueError(f"--train-layers must be last or all, got {self.train_layers!r}")
+        if self.train_layers == "last" and not self.pretrained:
+            raise ValueError("--train-layers last trains only the classifier of a pre-trained net: give --pretrained "
+                             "(or --train-layers all to train every layer)")
+        if self.stacking not in STACKINGS:
+            raise ValueError(f"--stacking must be one of {', '.join(STACKINGS)}, got {self.stacking!r}")
+        if self.rgb_jitter and self.stream != "spatial":
+            raise ValueError("--rgb-jitter jitters RGB frames: it is for the spatial stream")
+
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
         """The main dataset first, then the multi-task ones."""
@@ -97,9 +114,11 @@ class FitConfig:
 
     def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
         """The sampling settings of this run."""
+        jitter = self.stream == "spatial" and self.rgb_jitter is not False
         return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
                           mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=self.flip,
-                          seed=self.seed, test_frames=test_frames, test_crops=test_crops)
+                          seed=self.seed, test_frames=test_frames, test_crops=test_crops,
+                          rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
 
     def resolved_dropout(self) -> float:
         """The paper's ratio: 0.5 for a fine-tuned spatial net, 0.9 otherwise, unless given."""
@@ -150,6 +169,16 @@ def _save_epoch(cfg: FitConfig, state: dict, epoch: int, classes: list, metrics:
                      "rng": states, "history": metrics.history}, path)
 
 
+def _build(cfg: FitConfig, classes: list, data_cfg, device: torch.device) -> torch.nn.Module:
+    """The stream's net on ``device``, the same initial weights on every rank (DDP also broadcasts rank 0's)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
+                        cfg.resolved_dropout(), cfg.stream == "temporal", cfg.pretrained).to(device)
+    if cfg.train_layers == "last":
+        model.freeze_trunk()  # the paper's "pre-trained + last layer": only the classifier learns
+    return model
+
+
 def fit(cfg: FitConfig) -> dict:
     """Train; returns the last epoch's metrics. Raises SplitError/ShardError/ValueError with what to fix."""
     info = D.init_distributed(cfg.device)
@@ -165,15 +194,14 @@ def fit(cfg: FitConfig) -> dict:
     data_cfg = cfg.data_config(test_frames=max(cfg.val_frames, 1), test_crops=1)
     sources, items, classes, test_items = _load_data(cfg)
 
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
-                        cfg.resolved_dropout(), cfg.stream == "temporal", cfg.pretrained).to(device)
+    model = _build(cfg, classes, data_cfg, device)
     torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout masks differ between ranks
     train_set = TrainClips(sources, items, data_cfg, compact=True)  # flow travels as uint8 codes
     sampler = D.train_sampler([it.label for it in items], info, cfg.seed, cfg.balanced)
     loader = _make_loader(train_set, sampler, cfg.batch_size // info.world_size, cfg.num_workers,
                           device.type == "cuda", cfg.seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
     milestones = cfg.milestones or (FINETUNE_MILESTONES if cfg.pretrained else SCRATCH_MILESTONES)
     state = {"model": model, "optimizer": optimizer, "lr_scheduler": set_lr_schedule(
         optimizer, cfg.epochs * len(loader), milestones), "scaler": torch.amp.GradScaler(

@@ -30,6 +30,21 @@ class TwoStreamNet(nn.Module):
         f = self.dropout(self.trunk(x))
         return tuple(head(f) for head in self.heads)
 
+    def freeze_trunk(self) -> "TwoStreamNet":
+        """Train only the heads: the trunk's weights get no gradient and it stays in eval mode (its batch-norm
+        statistics and dropout as they were), as in the paper's "pre-trained + last layer"."""
+        self.trunk.requires_grad_(False)
+        self._frozen = True
+        self.trunk.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "TwoStreamNet":
+        """nn.Module.train, except that a frozen trunk stays in eval mode."""
+        super().train(mode)
+        if getattr(self, "_frozen", False):
+            self.trunk.eval()
+        return self
+
 
 class CNNM2048(nn.Module):
     """CNN-M-2048 trunk as in figure 1 of Simonyan & Zisserman (2014), up to and including full7.

@@ -17,6 +17,19 @@ RGB_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
 RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 # Multi-scale crop sides as fractions of the short side (the TSN trainers' choice; the paper crops at one scale).
 MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)
+# The paper's "RGB jittering" is Krizhevsky et al.'s (2012), whose training it follows: each image gets
+# sum_i alpha_i * lambda_i * p_i added to every pixel, p_i and lambda_i the principal components of ImageNet's
+# RGB values (the widely used constants below, for values in 0..1) and alpha_i ~ N(0, 0.1) drawn per image.
+# It changes the colour and intensity of the lighting, not the object's identity.
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], dtype=np.float32)
+PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]],
+                      dtype=np.float32)
+RGB_JITTER_STD = 0.1
+
+
+def rgb_jitter(alphas: np.ndarray) -> np.ndarray:
+    """The (3,) offset in 0..255 RGB that AlexNet's PCA jitter adds to every pixel, for draws ``alphas``."""
+    return 255.0 * (PCA_EIGVEC @ (np.asarray(alphas, np.float32) * PCA_EIGVAL))
 
 
 @dataclass(frozen=True)
@@ -61,14 +74,18 @@ def check_fits(height: int, width: int, size: int) -> None:
                          f"use --crop-size {min(height, width)} or less, or extract at a larger size")
 
 
-def crop_rgb(frame: np.ndarray, box: Box, size: int, flip: bool) -> np.ndarray:
-    """(H, W, 3) uint8 -> (3, size, size) float32, normalised with ImageNet mean/std, optionally mirrored."""
+def crop_rgb(frame: np.ndarray, box: Box, size: int, flip: bool, jitter: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, size, size) float32, normalised with ImageNet mean/std, optionally mirrored and
+    with ``jitter`` (the (3,) RGB offset of ``rgb_jitter``) added first."""
     out = frame[box.y:box.y + box.h, box.x:box.x + box.w]
     if (box.h, box.w) != (size, size):
         out = cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
     if flip:
         out = out[:, ::-1]
-    out = (out.astype(np.float32) - RGB_MEAN) / RGB_STD
+    out = out.astype(np.float32)
+    if jitter is not None:
+        out = out + jitter.astype(np.float32)
+    out = (out - RGB_MEAN) / RGB_STD
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 

@@ -24,7 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
                     "a solver's EPE and angular error against Middlebury .flo ground truth"),
     "visualize": ("flowprep.cli.visualize", "colour-wheel PNGs of flow from a shard or a video"),
     "verify": ("flowprep.cli.verify", "find truncated or corrupt shards and videos; --repair re-extracts only those"),
-    "make-demo": ("flowprep.cli.make_demo", "write the bundled motion-only demo dataset (UCF-101 layout)"),
+    "make-demo": ("flowprep.cli.make_demo", "write the bundled demo dataset (UCF-101 layout, colour x motion)"),
 }
 
 

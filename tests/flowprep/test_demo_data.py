@@ -1,4 +1,5 @@
-"""The demo dataset: UCF-101 layout, disjoint groups, determinism, and classes that differ only in motion."""
+"""The demo dataset: UCF-101 layout, disjoint groups, determinism, and classes in which one frame tells the colour,
+one flow field the kind of movement, and only a stack of flows the order of the two movements."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from flowprep.cli import main as flowprep_main
-from flowprep.demo_data import MOTIONS, DemoConfig, make_demo_dataset, render_video, trajectory
+from flowprep.demo_data import CLASSES, COLOURS, CUE, PROGRAMS, DemoConfig, make_demo_dataset, render_video, trajectory
 from flowprep.errors import FlowprepError
 from flowprep.video import iter_frames
 
@@ -36,7 +37,7 @@ def _digests(root: Path) -> dict[str, str]:
 
 def test_layout_lists_and_disjoint_groups(demo: Path) -> None:
     classes = [ln.split() for ln in (demo / "classInd.txt").read_text().splitlines()]
-    assert classes == [[str(i + 1), c] for i, c in enumerate(MOTIONS)]
+    assert classes == [[str(i + 1), c] for i, c in enumerate(CLASSES)]
     index = {c: int(i) for i, c in classes}
     train = [ln.split() for ln in (demo / "trainlist01.txt").read_text().splitlines()]
     test = (demo / "testlist01.txt").read_text().splitlines()
@@ -44,7 +45,7 @@ def test_layout_lists_and_disjoint_groups(demo: Path) -> None:
     train_names = [t[0] for t in train]
     on_disk = sorted(str(p.relative_to(demo)) for p in demo.rglob("*.avi"))
     assert sorted(train_names + test) == on_disk  # every video in exactly one list, nothing left over
-    assert len(on_disk) == len(MOTIONS) * 3 and not list(demo.rglob("*.tmp*"))
+    assert len(on_disk) == len(CLASSES) * 3 and not list(demo.rglob("*.tmp*"))
     groups = {"train": set(), "test": set()}
     for subset, names in (("train", train_names), ("test", test)):
         for n in names:
@@ -65,92 +66,78 @@ def test_deterministic_from_the_seed(demo: Path, tmp_path: Path) -> None:
     assert all(other[k] != v for k, v in _digests(demo).items() if k.endswith(".avi"))
 
 
-def test_reuses_a_finished_dataset_and_refuses_other_settings(demo: Path) -> None:
+def test_reuses_a_finished_dataset_replaces_another_demo_and_refuses_other_files(demo: Path, tmp_path) -> None:
     before = {p: p.stat().st_mtime_ns for p in demo.rglob("*.avi")}
     assert make_demo_dataset(demo, seed=3, **SMALL)["reused"] is True
     assert {p: p.stat().st_mtime_ns for p in demo.rglob("*.avi")} == before
-    with pytest.raises(FlowprepError, match="other settings"):
-        make_demo_dataset(demo, seed=5, **SMALL)
+    other = tmp_path / "other"
+    make_demo_dataset(other, seed=3, **SMALL)
+    again = make_demo_dataset(other, seed=5, **{**SMALL, "clips": 2})  # another demo: replaced, not mixed
+    assert again["reused"] is False and len(list(other.rglob("*.avi"))) == 2 * 3 * len(CLASSES)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("not a demo")
+    with pytest.raises(FlowprepError, match="holds no demo dataset"):
+        make_demo_dataset(tmp_path / "mine", **SMALL)
 
 
 def test_cli_writes_the_dataset(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
     assert flowprep_main(["make-demo", "--out", str(out), "--train-groups", "1", "--test-groups", "1",
                           "--clips", "1", "--frames", "3", "--size", "32x32", "--json"]) == 0
-    assert f'"videos": {2 * len(MOTIONS)}' in capsys.readouterr().out
-    assert len(list(out.rglob("*.avi"))) == 2 * len(MOTIONS)
-    assert flowprep_main(["make-demo", "--out", str(out), "--frames", "5", "--size", "32x32"]) == 2
+    assert f'"videos": {2 * len(CLASSES)}' in capsys.readouterr().out
+    assert len(list(out.rglob("*.avi"))) == 2 * len(CLASSES)
+    assert flowprep_main(["make-demo", "--out", str(out), "--frames", "2", "--size", "32x32"]) == 2
 
 
-def test_opposite_classes_are_time_reversals(demo: Path) -> None:
-    # Same frames, played backwards: no single frame can tell these classes apart (exact, after decoding).
-    for a, b in (("MoveUp", "MoveDown"), ("ZoomIn", "ZoomOut")):
-        fa = _decode(demo / a / f"v_{a}_g02_c01.avi")
-        fb = _decode(demo / b / f"v_{b}_g02_c01.avi")
-        assert np.array_equal(fa, fb[::-1]), (a, b)
-        assert not np.array_equal(fa, fb)
+def test_a_class_is_a_motion_program_and_a_colour_that_holds_in_most_videos() -> None:
+    cfg = DemoConfig(train_groups=60, test_groups=1, clips=5)  # 305 videos per class
+    for cls, (_, colour) in CLASSES.items():
+        colours = [trajectory(cfg, cls, g, k)[0]["colour"] for g in range(1, 62) for k in range(1, 6)]
+        share = np.mean([c == colour for c in colours])
+        assert abs(share - CUE) < 0.05, (cls, share)  # the colour tells the class's pair, not always
+        assert set(colours) <= set(COLOURS)
+    assert {p for p, _ in CLASSES.values()} == set(PROGRAMS)
+    pairs = {c: [k for k, v in CLASSES.items() if v[1] == c] for c in COLOURS}
+    assert all(len(v) == 2 for v in pairs.values())  # one colour, two programs
 
 
-def test_single_frame_state_has_the_same_distribution_in_every_class() -> None:
-    # Position and size of the disc in one frame: equal mean and spread per class (attributes a class does not
-    # move are frozen at a random frame of the trajectory they would follow). Without that, the spread of the
-    # scale would be 0 outside the zoom classes and the spread of x would differ between Move* and the rest.
-    cfg = DemoConfig(train_groups=98, test_groups=1, clips=5, frames=17)  # 495 videos per class
-    per_class = {c: np.array([[s["x"], s["y"], s["scale"], np.cos(s["angle"])]
-                              for g in range(1, 100) for k in range(1, 6) for s in trajectory(cfg, c, g, k)])
-                 for c in MOTIONS}
-    pooled = np.concatenate(list(per_class.values()))
-    for c, v in per_class.items():
-        assert np.all(np.abs(v.mean(0) - pooled.mean(0)) < 0.1 * pooled.std(0)), c
-        assert np.all(np.abs(v.std(0) / pooled.std(0) - 1) < 0.1), c
+def test_one_frame_cannot_tell_the_two_classes_of_a_colour_apart() -> None:
+    """Within a colour the classes move the same attribute in opposite orders: position and size in one frame
+    have the same mean and spread in both (the excursion is centred on the video's mean state)."""
+    cfg = DemoConfig(train_groups=98, test_groups=1, clips=5)  # 495 videos per class
+    stats = {c: np.array([[s["x"], s["y"], s["scale"], np.cos(s["angle"])] for g in range(1, 100)
+                          for k in range(1, 6) for s in trajectory(cfg, c, g, k)]) for c in CLASSES}
+    pooled = np.concatenate(list(stats.values()))
+    for a, b in (("RiseFallRed", "FallRiseRed"), ("GrowShrinkGreen", "ShrinkGrowGreen"),
+                 ("RiseFallBlue", "FallRiseBlue")):
+        assert np.all(np.abs(stats[a].mean(0) - stats[b].mean(0)) < 0.1 * pooled.std(0)), (a, b)
+        assert np.all(np.abs(stats[a].std(0) / stats[b].std(0) - 1) < 0.1), (a, b)
 
 
-def _flow_stats(frames: np.ndarray, states: list[dict]) -> np.ndarray:
-    """Mean dx, dy, radial and tangential flow inside the disc over a video (Farneback; image y points down).
-
-    Radial > 0: the disc grows; tangential > 0: it turns clockwise on screen.
-    """
+def _disc_dy(frames: np.ndarray, states: list[dict]) -> np.ndarray:
+    """Mean vertical flow inside the disc, relative to the background's (the camera's pan), per frame pair."""
     gray = frames.mean(-1).astype(np.uint8)
     yy, xx = np.mgrid[0:gray.shape[1], 0:gray.shape[2]]
     out = []
     for t in range(len(gray) - 1):
-        f = cv2.calcOpticalFlowFarneback(gray[t], gray[t + 1], None, 0.5, 3, 9, 3, 5, 1.1, 0)  # (H, W, 2)
+        f = cv2.calcOpticalFlowFarneback(gray[t], gray[t + 1], None, 0.5, 3, 9, 3, 5, 1.1, 0)
         s = states[t]
-        rx, ry = xx - s["x"], yy - s["y"]
-        r = np.hypot(rx, ry)
-        inside = (r > 2) & (r < 0.8 * s["radius"])
-        radial = (f[..., 0] * rx + f[..., 1] * ry) / np.maximum(r, 1e-6)
-        tangential = (f[..., 1] * rx - f[..., 0] * ry) / np.maximum(r, 1e-6)
-        out.append([f[..., 0][inside].mean(), f[..., 1][inside].mean(), radial[inside].mean(),
-                    tangential[inside].mean()])
-    return np.mean(out, axis=0)
+        r = np.hypot(xx - (s["x"] - s["pan"][0]), yy - (s["y"] - s["pan"][1]))
+        inside, outside = r < 0.7 * s["radius"], r > 1.6 * s["radius"]
+        out.append(f[..., 1][inside].mean() - np.median(f[..., 1][outside]))
+    return np.array(out)
 
 
-def _eta2(x: np.ndarray) -> np.ndarray:
-    """(C, N, S) -> (S,): share of each statistic's variance explained by the class."""
-    return ((x.mean(1) - x.mean((0, 1))) ** 2).mean(0) / x.var((0, 1))
-
-
-def test_classes_differ_in_motion_not_in_appearance() -> None:
-    cfg = DemoConfig(train_groups=11, test_groups=1, clips=1, frames=9)
-    appearance, motion = [], []
-    for c in MOTIONS:
-        vids = [render_video(cfg, c, g, 1) for g in range(1, 13)]
-        appearance.append([[*v.mean((0, 1, 2)), v.mean(-1).std((1, 2)).mean(),
-                            np.abs(np.diff(v.mean(-1), axis=2)).mean()] for v in vids])
-        motion.append([_flow_stats(v, trajectory(cfg, c, g, 1)) for g, v in enumerate(vids, 1)])
-    appearance, motion = np.array(appearance), np.array(motion)  # (C, N, S)
-    # class explains nothing of mean colour, contrast or sharpness ...
-    assert np.all(_eta2(appearance) < 0.01), _eta2(appearance)
-    # ... and most of the motion; each class moves the way its name says
-    size = np.abs(motion)  # (C, N, [|dx|, |dy|, |radial|, |tangential|])
-    assert np.all(_eta2(np.concatenate([motion[..., 1:3], size[..., [0, 3]]], axis=-1)) > 0.5)
-    m = dict(zip(MOTIONS, motion))  # class -> (N, 4)
-    a = dict(zip(MOTIONS, size.mean(1)))
-    assert np.all(m["MoveUp"][:, 1] < -0.05) and np.all(m["MoveDown"][:, 1] > 0.05)
-    assert np.all(m["ZoomIn"][:, 2] > 0) and np.all(m["ZoomOut"][:, 2] < 0)
-    assert a["MoveSideways"][0] > 3 * max(a[c][0] for c in MOTIONS if c != "MoveSideways")
-    assert a["Rotate"][3] > 3 * max(a[c][3] for c in MOTIONS if c != "Rotate")
-    # the flip-closed classes go both ways: left and right, clockwise and counter-clockwise
-    assert (m["MoveSideways"][:, 0] > 0.05).any() and (m["MoveSideways"][:, 0] < -0.05).any()
-    assert (m["Rotate"][:, 3] > 0).any() and (m["Rotate"][:, 3] < 0).any()
+def test_one_flow_sees_a_movement_and_only_a_stack_sees_their_order() -> None:
+    """RiseFall goes up then down, FallRise down then up: the same movements, so one flow field cannot tell them
+    apart; in order, as a stack spanning the middle frame sees them."""
+    cfg = DemoConfig(train_groups=5, test_groups=1, clips=1)
+    half = (cfg.frames - 1) // 2
+    for g in range(1, 7):
+        for cls, first in (("RiseFallBlue", -1), ("FallRiseBlue", +1)):
+            dy = _disc_dy(render_video(cfg, cls, g, 1), trajectory(cfg, cls, g, 1))
+            assert np.all(np.sign(dy[:half - 1]) == first) and np.all(np.sign(dy[half + 1:]) == -first), (cls, dy)
+            assert abs(np.mean(np.abs(dy[:half])) - np.mean(np.abs(dy[half:]))) < 0.35  # as much up as down
+    pans = [np.hypot(*np.subtract(trajectory(cfg, c, g, 1)[1]["pan"], trajectory(cfg, c, g, 1)[0]["pan"]))
+            for c in CLASSES for g in range(1, 7)]
+    assert 0 < max(pans) <= 0.5 and min(pans) < max(pans)  # a slow camera pan, different per video

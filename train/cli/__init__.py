@@ -15,13 +15,14 @@ import sys
 from flowprep.cli import DefaultsHelpFormatter
 from flowprep.errors import FlowprepError
 from flowprep.splits import SplitError
-from train.cli import evaluate, fit, fuse
+from train.cli import evaluate, fit, fuse, table
 
 # verb -> (module with add_arguments and run, help)
 VERBS = {
     "fit": (fit, "train the spatial or temporal ConvNet on a split of the shards"),
     "test": (evaluate, "score videos with the paper's 25 frames x 10 crops; writes scores.npz"),
     "fuse": (fuse, "fuse the streams' scores by averaging or a linear SVM"),
+    "table": (table, "the paper's tables from a pipeline run: results.json, each row beside the paper's figure"),
 }
 
 

@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no random horizontal flips (for classes told apart by left vs right motion)")
     p.add_argument("--balanced", action="store_true", help="class-balanced sampling (uniform over classes)")
+    p.add_argument("--rgb-jitter", dest="rgb_jitter", action=argparse.BooleanOptionalAction, default=None,
+                   help="spatial stream: AlexNet's PCA colour jitter of training frames, std 0.1, the paper's "
+                        "\"RGB jittering\" (default: on for the spatial stream)")
+    p.add_argument("--train-layers", default="all", choices=("all", "last"),
+                   help="last: only the classifier of a --pretrained net learns (the paper's Table 1a)")
+    p.add_argument("--stacking", default="optical", choices=("optical", "trajectory"),
+                   help="temporal input: optical flow stacking (Eq. 1) or stacking along the trajectories the "
+                        "flows trace (Eq. 2), in training and at test time")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, sampling, crops and flips")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -62,7 +70,8 @@ def run(a: argparse.Namespace) -> int:
         momentum=a.momentum, weight_decay=a.weight_decay,
         milestones=tuple(a.lr_milestones) if a.lr_milestones else None, dropout=a.dropout,
         crop_size=a.crop_size, flow_length=a.flow_length, mean_subtract=a.mean_subtract,
-        multi_scale=a.multi_scale, flip=a.flip, balanced=a.balanced, num_workers=a.num_workers, seed=a.seed,
+        multi_scale=a.multi_scale, flip=a.flip, balanced=a.balanced, rgb_jitter=a.rgb_jitter,
+        train_layers=a.train_layers, stacking=a.stacking, num_workers=a.num_workers, seed=a.seed,
         device=a.device,
         amp=a.amp, resume=a.resume, val_frames=a.val_frames, deterministic=a.deterministic, threads=a.threads,
         progress=a.progress,

@@ -1,0 +1,129 @@
+"""The paper's training settings that Table 1 compares: RGB jittering of spatial frames, training only the
+last layer of a pre-trained net, and trajectory stacking of the flow input (Eq. 2), in training and at test."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flowprep.splits import load_split
+from flowprep.store.reader import open_shards
+from train import transforms as T
+from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items
+from train.engine import load_checkpoint
+from train.fit import FitConfig, fit
+from train.models import build_model
+from train.splits import bind
+from train.stacking import trajectory_stack
+
+
+def _items(motion_data):
+    shards = open_shards(motion_data.shards)
+    return shards, load_items(shards, bind(load_split("ucf101", motion_data.split_dir, 1).train, shards))
+
+
+# --- trajectory stacking ----------------------------------------------------------------------------------
+
+def test_a_uniform_motion_gives_the_same_stack_both_ways():
+    flow = np.tile(np.array([1.0, -0.5], np.float32)[None, :, None, None], (4, 1, 12, 16))
+    np.testing.assert_allclose(trajectory_stack(flow), flow)
+
+
+def test_each_flow_is_sampled_where_the_previous_ones_led_bilinearly():
+    """Eq. 2: channel k = d_{tau+k-1}(p_k), p_{k+1} = p_k + d_{tau+k-1}(p_k); here d0 = 0.5 px right, d1 = 1.5 px
+    right, d2 = (0.1 x, 0): the third field is read 2 px to the right of each pixel, between pixels 0.5 px
+    before that."""
+    h, w = 6, 20
+    xs = np.arange(w, dtype=np.float32)
+    flow = np.zeros((3, 2, h, w), np.float32)
+    flow[0, 0], flow[1, 0], flow[2, 0] = 0.5, 1.5, 0.1 * xs
+    stack = trajectory_stack(flow)
+    np.testing.assert_allclose(stack[0], flow[0])
+    np.testing.assert_allclose(stack[1], flow[1])
+    inside = slice(0, w - 3)
+    np.testing.assert_allclose(stack[2, 0][:, inside], np.broadcast_to(0.1 * (xs[inside] + 2.0), (h, w - 3)),
+                               atol=1e-5)
+    assert np.allclose(stack[2, 0][:, -1], 0.1 * (w - 1))  # trajectories leaving the frame stay on its border
+    mean = trajectory_stack(flow, mean_subtract=True)
+    np.testing.assert_allclose(mean[2, 0], stack[2, 0] - flow[2, 0].mean(), atol=1e-5)
+
+
+def test_trajectory_stacking_is_what_training_and_testing_read(motion_data):
+    shards, items = _items(motion_data)
+    cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, stacking="trajectory", seed=2)
+    data = TrainClips(shards, items, cfg, compact=True)
+    assert not data.compact  # trajectories are sampled in float: the batch is pixels
+    item, pos, box, flip = data._choose(0)
+    whole = shards.flow(item.key, np.minimum(np.arange(pos, pos + 4), item.flows - 1))
+    want = T.crop_flow(trajectory_stack(whole, True), box, 32, flip)
+    np.testing.assert_allclose(data[0][0].numpy(), want, atol=1e-5)
+    test = EvalClips(shards, items, DataConfig(stream="temporal", flow_length=4, crop_size=32, stacking="trajectory",
+                                               test_frames=2, test_crops=1))
+    crops = test[0][0].numpy()  # (1, 8, 32, 32): the centre crop of the first of 2 evenly spaced positions
+    first = int(evenly_spaced(items[0].flows - 4 + 1, 2)[0])
+    whole = shards.flow(items[0].key, range(first, first + 4))
+    y, x = (items[0].height - 32) // 2, (items[0].width - 32) // 2
+    np.testing.assert_allclose(crops[0], trajectory_stack(whole, True)[..., y:y + 32, x:x + 32].reshape(8, 32, 32),
+                               atol=1e-5)
+
+
+# --- RGB jittering -----------------------------------------------------------------------------------------
+
+def test_rgb_jitter_is_on_for_the_spatial_stream_and_shifts_each_channel(motion_data, tmp_path):
+    base = dict(shards=str(motion_data.shards), out=str(tmp_path))
+    assert FitConfig(**base, stream="spatial").data_config().rgb_jitter == T.RGB_JITTER_STD  # the paper's default
+    assert FitConfig(**base, stream="spatial", rgb_jitter=False).data_config().rgb_jitter == 0
+    assert FitConfig(**base, stream="temporal").data_config().rgb_jitter == 0
+    with pytest.raises(ValueError, match="spatial stream"):
+        FitConfig(**base, stream="temporal", rgb_jitter=True)
+    shards, items = _items(motion_data)
+    cfg = dict(stream="spatial", crop_size=32, seed=5)
+    plain = TrainClips(shards, items, DataConfig(**cfg))
+    jittered = TrainClips(shards, items, DataConfig(**cfg, rgb_jitter=0.1))
+    shifts = []
+    for i in range(3):
+        d = (jittered[i][0] - plain[i][0]).numpy() * T.RGB_STD[:, None, None]  # back to 0..255 units
+        per_channel = d.reshape(3, -1)
+        assert np.allclose(per_channel, per_channel[:, :1], atol=1e-3)  # one offset per channel: the lighting
+        shifts.append(per_channel[:, 0])
+        assert torch.equal(jittered[i][0], jittered[i][0])  # a function of (seed, epoch, index)
+    assert not np.allclose(shifts[0], shifts[1]) and 0 < np.abs(shifts).max() < 25
+
+
+# --- the last layer only -----------------------------------------------------------------------------------
+
+def test_train_layers_last_learns_only_the_classifier(motion_data, tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny_rgb.pth"
+    torch.save(build_model("tiny", [10], 3).state_dict(), weights)
+    base = dict(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="spatial", arch="tiny",
+                crop_size=40, batch_size=8, lr=0.05, num_workers=0, val_frames=0, progress=False, epochs=2,
+                device="cpu", pretrained=str(weights))
+    with pytest.raises(ValueError, match="give --pretrained"):
+        FitConfig(**{**base, "pretrained": None}, out=str(tmp_path / "x"), train_layers="last")
+    fit(FitConfig(**base, out=str(tmp_path / "last"), train_layers="last"))
+    fit(FitConfig(**base, out=str(tmp_path / "all")))
+    torch.manual_seed(0)  # as fit does with its seed (0) before building the model: the same starting head
+    start = build_model("tiny", [4], 3, pretrained=str(weights)).state_dict()
+    last = load_checkpoint(tmp_path / "last" / "best.pt")
+    every = load_checkpoint(tmp_path / "all" / "best.pt")["model"]
+    assert last["config"]["train_layers"] == "last"
+    for k, v in last["model"].items():
+        if k.startswith("trunk."):
+            assert torch.equal(v, start[k]), k  # weights and batch-norm statistics as loaded
+    assert not torch.equal(last["model"]["heads.0.weight"], start["heads.0.weight"])
+    assert any(not torch.equal(every[k], start[k]) for k in every if k.startswith("trunk."))
+
+
+# --- the settings are part of the run's identity ---------------------------------------------------------
+
+@pytest.mark.parametrize("change", [{"stacking": "trajectory"}, {"mean_subtract": False}])
+def test_resume_refuses_a_run_made_with_other_settings(motion_data, tmp_path, change):
+    base = dict(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal", arch="tiny",
+                crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0, progress=False, epochs=1,
+                device="cpu", out=str(tmp_path))
+    fit(FitConfig(**base))
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")["config"]
+    assert (saved["stacking"], saved["train_layers"], saved["mean_subtract"]) == ("optical", "all", True)
+    with pytest.raises(ValueError, match=f"other settings \\({next(iter(change))}="):
+        fit(FitConfig(**{**base, "epochs": 2}, **change, resume=str(tmp_path / "checkpoint.pt")))

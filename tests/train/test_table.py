@@ -1,0 +1,82 @@
+"""The paper's tables from a run folder: results.json's keys, the table beside the paper, the demo's targets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.cli import main as train_main
+from train.table import KEYS, collect, format_table, targets, write_results
+
+# a run whose rows meet every target (6 classes: chance 1/6)
+GOOD = {"spatial": 0.45, "temporal_L1": 0.44, "temporal_L5": 0.76, "temporal": 0.83,
+        "temporal_no_mean_subtraction": 0.72, "temporal_trajectory": 0.83, "fusion_avg": 0.89, "fusion_svm": 0.92}
+
+
+def _run_folder(root: Path, res: dict, classes: int = 6, videos: int = 72) -> Path:
+    """A run folder as run_pipeline.sh leaves it: test_metrics.json per row, fusion/{avg,svm}.json."""
+    for key, top1 in res.items():
+        if key.startswith("fusion_"):
+            method = key.split("_", 1)[1]
+            (root / "fusion").mkdir(parents=True, exist_ok=True)
+            (root / "fusion" / f"{method}.json").write_text(json.dumps({f"fusion:{method}": {"top1": top1}}))
+        else:
+            (root / key).mkdir(parents=True, exist_ok=True)
+            (root / key / "test_metrics.json").write_text(json.dumps({"top1": top1, "videos": videos}))
+            np.savez(root / key / "scores.npz", classes=np.array([f"c{i}" for i in range(classes)]))
+    return root
+
+
+def test_results_json_has_every_row_key_and_chance(tmp_path):
+    res = write_results(_run_folder(tmp_path, GOOD), "demo", 1, seconds=300)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == res
+    assert set(KEYS) | {"chance", "classes", "test_videos", "dataset", "split", "seconds"} == set(saved)
+    assert {"temporal_L1", "temporal_L5", "temporal_no_mean_subtraction", "temporal_trajectory"} <= set(saved)
+    assert saved["chance"] == pytest.approx(1 / 6) and saved["test_videos"] == 72
+    assert saved["temporal_L5"] == 0.76
+
+
+def test_the_table_prints_each_row_beside_the_papers_figure(tmp_path):
+    res = collect(_run_folder(tmp_path, GOOD))
+    text = format_table(res, "demo", 1)
+    row = {line.split("%")[0].rsplit(None, 1)[0].strip(): line for line in text.splitlines()[2:]}
+    assert "76.0%" in row["Temporal ConvNet, L = 5"] and "80.4%" in row["Temporal ConvNet, L = 5"]
+    assert "83.0%" in row["L = 10, trajectory stacking"] and "80.2%" in row["L = 10, trajectory stacking"]
+    assert "92.0%" in row["Fusion by SVM"] and "88.0%" in row["Fusion by SVM"]
+    assert "+-1.5" in format_table(res, "demo", 1, spread={"spatial": 0.015})
+
+
+def test_a_run_with_only_the_two_streams_has_only_their_rows(tmp_path):
+    res = collect(_run_folder(tmp_path, {"spatial": 0.5, "temporal": 0.9}))
+    assert set(res) == {"spatial", "temporal", "chance", "classes", "test_videos"}
+    assert [n for n, _ in targets(res)] == ["spatial >= 2x chance", "spatial <= temporal - 10 points"]
+
+
+@pytest.mark.parametrize("change, missed", [
+    ({}, None),
+    ({"spatial": 0.30}, "spatial >= 2x chance"),                       # 2x chance is 33.3%
+    ({"spatial": 0.74}, "spatial <= temporal - 10 points"),
+    ({"temporal_L5": 0.85}, "temporal (L = 10) >= L = 5 >= L = 1"),
+    ({"temporal_L1": 0.80, "temporal_L5": 0.81}, "temporal - L = 1 >= 10 points"),
+    ({"fusion_avg": 0.84}, "fusion (avg and SVM) >= the better stream + 2 points"),
+    ({"fusion_svm": 0.849}, "fusion (avg and SVM) >= the better stream + 2 points"),
+])
+def test_each_target_is_missed_only_by_its_own_row(change, missed):
+    res = {**GOOD, **change, "chance": 1 / 6}
+    got = dict(targets(res))
+    assert len(got) == 5
+    assert [n for n, ok in got.items() if not ok] == ([missed] if missed else [])
+
+
+def test_the_table_verb_writes_results_and_fails_a_missed_target(tmp_path, capsys):
+    run = _run_folder(tmp_path / "ok", GOOD)
+    assert train_main(["table", "--runs", str(run), "--check-targets"]) == 0
+    assert "Temporal ConvNet, L = 1" in capsys.readouterr().out and (run / "results.json").is_file()
+    bad = _run_folder(tmp_path / "bad", {**GOOD, "fusion_avg": 0.80})
+    assert train_main(["table", "--runs", str(bad), "--check-targets"]) == 1
+    assert "MISSED" in capsys.readouterr().out
+    assert train_main(["table", "--runs", str(tmp_path / "nothing")]) != 0
+    assert "run `train test` first" in capsys.readouterr().err

@@ -1,0 +1,34 @@
+"""How L flow fields become the temporal net's input: optical flow stacking, or trajectory stacking.
+
+The paper's section 3.1: *optical flow stacking* (its Eq. 1) takes the displacement of every flow at the same
+pixel; *trajectory stacking* (Eq. 2) follows the motion instead: channel k holds flow tau+k-1 sampled at
+p_k, where p_1 is the pixel and p_{k+1} = p_k + d_{tau+k-1}(p_k), the point reached by following the flows
+from it. Points between pixels are sampled bilinearly; points that leave the frame stay on its border.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+STACKINGS = ("optical", "trajectory")
+
+
+def trajectory_stack(flow: np.ndarray, mean_subtract: bool = False) -> np.ndarray:
+    """(L, 2, H, W) float32 flows in pixels -> (L, 2, H, W): flow k sampled along the trajectories (Eq. 2).
+
+    The trajectories follow the flows as they are; with ``mean_subtract`` each sampled field then loses the mean
+    vector of its own field (the camera's motion, as optical flow stacking removes it).
+    """
+    length, _, h, w = flow.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    px, py = xs.copy(), ys.copy()
+    out = np.empty_like(flow, dtype=np.float32)
+    for k in range(length):
+        for c in (0, 1):
+            out[k, c] = cv2.remap(np.ascontiguousarray(flow[k, c], dtype=np.float32), px, py, cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        px = np.clip(px + out[k, 0], 0, w - 1)
+        py = np.clip(py + out[k, 1], 0, h - 1)
+    if mean_subtract:
+        out -= flow.reshape(length, 2, -1).mean(axis=-1)[..., None, None].astype(np.float32)
+    return out

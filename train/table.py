@@ -1,0 +1,94 @@
+"""The paper's tables from a pipeline run: every row's top-1 beside the paper's figure, and the demo's targets.
+
+A run folder (``run_pipeline.sh --out``) holds one sub-folder per row (``spatial/``, ``temporal/``,
+``temporal_L1/``, ...) with the ``test_metrics.json`` of ``train test``, and ``fusion/{avg,svm}.json``.
+``results.json`` gathers them: top-1 on the test split, 0-1, per row key, and ``chance``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flowprep.durable import write_json
+
+# (key, label, the paper's top-1 on UCF-101 in %, where the paper has it)
+ROWS = (
+    ("spatial", "Spatial ConvNet", 73.0, "Table 3"),
+    ("temporal_L1", "Temporal ConvNet, L = 1", 73.9, "Table 1b"),
+    ("temporal_L5", "Temporal ConvNet, L = 5", 80.4, "Table 1b"),
+    ("temporal", "Temporal ConvNet, L = 10", 81.0, "Table 1b"),
+    ("temporal_no_mean_subtraction", "  L = 10, no mean subtraction", 79.9, "Table 1b"),
+    ("temporal_trajectory", "  L = 10, trajectory stacking", 80.2, "Table 1b"),
+    ("fusion_avg", "Fusion by averaging", 86.9, "Table 3"),
+    ("fusion_svm", "Fusion by SVM", 88.0, "Table 3"),
+)
+KEYS = tuple(r[0] for r in ROWS)
+
+
+def collect(run: str | Path) -> dict:
+    """Every row's top-1 found in a run folder, the chance level and the test set's size."""
+    run = Path(run)
+    res: dict = {}
+    for key in KEYS:
+        if key.startswith("fusion_"):
+            path = run / "fusion" / f"{key.split('_', 1)[1]}.json"
+            if path.is_file():
+                res[key] = float(json.loads(path.read_text())[f"fusion:{key.split('_', 1)[1]}"]["top1"])
+        else:
+            path = run / key / "test_metrics.json"
+            if path.is_file():
+                m = json.loads(path.read_text())
+                res[key] = float(m["top1"])
+                res.setdefault("test_videos", int(m["videos"]))
+    if "spatial" not in res and "temporal" not in res:
+        raise FileNotFoundError(f"{run}: no spatial/ or temporal/ test_metrics.json; run `train test` first")
+    first = next((run / k / "scores.npz" for k in ("temporal", "spatial") if (run / k / "scores.npz").is_file()),
+                 None)
+    if first is None:
+        raise FileNotFoundError(f"{run}: no temporal/ or spatial/ scores.npz to count the classes; run `train test`")
+    with np.load(first, allow_pickle=False) as z:
+        res["classes"] = len(z["classes"])
+    res["chance"] = 1.0 / res["classes"]
+    return res
+
+
+def targets(res: dict) -> list[tuple[str, bool]]:
+    """The demo's targets (issue 15), those whose rows are there: the shape of the paper's tables."""
+    pts = 0.01  # one point of top-1
+    out = []
+    if {"spatial", "temporal"} <= set(res):
+        out += [("spatial >= 2x chance", res["spatial"] >= 2 * res["chance"] - 1e-9),
+                ("spatial <= temporal - 10 points", res["spatial"] <= res["temporal"] - 10 * pts + 1e-9)]
+    if {"temporal", "temporal_L5", "temporal_L1"} <= set(res):
+        out += [("temporal (L = 10) >= L = 5 >= L = 1",
+                 res["temporal"] >= res["temporal_L5"] - 1e-9 and res["temporal_L5"] >= res["temporal_L1"] - 1e-9),
+                ("temporal - L = 1 >= 10 points", res["temporal"] - res["temporal_L1"] >= 10 * pts - 1e-9)]
+    if {"spatial", "temporal", "fusion_avg", "fusion_svm"} <= set(res):
+        best = max(res["spatial"], res["temporal"])
+        out.append(("fusion (avg and SVM) >= the better stream + 2 points",
+                    min(res["fusion_avg"], res["fusion_svm"]) >= best + 2 * pts - 1e-9))
+    return out
+
+
+def format_table(res: dict, dataset: str, split: int, spread: dict | None = None) -> str:
+    """The table beside the paper's figures (``spread``: key -> std over seeds, printed as +-)."""
+    lines = [f"Two-stream results: {dataset} split {split}, {res.get('test_videos', '?')} test videos, "
+             f"{res['classes']} classes (chance {100 * res['chance']:.1f}%), top-1, paper's protocol "
+             "(25 frames x 10 crops)",
+             f"  {'':38} {'this run':>12} {'paper (UCF-101)':>16}"]
+    for key, label, paper, where in ROWS:
+        if key in res:
+            ours = f"{100 * res[key]:.1f}%" + (f" +-{100 * spread[key]:.1f}" if spread and key in spread else "")
+            lines.append(f"  {label:38} {ours:>12} {paper:15.1f}%  ({where})")
+    return "\n".join(lines)
+
+
+def write_results(run: str | Path, dataset: str, split: int, seconds: int | None = None) -> dict:
+    """Collect a run's rows into ``run/results.json`` (and return them)."""
+    res = {"dataset": dataset, "split": int(split), **collect(run)}
+    if seconds is not None:
+        res["seconds"] = int(seconds)
+    write_json(Path(run) / "results.json", res, sort_keys=False)
+    return res
