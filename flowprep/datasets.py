@@ -107,12 +107,14 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
 
     Relative paths are taken from ``root`` when given, else from the list file's folder. Keys are relative to
     that base. Files that do not exist are still listed: the extractor records them as failed ("file not found").
+    A path named twice is listed once; two files with one key (``v_x.avi`` and ``v_x.mp4``) are both listed, for
+    ``check_keys`` to fail them as it does for a folder.
     """
     lf = Path(list_file)
     if not lf.is_file():
         raise FlowprepError(f"video list {list_file} does not exist; check --list")
     base = _root(root) if root is not None else lf.parent
-    tasks: dict[str, VideoTask] = {}
+    tasks: dict[str, VideoTask] = {}  # path -> its task
     for raw in lf.read_text(encoding="utf-8", errors="replace").splitlines():
         line = _TRAILING_LABEL.sub("", raw.strip().lstrip("\ufeff"))
         if not line or line.startswith("#"):
@@ -122,10 +124,10 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
             key = key_for(p, base)
         except FlowprepError:
             key = p.stem  # an absolute path elsewhere: keyed by its file name
-        tasks.setdefault(key, VideoTask(key, str(p)))
+        tasks.setdefault(str(p), VideoTask(key, str(p)))
     if not tasks:
         raise FlowprepError(f"video list {list_file} names no videos")
-    return sorted(tasks.values(), key=lambda t: t.key)
+    return sorted(tasks.values(), key=lambda t: (t.key, t.path))
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -162,7 +164,7 @@ def check_keys(tasks: list[VideoTask]) -> list[VideoTask]:
             t = replace(t, error=f"{len(group)} files have the key {key} (the same name without extension): "
                                  f"{files}; keep one (remove or rename the others), then run again with --retry-failed")
         elif not _utf8(key):
-            t = replace(t, key=key.encode("utf-8", "replace").decode("utf-8"),
+            t = replace(t, key=printable(key),  # escaped, so two such names stay two keys
                         error="the file name is not valid UTF-8 (a shard key must be); rename the file")
         out.append(t)
     by_case: dict[str, list[int]] = defaultdict(list)

@@ -92,8 +92,10 @@ def write_json(path: str | os.PathLike, obj, fsync: bool = True, indent: int | N
 
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line to a log-like file and fsync it; a kill can tear only this last line, which readers
-    of such files skip."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line.rstrip("\n") + "\n")
+    of such files skip. A line torn by an earlier kill is ended first, so the new line stays whole."""
+    with open(path, "a+b") as fh:  # append mode: every write lands at the end, whatever was read
+        end = fh.seek(0, os.SEEK_END)
+        torn = end > 0 and fh.seek(end - 1) >= 0 and fh.read(1) != b"\n"
+        fh.write((("\n" if torn else "") + line.rstrip("\n") + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())

@@ -12,7 +12,7 @@ from flowprep.errors import FlowprepError
 from flowprep.report import RunReport
 from flowprep.runners import Runner
 from flowprep.store.settings import folder_config
-from flowprep.store.verify import Findings, remove_damage, verify_folder
+from flowprep.store.verify import Findings, remove_damage
 from flowprep.store.workspace import RunLock, remove_staging
 
 log = logging.getLogger("flowprep")
@@ -39,7 +39,9 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
                 log.info("%s", a)
         finally:
             remove_staging(out, lock.run_id)
-    missing = verify_folder(out).missing
+    # what verify found missing stays missing: removing the damage keeps every intact video and the index
+    # (verifying again would also lose a damaged video that the index does not record)
+    missing = findings.missing
     unknown = [k for k in missing if not findings.sources.get(k)]
     if unknown:
         raise FlowprepError(f"the source videos of {', '.join(unknown)} are not recorded; run the original "

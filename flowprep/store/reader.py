@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
+from flowprep.datasets import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.jpeg import decode_gray, decode_rgb
 from flowprep.quantize import code_dtype, dequantize_flow
@@ -21,7 +22,6 @@ _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
 # shards made opening 3x slower per file than 833 did), so the least recently used one is closed past this
 _MAX_OPEN = 256
-_VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm")
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,15 @@ class ShardSet:
         for k in self._where:
             names.setdefault(k.rsplit("/", 1)[-1].lower(), []).append(k)
         self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
+        # shard -> its catalog (None: a shard older than catalogs); plain data, so it outlives close() and forks
+        self._catalogs: dict[str, dict[str, dict] | None] = {}
         self._reset()
 
     def _reset(self) -> None:
+        """Forget every h5py handle (after a fork, or on close)."""
         self._files: OrderedDict[str, h5py.File] = OrderedDict()
         self._open_keys: dict[str, set[str]] = {}  # open file -> the keys whose handles point into it
         self._cache: dict[str, dict] = {}
-        self._catalogs: dict[str, dict[str, dict] | None] = {}
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -106,7 +108,7 @@ class ShardSet:
         file name alone when one key ends in it (keys stored without their class folder)."""
         name = name.strip().replace("\\", "/")
         root, ext = os.path.splitext(name)
-        stem = root if ext.lower() in _VIDEO_EXTENSIONS else name
+        stem = root if ext.lower() in VIDEO_EXTENSIONS else name
         for cand in (name, stem):
             if cand in self._where:
                 return cand
@@ -158,10 +160,8 @@ class ShardSet:
         if key not in self._where:
             raise KeyError(f"video {key!r} is not in {self.root}")
         path = self._where[key][0]
-        if os.getpid() != self._pid:
-            self._reset()
         if path not in self._catalogs:  # read once per shard: the file is not touched again for metadata
-            f = self._file(path, key)
+            f = self._file(path, key)  # (resets the handles after a fork)
             self._catalogs[path] = {e["key"]: e for e in read_catalog(f, [])} if F.CATALOG in f else None
         cat = self._catalogs[path]
         if cat is not None:

@@ -90,3 +90,23 @@ def test_a_file_name_that_is_not_utf8_fails_alone(tmp_path):
     assert s.keys() == ["C/v_ok"]
     (key, reason), = s.failures()
     assert "not valid UTF-8" in reason and key.startswith("C/v_")
+
+
+def test_two_names_that_are_not_utf8_stay_two_keys():
+    tasks = [VideoTask(os.fsdecode(b"C/v_\xff"), "/d/a.avi"), VideoTask(os.fsdecode(b"C/v_\xfe"), "/d/b.avi")]
+    checked = check_keys(tasks)
+    assert sorted(t.key for t in checked) == ["C/v_\\xfe", "C/v_\\xff"]
+    assert all("not valid UTF-8" in t.error for t in checked)
+
+
+def test_a_list_naming_two_files_of_one_key_fails_the_key_as_a_folder_does(tmp_path):
+    root = tmp_path / "ds"
+    for name in ("v_x.avi", "v_x.mp4"):
+        write_shift_video(root / "C" / name, [(1, 0)] * 2, size=(32, 24))
+    lst = tmp_path / "list.txt"
+    lst.write_text("C/v_x.avi\nC/v_x.mp4\nC/v_x.avi\n")  # the .avi twice: listed once
+    listed = read_video_list(lst, root)
+    assert [Path(t.path).name for t in listed] == ["v_x.avi", "v_x.mp4"]
+    (checked,) = check_keys(listed)
+    assert "2 files have the key C/v_x" in checked.error
+    assert check_keys(list_videos("folder", root))[0].error == checked.error

@@ -35,3 +35,17 @@ def test_appended_lines_survive_and_a_torn_one_is_the_last(tmp_path):
     durable.append_line(log, '{"shard": 0}')
     durable.append_line(log, '{"shard": 1}\n')
     assert log.read_text().splitlines() == ['{"shard": 0}', '{"shard": 1}']
+    with open(log, "a") as fh:  # a kill in the middle of the next append
+        fh.write('{"shard": 2, "ke')
+    durable.append_line(log, '{"shard": 3}')
+    assert log.read_text().splitlines() == ['{"shard": 0}', '{"shard": 1}', '{"shard": 2, "ke', '{"shard": 3}']
+
+
+def test_an_index_entry_after_a_torn_line_is_read(tmp_path):
+    from flowprep.datasets import VideoTask
+    from flowprep.store import workspace
+    workspace.append_index(tmp_path, "shard-00000.h5", [VideoTask("C/a", "/v/a.avi")])
+    with open(tmp_path / workspace.INDEX_FILE, "a") as fh:
+        fh.write('{"shard": "shard-00001.h5", "ke')  # torn by a kill
+    workspace.append_index(tmp_path, "shard-00002.h5", [VideoTask("C/c", "/v/c.avi")])
+    assert sorted(workspace.read_index(tmp_path)) == ["shard-00000.h5", "shard-00002.h5"]

@@ -42,6 +42,7 @@ def test_a_later_success_replaces_a_failure_and_a_success_stays(folder):
 def test_split_file_names_resolve_to_keys(folder):
     s = open_shards(folder)
     assert s.resolve("Move/v_0.avi") == s.resolve("move/V_0") == s.resolve("Move\\v_0.mp4") == "Move/v_0"
+    assert s.resolve("Move/v_0.mov") == s.resolve("Move/v_0.MPG") == "Move/v_0"  # every extension a listing takes
     assert s.resolve("Move/v_9.avi") is None
 
 
@@ -80,3 +81,18 @@ def test_a_reader_keeps_a_bounded_number_of_files_open_and_reads_right(tmp_path,
         for r in recs:
             np.testing.assert_array_equal(s.flow(r.key), dequantize_flow(*s.flow_codes(r.key, range(r.flows))))
             assert s.meta(r.key).frames == 5 and len(s._files) <= 2
+
+
+def test_each_catalog_is_read_once_across_close_and_fork(folder, monkeypatch):
+    import flowprep.store.reader as reader
+
+    reads = []
+    real = reader.read_catalog
+    monkeypatch.setattr(reader, "read_catalog", lambda f, keys: reads.append(f.filename) or real(f, keys))
+    s = open_shards(folder)
+    for _ in range(2):
+        assert [s.meta(k).flows for k in s.keys()] == [7, 7]
+        s.close()  # the trainer closes after listing its items; the catalogs are plain data and stay
+    s._pid = -1  # as in a forked worker: the handles are dropped, the catalogs kept
+    assert s.meta("Move/v_0").frames == 8
+    assert sorted(reads) == sorted({r for r in reads}) and len(reads) == 2  # one read per shard
