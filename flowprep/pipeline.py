@@ -20,7 +20,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from flowprep.datasets import VideoTask
@@ -91,9 +90,7 @@ def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segm
     try:
         for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
             if rec.frames == 0:
-                rec.height, rec.width = frame.shape[:2]
-            elif frame.shape[:2] != (rec.height, rec.width):  # a resolution switch mid-stream: keep the first
-                frame = cv2.resize(frame, (rec.width, rec.height), interpolation=cv2.INTER_AREA)
+                rec.height, rec.width = frame.shape[:2]  # iter_frames keeps every frame at this size
             rec.frames += 1
             if s.rgb:
                 rec.rgb.append(encode_bgr(frame, s.rgb_quality))

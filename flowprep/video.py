@@ -112,7 +112,9 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
 
     Args:
         path: the video file.
-        resize: how to resize frames (area interpolation when shrinking, linear when enlarging).
+        resize: how to resize frames (area interpolation when shrinking, linear when enlarging); the first
+            frame's target size holds for the whole video, so a stream that switches resolution mid-way still
+            yields frames of one size.
         expected: the header's frame count; if decoding stops well short of it, the video is truncated.
     Raises:
         TruncatedStream: decoding stopped short of the header's frame count (raised after the last frame, so
@@ -122,7 +124,7 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise VideoDecodeError(path, "OpenCV cannot open it as a video")
-    n = 0
+    n, size = 0, None
     try:
         while True:
             ok, frame = cap.read()
@@ -131,7 +133,8 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
             if frame.ndim == 2:  # some decoders hand back gray frames
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             h, w = frame.shape[:2]
-            tw, th = resize.target(w, h)
+            size = size or resize.target(w, h)
+            tw, th = size
             if (tw, th) != (w, h):
                 interp = cv2.INTER_AREA if tw * th < w * h else cv2.INTER_LINEAR
                 frame = cv2.resize(frame, (tw, th), interpolation=interp)

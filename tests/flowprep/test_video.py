@@ -45,3 +45,29 @@ def test_one_frame_video_is_refused(tmp_path):
     write_shift_video(p, [])
     with pytest.raises(VideoDecodeError, match="1 decodable frame"):
         list(iter_frames(str(p)))
+
+
+def test_a_resolution_switch_mid_stream_keeps_the_first_frames_size(monkeypatch):
+    """Some streams change resolution part-way; every frame comes out at the first frame's target size."""
+    frames = [np.full((240, 320, 3), 10, np.uint8), np.full((480, 640, 3), 20, np.uint8),
+              np.full((120, 200, 3), 30, np.uint8)]
+
+    class Capture:
+        def __init__(self, path):
+            self.left = list(frames)
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            return (True, self.left.pop(0)) if self.left else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr("flowprep.video.cv2.VideoCapture", Capture)
+    plain = list(iter_frames("switch.avi"))
+    assert [f.shape for f in plain] == [(240, 320, 3)] * 3
+    assert [int(f[0, 0, 0]) for f in plain] == [10, 20, 30]
+    short = list(iter_frames("switch.avi", Resize(short_side=120)))
+    assert [f.shape for f in short] == [(120, 160, 3)] * 3  # the first frame's target, not each frame's own
