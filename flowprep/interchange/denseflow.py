@@ -18,13 +18,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from flowprep.errors import FlowprepError
+from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import (
-    DEFAULT_ZERO,
     consecutive,
-    foreign_quant,
     make_record,
+    quant_of,
     read_bytes,
-    read_sidecar,
     safe_dir,
     write_images,
     write_sidecar,
@@ -72,7 +71,7 @@ def list_folders(in_dir: Path) -> list[Path]:
     return sorted({p.parent for p in in_dir.rglob("flow_x_*.jpg")})
 
 
-def read_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO) -> VideoRecord:
+def read_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One denseflow/TSN/rawframes video folder -> a VideoRecord (JPEG bytes as they are)."""
     found: dict[str, dict[int, Path]] = {"flow_x": {}, "flow_y": {}, "img": {}}
     for f in folder.iterdir():
@@ -80,8 +79,6 @@ def read_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAU
         if m:
             found[m.group(1)][int(m.group(2))] = f
     fx, fy, img = (consecutive(found[n], n, folder) for n in ("flow_x", "flow_y", "img"))
-    quant = read_sidecar(folder, len(fx))
-    if quant is None:
-        quant = foreign_quant(len(fx), bound, zero)
+    quant = quant_of(folder, len(fx), bound, zero)
     return make_record(key, str(folder), read_bytes(img), read_bytes(fx), read_bytes(fy), quant,
                        f"{folder} (expected {LAYOUT})")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flowprep.interchange.frames import DEFAULT_ZERO, consecutive, foreign_quant, make_record, read_bytes, read_sidecar
+from flowprep.interchange import DEFAULT_ZERO_CODE
+from flowprep.interchange.frames import consecutive, make_record, quant_of, read_bytes
 from flowprep.record import VideoRecord
 
 LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
@@ -32,13 +33,11 @@ def _frames(folder: Path) -> list[Path]:
     return consecutive(found, folder.name, folder)
 
 
-def read_video(u_folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO) -> VideoRecord:
+def read_video(u_folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One video of the layout, from its ``u/<key>`` folder, -> a VideoRecord (JPEG bytes as they are)."""
     base = u_folder.parents[len(Path(key).parts)]  # the layout's root, above u/
     fx, fy = _frames(u_folder), _frames(base / "v" / key)
     img = _frames(base / RGB_TREE / key)
-    quant = read_sidecar(u_folder, len(fx))
-    if quant is None:
-        quant = foreign_quant(len(fx), bound, zero)
+    quant = quant_of(u_folder, len(fx), bound, zero)
     return make_record(key, str(u_folder), read_bytes(img), read_bytes(fx), read_bytes(fy), quant,
                        f"{base} video {key} (expected {LAYOUT})")

@@ -22,7 +22,6 @@ from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.record import VideoRecord
 
 SIDECAR = "flowprep_quant.json"
-DEFAULT_ZERO = DEFAULT_ZERO_CODE  # where other tools put zero flow (see above)
 
 
 def safe_dir(out: Path, key: str) -> Path:
@@ -44,7 +43,7 @@ def consecutive(files: dict[int, object], what: str, folder: str | Path) -> list
     return [files[i] for i in range(lo, hi + 1)]
 
 
-def foreign_quant(flows: int, bound: float, zero: float = DEFAULT_ZERO) -> np.ndarray:
+def foreign_quant(flows: int, bound: float, zero: float = DEFAULT_ZERO_CODE) -> np.ndarray:
     """(flows, 2, 2) (scale, zero) of flow written by another tool with bound ``bound`` and zero at ``zero``."""
     if not bound > 0:
         raise ValueError(f"--bound must be > 0 pixels, got {bound}")
@@ -63,6 +62,13 @@ def read_sidecar(folder: Path, flows: int) -> np.ndarray | None:
     if len(quant) != flows:
         raise FlowprepError(f"{side}: {len(quant)} entries for {flows} flows")
     return quant
+
+
+def quant_of(folder: Path, flows: int, bound: float, zero: float) -> np.ndarray:
+    """A video's (flows, 2, 2) parameters: from flowprep's sidecar in ``folder`` when there is one, else those of
+    another tool's fixed ``bound`` with zero at ``zero``."""
+    quant = read_sidecar(folder, flows)
+    return foreign_quant(flows, bound, zero) if quant is None else quant
 
 
 def write_sidecar(folder: Path, quant: np.ndarray, quantization: dict | None, start: int) -> None:

@@ -17,8 +17,7 @@ from flowprep import __version__
 from flowprep.batch import BatchSpec, run_batch
 from flowprep.datasets import VideoTask
 from flowprep.errors import FlowprepError
-from flowprep.interchange import denseflow, feichtenhofer, mmaction2, tsn_zip
-from flowprep.interchange.frames import DEFAULT_ZERO
+from flowprep.interchange import DEFAULT_ZERO_CODE, denseflow, feichtenhofer, mmaction2, tsn_zip
 from flowprep.record import VideoRecord
 from flowprep.report import ChunkResult, RunReport, VideoOutcome
 from flowprep.runners import Chunk, Progress, Runner
@@ -82,8 +81,12 @@ class ImportWork:
 
     fmt: str
     bound: float = 20.0
-    zero: float = DEFAULT_ZERO
+    zero: float = DEFAULT_ZERO_CODE
     settings: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not self.bound > 0:  # checked here, before any worker starts, not once per video inside them
+            raise ValueError(f"--bound must be > 0 pixels, got {self.bound}")
 
     def _record(self, task: VideoTask) -> VideoRecord:
         if task.error:
@@ -116,7 +119,7 @@ class ImportWork:
 
 
 def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt: str = "denseflow",
-                   bound: float = 20.0, zero: float = DEFAULT_ZERO, runner: Runner | None = None,
+                   bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE, runner: Runner | None = None,
                    videos_per_shard: int = 64, retry_failed: bool = False,
                    show_progress: bool = True) -> tuple[RunReport, list[str]]:
     """Import every video of ``in_dir`` (layout ``fmt``) into shards in ``shards_dir``; resumes like extraction.

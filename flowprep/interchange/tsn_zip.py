@@ -7,7 +7,8 @@ import zipfile
 from pathlib import Path
 
 from flowprep.errors import FlowprepError
-from flowprep.interchange.frames import DEFAULT_ZERO, consecutive, foreign_quant, make_record, read_sidecar
+from flowprep.interchange import DEFAULT_ZERO_CODE
+from flowprep.interchange.frames import consecutive, make_record, quant_of
 from flowprep.record import VideoRecord
 
 LAYOUT = "<video>/flow_x.zip, flow_y.zip (and img.zip) holding x_%05d.jpg, y_%05d.jpg, img_%05d.jpg"
@@ -34,12 +35,10 @@ def _members(path: Path, prefix: str, folder: Path) -> list[bytes]:
         raise FlowprepError(f"{path}: not a readable zip file ({e})") from None
 
 
-def read_zip_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO) -> VideoRecord:
+def read_zip_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One dense_flow zip folder -> a VideoRecord (the JPEG members as they are)."""
     fx = _members(folder / "flow_x.zip", "x", folder)
     fy = _members(folder / "flow_y.zip", "y", folder)
     img = _members(folder / "img.zip", "img", folder)
-    quant = read_sidecar(folder, len(fx))
-    if quant is None:
-        quant = foreign_quant(len(fx), bound, zero)
+    quant = quant_of(folder, len(fx), bound, zero)
     return make_record(key, str(folder), img, fx, fy, quant, f"{folder} (expected {LAYOUT})")
