@@ -23,7 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from train.table import KEYS, format_table, targets  # noqa: E402
+from train.table import KEYS, format_table, margins, targets  # noqa: E402
 
 
 def run_seed(seed: int, base: Path) -> dict:
@@ -41,26 +41,14 @@ def run_seed(seed: int, base: Path) -> dict:
     return res
 
 
-def margins(res: dict) -> list[tuple[str, float, float]]:
-    """Each compared quantity of the targets, in points (spatial: x chance), beside its bar: the reference of a
-    row is the row it is compared with, in the same run."""
-    best = max(res["spatial"], res["temporal"])
-    pts = {k: 100 * res[k] for k in KEYS}
-    return [("spatial / chance (x)", res["spatial"] / res["chance"], 2.0),
-            ("temporal - spatial", pts["temporal"] - pts["spatial"], 10.0),
-            ("L = 10 - L = 5", pts["temporal"] - pts["temporal_L5"], 0.0),
-            ("L = 5 - L = 1", pts["temporal_L5"] - pts["temporal_L1"], 0.0),
-            ("L = 10 - L = 1", pts["temporal"] - pts["temporal_L1"], 10.0),
-            ("fusion avg - better stream", pts["fusion_avg"] - 100 * best, 2.0),
-            ("fusion SVM - better stream", pts["fusion_svm"] - 100 * best, 2.0)]
-
-
 def print_margins(named: list[tuple[str, dict]]) -> None:
-    """One line per compared quantity: its value per seed and on the mean, and its bar."""
+    """One line per margin of the targets (train.table.MARGINS): its value per seed and on the mean, and its bar;
+    the reference of a row is the row it is compared with, in the same run."""
     print(f"\n  {'margin (points)':28} " + " ".join(f"{n:>8}" for n, _ in named) + f" {'bar':>6}")
     rows = [margins(r) for _, r in named]
-    for i, (label, _, bar) in enumerate(rows[0]):
-        print(f"  {label:28} " + " ".join(f"{m[i][1]:8.1f}" for m in rows) + f" {bar:6.1f}")
+    for i, (_, label, unit, _, bar) in enumerate(rows[0]):
+        scale = 100.0 if unit == "points" else 1.0
+        print(f"  {label:28} " + " ".join(f"{scale * m[i][3]:8.1f}" for m in rows) + f" {scale * bar:6.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:

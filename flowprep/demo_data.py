@@ -64,7 +64,6 @@ CLASSES: dict[str, tuple[str, str]] = {
     "GrowShrinkGreen": ("GrowShrink", "Green"), "ShrinkGrowGreen": ("ShrinkGrow", "Green"),
     "RiseFallBlue": ("RiseFall", "Blue"), "FallRiseBlue": ("FallRise", "Blue"),
 }
-MOTIONS = CLASSES  # the classes, in classInd order (the name older code knows them by)
 CUE = 0.85  # the share of videos whose disc has its class's colour
 MARKER = "demo.json"
 VERSION = 2  # 1: six classes that differ only in motion; 2: appearance and motion each tell part

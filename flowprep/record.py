@@ -41,11 +41,6 @@ class VideoRecord:
         return len(self.flow_x)
 
     @property
-    def partial(self) -> bool:
-        """Whether only part of the video decoded (its frames and flows are those that did)."""
-        return bool(self.partial_reason)
-
-    @property
     def nbytes(self) -> int:
         """Bytes of JPEG data held."""
         return sum(map(len, self.rgb)) + sum(map(len, self.flow_x)) + sum(map(len, self.flow_y))

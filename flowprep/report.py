@@ -16,6 +16,7 @@ from flowprep.durable import write_json
 
 log = logging.getLogger("flowprep")
 REPORTS_DIR = "reports"
+LATEST_REPORT = Path(REPORTS_DIR) / "latest.json"  # the last run's report, relative to OUT
 
 
 @dataclass
@@ -103,6 +104,6 @@ def write_report(out: Path, report: RunReport, started: datetime) -> None:
     try:
         rdir.mkdir(exist_ok=True)
         write_json(rdir / f"run-{stamp}-{os.getpid()}.json", report.to_dict())
-        write_json(rdir / "latest.json", report.to_dict())
+        write_json(out / LATEST_REPORT, report.to_dict())
     except OSError as e:
         log.warning("could not write the run report to %s: %s", rdir, e)

@@ -225,7 +225,7 @@ class TrainClips(Dataset):
 
     def _jitter(self, i: int) -> np.ndarray | None:
         # drawn from its own stream, so that the other choices stay what they were without jitter
-        if self.config.stream != "spatial" or not self.config.rgb_jitter:
+        if not self.config.rgb_jitter:
             return None
         rng = np.random.default_rng([self.config.seed, self.epoch, int(i), 1])
         return T.rgb_jitter(rng.normal(0.0, self.config.rgb_jitter, 3))

@@ -34,14 +34,13 @@ class TwoStreamNet(nn.Module):
         """Train only the heads: the trunk's weights get no gradient and it stays in eval mode (its batch-norm
         statistics and dropout as they were), as in the paper's "pre-trained + last layer"."""
         self.trunk.requires_grad_(False)
-        self._frozen = True
         self.trunk.eval()
         return self
 
     def train(self, mode: bool = True) -> "TwoStreamNet":
-        """nn.Module.train, except that a frozen trunk stays in eval mode."""
+        """nn.Module.train, except that a frozen trunk (no weight that learns) stays in eval mode."""
         super().train(mode)
-        if getattr(self, "_frozen", False):
+        if not any(p.requires_grad for p in self.trunk.parameters()):
             self.trunk.eval()
         return self
 

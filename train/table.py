@@ -54,22 +54,42 @@ def collect(run: str | Path) -> dict:
     return res
 
 
+_STREAMS = ("spatial", "temporal")
+_LENGTHS = ("temporal", "temporal_L5", "temporal_L1")
+_FUSION = ("spatial", "temporal", "fusion_avg", "fusion_svm")
+_FUSED = "fusion (avg and SVM) >= the better stream + 2 points"
+_ORDER = "temporal (L = 10) >= L = 5 >= L = 1"
+# The demo's targets (issue 15): each is one or more margins, a difference of rows (top-1, 0-1) or spatial's
+# ratio to chance, that must reach its bar. (target, margin, rows it needs, unit, margin of a result, bar)
+MARGINS = (
+    ("spatial >= 2x chance", "spatial / chance (x)", _STREAMS, "x", lambda r: r["spatial"] / r["chance"], 2.0),
+    ("spatial <= temporal - 10 points", "temporal - spatial", _STREAMS, "points",
+     lambda r: r["temporal"] - r["spatial"], 0.10),
+    (_ORDER, "L = 10 - L = 5", _LENGTHS, "points", lambda r: r["temporal"] - r["temporal_L5"], 0.0),
+    (_ORDER, "L = 5 - L = 1", _LENGTHS, "points", lambda r: r["temporal_L5"] - r["temporal_L1"], 0.0),
+    ("temporal - L = 1 >= 10 points", "L = 10 - L = 1", _LENGTHS, "points",
+     lambda r: r["temporal"] - r["temporal_L1"], 0.10),
+    (_FUSED, "fusion avg - better stream", _FUSION, "points",
+     lambda r: r["fusion_avg"] - max(r["spatial"], r["temporal"]), 0.02),
+    (_FUSED, "fusion SVM - better stream", _FUSION, "points",
+     lambda r: r["fusion_svm"] - max(r["spatial"], r["temporal"]), 0.02),
+)
+
+
+def margins(res: dict) -> list[tuple[str, str, str, float, float]]:
+    """(target, margin, unit, value, bar) of every margin whose rows are there (values and bars in 0-1 for
+    points; the ratio as it is)."""
+    return [(target, name, unit, float(value(res)), bar) for target, name, rows, unit, value, bar in MARGINS
+            if set(rows) <= set(res)]
+
+
 def targets(res: dict) -> list[tuple[str, bool]]:
-    """The demo's targets (issue 15), those whose rows are there: the shape of the paper's tables."""
-    pts = 0.01  # one point of top-1
-    out = []
-    if {"spatial", "temporal"} <= set(res):
-        out += [("spatial >= 2x chance", res["spatial"] >= 2 * res["chance"] - 1e-9),
-                ("spatial <= temporal - 10 points", res["spatial"] <= res["temporal"] - 10 * pts + 1e-9)]
-    if {"temporal", "temporal_L5", "temporal_L1"} <= set(res):
-        out += [("temporal (L = 10) >= L = 5 >= L = 1",
-                 res["temporal"] >= res["temporal_L5"] - 1e-9 and res["temporal_L5"] >= res["temporal_L1"] - 1e-9),
-                ("temporal - L = 1 >= 10 points", res["temporal"] - res["temporal_L1"] >= 10 * pts - 1e-9)]
-    if {"spatial", "temporal", "fusion_avg", "fusion_svm"} <= set(res):
-        best = max(res["spatial"], res["temporal"])
-        out.append(("fusion (avg and SVM) >= the better stream + 2 points",
-                    min(res["fusion_avg"], res["fusion_svm"]) >= best + 2 * pts - 1e-9))
-    return out
+    """The demo's targets (issue 15), those whose rows are there: the shape of the paper's tables. A target is
+    met when each of its margins reaches its bar."""
+    met: dict[str, bool] = {}
+    for target, _, _, value, bar in margins(res):
+        met[target] = met.get(target, True) and value >= bar - 1e-9
+    return list(met.items())
 
 
 def format_table(res: dict, dataset: str, split: int, spread: dict | None = None) -> str:

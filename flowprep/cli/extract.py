@@ -10,6 +10,7 @@ from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_ar
 from flowprep.config import ExtractConfig
 from flowprep.datasets import LAYOUTS, list_videos, printable, read_video_list
 from flowprep.quantize import QuantConfig
+from flowprep.report import LATEST_REPORT
 from flowprep.video import Resize, parse_size
 
 
@@ -148,7 +149,7 @@ def _print_report(report, out: str) -> None:
     if report.annotated_missing:
         print(f"  MISSING {report.annotated_missing} annotated clip(s) have no file: listed in "
               f"{os.path.join(out, report.missing_list)}", file=sys.stderr)
-    print(f"report: {os.path.join(out, 'reports', 'latest.json')}")
+    print(f"report: {os.path.join(out, LATEST_REPORT)}")
     if report.failed_in_output:
         print(f"{len(report.failed_in_output)} video(s) in {out} failed; `flowprep info {out}` lists them "
               "(--retry-failed tries them again)", file=sys.stderr)

@@ -85,4 +85,9 @@ def capped_threads(n: int = 1) -> Iterator[None]:
             os.environ["OMP_NUM_THREADS"] = before[1]
         torch = sys.modules.get("torch")
         if torch is not None:
-            torch.set_num_threads(before[2] if before[2] is not None else len(os.sched_getaffinity(0)))
+            torch.set_num_threads(before[2] if before[2] is not None else _usable_cpus())
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may use: its affinity where the OS has one (Linux), else all of them (macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

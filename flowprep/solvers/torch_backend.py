@@ -83,15 +83,19 @@ _LIMITS = {"recompile_limit": RECOMPILE_LIMIT, "accumulated_recompile_limit": RE
            "fail_on_recompile_limit_hit": True}  # never run eager silently
 
 
+def _wanted_limits(dynamo_config) -> dict[str, Any]:
+    """``_LIMITS`` against dynamo's current settings: limits only ever raised, the fail switch set."""
+    return {k: max(getattr(dynamo_config, k), v) if k != "fail_on_recompile_limit_hit" else v
+            for k, v in _LIMITS.items()}
+
+
 @contextlib.contextmanager
 def compile_limits() -> Iterator[None]:
     """Within the block: dynamo's recompile limits at least ``RECOMPILE_LIMIT`` (5 pyramid levels per frame
     size), and an error instead of a silent eager fallback past them; the previous values come back after."""
     import torch._dynamo.config as dynamo_config
 
-    want = {k: max(getattr(dynamo_config, k), v) if k != "fail_on_recompile_limit_hit" else v
-            for k, v in _LIMITS.items()}
-    with dynamo_config.patch(**want):
+    with dynamo_config.patch(**_wanted_limits(dynamo_config)):
         yield
 
 
@@ -100,8 +104,8 @@ def configure_compile() -> str:
     solver otherwise applies only while it runs). Returns the cache directory."""
     import torch._dynamo.config as dynamo_config
 
-    for k, v in _LIMITS.items():
-        setattr(dynamo_config, k, max(getattr(dynamo_config, k), v) if k != "fail_on_recompile_limit_hit" else v)
+    for k, v in _wanted_limits(dynamo_config).items():
+        setattr(dynamo_config, k, v)
     return use_compile_cache()
 
 
@@ -133,15 +137,15 @@ class TorchTVL1Solver:
         if self.device.type == "cuda":
             chunk = min(chunk, choose_batch_size(str(self.device), h, w))
         out = np.empty((b, 2, h, w), dtype=np.float32)
-        for start in range(0, b, chunk):
-            f0 = torch.from_numpy(np.ascontiguousarray(frames0[start:start + chunk])).to(self.device)
-            f1 = torch.from_numpy(np.ascontiguousarray(frames1[start:start + chunk])).to(self.device)
-            n = f0.shape[0]
-            if self.compiled and n < chunk:
-                # pad with black pairs (they stop after one iteration) so the compiled shapes stay the same
-                pad = f0.new_zeros((chunk - n, h, w))
-                f0, f1 = torch.cat((f0, pad)), torch.cat((f1, pad))
-            with compile_limits() if self.compiled else contextlib.nullcontext():
+        with compile_limits() if self.compiled else contextlib.nullcontext():
+            for start in range(0, b, chunk):
+                f0 = torch.from_numpy(np.ascontiguousarray(frames0[start:start + chunk])).to(self.device)
+                f1 = torch.from_numpy(np.ascontiguousarray(frames1[start:start + chunk])).to(self.device)
+                n = f0.shape[0]
+                if self.compiled and n < chunk:
+                    # pad with black pairs (they stop after one iteration) so the compiled shapes stay the same
+                    pad = f0.new_zeros((chunk - n, h, w))
+                    f0, f1 = torch.cat((f0, pad)), torch.cat((f1, pad))
                 out[start:start + n] = self._tvl1(f0, f1)[:n].cpu().numpy()
         return out
 

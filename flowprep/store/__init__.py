@@ -13,22 +13,7 @@ Modules, one job each:
 * ``verify``: find damaged shards and videos, and remove the damage;
 * ``summary``: what ``flowprep info`` reports, from metadata only.
 
-The names below load on first use, so that ``import flowprep.store.format`` does not import h5py.
+
+Import the module you need (``from flowprep.store.reader import ShardSet``); the public entry points are
+``flowprep.open_shards`` and ``flowprep.ShardSet``.
 """
-from __future__ import annotations
-
-_EXPORTS = {
-    "ShardSet": "reader", "open_shards": "reader", "VideoMeta": "reader", "ShardWriter": "writer",
-    "FlowSample": "samples", "read_shard_header": "shardfile", "verify_folder": "verify", "summarize": "summary",
-    "list_shards": "format", "shard_name": "format", "FORMAT_VERSION": "format",
-}
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-        return getattr(importlib.import_module(f"flowprep.store.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'flowprep.store' has no attribute {name!r}")
-
-
-__all__ = list(_EXPORTS)

@@ -95,10 +95,10 @@ def read_records(path: str | os.PathLike, keys: list[str]) -> Iterator[VideoReco
             yield read_record(f[F.VIDEOS][k], k)
 
 
-def source_of(path: str | os.PathLike, key: str) -> str:
-    """The source video recorded for ``key`` in a shard."""
+def sources_of(path: str | os.PathLike, keys: list[str]) -> list[str]:
+    """The source video recorded for each of ``keys`` in a shard (one open of the file)."""
     with h5py.File(path, "r") as f:
-        return _text(f[F.VIDEOS][key].attrs.get("source", ""))
+        return [_text(f[F.VIDEOS][k].attrs.get("source", "")) for k in keys]
 
 
 def check_video(g: h5py.Group) -> str | None:

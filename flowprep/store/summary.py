@@ -13,10 +13,9 @@ from pathlib import Path
 import h5py
 
 from flowprep.errors import FlowprepError, ShardError
+from flowprep.report import LATEST_REPORT
 from flowprep.store import format as F
 from flowprep.store.shardfile import read_catalog, read_header, unreadable
-
-REPORT = Path("reports") / "latest.json"
 
 
 def _entry(e: dict, shard: str) -> dict:
@@ -65,7 +64,7 @@ def summarize(out_dir: str | os.PathLike) -> dict:
     shards = F.list_shards(out)
     vids = [videos[k] for k in sorted(videos)]
     ok = [v for v in vids if v["status"] == F.OK]
-    last = out / REPORT
+    last = out / LATEST_REPORT
     return {
         "folder": str(out),
         "settings": settings,

@@ -33,7 +33,7 @@ from flowprep.datasets import VideoTask
 from flowprep.durable import append_line, fsync_dir
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.shardfile import read_shard_header, source_of
+from flowprep.store.shardfile import read_shard_header, sources_of
 
 log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
@@ -194,7 +194,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
             except ShardError:
                 continue
             if keys and not any(k in done for k in keys):
-                final = publisher.publish(f, [VideoTask(k, source_of(f, k)) for k in keys])
+                final = publisher.publish(f, [VideoTask(k, s) for k, s in zip(keys, sources_of(f, keys))])
                 done.update(zip(keys, status))
                 adopted.append(final.name)
                 log.info("adopted %s (finished by an interrupted run) as %s", f.name, final.name)

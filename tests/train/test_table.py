@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from train.cli import main as train_main
-from train.table import KEYS, collect, format_table, targets, write_results
+from train.table import KEYS, collect, format_table, margins, targets, write_results
 
 # a run whose rows meet every target (6 classes: chance 1/6)
 GOOD = {"spatial": 0.45, "temporal_L1": 0.44, "temporal_L5": 0.76, "temporal": 0.83,
@@ -80,3 +80,12 @@ def test_the_table_verb_writes_results_and_fails_a_missed_target(tmp_path, capsy
     assert "MISSED" in capsys.readouterr().out
     assert train_main(["table", "--runs", str(tmp_path / "nothing")]) != 0
     assert "run `train test` first" in capsys.readouterr().err
+
+
+def test_margins_are_the_differences_the_targets_compare():
+    got = {name: (unit, value, bar) for _, name, unit, value, bar in margins({**GOOD, "chance": 1 / 6})}
+    assert len(got) == 7
+    assert got["spatial / chance (x)"] == ("x", pytest.approx(2.7), 2.0)
+    assert got["temporal - spatial"] == ("points", pytest.approx(0.38), 0.10)
+    assert got["fusion avg - better stream"] == ("points", pytest.approx(0.06), 0.02)
+    assert got["L = 5 - L = 1"] == ("points", pytest.approx(0.32), 0.0)
