@@ -27,6 +27,7 @@ import numpy as np
 from flowprep.jpeg import encode_bgr, encode_gray
 from flowprep.quantize import QuantConfig, quantize_flow
 from flowprep.record import VideoRecord
+from flowprep.splits import load_split
 from flowprep.store import format as F
 from flowprep.store.reader import open_shards
 from flowprep.store.shardfile import catalog_from_groups, read_header
@@ -39,12 +40,8 @@ PER_SHARD = 16
 
 def ucf101_keys() -> list[str]:
     """Every video of UCF-101 as a shard key (Class/v_Class_gXX_cYY), from the official split 1 lists."""
-    names = set()
-    for name in ("trainlist01.txt", "testlist01.txt"):
-        for line in (SPLITS / name).read_text().splitlines():
-            if line.strip():
-                names.add(line.split()[0].rsplit(".", 1)[0])
-    return sorted(names)
+    split = load_split("ucf101", SPLITS, 1)
+    return sorted({n.rsplit(".", 1)[0] for n, _ in split.train + split.test})
 
 
 def tiny_record(frames: int) -> VideoRecord:

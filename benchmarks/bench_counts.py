@@ -55,8 +55,8 @@ def tiny_clip(path: Path) -> None:
 
 
 def ucf101(root: Path, clip: Path, fraction: float) -> tuple[str, Path, int]:
-    names = sorted({ln.split()[0] for f in ("trainlist01.txt", "testlist01.txt")
-                    for ln in (SHARED / "ucf101_splits" / f).read_text().splitlines() if ln.strip()})
+    split = load_split("ucf101", SHARED / "ucf101_splits", 1)
+    names = sorted({n for n, _ in split.train + split.test})
     names = names[:max(1, int(len(names) * fraction))]
     for n in names:
         _link(clip, root / n)

@@ -32,10 +32,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # flowprep and the check's modules, run from anywhere
+from gpu_check_flow import CLIP, SEQUENCES  # noqa: E402  (what is copied is what the checks read)
+
+from flowprep.durable import write_json, write_text  # noqa: E402
+
 SHARED = Path(os.environ.get("FLOWPREP_SHARED_DATA") or REPO.parent / "shared" / "data")
 PREPARED = REPO / ".gpu_check"
-SEQUENCES = ("Dimetrodon", "Grove2", "RubberWhale", "Urban2", "Venus")
-CLIP = Path("videos") / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
 PURE_PYTHON = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py.py", "pytest_timeout.py")
 DEFAULT_BUDGET = 420  # seconds for all checks: 7 of the 8 minutes, the rest for start-up and the summary
 
@@ -99,8 +102,9 @@ class Summary:
     def write(self) -> None:
         """gpu_check.json and gpu_check.md."""
         self.data["seconds"] = round(time.perf_counter() - self.t0, 1)
-        (self.out / "gpu_check.json").write_text(json.dumps(self.data, indent=1, default=str))
-        (self.out / "gpu_check.md").write_text(markdown(self.data))
+        # atomically: a lease that ends mid-write leaves the previous, whole files
+        write_json(self.out / "gpu_check.json", self.data, fsync=False, indent=1, default=str, sort_keys=False)
+        write_text(self.out / "gpu_check.md", markdown(self.data), fsync=False)
 
 
 def markdown(d: dict) -> str:
@@ -144,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / CLIP).is_file():
         ap.error(f"{args.data} holds no prepared data: run `benchmarks/gpu_check.sh --prepare` first (where "
                  "../shared/data is) and carry .gpu_check with the working tree")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gpu_check_pipeline import run_all
 
     summary = Summary(args.out, args.dry_run, args.budget)

@@ -120,7 +120,9 @@ def check_tests(ctx: Context) -> dict:
 
 def _gray(path: Path, scale: float = 1.0) -> np.ndarray:
     import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+
+    from flowprep.evaluate_gt import read_gray
+    img = read_gray(path)
     return img if scale == 1.0 else cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
@@ -153,7 +155,7 @@ def check_equivalence(ctx: Context) -> dict:
     import torch
 
     from flowprep.flo import read_flo
-    from flowprep.flow_metrics import endpoint_error
+    from flowprep.flow_metrics import flow_errors
     from flowprep.solvers import ALGO_DEFAULTS, torch_backend
 
     t0 = time.perf_counter()
@@ -175,9 +177,7 @@ def check_equivalence(ctx: Context) -> dict:
             row.update(mean_abs_diff_px=float(d.mean()), max_abs_diff_px=float(d.max()))
             if gt is not None:
                 g = read_flo(gt)
-                known = np.abs(g).max(axis=0) < 1e9
-                row.update(epe_cpu=float(endpoint_error(a, g)[known].mean()),
-                           epe_cuda=float(endpoint_error(b, g)[known].mean()))
+                row.update(epe_cpu=flow_errors(a, g)["epe"], epe_cuda=flow_errors(b, g)["epe"])
         rows.append(row)
     if ctx.dry:
         return _result("flow on CUDA = flow on the CPU", t0, "skipped", {"pairs": rows},
@@ -228,7 +228,7 @@ def _rate(ctx: Context, batch: int, compiled: bool, frames: list[np.ndarray]) ->
     peak = torch.cuda.max_memory_allocated() - base if ctx.cuda else 0
     h, w = f0.shape[1:]
     model = b * torch_backend.bytes_per_pair(h, w) + torch_backend.MEDIAN_WORKSPACE_PER_PIXEL * h * w * min(b, 8)
-    return {"mode": "compiled" if compiled else "eager", "batch": f"{b} (auto)" if not batch else b,
+    return {"mode": "compiled" if compiled else "eager", "batch": f"{b} (auto)" if not batch else b, "pairs": b,
             "pairs_s": round(reps * b / seconds, 1), "first_call_s": round(first, 1),
             "peak_mib": round(peak / 2**20), "model_mib": round(model / 2**20), "within_model": peak <= model,
             "syncs_per_batch": _syncs(solver, f0, f1)}
@@ -239,15 +239,21 @@ def check_throughput(ctx: Context) -> dict:
     t0 = time.perf_counter()
     if ctx.dry:
         return _result("pairs/s at 320x240", t0, "skipped", {}, "dry run: needs CUDA")
-    frames = clip_frames(ctx.data, max(BATCHES) + 1, ctx.scale)
+    from flowprep.solvers import torch_backend
+
+    frames = clip_frames(ctx.data, max(*BATCHES, torch_backend.MAX_CUDA_BATCH) + 1, ctx.scale)
     rows, note = [], ""
     for compiled in ctx.modes:
-        for batch in ctx.batches:  # 0: the batch size the backend picks from free memory
+        auto = None  # the batch the backend picked: not timed a second time as an explicit one
+        for batch in ctx.batches:  # 0 (first): the batch size the backend picks from free memory
+            if batch and batch == auto:
+                continue
             if ctx.left() < (150 if ctx.cuda else 30):  # keep time for the extraction and training checks
                 note = "not every configuration measured: out of time (a second run compiles nothing)"
                 break
             try:
                 rows.append(_rate(ctx, batch, compiled, frames))
+                auto = rows[-1]["pairs"] if not batch else auto
             except Exception as e:  # an out-of-memory or compile failure is a finding, not the end
                 rows.append({"mode": "compiled" if compiled else "eager", "batch": batch or "auto",
                              "error": f"{type(e).__name__}: {str(e)[:200]}"})

@@ -17,13 +17,15 @@ def _modules(*packages: str) -> list[Path]:
 
 
 def _imports(path: Path) -> set[str]:
-    """Top-level names of every module ``path`` imports (anywhere in the file)."""
+    """Every module ``path`` imports (anywhere in the file), by its dotted name; ``from a.b import c`` counts as
+    both ``a.b`` and ``a.b.c``, since ``c`` may be a module (``from flowprep import jpeg``)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
     return names
 
 

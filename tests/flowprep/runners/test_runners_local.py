@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from flowprep.runners import make_runner
 from flowprep.runners.local import LocalRunner
@@ -30,22 +31,33 @@ def test_an_extraction_worker_owns_one_core():
     assert out.stdout.split() == ["1", "1", "False"]
 
 
-def test_work_in_the_callers_process_restores_its_thread_settings(monkeypatch):
+@pytest.fixture
+def thread_settings():
+    """The process's OpenCV and torch thread counts, put back after the test."""
+    import torch
+
+    before = cv2.getNumThreads(), torch.get_num_threads()
+    yield
+    cv2.setNumThreads(before[0])
+    torch.set_num_threads(before[1])
+
+
+def test_work_in_the_callers_process_restores_its_thread_settings(monkeypatch, thread_settings):
     import torch
 
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     cv2.setNumThreads(2)
-    torch_before = torch.get_num_threads()
+    torch.set_num_threads(3)  # not 1 (what tests/train sets), so that a restore that forgets torch shows
     with capped_threads(1):
         assert (cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], torch.get_num_threads()) == (1, "1", 1)
-    assert (cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], torch.get_num_threads()) == (2, "7", torch_before)
+    assert (cv2.getNumThreads(), os.environ["OMP_NUM_THREADS"], torch.get_num_threads()) == (2, "7", 3)
     monkeypatch.delenv("OMP_NUM_THREADS")
     with capped_threads(1):
         pass
     assert "OMP_NUM_THREADS" not in os.environ
 
 
-def test_one_chunk_runs_in_this_process_and_the_runner_is_chosen_once():
+def test_one_chunk_runs_in_this_process_and_the_runner_is_chosen_once(thread_settings):
     seen = []
 
     def work(chunk, progress):

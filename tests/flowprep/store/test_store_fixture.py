@@ -15,7 +15,7 @@ from flowprep.datasets import list_videos
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
 
-from fixtures.make_shards_v1 import run, sha, tree_hashes
+from fixtures.make_shards_v1 import read_back, run, tree_hashes
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shards_v1"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
@@ -27,20 +27,8 @@ def folder(tmp_path) -> Path:
     return Path(shutil.copytree(FIXTURE / "out", tmp_path / "out"))
 
 
-def _read_back(out: Path) -> dict:
-    shards = flowprep.open_shards(out)
-    got = {}
-    for key in shards.keys():
-        m = shards.meta(key)
-        got[key] = {"frames": m.frames, "flows": m.flows, "width": m.width, "height": m.height,
-                    "flow": sha(shards.flow(key)), "rgb": sha(shards.rgb(key)),
-                    "jpegs": {n: [sha(b) for b in shards.jpegs(key, n, range(m.flows if n != "rgb" else m.frames))]
-                              for n in ("rgb", "flow_x", "flow_y")}}
-    return {"keys_ok": shards.keys(), "keys_all": shards.keys(None), "videos": got}
-
-
 def test_keys_flow_in_pixels_and_rgb_read_back_identically(folder):
-    got = _read_back(folder)
+    got = read_back(folder)
     assert got["keys_all"] == EXPECTED["keys_all"] and got["keys_ok"] == EXPECTED["keys_ok"]
     assert got["videos"] == EXPECTED["videos"]
     assert flowprep.open_shards(folder).failures() == [
@@ -73,7 +61,7 @@ def test_a_new_extraction_writes_the_same_jpegs_and_the_same_metadata(tmp_path):
     report = extract_dataset(list_videos("ucf101", FIXTURE / "videos"), out, config, runner=LocalRunner(1),
                              videos_per_shard=2, show_progress=False)
     assert report.videos_ok == 2 and report.videos_failed == 1
-    assert _read_back(out) == {k: EXPECTED[k] for k in ("keys_ok", "keys_all", "videos")}
+    assert read_back(out) == {k: EXPECTED[k] for k in ("keys_ok", "keys_all", "videos")}
     rc, text = run(["info", str(out), "--json"])
     new, old = json.loads(text), EXPECTED["info"]
     for a, b in zip(new["videos"], old["videos"]):  # the same entries, bytes included (sources moved)
