@@ -47,10 +47,12 @@ def test_the_dry_run_runs_what_needs_no_cuda_and_says_what_it_skipped(prepared, 
     summary = json.loads((out / "gpu_check.json").read_text())
     checks = {c["name"]: c for c in summary["checks"]}
     assert summary["dry_run"] and list(checks) == [
-        "CUDA tests (-m gpu)", "flow on CUDA = flow on the CPU", "pairs/s at 320x240",
-        "flowprep extract end to end", "training on CUDA"]
+        "CUDA tests (-m gpu)", "flow on CUDA = flow on the CPU", "the Triton kernels alone", "pairs/s at 320x240",
+        "where a batch's time goes",
+        "cuCIM TV-L1 beside ours",
+        "JPEG encode: cores vs nvJPEG", "flowprep extract end to end", "training on CUDA"]
     assert all(c["status"] == "skipped" and c["note"] for c in checks.values()), checks
-    assert checks["CUDA tests (-m gpu)"]["figures"]["collected"] == 4  # collected, not run
+    assert checks["CUDA tests (-m gpu)"]["figures"]["collected"] == 7  # collected, not run
     assert checks["flow on CUDA = flow on the CPU"]["figures"]["pairs"][0]["cpu_s"] > 0  # the CPU side ran
     assert checks["flowprep extract end to end"]["figures"]["pairs"] >= 2000
     assert (out / "demo" / "classInd.txt").is_file() and "## training on CUDA: SKIPPED" in \
@@ -64,3 +66,8 @@ def test_arguments_say_what_is_missing(tmp_path, capsys):
     with pytest.raises(SystemExit):
         gpu_check.main([str(tmp_path / "o"), "--data", str(tmp_path / "nothing")])
     assert "run `benchmarks/gpu_check.sh --prepare` first" in capsys.readouterr().err
+
+
+def test_the_check_names_of_only_are_the_checks_run() -> None:
+    import gpu_check_pipeline
+    assert tuple(c.__name__ for c in gpu_check_pipeline.CHECKS) == gpu_check.CHECK_NAMES

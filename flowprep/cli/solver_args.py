@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from flowprep.solvers import ALGO_DEFAULTS, BACKENDS, SolverConfig
+from flowprep.solvers import ALGO_DEFAULTS, BACKENDS, KERNELS, SolverConfig
 
 # TV-L1 flags: flag name -> parameter name (OpenCV's meaning and defaults, see solvers.ALGO_DEFAULTS)
 _TVL1_FLAGS = {
@@ -26,6 +26,9 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--torch-compile", dest="torch_compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch backend: torch.compile the solver (default: on, unless FLOWPREP_TORCH_COMPILE=0; "
                         "the first run per frame size pays a one-time compile, cached on disk)")
+    g.add_argument("--tvl1-kernel", dest="tvl1_kernel", default="auto", choices=KERNELS,
+                   help="torch backend's inner TV-L1 step on CUDA: triton (one fused kernel), torch (torch.compile); "
+                        "auto: triton where installed (default: auto; both give the same flow)")
     d = ALGO_DEFAULTS["tvl1"]
     for flag, name in _TVL1_FLAGS.items():
         g.add_argument(f"--{flag}", dest=f"tvl1_{name}", type=type(d[name]), default=None,
@@ -60,4 +63,5 @@ def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
             raise ValueError(f"unknown {args.algo} parameter {k!r}; allowed: {', '.join(defaults)}")
         params[k] = _parse_value(v, defaults[k])
     return SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
-                        batch_size=args.batch_size, compile=getattr(args, "torch_compile", None))
+                        batch_size=args.batch_size, compile=getattr(args, "torch_compile", None),
+                        kernel=getattr(args, "tvl1_kernel", "auto"))

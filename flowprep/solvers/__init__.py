@@ -35,6 +35,9 @@ BACKENDS: dict[str, str] = {
     "opencv": "flowprep.solvers.opencv_backend",
     "torch": "flowprep.solvers.torch_backend",
 }
+# the torch backend's inner TV-L1 step: auto (triton on CUDA where triton is installed, else torch), the
+# torch.compile'd step (torch), or the fused Triton kernel (triton, CUDA only); the flow is the same
+KERNELS = ("auto", "torch", "triton")
 # which algorithms each backend implements
 BACKEND_ALGOS: dict[str, tuple[str, ...]] = {"opencv": ("tvl1", "farneback", "dis"), "torch": ("tvl1",)}
 
@@ -63,6 +66,7 @@ class SolverConfig:
     params: dict = field(default_factory=dict)
     batch_size: int | None = None  # None: the backend chooses
     compile: bool | None = None  # torch backend: torch.compile (None: FLOWPREP_TORCH_COMPILE, default on)
+    kernel: str = "auto"  # torch backend's inner step: auto, torch or triton (torch_backend.KERNELS)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGO_DEFAULTS:
@@ -74,6 +78,8 @@ class SolverConfig:
             raise ValueError(
                 f"unknown {self.algo} parameter(s) {', '.join(sorted(unknown))}; "
                 f"allowed: {', '.join(ALGO_DEFAULTS[self.algo])}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown TV-L1 kernel {self.kernel!r}; choose one of {', '.join(KERNELS)}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -141,5 +147,5 @@ def make_solver(config: SolverConfig) -> Solver:
         return SizeDispatchSolver(config.full_params(), compile=config.compile)
     backend = resolve_backend(config.algo, config.backend, device)
     module = importlib.import_module(BACKENDS[backend])
-    options = {"compile": config.compile} if backend == "torch" else {}
+    options = {"compile": config.compile, "kernel": config.kernel} if backend == "torch" else {}
     return module.make(config.algo, config.full_params(), device, config.batch_size, **options)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from flowprep.solvers.torch_cache import use_compile_cache
-from flowprep.solvers.tvl1_torch import TVL1, TVL1Params, tvl1_step
+from flowprep.solvers.tvl1_torch import TVL1, MedianFn, StepFn, TVL1Params, tvl1_step
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,15 @@ def bytes_per_pair(height: int, width: int) -> int:
     return BYTES_PER_PIXEL * height * width
 
 
-def choose_batch_size(device: str, height: int = NOMINAL_SIZE[0], width: int = NOMINAL_SIZE[1]) -> int:
-    """1 on the CPU; on CUDA the pairs that fit in CUDA_MEMORY_FRACTION of free memory, at most MAX_CUDA_BATCH."""
+def choose_batch_size(device: str, height: int = NOMINAL_SIZE[0], width: int = NOMINAL_SIZE[1],
+                      cap: int | None = MAX_CUDA_BATCH) -> int:
+    """1 on the CPU; on CUDA the pairs that fit in CUDA_MEMORY_FRACTION of free memory, at most ``cap``."""
     if not device.startswith("cuda"):
         return 1
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     median_ws = MEDIAN_WORKSPACE_PER_PIXEL * height * width * TVL1.MEDIAN_CHUNK
     fit = int((free * CUDA_MEMORY_FRACTION - median_ws) // bytes_per_pair(height, width))
-    return max(1, min(MAX_CUDA_BATCH, fit))
+    return max(1, fit if cap is None else min(cap, fit))
 
 
 def compile_wanted(device: str, compile: bool | None) -> bool:
@@ -109,22 +110,59 @@ def configure_compile() -> str:
     return use_compile_cache()
 
 
+def choose_kernel(device: str, kernel: str) -> str:
+    """The inner step to run: "triton" (fused kernel, CUDA) or "torch"; "auto" takes triton on CUDA if installed.
+
+    Raises:
+        ValueError: "triton" asked for off CUDA (outside Triton's interpreter) or without triton installed.
+    """
+    has_triton = importlib.util.find_spec("triton") is not None
+    if kernel == "auto":
+        return "triton" if device.startswith("cuda") and has_triton else "torch"
+    if kernel == "triton":
+        if not has_triton:
+            raise ValueError("--tvl1-kernel triton needs triton (pip install triton); or use --tvl1-kernel torch")
+        if not device.startswith("cuda") and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(f"--tvl1-kernel triton runs on CUDA only, not on {device!r}; use --tvl1-kernel torch")
+    return kernel
+
+
+def _kernels(kernel: str, compiled: bool) -> tuple[StepFn, str | MedianFn]:
+    # the inner step and the median filter of a kernel choice
+    if kernel == "triton":
+        from flowprep.solvers import tvl1_triton
+        return tvl1_triton.step, tvl1_triton.median
+    return (torch.compile(tvl1_step, dynamic=False, fullgraph=True) if compiled else tvl1_step), "auto"
+
+
 class TorchTVL1Solver:
-    """TV-L1 on a torch device behind the solver interface: (B, H, W) uint8 pairs -> (B, 2, H, W) float32 flow."""
+    """TV-L1 on a torch device behind the solver interface: (B, H, W) uint8 pairs -> (B, 2, H, W) float32 flow.
+
+    On CUDA the inner step and the median are Triton kernels, or the step is compiled torch (``kernel``); every
+    ``CHECK_EVERY_CUDA`` iterations of it run as one CUDA graph (``graphs``; default on CUDA).
+    """
 
     def __init__(self, params: dict[str, Any], device: str = "cpu", batch_size: int | None = None,
-                 compile: bool | None = None):
+                 compile: bool | None = None, kernel: str = "auto", graphs: bool | None = None,
+                 compact: bool | None = None):
         self.params = TVL1Params.from_dict(params)
         self.device = torch.device(device)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size) if batch_size else choose_batch_size(device)
-        self.compiled = compile_wanted(device, compile)
-        step = tvl1_step
-        if self.compiled:
-            step = torch.compile(tvl1_step, dynamic=False, fullgraph=True)
+        self.kernel = choose_kernel(device, kernel)
+        self.compiled = self.kernel == "torch" and compile_wanted(device, compile)
+        self.graphs = self.device.type == "cuda" if graphs is None else graphs
+        step, median = _kernels(self.kernel, self.compiled)
         check_every = CHECK_EVERY_CUDA if self.device.type == "cuda" else 1
-        self._tvl1 = TVL1(self.params, step=step, check_every=check_every)
+        block = None
+        if self.graphs:
+            from flowprep.solvers.cuda_graphs import GraphedSteps
+            block = GraphedSteps(step, check_every)
+        # compaction makes new batch shapes: cheap for Triton kernels and graphs, a recompile each for torch.compile
+        self.compact = not self.compiled if compact is None else compact
+        self._tvl1 = TVL1(self.params, step=step, check_every=check_every, median=median, block=block,
+                          compact=self.compact)
 
     def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""
@@ -135,28 +173,32 @@ class TorchTVL1Solver:
         b, h, w = frames0.shape
         chunk = self.batch_size
         if self.device.type == "cuda":
-            chunk = min(chunk, choose_batch_size(str(self.device), h, w))
-        out = np.empty((b, 2, h, w), dtype=np.float32)
+            chunk = min(chunk, choose_batch_size(str(self.device), h, w, cap=None))  # what fits, whatever was asked
+        # on CUDA the flow comes back into page-locked memory: a pageable copy ran at 2 GB/s on the H200 machine
+        # (21 ms of a 180 ms batch of 64), a pinned one at the link's speed; torch caches pinned blocks
+        out = torch.empty((b, 2, h, w), dtype=torch.float32, pin_memory=self.device.type == "cuda")
         with compile_limits() if self.compiled else contextlib.nullcontext():
             for start in range(0, b, chunk):
                 f0 = torch.from_numpy(np.ascontiguousarray(frames0[start:start + chunk])).to(self.device)
                 f1 = torch.from_numpy(np.ascontiguousarray(frames1[start:start + chunk])).to(self.device)
                 n = f0.shape[0]
-                if self.compiled and n < chunk:
-                    # pad with black pairs (they stop after one iteration) so the compiled shapes stay the same
+                if (self.compiled or self.graphs) and n < chunk:
+                    # pad with black pairs (they stop after one iteration): compiled shapes and graphs stay the same
                     pad = f0.new_zeros((chunk - n, h, w))
                     f0, f1 = torch.cat((f0, pad)), torch.cat((f1, pad))
-                out[start:start + n] = self._tvl1(f0, f1)[:n].cpu().numpy()
-        return out
+                out[start:start + n] = self._tvl1(f0, f1)[:n]
+        return out.numpy()
 
     def describe(self) -> dict:
         """algo, backend, device, every parameter, and how it ran (batch size, compiled, torch version)."""
         return {"algo": "tvl1", "backend": "torch", "device": str(self.device), "params": self.params.as_dict(),
-                "batch_size": self.batch_size, "compiled": self.compiled, "torch": torch.__version__}
+                "batch_size": self.batch_size, "compiled": self.compiled, "kernel": self.kernel,
+                "cuda_graphs": self.graphs, "compact": self.compact, "torch": torch.__version__}
 
 
 def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None = None,
-         compile: bool | None = None) -> TorchTVL1Solver:
+         compile: bool | None = None, kernel: str = "auto", graphs: bool | None = None,
+         compact: bool | None = None) -> TorchTVL1Solver:
     """Build the torch solver for ``algo`` (only "tvl1") on ``device`` ("cpu", "cuda", "cuda:N").
 
     Args:
@@ -165,9 +207,12 @@ def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None 
         device: a resolved torch device string.
         batch_size: pairs per call; None: chosen by ``choose_batch_size``.
         compile: torch.compile the inner iteration; None: ``FLOWPREP_TORCH_COMPILE`` (default on).
+        kernel: the inner step, "auto", "torch" or "triton" (``choose_kernel``).
+        graphs: run the inner iterations as CUDA graphs; None: on CUDA.
+        compact: stopped pairs leave the batch (``TVL1``); None: unless torch.compile'd (a recompile per shape).
     Raises:
-        ValueError: an algorithm other than tvl1, a bad parameter or batch size.
+        ValueError: an algorithm other than tvl1, a bad parameter, batch size or kernel.
     """
     if algo != "tvl1":
         raise ValueError(f"the torch backend implements tvl1 only, not {algo!r}; use --backend opencv for {algo}")
-    return TorchTVL1Solver(params, device, batch_size, compile)
+    return TorchTVL1Solver(params, device, batch_size, compile, kernel, graphs, compact)

@@ -225,6 +225,7 @@ def tvl1_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.
 
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+MedianFn = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
 
 
 class TVL1:
@@ -235,19 +236,27 @@ class TVL1:
         step: the inner-iteration function, ``tvl1_step`` or a ``torch.compile`` of it (torch_backend does that).
         check_every: inner iterations between two host checks of "has every pair stopped?" (each is one host
             sync on CUDA). 1 on the CPU (free there); None: 1 on the CPU, 10 elsewhere.
-        median: "auto" (cv2.medianBlur on the CPU for windows 3 and 5, the torch median elsewhere) or "torch".
+        median: "auto" (cv2.medianBlur on the CPU for windows 3 and 5, the torch median elsewhere), "torch", or
+            a function ``(u, ksize, active) -> (B, 2, H, W)`` that filters u's first two channels of the active
+            pairs and passes the others through (``tvl1_triton.median``).
+        block: ``check_every`` steps in one call, used wherever that many are left before a check (a CUDA graph
+            of them: ``cuda_graphs.GraphedSteps``); None: one step at a time.
+        compact: pairs that have stopped leave the batch within a warp (``_warp``) instead of being carried
+            along masked: the same flow, less work when a batch's pairs stop at different times.
     """
 
     MEDIAN_CHUNK = 8  # pairs per torch median call: its k*k window stack is the largest temporary
 
     def __init__(self, params: TVL1Params = TVL1Params(), step: StepFn = tvl1_step, check_every: int | None = None,
-                 median: str = "auto"):
-        if median not in ("auto", "torch"):
-            raise ValueError(f"median must be 'auto' or 'torch', got {median!r}")
+                 median: str | MedianFn = "auto", block: StepFn | None = None, compact: bool = True):
+        if median not in ("auto", "torch") and not callable(median):
+            raise ValueError(f"median must be 'auto', 'torch' or a function, got {median!r}")
         self.params = params
         self.step = step
         self.check_every = check_every
         self.median = median
+        self.block = block
+        self.compact = compact
         self.inner_steps = 0  # batch inner iterations run by the last call (a work measure for benchmarks)
 
     def __call__(self, frames0: torch.Tensor, frames1: torch.Tensor) -> torch.Tensor:
@@ -292,24 +301,70 @@ class TVL1:
             rho_c = i1w - (grads * u[:, :2]).sum(dim=1) - i0
             if u.shape[1] == 3:
                 grads = torch.cat((grads, torch.full_like(i0, p.gamma)[:, None]), dim=1)
-            active = torch.ones(b, dtype=torch.bool, device=i0.device)  # the error is reset at each warp
-            for _ in range(p.outer_iterations):
-                if not bool(active.any()):
-                    break
-                if p.median_filtering > 1:
-                    u = self._median(u, active)
-                for n in range(p.inner_iterations):
-                    u, px, py, active = self.step(u, px, py, grads, grad_sq, rho_c, active, scaled_eps,
-                                                  l_t, p.theta, taut)
-                    self.inner_steps += 1
-                    if (n + 1) % check_every == 0 and not bool(active.any()):
-                        break
+            u, px, py = self._warp([u, px, py], [grads, grad_sq, rho_c], scaled_eps, (l_t, p.theta, taut),
+                                   check_every)
         return u
+
+    def _warp(self, state: list[torch.Tensor], data: list[torch.Tensor], scaled_eps: torch.Tensor,
+              consts: tuple[float, float, float], check_every: int) -> list[torch.Tensor]:
+        # the outer iterations of one warp on state [u, px, py]; the error is reset at each warp, so every pair
+        # starts active. Compaction: once the pairs still iterating fit a batch a quarter smaller, the working
+        # set is cut down to them (plus stopped ones to fill a bucket size) instead of masking the rest
+        active = torch.ones(state[0].shape[0], dtype=torch.bool, device=state[0].device)
+        full, idx, left = None, None, active.shape[0]
+        for _ in range(self.params.outer_iterations):
+            if left == 0:
+                break
+            if self.params.median_filtering > 1:
+                state[0] = self._median(state[0], active)
+            *state, active, left = self._inner(*state, data, active, scaled_eps, consts, check_every)
+            keep = self._keep(left, active.shape[0])
+            if keep < active.shape[0]:
+                if idx is None:  # the whole batch, as the first cut finds it (copied: graphs own their outputs)
+                    full = [t.clone() for t in state]
+                else:
+                    for f, t in zip(full, state):
+                        f[idx] = t
+                order = torch.argsort((~active).to(torch.uint8), stable=True)[:keep]  # the active pairs first
+                idx = order if idx is None else idx[order]
+                state, data, active = [t[order] for t in state], [t[order] for t in data], active[order]
+        if idx is None:
+            return state
+        for f, t in zip(full, state):
+            f[idx] = t
+        return full
+
+    def _keep(self, left: int, size: int) -> int:
+        # the working set's next size: ``left`` active pairs rounded up to a bucket (a multiple of 8 past 8, so
+        # that few shapes need a compiled step or a CUDA graph), cut only when that saves a quarter
+        if not self.compact:
+            return size
+        bucket = left if left <= 8 else -(-left // 8) * 8
+        return bucket if bucket <= 0.75 * size else size
+
+    def _inner(self, u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, data: list[torch.Tensor],
+               active: torch.Tensor, scaled_eps: torch.Tensor, consts: tuple[float, float, float],
+               check_every: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        # one run of inner iterations; the host counts the active pairs every check_every iterations and at the
+        # end (once: the outer loop reuses that count), so a GPU syncs once per check
+        n, left, inner = 0, active.shape[0], self.params.inner_iterations
+        while n < inner:
+            k = check_every if self.block is not None and inner - n >= check_every else 1
+            u, px, py, active = (self.block if k > 1 else self.step)(u, px, py, *data, active, scaled_eps, *consts)
+            n += k
+            self.inner_steps += k
+            if n % check_every == 0 or n == inner:
+                left = int(active.sum())
+                if left == 0:
+                    break
+        return u, px, py, active, left
 
     def _median(self, u: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         # median of u1, u2 only (OpenCV leaves u3 alone), on the pairs still active
         k = self.params.median_filtering
-        if self.median == "auto" and u.device.type == "cpu" and k in (3, 5):  # cv2's float median: 3 and 5 only
+        if callable(self.median):
+            uv = self.median(u, k, active)
+        elif self.median == "auto" and u.device.type == "cpu" and k in (3, 5):  # cv2's float median: 3 and 5 only
             uv = median_opencv(u[:, :2], k, active)
         else:
             med = torch.cat([median_torch(c, k) for c in u[:, :2].split(self.MEDIAN_CHUNK)])

@@ -57,6 +57,25 @@ def test_batches_span_videos_and_results_do_not_depend_on_batch_size(short_video
     assert _flows(one) == _flows(eight)
 
 
+def test_several_decode_and_encode_threads_give_the_same_records_in_task_order(short_videos, tmp_path):
+    """What a GPU worker runs (host_threads: several decoders and encoders) equals one thread of each, a bad
+    video among them included."""
+    bad = tmp_path / "bad.avi"
+    bad.write_text("not a video")
+    tasks = short_videos[:2] + [VideoTask("bad", str(bad))] + short_videos[2:]
+    settings = encode_settings(ExtractConfig())
+    alone = list(run_pipeline(tasks, RecordingSolver(4), settings, threads=(1, 1)))
+    for threads in ((3, 4), (8, 2)):
+        many = list(run_pipeline(tasks, RecordingSolver(4), settings, segment=2, threads=threads))
+        assert [r.key for r in many] == ["v0", "v1", "bad", "v2", "v3"]
+        assert _flows(many) == _flows(alone) and [r.rgb for r in many] == [r.rgb for r in alone]
+
+
+def test_host_threads_on_the_cpu_are_one_of_each():
+    from flowprep.pipeline import host_threads
+    assert host_threads(RecordingSolver(1)) == (1, 1)
+
+
 def test_a_bad_video_in_the_middle_fails_alone(short_videos, tmp_path):
     bad = tmp_path / "bad.avi"
     bad.write_text("not a video")

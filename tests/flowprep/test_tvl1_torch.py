@@ -196,6 +196,24 @@ def test_batch_equals_separate_calls_and_is_deterministic() -> None:
     assert torch.equal(batch, tvl1(torch.from_numpy(f0), torch.from_numpy(f1)))
 
 
+def test_compaction_gives_the_same_flow_with_fewer_pair_iterations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pairs that stop leave the working set (TVL1._warp): same flow as masking them, less work done."""
+    f0, f1 = _three_pairs()
+    f0, f1 = np.concatenate([f0, f0[2:], f0[:1]]), np.concatenate([f1, f1[2:], f1[:1]])  # 5 pairs, 2 black
+    sizes = []
+    step = TVL1().step
+
+    def counting(u, *args):
+        sizes.append(u.shape[0])
+        return step(u, *args)
+
+    masked = TVL1(step=counting, compact=False)(torch.from_numpy(f0), torch.from_numpy(f1))
+    masked_work, sizes[:] = sum(sizes), []
+    compacted = TVL1(step=counting)(torch.from_numpy(f0), torch.from_numpy(f1))
+    torch.testing.assert_close(compacted, masked, atol=1e-5, rtol=0)
+    assert min(sizes) < 5 and sum(sizes) < 0.9 * masked_work  # batches did shrink, and the work with them
+
+
 def test_backend_make_compute_describe() -> None:
     f0, f1 = _three_pairs()
     solver = torch_backend.make("tvl1", dict(ALGO_DEFAULTS["tvl1"]), "cpu", None, compile=False)
