@@ -206,6 +206,7 @@ def _syncs(solver, f0: np.ndarray, f1: np.ndarray) -> int | None:
 # (label, options of torch_backend.make, batches; 0 = the batch the backend picks)
 CUDA_CONFIGS = (("triton + graphs", {}, (0, *BATCHES, 128, 256)),
                 ("triton + graphs, no compaction", {"compact": False}, (0,)),
+                ("triton + graphs, host check every 30", {"check_every": 30}, (0,)),
                 ("triton, no graphs", {"graphs": False}, (8, 0)),
                 ("torch eager", {"kernel": "torch", "compile": False, "graphs": False}, (0,)),
                 ("torch compiled + graphs", {"kernel": "torch", "compile": True}, (0,)))
@@ -256,7 +257,7 @@ def check_throughput(ctx: Context) -> dict:
         for batch in config[2]:
             if batch and batch == auto:
                 continue
-            if ctx.left() < (150 if ctx.cuda else 30):  # keep time for the extraction and training checks
+            if ctx.left() < (90 if ctx.cuda else 30):  # keep time for the extraction and training checks
                 note = "not every configuration measured: out of time (a second run compiles nothing)"
                 break
             try:

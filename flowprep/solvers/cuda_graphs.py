@@ -7,11 +7,14 @@ each replay (one sync per k iterations, as without graphs), so the flow is the s
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from flowprep.solvers.tvl1_torch import StepFn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class GraphedSteps:
         # one memory pool for every graph (shapes x levels x compaction buckets): safe because nothing a graph
         # makes outlives its replay (the state is copied back into inputs allocated outside the pool)
         self._pool = None
+        self.failed = False
 
     def __call__(self, u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.Tensor,
                  grad_sq: torch.Tensor, rho_c: torch.Tensor, active: torch.Tensor, scaled_eps: torch.Tensor,
@@ -46,9 +50,17 @@ class GraphedSteps:
         """``k`` inner iterations from this state (same arguments and results as the step)."""
         args = (u, px, py, grads, grad_sq, rho_c, active, scaled_eps)
         key = (tuple(tuple(a.shape) for a in args), u.device, l_t, theta, taut)
+        if self.failed:  # a capture failed once: plain launches from then on (same flow, more host work)
+            return self._run(args, (l_t, theta, taut))
         cap = self._graphs.get(key)
         if cap is None:
-            cap = self._graphs[key] = self._capture(args, (l_t, theta, taut))
+            try:
+                cap = self._graphs[key] = self._capture(args, (l_t, theta, taut))
+            except RuntimeError as e:  # a driver or library that cannot capture: slower, not stopped
+                log.warning("CUDA graph capture failed (%s); running the inner iterations without graphs",
+                            str(e).splitlines()[0][:200])
+                self.failed = True
+                return self._run(args, (l_t, theta, taut))
         for i, (dst, src) in enumerate(zip(cap.inputs, args)):
             if src is not dst and src is not cap.sources[i]:
                 dst.copy_(src)

@@ -135,6 +135,16 @@ def _kernels(kernel: str, compiled: bool) -> tuple[StepFn, str | MedianFn]:
     return (torch.compile(tvl1_step, dynamic=False, fullgraph=True) if compiled else tvl1_step), "auto"
 
 
+def _host_buffer(shape: tuple[int, ...], pinned: bool) -> torch.Tensor:
+    # float32 host memory for the flow; page-locked where asked and possible (a locked-memory limit can refuse it)
+    if pinned:
+        try:
+            return torch.empty(shape, dtype=torch.float32, pin_memory=True)
+        except RuntimeError:
+            pass
+    return torch.empty(shape, dtype=torch.float32)
+
+
 class TorchTVL1Solver:
     """TV-L1 on a torch device behind the solver interface: (B, H, W) uint8 pairs -> (B, 2, H, W) float32 flow.
 
@@ -144,7 +154,7 @@ class TorchTVL1Solver:
 
     def __init__(self, params: dict[str, Any], device: str = "cpu", batch_size: int | None = None,
                  compile: bool | None = None, kernel: str = "auto", graphs: bool | None = None,
-                 compact: bool | None = None):
+                 compact: bool | None = None, check_every: int | None = None):
         self.params = TVL1Params.from_dict(params)
         self.device = torch.device(device)
         if batch_size is not None and batch_size < 1:
@@ -154,7 +164,7 @@ class TorchTVL1Solver:
         self.compiled = self.kernel == "torch" and compile_wanted(device, compile)
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         step, median = _kernels(self.kernel, self.compiled)
-        check_every = CHECK_EVERY_CUDA if self.device.type == "cuda" else 1
+        check_every = check_every or (CHECK_EVERY_CUDA if self.device.type == "cuda" else 1)
         block = None
         if self.graphs:
             from flowprep.solvers.cuda_graphs import GraphedSteps
@@ -176,7 +186,7 @@ class TorchTVL1Solver:
             chunk = min(chunk, choose_batch_size(str(self.device), h, w, cap=None))  # what fits, whatever was asked
         # on CUDA the flow comes back into page-locked memory: a pageable copy ran at 2 GB/s on the H200 machine
         # (21 ms of a 180 ms batch of 64), a pinned one at the link's speed; torch caches pinned blocks
-        out = torch.empty((b, 2, h, w), dtype=torch.float32, pin_memory=self.device.type == "cuda")
+        out = _host_buffer((b, 2, h, w), pinned=self.device.type == "cuda")
         with compile_limits() if self.compiled else contextlib.nullcontext():
             for start in range(0, b, chunk):
                 f0 = torch.from_numpy(np.ascontiguousarray(frames0[start:start + chunk])).to(self.device)
@@ -198,7 +208,7 @@ class TorchTVL1Solver:
 
 def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None = None,
          compile: bool | None = None, kernel: str = "auto", graphs: bool | None = None,
-         compact: bool | None = None) -> TorchTVL1Solver:
+         compact: bool | None = None, check_every: int | None = None) -> TorchTVL1Solver:
     """Build the torch solver for ``algo`` (only "tvl1") on ``device`` ("cpu", "cuda", "cuda:N").
 
     Args:
@@ -210,9 +220,11 @@ def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None 
         kernel: the inner step, "auto", "torch" or "triton" (``choose_kernel``).
         graphs: run the inner iterations as CUDA graphs; None: on CUDA.
         compact: stopped pairs leave the batch (``TVL1``); None: unless torch.compile'd (a recompile per shape).
+        check_every: inner iterations per host check (and per CUDA graph); None: ``CHECK_EVERY_CUDA`` on CUDA, 1
+            on the CPU.
     Raises:
         ValueError: an algorithm other than tvl1, a bad parameter, batch size or kernel.
     """
     if algo != "tvl1":
         raise ValueError(f"the torch backend implements tvl1 only, not {algo!r}; use --backend opencv for {algo}")
-    return TorchTVL1Solver(params, device, batch_size, compile, kernel, graphs, compact)
+    return TorchTVL1Solver(params, device, batch_size, compile, kernel, graphs, compact, check_every)

@@ -129,6 +129,27 @@ def test_a_block_of_steps_gives_the_same_flow_as_one_at_a_time() -> None:
     assert calls and solver.inner_steps == 3 * 2 * 2 * 10  # 3 levels x 2 warps x 2 outer x 10 inner
 
 
+def test_a_graph_that_cannot_be_captured_falls_back_to_plain_steps(monkeypatch, caplog) -> None:
+    """A driver that refuses capture costs speed, not the run: the same k steps, launched one by one."""
+    from flowprep.solvers.cuda_graphs import GraphedSteps
+
+    def refuse(*args):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    graphed = GraphedSteps(tvl1_step, 3)
+    monkeypatch.setattr(graphed, "_capture", refuse)
+    u, px, py, grads, grad_sq, rho_c = random_state(2, 9, 12)
+    args = (u, px, py, grads, grad_sq, rho_c, torch.tensor([True, True]), torch.tensor(0.0), 0.045, 0.3, 0.8)
+    state = (u, px, py, args[6])
+    for _ in range(3):
+        state = tvl1_step(*state[:3], grads, grad_sq, rho_c, state[3], *args[7:])
+    want = state
+    for _ in range(2):  # the second call does not try again
+        got = graphed(*args)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert graphed.failed and caplog.text.count("capture failed") == 1
+
+
 def test_the_kernel_choice(monkeypatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert torch_backend.choose_kernel("cpu", "auto") == "torch"
