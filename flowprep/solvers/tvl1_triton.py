@@ -20,10 +20,18 @@ import triton.language as tl
 
 from flowprep.solvers.tvl1_torch import FLT_EPSILON, tvl1_step
 
-# One pixel per thread: 54 registers, so enough warps per multiprocessor to hide the memory latency. 4 pixels
-# per thread (1024 x 4 warps, the first try) needed 255 registers and spilled: 12% occupancy, 3x slower on the
-# H200 than its bandwidth allows (benchmarks/TVL1.md; ptxas -v on the kernel's PTX for the counts).
+# One pixel per thread: 54 registers under triton 3.6, 98 under 3.8, so enough warps per multiprocessor to hide
+# the memory latency. 4 pixels per thread (1024 x 4 warps, the first try) took 255 registers: 2 warps per
+# multiprocessor, 1.4 TB/s on the H200 (benchmarks/TVL1.md; a test compiles it for sm_90 and reads ptxas -v).
 BLOCK, WARPS = 256, 8
+
+
+@triton.jit
+def _pixels(pid, H, W, BLOCK: tl.constexpr):
+    # the flat offsets of a program's pixels in an H x W plane, which of them exist, and their row and column
+    o = pid * BLOCK + tl.arange(0, BLOCK)
+    y = o // W
+    return o, o < H * W, y, o - y * W
 
 
 @triton.jit
@@ -59,10 +67,7 @@ def _step_kernel(u_ptr, px_ptr, py_ptr, g_ptr, gsq_ptr, rc_ptr, act_ptr, uo_ptr,
     pid = tl.program_id(0)
     b = tl.program_id(1)
     hw = H * W
-    o = pid * BLOCK + tl.arange(0, BLOCK)
-    m = o < hw
-    y = o // W
-    x = o - y * W
+    o, m, y, x = _pixels(pid, H, W, BLOCK)
     right, down, left, up = m & (x < W - 1), m & (y < H - 1), m & (x > 0), m & (y > 0)
     c0 = b * 2 * hw
     c1 = c0 + hw
@@ -109,14 +114,10 @@ def step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.Tenso
 
 @triton.jit
 def _median_kernel(u_ptr, out_ptr, act_ptr, C, H, W, K: tl.constexpr, WINDOW: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
     b = tl.program_id(1)
     c = tl.program_id(2)
     hw = H * W
-    o = pid * BLOCK + tl.arange(0, BLOCK)
-    m = o < hw
-    y = o // W
-    x = o - y * W
+    o, m, y, x = _pixels(tl.program_id(0), H, W, BLOCK)
     j = tl.arange(0, WINDOW)  # the K*K window, padded to a power of two with +inf (sorted to the end)
     yy = tl.minimum(tl.maximum(y[:, None] + (j // K - K // 2)[None, :], 0), H - 1)  # border replicated
     xx = tl.minimum(tl.maximum(x[:, None] + (j % K - K // 2)[None, :], 0), W - 1)
