@@ -147,12 +147,15 @@ STAGE_N=0 STAGE_TOTAL=10 RERUN=0
 # stage NAME "what it does" CMD...: run CMD unless it finished before with the same command line. A stage that
 # runs makes every later stage run too (their inputs may have changed). Output goes to the screen and the log.
 # If RESUME_FILE is set and exists, and this very command was interrupted in an earlier run with nothing before
-# it re-run since, "--resume RESUME_FILE" is added (training continues from its last checkpoint).
+# it re-run since, "--resume RESUME_FILE" is added (training continues from its last checkpoint); otherwise a
+# stage with RESUME_FILE gets "--restart" (it trains from scratch, as its inputs or flags changed).
 RESUME_FILE=""
 stage() {
     local name="$1" what="$2"; shift 2
     STAGE_N=$((STAGE_N + 1))
     local marker="$STATE/$name.done" started="$STATE/$name.started" key="$*" resume=()
+    # a training stage that does not resume starts over: `fit` alone would continue from --out's checkpoint
+    [ -n "$RESUME_FILE" ] && resume=(--restart)
     if [ "$RERUN" = 0 ] && [ -f "$marker" ] && [ "$(cat "$marker")" = "$key" ]; then
         echo "[$STAGE_N/$STAGE_TOTAL] $name: finished before, reused ($what)"
         RESUME_FILE=""
@@ -165,7 +168,9 @@ stage() {
     RESUME_FILE="" RERUN=1
     rm -f "$marker"
     echo "$key" > "$started"
-    echo "[$STAGE_N/$STAGE_TOTAL] $name: $what${resume[*]:+ (resuming from ${resume[1]})}"
+    local resuming=""
+    [ "${resume[0]:-}" = --resume ] && resuming=" (resuming from ${resume[1]})"
+    echo "[$STAGE_N/$STAGE_TOTAL] $name: $what$resuming"
     echo "    \$ $*" | sed "s#$PY#python#"
     local t=$SECONDS rc
     set +e

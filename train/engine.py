@@ -11,6 +11,7 @@ import json
 import os
 import random
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -135,11 +136,38 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         torch.save(state, fh)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is empty, truncated, damaged or not one of ours: the message names it and says what to do."""
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint on the CPU; FileNotFoundError says what to give."""
+    """Read a checkpoint on the CPU, its bytes checked first.
+
+    ``torch.save`` writes a zip archive with a CRC-32 per entry that ``torch.load`` never looks at (a damaged
+    file loaded and trained to a NaN loss); here every entry's CRC is checked before loading.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: empty, truncated, damaged, or not a checkpoint.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found; give the best.pt or checkpoint.pt of a fit run")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    again = "train again with --restart (or give another checkpoint)"
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a complete checkpoint (empty, truncated or not written by train fit); "
+                              f"{again}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{path}: unreadable ({e}); {again}") from e
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # what the CRCs cannot see (a file of another program): one line, not a traceback
+        raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              f"{again}") from e
 
 
 class MetricsLog:

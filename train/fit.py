@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,8 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # only ever used on CUDA
-    resume: str | None = None
+    resume: str | None = None  # None: out/checkpoint.pt if there is one (the same command again continues)
+    restart: bool = False  # train from epoch 0 even if out/checkpoint.pt exists
     val_frames: int = 1  # clip-level monitoring on the test split each epoch (0: off)
     deterministic: bool = False
     threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores
@@ -145,18 +147,32 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
     return sources, items, classes, load_items(sources[0], bind(test_split.test, sources[0]))
 
 
-def _resume(cfg: FitConfig, state: dict, metrics: MetricsLog, rank: int, world_size: int) -> int:
-    """Load ``cfg.resume`` into the run's objects (``state``: model, optimizer, lr_scheduler, scaler); returns the
-    first epoch to run."""
-    ck = load_checkpoint(cfg.resume)
-    _check_resumable(ck["config"], cfg, cfg.resume)
+def resume_path(cfg: FitConfig) -> str | None:
+    """The checkpoint this run continues from: ``--resume``, else the out folder's own checkpoint.pt (extract's
+    rule: the same command again goes on where it stopped), unless ``--restart``."""
+    if cfg.restart and cfg.resume:
+        raise ValueError("--restart trains from scratch and --resume continues a run: give one of them")
+    if cfg.resume or cfg.restart:
+        return cfg.resume
+    own = Path(cfg.out) / "checkpoint.pt"
+    return str(own) if own.is_file() else None
+
+
+def _resume(cfg: FitConfig, path: str, state: dict, metrics: MetricsLog, rank: int, world_size: int) -> int:
+    """Load checkpoint ``path`` into the run's objects (``state``: model, optimizer, lr_scheduler, scaler); returns
+    the first epoch to run."""
+    ck = load_checkpoint(path)
+    _check_resumable(ck["config"], cfg, path)
     unwrap(state["model"]).load_state_dict(ck["model"])
     for name in ("optimizer", "lr_scheduler", "scaler"):
         state[name].load_state_dict(ck[name])
     metrics.history = list(ck["history"])
     if len(ck["rng"]) == world_size:
         set_rng_state(ck["rng"][rank])
-    log.info("resumed from %s at epoch %d", cfg.resume, ck["epoch"] + 1)
+    if ck["epoch"] + 1 >= cfg.epochs:
+        log.info("%s: already trained for %d epochs; nothing to do (--restart trains again)", path, ck["epoch"] + 1)
+    else:
+        log.info("resuming from %s at epoch %d (--restart starts over)", path, ck["epoch"] + 1)
     return ck["epoch"] + 1
 
 
@@ -208,7 +224,8 @@ def fit(cfg: FitConfig) -> dict:
         device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
                                      "world_size": info.world_size, "dist_backend": D.backend_name()})
-    start = _resume(cfg, state, metrics, info.rank, info.world_size) if cfg.resume else 0
+    resume = resume_path(cfg)
+    start = _resume(cfg, resume, state, metrics, info.rank, info.world_size) if resume else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
     test_loader = None
@@ -216,13 +233,14 @@ def fit(cfg: FitConfig) -> dict:
         test_set = EvalClips(sources[0], test_items, data_cfg)
         test_loader = make_loader(test_set, cfg.num_workers, batch_size=max(1, cfg.batch_size // info.world_size),
                                   sampler=D.test_sampler(len(test_set), info))
-    row: dict = {}
+    row: dict = dict(metrics.history[-1]) if metrics.history else {}  # a finished run, asked again: its last epoch
     show = cfg.progress and info.is_main
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         row = train_one_epoch(model, loader, optimizer, state["lr_scheduler"], state["scaler"], device, epoch,
                               progress=show)
+        _check_finite(row, epoch, cfg)
         if test_loader is not None:
             row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames, show)
         states = D.all_gather_objects(rng_state())
@@ -249,10 +267,23 @@ def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: 
     return float(np.mean(video.argmax(1) == np.array([it.label for it in items])))
 
 
+def _check_finite(row: dict, epoch: int, cfg: FitConfig) -> None:
+    """Stop on a loss that is NaN or infinite, before it is saved over the last good checkpoint."""
+    loss = row.get("train_loss")
+    if loss is not None and not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"epoch {epoch}: the training loss is {loss}: lower --lr (now {cfg.lr}) or check the inputs; "
+            f"{Path(cfg.out) / 'checkpoint.pt'} holds the last epoch that finished with a finite loss")
+
+
+class TrainingDivergedError(ValueError):
+    """The loss became NaN or infinite."""
+
+
 def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
     now = dataclasses.asdict(cfg)
     diff = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
     if diff:
         what = ", ".join(f"{k}={saved.get(k)!r}" for k in diff)
-        raise ValueError(f"{path}: was trained with other settings ({what}); "
-                         "resume with the same flags or start a new --out")
+        raise ValueError(f"{path}: was trained with other settings ({what}); resume with the same flags, "
+                         "--restart to train from scratch over it, or give a new --out")

@@ -38,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def worker_error(e: BaseException) -> str | None:
+    """One line for an error raised in a DataLoader worker, or None for any other error.
+
+    The loader re-raises a worker's exception in the main process with the worker's whole traceback as its
+    message (70 lines with h5py's frames for a damaged shard); the last line is what the worker said, e.g.
+    "runs/shards/shard-00003.h5 (video v_x): flow_x[12] fails its CRC-32 check ...".
+    """
+    text = str(e)
+    if "DataLoader worker" not in text or "Original Traceback" not in text:
+        return None
+    last = [ln for ln in text.strip().splitlines() if ln.strip()][-1].strip()
+    kind, _, said = last.partition(": ")
+    known = kind.rsplit(".", 1)[-1] in ("ShardError", "FlowprepError", "SplitError", "CheckpointError")
+    return f"{said} (in a data loader worker)" if known else f"{last} (in a data loader worker)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``twostream`` / ``python -m train``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -48,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
         print(f"twostream {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        line = worker_error(e)
+        if line is None:
+            raise
+        print(f"twostream {args.verb}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"twostream {args.verb}: interrupted", file=sys.stderr)

@@ -50,7 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds weights, sampling, crops and flips")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
-    p.add_argument("--resume", default=None, help="checkpoint.pt to continue from (exactly)")
+    p.add_argument("--resume", default=None,
+                   help="checkpoint.pt to continue from, exactly (default: --out's own checkpoint.pt if there is "
+                        "one: the same command again continues where it stopped)")
+    p.add_argument("--restart", action="store_true", help="train from epoch 0 even if --out holds a checkpoint")
     p.add_argument("--val-frames", type=int, default=1,
                    help="centre crops per test video for the per-epoch monitor (0: off)")
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms only")
@@ -73,7 +76,8 @@ def run(a: argparse.Namespace) -> int:
         multi_scale=a.multi_scale, flip=a.flip, balanced=a.balanced, rgb_jitter=a.rgb_jitter,
         train_layers=a.train_layers, stacking=a.stacking, num_workers=a.num_workers, seed=a.seed,
         device=a.device,
-        amp=a.amp, resume=a.resume, val_frames=a.val_frames, deterministic=a.deterministic, threads=a.threads,
+        amp=a.amp, resume=a.resume, restart=a.restart, val_frames=a.val_frames, deterministic=a.deterministic,
+        threads=a.threads,
         progress=a.progress,
         also=tuple(TaskSpec(d, s, sd) for d, s, sd in a.also))
     fit(cfg)

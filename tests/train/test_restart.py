@@ -1,0 +1,116 @@
+"""Training follows extract's rule (issue 20, item 4): the same command again continues exactly, --restart starts
+over, a damaged checkpoint is refused in one line, a loss that turns NaN stops the run, and an error in a loader
+worker reaches the user as one line."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from flowprep.errors import ShardError
+from train import fit as train_mod
+from train.cli import main, worker_error
+from train.engine import CheckpointError, load_checkpoint
+from train.fit import FitConfig, TrainingDivergedError, fit
+
+
+def _cfg(motion_data, out, **kw) -> FitConfig:
+    base = dict(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal", arch="tiny",
+                crop_size=40, flow_length=4, batch_size=8, lr=0.05, dropout=0.5, num_workers=0, val_frames=0,
+                progress=False, out=str(out), milestones=(0.8,), device="cpu", epochs=2, balanced=True)
+    return FitConfig(**{**base, **kw})
+
+
+def _killed_in_epoch(monkeypatch, epoch: int) -> None:
+    real = train_mod.train_one_epoch
+
+    def killed(*args, **kwargs):
+        if args[6] == epoch:
+            raise KeyboardInterrupt  # as if the job were killed during this epoch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", killed)
+
+
+def test_the_same_command_again_continues_exactly(motion_data, tmp_path, monkeypatch, caplog):
+    fit(_cfg(motion_data, tmp_path / "straight"))
+    _killed_in_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path / "again"))
+    monkeypatch.undo()
+    real, epochs = train_mod.train_one_epoch, []
+    monkeypatch.setattr(train_mod, "train_one_epoch", lambda *a, **k: epochs.append(a[6]) or real(*a, **k))
+    with caplog.at_level("INFO"):
+        fit(_cfg(motion_data, tmp_path / "again"))  # no --resume: the out folder's checkpoint is found
+    assert "resuming from" in caplog.text and epochs == [1]  # epoch 0 is not trained again
+    a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("straight", "again"))
+    assert a["epoch"] == b["epoch"] == 1
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_a_finished_run_asked_again_does_nothing_and_restart_trains_again(motion_data, tmp_path, caplog):
+    cfg = _cfg(motion_data, tmp_path, epochs=1)
+    first = fit(cfg)
+    stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        again = fit(cfg)
+    assert "already trained for 1 epochs" in caplog.text
+    assert again["train_loss"] == first["train_loss"] and (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
+    fit(_cfg(motion_data, tmp_path, epochs=1, restart=True))
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns != stamp
+    with pytest.raises(ValueError, match="give one of them"):
+        fit(_cfg(motion_data, tmp_path, restart=True, resume=str(tmp_path / "checkpoint.pt")))
+    with pytest.raises(ValueError, match="--restart to train from scratch"):
+        fit(_cfg(motion_data, tmp_path, epochs=1, arch="resnet18"))  # other settings over an existing run
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "empty"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(motion_data, tmp_path, damage, capsys):
+    fit(_cfg(motion_data, tmp_path, epochs=1))
+    path = tmp_path / "checkpoint.pt"
+    data = bytearray(path.read_bytes())
+    if damage == "flipped":
+        data[len(data) // 2] ^= 0xFF  # inside the weights: torch.load alone would read it
+    path.write_bytes(bytes(data[:len(data) // 2] if damage == "truncated" else b"" if damage == "empty" else data))
+    with pytest.raises(CheckpointError, match="CRC-32" if damage == "flipped" else "not a complete checkpoint"):
+        load_checkpoint(path)
+    rc = main(["fit", "--shards", str(motion_data.shards), "--split-dir", str(motion_data.split_dir), "--stream",
+               "temporal", "--arch", "tiny", "--crop-size", "40", "--flow-length", "4", "--batch-size", "8",
+               "--epochs", "2", "--num-workers", "0", "--val-frames", "0", "--no-progress", "--device", "cpu",
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(path) in err[0] and "--restart" in err[0]
+
+
+def test_a_loss_that_turns_nan_stops_before_it_is_saved(motion_data, tmp_path, monkeypatch):
+    real = train_mod.train_one_epoch
+
+    def diverging(*args, **kwargs):
+        row = real(*args, **kwargs)
+        return {**row, "train_loss": math.nan} if args[6] == 1 else row
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", diverging)
+    with pytest.raises(TrainingDivergedError, match="epoch 1: the training loss is nan: lower --lr"):
+        fit(_cfg(motion_data, tmp_path))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0  # the last finite epoch is kept
+
+
+class _Damaged(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        raise ShardError("runs/shards/shard-00003.h5", "flow_x[12] fails its CRC-32 check (corrupt data); "
+                         "run `flowprep verify --repair`", "v_Fencing_g01_c02")
+
+
+def test_an_error_in_a_loader_worker_is_one_line():
+    with pytest.raises(Exception) as caught:
+        next(iter(DataLoader(_Damaged(), num_workers=1)))
+    line = worker_error(caught.value)
+    assert line == ("runs/shards/shard-00003.h5 (video v_Fencing_g01_c02): flow_x[12] fails its CRC-32 check "
+                    "(corrupt data); run `flowprep verify --repair` (in a data loader worker)")
+    assert worker_error(RuntimeError("CUDA out of memory")) is None  # other errors are not rewritten
