@@ -158,7 +158,8 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         by_staged = {c.staged: c for c in chunks}
         try:
             for res in spec.runner.run(spec.work, chunks, bar):
-                res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
+                if res.shard:  # "": a chunk whose worker died (runners.local.died); its videos failed, no shard
+                    res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
                 results.append(res)
         except KeyboardInterrupt:
             state = "interrupted"
@@ -214,6 +215,6 @@ def _report(videos: list[VideoTask], before: dict[str, str], results: list[Chunk
         videos_partial=len(partial), videos_failed=len(failed_now),
         failed_in_output=sorted(k for k, s in status.items() if s == F.FAILED),
         pairs=pairs, pairs_per_second=round(pairs / seconds, 3) if seconds > 0 else 0.0,
-        bytes=sum(v.bytes for v in processed), shards_written=[Path(r.shard).name for r in results],
+        bytes=sum(v.bytes for v in processed), shards_written=[Path(r.shard).name for r in results if r.shard],
         unreadable_shards=unreadable, adopted_shards=adopted, failures=failed_now, partial=partial,
         annotated_missing=len(spec.missing), missing_list=str(Path(REPORTS_DIR) / MISSING_FILE) if spec.missing else "")

@@ -1,12 +1,22 @@
 """Chunks on this machine: in this process when one chunk at a time is all there is to do, else on loky worker
-processes (joblib) that each own one core and die with the driver."""
+processes (joblib's) that each own one core and die with the driver.
+
+A worker that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) costs only its chunk. Loky then
+fails every chunk in flight and nobody can tell which one killed it, so each of them is run again alone in a
+fresh worker; a chunk whose worker also dies when it runs alone has its videos recorded as failed with the reason,
+and the rest of the batch goes on.
+"""
 from __future__ import annotations
 
 import os
+import re
 import threading
-from typing import Iterator, Sequence
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterator, Sequence
 
-from flowprep.report import ChunkResult
+from flowprep.report import ChunkResult, VideoOutcome
 from flowprep.runners import Chunk, Progress, Work
 from flowprep.runners.worker import capped_threads, prepare_worker
 
@@ -64,7 +74,7 @@ class LocalRunner:
         """Run the chunks on ``n`` worker processes (even when there are fewer chunks than workers)."""
         from multiprocessing.managers import SyncManager
 
-        from joblib import Parallel, delayed, parallel_config
+        from joblib.externals.loky import get_reusable_executor
 
         manager = SyncManager()
         manager.start(_init_manager, (os.getpid(),))  # the progress queue's process must not outlive us either
@@ -81,15 +91,59 @@ class LocalRunner:
         th = threading.Thread(target=drain, daemon=True, name="flowprep-progress")
         th.start()
         me = os.getpid()
+
+        def fresh():
+            # each worker owns one core (BLAS threads by environment, OpenCV/torch by prepare_worker). The
+            # initializer ties each worker to this process as soon as it starts, not at its first chunk: a driver
+            # killed while its workers were still starting up left them idle for minutes, holding its stdout open.
+            return get_reusable_executor(max_workers=n, initializer=prepare_worker, initargs=(me, 1),
+                                         env={v: "1" for v in _THREAD_VARS})
+
         try:
-            # inner_max_num_threads=1: each worker owns one core (OpenCV/torch/BLAS threads capped). The initializer
-            # ties each worker to this process as soon as it starts, not at its first chunk: a driver killed while
-            # its workers were still starting up left them idle for minutes, holding its stdout and stderr open.
-            with parallel_config(backend="loky", inner_max_num_threads=1, initializer=prepare_worker,
-                                 initargs=(me, 1)):
-                par = Parallel(n_jobs=n, return_as="generator_unordered")
-                yield from par(delayed(run_chunk)(work, c, _QueueProgress(queue), parent=me) for c in chunks)
+            yield from supervise(fresh, lambda ex, c: ex.submit(run_chunk, work, c, _QueueProgress(queue), parent=me),
+                                 chunks, n)
         finally:
             stop.set()
             th.join(timeout=2)
             manager.shutdown()
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")  # what joblib caps too
+
+
+def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int) -> Iterator[ChunkResult]:
+    """Run ``chunks`` on the executor ``fresh()`` makes (``submit(executor, chunk)`` -> future), ``n`` at a time,
+    yielding results as they finish; a broken pool's chunks are run again alone (module docstring)."""
+    pending, suspects, deaths = deque(chunks), deque(), Counter()
+    inflight: dict = {}  # future -> (chunk, ran alone)
+    executor = fresh()
+    while pending or suspects or inflight:
+        if suspects and not inflight:  # a suspect runs alone, in a fresh worker
+            c = suspects.popleft()
+            inflight[submit(executor, c)] = (c, True)
+        while pending and not suspects and len(inflight) < n:
+            c = pending.popleft()
+            inflight[submit(executor, c)] = (c, False)
+        done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+        for f in done:
+            chunk, alone = inflight.pop(f)
+            try:
+                yield f.result()
+            except BrokenProcessPool as e:
+                deaths[chunk.index] += 1
+                if alone and deaths[chunk.index] >= 2:
+                    yield died(chunk, e)
+                else:
+                    suspects.append(chunk)
+                executor = fresh()  # loky gives a new pool once the old one is broken
+
+
+def died(chunk: Chunk, error: BaseException) -> ChunkResult:
+    """The result of a chunk whose worker died twice: every video failed, with the signal named; no shard."""
+    sig = re.search(r"(SIG[A-Z]+)\(-?\d+\)", str(error))
+    how = f"killed by {sig.group(1)}" if sig else "died"
+    oom = ", possibly out of memory" if sig and sig.group(1) == "SIGKILL" else ""
+    reason = f"the extraction worker {how}{oom}, twice (the second time alone); the rest of the batch went on"
+    return ChunkResult(shard="", videos=[VideoOutcome(key=t.key, status="failed", reason=reason)
+                                         for t in chunk.tasks], seconds=0.0)

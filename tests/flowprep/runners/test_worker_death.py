@@ -1,0 +1,79 @@
+"""A worker that dies costs only its chunk (issue 20, item 6): the chunks in flight run again alone in a fresh
+worker; a chunk whose worker also dies alone has its videos failed with the signal named; the rest completes."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from flowprep.batch import BatchSpec, run_batch
+from flowprep.config import ExtractConfig
+from flowprep.datasets import VideoTask, list_videos
+from flowprep.extract import ExtractWork
+from flowprep.report import ChunkResult, VideoOutcome
+from flowprep.runners import Chunk
+from flowprep.runners.local import LocalRunner
+from flowprep.solvers import SolverConfig
+
+from fault_tools import make_dataset
+
+CPU = ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu"))
+
+
+class KillOn:
+    """Work that SIGKILLs its own worker on the chunk holding ``key`` (the first ``times`` times: counted in
+    marker files, since every try is a new process), else does ``inner`` (or a fake chunk, after a pause that
+    keeps the other chunks in flight)."""
+
+    def __init__(self, key: str, times: int, markers: Path, inner=None):
+        self.key, self.times, self.markers, self.inner = key, times, markers, inner
+
+    def __call__(self, chunk: Chunk, progress=None) -> ChunkResult:
+        if any(t.key == self.key for t in chunk.tasks) and len(list(self.markers.iterdir())) < self.times:
+            (self.markers / f"try-{time.monotonic_ns()}").touch()
+            os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
+        if self.inner is not None:
+            return self.inner(chunk, progress)
+        time.sleep(0.3)
+        return ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.3)
+
+
+def _chunks(n: int) -> list[Chunk]:
+    return [Chunk(i, (VideoTask(f"v{i}", f"/nowhere/v{i}.avi"),), f"/tmp/staged-{i}.h5") for i in range(n)]
+
+
+@pytest.mark.parametrize("times, culprit_fails", [(1, False), (99, True)])
+def test_a_killed_worker_costs_only_its_chunk(tmp_path, times, culprit_fails):
+    work = KillOn("v2", times, tmp_path)
+    results = list(LocalRunner(2).run_pool(work, _chunks(6), lambda *a: None, 2))
+    by_key = {v.key: v for r in results for v in r.videos}
+    assert sorted(by_key) == [f"v{i}" for i in range(6)]  # every chunk reported once
+    assert all(by_key[k].status == "ok" for k in by_key if k != "v2")  # innocent chunks in flight: run again, ok
+    if culprit_fails:
+        v2 = by_key["v2"]
+        assert v2.status == "failed" and "killed by SIGKILL, possibly out of memory" in v2.reason
+        assert len(list(tmp_path.iterdir())) == 2  # retried once: in the shared pool, then alone
+        assert [r.shard for r in results if r.videos[0].key == "v2"] == [""]  # no shard to publish
+    else:
+        assert by_key["v2"].status == "ok"
+
+
+def test_the_batch_completes_around_a_chunk_that_kills_its_worker(tmp_path):
+    root = make_dataset(tmp_path / "data", 6)
+    videos = list_videos("ucf101", root)
+    culprit = videos[3].key
+    (tmp_path / "markers").mkdir()
+    work = KillOn(culprit, 99, tmp_path / "markers", inner=ExtractWork(CPU))
+    spec = BatchSpec(work, CPU.identity(), asdict(CPU.solver), LocalRunner(2), videos_per_shard=1,
+                     show_progress=False)
+    report = run_batch(videos, tmp_path / "out", spec)
+    assert report.state == "complete" and report.videos_ok == 5 and report.videos_failed == 1
+    assert report.failures[0]["key"] == culprit and "SIGKILL" in report.failures[0]["reason"]
+    assert len(report.shards_written) == 5 and "" not in report.shards_written
+    again = run_batch(videos, tmp_path / "out", BatchSpec(ExtractWork(CPU), CPU.identity(), asdict(CPU.solver),
+                                                          LocalRunner(2), videos_per_shard=1, show_progress=False))
+    assert again.videos_processed == 1 and again.videos_ok == 1  # the next run does the one that was lost
