@@ -11,6 +11,7 @@ with one key, a name that is not UTF-8) as failed before any work, with a reason
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import defaultdict
@@ -29,6 +30,8 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 }
 # "Class/v_x.avi 12" in UCF-101's trainlists: a trailing class index is not part of the path
 _TRAILING_LABEL = re.compile(r"\s+\d+\s*$")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,27 +109,34 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     """Videos named in a text file, one path per line (UCF-101 train lists with their labels work too).
 
     Relative paths are taken from ``root`` when given, else from the list file's folder. Keys are relative to
-    that base. Files that do not exist are still listed: the extractor records them as failed ("file not found").
-    A path named twice is listed once; two files with one key (``v_x.avi`` and ``v_x.mp4``) are both listed, for
-    ``check_keys`` to fail them as it does for a folder.
+    that base; an entry outside it (an absolute path elsewhere, or ``../``) is keyed by its file name, with a
+    warning. Files that do not exist are still listed: the extractor records them as failed ("file not found").
+    A file named twice, under any spelling (``a/x.avi``, ``a/./x.avi``, through a link), is listed once; two
+    files with one key (``v_x.avi`` and ``v_x.mp4``) are both listed, for ``check_keys`` to fail them as it
+    does for a folder.
     """
     lf = Path(list_file)
     if not lf.is_file():
         raise FlowprepError(f"video list {list_file} does not exist; check --list")
     base = _root(root) if root is not None else lf.parent
-    tasks: dict[str, VideoTask] = {}  # path -> its task
+    tasks: dict[str, VideoTask] = {}  # the file, resolved -> its task
+    outside = []
     for raw in lf.read_text(encoding="utf-8", errors="replace").splitlines():
         line = _TRAILING_LABEL.sub("", raw.strip().lstrip("\ufeff"))
         if not line or line.startswith("#"):
             continue
-        p = Path(line) if os.path.isabs(line) else base / line
+        p = Path(os.path.normpath(line if os.path.isabs(line) else base / line))
         try:
             key = key_for(p, base)
         except FlowprepError:
             key = p.stem  # an absolute path elsewhere: keyed by its file name
-        tasks.setdefault(str(p), VideoTask(key, str(p)))
+            outside.append(line)
+        tasks.setdefault(os.path.realpath(p), VideoTask(key, str(p)))
     if not tasks:
         raise FlowprepError(f"video list {list_file} names no videos")
+    if outside:
+        log.warning("%d entries of %s are outside %s (e.g. %s): each is keyed by its file name alone",
+                    len(outside), list_file, base, shown(outside[0]))
     return sorted(tasks.values(), key=lambda t: (t.key, t.path))
 
 
@@ -187,6 +197,16 @@ def _utf8(text: str) -> bool:
         return True
     except UnicodeEncodeError:  # surrogate escapes: bytes of a name that is not UTF-8
         return False
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """A name as it is printed on one line: ``printable``, and control characters (a newline, a tab, an escape
+    sequence in a file name) written as escapes (``\\n``, ``\\t``, ``\\x1b``), so a listing keeps one line per
+    video and a name cannot move the cursor or fake another line."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), printable(text))
 
 
 def printable(text: str) -> str:

@@ -67,10 +67,10 @@ def read_class_index(path: Path) -> tuple[str, ...]:
     """Class names from a classInd file ("<1-based index> <name>" per line), in index order."""
     pairs = []
     for ln in _lines(path):
-        parts = ln.split()
+        parts = ln.split(maxsplit=1)  # a folder dataset's class names may hold spaces
         if len(parts) != 2 or not parts[0].isdigit():
             raise SplitError(f"{path}: bad line {ln!r}; expected '<index> <ClassName>'")
-        pairs.append((int(parts[0]), parts[1]))
+        pairs.append((int(parts[0]), parts[1].strip()))
     pairs.sort()
     if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
         raise SplitError(f"{path}: class indices must be exactly 1..{len(pairs)}")
@@ -85,14 +85,22 @@ def _class_of(name: str, lookup: dict[str, int], path: Path) -> int:
     return label
 
 
+# "<name>" or "<name> <label>": the name runs to the last field, so a name with spaces stays whole
+_NAME_LABEL = re.compile(r"^(?P<name>.*?\S)(?:\s+(?P<label>\d+))?$")
+
+
+def _name_label(line: str) -> tuple[str, str | None]:
+    m = _NAME_LABEL.match(line)
+    return m.group("name"), m.group("label")
+
+
 def _read_list(path: Path, lookup: dict[str, int], comments: bool = False) -> tuple[tuple[str, int], ...]:
     out = []
     for ln in _lines(path, comments):
-        parts = ln.split()
-        name = parts[0]
+        name, given = _name_label(ln)
         label = _class_of(name, lookup, path)
-        if len(parts) > 1 and lookup.get("__one_based__") and int(parts[1]) - 1 != label:
-            raise SplitError(f"{path}: {name} has label {parts[1]} but its folder is class {label + 1}")
+        if given is not None and lookup.get("__one_based__") and int(given) - 1 != label:
+            raise SplitError(f"{path}: {name} has label {given} but its folder is class {label + 1}")
         out.append((name, label))
     return tuple(out)
 
@@ -144,7 +152,8 @@ def load_folder(split_dir: Path, split: int) -> Split:
     if (split_dir / "classInd.txt").is_file():
         classes = read_class_index(split_dir / "classInd.txt")
     else:
-        folders = {ln.split()[0].replace("\\", "/").split("/")[0] for p in names.values() for ln in _lines(p, True)}
+        folders = {_name_label(ln)[0].replace("\\", "/").split("/")[0] for p in names.values()
+                   for ln in _lines(p, True)}
         classes = tuple(sorted(folders))
     lookup = _lookup(classes)
     return Split("folder", split, classes, _read_list(names["train"], lookup, True),

@@ -4,6 +4,7 @@ Frames are yielded one at a time so that a long video never has to fit in memory
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -34,7 +35,10 @@ class Resize:
             raise ValueError(f"size must be at least 8x8, got {self.size[0]}x{self.size[1]}")
 
     def target(self, width: int, height: int) -> tuple[int, int]:
-        """The (width, height) a frame of the given size is resized to."""
+        """The (width, height) a frame of the given size is resized to. With ``short_side`` the long side is
+        rounded to the nearest pixel (ties to even), as mmcv, denseflow, torchvision and ffmpeg's ``scale=-1:S``
+        do: 320x240 at 256 is 341x256. kinetics-i3d's 342x256 rounds to an even width (ffmpeg's ``scale=-2:S``);
+        ``size=(342, 256)`` gives it (docs/SWITCHING.md)."""
         if self.size is not None:
             return self.size
         if self.short_side is not None:
@@ -78,10 +82,21 @@ class TruncatedStream(VideoDecodeError):
                                "corrupt stream)")
 
 
+def _link_loop(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
 def probe(path: str) -> VideoInfo:
     """Open a video and read its header; raise VideoDecodeError naming the problem."""
     if not os.path.exists(path):
         if os.path.islink(path):
+            if _link_loop(path):
+                raise VideoDecodeError(path, f"symbolic link loop (it points to {os.readlink(path)}, which leads "
+                                             "back to it); point the link at the video file")
             raise VideoDecodeError(path, f"broken symbolic link (to {os.readlink(path)}, which does not exist)")
         raise VideoDecodeError(path, "file not found")
     if os.path.isdir(path):

@@ -68,10 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     # FFmpeg's own messages about broken streams would reach the user raw; each video's reason says what is wrong
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a reader that has gone shows here, where it is handled, not at exit
+        return status
     except (FlowprepError, ValueError, FileNotFoundError) as e:
         print(f"flowprep {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `flowprep info --all | head`: the reader has what it wanted; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except OSError as e:  # permissions, a full disk, a vanished mount: say which file and what to check
         where = f"{e.filename}: " if e.filename else ""
         print(f"flowprep {args.verb}: error: {where}{e.strerror or e} (check that the path exists, is writable "

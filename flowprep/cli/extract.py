@@ -8,7 +8,7 @@ import sys
 
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
 from flowprep.config import ExtractConfig
-from flowprep.datasets import LAYOUTS, list_videos, printable, read_video_list
+from flowprep.datasets import LAYOUTS, list_videos, read_video_list, shown
 from flowprep.quantize import QuantConfig
 from flowprep.report import LATEST_REPORT
 from flowprep.video import Resize, parse_size
@@ -53,9 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--no-rgb", action="store_true", help="do not store RGB frames")
     r = p.add_argument_group("frame size").add_mutually_exclusive_group()
     r.add_argument("--short-side", type=int,
-                   help="resize so the shorter side has this many pixels, keeping the aspect (default: keep the size; "
-                        "kinetics: 256, as its frames come in mixed sizes; 0 keeps the size)")
-    r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size)")
+                   help="resize so the shorter side has this many pixels, keeping the aspect, the longer one rounded "
+                        "to the nearest pixel (320x240 -> 341x256) (default: keep the size; kinetics: 256, as its "
+                        "frames come in mixed sizes; 0 keeps the size)")
+    r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size), 342x256 (kinetics-i3d's flow "
+                                  "of 320x240 videos)")
     p.add_argument("--videos-per-shard", type=int, default=16,
                    help="videos per shard file; a kill loses at most this many videos per worker")
     p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
@@ -143,9 +145,10 @@ def _print_report(report, out: str) -> None:
           f"{report.videos_already_done} already done); {report.pairs} flow pairs, "
           f"{report.pairs_per_second:.2f} pairs/s")
     for f in report.failures:
-        print(f"  FAILED {f['key']}: {f['reason']} ({printable(f['source'])})", file=sys.stderr)
+        print(f"  FAILED {shown(f['key'])}: {shown(f['reason'])} ({shown(f['source'])})", file=sys.stderr)
     for v in report.partial:
-        print(f"  PARTIAL {v['key']}: {v['reason']}; its {v['frames']} decoded frames are kept", file=sys.stderr)
+        print(f"  PARTIAL {shown(v['key'])}: {shown(v['reason'])}; its {v['frames']} decoded frames are kept",
+              file=sys.stderr)
     if report.annotated_missing:
         print(f"  MISSING {report.annotated_missing} annotated clip(s) have no file: listed in "
               f"{os.path.join(out, report.missing_list)}", file=sys.stderr)

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import; exit 1 if any folder could not be read."""
+    from flowprep.datasets import shown
     from flowprep.interchange.importing import import_folders
     from flowprep.runners import make_runner
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"imported {report.videos_ok} videos into {args.shards_dir} ({report.videos_failed} failed; "
           f"{report.videos_already_done} already there)")
     for f in report.failures:
-        print(f"  FAILED {f['key']}: {f['reason']}")
+        print(f"  FAILED {shown(f['key'])}: {shown(f['reason'])}")
     if splits:
         print(f"split files for the trainer in {args.shards_dir}/splits: {', '.join(splits)} "
               f"(python -m train fit --shards {args.shards_dir} --split-dir {args.shards_dir}/splits "

@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary; exit 1 if any video failed or any shard is unreadable."""
+    from flowprep.datasets import shown
     from flowprep.store.summary import summarize
 
     s = summarize(args.out)
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if args.all or v["status"] != "ok" or v["partial_reason"]:
             status = "partial" if v["partial_reason"] else v["status"]
             extra = f" {v['reason'] or v['partial_reason']}" if v["reason"] or v["partial_reason"] else ""
-            print(f"  {status:7s} {v['name']}  frames={v['frames']} flows={v['flows']}{extra}")
+            print(f"  {status:7s} {shown(v['name'])}  frames={v['frames']} flows={v['flows']}{shown(extra)}")
     for p in s["unreadable_shards"]:
-        print(f"  UNREADABLE {p['shard']}: {p['reason']}")
+        print(f"  UNREADABLE {shown(p['shard'])}: {shown(p['reason'])}")
     return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0
