@@ -40,7 +40,8 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
         finally:
             remove_staging(out, lock.run_id)
     # what verify found missing stays missing: removing the damage keeps every intact video and the index
-    # (verifying again would also lose a damaged video that the index does not record)
+    # (verifying again would also lose a damaged video that the index does not record); remove_damage adds the
+    # videos of a shard it had to move aside whole
     missing = findings.missing
     unknown = [k for k in missing if not findings.sources.get(k)]
     if unknown:

@@ -224,8 +224,7 @@ def fit(cfg: FitConfig) -> dict:
         device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
                                      "world_size": info.world_size, "dist_backend": D.backend_name()})
-    resume = resume_path(cfg)
-    start = _resume(cfg, resume, state, metrics, info.rank, info.world_size) if resume else 0
+    start = _resume(cfg, resume, state, metrics, info.rank, info.world_size) if (resume := resume_path(cfg)) else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
     test_loader = None

@@ -15,15 +15,21 @@ docs/FORMAT.md describes the same layout for readers who use h5py alone::
         quant                           (N-1, 2, 2) float64: quant[t, c] = (scale, zero); flow = (q - zero) * scale
         clipped                         (N-1,) int64: vectors clipped by the bound in each flow
 
+      attrs: sha256 on the file and on each video's group: a digest of everything else stored (since 0.3)
+
 Nothing here imports h5py: the names and rules are shared by the reader, the writer, the workspace and verify.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import zlib
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 FORMAT = "flowprep-shard"
 # Bump when a reader of the old version could not read the new one (adding an optional dataset does not).
@@ -32,6 +38,9 @@ FORMAT_VERSION = 1
 # file attributes
 ATTR_FORMAT, ATTR_VERSION, ATTR_FLOWPREP, ATTR_SETTINGS, ATTR_CREATED = (
     "format", "format_version", "flowprep_version", "settings", "created")
+# SHA-256 of everything stored (since 0.3; optional: older shards are verified without it): on the file, of its
+# other attributes and keys, status and catalog; on a video's group, of its other attributes and every dataset
+ATTR_DIGEST = "sha256"
 # top-level datasets and the group of videos
 KEYS, STATUS, CATALOG, VIDEOS = "keys", "status", "catalog", "videos"
 # per-video datasets
@@ -70,6 +79,35 @@ def first_bad_crc(blobs: Sequence, crcs: Sequence[int]) -> int | None:
         if zlib.crc32(b) != int(c):
             return i
     return None
+
+
+def _canonical(v) -> object:
+    # an attribute value as the writer gave it and as h5py gives it back alike
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "surrogateescape")
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def digest(attrs: dict, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of attributes and datasets in one canonical form: sorted names, attribute values as JSON,
+    numeric arrays as dtype, shape and bytes, and variable-length ones (JPEGs, strings) item by item with their
+    lengths, so that no two different contents hash alike by moving bytes between items."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: _canonical(v) for k, v in attrs.items()}, sort_keys=True, default=str).encode())
+    for name in sorted(arrays):
+        arr = np.asarray(arrays[name])
+        h.update(b"\0" + name.encode() + b"\0" + str(arr.shape).encode())
+        if arr.dtype == object:
+            for item in arr.reshape(-1):
+                b = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
+                h.update(len(b).to_bytes(8, "little") + b)
+        else:
+            h.update(arr.dtype.str.encode() + np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def supersedes(old: str | None, new: str) -> bool:

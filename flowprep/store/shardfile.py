@@ -101,11 +101,39 @@ def sources_of(path: str | os.PathLike, keys: list[str]) -> list[str]:
         return [_text(f[F.VIDEOS][k].attrs.get("source", "")) for k in keys]
 
 
+def group_digest(g: h5py.Group) -> str:
+    """F.digest of a video's group: every attribute but the digest itself, and every dataset, read whole."""
+    return F.digest({k: v for k, v in g.attrs.items() if k != F.ATTR_DIGEST}, {n: g[n][()] for n in g})
+
+
+def header_digest(f: h5py.File) -> str:
+    """F.digest of a shard's own part: its attributes but the digest, and its keys, status and catalog."""
+    return F.digest({k: v for k, v in f.attrs.items() if k != F.ATTR_DIGEST},
+                    {n: f[n][()] for n in (F.KEYS, F.STATUS, F.CATALOG) if n in f})
+
+
+def check_header(f: h5py.File) -> str | None:
+    """The reason a shard's header or catalog is damaged (its digest differs), or None (also for shards written
+    before digests: those are checked by what their other checks see)."""
+    want = f.attrs.get(F.ATTR_DIGEST)
+    if want is not None and header_digest(f) != _text(want):
+        return "its header or catalog does not match its SHA-256 (changed or damaged bytes)"
+    return None
+
+
 def check_video(g: h5py.Group) -> str | None:
-    """The reason a stored video is damaged, or None when every count and checksum is right."""
+    """The reason a stored video is damaged, or None when every count and checksum is right.
+
+    Reads all of the video: its digest (since 0.3) covers every attribute and dataset, and reading the
+    Fletcher-32-protected quantization parameters of an older shard checks those too."""
     a = g.attrs
+    want = a.get(F.ATTR_DIGEST)
+    if want is not None and group_digest(g) != _text(want):
+        return "its stored data or attributes do not match its SHA-256 (changed or damaged bytes)"
     if _text(a["status"]) != F.OK:
         return None
+    if want is None:
+        g[F.QUANT][()], g[F.CLIPPED][()]  # a bit flip there fails HDF5's Fletcher-32 check: an OSError
     frames, flows = int(a["frames"]), int(a["flows"])
     for name, n in (("rgb", frames), ("flow_x", flows), ("flow_y", flows)):
         if name == "rgb" and (name not in g or n == 0 or len(g[name]) == 0):  # extracted with --no-rgb

@@ -19,7 +19,7 @@ import h5py
 from flowprep.durable import fsync_dir, replace
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.shardfile import check_video, read_records, read_shard_header
+from flowprep.store.shardfile import check_header, check_video, read_records, read_shard_header
 from flowprep.store.workspace import chunk_name, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
@@ -42,6 +42,7 @@ class Findings:
     damage: list[Damage] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # published once, held by no readable shard now
     sources: dict[str, str] = field(default_factory=dict)  # key -> source video, for re-extraction
+    keys_of: dict[str, list[str]] = field(default_factory=dict)  # shard name -> the videos its header lists
 
     @property
     def clean(self) -> bool:
@@ -57,8 +58,16 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
     except ShardError as e:
         f.damage.append(Damage(path.name, None, e.reason))
         return
+    f.keys_of[path.name] = keys
     try:
         with h5py.File(path, "r") as h:
+            try:
+                reason = check_header(h)
+            except (KeyError, OSError, ValueError, RuntimeError) as e:
+                reason = f"its header or catalog cannot be read ({e})"
+            if reason:
+                f.damage.append(Damage(path.name, None, reason))
+                return
             for k in keys:
                 f.videos += 1
                 try:
@@ -100,7 +109,8 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
 
 def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:
     """Move unreadable shards aside and rewrite partly damaged ones without their damaged videos (the run
-    ``run_id`` must hold the folder's lock). Returns what was done, one line per shard."""
+    ``run_id`` must hold the folder's lock). Returns what was done, one line per shard. A shard whose good
+    videos cannot be copied out is moved aside whole, and its videos join ``findings.missing``."""
     actions = []
     by_shard: dict[str, set[str | None]] = {}
     for d in findings.damage:
@@ -108,19 +118,36 @@ def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:
     stage = staging_dir(out, run_id)
     for i, (name, keys) in enumerate(sorted(by_shard.items())):
         path = out / name
-        keep: list[str] = []
-        if None not in keys:
-            settings, all_keys, _ = read_shard_header(path)
-            keep = [k for k in all_keys if k not in keys]
-        if not keep:
+        try:
+            actions.append(_rewrite_without(path, keys, stage / chunk_name(i)))
+        except (ShardError, KeyError, OSError, ValueError, RuntimeError) as e:
+            # HDF5 cannot copy the good videos out ("filter returned failure during read"): the whole shard goes
+            # aside and repair extracts all of its videos again, instead of giving up on every other shard
             os.replace(path, path.with_name(name + ".damaged"))
-            actions.append(f"{name}: moved aside as {name}.damaged")
-            continue
-        staged = stage / chunk_name(i)
+            findings.missing = sorted(set(findings.missing) | set(findings.keys_of.get(name, ())))
+            actions.append(f"{name}: moved aside as {name}.damaged (its good videos could not be copied out: "
+                           f"{str(e).splitlines()[0][:120]})")
+    fsync_dir(out)
+    return actions
+
+
+def _rewrite_without(path: Path, keys: set[str | None], staged: Path) -> str:
+    """Rewrite shard ``path`` without the damaged videos ``keys`` (None: the shard itself), or move it aside
+    when nothing is left to keep; returns what was done."""
+    name = path.name
+    keep: list[str] = []
+    if None not in keys:
+        settings, all_keys, _ = read_shard_header(path)
+        keep = [k for k in all_keys if k not in keys]
+    if not keep:
+        os.replace(path, path.with_name(name + ".damaged"))
+        return f"{name}: moved aside as {name}.damaged"
+    try:
         with ShardWriter(staged, settings) as w:
             for rec in read_records(path, keep):
                 w.add(rec)
-        replace(staged, path)  # same name, whole new content, atomically
-        actions.append(f"{name}: rewritten without {', '.join(sorted(k for k in keys if k))}")
-    fsync_dir(out)
-    return actions
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    replace(staged, path)  # same name, whole new content, atomically
+    return f"{name}: rewritten without {', '.join(sorted(k for k in keys if k))}"

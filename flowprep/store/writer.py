@@ -15,6 +15,7 @@ from flowprep.datasets import printable
 from flowprep.durable import open_replacing
 from flowprep.record import VideoRecord
 from flowprep.store import format as F
+from flowprep.store.shardfile import group_digest, header_digest
 
 _BYTES = h5py.vlen_dtype(np.uint8)
 _STR = h5py.string_dtype("utf-8")
@@ -90,6 +91,7 @@ class ShardWriter:
             g.create_dataset(F.QUANT, data=np.asarray(rec.quant, dtype=np.float64).reshape(-1, 2, 2),
                              fletcher32=rec.flows > 0)
             g.create_dataset(F.CLIPPED, data=np.asarray(rec.clipped, dtype=np.int64), fletcher32=rec.flows > 0)
+        g.attrs[F.ATTR_DIGEST] = group_digest(g)  # of what was stored, read back: what verify will read
         self._catalog.append(catalog_entry(rec))
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -104,6 +106,7 @@ class ShardWriter:
         f.create_dataset(F.KEYS, data=np.array(keys, dtype=object), dtype=_STR)
         f.create_dataset(F.STATUS, data=np.array([c["status"] for c in self._catalog], dtype=object), dtype=_STR)
         f.create_dataset(F.CATALOG, data=json.dumps(self._catalog, sort_keys=True), dtype=_STR)
+        f.attrs[F.ATTR_DIGEST] = header_digest(f)
         f.close()
         with open_replacing(self.path, "wb") as fh:  # data on disk before the name says "complete"
             fh.write(buf.getbuffer())

@@ -42,7 +42,7 @@ def worker_error(e: BaseException) -> str | None:
     """One line for an error raised in a DataLoader worker, or None for any other error.
 
     The loader re-raises a worker's exception in the main process with the worker's whole traceback as its
-    message (70 lines with h5py's frames for a damaged shard); the last line is what the worker said, e.g.
+    message (70 lines with the HDF5 library's frames for a damaged shard); the last line is what the worker said, e.g.
     "runs/shards/shard-00003.h5 (video v_x): flow_x[12] fails its CRC-32 check ...".
     """
     text = str(e)
