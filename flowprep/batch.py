@@ -142,7 +142,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         bind_settings(out, spec.identity)
         _write_missing(out, spec.missing)
         remove_stale_temporaries(out)
-        done, unreadable = scan_output(out)
+        done, unreadable = scan_output(out, spec.identity)
         publisher = Publisher(out)
         adopted = adopt_orphans(out, lock.run_id, done, publisher)
         skip = {k for k, s in done.items() if s == F.OK or not spec.retry_failed}

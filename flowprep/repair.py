@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 from flowprep.batch import extract_dataset
+from flowprep.config import ExtractConfig
 from flowprep.datasets import VideoTask
 from flowprep.errors import FlowprepError
 from flowprep.report import RunReport
 from flowprep.runners import Runner
 from flowprep.store.settings import folder_config
-from flowprep.store.verify import Findings, remove_damage
+from flowprep.store.verify import Findings, remove_damage, repair_folder_files
 from flowprep.store.workspace import RunLock, remove_staging
 
 log = logging.getLogger("flowprep")
@@ -32,10 +33,11 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
         FlowprepError: another run holds the folder, or a missing video's source is unknown.
     """
     out = Path(out_dir)
-    config = folder_config(out, backend, device)
+    config = ExtractConfig.from_identity(findings.identity, backend, device) if findings.identity is not None \
+        else folder_config(out, backend, device)  # a damaged flowprep.json: the shards' settings
     with RunLock(out, "verify --repair") as lock:
         try:
-            for a in remove_damage(out, findings, lock.run_id):
+            for a in repair_folder_files(out, findings) + remove_damage(out, findings, lock.run_id):
                 log.info("%s", a)
         finally:
             remove_staging(out, lock.run_id)

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _print_findings(out: str, f) -> None:
     print(f"{out}: {f.shards} shards, {f.videos} videos checked")
+    for problem in f.folder:
+        print(f"  DAMAGED {problem}")
     for d in f.damage:
         what = f"{d.shard} (video {d.key})" if d.key else d.shard
         print(f"  DAMAGED {what}: {d.reason}")
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     f = verify_folder(args.out)
     if args.json and not args.repair:
-        print(json.dumps({"shards": f.shards, "videos": f.videos, "missing": f.missing,
+        print(json.dumps({"shards": f.shards, "videos": f.videos, "missing": f.missing, "folder": f.folder,
                           "damage": [d.__dict__ for d in f.damage]}, indent=2))
     else:
         _print_findings(args.out, f)
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         print("OK: every shard reads and every checksum matches")
         return 0
     if not args.repair:
-        print(f"{len(f.missing)} video(s) to extract again: run `flowprep verify {args.out} --repair`")
+        print(f"{len(f.missing)} video(s) to extract again"
+              f"{', and the folder files above to rewrite' if f.folder else ''}: run `flowprep verify {args.out} "
+              "--repair`")
         return 1
     report = repair(args.out, f, runner=make_runner(jobs=args.jobs), backend=args.backend, device=args.device)
     after = verify_folder(args.out)

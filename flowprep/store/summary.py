@@ -7,6 +7,7 @@ reads every JPEG's length.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.report import LATEST_REPORT
 from flowprep.store import format as F
 from flowprep.store.shardfile import read_catalog, read_header, unreadable
+
+log = logging.getLogger(__name__)
 
 
 def _entry(e: dict, shard: str) -> dict:
@@ -76,6 +79,21 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         "frames": sum(v["frames"] for v in ok),
         "flows": sum(v["flows"] for v in ok),
         "unreadable_shards": problems,
-        "last_run": json.loads(last.read_text()) if last.exists() else None,
+        "last_run": _last_run(last),
         "videos": vids,
     }
+
+
+def _last_run(path: Path) -> dict | None:
+    """The last run's report, or None; a damaged one is named in a warning (it is only a log of that run)."""
+    if not path.exists():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report, dict):
+            raise ValueError("not a JSON object")
+        return report
+    except (OSError, ValueError) as e:
+        log.warning("%s cannot be read (%s); it only records the last run: delete it, or run extract again to "
+                    "write a new one", path, e)
+        return None

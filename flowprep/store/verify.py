@@ -10,17 +10,21 @@ without them (the good videos' bytes are copied, not re-encoded). Extracting the
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 
-from flowprep.durable import fsync_dir, replace
+from flowprep import __version__
+from flowprep.config import ExtractConfig
+from flowprep.durable import fsync_dir, replace, write_json, write_text
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
+from flowprep.store.settings import SETTINGS_FILE, read_identity
 from flowprep.store.shardfile import check_header, check_video, read_records, read_shard_header
-from flowprep.store.workspace import chunk_name, read_index, staging_dir
+from flowprep.store.workspace import INDEX_FILE, chunk_name, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
 
@@ -43,22 +47,30 @@ class Findings:
     missing: list[str] = field(default_factory=list)  # published once, held by no readable shard now
     sources: dict[str, str] = field(default_factory=dict)  # key -> source video, for re-extraction
     keys_of: dict[str, list[str]] = field(default_factory=dict)  # shard name -> the videos its header lists
+    folder: list[str] = field(default_factory=list)  # damage to the folder's own files (flowprep.json, index)
+    identity: dict | None = None  # the settings every shard must have (flowprep.json's, else the first shard's)
+    bad_index_lines: list[int] = field(default_factory=list)  # 1-based lines of index.jsonl that do not parse
 
     @property
     def clean(self) -> bool:
         """True when nothing is damaged or missing."""
-        return not self.damage and not self.missing
+        return not self.damage and not self.missing and not self.folder
 
 
 def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
     """Check one shard's header and every video in it, adding what is wrong to ``f``."""
     f.shards += 1
     try:
-        _, keys, _ = read_shard_header(path)
+        settings, keys, _ = read_shard_header(path)
     except ShardError as e:
         f.damage.append(Damage(path.name, None, e.reason))
         return
     f.keys_of[path.name] = keys
+    theirs = {k: settings.get(k) for k in f.identity} if f.identity is not None else None
+    if theirs is not None and theirs != f.identity:
+        f.damage.append(Damage(path.name, None, f"written with other settings than {SETTINGS_FILE} (e.g. "
+                                                f"{next(k for k in theirs if theirs[k] != f.identity[k])})"))
+        return
     try:
         with h5py.File(path, "r") as h:
             try:
@@ -95,6 +107,7 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
         raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
     index = read_index(out)
     f = Findings()
+    _check_folder_files(out, f)
     held: set[str] = set()
     for path in F.list_shards(out):
         _check_shard(path, f, held)
@@ -105,6 +118,54 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     recorded = {t.key for tasks in index.values() for t in tasks}
     f.missing = sorted((recorded | damaged_keys) - held)
     return f
+
+
+def _check_folder_files(out: Path, f: Findings) -> None:
+    """flowprep.json must read (else the shards' settings bind, when they agree) and every line of index.jsonl
+    must be a record."""
+    try:
+        f.identity = read_identity(out)
+    except FlowprepError as e:
+        f.folder.append(str(e))
+        f.identity = _shards_identity(out)
+    index = out / INDEX_FILE
+    if index.exists():
+        for n, line in enumerate(index.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                e = json.loads(line)
+            except ValueError:
+                e = None
+            if not (isinstance(e, dict) and {"shard", "keys", "sources"} <= set(e)):
+                f.bad_index_lines.append(n)
+        if f.bad_index_lines:
+            f.folder.append(f"{index}: line(s) {', '.join(map(str, f.bad_index_lines[:5]))} are not records "
+                            "(a torn or damaged write); --repair rewrites it without them")
+
+
+def _shards_identity(out: Path) -> dict | None:
+    # the settings of the folder's first readable shard: what binds a folder whose flowprep.json is damaged
+    for shard in F.list_shards(out):
+        try:
+            settings = read_shard_header(shard)[0]
+        except ShardError:
+            continue
+        return {k: settings.get(k) for k in ExtractConfig().identity()}
+    return None
+
+
+def repair_folder_files(out: Path, findings: Findings) -> list[str]:
+    """Rewrite a damaged flowprep.json from the shards' settings and index.jsonl without its bad lines (under
+    the run lock); returns what was done."""
+    actions = []
+    if any(SETTINGS_FILE in p for p in findings.folder) and findings.identity is not None:
+        write_json(out / SETTINGS_FILE, {"identity": findings.identity, "flowprep_version": __version__})
+        actions.append(f"{SETTINGS_FILE}: rewritten from the shards' settings")
+    if findings.bad_index_lines:
+        bad = set(findings.bad_index_lines)
+        lines = (out / INDEX_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        write_text(out / INDEX_FILE, "".join(f"{ln}\n" for n, ln in enumerate(lines, 1) if n not in bad))
+        actions.append(f"{INDEX_FILE}: rewritten without {len(bad)} bad line(s)")
+    return actions
 
 
 def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:

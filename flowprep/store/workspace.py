@@ -29,11 +29,14 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import h5py
+
 from flowprep.datasets import VideoTask
 from flowprep.durable import append_line, fsync_dir
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.shardfile import read_shard_header, sources_of
+from flowprep.store.settings import SETTINGS_FILE
+from flowprep.store.shardfile import check_header, read_shard_header, sources_of
 
 log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
@@ -202,18 +205,26 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     return adopted
 
 
-def scan_output(out_dir: Path) -> tuple[dict[str, str], list[str]]:
+def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, str], list[str]]:
     """(key -> status of every video in complete shards, shards moved aside as unreadable). Needs the run lock.
 
     An unreadable shard is renamed ``*.unreadable`` (kept for inspection, out of the reader's way) and its
-    videos are extracted again.
+    videos are extracted again. Each shard's header and catalog are checked against their digest (cheap: no
+    frame is read), and, given the folder's ``identity``, its settings against it.
+
+    Raises:
+        ShardError: a shard whose header or catalog is damaged, or that was written with other settings: its
+            videos must not count as done (``flowprep verify --repair`` deals with it).
     """
     done: dict[str, str] = {}
     bad = []
     for shard in F.list_shards(out_dir):
         try:
-            _, keys, status = read_shard_header(shard)
+            settings, keys, status = read_shard_header(shard)
+            _refuse_damaged(shard, settings, identity)
         except ShardError as e:
+            if e.reason.startswith(_REFUSED):
+                raise
             aside = shard.with_name(shard.name + ".unreadable")
             os.replace(shard, aside)
             log.warning("%s; moved to %s and its videos will be extracted again", e, aside.name)
@@ -223,6 +234,27 @@ def scan_output(out_dir: Path) -> tuple[dict[str, str], list[str]]:
             if F.supersedes(done.get(k), s):
                 done[k] = s
     return done, bad
+
+
+_REFUSED = "refused:"
+
+
+def _refuse_damaged(shard: Path, settings: dict, identity: dict | None) -> None:
+    # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
+    with h5py.File(shard, "r") as f:
+        reason = check_header(f)
+    if reason is None and identity is not None:
+        theirs = {k: settings.get(k) for k in identity}
+        if theirs != identity:
+            reason = f"it was written with other settings than {SETTINGS_FILE} ({_first_diff(theirs, identity)})"
+    if reason:
+        raise ShardError(str(shard), f"{_REFUSED} {reason}; its videos are not counted as done: run `flowprep "
+                                     f"verify --repair {shard.parent}` (or move the shard out of the folder)")
+
+
+def _first_diff(a: dict, b: dict) -> str:
+    k = next(k for k in b if a.get(k) != b.get(k))
+    return f"{k}: {a.get(k)!r} in the shard, {b.get(k)!r} in the folder"
 
 
 def remove_stale_temporaries(out: Path) -> None:

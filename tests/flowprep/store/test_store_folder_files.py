@@ -1,0 +1,98 @@
+"""The folder's own files are checked too (issue 20, item 3): a damaged flowprep.json or index.jsonl is named by
+verify and rewritten by --repair; a shard with other settings than the folder's is refused by extract and moved
+aside by --repair; a damaged catalog stops extract from counting its videos as done; a damaged last report does
+not stop info."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flowprep.cli import main
+from flowprep.store.format import list_shards
+from flowprep.store.verify import verify_folder
+from flowprep.store.workspace import read_index
+
+from fault_tools import FAST, assert_same_output, make_dataset
+
+
+def _extract(root: Path, out: Path, *extra: str) -> int:
+    return main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), "--jobs", "1",
+                 "--videos-per-shard", "2", *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("folder_ds"), 4)
+
+
+@pytest.fixture(scope="module")
+def pristine(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("folder") / "out"
+    assert _extract(dataset, out) == 0
+    return out
+
+
+@pytest.fixture
+def out(pristine, tmp_path) -> Path:
+    shutil.copytree(pristine, tmp_path / "out")
+    return tmp_path / "out"
+
+
+def _repair(out: Path) -> int:
+    return main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu"])
+
+
+def test_a_damaged_settings_file_is_named_and_rewritten(out, pristine, capsys):
+    (out / "flowprep.json").write_text("{garbage")
+    assert main(["verify", str(out)]) == 1
+    assert "flowprep.json cannot be read" in capsys.readouterr().out
+    assert _repair(out) == 0 and verify_folder(out).clean
+    rebuilt, before = (json.loads((d / "flowprep.json").read_text()) for d in (out, pristine))
+    assert rebuilt["identity"] == before["identity"]  # from the shards' own settings
+    assert_same_output(out, pristine)
+
+
+def test_garbage_in_the_index_is_named_and_removed(out, pristine, capsys):
+    lines = (out / "index.jsonl").read_text().splitlines()
+    (out / "index.jsonl").write_text("\n".join([lines[0], "\x00\x00 not json", *lines[1:]]) + "\n")
+    assert main(["verify", str(out)]) == 1
+    assert "line(s) 2 are not records" in capsys.readouterr().out
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert read_index(out) == read_index(pristine)
+
+
+def test_a_shard_with_other_settings_is_refused_and_moved_aside(dataset, out, pristine, tmp_path, capsys):
+    other = tmp_path / "bound15"
+    assert _extract(dataset, other, "--bound", "15") == 0
+    stranger = out / "shard-00099.h5"
+    shutil.copy(list_shards(other)[0], stranger)  # copied in by hand, say, with another folder's flowprep.json
+    capsys.readouterr()
+    assert _extract(dataset, out) == 2
+    err = capsys.readouterr().err
+    assert "shard-00099.h5" in err and "other settings" in err and "verify --repair" in err
+    found = verify_folder(out)
+    assert [(d.shard, d.key) for d in found.damage] == [("shard-00099.h5", None)]
+    assert _repair(out) == 0 and verify_folder(out).clean and not stranger.exists()
+    assert_same_output(out, pristine)
+
+
+def test_extract_does_not_count_a_shard_with_a_damaged_catalog_as_done(dataset, out, capsys):
+    shard = list_shards(out)[0]
+    data = bytearray(shard.read_bytes())
+    at = data.find(b'"source_bytes"')
+    data[at + 3] ^= 0x10
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert _extract(dataset, out) == 2
+    assert shard.name in capsys.readouterr().err
+    assert _repair(out) == 0 and verify_folder(out).clean
+
+
+def test_info_names_a_damaged_last_report_and_goes_on(out, capsys, caplog):
+    (out / "reports" / "latest.json").write_text("[1, 2")
+    assert main(["info", str(out)]) == 0
+    assert "4 ok" in capsys.readouterr().out
+    assert "latest.json cannot be read" in caplog.text
