@@ -1,23 +1,26 @@
-"""``flowprep export``: shards -> folders of JPEGs that other tools read (denseflow, TSN, mmaction2)."""
+"""``flowprep export``: shards -> folders of JPEGs that other tools read (denseflow, TSN, mmaction2), with the
+annotation lists their loaders need and the settings to give them."""
 from __future__ import annotations
 
 import argparse
 
-from flowprep.interchange import EXPORT_FORMATS, FOLDER_FORMATS
+from flowprep.interchange import EXPORT_FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep export``."""
     p.add_argument("--format", choices=EXPORT_FORMATS, default="denseflow",
-                   help="denseflow numbers files from 0, tsn (dense_flow) from 1; mmaction2 writes its rawframes "
-                        "tree and annotation lists (RGB and flow) for --dataset")
+                   help="denseflow numbers files from 0, tsn (dense_flow) from 1, both with TSN-style lists "
+                        "(<folder> <count> <label>: RGB N frames, flow N - 1); mmaction2 writes its rawframes tree "
+                        "and annotation lists (RGB and flow) for --dataset")
     p.add_argument("shards_dir", help="an output folder of `flowprep extract`")
     p.add_argument("out_dir", help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, img_%%05d.jpg "
-                                   "(mmaction2: rawframes/ and the lists)")
+                                   "and the lists (mmaction2: rawframes/ and the lists)")
     p.add_argument("--no-rgb", action="store_true", help="write flow images only (denseflow, tsn)")
-    g = p.add_argument_group("mmaction2")
+    g = p.add_argument_group("lists")
     g.add_argument("--dataset", choices=("ucf101", "hmdb51", "kinetics"), default=None,
-                   help="which dataset's list names and labels to write (needed with --format mmaction2)")
+                   help="which dataset's split files, list names and labels to use (needed with --format "
+                        "mmaction2; denseflow/tsn without it: one list of every video, labelled by class folder)")
     g.add_argument("--split", type=int, choices=(1, 2, 3), default=None,
                    help="one split's lists (default: every split whose files are there; Kinetics has one)")
     g.add_argument("--split-dir", default=None, help="the official split files (default: in or beside the shards)")
@@ -27,12 +30,24 @@ def run(args: argparse.Namespace) -> int:
     """Export; exit 0."""
     if args.format == "mmaction2":
         return _mmaction2(args)
-    from flowprep.interchange.denseflow import export_denseflow
+    from flowprep.interchange.tsn_lists import export_folders
 
-    start = FOLDER_FORMATS[args.format]
-    n = export_denseflow(args.shards_dir, args.out_dir, start=start, rgb=not args.no_rgb)
-    print(f"exported {n} videos to {args.out_dir} ({args.format} layout, numbered from {start})")
+    done = export_folders(args.shards_dir, args.out_dir, args.format, args.dataset, args.split, args.split_dir,
+                          rgb=not args.no_rgb)
+    print(f"exported {done.videos} videos to {args.out_dir} ({args.format} layout, numbered from {done.start})")
+    print("TSN-style lists (<folder> <count> <label>; RGB: N frames, flow: N - 1 flows):")
+    for name in done.rgb_lists + done.flow_lists:
+        print(f"  {name}")
+    _not_listed(done.not_listed, "TSN's")
+    for line in done.usage:
+        print(line)
     return 0
+
+
+def _not_listed(keys: list[str], whose: str) -> None:
+    if keys:
+        print(f"not in the lists: {len(keys)} videos whose folder holds whitespace, which {whose} annotation "
+              f"lines cannot (e.g. {keys[0]})")
 
 
 def _mmaction2(args: argparse.Namespace) -> int:
@@ -45,10 +60,10 @@ def _mmaction2(args: argparse.Namespace) -> int:
     print("annotation lists (*_rawframes.txt: RGB, N frames; *_flow.txt: flow, N - 1 flows):")
     for name in done.lists:
         print(f"  {name}")
-    if done.not_listed:
-        print(f"not in the lists: {len(done.not_listed)} videos whose key holds whitespace, which mmaction2's "
-              f"annotation lines cannot (e.g. {done.not_listed[0]})")
+    _not_listed(done.not_listed, "mmaction2's")
     print("mmaction2 config (train and val datasets):")
     for line in done.config:
         print(f"  {line}")
+    for line in done.flip:
+        print(line)
     return 0

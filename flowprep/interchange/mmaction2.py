@@ -11,6 +11,9 @@ numbered from 1 (``start_index=1``). The lists are named and written as tools/da
 Kinetics' from the sorted class names (Kinetics' with spaces as underscores). A video of N frames has N - 1
 flows, so a flow list is written beside each RGB list (``..._flow.txt``) with N - 1: build_file_list.py writes
 only the RGB list, whose N makes mmaction2 ask for a flow image that does not exist (mmaction2#1812, #969).
+
+mmaction2's ``Flip`` mishandles Flow read by ``RawFrameDecode`` (``FLIP_WARNING``): the export says so and
+prints the alternatives, a ``FlowFlip`` transform (docs/SWITCHING.md) or no flip in mmaction2.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from flowprep.datasets import VideoTask
@@ -26,18 +30,22 @@ from flowprep.durable import write_text
 from flowprep.errors import FlowprepError
 from flowprep.interchange.denseflow import export_video, open_for_export
 from flowprep.interchange.frames import safe_dir
-from flowprep.splits import Split, available_splits, find_split_dir, load_split
+from flowprep.interchange.labels import SUBSETS, dataset_splits, kinetics_label, members
+from flowprep.splits import Split
+from flowprep.store.reader import ShardSet
 
 LAYOUT = ("rawframes/<Class>/<video>/img_%05d.jpg, flow_x_%05d.jpg, flow_y_%05d.jpg from 1, and annotation lists "
           "such as ucf101_train_split_1_rawframes.txt (lines '<frame_dir> <frames> <label>')")
 _LIST = re.compile(r"^(?P<name>.+?)_(?P<subset>train|val|test)_(?:split_(?P<split>\d)|list)"
                    r"_(?P<what>rawframes|flow)\.txt$")
 TREES = ("rawframes", "rawframes_train", "rawframes_val", "rawframes_test", ".")
-
-
-def kinetics_label(label: str) -> str:
-    """A Kinetics label as mmaction2 names its folder and sorts it: quotes dropped, spaces as underscores."""
-    return label.replace('"', "").replace(" ", "_")
+# mmaction2 1.x's Flip (mmaction/datasets/transforms/processing.py) negates a flipped Flow clip by inverting
+# imgs[0::2], as if x and y images alternated; its RawFrameDecode stacks each flow's x and y into one (H, W, 2)
+# image instead, so Flip inverts both components of frames 0, 2, 4, ... and neither of frames 1, 3, ...
+FLIP_WARNING = ("WARNING: do not use mmaction2's Flip in a Flow pipeline. It assumes x and y flow images "
+                "alternate, but RawFrameDecode stacks them (one (H, W, 2) image per flow): on a flipped clip it "
+                "inverts x and y of frames 0, 2, 4, ... and neither of frames 1, 3, ...: the first get dy negated, the "
+                "others keep dx, so every frame of a flipped clip shows wrong motion.")
 
 
 @dataclass
@@ -48,23 +56,7 @@ class Export:
     lists: list[str] = field(default_factory=list)  # file names, RGB then flow for each subset
     not_listed: list[str] = field(default_factory=list)  # keys mmaction2's lines cannot hold (whitespace)
     config: list[str] = field(default_factory=list)  # the lines to put in an mmaction2 config
-
-
-def _splits(dataset: str, shards_dir: str, split: int | None, split_dir: str | None) -> list[Split]:
-    """The split asked for, or every split whose files are there."""
-    where = find_split_dir(dataset, shards_dir, split_dir)
-    numbers = [split] if split else available_splits(dataset, where)
-    if not numbers:
-        raise FlowprepError(f"{where}: no {dataset} split files; give --split-dir, the folder of the official ones")
-    return [load_split(dataset, where, n) for n in numbers]
-
-
-def _labels(split: Split) -> dict[str, int]:
-    """Class name -> mmaction2's label for it."""
-    if split.dataset == "ucf101":
-        return {c: i for i, c in enumerate(split.classes)}
-    key = kinetics_label if split.dataset == "kinetics" else (lambda c: c)
-    return {c: i for i, c in enumerate(sorted(split.classes, key=key))}
+    flip: list[str] = field(default_factory=list)  # FLIP_WARNING and what to use instead of Flip for Flow
 
 
 def _frame_dir(split: Split, key: str, class_name: str) -> str:
@@ -89,24 +81,21 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     out, done = Path(out_dir), Export()
     ok = set(src.keys())
     written: set[tuple[str, str]] = set()
-    splits = _splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
+    splits = dataset_splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
     jobs = []  # (tree, frame_dir, key) to write
     for s in splits:
-        labels = _labels(s)
-        for subset, items in (("train", s.train), ("val", s.test)):
+        listed = members(src, s, ok)  # failed or never extracted: not in the lists (as build_file_list.py)
+        for subset in SUBSETS:
             tree = f"rawframes_{subset}" if dataset == "kinetics" else "rawframes"
             rgb, flow = [], []
-            for name, label in items:
-                key = src.resolve(name)
-                if key is None or key not in ok:
-                    continue  # failed or never extracted: not in the lists (as build_file_list.py skips them)
-                frame_dir = _frame_dir(s, key, s.classes[label])
+            for key, class_name, label in listed[subset]:
+                frame_dir = _frame_dir(s, key, class_name)
                 if re.search(r"\s", frame_dir):
                     done.not_listed.append(key)
                     continue
                 m = src.meta(key)
-                rgb.append(f"{frame_dir} {m.frames} {labels[s.classes[label]]}\n")
-                flow.append(f"{frame_dir} {m.flows} {labels[s.classes[label]]}\n")
+                rgb.append(f"{frame_dir} {m.frames} {label}\n")
+                flow.append(f"{frame_dir} {m.flows} {label}\n")
                 if (tree, frame_dir) not in written:
                     written.add((tree, frame_dir))
                     jobs.append((tree, frame_dir, key))
@@ -119,6 +108,7 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     done.videos = len(jobs)
     done.not_listed = sorted(set(done.not_listed))
     done.config = config_lines(out, splits[0])
+    done.flip = [FLIP_WARNING, *flip_lines(flow_zero(src))]
     return done
 
 
@@ -132,6 +122,25 @@ def config_lines(out: Path, split: Split) -> list[str]:
                          f"ann_file='{out / _list_name(split, subset, what)}', data_prefix=dict(img='{tree}'), "
                          f"filename_tmpl='{tmpl}', start_index=1, modality='{modality}')")
     return lines
+
+
+def flow_zero(src: ShardSet) -> float | None:
+    """The code of zero flow in the exported flow images (128 for flowprep's fixed bound, 127.5 for most flow
+    imported from other tools), or None when it is not one value (adaptive quantization: one per image)."""
+    zeros = {float(z) for k in src.keys()[:1] for z in np.unique(src.quant(k)[..., 1])}
+    return zeros.pop() if len(zeros) == 1 else None
+
+
+def flip_lines(zero: float | None) -> list[str]:
+    """The alternatives to mmaction2's Flip for the exported flow: FlowFlip (docs/SWITCHING.md) or no flip."""
+    if zero is None:
+        return ["Flow train pipeline: no flip (zero flow has no single code in this flow, e.g. --adaptive); "
+                "`python -m train fit --stream temporal` flips it correctly"]
+    return [f"Flow train pipeline: dict(type='FlowFlip', flip_ratio=0.5, zero={zero:g}) in place of "
+            "dict(type='Flip', flip_ratio=0.5), with custom_imports=dict(imports=['flow_flip']) "
+            "(flow_flip.py: docs/SWITCHING.md)",
+            "  or no flip: drop dict(type='Flip', ...) from the Flow train pipeline (`python -m train fit --stream "
+            "temporal` flips flow correctly)"]
 
 
 @dataclass

@@ -26,6 +26,16 @@ def test_resize_short_side_and_fixed_size(ucf_clip):
         Resize(short_side=256, size=(340, 256))
 
 
+def test_short_side_rounds_the_long_side_to_the_nearest_pixel():
+    """As docs/SWITCHING.md says (and mmcv, denseflow, torchvision, ffmpeg's scale=-1:256 do): 320x240 at 256 is
+    341x256 (341.33); kinetics-i3d's 342x256 is --size 342x256; an exact half goes to the even neighbour."""
+    r = Resize(short_side=256)
+    assert r.target(320, 240) == (341, 256) and r.target(240, 320) == (256, 341)
+    assert r.target(1280, 720) == (455, 256)  # 455.11
+    assert r.target(1023, 512) == (512, 256) and r.target(1025, 512) == (512, 256)  # 511.5 and 512.5
+    assert Resize(size=(342, 256)).target(320, 240) == (342, 256)
+
+
 def test_missing_empty_and_non_video_files_are_named_with_their_reason(tmp_path):
     with pytest.raises(VideoDecodeError, match="file not found"):
         probe(str(tmp_path / "nope.avi"))

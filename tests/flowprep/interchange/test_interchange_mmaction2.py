@@ -144,10 +144,28 @@ def test_kinetics_export_uses_mmaction2s_tree_names_and_sorted_labels(tmp_path):
 def test_labels_follow_mmaction2s_order_for_each_dataset():
     """UCF-101: classInd's; HMDB-51: the sorted class folders (not the sorted split-file names: kick_ball_test...
     sorts before kick_test...); Kinetics: sorted with spaces as underscores."""
-    from flowprep.interchange.mmaction2 import _labels
+    from flowprep.interchange.labels import class_labels
     from flowprep.splits import Split
 
-    assert _labels(Split("ucf101", 1, ("B", "A"), (), ())) == {"B": 0, "A": 1}
-    assert _labels(Split("hmdb51", 1, ("kick_ball", "kick"), (), ())) == {"kick": 0, "kick_ball": 1}
-    assert _labels(Split("kinetics", 1, ("playing bass guitar", "playing_a"), (), ())) == {
+    assert class_labels(Split("ucf101", 1, ("B", "A"), (), ())) == {"B": 0, "A": 1}
+    assert class_labels(Split("hmdb51", 1, ("kick_ball", "kick"), (), ())) == {"kick": 0, "kick_ball": 1}
+    assert class_labels(Split("kinetics", 1, ("playing bass guitar", "playing_a"), (), ())) == {
         "playing bass guitar": 1, "playing_a": 0}  # playing_a < playing_bass_guitar
+
+
+def test_the_export_warns_that_mmaction2s_flip_breaks_flow_and_prints_the_alternatives(extracted, tmp_path, capsys):
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(tmp_path / "d")]) == 0
+    printed = capsys.readouterr().out
+    assert "WARNING: do not use mmaction2's Flip in a Flow pipeline" in printed
+    assert "inverts x and y of frames 0, 2, 4, ... and neither of frames 1, 3, ..." in printed
+    # flowprep's fixed bound puts zero flow at code 128: the FlowFlip of docs/SWITCHING.md with that zero, or no flip
+    assert "dict(type='FlowFlip', flip_ratio=0.5, zero=128) in place of dict(type='Flip', flip_ratio=0.5)" in printed
+    assert "custom_imports=dict(imports=['flow_flip'])" in printed and "docs/SWITCHING.md" in printed
+    assert "or no flip: drop dict(type='Flip', ...) from the Flow train pipeline" in printed
+
+
+def test_flip_lines_name_the_zero_of_the_flow_or_refuse_a_flip():
+    from flowprep.interchange.mmaction2 import flip_lines
+
+    assert "zero=127.5)" in flip_lines(127.5)[0]  # flow imported from denseflow / TSN
+    assert flip_lines(None)[0].startswith("Flow train pipeline: no flip")  # --adaptive: no single zero code

@@ -1,0 +1,54 @@
+"""Which exported videos an annotation list names, with which label: shared by the mmaction2 and the TSN lists.
+
+Labels count from 0, as mmaction2's and TSN's own list builders number them: UCF-101's from classInd.txt,
+HMDB-51's and Kinetics' from the sorted class names (Kinetics' with spaces as underscores, mmaction2's folder
+names). A video the split files name but the shards hold only as failed, or not at all, is left out, as the
+builders leave out a video with no frame folder.
+"""
+from __future__ import annotations
+
+from flowprep.errors import FlowprepError
+from flowprep.splits import Split, available_splits, find_split_dir, load_split
+from flowprep.store.reader import ShardSet
+
+SUBSETS = ("train", "val")  # the lists' names for a split's train and test halves
+
+
+def kinetics_label(label: str) -> str:
+    """A Kinetics label as mmaction2 names its folder and sorts it: quotes dropped, spaces as underscores."""
+    return label.replace('"', "").replace(" ", "_")
+
+
+def dataset_splits(dataset: str, shards_dir: str, split: int | None, split_dir: str | None) -> list[Split]:
+    """The split asked for, or every split whose files are there.
+
+    Raises:
+        FlowprepError: no split file of ``dataset`` where they were looked for.
+    """
+    where = find_split_dir(dataset, shards_dir, split_dir)
+    numbers = [split] if split else available_splits(dataset, where)
+    if not numbers:
+        raise FlowprepError(f"{where}: no {dataset} split files; give --split-dir, the folder of the official ones")
+    return [load_split(dataset, where, n) for n in numbers]
+
+
+def class_labels(split: Split) -> dict[str, int]:
+    """Class name -> its label in mmaction2's and TSN's lists."""
+    if split.dataset == "ucf101":
+        return {c: i for i, c in enumerate(split.classes)}
+    key = kinetics_label if split.dataset == "kinetics" else (lambda c: c)
+    return {c: i for i, c in enumerate(sorted(split.classes, key=key))}
+
+
+def members(src: ShardSet, split: Split, ok: set[str]) -> dict[str, list[tuple[str, str, int]]]:
+    """Subset ('train', 'val') -> (key, class name, label) of each video of ``ok`` that the split names, in the
+    split files' order."""
+    labels = class_labels(split)
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for subset, items in zip(SUBSETS, (split.train, split.test)):
+        rows = out.setdefault(subset, [])
+        for name, label in items:
+            key = src.resolve(name)
+            if key is not None and key in ok:
+                rows.append((key, split.classes[label], labels[split.classes[label]]))
+    return out
