@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from flowprep.report import ChunkResult
 from flowprep.runners import Chunk, Progress, Work
-from flowprep.runners.local import run_chunk
+from flowprep.runners.local import died, run_chunk
 from flowprep.runners.worker import prepare_worker
 
 T = TypeVar("T")
@@ -60,25 +61,45 @@ def parse_devices(text: str, visible: list[str]) -> list[str]:
     return out
 
 
-def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Future]) -> Iterator[tuple[str, R]]:
+def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Future],
+             restart: Callable[[str], None] | None = None,
+             died: Callable[[T, BaseException], R] | None = None) -> Iterator[tuple[str, R]]:
     """Run items on workers, one in flight per worker, the next item going to whichever finishes first.
 
-    Yields (worker, result) in completion order; the first error cancels what is not started and propagates.
+    Yields (worker, result) in completion order; the first error cancels what is not started and propagates,
+    except a worker's death when ``restart`` is given: its one item in flight is known, so the worker is
+    restarted (``restart(worker)``) and the item tried once more there; dying again, ``died(item, error)`` is its
+    result.
     """
     pending = deque(items)
-    running: dict[Future, str] = {}
+    running: dict[Future, tuple[str, T]] = {}
+    deaths: dict[int, int] = {}
     try:
         for w in workers:
             if pending:
-                running[submit(w, pending.popleft())] = w
+                item = pending.popleft()
+                running[submit(w, item)] = (w, item)
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                w = running.pop(fut)
-                result = fut.result()
+                w, item = running.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as e:
+                    if restart is None or died is None:
+                        raise
+                    restart(w)
+                    deaths[id(item)] = deaths.get(id(item), 0) + 1
+                    if deaths[id(item)] < 2:
+                        pending.appendleft(item)
+                        result = None
+                    else:
+                        result = died(item, e)
                 if pending:
-                    running[submit(w, pending.popleft())] = w
-                yield w, result
+                    nxt = pending.popleft()
+                    running[submit(w, nxt)] = (w, nxt)
+                if result is not None:
+                    yield w, result
     finally:
         for fut in running:
             fut.cancel()
@@ -89,8 +110,17 @@ class DevicePool:
 
     def __init__(self, devices: list[str], initializer: Callable | None = None, initargs: tuple = ()):
         from joblib.externals.loky import ProcessPoolExecutor
+        self._init = (initializer, initargs)
         self.executors = {d: ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": d},
                                                  initializer=initializer, initargs=initargs) for d in devices}
+
+    def restart(self, device: str) -> None:
+        """A fresh process for ``device`` (its old one died)."""
+        from joblib.externals.loky import ProcessPoolExecutor
+        old = self.executors[device]
+        old.shutdown(wait=False, kill_workers=True)
+        self.executors[device] = ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": device},
+                                                     initializer=self._init[0], initargs=self._init[1])
 
     def submit(self, device: str, fn: Callable, *args, **kwargs) -> Future:
         """Run ``fn(*args, **kwargs)`` in the device's process."""
@@ -130,6 +160,7 @@ class GpuRunner:
             def submit(dev: str, chunk: Chunk) -> Future:
                 return pool.submit(dev, run_chunk, gpu_work, chunk, parent=me, threads=None)
 
-            for _, res in schedule(list(chunks), self.devices, submit):
+            # a worker that dies (out of memory) costs only its chunk: tried once more, then its videos fail
+            for _, res in schedule(list(chunks), self.devices, submit, restart=pool.restart, died=died):
                 progress(len(res.videos), res.pairs)
                 yield res

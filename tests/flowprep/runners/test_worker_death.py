@@ -77,3 +77,27 @@ def test_the_batch_completes_around_a_chunk_that_kills_its_worker(tmp_path):
     again = run_batch(videos, tmp_path / "out", BatchSpec(ExtractWork(CPU), CPU.identity(), asdict(CPU.solver),
                                                           LocalRunner(2), videos_per_shard=1, show_progress=False))
     assert again.videos_processed == 1 and again.videos_ok == 1  # the next run does the one that was lost
+
+
+def _kill_on_two(item: int, markers: str, times: int) -> int:
+    """A device worker's task: SIGKILL itself on item 2 (the first ``times`` tries), else return the item."""
+    if item == 2 and len(os.listdir(markers)) < times:
+        Path(markers, f"try-{time.monotonic_ns()}").touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.1)
+    return item
+
+
+@pytest.mark.parametrize("times", [1, 99])
+def test_a_dead_gpu_worker_is_restarted_and_costs_only_its_chunk(tmp_path, times):
+    """GpuRunner's schedule: one chunk in flight per device, so the dead worker's chunk is known; the device's
+    process is restarted and the chunk tried once more there, then given up (``died``)."""
+    from flowprep.runners.gpus import DevicePool, schedule
+
+    with DevicePool(["0", "1"]) as pool:
+        out = list(schedule(list(range(6)), ["0", "1"], lambda d, i: pool.submit(d, _kill_on_two, i, str(tmp_path),
+                                                                                   times),
+                            restart=pool.restart, died=lambda item, e: f"died: {item}"))
+    results = sorted(str(r) for _, r in out)
+    assert results == sorted(["0", "1", "3", "4", "5", "2" if times == 1 else "died: 2"])
+    assert len(os.listdir(tmp_path)) == min(times, 2)
