@@ -7,6 +7,8 @@ builders leave out a video with no frame folder.
 """
 from __future__ import annotations
 
+import re
+
 from flowprep.errors import FlowprepError
 from flowprep.splits import Split, available_splits, find_split_dir, load_split
 from flowprep.store.reader import ShardSet
@@ -52,3 +54,12 @@ def members(src: ShardSet, split: Split, ok: set[str]) -> dict[str, list[tuple[s
             if key is not None and key in ok:
                 rows.append((key, split.classes[label], labels[split.classes[label]]))
     return out
+
+
+def list_lines(src: ShardSet, key: str, folder: str, label: int) -> tuple[str, str] | None:
+    """A video's line in the RGB list and in the flow list (``<folder> <count> <label>``: N frames, N - 1 flows),
+    or None when its folder holds whitespace, which both tools' list readers split on."""
+    if re.search(r"\s", folder):
+        return None
+    m = src.meta(key)
+    return f"{folder} {m.frames} {label}\n", f"{folder} {m.flows} {label}\n"

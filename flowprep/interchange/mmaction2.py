@@ -30,7 +30,7 @@ from flowprep.durable import write_text
 from flowprep.errors import FlowprepError
 from flowprep.interchange.denseflow import export_video, open_for_export
 from flowprep.interchange.frames import safe_dir
-from flowprep.interchange.labels import SUBSETS, dataset_splits, kinetics_label, members
+from flowprep.interchange.labels import SUBSETS, dataset_splits, kinetics_label, list_lines, members
 from flowprep.splits import Split
 from flowprep.store.reader import ShardSet
 
@@ -90,12 +90,12 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             rgb, flow = [], []
             for key, class_name, label in listed[subset]:
                 frame_dir = _frame_dir(s, key, class_name)
-                if re.search(r"\s", frame_dir):
+                lines = list_lines(src, key, frame_dir, label)
+                if lines is None:
                     done.not_listed.append(key)
                     continue
-                m = src.meta(key)
-                rgb.append(f"{frame_dir} {m.frames} {label}\n")
-                flow.append(f"{frame_dir} {m.flows} {label}\n")
+                rgb.append(lines[0])
+                flow.append(lines[1])
                 if (tree, frame_dir) not in written:
                     written.add((tree, frame_dir))
                     jobs.append((tree, frame_dir, key))

@@ -17,7 +17,6 @@ TSNDataSet splits a line on single spaces, so a folder whose path holds whitespa
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from flowprep.errors import FlowprepError
 from flowprep.interchange import FOLDER_FORMATS
 from flowprep.interchange.denseflow import export_video, open_for_export
 from flowprep.interchange.frames import safe_dir
-from flowprep.interchange.labels import SUBSETS, dataset_splits, members
+from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.splits import Split
 from flowprep.store.reader import ShardSet
 
@@ -103,13 +102,12 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
     for (rgb_name, flow_name), rows in groups:
         rgb_lines, flow_lines = [], []
         for key, label in rows:
-            folder = safe_dir(out, key).as_posix()
-            if re.search(r"\s", folder):
+            lines = list_lines(src, key, safe_dir(out, key).as_posix(), label)
+            if lines is None:
                 done.not_listed.append(key)
                 continue
-            m = src.meta(key)
-            rgb_lines.append(f"{folder} {m.frames} {label}\n")
-            flow_lines.append(f"{folder} {m.flows} {label}\n")
+            rgb_lines.append(lines[0])
+            flow_lines.append(lines[1])
         if with_rgb:  # no RGB list for a folder without RGB images (--no-rgb)
             write_text(out / rgb_name, "".join(rgb_lines))
             done.rgb_lists.append(rgb_name)
