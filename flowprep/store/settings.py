@@ -30,8 +30,21 @@ def read_identity(out_dir: str | Path) -> dict | None:
             raise FlowprepError(f"{path} cannot be read ({e}); restore it, or delete it to let the shards' own "
                                 "settings bind the folder") from None
     for shard in F.list_shards(out)[:1]:
-        settings = read_shard_header(shard)[0]  # the identity, and the solver that ran
-        return {k: settings.get(k) for k in ExtractConfig().identity()}
+        return shard_identity(read_shard_header(shard)[0])
+    return None
+
+
+def shard_identity(settings: dict) -> dict:
+    """The identity part of a shard's stored settings (they also name the solver that ran)."""
+    return {k: settings.get(k) for k in ExtractConfig().identity()}
+
+
+def settings_mismatch(settings: dict, identity: dict) -> str | None:
+    """None when a shard's stored settings carry the folder's ``identity``, else the first difference, named."""
+    for k, want in identity.items():
+        if settings.get(k) != want:
+            return (f"it was written with other settings than {SETTINGS_FILE} ({k}: {settings.get(k)!r} in the "
+                    f"shard, {want!r} in the folder)")
     return None
 
 

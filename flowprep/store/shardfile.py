@@ -121,6 +121,21 @@ def check_header(f: h5py.File) -> str | None:
     return None
 
 
+def read_checked_header(path: str | os.PathLike) -> tuple[dict, list[str], list[str], str | None]:
+    """``read_shard_header`` and ``check_header``'s verdict (None, or why the header or catalog is damaged), from
+    one opening of the file; ShardError if it is not a readable flowprep shard."""
+    try:
+        with h5py.File(path, "r") as f:
+            settings, keys, status = read_header(f, path)
+            try:
+                damage = check_header(f)
+            except (KeyError, OSError, ValueError, RuntimeError) as e:
+                damage = f"its header or catalog cannot be read ({e})"
+            return settings, keys, status, damage
+    except (OSError, KeyError) as e:
+        raise unreadable(path, e) from e
+
+
 def check_video(g: h5py.Group) -> str | None:
     """The reason a stored video is damaged, or None when every count and checksum is right.
 

@@ -10,7 +10,6 @@ without them (the good videos' bytes are copied, not re-encoded). Extracting the
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +17,12 @@ from pathlib import Path
 import h5py
 
 from flowprep import __version__
-from flowprep.config import ExtractConfig
 from flowprep.durable import fsync_dir, replace, write_json, write_text
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.settings import SETTINGS_FILE, read_identity
-from flowprep.store.shardfile import check_header, check_video, read_records, read_shard_header
-from flowprep.store.workspace import INDEX_FILE, chunk_name, read_index, staging_dir
+from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
+from flowprep.store.shardfile import check_video, read_checked_header, read_records, read_shard_header
+from flowprep.store.workspace import INDEX_FILE, chunk_name, index_entry, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
 
@@ -61,25 +59,17 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
     """Check one shard's header and every video in it, adding what is wrong to ``f``."""
     f.shards += 1
     try:
-        settings, keys, _ = read_shard_header(path)
+        settings, keys, _, damage = read_checked_header(path)
     except ShardError as e:
         f.damage.append(Damage(path.name, None, e.reason))
         return
     f.keys_of[path.name] = keys
-    theirs = {k: settings.get(k) for k in f.identity} if f.identity is not None else None
-    if theirs is not None and theirs != f.identity:
-        f.damage.append(Damage(path.name, None, f"written with other settings than {SETTINGS_FILE} (e.g. "
-                                                f"{next(k for k in theirs if theirs[k] != f.identity[k])})"))
+    reason = damage or (settings_mismatch(settings, f.identity) if f.identity is not None else None)
+    if reason:
+        f.damage.append(Damage(path.name, None, reason))
         return
     try:
         with h5py.File(path, "r") as h:
-            try:
-                reason = check_header(h)
-            except (KeyError, OSError, ValueError, RuntimeError) as e:
-                reason = f"its header or catalog cannot be read ({e})"
-            if reason:
-                f.damage.append(Damage(path.name, None, reason))
-                return
             for k in keys:
                 f.videos += 1
                 try:
@@ -130,13 +120,8 @@ def _check_folder_files(out: Path, f: Findings) -> None:
         f.identity = _shards_identity(out)
     index = out / INDEX_FILE
     if index.exists():
-        for n, line in enumerate(index.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            try:
-                e = json.loads(line)
-            except ValueError:
-                e = None
-            if not (isinstance(e, dict) and {"shard", "keys", "sources"} <= set(e)):
-                f.bad_index_lines.append(n)
+        lines = index.read_text(encoding="utf-8", errors="replace").splitlines()
+        f.bad_index_lines = [n for n, line in enumerate(lines, 1) if index_entry(line) is None]
         if f.bad_index_lines:
             f.folder.append(f"{index}: line(s) {', '.join(map(str, f.bad_index_lines[:5]))} are not records "
                             "(a torn or damaged write); --repair rewrites it without them")
@@ -146,10 +131,9 @@ def _shards_identity(out: Path) -> dict | None:
     # the settings of the folder's first readable shard: what binds a folder whose flowprep.json is damaged
     for shard in F.list_shards(out):
         try:
-            settings = read_shard_header(shard)[0]
+            return shard_identity(read_shard_header(shard)[0])
         except ShardError:
             continue
-        return {k: settings.get(k) for k in ExtractConfig().identity()}
     return None
 
 

@@ -29,14 +29,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import h5py
-
 from flowprep.datasets import VideoTask
 from flowprep.durable import append_line, fsync_dir
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.settings import SETTINGS_FILE
-from flowprep.store.shardfile import check_header, read_shard_header, sources_of
+from flowprep.store.settings import settings_mismatch
+from flowprep.store.shardfile import read_checked_header, read_shard_header, sources_of
 
 log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
@@ -142,12 +140,19 @@ def read_index(out: Path) -> dict[str, list[VideoTask]]:
     if not path.exists():
         return entries
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            e = json.loads(line)
-            entries[e["shard"]] = [VideoTask(k, s) for k, s in zip(e["keys"], e["sources"])]
-        except (ValueError, KeyError, TypeError):
-            continue
+        entry = index_entry(line)
+        if entry is not None:
+            entries[entry[0]] = entry[1]
     return entries
+
+
+def index_entry(line: str) -> tuple[str, list[VideoTask]] | None:
+    """(shard name, its videos) of one line of index.jsonl, or None when the line is not such a record."""
+    try:
+        e = json.loads(line)
+        return e["shard"], [VideoTask(k, s) for k, s in zip(e["keys"], e["sources"])]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class Publisher:
@@ -220,41 +225,22 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, 
     bad = []
     for shard in F.list_shards(out_dir):
         try:
-            settings, keys, status = read_shard_header(shard)
-            _refuse_damaged(shard, settings, identity)
+            settings, keys, status, damage = read_checked_header(shard)
         except ShardError as e:
-            if e.reason.startswith(_REFUSED):
-                raise
             aside = shard.with_name(shard.name + ".unreadable")
             os.replace(shard, aside)
             log.warning("%s; moved to %s and its videos will be extracted again", e, aside.name)
             bad.append(str(aside))
             continue
+        # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
+        reason = damage or (settings_mismatch(settings, identity) if identity is not None else None)
+        if reason:
+            raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
+                                         f"--repair {shard.parent}` (or move the shard out of the folder)")
         for k, s in zip(keys, status):
             if F.supersedes(done.get(k), s):
                 done[k] = s
     return done, bad
-
-
-_REFUSED = "refused:"
-
-
-def _refuse_damaged(shard: Path, settings: dict, identity: dict | None) -> None:
-    # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
-    with h5py.File(shard, "r") as f:
-        reason = check_header(f)
-    if reason is None and identity is not None:
-        theirs = {k: settings.get(k) for k in identity}
-        if theirs != identity:
-            reason = f"it was written with other settings than {SETTINGS_FILE} ({_first_diff(theirs, identity)})"
-    if reason:
-        raise ShardError(str(shard), f"{_REFUSED} {reason}; its videos are not counted as done: run `flowprep "
-                                     f"verify --repair {shard.parent}` (or move the shard out of the folder)")
-
-
-def _first_diff(a: dict, b: dict) -> str:
-    k = next(k for k in b if a.get(k) != b.get(k))
-    return f"{k}: {a.get(k)!r} in the shard, {b.get(k)!r} in the folder"
 
 
 def remove_stale_temporaries(out: Path) -> None:

@@ -8,25 +8,16 @@ import shutil
 from pathlib import Path
 
 import h5py
-import pytest
 
 from flowprep.cli import main
 from flowprep.store import verify as V
 from flowprep.store.format import list_shards
 from flowprep.store.verify import verify_folder
 
-from fault_tools import FAST, assert_same_output, make_dataset, shard_keys
+from fault_tools import assert_same_output, shard_keys
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shards_v1" / "out"
 
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    root = make_dataset(tmp_path_factory.mktemp("digest_ds"), 6)
-    out = tmp_path_factory.mktemp("digest") / "out"
-    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), "--jobs", "1",
-                 "--videos-per-shard", "2", *FAST]) == 0
-    return out
 
 
 def _copy(pristine: Path, tmp_path: Path) -> tuple[Path, list[Path]]:

@@ -15,16 +15,7 @@ from flowprep.store.format import list_shards
 from flowprep.store.reader import ShardSet
 from flowprep.store.verify import verify_folder
 
-from fault_tools import FAST, assert_same_output, make_dataset, shard_keys
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    root = make_dataset(tmp_path_factory.mktemp("verify_ds"), 6)
-    out = tmp_path_factory.mktemp("verify") / "out"
-    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), "--jobs", "1",
-                 "--videos-per-shard", "2", *FAST]) == 0
-    return out
+from fault_tools import assert_same_output, shard_keys
 
 
 def _flip_a_jpeg_byte(shard, key: str, name: str = "flow_x", index: int = 1) -> None:
