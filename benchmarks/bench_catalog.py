@@ -24,12 +24,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from flowprep.jpeg import encode_bgr, encode_gray
-from flowprep.quantize import QuantConfig, quantize_flow
-from flowprep.record import VideoRecord
-from flowprep.splits import load_split
+from flowprep.codecs.jpeg import encode_bgr, encode_gray
+from flowprep.codecs.quantize import QuantConfig, quantize_flow
+from flowprep.datasets.splits import load_split
 from flowprep.store import format as F
 from flowprep.store.reader import open_shards
+from flowprep.store.record import VideoRecord
 from flowprep.store.shardfile import catalog_from_groups, read_header
 from flowprep.store.summary import summarize
 from flowprep.store.writer import ShardWriter

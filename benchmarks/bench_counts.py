@@ -29,12 +29,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowprep.batch import extract_dataset
-from flowprep.config import ExtractConfig
-from flowprep.datasets import list_videos
+from flowprep.datasets.listing import list_videos
+from flowprep.datasets.splits import load_split
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
-from flowprep.splits import load_split
 from flowprep.store.reader import open_shards
 from flowprep.store.summary import summarize
 from flowprep.store.verify import verify_folder

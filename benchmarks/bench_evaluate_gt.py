@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowprep.evaluate_gt import evaluate_pair
+from flowprep.quality.ground_truth import evaluate_pair
 from flowprep.solvers import SolverConfig, make_solver
 
 MIDDLEBURY = Path(__file__).resolve().parents[2] / "shared" / "data" / "middlebury"

@@ -25,13 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowprep.batch import extract_dataset
-from flowprep.config import ExtractConfig
-from flowprep.datasets import list_videos
+from flowprep.codecs.video import iter_frames, to_gray
+from flowprep.datasets.listing import list_videos
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
 from flowprep.runners.local import LocalRunner
 from flowprep.runners.worker import set_threads
 from flowprep.solvers import SolverConfig, make_solver
-from flowprep.video import iter_frames, to_gray
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from flowprep.quantize import QuantConfig, quantize_flow
+from flowprep.codecs.quantize import QuantConfig, quantize_flow
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
 

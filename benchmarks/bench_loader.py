@@ -32,10 +32,10 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from flowprep.jpeg import encode_bgr, encode_gray  # noqa: E402
-from flowprep.quantize import QuantConfig, quantize_flow  # noqa: E402
-from flowprep.record import VideoRecord  # noqa: E402
+from flowprep.codecs.jpeg import encode_bgr, encode_gray  # noqa: E402
+from flowprep.codecs.quantize import QuantConfig, quantize_flow  # noqa: E402
 from flowprep.store.reader import open_shards
+from flowprep.store.record import VideoRecord  # noqa: E402
 from flowprep.store.writer import ShardWriter  # noqa: E402
 from train.data import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
 

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.durable import open_replacing
-from flowprep.jpeg import decode_gray, encode_gray
-from flowprep.quality import (
+from flowprep.base.durable import open_replacing
+from flowprep.codecs.jpeg import decode_gray, encode_gray
+from flowprep.codecs.quantize import quantize_flow
+from flowprep.codecs.video import probe
+from flowprep.quality.compression import (
     DEFAULT_SETTING,
     PAPER_REFERENCE,
     Setting,
@@ -38,9 +40,7 @@ from flowprep.quality import (
     settings_grid,
     spread_indices,
 )
-from flowprep.quantize import quantize_flow
 from flowprep.solvers import SolverConfig, make_solver
-from flowprep.video import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"

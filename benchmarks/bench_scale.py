@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowprep.batch import extract_dataset
-from flowprep.config import ExtractConfig
-from flowprep.datasets import list_videos
+from flowprep.datasets.listing import list_videos
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
 from flowprep.runners.dask_cluster import DaskRunner
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig

@@ -55,7 +55,7 @@ def one_thread() -> None:
 
 def accuracy_task(task: tuple[str, str, str]) -> tuple[str, str, str, float, np.ndarray]:
     """(sequence, backend, preset) -> EPE against ground truth and the flow (eager torch: same math as compiled)."""
-    from flowprep.flo import read_flo
+    from flowprep.codecs.flo import read_flo
     from flowprep.solvers import torch_backend
 
     one_thread()
@@ -93,7 +93,7 @@ def accuracy(seqs: list[str], pool) -> None:
 
 def clip_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """n consecutive gray frame pairs of the real 320x240 UCF-101 clip (cycled if n > 163)."""
-    from flowprep.video import iter_frames, to_gray
+    from flowprep.codecs.video import iter_frames, to_gray
     g = np.stack([to_gray(f) for f in iter_frames(str(CLIP))])
     idx = np.arange(n) % (len(g) - 1)
     return g[idx], g[idx + 1]

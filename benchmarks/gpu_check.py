@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # flowprep and the check's modules, run from anywhere
 from gpu_check_flow import CLIP, SEQUENCES  # noqa: E402  (what is copied is what the checks read)
 
-from flowprep.durable import write_json, write_text  # noqa: E402
+from flowprep.base.durable import write_json, write_text  # noqa: E402
 
 # gpu_check_pipeline.CHECKS by name, known without importing torch
 CHECK_NAMES = ("check_tests", "check_equivalence", "check_kernels", "check_throughput", "check_profile", "check_cucim",

@@ -21,7 +21,8 @@ CACHE = REPO / ".gpu_cache" / "inductor"  # ignored, not carried: kept between r
 SEQUENCES = ("Dimetrodon", "Grove2", "RubberWhale", "Urban2", "Venus")
 CLIP = Path("videos") / "ucf101" / "v_ApplyEyeMakeup_g01_c01.avi"
 BATCHES = (1, 8, 32, 64)
-GPU_TESTS = ("tests/flowprep/test_tvl1_torch.py", "tests/flowprep/test_tvl1_triton.py", "tests/train/test_gpu.py")
+GPU_TESTS = ("tests/flowprep/solvers/test_tvl1_torch.py", "tests/flowprep/solvers/test_tvl1_triton.py",
+             "tests/train/test_gpu.py")
 TARGET_PAIRS_S, TARGET_PIPELINE, TARGET_DIFF = 1000.0, 0.8, 0.01
 
 
@@ -113,7 +114,7 @@ def check_tests(ctx: Context) -> dict:
 def _gray(path: Path, scale: float = 1.0) -> np.ndarray:
     import cv2
 
-    from flowprep.evaluate_gt import read_gray
+    from flowprep.quality.ground_truth import read_gray
     img = read_gray(path)
     return img if scale == 1.0 else cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
@@ -122,7 +123,7 @@ def clip_frames(data: Path, n: int | None = None, scale: float = 1.0) -> list[np
     """Gray frames of the real UCF-101 clip (320x240, or scaled)."""
     import cv2
 
-    from flowprep.video import iter_frames, to_gray
+    from flowprep.codecs.video import iter_frames, to_gray
     frames = []
     for f in iter_frames(str(data / CLIP)):
         g = to_gray(f)
@@ -147,8 +148,8 @@ def check_equivalence(ctx: Context) -> dict:
     Triton step in CUDA graphs) and the eager torch step on CUDA."""
     import torch
 
-    from flowprep.flo import read_flo
-    from flowprep.flow_metrics import flow_errors
+    from flowprep.codecs.flo import read_flo
+    from flowprep.quality.metrics import flow_errors
     from flowprep.solvers import ALGO_DEFAULTS, torch_backend
 
     t0 = time.perf_counter()
@@ -277,7 +278,7 @@ def check_throughput(ctx: Context) -> dict:
 
 def repeated_clip(ctx: Context, pairs: int | None = None) -> tuple[Path, int]:
     """A folder dataset of the real clip repeated until it holds at least ``pairs`` pairs (hard links)."""
-    from flowprep.video import probe
+    from flowprep.codecs.video import probe
     pairs = pairs or (6000 if ctx.cuda else 2000 if ctx.dry else 300)  # a few seconds at the target rate
     per = probe(str(ctx.data / CLIP)).frame_count - 1
     copies = math.ceil(pairs / per)

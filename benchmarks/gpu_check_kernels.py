@@ -60,10 +60,10 @@ def check_kernels(ctx: Context) -> dict:
 
 
 def _cpu_encode_rate(images: list[np.ndarray], quality: int, seconds: float = 3.0) -> float:
-    """Gray JPEGs per second from flowprep.jpeg.encode_gray (libjpeg-turbo) on every core (it frees the GIL)."""
+    """Gray JPEGs per second from flowprep.codecs.jpeg.encode_gray (libjpeg-turbo) on every core (it frees the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from flowprep.jpeg import encode_gray
+    from flowprep.codecs.jpeg import encode_gray
     n, t = 0, time.perf_counter()
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         while n == 0 or time.perf_counter() - t < seconds:
@@ -94,7 +94,7 @@ def _nvjpeg_rate(images: list[np.ndarray], quality: int, seconds: float = 3.0) -
 def check_jpeg(ctx: Context) -> dict:
     """JPEG encoding for 2,000 pairs/s (two flow planes and one RGB frame per pair): libjpeg-turbo on all the
     host's cores against nvJPEG on the GPU, on 320x240 planes of the real clip."""
-    from flowprep.config import ExtractConfig
+    from flowprep.extraction.config import ExtractConfig
     quality = ExtractConfig().quality
     t0 = time.perf_counter()
     if ctx.dry:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # flowprep and the check's modules, run from anywhere
 from gpu_check_flow import SEQUENCES, Context, _result, clip_frames  # noqa: E402
 
-from flowprep.durable import write_json  # noqa: E402
+from flowprep.base.durable import write_json  # noqa: E402
 
 NAME = "cuCIM TV-L1 beside ours"
 PREPARED = REPO / ".gpu_check"
@@ -209,7 +209,7 @@ def _gt_at(gt: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return gt
     import cv2
 
-    from flowprep.flow_metrics import unknown_mask
+    from flowprep.quality.metrics import unknown_mask
     h, w = shape
     near = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_NEAREST) for c in gt])
     scaled = near * np.array([w / gt.shape[2], h / gt.shape[1]], dtype=np.float32)[:, None, None]
@@ -220,8 +220,8 @@ def middlebury(data: Path, scale: float) -> list[tuple[str, np.ndarray, np.ndarr
     """(sequence, frame10, frame11, ground truth (u, v)) for the 5 sequences, gray, scaled."""
     import cv2
 
-    from flowprep.evaluate_gt import read_gray
-    from flowprep.flo import read_flo
+    from flowprep.codecs.flo import read_flo
+    from flowprep.quality.ground_truth import read_gray
     pairs = []
     for s in SEQUENCES:
         d = data / "middlebury" / s
@@ -237,8 +237,8 @@ def flow(peer: Peer, f0: np.ndarray, f1: np.ndarray, params: dict) -> np.ndarray
 
 
 def mean_epe(peer: Peer, pairs: list, params: dict) -> list[float]:
-    """EPE of each pair against its ground truth (flowprep.flow_metrics.flow_errors)."""
-    from flowprep.flow_metrics import flow_errors
+    """EPE of each pair against its ground truth (flowprep.quality.metrics.flow_errors)."""
+    from flowprep.quality.metrics import flow_errors
     return [flow_errors(flow(peer, f0, f1, params), gt)["epe"] for _, f0, f1, gt in pairs]
 
 

@@ -31,7 +31,7 @@ PY = [sys.executable]
 
 def _bare_rate(config, frames: list[np.ndarray], copies: int) -> tuple[float, int]:
     """pairs/s of the solver alone on the clip's pairs, ``copies`` times (frames already decoded)."""
-    from flowprep.extract import _worker_solver
+    from flowprep.extraction.extract import _worker_solver
     solver = _worker_solver(config.solver)  # the very object the in-process extraction uses (warm)
     f0, f1 = np.stack(frames[:-1]), np.stack(frames[1:])
     solver.compute(f0[:solver.batch_size], f1[:solver.batch_size])
@@ -44,9 +44,9 @@ def _bare_rate(config, frames: list[np.ndarray], copies: int) -> tuple[float, in
 def check_extract(ctx: Context) -> dict:
     """``flowprep extract`` end to end on the GPU (decode and JPEG on the host's cores) against the bare solver on
     the same >= 2,000 pairs; then the same through the command line with ``--devices all``."""
-    from flowprep.config import ExtractConfig
-    from flowprep.datasets import list_videos
-    from flowprep.extract import ExtractWork
+    from flowprep.datasets.listing import list_videos
+    from flowprep.extraction.config import ExtractConfig
+    from flowprep.extraction.extract import ExtractWork
     from flowprep.runners import Chunk
     from flowprep.solvers import SolverConfig
 
@@ -121,7 +121,7 @@ def _device_lookup(ctx: Context) -> bool:
 
 def check_training(ctx: Context) -> dict:
     """One temporal epoch on the demo shards with AMP on CUDA, then the same under torchrun (NCCL)."""
-    from flowprep.demo_data import make_demo_dataset
+    from flowprep.datasets.demo import make_demo_dataset
 
     t0 = time.perf_counter()
     root, cmds = _demo(ctx)

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
+from flowprep.base import moved as _moved  # noqa: E402
+from flowprep.codecs.quantize import QuantConfig, dequantize_flow, quantize_flow  # noqa: E402
 from flowprep.errors import FlowprepError, SettingsMismatchError, ShardError, VideoDecodeError  # noqa: E402
-from flowprep.quantize import QuantConfig, dequantize_flow, quantize_flow  # noqa: E402
 from flowprep.store.format import FORMAT_VERSION  # noqa: E402
+
+_moved.install()  # 0.2's module paths (flowprep.quantize, ...) forward to their new homes until 0.4
 
 # name -> module; heavy submodules (storage, runners) load on first use so that `import flowprep` stays fast
 _LAZY = {
-    "extract_video": "flowprep.extract", "ExtractConfig": "flowprep.config", "extract_dataset": "flowprep.batch",
-    "open_shards": "flowprep.store.reader", "ShardSet": "flowprep.store.reader", "ShardWriter": "flowprep.store.writer",
-    "make_runner": "flowprep.runners", "LocalRunner": "flowprep.runners.local", "GpuRunner": "flowprep.runners.gpus",
+    "extract_video": "flowprep.extraction.extract", "ExtractConfig": "flowprep.extraction.config",
+    "extract_dataset": "flowprep.extraction.batch", "open_shards": "flowprep.store.reader",
+    "ShardSet": "flowprep.store.reader", "ShardWriter": "flowprep.store.writer", "make_runner": "flowprep.runners",
+    "LocalRunner": "flowprep.runners.local", "GpuRunner": "flowprep.runners.gpus",
     "DaskRunner": "flowprep.runners.dask_cluster",
 }
 

@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-# Without a GPU, Triton kernels run under Triton's interpreter (tests/flowprep/test_tvl1_triton.py). It must be
+# Without a GPU, Triton kernels run under Triton's interpreter (tests/flowprep/solvers/test_tvl1_triton.py). It must be
 # switched on before anything imports triton: triton.language's own functions are made at that import.
 if not (any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl", "/proc/driver/nvidia/version"))
         or shutil.which("nvidia-smi")):

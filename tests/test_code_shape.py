@@ -1,6 +1,6 @@
 """The house rules that a linter does not check, checked on every run: module and function size, and which
 package may know what (h5py and the shard format: flowprep.store; argparse: the two command-line packages;
-JPEG decoding and dequantization: not the trainer)."""
+JPEG decoding and dequantization: not the trainer). The layers' order is tests/test_layers.py's."""
 from __future__ import annotations
 
 import ast
@@ -18,7 +18,7 @@ def _modules(*packages: str) -> list[Path]:
 
 def _imports(path: Path) -> set[str]:
     """Every module ``path`` imports (anywhere in the file), by its dotted name; ``from a.b import c`` counts as
-    both ``a.b`` and ``a.b.c``, since ``c`` may be a module (``from flowprep import jpeg``)."""
+    both ``a.b`` and ``a.b.c``, since ``c`` may be a module (``from flowprep.codecs import jpeg``)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -49,7 +49,7 @@ def test_no_module_over_400_lines_and_no_function_over_60():
 
 def test_only_the_storage_package_imports_h5py():
     """Without h5py, no other module can open a group or read an attribute: the format's names stay in one place."""
-    users = [_rel(p) for p in _modules(*PACKAGES) if "h5py" in p.read_text()]  # as `git grep -l h5py` sees it
+    users = [_rel(p) for p in _modules(*PACKAGES) if "h5py" in _imports(p)]
     assert users and all(u.startswith("flowprep/store/") for u in users), users
 
 
@@ -62,7 +62,7 @@ def test_the_trainer_decodes_no_jpeg_and_dequantizes_nothing_itself():
     """train/ gets codes plus tables, or pixels, from flowprep's reader: no JPEG codec, no formula."""
     for p in _modules("train"):
         text = p.read_text()
-        assert not {"flowprep.jpeg", "flowprep.store.shardfile", "h5py"} & _imports(p), _rel(p)
+        assert not {"flowprep.codecs.jpeg", "flowprep.store.shardfile", "h5py"} & _imports(p), _rel(p)
         for banned in ("imdecode", "decode_gray", "decode_rgb", "dequant", "zero) *", ".quant(", "flow_codes("):
             assert banned not in text, f"{_rel(p)} uses {banned!r}"
 

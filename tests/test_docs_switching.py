@@ -15,7 +15,7 @@ import pytest
 
 import flowprep
 from flowprep.cli import build_parser, main
-from flowprep.quantize import QuantConfig, dequantize_flow, quantize_flow
+from flowprep.codecs.quantize import QuantConfig, dequantize_flow, quantize_flow
 
 from fault_tools import FAST
 from videogen import texture

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowprep.jpeg import encode_bgr, encode_gray
-from flowprep.quantize import QuantConfig, quantize_flow
-from flowprep.record import VideoRecord
+from flowprep.codecs.jpeg import encode_bgr, encode_gray
+from flowprep.codecs.quantize import QuantConfig, quantize_flow
 from flowprep.store.format import shard_name
+from flowprep.store.record import VideoRecord
 from flowprep.store.writer import ShardWriter
 
 CLASSES = ("MoveUp", "MoveDown", "MoveSideways", "StandStill")

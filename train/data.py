@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from flowprep.quantize import lookup_planes
+from flowprep.codecs.quantize import lookup_planes
 from train import transforms as T
 from train.stacking import STACKINGS, trajectory_stack
 

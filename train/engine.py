@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from flowprep.durable import open_replacing, write_text
+from flowprep.base.durable import open_replacing, write_text
 from train.data import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
 

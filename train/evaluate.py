@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 import flowprep
-from flowprep.durable import write_json
-from flowprep.splits import find_split_dir, load_split
+from flowprep.base.durable import write_json
+from flowprep.datasets.splits import find_split_dir, load_split
 from train import distributed as D
 from train.data import EvalClips, load_items, make_loader
 from train.engine import load_checkpoint, predict

@@ -19,8 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import flowprep
-from flowprep.durable import replacing
-from flowprep.splits import find_split_dir, load_split
+from flowprep.base.durable import replacing
+from flowprep.datasets.splits import find_split_dir, load_split
 from train import distributed as D
 from train import transforms as T
 from train.data import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from flowprep.durable import write_json
+from flowprep.base.durable import write_json
 from train.metrics import Scores, load_scores, save_scores, summary
 
 METHODS = ("avg", "svm")

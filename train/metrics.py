@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowprep.durable import open_replacing
+from flowprep.base.durable import open_replacing
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The trainer's side of a split: each split-file name bound to its key in the shards (the split files
-themselves are read by ``flowprep.splits``)."""
+themselves are read by ``flowprep.datasets.splits``)."""
 from __future__ import annotations
 
 import logging
 
-from flowprep.splits import SplitError
+from flowprep.datasets.splits import SplitError
 
 log = logging.getLogger(__name__)
 

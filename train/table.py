@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.durable import write_json
+from flowprep.base.durable import write_json
 
 # (key, label, the paper's top-1 on UCF-101 in %, where the paper has it)
 ROWS = (

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the solver on one pair and print the result."""
-    from flowprep.evaluate_gt import evaluate_pair
+    from flowprep.quality.ground_truth import evaluate_pair
 
     r = evaluate_pair(args.frame1, args.frame2, args.gt, solver_config_from_args(args))
     if args.json:

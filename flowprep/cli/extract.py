@@ -7,11 +7,11 @@ import signal
 import sys
 
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
-from flowprep.config import ExtractConfig
-from flowprep.datasets import LAYOUTS, list_videos, read_video_list, shown
-from flowprep.quantize import QuantConfig
-from flowprep.report import LATEST_REPORT
-from flowprep.video import Resize, parse_size
+from flowprep.codecs.quantize import QuantConfig
+from flowprep.codecs.video import Resize, parse_size
+from flowprep.datasets.listing import LAYOUTS, list_videos, read_video_list, shown
+from flowprep.extraction.config import ExtractConfig
+from flowprep.store.format import LATEST_REPORT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,7 +93,7 @@ def videos_from_args(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:
     if args.split_dir:
         if args.dataset != "kinetics":
             raise ValueError("--split-dir is for --dataset kinetics (its CSVs say which clips should exist)")
-        from flowprep.kinetics import read_annotations
+        from flowprep.datasets.kinetics import read_annotations
         have = {v.key for v in videos}
         missing = tuple(sorted({c.key for c in read_annotations(args.split_dir)} - have))
     return videos, missing
@@ -117,7 +117,7 @@ def _raise_interrupt(signum, frame) -> None:
 def run(args: argparse.Namespace) -> int:
     """Extract; exit 0 when the output is clean, 1 when a video failed, a video of this run decoded only in part,
     or an annotated clip has no file (the report says which)."""
-    from flowprep.batch import extract_dataset
+    from flowprep.extraction.batch import extract_dataset
 
     if args.videos_per_shard < 1:
         raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")

@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary; exit 1 if any video failed or any shard is unreadable."""
-    from flowprep.datasets import shown
+    from flowprep.datasets.listing import shown
     from flowprep.store.summary import summarize
 
     s = summarize(args.out)

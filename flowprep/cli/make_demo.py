@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from flowprep.demo_data import DemoConfig, make_demo_dataset
+from flowprep.datasets.demo import DemoConfig, make_demo_dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write (or reuse) the demo dataset and print what is there."""
-    from flowprep.video import parse_size
+    from flowprep.codecs.video import parse_size
     w, h = parse_size(args.size)
     s = make_demo_dataset(args.out, seed=args.seed, train_groups=args.train_groups, test_groups=args.test_groups,
                           clips=args.clips, frames=args.frames, width=w, height=h, progress=not args.json)

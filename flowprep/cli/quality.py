@@ -16,8 +16,8 @@ import json
 import logging
 
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
-from flowprep.quality import EPE_TARGET, settings_grid
-from flowprep.video import Resize, parse_size
+from flowprep.codecs.video import Resize, parse_size
+from flowprep.quality.compression import EPE_TARGET, settings_grid
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def _parse_list(text: str, kind: type, flag: str) -> list:
 
 def run(args: argparse.Namespace) -> int:
     """Sample raw flow, measure every setting, print and optionally write the report."""
-    from flowprep.quality_report import format_table
-    from flowprep.quality_sampling import measure_shards, measure_videos
+    from flowprep.quality.report import format_table
+    from flowprep.quality.sampling import measure_shards, measure_videos
 
     if (args.source is None) == (args.shards is None):
         raise ValueError("give either VIDEO_OR_DATASET or --shards OUT_DIR (exactly one)")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         report, fields = measure_videos(args.source, settings, solver_config_from_args(args),
                                         Resize(short_side=args.short_side, size=args.size), **common)
     if args.report:
-        from flowprep.quality_report import write_report
+        from flowprep.quality.report import write_report
         paths = write_report(report, args.report, fields)
         log.info("wrote %d files to %s", len(paths), args.report)
     print(json.dumps(report.to_dict()) if args.json else format_table(report))

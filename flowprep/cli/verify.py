@@ -30,7 +30,7 @@ def _print_findings(out: str, f) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print what is damaged (and repair it with --repair); exit 0 when the folder ends up clean."""
-    from flowprep.repair import repair
+    from flowprep.extraction.repair import repair
     from flowprep.runners import make_runner
     from flowprep.store.verify import verify_folder
 

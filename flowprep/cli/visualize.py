@@ -23,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the flows and print where they went."""
-    from flowprep.colorwheel import max_motion
+    from flowprep.quality.colorwheel import max_motion
+    from flowprep.quality.visualize import from_shards, from_video, write_pngs
     from flowprep.solvers import make_solver
-    from flowprep.visualize import from_shards, from_video, write_pngs
 
     src = Path(args.source)
     if src.is_dir():

@@ -28,8 +28,8 @@ from flowprep.interchange.frames import (
     write_images,
     write_sidecar,
 )
-from flowprep.record import VideoRecord
 from flowprep.store.reader import ShardSet
+from flowprep.store.record import VideoRecord
 
 _NAME = re.compile(r"^(flow_x|flow_y|img)_(\d+)\.jpg$")
 LAYOUT = "<video>/flow_x_%05d.jpg, flow_y_%05d.jpg (and img_%05d.jpg), numbered from 0 (denseflow) or 1 (TSN)"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import consecutive, make_record, quant_of, read_bytes
-from flowprep.record import VideoRecord
+from flowprep.store.record import VideoRecord
 
 LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
 RGB_TREE = "jpegs_256"

@@ -19,7 +19,7 @@ import numpy as np
 
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.record import VideoRecord
+from flowprep.store.record import VideoRecord
 
 SIDECAR = "flowprep_quant.json"
 

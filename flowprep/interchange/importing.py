@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowprep import __version__
-from flowprep.batch import BatchSpec, run_batch
-from flowprep.datasets import VideoTask
+from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
+from flowprep.extraction.batch import BatchSpec, run_batch
+from flowprep.extraction.report import RunReport
 from flowprep.interchange import DEFAULT_ZERO_CODE, denseflow, feichtenhofer, mmaction2, tsn_zip
-from flowprep.record import VideoRecord
-from flowprep.report import ChunkResult, RunReport, VideoOutcome
 from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
+from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
 from flowprep.store.writer import ShardWriter
 
 # format -> (the layout's description, its folder lister, its reader)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
+from flowprep.datasets.splits import Split, available_splits, find_split_dir, load_split
 from flowprep.errors import FlowprepError
-from flowprep.splits import Split, available_splits, find_split_dir, load_split
 from flowprep.store.reader import ShardSet
 
 SUBSETS = ("train", "val")  # the lists' names for a split's train and test halves

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from flowprep.datasets import VideoTask
-from flowprep.durable import write_text
+from flowprep.base.durable import write_text
+from flowprep.datasets.listing import VideoTask
+from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange.denseflow import export_video, open_for_export
 from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, kinetics_label, list_lines, members
-from flowprep.splits import Split
 from flowprep.store.reader import ShardSet
 
 LAYOUT = ("rawframes/<Class>/<video>/img_%05d.jpg, flow_x_%05d.jpg, flow_y_%05d.jpg from 1, and annotation lists "

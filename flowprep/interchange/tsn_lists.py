@@ -22,13 +22,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flowprep.durable import write_text
+from flowprep.base.durable import write_text
+from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange import FOLDER_FORMATS
 from flowprep.interchange.denseflow import export_video, open_for_export
 from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
-from flowprep.splits import Split
 from flowprep.store.reader import ShardSet
 
 DATASETS = ("ucf101", "hmdb51", "kinetics")

@@ -9,7 +9,7 @@ from pathlib import Path
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import consecutive, make_record, quant_of
-from flowprep.record import VideoRecord
+from flowprep.store.record import VideoRecord
 
 LAYOUT = "<video>/flow_x.zip, flow_y.zip (and img.zip) holding x_%05d.jpg, y_%05d.jpg, img_%05d.jpg"
 _MEMBER = re.compile(r"^(?:.*/)?(x|y|img)_(\d+)\.jpg$")

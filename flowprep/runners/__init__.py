@@ -1,7 +1,7 @@
 """Where chunks of work run: in this process and local worker processes, one process per GPU, or a Dask cluster.
 
 A *runner* is chosen once (``make_runner``, or by constructing one) and handed to the driver
-(``flowprep.batch.extract_dataset``). It runs a *work* function on *chunks* and yields each chunk's
+(``flowprep.extraction.batch.extract_dataset``). It runs a *work* function on *chunks* and yields each chunk's
 ``ChunkResult`` as it finishes, in completion order; the driver publishes each shard as its result arrives.
 
 * ``LocalRunner(jobs)``: ``jobs`` loky worker processes on this machine (one chunk in this process when only
@@ -10,7 +10,7 @@ A *runner* is chosen once (``make_runner``, or by constructing one) and handed t
 * ``DaskRunner(address)``: the tasks of a dask.distributed cluster (the output folder on shared storage).
 
 A work function is a picklable callable ``work(chunk, progress) -> ChunkResult`` with one more method,
-``on_gpu()``: the same work for a worker that sees one GPU as "cuda". ``flowprep.extract.ExtractWork`` is the
+``on_gpu()``: the same work for a worker that sees one GPU as "cuda". ``flowprep.extraction.extract.ExtractWork`` is the
 extractor's.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence
 
-from flowprep.datasets import VideoTask
-from flowprep.report import ChunkResult
+from flowprep.datasets.listing import VideoTask
+from flowprep.store.record import ChunkResult
 
 Progress = Callable[[int, int], None]  # called with (videos, pairs) done since the last call
 

@@ -11,9 +11,9 @@ import uuid
 from typing import Iterator, Sequence
 
 from flowprep.errors import FlowprepError
-from flowprep.report import ChunkResult
 from flowprep.runners import Chunk, Progress, Work
 from flowprep.runners.local import run_chunk
+from flowprep.store.record import ChunkResult
 
 CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
 

@@ -14,10 +14,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from flowprep.report import ChunkResult
 from flowprep.runners import Chunk, Progress, Work
 from flowprep.runners.local import died, run_chunk
 from flowprep.runners.worker import prepare_worker
+from flowprep.store.record import ChunkResult
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -16,9 +16,9 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
 
-from flowprep.report import ChunkResult, VideoOutcome
 from flowprep.runners import Chunk, Progress, Work
 from flowprep.runners.worker import capped_threads, prepare_worker
+from flowprep.store.record import ChunkResult, VideoOutcome
 
 
 def run_chunk(work: Work, chunk: Chunk, progress: Progress | None = None, *, parent: int | None = None,

@@ -34,6 +34,10 @@ import numpy as np
 FORMAT = "flowprep-shard"
 # Bump when a reader of the old version could not read the new one (adding an optional dataset does not).
 FORMAT_VERSION = 1
+REPORTS_DIR = "reports"  # every run's report, relative to OUT
+LATEST_REPORT = Path(REPORTS_DIR) / "latest.json"  # the last run's report, relative to OUT
+# the settings a folder is bound to (flowprep.json, each shard): extraction.config.ExtractConfig.identity()'s keys
+IDENTITY_KEYS = ("format_version", "flow", "quantization", "jpeg_quality", "rgb", "rgb_quality", "resize")
 
 # file attributes
 ATTR_FORMAT, ATTR_VERSION, ATTR_FLOWPREP, ATTR_SETTINGS, ATTR_CREATED = (

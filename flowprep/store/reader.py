@@ -10,10 +10,10 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
-from flowprep.datasets import VIDEO_EXTENSIONS
+from flowprep.codecs.jpeg import decode_gray, decode_rgb
+from flowprep.codecs.quantize import code_dtype, dequantize_flow
+from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
-from flowprep.jpeg import decode_gray, decode_rgb
-from flowprep.quantize import code_dtype, dequantize_flow
 from flowprep.store import format as F
 from flowprep.store.samples import FlowSample, read_flow_sample
 from flowprep.store.shardfile import read_catalog, read_shard_header

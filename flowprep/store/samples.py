@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Sequence
 import cv2
 import numpy as np
 
-from flowprep.jpeg import decode_gray
-from flowprep.quantize import dequant_tables, lookup_planes
+from flowprep.codecs.jpeg import decode_gray
+from flowprep.codecs.quantize import dequant_tables, lookup_planes
 from flowprep.store import format as F
 
 if TYPE_CHECKING:

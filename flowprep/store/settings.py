@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from flowprep import __version__
-from flowprep.config import ExtractConfig
-from flowprep.durable import write_json
+from flowprep.base.durable import write_json
 from flowprep.errors import FlowprepError, SettingsMismatchError
 from flowprep.store import format as F
 from flowprep.store.shardfile import read_shard_header
@@ -36,7 +35,7 @@ def read_identity(out_dir: str | Path) -> dict | None:
 
 def shard_identity(settings: dict) -> dict:
     """The identity part of a shard's stored settings (they also name the solver that ran)."""
-    return {k: settings.get(k) for k in ExtractConfig().identity()}
+    return {k: settings.get(k) for k in F.IDENTITY_KEYS}
 
 
 def settings_mismatch(settings: dict, identity: dict) -> str | None:
@@ -74,18 +73,3 @@ def bind_settings(out_dir: str | Path, identity: dict) -> None:
             f"Use a new --out folder, or repeat the original settings to resume.")
     if not (out / SETTINGS_FILE).exists():
         write_json(out / SETTINGS_FILE, {"identity": identity, "flowprep_version": __version__})
-
-
-def folder_config(out_dir: str | Path, backend: str = "auto", device: str = "auto") -> ExtractConfig:
-    """The ExtractConfig an output folder was written with, to run on ``backend`` and ``device``.
-
-    Raises:
-        FlowprepError: the folder has no settings yet, or they are not those of ``flowprep extract``.
-    """
-    ident = read_identity(out_dir)
-    if ident is None:
-        raise FlowprepError(f"{out_dir} has neither {SETTINGS_FILE} nor a readable shard: its settings are unknown")
-    try:
-        return ExtractConfig.from_identity(ident, backend, device)
-    except ValueError as e:
-        raise FlowprepError(f"{out_dir}: {e}") from None

@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 
 from flowprep.errors import ShardError
-from flowprep.record import VideoRecord
 from flowprep.store import format as F
+from flowprep.store.record import VideoRecord
 
 
 def _text(v) -> str:

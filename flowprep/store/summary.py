@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 
 from flowprep.errors import FlowprepError, ShardError
-from flowprep.report import LATEST_REPORT
 from flowprep.store import format as F
+from flowprep.store.format import LATEST_REPORT
 from flowprep.store.shardfile import read_catalog, read_header, unreadable
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ video's group exists with consistent counts; every stored JPEG matches its CRC-3
 
 Removing the damage: an unreadable shard is renamed ``*.damaged``; a shard with some damaged videos is rewritten
 without them (the good videos' bytes are copied, not re-encoded). Extracting the lost videos again is
-``flowprep.repair``'s job.
+``flowprep.extraction.repair``'s job.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 
 from flowprep import __version__
-from flowprep.durable import fsync_dir, replace, write_json, write_text
+from flowprep.base.durable import fsync_dir, replace, write_json, write_text
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity

@@ -29,8 +29,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flowprep.datasets import VideoTask
-from flowprep.durable import append_line, fsync_dir
+from flowprep.base.durable import append_line, fsync_dir
+from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import settings_mismatch

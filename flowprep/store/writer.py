@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 
 from flowprep import __version__
-from flowprep.datasets import printable
-from flowprep.durable import open_replacing
-from flowprep.record import VideoRecord
+from flowprep.base.durable import open_replacing
+from flowprep.datasets.listing import printable
 from flowprep.store import format as F
+from flowprep.store.record import VideoRecord
 from flowprep.store.shardfile import group_digest, header_digest
 
 _BYTES = h5py.vlen_dtype(np.uint8)

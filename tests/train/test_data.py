@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from flowprep.config import ExtractConfig
-from flowprep.extract import extract_video
-from flowprep.quantize import dequantize_flow
+from flowprep.codecs.quantize import dequantize_flow
+from flowprep.datasets.splits import load_split
+from flowprep.extraction.config import ExtractConfig
+from flowprep.extraction.extract import extract_video
 from flowprep.solvers import SolverConfig, make_solver
-from flowprep.splits import load_split
 from flowprep.store.reader import open_shards
 from flowprep.store.writer import ShardWriter
 from train import transforms as T
@@ -281,7 +281,7 @@ def test_to_pixels_reuses_out_only_when_it_fits():
 
 def _twelve_bit_shards(root):
     """Four motion videos as a 12-bit shard (its settings say so, as `flowprep extract --bits 12` writes them)."""
-    from flowprep.quantize import QuantConfig
+    from flowprep.codecs.quantize import QuantConfig
     from flowprep.store.format import shard_name
     from flowprep.store.writer import ShardWriter
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowprep.splits import load_split
+from flowprep.datasets.splits import load_split
 from flowprep.store.reader import open_shards
 from train import transforms as T
 from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items

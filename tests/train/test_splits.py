@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowprep.splits import SplitError, find_split_dir, load_split
+from flowprep.datasets.splits import SplitError, find_split_dir, load_split
 from flowprep.store.reader import open_shards
 from flowprep.store.writer import ShardWriter
 from train.splits import bind

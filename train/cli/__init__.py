@@ -13,8 +13,8 @@ import os
 import sys
 
 from flowprep.cli import DefaultsHelpFormatter
+from flowprep.datasets.splits import SplitError
 from flowprep.errors import FlowprepError
-from flowprep.splits import SplitError
 from train.cli import evaluate, fit, fuse, table
 
 # verb -> (module with add_arguments and run, help)

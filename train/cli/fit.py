@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from flowprep.splits import DATASETS
+from flowprep.datasets.splits import DATASETS
 from train.models import ARCHS
 
 

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 import flowprep
-from flowprep.batch import extract_dataset
 from flowprep.cli import main
-from flowprep.config import ExtractConfig
-from flowprep.datasets import list_videos
+from flowprep.datasets.listing import list_videos
+from flowprep.datasets.splits import load_split
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
 from flowprep.interchange.frames import SIDECAR, write_sidecar
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
-from flowprep.splits import load_split
 from train.data import DataConfig, TrainClips, load_items
 from train.splits import bind
 

@@ -10,8 +10,8 @@ import pytest
 
 import flowprep
 from flowprep.cli import main
-from flowprep.jpeg import decode_gray
-from flowprep.splits import load_split
+from flowprep.codecs.jpeg import decode_gray
+from flowprep.datasets.splits import load_split
 from train.splits import bind
 
 from fault_tools import FAST
@@ -144,8 +144,8 @@ def test_kinetics_export_uses_mmaction2s_tree_names_and_sorted_labels(tmp_path):
 def test_labels_follow_mmaction2s_order_for_each_dataset():
     """UCF-101: classInd's; HMDB-51: the sorted class folders (not the sorted split-file names: kick_ball_test...
     sorts before kick_test...); Kinetics: sorted with spaces as underscores."""
+    from flowprep.datasets.splits import Split
     from flowprep.interchange.labels import class_labels
-    from flowprep.splits import Split
 
     assert class_labels(Split("ucf101", 1, ("B", "A"), (), ())) == {"B": 0, "A": 1}
     assert class_labels(Split("hmdb51", 1, ("kick_ball", "kick"), (), ())) == {"kick": 0, "kick_ball": 1}

@@ -12,8 +12,8 @@ from PIL import Image
 
 import flowprep
 from flowprep.cli import main
+from flowprep.datasets.splits import Split
 from flowprep.interchange.tsn_lists import folder_labels, list_names
-from flowprep.splits import Split
 
 from fault_tools import FAST
 from videogen import write_shift_video

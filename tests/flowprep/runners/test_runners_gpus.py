@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from flowprep.batch import extract_dataset
-from flowprep.config import ExtractConfig
-from flowprep.datasets import list_videos
-from flowprep.extract import ExtractWork
+from flowprep.datasets.listing import list_videos
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
+from flowprep.extraction.extract import ExtractWork
 from flowprep.runners.gpus import DevicePool, GpuRunner, parse_devices, schedule, visible_devices
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from flowprep.batch import BatchSpec, run_batch
-from flowprep.config import ExtractConfig
-from flowprep.datasets import VideoTask, list_videos
-from flowprep.extract import ExtractWork
-from flowprep.report import ChunkResult, VideoOutcome
+from flowprep.datasets.listing import VideoTask, list_videos
+from flowprep.extraction.batch import BatchSpec, run_batch
+from flowprep.extraction.config import ExtractConfig
+from flowprep.extraction.extract import ExtractWork
 from flowprep.runners import Chunk
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
+from flowprep.store.record import ChunkResult, VideoOutcome
 
 from fault_tools import make_dataset
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import flowprep
-from flowprep.batch import extract_dataset
-from flowprep.config import ExtractConfig
-from flowprep.datasets import list_videos
+from flowprep.datasets.listing import list_videos
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
 

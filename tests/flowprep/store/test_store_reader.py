@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowprep.quantize import dequantize_flow
-from flowprep.record import VideoRecord
+from flowprep.codecs.quantize import dequantize_flow
 from flowprep.store import format as F
 from flowprep.store.reader import open_shards
+from flowprep.store.record import VideoRecord
 from flowprep.store.writer import ShardWriter
 
 from twostream_synth import make_record, motion_video

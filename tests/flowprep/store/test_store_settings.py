@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from flowprep.config import ExtractConfig
+from flowprep.codecs.quantize import QuantConfig
+from flowprep.codecs.video import Resize
 from flowprep.errors import FlowprepError, SettingsMismatchError
-from flowprep.quantize import QuantConfig
+from flowprep.extraction.config import ExtractConfig, folder_config
 from flowprep.solvers import SolverConfig
-from flowprep.store.settings import SETTINGS_FILE, bind_settings, folder_config, read_identity
-from flowprep.video import Resize
+from flowprep.store.settings import SETTINGS_FILE, bind_settings, read_identity
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "shards_v1" / "out"
 CONFIGS = [

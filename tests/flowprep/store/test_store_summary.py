@@ -7,8 +7,8 @@ import numpy as np
 
 import flowprep.store.shardfile as shardfile
 from flowprep.cli import main
-from flowprep.record import VideoRecord
 from flowprep.store import format as F
+from flowprep.store.record import VideoRecord
 from flowprep.store.summary import summarize
 from flowprep.store.writer import ShardWriter
 

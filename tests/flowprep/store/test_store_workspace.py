@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowprep.datasets import VideoTask
+from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
 from flowprep.store import format as F
 from flowprep.store.workspace import Publisher, RunLock, adopt_orphans, chunk_name, read_index, scan_output, staging_dir

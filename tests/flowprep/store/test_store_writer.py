@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from flowprep.record import VideoRecord
 from flowprep.store import format as F
+from flowprep.store.record import VideoRecord
 from flowprep.store.shardfile import catalog_from_groups, read_catalog, read_shard_header
 from flowprep.store.writer import ShardWriter
 

@@ -1,0 +1,2 @@
+"""Extraction: settings (config), one video -> a record (pipeline, extract), a dataset -> shards (batch), repair and
+the run report. Above store and runners, which it drives; below quality, interchange and the command line."""

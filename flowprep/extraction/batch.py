@@ -1,0 +1,222 @@
+"""The batch driver: a dataset -> shards, in parallel, resumable, with failures recorded as data.
+
+Resume works at shard granularity. The driver locks the output folder, plans chunks of videos, and has a runner
+(local processes, one process per GPU, or a Dask cluster: flowprep.runners) do each chunk into a shard in the
+run's staging folder; it publishes each finished shard under its real name (flowprep.store.workspace). A shard
+under its real name is therefore always whole. A restarted run reads the keys of the complete shards, adopts
+finished-but-unpublished chunks of a killed run, and does only the videos no complete shard holds. A kill loses
+at most the chunks in flight (``videos_per_shard`` videos per worker).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flowprep.base.durable import write_text
+from flowprep.datasets.listing import VideoTask, check_keys
+from flowprep.errors import FlowprepError
+from flowprep.extraction.config import ExtractConfig
+from flowprep.extraction.extract import ExtractWork
+from flowprep.extraction.report import RunReport, write_report
+from flowprep.runners import Chunk, Runner, Work
+from flowprep.runners.local import LocalRunner
+from flowprep.store import format as F
+from flowprep.store.record import ChunkResult
+from flowprep.store.settings import bind_settings
+from flowprep.store.workspace import (
+    Publisher,
+    RunLock,
+    adopt_orphans,
+    chunk_name,
+    remove_staging,
+    remove_stale_temporaries,
+    scan_output,
+    staging_dir,
+)
+
+log = logging.getLogger("flowprep")
+MISSING_FILE = "missing.txt"
+
+
+def plan_chunks(tasks: list[VideoTask], jobs: int, videos_per_shard: int) -> list[list[VideoTask]]:
+    """Split videos into shards of at most ``videos_per_shard``, small enough that every job gets work."""
+    if not tasks:
+        return []
+    size = max(1, min(videos_per_shard, math.ceil(len(tasks) / max(1, jobs))))
+    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """True for a write that failed for lack of space (ENOSPC, quota, file-size limit), as errno or in the
+    message: HDF5 reports its own write errors as text, and errors from workers arrive re-raised."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return True
+        if any(m in str(e) for m in _FULL_MESSAGES):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_MESSAGES = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), os.strerror(errno.EFBIG),
+                  f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},")
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What a batch run does, besides which videos: the work, the settings it binds the folder to, and how."""
+
+    work: Work
+    identity: dict  # bound to the output folder by flowprep.json
+    solver: dict  # for the report
+    runner: Runner
+    videos_per_shard: int = 16
+    retry_failed: bool = False
+    show_progress: bool = True
+    verb: str = "extract"  # what the lock file and the progress bar call the run
+    missing: tuple[str, ...] = ()  # annotated videos that no file holds: counted, and listed in one file
+
+
+def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
+                    runner: Runner | None = None, videos_per_shard: int = 16, retry_failed: bool = False,
+                    show_progress: bool = True, missing: tuple[str, ...] = ()) -> RunReport:
+    """Extract every video not yet in ``out_dir`` into new shards there; return the run report.
+
+    The folder is locked for the run, workers write into a private staging folder and the driver publishes
+    each finished shard (see flowprep.store.workspace), so a kill at any moment loses at most the chunks in
+    flight and the same call resumes.
+
+    Args:
+        videos: what to extract (see flowprep.datasets.listing).
+        out_dir: the output folder (created); bound to ``config`` by its flowprep.json.
+        config: extraction settings.
+        runner: where the chunks run (flowprep.runners; default: local worker processes, one per core).
+        videos_per_shard: videos per shard (smaller: less work lost to a kill; larger: fewer files).
+        retry_failed: extract again the videos that failed in an earlier run.
+        show_progress: draw a tqdm bar (videos/s, pairs/s, ETA).
+        missing: videos the annotations name but no file holds (Kinetics): counted in the report and listed in
+            ``out_dir/reports/missing.txt``.
+    Returns:
+        the report (also written to ``out_dir/reports/``): counts, failures, timings.
+    Raises:
+        SettingsMismatchError: ``out_dir`` holds output made with other settings.
+        FlowprepError: another run holds the folder, or the disk filled up (complete shards are kept; free
+            space and run again).
+        KeyboardInterrupt: Ctrl-C; complete shards are kept and the report says "interrupted".
+    """
+    if config.quant.bits != 8:  # before any work: otherwise every video would fail in its worker
+        from flowprep.codecs.jpeg import require_12bit
+        require_12bit()
+    spec = BatchSpec(ExtractWork(config), config.identity(), asdict(config.solver), runner or LocalRunner(),
+                     videos_per_shard, retry_failed, show_progress, missing=tuple(missing))
+    return run_batch(videos, out_dir, spec)
+
+
+class _Bar:
+    """The progress bar: videos done, with pairs/s beside them."""
+
+    def __init__(self, total: int, show: bool, desc: str):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="video", disable=not show, dynamic_ncols=True, desc=desc)
+        self.t0, self.pairs = time.perf_counter(), 0
+
+    def __call__(self, videos: int, pairs: int) -> None:
+        self.pairs += pairs
+        self.bar.update(videos)
+        el = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{self.pairs / el:.1f} pairs/s", refresh=False)
+
+
+def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSpec) -> RunReport:
+    """Do ``spec.work`` for every video not yet in ``out_dir`` (see ``extract_dataset``, which is this with the
+    extractor's work); return the run report."""
+    out = Path(out_dir)
+    videos = check_keys(videos)  # two files with one key, names HDF5 cannot store: failed, named, before any work
+    with RunLock(out, spec.verb) as lock:
+        bind_settings(out, spec.identity)
+        _write_missing(out, spec.missing)
+        remove_stale_temporaries(out)
+        done, unreadable = scan_output(out, spec.identity)
+        publisher = Publisher(out)
+        adopted = adopt_orphans(out, lock.run_id, done, publisher)
+        skip = {k for k, s in done.items() if s == F.OK or not spec.retry_failed}
+        todo = [t for t in videos if t.key not in skip]
+        jobs = max(1, min(spec.runner.slots(), len(todo) or 1))
+        stage = staging_dir(out, lock.run_id)
+        chunks = [Chunk(i, tuple(c), str(stage / chunk_name(i)))
+                  for i, c in enumerate(plan_chunks(todo, jobs, spec.videos_per_shard))]
+        started, t0 = datetime.now(timezone.utc), time.perf_counter()
+        results: list[ChunkResult] = []
+        state = "complete"
+        bar = _Bar(len(todo), spec.show_progress, spec.verb)
+        by_staged = {c.staged: c for c in chunks}
+        try:
+            for res in spec.runner.run(spec.work, chunks, bar):
+                if res.shard:  # "": a chunk whose worker died (runners.local.died); its videos failed, no shard
+                    res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
+                results.append(res)
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        except Exception as e:
+            state = "stopped"
+            if is_disk_full(e):
+                raise FlowprepError(f"disk full while writing to {out} ({e.__class__.__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else e!r}): free some space and run the "
+                                    f"same command again; the {len(results)} shards completed in this run and "
+                                    f"all earlier ones are kept") from e
+            raise
+        finally:
+            bar.bar.close()
+            remove_staging(out, lock.run_id)
+            report = _report(videos, done, results, spec, jobs, started, time.perf_counter() - t0, state,
+                             unreadable, adopted)
+            write_report(out, report, started)
+            if state != "complete":
+                log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
+                            "resume.", state.capitalize(), len(results), len(chunks))
+    return report
+
+
+def _write_missing(out: Path, missing: tuple[str, ...]) -> None:
+    """``reports/missing.txt``: the annotated videos no file holds, one per line (none: the file is removed)."""
+    path = out / F.REPORTS_DIR / MISSING_FILE
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, "".join(f"{k}\n" for k in sorted(missing)))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _report(videos: list[VideoTask], before: dict[str, str], results: list[ChunkResult], spec: BatchSpec,
+            jobs: int, started: datetime, seconds: float, state: str, unreadable: list[str],
+            adopted: list[str]) -> RunReport:
+    processed = [v for r in results for v in r.videos]
+    paths = {t.key: t.path for t in videos}
+    failed_now = [dict(key=v.key, source=paths.get(v.key, ""), reason=v.reason)
+                  for v in processed if v.status == F.FAILED]
+    partial = [dict(key=v.key, frames=v.frames, announced_frames=v.announced_frames, reason=v.partial_reason)
+               for v in processed if v.partial_reason]
+    pairs = sum(v.flows for v in processed)
+    status = dict(before)
+    status.update({v.key: v.status for v in processed})
+    return RunReport(
+        state=state, started=started.isoformat(timespec="seconds"), seconds=round(seconds, 3), jobs=jobs,
+        runner=spec.runner.describe(), settings=spec.identity, solver=spec.solver,
+        videos_requested=len(videos),
+        videos_already_done=sum(1 for t in videos if before.get(t.key) == F.OK),
+        videos_processed=len(processed), videos_ok=sum(1 for v in processed if v.status == F.OK),
+        videos_partial=len(partial), videos_failed=len(failed_now),
+        failed_in_output=sorted(k for k, s in status.items() if s == F.FAILED),
+        pairs=pairs, pairs_per_second=round(pairs / seconds, 3) if seconds > 0 else 0.0,
+        bytes=sum(v.bytes for v in processed), shards_written=[Path(r.shard).name for r in results if r.shard],
+        unreadable_shards=unreadable, adopted_shards=adopted, failures=failed_now, partial=partial,
+        annotated_missing=len(spec.missing),
+        missing_list=str(Path(F.REPORTS_DIR) / MISSING_FILE) if spec.missing else "")

@@ -1,0 +1,279 @@
+"""The extraction pipeline for a list of videos: decode, solve, encode, overlapped.
+
+Three stages run at once so that the solver (the slow part, and on a GPU the part that must not starve) always
+has the next batch ready:
+
+* decode threads read frames, encode the RGB JPEGs and convert to gray, in segments of a few dozen frames, one
+  video per thread at a time;
+* the calling thread packs frame pairs into solver batches, across frame boundaries and across videos (so short
+  videos still fill a GPU batch), and runs the solver;
+* encode threads quantize and JPEG-encode each batch's flow while the solver works on the next one.
+
+OpenCV's decoder, its JPEG codec and both solvers release the GIL, so threads overlap for real. A CPU solver
+gets one decode and one encode thread (its worker processes already fill the cores); a GPU solver gets the
+cores (``host_threads``): one thread of each tops out near 330 pairs/s at 320x240, a GPU does several times
+that. Records still come out in task order. At most ``queue_segments`` segments of gray frames per decode
+thread and two solver batches are in memory at any time.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from flowprep.codecs.jpeg import encode_bgr, encode_gray
+from flowprep.codecs.quantize import QuantConfig, quantize_flow
+from flowprep.codecs.video import Resize, TruncatedStream, iter_frames, probe, to_gray
+from flowprep.datasets.listing import VideoTask
+from flowprep.errors import FlowprepError
+from flowprep.store.record import VideoRecord
+
+_END = object()
+
+
+@dataclass
+class EncodeSettings:
+    """What the decode and encode stages need from the extraction settings."""
+
+    quant: QuantConfig
+    quality: int
+    rgb: bool
+    rgb_quality: int
+    resize: Resize
+    strict_decode: bool = False  # a video whose decoding stops early fails instead of being kept as partial
+
+
+@dataclass
+class _Video:
+    rec: VideoRecord
+    error: str | None = None
+    decoded: bool = False  # the decode thread has sent every segment
+    pending: list[Future] = field(default_factory=list)
+    quants: list[np.ndarray] = field(default_factory=list)
+    clips: list[np.ndarray] = field(default_factory=list)
+    t_flow: float = 0.0
+    t_enc: float = 0.0
+    t_dec: float = 0.0
+
+
+def _failure_reason(e: BaseException) -> str:
+    return getattr(e, "reason", None) or (str(e) if isinstance(e, FlowprepError) else f"{type(e).__name__}: {e}")
+
+
+class _Segments:
+    """Cuts a video's gray frames into overlapping segments (the last frame starts the next one's first pair)."""
+
+    def __init__(self, v: _Video, size: int, put):
+        self.v, self.size, self.put, self.grays = v, size, put, []
+
+    def add(self, gray: np.ndarray) -> None:
+        self.grays.append(gray)
+        if len(self.grays) == self.size + 1:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.grays) > 1:
+            t0 = time.perf_counter()
+            self.put(("frames", self.v, np.stack(self.grays)))
+            self.v.t_dec -= time.perf_counter() - t0  # waiting for the solver is not decoding
+        self.grays = self.grays[-1:]
+
+
+def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segments) -> None:
+    """Decode one video into ``v.rec`` (RGB JPEGs, size, counts) and its gray frames into segments."""
+    rec = v.rec
+    info = probe(task.path)
+    rec.source_bytes, rec.fps = info.bytes, info.fps
+    rec.source_width, rec.source_height = info.width, info.height
+    rec.announced_frames = info.frame_count
+    try:
+        for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
+            if rec.frames == 0:
+                rec.height, rec.width = frame.shape[:2]  # iter_frames keeps every frame at this size
+            rec.frames += 1
+            if s.rgb:
+                rec.rgb.append(encode_bgr(frame, s.rgb_quality))
+            segments.add(to_gray(frame))
+    except TruncatedStream as e:  # every frame that decoded has been sent: keep them, flagged
+        if s.strict_decode:
+            raise FlowprepError(f"{e.reason}; --strict-decode fails such videos (leave it out to keep the "
+                                f"{e.decoded} frames that decoded)") from None
+        rec.partial_reason = e.reason
+    segments.flush()
+
+
+def host_threads(solver) -> tuple[int, int]:
+    """(decode threads, encode threads) for a solver: 1 and 1 on the CPU, this process's share of the cores for a
+    GPU (the cores over the GPUs that share them: one extraction worker per GPU)."""
+    device = str(solver.describe().get("device", "cpu"))
+    if not device.startswith("cuda"):
+        return 1, 1
+    import torch  # a CUDA solver has imported it already
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(2, cores // max(1, torch.cuda.device_count()))
+    return max(1, share // 4), max(1, share // 2)
+
+
+def _decode(tasks: list[tuple[VideoTask, _Video]], s: EncodeSettings, out: queue.Queue, stop: threading.Event,
+            segment: int) -> None:
+    # one decode thread: takes the next video from the shared list until none is left
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    while not stop.is_set():
+        try:
+            task, v = tasks.pop(0)  # list.pop is atomic under the GIL: each video goes to one thread
+        except IndexError:
+            break
+        put(("video", v, None))
+        t0 = time.perf_counter()
+        try:
+            if task.error:
+                raise FlowprepError(task.error)
+            _decode_video(task, v, s, _Segments(v, segment, put))
+        except Exception as e:  # any decoder problem fails this video only
+            v.error = _failure_reason(e)
+        v.t_dec += time.perf_counter() - t0
+        put(("done", v, None))
+    put((_END, None, None))
+
+
+def _encode(flow: np.ndarray, s: EncodeSettings) -> tuple[list[bytes], list[bytes], np.ndarray, np.ndarray, float]:
+    # one run of a video's flow -> its x and y JPEGs, quantization parameters, clipped counts, seconds taken
+    t0 = time.perf_counter()
+    codes, params, clipped = quantize_flow(flow, s.quant)
+    xs = [encode_gray(c[0], s.quality) for c in codes]
+    ys = [encode_gray(c[1], s.quality) for c in codes]
+    return xs, ys, params, clipped, time.perf_counter() - t0
+
+
+def _finish(v: _Video, solver) -> VideoRecord:
+    for f in v.pending:  # in the order the runs were solved, whichever encode thread finished first
+        xs, ys, params, clipped, seconds = f.result()  # re-raises an encoding error here
+        v.rec.flow_x += xs
+        v.rec.flow_y += ys
+        v.quants.append(params)
+        v.clips.append(clipped)
+        v.t_enc += seconds
+    if v.error is not None:
+        return VideoRecord.failed(v.rec.key, v.rec.source, v.error)
+    r = v.rec
+    if hasattr(solver, "backend_for") and r.height:  # a size-dispatching solver: record the one that ran
+        r.solver["backend"] = solver.backend_for(r.height, r.width)
+    r.quant = np.concatenate(v.quants) if v.quants else np.zeros((0, 2, 2))
+    r.clipped = np.concatenate(v.clips) if v.clips else np.zeros((0,), np.int64)
+    r.timings = {"decode": round(v.t_dec, 4), "flow": round(v.t_flow, 4), "encode": round(v.t_enc, 4)}
+    return r
+
+
+class _Batcher:
+    """Packs frame pairs into solver batches across segment and video boundaries; solves a batch when it is full
+    (or at the end) and hands each video's share of the flow to the encode thread."""
+
+    def __init__(self, solver, settings: EncodeSettings, encoder: ThreadPoolExecutor):
+        self.solver, self.settings, self.encoder = solver, settings, encoder
+        self.size = max(1, int(solver.batch_size))
+        self.runs: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
+        self.pairs = 0
+
+    def holds(self, v: _Video) -> bool:
+        """Whether pairs of ``v`` still wait in the partial batch."""
+        return any(r[0] is v for r in self.runs)
+
+    def add(self, v: _Video, frames: np.ndarray) -> None:
+        """Queue the pairs of a segment of frames, solving each batch that fills up."""
+        start = 0
+        while start < len(frames) - 1:  # split the segment's pairs over batches
+            take = min(self.size - self.pairs, len(frames) - 1 - start)
+            self.runs.append((v, frames[start:start + take], frames[start + 1:start + take + 1]))
+            self.pairs += take
+            start += take
+            if self.pairs == self.size:
+                self.solve()
+
+    def solve(self) -> None:
+        """Run the solver on the queued pairs (a solver error fails their videos only) and encode the flow."""
+        runs, self.runs, self.pairs = self.runs, [], 0
+        if not runs:
+            return
+        f0 = np.concatenate([r[1] for r in runs])
+        f1 = np.concatenate([r[2] for r in runs])
+        t0 = time.perf_counter()
+        try:
+            flow = self.solver.compute(f0, f1)
+        except Exception as e:  # e.g. an out-of-memory on one batch: fail its videos, go on
+            for v, _, _ in runs:
+                v.error = v.error or f"solver failed: {_failure_reason(e)}"
+            return
+        dt = (time.perf_counter() - t0) / len(f0)
+        i = 0
+        for v, a, _ in runs:
+            n = len(a)
+            v.t_flow += dt * n
+            if v.error is None:
+                v.pending.append(self.encoder.submit(_encode, flow[i:i + n], self.settings))
+            i += n
+
+
+def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segment: int = 32,
+                 queue_segments: int = 4, threads: tuple[int, int] | None = None) -> Iterator[VideoRecord]:
+    """Extract videos, yielding one VideoRecord per task in task order (status "failed" with a reason on error).
+
+    Args:
+        tasks: the videos.
+        solver: a flowprep solver (``compute``, ``batch_size``, ``describe``).
+        settings: quantization, JPEG and resize settings.
+        segment: frames per decoded segment (at least the solver's batch size).
+        queue_segments: decoded segments held ahead of the solver per decode thread (bounds memory).
+        threads: (decode, encode) threads; None: ``host_threads(solver)``.
+    """
+    d = solver.describe()
+    tag = {"backend": d.get("backend"), "device": d.get("device")}
+    decoders, encoders = threads or host_threads(solver)
+    decoders = max(1, min(decoders, len(tasks)))
+    videos = [_Video(VideoRecord(key=t.key, source=t.path, solver=dict(tag))) for t in tasks]
+    todo = list(zip(tasks, videos))  # shared by the decode threads
+    q: queue.Queue = queue.Queue(maxsize=queue_segments * decoders)
+    stop = threading.Event()
+    encoder = ThreadPoolExecutor(max_workers=encoders)  # results are put back in order by _finish
+    batcher = _Batcher(solver, settings, encoder)
+    ths = [threading.Thread(target=_decode, args=(todo, settings, q, stop, max(segment, batcher.size)), daemon=True)
+           for _ in range(decoders)]
+    for th in ths:
+        th.start()
+    order = list(videos)  # videos in task order, not yet yielded
+    try:
+        ended = 0  # decode threads that have finished
+        while ended < len(ths) or order:
+            if ended < len(ths):
+                kind, v, frames = q.get()
+                if kind is _END:
+                    ended += 1
+                    if ended == len(ths):
+                        batcher.solve()
+                elif kind == "video":
+                    pass  # the thread has started it; the record exists since run_pipeline began
+                elif kind == "frames":
+                    batcher.add(v, frames)
+                else:  # "done": every segment of v has been sent
+                    v.decoded = True
+            # yield the finished videos at the head of the order; pairs still waiting in a partial batch keep
+            # their video back until the batch fills (or the input ends), so GPU batches stay full
+            while order and order[0].decoded and not batcher.holds(order[0]):
+                yield _finish(order.pop(0), solver)
+    finally:
+        stop.set()
+        encoder.shutdown(wait=True)
+        for th in ths:
+            th.join(timeout=5)

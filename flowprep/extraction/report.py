@@ -1,0 +1,72 @@
+"""What a run did: per-video outcomes from the workers, and the run report the driver writes.
+
+Every run writes its report to ``OUT/reports/run-<time>-<pid>.json`` and ``OUT/reports/latest.json``
+(counts, failures, timings, settings), where ``flowprep info`` finds it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from flowprep import __version__
+from flowprep.base.durable import write_json
+from flowprep.store.format import LATEST_REPORT, REPORTS_DIR
+
+log = logging.getLogger("flowprep")
+
+
+@dataclass
+class RunReport:
+    """The report of one run of the batch driver (``to_dict()`` is the JSON written to ``OUT/reports``)."""
+
+    state: str  # "complete", "interrupted" or "stopped"
+    started: str
+    seconds: float
+    jobs: int
+    runner: dict
+    settings: dict
+    solver: dict
+    videos_requested: int
+    videos_already_done: int
+    videos_processed: int
+    videos_ok: int  # partial videos included
+    videos_partial: int  # of which only part decoded (kept; see `partial`)
+    videos_failed: int
+    failed_in_output: list[str]
+    pairs: int
+    pairs_per_second: float
+    bytes: int
+    shards_written: list[str]
+    unreadable_shards: list[str] = field(default_factory=list)
+    adopted_shards: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # {key, source, reason} of this run's failures
+    partial: list[dict] = field(default_factory=list)  # {key, frames, announced_frames, reason} of this run's
+    annotated_missing: int = 0  # clips the annotations list but no file holds (Kinetics --split-dir)
+    missing_list: str = ""  # the file that lists them, one per line
+    flowprep_version: str = __version__
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing failed in the output, nothing annotated is missing and this run stored no partial
+        video (the command's exit status is 1 otherwise)."""
+        return not (self.failed_in_output or self.annotated_missing or self.videos_partial)
+
+    def to_dict(self) -> dict:
+        """The report as a JSON-able dict."""
+        return asdict(self)
+
+
+def write_report(out: Path, report: RunReport, started: datetime) -> None:
+    """Write the report to ``out/reports`` (a run-<time>-<pid>.json and latest.json); a failure to write (a full
+    disk) is logged, not raised: the run's own outcome stands."""
+    rdir = out / REPORTS_DIR
+    stamp = started.strftime("%Y%m%dT%H%M%S")
+    try:
+        rdir.mkdir(exist_ok=True)
+        write_json(rdir / f"run-{stamp}-{os.getpid()}.json", report.to_dict())
+        write_json(out / LATEST_REPORT, report.to_dict())
+    except OSError as e:
+        log.warning("could not write the run report to %s: %s", rdir, e)

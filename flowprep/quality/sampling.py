@@ -1,0 +1,125 @@
+"""Which frame pairs a quality report measures, and their raw flow: from videos, a dataset, or an output folder.
+
+``measure_videos`` and ``measure_shards`` are what ``flowprep quality`` runs: sample pairs (one video per
+pair at most, evenly within each video), compute their raw float flow, and evaluate every setting on it
+(flowprep.quality.compression); for an output folder, also what the shards hold, read back.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from flowprep.codecs.video import Resize, probe
+from flowprep.datasets.listing import VIDEO_EXTENSIONS, VideoTask, list_videos, read_video_list
+from flowprep.errors import FlowprepError, VideoDecodeError
+from flowprep.quality.compression import (
+    EPE_TARGET,
+    QualityReport,
+    Setting,
+    choose_videos,
+    compute_raw_flows,
+    evaluate,
+    evaluate_stored,
+    setting_of,
+    spread_indices,
+)
+from flowprep.solvers import Solver, SolverConfig, make_solver
+
+log = logging.getLogger(__name__)
+Plan = list[tuple[str, str, list[int]]]  # (name, video path, flow indices)
+
+
+def find_videos(source: str) -> list[VideoTask]:
+    """The videos a VIDEO_OR_DATASET argument names: one file, a text list, or a folder."""
+    p = Path(source)
+    if p.is_dir():
+        try:
+            return list_videos("folder", p)
+        except FlowprepError:
+            flat = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            if flat:
+                return [VideoTask(f.stem, str(f)) for f in flat]
+            raise FlowprepError(f"{source}: no videos in the folder or in its <class>/ sub-folders") from None
+    if not p.exists():
+        raise FlowprepError(f"{source}: no such video, folder or list; give a video, a dataset folder, "
+                            "a text list of videos, or --shards OUT_DIR")
+    if p.suffix.lower() == ".txt":
+        return read_video_list(p)
+    return [VideoTask(p.stem, str(p))]
+
+
+def _flow_count(path: str) -> int:
+    return max(probe(path).frame_count - 1, 0)
+
+
+def gather(plan: Plan, solver: Solver, resize: Resize, show_progress: bool = True) -> tuple[list, list]:
+    """Raw flow for a plan of (name, video path, flow indices); a video that fails is logged and skipped."""
+    fields, samples = [], []
+    with tqdm(total=sum(len(p[2]) for p in plan), unit="pair", desc="raw flow", file=sys.stderr,
+              disable=not show_progress) as bar:
+        for name, path, indices in plan:
+            try:
+                for t, f in compute_raw_flows(path, indices, solver, resize, progress=bar.update):
+                    fields.append(f)
+                    samples.append((name, t))
+            except VideoDecodeError as e:
+                if len(plan) == 1:
+                    raise
+                log.warning("skipped %s: %s", name, e.reason)
+    return fields, samples
+
+
+def _measure(plan: Plan, solver: Solver, resize: Resize, settings: Sequence[Setting], source: str,
+             epe_target: float, show_progress: bool) -> tuple[QualityReport, list]:
+    fields, samples = gather(plan, solver, resize, show_progress)
+    if not fields:
+        raise FlowprepError(f"{source}: no frame pair could be decoded")
+    return evaluate(fields, settings, source=source, solver=solver.describe(), samples=samples,
+                    epe_target=epe_target), fields
+
+
+def measure_videos(source: str, settings: Sequence[Setting], solver: SolverConfig, resize: Resize = Resize(),
+                   sample: int = 50, seed: int = 0, epe_target: float = EPE_TARGET,
+                   show_progress: bool = True) -> tuple[QualityReport, list]:
+    """Measure every setting on ``sample`` pairs of a video, a dataset folder or a list of videos.
+
+    Returns (the report, the raw flow fields it was measured on).
+    """
+    by_name = {t.key: t.path for t in find_videos(source)}
+    plan = [(k, by_name[k], spread_indices(_flow_count(by_name[k]), n))
+            for k, n in choose_videos(list(by_name), sample, seed)]
+    return _measure(plan, make_solver(solver), resize, settings, str(source), epe_target, show_progress)
+
+
+def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = "auto", device: str = "auto",
+                   batch_size: int | None = None, sample: int = 50, seed: int = 0, epe_target: float = EPE_TARGET,
+                   show_progress: bool = True) -> tuple[QualityReport, list]:
+    """Measure every setting, and what the shards hold, on ``sample`` pairs of an output folder's videos.
+
+    The raw flow is recomputed from the source videos the shards name, with the folder's own algorithm,
+    parameters and resizing (only the backend, device and batch size are ours to choose).
+    """
+    from flowprep.extraction.config import folder_config
+    from flowprep.store.reader import open_shards  # the storage package only when needed
+
+    shards = open_shards(shards_dir)
+    keys = shards.keys()
+    if not keys:
+        raise FlowprepError(f"{shards_dir}: no successfully extracted video to sample")
+    config = folder_config(shards_dir, backend, device)
+    plan = []
+    for key, n in choose_videos(keys, sample, seed):
+        meta = shards.meta(key)
+        if not Path(meta.source).is_file():
+            raise FlowprepError(f"{meta.source}: the source video of {key} is not there; `quality --shards` "
+                                "recomputes raw flow from the original videos, so they must be reachable")
+        plan.append((key, meta.source, spread_indices(meta.flows, n)))
+    solver = make_solver(replace(config.solver, batch_size=batch_size))
+    report, fields = _measure(plan, solver, config.resize, settings, str(shards_dir), epe_target, show_progress)
+    report.stored = evaluate_stored(shards, report.samples, fields, setting_of(config.quant, config.quality))
+    return report, fields

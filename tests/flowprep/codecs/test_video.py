@@ -1,0 +1,83 @@
+"""Decoding: every frame of the real clip, resizing, and clear errors for bad files."""
+import numpy as np
+import pytest
+
+from flowprep.codecs.video import Resize, iter_frames, parse_size, probe
+from flowprep.errors import VideoDecodeError
+
+
+def test_real_clip_decodes_every_frame(ucf_clip):
+    info = probe(str(ucf_clip))
+    assert (info.width, info.height) == (320, 240)
+    frames = list(iter_frames(str(ucf_clip), expected=info.frame_count))
+    assert len(frames) == 164
+    assert frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
+
+
+def test_resize_short_side_and_fixed_size(ucf_clip):
+    f = next(iter_frames(str(ucf_clip), Resize(short_side=120)))
+    assert f.shape[:2] == (120, 160)
+    f = next(iter_frames(str(ucf_clip), Resize(size=(340, 256))))
+    assert f.shape[:2] == (256, 340)
+    assert parse_size("340x256") == (340, 256)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_size("340")
+    with pytest.raises(ValueError, match="not both"):
+        Resize(short_side=256, size=(340, 256))
+
+
+def test_short_side_rounds_the_long_side_to_the_nearest_pixel():
+    """As docs/SWITCHING.md says (and mmcv, denseflow, torchvision, ffmpeg's scale=-1:256 do): 320x240 at 256 is
+    341x256 (341.33); kinetics-i3d's 342x256 is --size 342x256; an exact half goes to the even neighbour."""
+    r = Resize(short_side=256)
+    assert r.target(320, 240) == (341, 256) and r.target(240, 320) == (256, 341)
+    assert r.target(1280, 720) == (455, 256)  # 455.11
+    assert r.target(1023, 512) == (512, 256) and r.target(1025, 512) == (512, 256)  # 511.5 and 512.5
+    assert Resize(size=(342, 256)).target(320, 240) == (342, 256)
+
+
+def test_missing_empty_and_non_video_files_are_named_with_their_reason(tmp_path):
+    with pytest.raises(VideoDecodeError, match="file not found"):
+        probe(str(tmp_path / "nope.avi"))
+    (tmp_path / "empty.avi").write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="0 bytes"):
+        probe(str(tmp_path / "empty.avi"))
+    (tmp_path / "text.avi").write_text("this is not a video\n" * 50)
+    with pytest.raises(VideoDecodeError) as e:
+        info = probe(str(tmp_path / "text.avi"))
+        list(iter_frames(str(tmp_path / "text.avi"), expected=info.frame_count))
+    assert "text.avi" in str(e.value)
+
+
+def test_one_frame_video_is_refused(tmp_path):
+    from videogen import write_shift_video
+    p = tmp_path / "one.avi"
+    write_shift_video(p, [])
+    with pytest.raises(VideoDecodeError, match="1 decodable frame"):
+        list(iter_frames(str(p)))
+
+
+def test_a_resolution_switch_mid_stream_keeps_the_first_frames_size(monkeypatch):
+    """Some streams change resolution part-way; every frame comes out at the first frame's target size."""
+    frames = [np.full((240, 320, 3), 10, np.uint8), np.full((480, 640, 3), 20, np.uint8),
+              np.full((120, 200, 3), 30, np.uint8)]
+
+    class Capture:
+        def __init__(self, path):
+            self.left = list(frames)
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            return (True, self.left.pop(0)) if self.left else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr("flowprep.codecs.video.cv2.VideoCapture", Capture)
+    plain = list(iter_frames("switch.avi"))
+    assert [f.shape for f in plain] == [(240, 320, 3)] * 3
+    assert [int(f[0, 0, 0]) for f in plain] == [10, 20, 30]
+    short = list(iter_frames("switch.avi", Resize(short_side=120)))
+    assert [f.shape for f in short] == [(120, 160, 3)] * 3  # the first frame's target, not each frame's own

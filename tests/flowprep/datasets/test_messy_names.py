@@ -1,0 +1,100 @@
+"""The small things real datasets do (issue 20, item 7): list entries outside the root, one file under two
+spellings, a closed pipe, names with newlines and tabs, symbolic link loops, names with spaces in split files."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowprep.codecs.video import probe
+from flowprep.datasets.listing import VideoTask, read_video_list, shown
+from flowprep.datasets.splits import load_folder
+from flowprep.errors import VideoDecodeError
+from flowprep.extraction.batch import extract_dataset
+from flowprep.extraction.config import ExtractConfig
+from flowprep.runners.local import LocalRunner
+from flowprep.solvers import SolverConfig
+
+from videogen import write_shift_video
+
+CPU = ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu"))
+
+
+def test_a_printed_name_stays_on_one_line():
+    assert shown("Class/v\nfake OK line\t\x1b[2J") == "Class/v\\nfake OK line\\t\\x1b[2J"
+    assert shown("Café/v_ü.avi") == "Café/v_ü.avi"  # printable text is left alone
+    assert shown("a\udce9b") == "a\\xe9b"  # bytes that are not UTF-8, as before
+
+
+def test_one_file_under_two_spellings_is_one_entry_and_outside_entries_are_warned_about(tmp_path, caplog):
+    root = tmp_path / "data"
+    (root / "Run").mkdir(parents=True)
+    (root / "Run" / "v_1.avi").write_bytes(b"x")
+    os.symlink(root / "Run", root / "Alias")
+    elsewhere = tmp_path / "elsewhere" / "v_9.avi"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"x")
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"Run/v_1.avi\nRun/./v_1.avi\nAlias/v_1.avi\n{elsewhere}\n")
+    with caplog.at_level(logging.WARNING):
+        tasks = read_video_list(lst, root)
+    assert [t.key for t in tasks] == ["Run/v_1", "v_9"]
+    assert "1 entries of" in caplog.text and "outside" in caplog.text and "keyed by its file name" in caplog.text
+
+
+def test_a_symbolic_link_loop_is_called_a_loop(tmp_path):
+    a, b = tmp_path / "a.avi", tmp_path / "b.avi"
+    os.symlink(b, a)
+    os.symlink(a, b)
+    with pytest.raises(VideoDecodeError, match="symbolic link loop"):
+        probe(str(a))
+    os.symlink(tmp_path / "gone.avi", tmp_path / "c.avi")
+    with pytest.raises(VideoDecodeError, match="broken symbolic link"):
+        probe(str(tmp_path / "c.avi"))
+
+
+def test_split_files_keep_names_with_spaces_whole(tmp_path):
+    (tmp_path / "trainlist01.txt").write_text("Jump Rope/my first video.avi\nRun/v 2.avi 2\n")
+    (tmp_path / "testlist01.txt").write_text("Jump Rope/take 3.avi\n")
+    (tmp_path / "classInd.txt").write_text("1 Jump Rope\n2 Run\n")
+    split = load_folder(tmp_path, 1)
+    assert split.classes == ("Jump Rope", "Run")
+    assert split.train == (("Jump Rope/my first video.avi", 0), ("Run/v 2.avi", 1))
+    assert split.test == (("Jump Rope/take 3.avi", 0),)
+
+
+@pytest.fixture(scope="module")
+def folder_with_odd_names(tmp_path_factory) -> Path:
+    """An output folder with 12 good videos and one failed one whose name holds a newline and a tab."""
+    tmp = tmp_path_factory.mktemp("odd")
+    tasks = []
+    for i in range(12):
+        p = tmp / "data" / "Up" / f"v_Up_g{i:02d}_c01.avi"
+        write_shift_video(p, [(0, -1)] * 2, size=(32, 24), seed=i)
+        tasks.append(VideoTask(f"Up/v_Up_g{i:02d}_c01", str(p)))
+    bad = tmp / "data" / "Up" / "v_bad\nline\ttab.avi"
+    bad.write_bytes(b"not a video")
+    tasks.append(VideoTask("Up/v_bad\nline\ttab", str(bad)))
+    extract_dataset(tasks, tmp / "out", CPU, runner=LocalRunner(1), videos_per_shard=4, show_progress=False)
+    return tmp / "out"
+
+
+def test_info_prints_an_odd_name_escaped_on_one_line(folder_with_odd_names):
+    r = subprocess.run([sys.executable, "-m", "flowprep", "info", str(folder_with_odd_names)], capture_output=True,
+                       text=True, timeout=120)
+    failed = [ln for ln in r.stdout.splitlines() if "v_bad" in ln]
+    assert r.returncode == 1 and failed == [failed[0]] and "v_bad\\nline\\ttab" in failed[0]
+
+
+@pytest.mark.parametrize("reader", ["true", "head -n 1"])
+def test_a_closed_pipe_ends_info_quietly(folder_with_odd_names, reader):
+    """`| true` has gone before info writes a byte (the pipe is closed for sure); `| head` as a user types it."""
+    cmd = f"set -o pipefail; {sys.executable} -m flowprep info --all {folder_with_odd_names} | {reader}"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    # `head` may read its line only after info has written everything (a pipe holds 64 KB): info then ends with
+    # its own status, 1 (the folder holds a failed video); either way, no traceback and no error
+    assert r.stderr == "" and r.returncode in ((0,) if reader == "true" else (0, 1)), r.stderr

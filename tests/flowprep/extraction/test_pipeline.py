@@ -1,0 +1,127 @@
+"""The overlapped pipeline: batches span frames and videos, output does not depend on the batch size, and a bad
+video or a failing batch costs only its own videos."""
+import numpy as np
+import pytest
+
+from flowprep.datasets.listing import VideoTask
+from flowprep.extraction.config import ExtractConfig
+from flowprep.extraction.extract import encode_settings
+from flowprep.extraction.pipeline import run_pipeline
+from flowprep.solvers import SolverConfig, make_solver
+
+from videogen import write_shift_video
+
+
+class RecordingSolver:
+    """Wraps OpenCV's DIS (fast, deterministic) with a chosen batch size, and records each call's batch size."""
+
+    def __init__(self, batch_size: int, fail_on_call: int | None = None):
+        self.batch_size = batch_size
+        self.inner = make_solver(SolverConfig(algo="dis", backend="opencv", device="cpu"))
+        self.calls: list[int] = []
+        self.fail_on_call = fail_on_call
+
+    def compute(self, f0, f1):
+        self.calls.append(len(f0))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return self.inner.compute(f0, f1)
+
+    def describe(self):
+        return {**self.inner.describe(), "backend": "test"}
+
+
+@pytest.fixture(scope="module")
+def short_videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("short")
+    tasks = []
+    for i, n in enumerate([3, 6, 2, 5]):  # 2, 5, 1 and 4 pairs
+        p = root / f"v{i}.avi"
+        write_shift_video(p, [(1, 0)] * (n - 1), seed=i)
+        tasks.append(VideoTask(f"v{i}", str(p)))
+    return tasks
+
+
+def _flows(recs):
+    return [(r.key, r.status, [x for x in r.flow_x], r.quant.tolist()) for r in recs]
+
+
+def test_batches_span_videos_and_results_do_not_depend_on_batch_size(short_videos):
+    settings = encode_settings(ExtractConfig())
+    one = list(run_pipeline(short_videos, RecordingSolver(1), settings))
+    s8 = RecordingSolver(8)
+    eight = list(run_pipeline(short_videos, s8, settings, segment=2))
+    assert [r.key for r in eight] == ["v0", "v1", "v2", "v3"]
+    assert [r.flows for r in eight] == [2, 5, 1, 4]
+    assert s8.calls == [8, 4]  # 12 pairs from 4 videos: one full batch across videos, then the rest
+    assert _flows(one) == _flows(eight)
+
+
+def test_several_decode_and_encode_threads_give_the_same_records_in_task_order(short_videos, tmp_path):
+    """What a GPU worker runs (host_threads: several decoders and encoders) equals one thread of each, a bad
+    video among them included."""
+    bad = tmp_path / "bad.avi"
+    bad.write_text("not a video")
+    tasks = short_videos[:2] + [VideoTask("bad", str(bad))] + short_videos[2:]
+    settings = encode_settings(ExtractConfig())
+    alone = list(run_pipeline(tasks, RecordingSolver(4), settings, threads=(1, 1)))
+    for threads in ((3, 4), (8, 2)):
+        many = list(run_pipeline(tasks, RecordingSolver(4), settings, segment=2, threads=threads))
+        assert [r.key for r in many] == ["v0", "v1", "bad", "v2", "v3"]
+        assert _flows(many) == _flows(alone) and [r.rgb for r in many] == [r.rgb for r in alone]
+
+
+def test_host_threads_on_the_cpu_are_one_of_each():
+    from flowprep.extraction.pipeline import host_threads
+    assert host_threads(RecordingSolver(1)) == (1, 1)
+
+
+def test_a_bad_video_in_the_middle_fails_alone(short_videos, tmp_path):
+    bad = tmp_path / "bad.avi"
+    bad.write_text("not a video")
+    tasks = short_videos[:2] + [VideoTask("bad", str(bad))] + short_videos[2:]
+    recs = list(run_pipeline(tasks, RecordingSolver(4), encode_settings(ExtractConfig())))
+    assert [(r.key, r.status) for r in recs] == [("v0", "ok"), ("v1", "ok"), ("bad", "failed"), ("v2", "ok"),
+                                                 ("v3", "ok")]
+    assert "cannot open" in recs[2].reason
+
+
+def test_a_failing_solver_batch_fails_only_the_videos_in_it(short_videos):
+    s = RecordingSolver(2, fail_on_call=2)  # batches: [v0 0-1], [v1 0-1] fails, ...
+    recs = list(run_pipeline(short_videos, s, encode_settings(ExtractConfig())))
+    status = {r.key: (r.status, r.reason) for r in recs}
+    assert status["v0"] == ("ok", "")
+    assert status["v1"][0] == "failed" and "out of memory" in status["v1"][1]
+    assert status["v2"][0] == "ok" and status["v3"][0] == "ok"
+    assert np.all([r.flows == len(r.quant) for r in recs if r.status == "ok"])
+
+
+def test_opencv_solver_result_does_not_depend_on_the_size_of_the_previous_pair(tmp_path):
+    import cv2
+
+    from videogen import texture
+    big = texture(3)[:96, :128]
+    big1 = np.roll(big, 1, axis=1)
+    small = texture(4)[:24, :32]
+    fresh = make_solver(SolverConfig(backend="opencv", device="cpu")).compute(big[None], big1[None])
+    reused = make_solver(SolverConfig(backend="opencv", device="cpu"))
+    reused.compute(small[None], np.roll(small, 1, axis=1)[None])
+    np.testing.assert_array_equal(reused.compute(big[None], big1[None]), fresh)
+    # the reason for the fresh object: OpenCV's own object gives another answer after a smaller pair
+    tv = cv2.optflow.DualTVL1OpticalFlow_create()
+    tv.calc(small, np.roll(small, 1, axis=1), None)
+    assert np.abs(tv.calc(big, big1, None) - fresh[0].transpose(1, 2, 0)).max() > 0.01
+
+
+def test_auto_backend_on_the_cpu_sends_small_frames_to_opencv_and_records_it(short_videos):
+    from flowprep.solvers.auto_cpu import MIN_TORCH_PIXELS, SizeDispatchSolver
+    solver = make_solver(SolverConfig(algo="tvl1", backend="auto", device="cpu"))
+    assert isinstance(solver, SizeDispatchSolver)
+    assert solver.backend_for(48, 64) == "opencv" and solver.backend_for(240, 320) == "torch"
+    assert 48 * 64 < MIN_TORCH_PIXELS <= 240 * 320
+    recs = list(run_pipeline(short_videos[:1], solver, encode_settings(ExtractConfig())))
+    assert recs[0].solver == {"backend": "opencv", "device": "cpu"}
+    assert solver._torch is None  # torch was never needed, so never built
+    ref = make_solver(SolverConfig(algo="tvl1", backend="opencv", device="cpu"))
+    again = list(run_pipeline(short_videos[:1], ref, encode_settings(ExtractConfig())))
+    assert _flows(recs) == _flows(again)
