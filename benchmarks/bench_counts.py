@@ -33,12 +33,12 @@ from flowprep.datasets.listing import list_videos
 from flowprep.datasets.splits import load_split
 from flowprep.extraction.batch import extract_dataset
 from flowprep.extraction.config import ExtractConfig
+from flowprep.loading.clips import DataConfig, TrainClips, load_items
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
 from flowprep.store.reader import open_shards
 from flowprep.store.summary import summarize
 from flowprep.store.verify import verify_folder
-from train.data import DataConfig, TrainClips, load_items
 from train.splits import bind
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

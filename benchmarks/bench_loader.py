@@ -2,7 +2,8 @@
 
 All loaders read the SAME JPEG bytes (flow codes of L = 10 flows, 340x256, quality 95) and produce the same
 training sample: a random 224x224 crop of a (2L, 224, 224) float32 stack in pixels with a random flip that
-negates dx. Ours reads the HDF5 shard through ``flowprep.ShardSet`` (``train.data.TrainClips``) as ``fit`` does:
+negates dx. Ours reads the HDF5 shard through ``flowprep.ShardSet`` (``flowprep.loading.TrainClips``) as ``fit``
+does:
 whole batches, the flow as uint8 codes plus a 256-entry table per plane until ``to_pixels`` makes the float32
 pixels, timed here in the main process on the CPU (on a GPU that lookup runs there). The reference is
 what the public two-stream trainers do, as tsn-pytorch's dataset and transforms do it: one file per flow component
@@ -34,10 +35,10 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from flowprep.codecs.jpeg import encode_bgr, encode_gray  # noqa: E402
 from flowprep.codecs.quantize import QuantConfig, quantize_flow  # noqa: E402
+from flowprep.loading.clips import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
 from flowprep.store.reader import open_shards
 from flowprep.store.record import VideoRecord  # noqa: E402
 from flowprep.store.writer import ShardWriter  # noqa: E402
-from train.data import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
 
 W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0
 

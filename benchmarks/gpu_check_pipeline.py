@@ -107,8 +107,9 @@ def _device_lookup(ctx: Context) -> bool:
     import torch
     from torch.utils.data import DataLoader
 
+    from flowprep.loading.augment import to_pixels
+    from flowprep.loading.clips import DataConfig, TrainClips, collated, load_items
     from flowprep.store.reader import open_shards
-    from train.data import DataConfig, TrainClips, collated, load_items, to_pixels
     shards = open_shards(ctx.out / "demo-shards")
     items = load_items(shards, [(k, 0) for k in shards.keys()[:16]])
     data = TrainClips(shards, items, DataConfig(stream="temporal", crop_size=56), compact=True)

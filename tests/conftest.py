@@ -13,6 +13,7 @@ if not (any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl", "/proc
 
 import pytest  # noqa: E402
 
+from twostream_synth import MotionData, build_motion_data  # noqa: E402
 from videogen import UCF_CLIP, write_shift_video  # noqa: E402
 
 
@@ -32,3 +33,9 @@ def ucf_clip() -> Path:
     if not UCF_CLIP.exists():
         pytest.skip(f"reference clip not found at {UCF_CLIP}")
     return UCF_CLIP
+
+
+@pytest.fixture(scope="session")
+def motion_data(tmp_path_factory) -> MotionData:
+    """The session's motion dataset (4 classes x 12 videos of 12 frames, 48x48)."""
+    return build_motion_data(tmp_path_factory.mktemp("motion"))

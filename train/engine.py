@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flowprep.base.durable import open_replacing, write_text
-from train.data import to_pixels
+from flowprep.loading.augment import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
 
 

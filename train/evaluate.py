@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import flowprep
 from flowprep.base.durable import write_json
 from flowprep.datasets.splits import find_split_dir, load_split
+from flowprep.loading.clips import EvalClips, load_items, make_loader
+from flowprep.store.reader import ShardSet
 from train import distributed as D
-from train.data import EvalClips, load_items, make_loader
 from train.engine import load_checkpoint, predict
 from train.fit import FitConfig, TaskSpec
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
@@ -67,7 +67,7 @@ def test(cfg: TestConfig) -> dict:
                          f"({', '.join(f'{k}: {t.dataset}' for k, t in enumerate(tasks))})")
     spec = tasks[cfg.task]
     shards_dir = cfg.shards or spec.shards
-    shards = flowprep.open_shards(shards_dir)
+    shards = ShardSet(shards_dir)
     split = load_split(spec.dataset, find_split_dir(spec.dataset, shards_dir, cfg.split_dir or spec.split_dir),
                        fc.split)
     items = load_items(shards, bind(split.subset(cfg.subset), shards))

@@ -18,12 +18,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-import flowprep
 from flowprep.base.durable import replacing
 from flowprep.datasets.splits import find_split_dir, load_split
+from flowprep.loading import augment as T
+from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
+from flowprep.loading.stacking import STACKINGS
+from flowprep.store.reader import ShardSet
 from train import distributed as D
-from train import transforms as T
-from train.data import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from train.engine import (
     MetricsLog,
     load_checkpoint,
@@ -37,7 +38,6 @@ from train.engine import (
 )
 from train.models import build_model
 from train.splits import bind
-from train.stacking import STACKINGS
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
     """(shard sets, training items of every task, class names per task, test items of the main task)."""
     sources, items, classes = [], [], []
     for k, spec in enumerate(cfg.tasks):
-        shards = flowprep.open_shards(spec.shards)
+        shards = ShardSet(spec.shards)
         split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
         sources.append(shards)
         items += load_items(shards, bind(split.train, shards), task=k)

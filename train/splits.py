@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 
 from flowprep.datasets.splits import SplitError
+from flowprep.store.reader import ShardSet
 
 log = logging.getLogger(__name__)
 
 
-def bind(items: tuple[tuple[str, int], ...], shards, strict: bool = False) -> list[tuple[str, int]]:
+def bind(items: tuple[tuple[str, int], ...], shards: ShardSet, strict: bool = False) -> list[tuple[str, int]]:
     """Map split-file names to shard keys; names missing from the shards are skipped (logged), or raise.
 
     Args:
         items: (name, label) pairs of a split.
-        shards: a ``flowprep.ShardSet``.
+        shards: the folder's reader.
         strict: raise instead of skipping missing videos.
     Raises:
         SplitError: no video of the list is in the shards, or one is missing and ``strict``.

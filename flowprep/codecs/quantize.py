@@ -122,26 +122,8 @@ def dequantize_flow(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
     return ((codes.astype(np.float64) - zero) * scale).astype(np.float32)
 
 
-def dequant_tables(params: np.ndarray, flip: bool = False, levels: int = 256) -> np.ndarray:
+def dequant_tables(params: np.ndarray, levels: int = 256) -> np.ndarray:
     """(..., 2, 2) (scale, zero) -> (..., 2, levels) float32 lookup tables (256 for 8-bit codes, 4096 for 12-bit),
-    equal bit for bit to ``dequantize_flow`` of each code; with ``flip`` the x tables are negated (a mirrored
-    field moves the other way)."""
+    equal bit for bit to ``dequantize_flow`` of each code (flowprep.loading.augment looks codes up in them)."""
     codes = np.arange(levels, dtype=np.float64)
-    tables = ((codes - params[..., 1:2]) * params[..., 0:1]).astype(np.float32)
-    if flip:
-        tables[..., 0, :] = -tables[..., 0, :]
-    return tables
-
-
-def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[..., k, :, :] = tables[..., k, codes[..., k, :, :]]``: a 256-entry cv2.LUT per plane for uint8 codes,
-    np.take for 12-bit (uint16) codes (cv2.LUT takes only 8-bit indices)."""
-    import cv2
-
-    lut = codes.dtype == np.uint8
-    for idx in np.ndindex(codes.shape[:-2]):
-        if lut:
-            cv2.LUT(np.ascontiguousarray(codes[idx]), tables[idx], dst=out[idx])  # crops of a frame are views
-        else:
-            np.take(tables[idx], codes[idx], out=out[idx], mode="clip")  # "clip": no buffered copy
-    return out
+    return ((codes - params[..., 1:2]) * params[..., 0:1]).astype(np.float32)

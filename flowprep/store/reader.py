@@ -15,7 +15,6 @@ from flowprep.codecs.quantize import code_dtype, dequantize_flow
 from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
-from flowprep.store.samples import FlowSample, read_flow_sample
 from flowprep.store.shardfile import read_catalog, read_shard_header
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
@@ -236,14 +235,6 @@ class ShardSet:
             indices = range(self.meta(key).flows)
         codes, params = self.flow_codes(key, indices)
         return dequantize_flow(codes, params)
-
-    def flow_sample(self, key: str, indices: Sequence[int], box: tuple[int, int, int, int] | None = None,
-                    flip: bool = False, mean_subtract: bool = False, codes: np.ndarray | None = None,
-                    tables: np.ndarray | None = None) -> FlowSample:
-        """A stack of flows as codes plus lookup tables, cropped, flipped and mean-subtracted (the trainer's
-        fast path; see flowprep.store.samples). ``box`` is (y, x, h, w), None for whole fields; ``codes`` and
-        ``tables`` are written in place when given."""
-        return read_flow_sample(self, key, indices, box, flip, mean_subtract, codes, tables)
 
     def rgb(self, key: str, indices: Iterable[int] | None = None) -> np.ndarray:
         """(T, H, W, 3) uint8 RGB frames of the given frame indices (default: all)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.data import DataConfig, TrainClips, collated, load_items, to_pixels
+from flowprep.loading.augment import to_pixels
+from flowprep.loading.clips import DataConfig, TrainClips, collated, load_items
 from train.engine import train_one_epoch
 from train.models import build_model
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from flowprep.datasets.splits import load_split
+from flowprep.loading import augment as T
+from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items
+from flowprep.loading.stacking import trajectory_stack
 from flowprep.store.reader import open_shards
-from train import transforms as T
-from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items
 from train.engine import load_checkpoint
 from train.fit import FitConfig, fit
 from train.models import build_model
 from train.splits import bind
-from train.stacking import trajectory_stack
 
 
 def _items(motion_data):

@@ -1,5 +1,6 @@
 """12-bit flow codes: quantization, 12-bit JPEG through imagecodecs, extraction, the quality grid (the trainer's
-side is in tests/flowprep/loading/test_loading_clips.py); the 8-bit format, and the identity of older folders, unchanged."""
+side is in tests/flowprep/loading/test_loading_clips.py); the 8-bit format, and the identity of older folders,
+unchanged."""
 from __future__ import annotations
 
 import builtins

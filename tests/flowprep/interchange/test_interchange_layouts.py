@@ -18,9 +18,9 @@ from flowprep.datasets.splits import load_split
 from flowprep.extraction.batch import extract_dataset
 from flowprep.extraction.config import ExtractConfig
 from flowprep.interchange.frames import SIDECAR, write_sidecar
+from flowprep.loading.clips import DataConfig, TrainClips, load_items
 from flowprep.runners.local import LocalRunner
 from flowprep.solvers import SolverConfig
-from train.data import DataConfig, TrainClips, load_items
 from train.splits import bind
 
 from videogen import write_shift_video

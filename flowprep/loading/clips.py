@@ -1,9 +1,9 @@
-"""Datasets over flowprep shards: spatial samples (one RGB frame) and temporal samples (L stacked flows).
+"""PyTorch datasets over flowprep shards, for any training loop: spatial samples (one RGB frame) and temporal
+samples (L stacked flows), in training (``TrainClips``) and in the paper's test protocol (``EvalClips``).
 
-The shards are read only through ``flowprep.ShardSet`` (built before the DataLoader forks; it opens its HDF5
-files lazily in each worker). Flow comes as codes plus lookup tables (``ShardSet.flow_sample``: the reader
-decodes the JPEGs and builds the tables from each shard's stored quantization parameters, never from a trainer
-flag); this module decides only which flows, which crop and which flip.
+The shards are read through a ``ShardSet`` (built before the DataLoader forks; it opens its HDF5 files lazily
+in each worker). This module decides only which flows, which crop and which flip; what they do to the pixels
+is ``flowprep.loading.augment``'s, and how flow is stacked ``flowprep.loading.stacking``'s.
 
 Randomness is a pure function of (seed, epoch, sample index), so a resumed run, any number of workers and
 any number of DDP ranks see the same crops and flips for the same sample.
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from flowprep.codecs.quantize import lookup_planes
-from train import transforms as T
-from train.stacking import STACKINGS, trajectory_stack
+from flowprep.loading import augment as T
+from flowprep.loading.stacking import STACKINGS, trajectory_stack
+from flowprep.store.reader import ShardSet
 
 STREAMS = ("spatial", "temporal")
 
@@ -70,7 +70,7 @@ class VideoItem:
     task: int = 0  # which dataset's head (multi-task training)
 
 
-def load_items(shards, pairs: Sequence[tuple[str, int]], task: int = 0) -> list[VideoItem]:
+def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0) -> list[VideoItem]:
     """Read frame counts and sizes of (key, label) pairs from the shards."""
     items = []
     for key, label in pairs:
@@ -101,51 +101,24 @@ def _box(box: T.Box) -> tuple[int, int, int, int]:
     return box.y, box.x, box.h, box.w
 
 
-def read_flow(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
+def read_flow(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
     """(L, 2, h, w) float32 flow in pixels of flows start..start+L-1 inside ``box``, optionally mean-subtracted
     (each whole field minus its own mean vector); stacked along trajectories with ``config.stacking``."""
     idx = flow_indices(item, start, config)
     if config.stacking == "trajectory":  # trajectories need the whole fields: they leave any crop
-        whole = shards.flow_sample(item.key, idx).pixels().reshape(config.flow_length, 2, item.height, item.width)
+        whole = T.flow_sample(shards, item.key, idx).pixels().reshape(config.flow_length, 2, item.height, item.width)
         stack = trajectory_stack(whole, config.mean_subtract)
         return np.ascontiguousarray(stack[..., box.y:box.y + box.h, box.x:box.x + box.w])
-    sample = shards.flow_sample(item.key, idx, _box(box), mean_subtract=config.mean_subtract)
+    sample = T.flow_sample(shards, item.key, idx, _box(box), mean_subtract=config.mean_subtract)
     return sample.pixels().reshape(config.flow_length, 2, box.h, box.w)
 
 
-def read_flow_crop(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
+def read_flow_crop(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box,
+                   flip: bool) -> np.ndarray:
     """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels, equal to
     ``crop_flow(read_flow(...))``; the crop is cut and mirrored while still uint8."""
-    return shards.flow_sample(item.key, flow_indices(item, start, config), _box(box), flip,
+    return T.flow_sample(shards, item.key, flow_indices(item, start, config), _box(box), flip,
                               config.mean_subtract).pixels()
-
-
-def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A training batch's input on ``device``, in pixels: a tensor is moved; a compact flow batch
-    ``(codes (B, 2L, S, S) uint8 or uint16, tables (B, 2L, 256 or 4096) float32)`` is looked up there (bit for
-    bit read_flow_crop).
-
-    On the CPU, ``out`` (the previous batch's result, no longer needed) is overwritten when its shape matches:
-    a fresh 31 MB batch is often memory the C allocator has just given back to the kernel, and faulting it in
-    again costs more than the lookup itself (on a GPU the caching allocator does this reuse).
-    """
-    if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
-    codes, tables = x  # plane k of sample b in pixels: tables[b, k][codes[b, k]]
-    if device.type == "cpu":
-        if out is None or out.shape != codes.shape or out.dtype != torch.float32 or out.device.type != "cpu":
-            out = torch.empty(codes.shape, dtype=torch.float32)
-        lookup_planes(codes.numpy(), tables.numpy(), out.numpy())
-        return out
-    if codes.dtype == torch.uint16:  # 12-bit codes (< 4096) travel as int16, which every device's kernels know
-        codes = codes.view(torch.int16)
-    return gather_planes(codes.to(device, non_blocking=True), tables.to(device, non_blocking=True))
-
-
-def gather_planes(codes: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-    """lookup_planes for (B, 2L, S, S) codes and (B, 2L, levels) tables as one torch.gather (the GPU's way)."""
-    b, n = codes.shape[:2]
-    return torch.gather(tables, 2, codes.reshape(b, n, -1).long()).reshape(codes.shape)
 
 
 def empty_tensor(shape: Sequence[int], dtype: torch.dtype, shared: bool) -> torch.Tensor:
@@ -171,7 +144,8 @@ def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
     return DataLoader(dataset, num_workers=num_workers, worker_init_fn=worker_init, **kwargs)
 
 
-def read_flow_stack(shards, item: VideoItem, start: int, config: DataConfig, box: T.Box, flip: bool) -> np.ndarray:
+def read_flow_stack(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box,
+                    flip: bool) -> np.ndarray:
     """(2L, S, S) float32 stack x1, y1, x2, y2, ... of the flows in ``box``, resized to S if needed, maybe flipped."""
     if (box.h, box.w) == (config.crop_size, config.crop_size) and config.stacking == "optical":
         return read_flow_crop(shards, item, start, config, box, flip)
@@ -179,7 +153,7 @@ def read_flow_stack(shards, item: VideoItem, start: int, config: DataConfig, box
     return T.crop_flow(flow, T.Box(0, 0, box.h, box.w), config.crop_size, flip)
 
 
-def read_frame(shards, item: VideoItem, index: int, config: DataConfig, box: T.Box, flip: bool,
+def read_frame(shards: ShardSet, item: VideoItem, index: int, config: DataConfig, box: T.Box, flip: bool,
                jitter: np.ndarray | None = None) -> np.ndarray:
     """(3, S, S) float32 normalised RGB crop of frame ``index`` (``jitter``: an RGB offset, T.rgb_jitter)."""
     frame = shards.rgb(item.key, [int(index)])[0]
@@ -191,11 +165,12 @@ class TrainClips(Dataset):
 
     Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``; build the
     DataLoader with ``make_loader``, which passes them through) are collated here; with ``compact`` a temporal
-    batch's x is ``(codes, tables)`` (see flowprep.store.samples), turned into pixels by ``to_pixels`` on the
+    batch's x is ``(codes, tables)`` (see flowprep.loading.augment), turned into pixels by ``augment.to_pixels`` on the
     training device.
     """
 
-    def __init__(self, shards, items: list[VideoItem], config: DataConfig, compact: bool = False):
+    def __init__(self, shards: ShardSet | Sequence[ShardSet], items: list[VideoItem], config: DataConfig,
+                 compact: bool = False):
         # one ShardSet per dataset (multi-task): item.task picks it
         self.sources = list(shards) if isinstance(shards, (list, tuple)) else [shards]
         self.items = items
@@ -253,8 +228,8 @@ class TrainClips(Dataset):
         labels, tasks = [], []
         for b, i in enumerate(indices):
             item, pos, box, flip = self._choose(i)
-            self.sources[item.task].flow_sample(item.key, flow_indices(item, pos, self.config), _box(box), flip,
-                                                self.config.mean_subtract, codes=c[b], tables=t[b])
+            T.flow_sample(self.sources[item.task], item.key, flow_indices(item, pos, self.config), _box(box), flip,
+                          self.config.mean_subtract, codes=c[b], tables=t[b])
             labels.append(item.label)
             tasks.append(item.task)
         return (codes, tables), torch.tensor(labels), torch.tensor(tasks)
@@ -267,7 +242,7 @@ class EvalClips(Dataset):
     x (crops, C, S, S); the scorer averages softmax over crops and positions per video.
     """
 
-    def __init__(self, shards, items: list[VideoItem], config: DataConfig):
+    def __init__(self, shards: ShardSet, items: list[VideoItem], config: DataConfig):
         self.shards = shards
         self.items = items
         self.config = config

@@ -12,11 +12,11 @@ from flowprep.codecs.quantize import dequantize_flow
 from flowprep.datasets.splits import load_split
 from flowprep.extraction.config import ExtractConfig
 from flowprep.extraction.extract import extract_video
+from flowprep.loading import augment as T
+from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items, read_flow
 from flowprep.solvers import SolverConfig, make_solver
 from flowprep.store.reader import open_shards
 from flowprep.store.writer import ShardWriter
-from train import transforms as T
-from train.data import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items, read_flow
 from train.distributed import ClassBalancedSampler
 from train.splits import bind
 
@@ -155,7 +155,7 @@ def test_class_balanced_sampler_is_uniform_over_classes():
 @pytest.mark.parametrize("mean_subtract", [False, True])
 def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtract):
     """The training hot path (decode -> crop -> table into the output) gives the reference path's stack."""
-    from train.data import read_flow_crop
+    from flowprep.loading.clips import read_flow_crop
     shards, items = _items(motion_data)
     item = items[0]
     cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=mean_subtract)
@@ -171,7 +171,8 @@ def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
     """Temporal batches travel as uint8 codes + tables and become, on the device, exactly the float samples."""
     from torch.utils.data import DataLoader
 
-    from train.data import collated, gather_planes, prepare_workers, to_pixels
+    from flowprep.loading.augment import gather_planes, to_pixels
+    from flowprep.loading.clips import collated, prepare_workers
     shards, items = _items(motion_data)
     cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=True, seed=3)
     compact = TrainClips(shards, items, cfg, compact=True)
@@ -204,7 +205,7 @@ def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
 _FORK_SCRIPT = r'''
 import cv2, numpy as np, torch
 from torch.utils.data import DataLoader, Dataset
-from train.data import prepare_workers, worker_init
+from flowprep.loading.clips import prepare_workers, worker_init
 
 class Decode(Dataset):  # what a loader worker does: JPEG decode and resize with OpenCV
     def __len__(self):
@@ -253,7 +254,7 @@ def test_hdf5_files_are_opened_in_each_worker_not_before_the_fork(motion_data):
 
     from torch.utils.data import DataLoader
 
-    from train.data import prepare_workers
+    from flowprep.loading.clips import prepare_workers
     shards, items = _items(motion_data)
     assert not shards._files  # load_items closes what it opened: no handle is open at the fork
     clips = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=4, crop_size=32))
@@ -266,7 +267,7 @@ def test_hdf5_files_are_opened_in_each_worker_not_before_the_fork(motion_data):
 
 
 def test_to_pixels_reuses_out_only_when_it_fits():
-    from train.data import to_pixels
+    from flowprep.loading.augment import to_pixels
     codes = torch.randint(0, 256, (2, 4, 5, 5), dtype=torch.uint8)
     tables = torch.randn(2, 4, 256)
     fresh = to_pixels((codes, tables), torch.device("cpu"))
@@ -304,7 +305,8 @@ def test_trainer_reads_12_bit_shards_bit_for_bit_in_compact_batches(tmp_path, wo
     pytest.importorskip("imagecodecs")
     from torch.utils.data import DataLoader
 
-    from train.data import collated, gather_planes, prepare_workers, read_flow, to_pixels
+    from flowprep.loading.augment import gather_planes, to_pixels
+    from flowprep.loading.clips import collated, prepare_workers, read_flow
     shards = _twelve_bit_shards(tmp_path)
     items = load_items(shards, [(k, 0) for k in shards.keys()])
     cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=True, seed=1)

@@ -1,0 +1,29 @@
+"""The read side: shards -> PyTorch samples, for the trainer here and for anyone's training loop.
+
+The store's ``ShardSet`` returns what the shards hold (JPEG codes and each flow's quantization parameters);
+this layer turns them into network input. Modules, one job each:
+
+* ``augment``: every change to a sample's pixels: crops, flips, colour jitter, mean subtraction, and the
+  code -> pixel tables and their lookup (numpy on the CPU, ``torch.gather`` on CUDA: ``to_pixels``);
+* ``stacking``: how L flows become 2L channels (optical flow stacking or trajectory stacking);
+* ``clips``: the PyTorch datasets: ``TrainClips`` (one random crop per video per visit) and ``EvalClips`` (the
+  paper's 25 frames x 10 crops), with ``DataConfig`` (the paper's values by default), ``load_items`` and
+  ``make_loader``.
+
+A plain loop over temporal stacks (README, "Your own training loop", has it with Lightning too)::
+
+    from flowprep.loading import DataConfig, TrainClips, load_items, make_loader, to_pixels
+    from flowprep.store.reader import ShardSet
+
+    shards = ShardSet("runs/demo/flow")
+    items = load_items(shards, [(key, 0) for key in shards.keys()])
+    clips = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=10, crop_size=112))
+    for x, label, _task in make_loader(clips, batch_size=8, shuffle=True):
+        x = to_pixels(x, torch.device("cpu"))  # (8, 20, 112, 112) float32 flow in pixels
+"""
+from __future__ import annotations
+
+from flowprep.loading.augment import to_pixels
+from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
+
+__all__ = ["DataConfig", "EvalClips", "TrainClips", "VideoItem", "load_items", "make_loader", "to_pixels"]
