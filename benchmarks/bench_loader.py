@@ -1,11 +1,10 @@
-"""Temporal-stream loading speed: shards through train.data vs a denseflow folder read with Pillow.
+"""Temporal-stream loading speed: shards through flowprep.loading vs a denseflow folder read with Pillow.
 
 All loaders read the SAME JPEG bytes (flow codes of L = 10 flows, 340x256, quality 95) and produce the same
 training sample: a random 224x224 crop of a (2L, 224, 224) float32 stack in pixels with a random flip that
 negates dx. Ours reads the HDF5 shard through ``flowprep.ShardSet`` (``flowprep.loading.TrainClips``) as ``fit``
-does:
-whole batches, the flow as uint8 codes plus a 256-entry table per plane until ``to_pixels`` makes the float32
-pixels, timed here in the main process on the CPU (on a GPU that lookup runs there). The reference is
+does: whole batches, the flow as uint8 codes plus a 256-entry table per plane until ``to_pixels`` makes the
+float32 pixels, timed here in the main process on the CPU (on a GPU that lookup runs there). The reference is
 what the public two-stream trainers do, as tsn-pytorch's dataset and transforms do it: one file per flow component
 (``flow_x_00001.jpg``) opened with ``PIL.Image.open(...).convert('L')``, GroupRandomCrop (PIL crop),
 GroupRandomHorizontalFlip(is_flow=True) (PIL transpose, ImageOps.invert of the x images), Stack,
@@ -35,8 +34,8 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from flowprep.codecs.jpeg import encode_bgr, encode_gray  # noqa: E402
 from flowprep.codecs.quantize import QuantConfig, quantize_flow  # noqa: E402
-from flowprep.loading.clips import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
-from flowprep.store.reader import open_shards
+from flowprep.loading import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
+from flowprep.store.reader import open_shards  # noqa: E402
 from flowprep.store.record import VideoRecord  # noqa: E402
 from flowprep.store.writer import ShardWriter  # noqa: E402
 

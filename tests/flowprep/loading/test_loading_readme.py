@@ -1,0 +1,31 @@
+"""README's "Your own training loop" runs as printed, on the session's small shards (CPU, one epoch)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def _loop_code() -> str:
+    section = README.read_text().split("## Your own training loop", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_loop_trains_a_model_on_the_shards(motion_data):
+    code = _loop_code()
+    # only the parts a reader fills in change: the folder, the device, the sizes of this tiny set
+    for old, new in (('"/data/ucf101_flow"', repr(str(motion_data.shards))),
+                     ('torch.device("cuda")', 'torch.device("cpu")'), ("range(10)", "range(1)"),
+                     ("num_workers=4", "num_workers=0"), ("crop_size=224", "crop_size=32")):
+        assert old in code, old
+        code = code.replace(old, new)
+    labels = {k: motion_data.classes.index(k.split("/")[0]) for k in motion_data.train}
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(len(motion_data.classes)))
+    seen = []
+    namespace = {"my_labels": labels, "model": lambda x: seen.append(x.shape) or model(x), "test_items": []}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert seen and all(s[1:] == (20, 32, 32) for s in seen) and namespace["loss"].isfinite()
+    assert len(namespace["test"]) == 0
