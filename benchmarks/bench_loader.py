@@ -33,13 +33,13 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from flowprep.codecs.jpeg import encode_bgr, encode_gray  # noqa: E402
-from flowprep.codecs.quantize import QuantConfig, quantize_flow  # noqa: E402
+from flowprep.codecs.quantize import DEFAULT_BOUND, QuantConfig, quantize_flow  # noqa: E402
 from flowprep.loading import DataConfig, TrainClips, load_items, make_loader, to_pixels  # noqa: E402
 from flowprep.store.reader import open_shards  # noqa: E402
 from flowprep.store.record import VideoRecord  # noqa: E402
 from flowprep.store.writer import ShardWriter  # noqa: E402
 
-W, H, L, CROP, BOUND = 340, 256, 10, 224, 20.0
+W, H, L, CROP, BOUND = 340, 256, 10, 224, DEFAULT_BOUND
 
 
 def smooth_flow(rng: np.random.Generator, frames: int) -> np.ndarray:

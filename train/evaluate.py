@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowprep.base.defaults import default_of
 from flowprep.base.durable import write_json
 from flowprep.datasets.splits import find_split_dir, load_split
-from flowprep.loading.clips import EvalClips, load_items, make_loader
+from flowprep.loading.clips import DataConfig, EvalClips, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
 from train.engine import load_checkpoint, predict
@@ -32,8 +33,8 @@ class TestConfig:
     shards: str | None = None  # default: the checkpoint's
     split_dir: str | None = None
     subset: str = "test"
-    frames: int = 25
-    crops: int = 10
+    frames: int = default_of(DataConfig, "test_frames")  # DataConfig's: the paper's protocol
+    crops: int = default_of(DataConfig, "test_crops")
     batch_size: int = 4  # videos' positions per batch (each holds ``crops`` inputs)
     num_workers: int = 2
     out: str | None = None  # default: the checkpoint's folder

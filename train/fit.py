@@ -11,6 +11,7 @@ import logging
 import math
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from flowprep.base.defaults import default_of
 from flowprep.base.durable import replacing
+from flowprep.datasets import DATASETS
 from flowprep.datasets.splits import find_split_dir, load_split
 from flowprep.loading import augment as T
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
@@ -47,6 +50,7 @@ FINETUNE_MILESTONES = (14 / 20,)
 # settings a resumed run must share with its checkpoint
 _RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also",
                  "stacking", "train_layers", "mean_subtract", "rgb_jitter")
+_SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class FitConfig:
     dataset: str = "ucf101"
     split: int = 1
     split_dir: str | None = None
-    stream: str = "temporal"
+    stream: str = _SAMPLING("stream")
     arch: str = "cnn_m_2048"
     pretrained: str | None = None
     out: str = "runs/x"
@@ -77,17 +81,17 @@ class FitConfig:
     weight_decay: float = 5e-4
     milestones: tuple[float, ...] | None = None  # None: the paper's (scratch or fine-tuning)
     dropout: float | None = None  # None: 0.9, or 0.5 when fine-tuning the spatial net (the paper's best)
-    crop_size: int = 224
-    flow_length: int = 10
-    mean_subtract: bool = True
-    multi_scale: bool = False
-    flip: bool = True  # off for classes that differ by left/right motion (a flip turns one into the other)
+    crop_size: int = _SAMPLING("crop_size")
+    flow_length: int = _SAMPLING("flow_length")
+    mean_subtract: bool = _SAMPLING("mean_subtract")
+    multi_scale: bool = _SAMPLING("multi_scale")
+    flip: bool = _SAMPLING("flip")  # off for classes that differ by left/right motion (a flip turns one into the other)
     rgb_jitter: bool | None = None  # AlexNet's PCA colour jitter of spatial training frames (None: on, the paper's)
     train_layers: str = "all"  # "last": a pre-trained net's trunk stays as it is, only the classifier learns
-    stacking: str = "optical"  # the temporal input: "optical" flow stacking or "trajectory" stacking
+    stacking: str = _SAMPLING("stacking")  # the temporal input: "optical" flow stacking or "trajectory" stacking
     balanced: bool = False
     num_workers: int = 2
-    seed: int = 0
+    seed: int = _SAMPLING("seed")
     device: str = "auto"
     amp: bool = True  # only ever used on CUDA
     resume: str | None = None  # None: out/checkpoint.pt if there is one (the same command again continues)
@@ -117,8 +121,10 @@ class FitConfig:
     def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
         """The sampling settings of this run."""
         jitter = self.stream == "spatial" and self.rgb_jitter is not False
+        # a dataset whose classes a mirror swaps (left vs right) is never flipped (an unknown one: load_split says)
+        flip = self.flip and all(DATASETS[t.dataset].horizontal_flips for t in self.tasks if t.dataset in DATASETS)
         return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
-                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=self.flip,
+                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=flip,
                           seed=self.seed, test_frames=test_frames, test_crops=test_crops,
                           rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
 

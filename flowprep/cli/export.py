@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from flowprep.datasets import exportable
 from flowprep.interchange import EXPORT_FORMATS
 
 
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "and the lists (mmaction2: rawframes/ and the lists)")
     p.add_argument("--no-rgb", action="store_true", help="write flow images only (denseflow, tsn)")
     g = p.add_argument_group("lists")
-    g.add_argument("--dataset", choices=("ucf101", "hmdb51", "kinetics"), default=None,
+    g.add_argument("--dataset", choices=exportable(), default=None,
                    help="which dataset's split files, list names and labels to use (needed with --format "
                         "mmaction2; denseflow/tsn without it: one list of every video, labelled by class folder)")
     g.add_argument("--split", type=int, choices=(1, 2, 3), default=None,
@@ -54,7 +55,9 @@ def _mmaction2(args: argparse.Namespace) -> int:
     from flowprep.interchange.mmaction2 import export_mmaction2
 
     if args.dataset is None:
-        raise ValueError("--format mmaction2 needs --dataset ucf101, hmdb51 or kinetics (its list names and labels)")
+        known = exportable()
+        raise ValueError(f"--format mmaction2 needs --dataset {', '.join(known[:-1])} or {known[-1]} (its list names "
+                         "and labels)")
     done = export_mmaction2(args.shards_dir, args.out_dir, args.dataset, args.split, args.split_dir)
     print(f"exported {done.videos} videos to {args.out_dir} (mmaction2 rawframes, numbered from 1)")
     print("annotation lists (*_rawframes.txt: RGB, N frames; *_flow.txt: flow, N - 1 flows):")

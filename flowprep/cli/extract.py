@@ -6,18 +6,20 @@ import os
 import signal
 import sys
 
+from flowprep.base.defaults import default_of
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
-from flowprep.codecs.quantize import QuantConfig
+from flowprep.codecs.quantize import BITS, DEFAULT_BOUND, QuantConfig
 from flowprep.codecs.video import Resize, parse_size
-from flowprep.datasets.listing import LAYOUTS, list_videos, read_video_list, shown
-from flowprep.extraction.config import ExtractConfig
+from flowprep.datasets import DATASETS
+from flowprep.datasets.listing import list_videos, read_video_list, shown
+from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
 from flowprep.store.format import LATEST_REPORT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep extract``."""
     src = p.add_argument_group("input")
-    src.add_argument("--dataset", choices=list(LAYOUTS), default="folder",
+    src.add_argument("--dataset", choices=list(DATASETS), default="folder",
                      help="layout of --root: <root>/<class>/<video> (ucf101/hmdb51: .avi; folder: any video type); "
                           "kinetics: every video anywhere below --root, keyed by its file stem "
                           "<youtube_id>_<start:06d>_<end:06d>")
@@ -40,16 +42,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="one worker per GPU: 'all' or a list such as 0,1 (positions in CUDA_VISIBLE_DEVICES)")
     q = p.add_argument_group("quantization and JPEG")
     mode = q.add_mutually_exclusive_group()
-    mode.add_argument("--bound", type=float, default=20.0,
+    mode.add_argument("--bound", type=float, default=default_of(QuantConfig, "bound"),
                       help="clip flow to +-BOUND pixels and map it linearly to 0..255 (0 -> 128)")
     mode.add_argument("--adaptive", action="store_true",
                       help="store each frame's own range instead of a fixed bound: nothing is clipped")
-    q.add_argument("--quality", type=int, default=95, help="JPEG quality of the flow images")
-    q.add_argument("--bits", type=int, choices=(8, 12), default=8,
+    q.add_argument("--quality", type=int, default=default_of(ExtractConfig, "quality"),
+                   help="JPEG quality of the flow images")
+    q.add_argument("--bits", type=int, choices=BITS, default=default_of(QuantConfig, "bits"),
                    help="bits per flow code: 12 stores 12-bit JPEGs (half the rebuild error at about the same bytes "
                         "with --quality 50, but a 2x slower decode, and only flowprep or imagecodecs read them; "
                         "needs `pip install imagecodecs`); see benchmarks/README.md (bench_quality)")
-    q.add_argument("--rgb-quality", type=int, default=95, help="JPEG quality of the RGB frames")
+    q.add_argument("--rgb-quality", type=int, default=default_of(ExtractConfig, "rgb_quality"),
+                   help="JPEG quality of the RGB frames")
     q.add_argument("--no-rgb", action="store_true", help="do not store RGB frames")
     r = p.add_argument_group("frame size").add_mutually_exclusive_group()
     r.add_argument("--short-side", type=int,
@@ -58,10 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "frames come in mixed sizes; 0 keeps the size)")
     r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size), 342x256 (kinetics-i3d's flow "
                                   "of 320x240 videos)")
-    p.add_argument("--videos-per-shard", type=int, default=16,
+    p.add_argument("--videos-per-shard", type=int, default=VIDEOS_PER_SHARD,
                    help="videos per shard file; a kill loses at most this many videos per worker")
     p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
-    p.add_argument("--strict-decode", action="store_true",
+    p.add_argument("--strict-decode", action="store_true", default=default_of(ExtractConfig, "strict_decode"),
                    help="fail a video whose decoding stops early (default: keep the frames that decoded, flagged "
                         "as partial in the shard, `flowprep info` and the run report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -70,15 +74,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     """The ExtractConfig the flags describe (ValueError on a bad combination)."""
-    quant = QuantConfig(mode="adaptive" if args.adaptive else "fixed", bound=20.0 if args.adaptive else args.bound,
-                        bits=args.bits)
+    quant = QuantConfig(mode="adaptive" if args.adaptive else "fixed",
+                        bound=DEFAULT_BOUND if args.adaptive else args.bound, bits=args.bits)
     short = args.short_side
-    if short is None and args.size is None and getattr(args, "dataset", None) == "kinetics":
-        short = 256  # Kinetics' frames come in every size: the usual short side
+    if short is None and args.size is None and getattr(args, "dataset", None) in DATASETS:
+        short = DATASETS[args.dataset].short_side  # the dataset's own default (Kinetics' mixed sizes: 256)
     resize = Resize(short_side=short or None, size=parse_size(args.size) if args.size else None)
     return ExtractConfig(solver=solver_config_from_args(args), quant=quant, quality=args.quality,
                          rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize,
-                         strict_decode=getattr(args, "strict_decode", False))
+                         strict_decode=getattr(args, "strict_decode", default_of(ExtractConfig, "strict_decode")))
 
 
 def videos_from_args(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:
@@ -91,11 +95,12 @@ def videos_from_args(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:
         raise ValueError("give --root (a dataset folder) or --list (a file of video paths)")
     missing: tuple[str, ...] = ()
     if args.split_dir:
-        if args.dataset != "kinetics":
-            raise ValueError("--split-dir is for --dataset kinetics (its CSVs say which clips should exist)")
-        from flowprep.datasets.kinetics import read_annotations
+        annotated = DATASETS[args.dataset].annotated_keys
+        if annotated is None:
+            names = " or ".join(n for n, d in DATASETS.items() if d.annotated_keys)
+            raise ValueError(f"--split-dir is for --dataset {names} (its CSVs say which clips should exist)")
         have = {v.key for v in videos}
-        missing = tuple(sorted({c.key for c in read_annotations(args.split_dir)} - have))
+        missing = tuple(sorted(annotated(args.split_dir) - have))
     return videos, missing
 
 

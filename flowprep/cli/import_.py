@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from flowprep.interchange import DEFAULT_ZERO_CODE, IMPORT_FORMATS
+from flowprep.base.defaults import default_of
+from flowprep.codecs.quantize import QuantConfig
+from flowprep.interchange import DEFAULT_ZERO_CODE, IMPORT_FORMATS, IMPORT_VIDEOS_PER_SHARD
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,13 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "lists (keys and labels from the lists)")
     p.add_argument("in_dir", help="the folder of that layout")
     p.add_argument("shards_dir", help="where to write the shards")
-    p.add_argument("--bound", type=float, default=20.0,
+    p.add_argument("--bound", type=float, default=default_of(QuantConfig, "bound"),
                    help="the bound the flow was quantized with (ignored where flowprep_quant.json is present)")
     p.add_argument("--zero-code", type=float, default=DEFAULT_ZERO_CODE,
                    help="the code of zero flow: 127.5 for dense_flow, denseflow and gpu_flow (they round "
                         "255 * (v + B) / 2B), 127 for mmaction2's Python extractor (it truncates), 128 for flowprep")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--videos-per-shard", type=int, default=64, help="videos per shard file written")
+    p.add_argument("--videos-per-shard", type=int, default=IMPORT_VIDEOS_PER_SHARD,
+                   help="videos per shard file written")
     p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
+from flowprep.base.defaults import default_of
 from flowprep.solvers import ALGO_DEFAULTS, BACKENDS, KERNELS, SolverConfig
 
 # TV-L1 flags: flag name -> parameter name (OpenCV's meaning and defaults, see solvers.ALGO_DEFAULTS)
@@ -15,20 +17,22 @@ _TVL1_FLAGS = {
 
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     """Add --algo, --backend, --device, --batch-size, the TV-L1 parameters and --solver-param."""
+    cfg = partial(default_of, SolverConfig)  # each flag's default is SolverConfig's
     g = p.add_argument_group("flow solver")
-    g.add_argument("--algo", default="tvl1", choices=list(ALGO_DEFAULTS),
-                   help="flow algorithm (default: tvl1; farneback and dis are fast alternatives)")
-    g.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
-                   help="auto: torch on a CUDA device, otherwise the fastest CPU backend (default: auto)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--batch-size", type=int, default=None,
+    g.add_argument("--algo", default=cfg("algo"), choices=list(ALGO_DEFAULTS),
+                   help=f"flow algorithm (default: {cfg('algo')}; farneback and dis are fast alternatives)")
+    g.add_argument("--backend", default=cfg("backend"), choices=["auto", *BACKENDS],
+                   help=f"auto: torch on a CUDA device, otherwise the fastest CPU backend (default: {cfg('backend')})")
+    g.add_argument("--device", default=cfg("device"), help=f"auto, cpu, cuda or cuda:N (default: {cfg('device')})")
+    g.add_argument("--batch-size", type=int, default=cfg("batch_size"),
                    help="frame pairs per solver call (default: the backend chooses; OpenCV uses 1)")
-    g.add_argument("--torch-compile", dest="torch_compile", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--torch-compile", dest="torch_compile", action=argparse.BooleanOptionalAction,
+                   default=cfg("compile"),
                    help="torch backend: torch.compile the solver (default: on, unless FLOWPREP_TORCH_COMPILE=0; "
                         "the first run per frame size pays a one-time compile, cached on disk)")
-    g.add_argument("--tvl1-kernel", dest="tvl1_kernel", default="auto", choices=KERNELS,
+    g.add_argument("--tvl1-kernel", dest="tvl1_kernel", default=cfg("kernel"), choices=KERNELS,
                    help="torch backend's inner TV-L1 step on CUDA: triton (one fused kernel), torch (torch.compile); "
-                        "auto: triton where installed (default: auto; both give the same flow)")
+                        f"auto: triton where installed (default: {cfg('kernel')}; both give the same flow)")
     d = ALGO_DEFAULTS["tvl1"]
     for flag, name in _TVL1_FLAGS.items():
         g.add_argument(f"--{flag}", dest=f"tvl1_{name}", type=type(d[name]), default=None,
@@ -62,6 +66,7 @@ def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
         if k not in defaults:
             raise ValueError(f"unknown {args.algo} parameter {k!r}; allowed: {', '.join(defaults)}")
         params[k] = _parse_value(v, defaults[k])
+    cfg = partial(default_of, SolverConfig)  # for a parser without the torch flags
     return SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
-                        batch_size=args.batch_size, compile=getattr(args, "torch_compile", None),
-                        kernel=getattr(args, "tvl1_kernel", "auto"))
+                        batch_size=args.batch_size, compile=getattr(args, "torch_compile", cfg("compile")),
+                        kernel=getattr(args, "tvl1_kernel", cfg("kernel")))

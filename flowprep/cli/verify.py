@@ -4,14 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from flowprep.base.defaults import default_of
+from flowprep.solvers import SolverConfig
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep verify``."""
     p.add_argument("out", help="an output folder of `flowprep extract`")
     p.add_argument("--repair", action="store_true", help="remove what is damaged and extract those videos again")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for --repair (default: all cores)")
-    p.add_argument("--device", default="auto", help="device for --repair's flow solver: auto, cpu, cuda[:N]")
-    p.add_argument("--backend", default="auto", help="flow backend for --repair: auto, opencv, torch")
+    p.add_argument("--device", default=default_of(SolverConfig, "device"),
+                   help="device for --repair's flow solver: auto, cpu, cuda[:N]")
+    p.add_argument("--backend", default=default_of(SolverConfig, "backend"),
+                   help="flow backend for --repair: auto, opencv, torch")
     p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
 
 

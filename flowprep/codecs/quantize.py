@@ -22,6 +22,10 @@ import numpy as np
 
 MODES = ("fixed", "adaptive")
 BITS = (8, 12)
+# The one home of the defaults: the de-facto standard bound (px) of fixed mode, also assumed for flow that other
+# tools quantized (flowprep import), and 8-bit codes (what a stored dict without "bits" means).
+DEFAULT_BOUND = 20.0
+DEFAULT_BITS = 8
 # A constant field still needs a non-zero step; 1e-6 px is far below anything a solver resolves.
 _MIN_RANGE = 1e-6
 
@@ -37,8 +41,8 @@ class QuantConfig:
     ``bits`` 8 (uint8) or 12 (uint16 codes for 12-bit JPEG)."""
 
     mode: str = "fixed"
-    bound: float = 20.0
-    bits: int = 8
+    bound: float = DEFAULT_BOUND
+    bits: int = DEFAULT_BITS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -62,14 +66,15 @@ class QuantConfig:
         """Plain dict for JSON and HDF5 attributes (bound is None in adaptive mode; bits only when not 8, so
         that folders written before 12-bit codes existed keep their identity and resume)."""
         d = {"mode": self.mode, "bound": float(self.bound) if self.mode == "fixed" else None}
-        if self.bits != 8:
+        if self.bits != DEFAULT_BITS:
             d["bits"] = self.bits
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "QuantConfig":
         """The inverse of to_dict."""
-        return cls(d["mode"], float(d["bound"]) if d.get("bound") is not None else 20.0, int(d.get("bits", 8)))
+        bound = float(d["bound"]) if d.get("bound") is not None else DEFAULT_BOUND
+        return cls(d["mode"], bound, int(d.get("bits", DEFAULT_BITS)))
 
 
 def quantize_flow(flow: np.ndarray, config: QuantConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

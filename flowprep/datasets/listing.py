@@ -1,8 +1,10 @@
 """List the videos of a dataset as (key, path) pairs, with the same rules whatever the source.
 
-UCF-101, HMDB-51 and folder datasets: the key is the path relative to the root without its extension, which is
-what the official split files name (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01``). Kinetics: the key is the file
-stem (``<youtube_id>_<start:06d>_<end:06d>``), wherever the file is below the root.
+Each dataset (``flowprep.datasets.DATASETS``) says which extensions its videos have and which of two rules keys
+them. UCF-101, HMDB-51 and folder datasets: the key is the path relative to the root without its extension,
+which is what the official split files name (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01``). Kinetics
+(``by_stem``): the key is the file stem (``<youtube_id>_<start:06d>_<end:06d>``), wherever the file is below
+the root.
 
 Whatever a listing finds that looks like a video is listed, even a broken link, a folder named ``x.avi`` or an
 unreadable file: the extractor then records it as failed with its reason (as ``--list`` always did), so the
@@ -21,13 +23,6 @@ from pathlib import Path, PurePosixPath
 from flowprep.errors import FlowprepError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp")
-# layout name -> extensions of its videos
-LAYOUTS: dict[str, tuple[str, ...]] = {
-    "ucf101": (".avi",),
-    "hmdb51": (".avi",),
-    "folder": VIDEO_EXTENSIONS,
-    "kinetics": VIDEO_EXTENSIONS,  # any depth below the root, keyed by file stem
-}
 # "Class/v_x.avi 12" in UCF-101's trainlists: a trailing class index is not part of the path
 _TRAILING_LABEL = re.compile(r"\s+\d+\s*$")
 
@@ -67,32 +62,39 @@ def list_videos(dataset: str, root: str | os.PathLike) -> list[VideoTask]:
     """Every video of a dataset laid out as <root>/<class>/<video> (Kinetics: anywhere below root), by key.
 
     Args:
-        dataset: 'ucf101', 'hmdb51', 'folder' (any of VIDEO_EXTENSIONS) or 'kinetics'.
+        dataset: a name of ``flowprep.datasets.DATASETS`` ('ucf101', 'hmdb51', 'kinetics', 'folder': any of
+            VIDEO_EXTENSIONS), whose extensions and keying rule are used.
         root: the dataset folder.
     Raises:
         FlowprepError: the layout is unknown, the root is missing, or it holds no videos.
     """
-    if dataset not in LAYOUTS:
-        raise FlowprepError(f"unknown dataset layout {dataset!r}; choose one of {', '.join(LAYOUTS)} "
+    from flowprep.datasets import DATASETS  # here, not above: the dataset modules import this one
+
+    if dataset not in DATASETS:
+        raise FlowprepError(f"unknown dataset layout {dataset!r}; choose one of {', '.join(DATASETS)} "
                             "(or give --list FILE)")
     root_p = _root(root)
-    exts = LAYOUTS[dataset]
-    if dataset == "kinetics":
-        tasks = _walk_stems(root_p, exts)
-    else:
-        tasks = []
-        for class_dir in sorted(p for p in root_p.iterdir() if p.is_dir()):
-            for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
-                if _looks_like_video(entry, exts):
-                    tasks.append(VideoTask(key_for(Path(entry.path), root_p), entry.path))
+    ds = DATASETS[dataset]
+    tasks = _walk_stems(root_p, ds.extensions) if ds.by_stem else _class_folders(root_p, ds.extensions)
     if not tasks:
-        where = f"{root} (any depth)" if dataset == "kinetics" else f"{root}/<class>/"
-        raise FlowprepError(f"no videos ({', '.join(exts)}) found in {where}; check --root and --dataset")
+        where = f"{root} (any depth)" if ds.by_stem else f"{root}/<class>/"
+        raise FlowprepError(f"no videos ({', '.join(ds.extensions)}) found in {where}; check --root and --dataset")
     return sorted(tasks, key=lambda t: t.key)
 
 
+def _class_folders(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
+    """Every video file in a folder of ``root`` (<root>/<class>/<video>), keyed by its path below ``root``."""
+    tasks = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
+            if _looks_like_video(entry, exts):
+                tasks.append(VideoTask(key_for(Path(entry.path), root), entry.path))
+    return tasks
+
+
 def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
-    """Kinetics: every video file below ``root`` (links to folders are not followed: no loops), keyed by stem."""
+    """A ``by_stem`` dataset (Kinetics): every video file below ``root`` (links to folders are not followed: no
+    loops), keyed by stem."""
     tasks = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -215,3 +217,12 @@ def printable(text: str) -> str:
     if _utf8(text):
         return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def __getattr__(name: str):
+    """LAYOUTS, which this module used to define (dataset name -> extensions of its videos), from the table."""
+    if name == "LAYOUTS":
+        from flowprep.datasets import DATASETS
+
+        return {n: d.extensions for n, d in DATASETS.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

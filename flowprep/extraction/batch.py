@@ -21,7 +21,7 @@ from pathlib import Path
 from flowprep.base.durable import write_text
 from flowprep.datasets.listing import VideoTask, check_keys
 from flowprep.errors import FlowprepError
-from flowprep.extraction.config import ExtractConfig
+from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
 from flowprep.extraction.extract import ExtractWork
 from flowprep.extraction.report import RunReport, write_report
 from flowprep.runners import Chunk, Runner, Work
@@ -77,7 +77,7 @@ class BatchSpec:
     identity: dict  # bound to the output folder by flowprep.json
     solver: dict  # for the report
     runner: Runner
-    videos_per_shard: int = 16
+    videos_per_shard: int = VIDEOS_PER_SHARD
     retry_failed: bool = False
     show_progress: bool = True
     verb: str = "extract"  # what the lock file and the progress bar call the run
@@ -85,7 +85,7 @@ class BatchSpec:
 
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
-                    runner: Runner | None = None, videos_per_shard: int = 16, retry_failed: bool = False,
+                    runner: Runner | None = None, videos_per_shard: int = VIDEOS_PER_SHARD, retry_failed: bool = False,
                     show_progress: bool = True, missing: tuple[str, ...] = ()) -> RunReport:
     """Extract every video not yet in ``out_dir`` into new shards there; return the run report.
 

@@ -14,6 +14,9 @@ from flowprep.errors import FlowprepError
 from flowprep.solvers import SolverConfig
 from flowprep.store.format import FORMAT_VERSION
 
+JPEG_QUALITY = 95  # of the flow and the RGB images, by default
+VIDEOS_PER_SHARD = 16  # by default: a kill loses at most this many videos per worker
+
 
 @dataclass(frozen=True)
 class ExtractConfig:
@@ -21,9 +24,9 @@ class ExtractConfig:
 
     solver: SolverConfig = field(default_factory=SolverConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
-    quality: int = 95  # JPEG quality of the flow images
+    quality: int = JPEG_QUALITY  # of the flow images
     rgb: bool = True
-    rgb_quality: int = 95
+    rgb_quality: int = JPEG_QUALITY
     resize: Resize = field(default_factory=Resize)
     # a video whose decoding stops early fails instead of keeping the frames that decoded; not part of the
     # identity (like the backend): it decides which videos are kept, not what a kept video holds
@@ -65,7 +68,7 @@ class ExtractConfig:
             return cls(
                 solver=SolverConfig(algo=flow["algo"], backend=backend, device=device, params=dict(flow["params"])),
                 quant=QuantConfig.from_dict(q), quality=int(ident["jpeg_quality"]), rgb=bool(ident["rgb"]),
-                rgb_quality=int(ident["rgb_quality"] or 95),
+                rgb_quality=int(ident["rgb_quality"] or JPEG_QUALITY),
                 resize=Resize(short_side=r.get("short_side"), size=tuple(r["size"]) if r.get("size") else None))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"these settings are not those of a `flowprep extract` run ({e}): "

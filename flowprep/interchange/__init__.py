@@ -10,3 +10,4 @@ FOLDER_FORMATS = {"denseflow": 0, "tsn": 1}
 EXPORT_FORMATS = ("denseflow", "tsn", "mmaction2")
 IMPORT_FORMATS = ("denseflow", "tsn", "tsn-zip", "feichtenhofer", "mmaction2")
 DEFAULT_ZERO_CODE = 127.5  # where other tools' flow images put zero motion (flowprep.interchange.frames)
+IMPORT_VIDEOS_PER_SHARD = 64  # videos per shard that `flowprep import` writes by default

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import (
@@ -71,7 +72,7 @@ def list_folders(in_dir: Path) -> list[Path]:
     return sorted({p.parent for p in in_dir.rglob("flow_x_*.jpg")})
 
 
-def read_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
+def read_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One denseflow/TSN/rawframes video folder -> a VideoRecord (JPEG bytes as they are)."""
     found: dict[str, dict[int, Path]] = {"flow_x": {}, "flow_y": {}, "img": {}}
     for f in folder.iterdir():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import consecutive, make_record, quant_of, read_bytes
 from flowprep.store.record import VideoRecord
@@ -33,7 +34,7 @@ def _frames(folder: Path) -> list[Path]:
     return consecutive(found, folder.name, folder)
 
 
-def read_video(u_folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
+def read_video(u_folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One video of the layout, from its ``u/<key>`` folder, -> a VideoRecord (JPEG bytes as they are)."""
     base = u_folder.parents[len(Path(key).parts)]  # the layout's root, above u/
     fx, fy = _frames(u_folder), _frames(base / "v" / key)

@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowprep import __version__
+from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
 from flowprep.extraction.batch import BatchSpec, run_batch
 from flowprep.extraction.report import RunReport
-from flowprep.interchange import DEFAULT_ZERO_CODE, denseflow, feichtenhofer, mmaction2, tsn_zip
+from flowprep.interchange import (
+    DEFAULT_ZERO_CODE,
+    IMPORT_VIDEOS_PER_SHARD,
+    denseflow,
+    feichtenhofer,
+    mmaction2,
+    tsn_zip,
+)
 from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
@@ -80,7 +88,7 @@ class ImportWork:
     """Importing as a runner's work: a chunk of video folders -> a shard at the chunk's staging path."""
 
     fmt: str
-    bound: float = 20.0
+    bound: float = DEFAULT_BOUND
     zero: float = DEFAULT_ZERO_CODE
     settings: dict | None = None
 
@@ -119,8 +127,8 @@ class ImportWork:
 
 
 def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt: str = "denseflow",
-                   bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE, runner: Runner | None = None,
-                   videos_per_shard: int = 64, retry_failed: bool = False,
+                   bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE, runner: Runner | None = None,
+                   videos_per_shard: int = IMPORT_VIDEOS_PER_SHARD, retry_failed: bool = False,
                    show_progress: bool = True) -> tuple[RunReport, list[str]]:
     """Import every video of ``in_dir`` (layout ``fmt``) into shards in ``shards_dir``; resumes like extraction.
 

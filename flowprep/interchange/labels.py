@@ -2,23 +2,20 @@
 
 Labels count from 0, as mmaction2's and TSN's own list builders number them: UCF-101's from classInd.txt,
 HMDB-51's and Kinetics' from the sorted class names (Kinetics' with spaces as underscores, mmaction2's folder
-names). A video the split files name but the shards hold only as failed, or not at all, is left out, as the
-builders leave out a video with no frame folder.
+names): each dataset's ``sorted_labels`` and ``class_folder`` in ``flowprep.datasets.DATASETS``. A video the
+split files name but the shards hold only as failed, or not at all, is left out, as the builders leave out a
+video with no frame folder.
 """
 from __future__ import annotations
 
 import re
 
+from flowprep.datasets import DATASETS
 from flowprep.datasets.splits import Split, available_splits, find_split_dir, load_split
 from flowprep.errors import FlowprepError
 from flowprep.store.reader import ShardSet
 
 SUBSETS = ("train", "val")  # the lists' names for a split's train and test halves
-
-
-def kinetics_label(label: str) -> str:
-    """A Kinetics label as mmaction2 names its folder and sorts it: quotes dropped, spaces as underscores."""
-    return label.replace('"', "").replace(" ", "_")
 
 
 def dataset_splits(dataset: str, shards_dir: str, split: int | None, split_dir: str | None) -> list[Split]:
@@ -36,10 +33,9 @@ def dataset_splits(dataset: str, shards_dir: str, split: int | None, split_dir: 
 
 def class_labels(split: Split) -> dict[str, int]:
     """Class name -> its label in mmaction2's and TSN's lists."""
-    if split.dataset == "ucf101":
-        return {c: i for i, c in enumerate(split.classes)}
-    key = kinetics_label if split.dataset == "kinetics" else (lambda c: c)
-    return {c: i for i, c in enumerate(sorted(split.classes, key=key))}
+    ds = DATASETS[split.dataset]
+    order = sorted(split.classes, key=ds.class_folder) if ds.sorted_labels else split.classes
+    return {c: i for i, c in enumerate(order)}
 
 
 def members(src: ShardSet, split: Split, ok: set[str]) -> dict[str, list[tuple[str, str, int]]]:

@@ -5,7 +5,8 @@ The tree, as mmaction2's data preparation documents it (tools/data/<dataset>/REA
     <dir>/rawframes/<Class>/<video>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg      (UCF-101, HMDB-51)
     <dir>/rawframes_{train,val}/<label>/<youtube_id>_<start>_<end>/...                      (Kinetics)
 
-numbered from 1 (``start_index=1``). The lists are named and written as tools/data/build_file_list.py does:
+numbered from 1 (``start_index=1``); each dataset's tree and list names are its ``exports`` in
+``flowprep.datasets.DATASETS``. The lists are named and written as tools/data/build_file_list.py does:
 ``<dataset>_{train,val}_split_<N>_rawframes.txt`` (``kinetics400_{train,val}_list_rawframes.txt``), one line
 ``<frame_dir> <frame count> <label>`` per video, labels from 0: UCF-101's from classInd.txt, HMDB-51's and
 Kinetics' from the sorted class names (Kinetics' with spaces as underscores). A video of N frames has N - 1
@@ -26,12 +27,13 @@ import numpy as np
 from tqdm import tqdm
 
 from flowprep.base.durable import write_text
+from flowprep.datasets import DATASETS, exportable
 from flowprep.datasets.listing import VideoTask
 from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange.denseflow import export_video, open_for_export
 from flowprep.interchange.frames import safe_dir
-from flowprep.interchange.labels import SUBSETS, dataset_splits, kinetics_label, list_lines, members
+from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.store.reader import ShardSet
 
 LAYOUT = ("rawframes/<Class>/<video>/img_%05d.jpg, flow_x_%05d.jpg, flow_y_%05d.jpg from 1, and annotation lists "
@@ -60,14 +62,18 @@ class Export:
 
 
 def _frame_dir(split: Split, key: str, class_name: str) -> str:
-    return f"{kinetics_label(class_name)}/{key}" if split.dataset == "kinetics" else key
+    ds = DATASETS[split.dataset]
+    return ds.exports.frame_dir.format(key=key, cls=ds.class_folder(class_name))
+
+
+def _tree(split: Split, subset: str) -> str:
+    return DATASETS[split.dataset].exports.tree.format(subset=subset)
 
 
 def _list_name(split: Split, subset: str, what: str) -> str:
-    if split.dataset == "kinetics":
-        name = f"kinetics{len(split.classes)}" if len(split.classes) in (400, 600, 700) else "kinetics"
-        return f"{name}_{subset}_list_{what}.txt"
-    return f"{split.dataset}_{subset}_split_{split.split}_{what}.txt"
+    ex = DATASETS[split.dataset].exports
+    name = ex.mmaction2_name(split) if ex.mmaction2_name else split.dataset
+    return ex.mmaction2_list.format(name=name, subset=subset, split=split.split, what=what)
 
 
 def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, dataset: str,
@@ -75,8 +81,8 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                      show_progress: bool = True) -> Export:
     """The rawframes tree of every listed ok video and the annotation lists of each split (all three, or
     ``split``), as mmaction2 reads them; returns what was written and the config lines to use."""
-    if dataset not in ("ucf101", "hmdb51", "kinetics"):
-        raise FlowprepError(f"--dataset {dataset}: mmaction2 export knows ucf101, hmdb51 and kinetics")
+    if dataset not in (known := exportable()):
+        raise FlowprepError(f"--dataset {dataset}: mmaction2 export knows {', '.join(known[:-1])} and {known[-1]}")
     src = open_for_export(shards_dir, "mmaction2")
     out, done = Path(out_dir), Export()
     ok = set(src.keys())
@@ -86,7 +92,7 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     for s in splits:
         listed = members(src, s, ok)  # failed or never extracted: not in the lists (as build_file_list.py)
         for subset in SUBSETS:
-            tree = f"rawframes_{subset}" if dataset == "kinetics" else "rawframes"
+            tree = _tree(s, subset)
             rgb, flow = [], []
             for key, class_name, label in listed[subset]:
                 frame_dir = _frame_dir(s, key, class_name)
@@ -117,7 +123,7 @@ def config_lines(out: Path, split: Split) -> list[str]:
     lines = []
     for modality, what, tmpl in (("RGB", "rawframes", "img_{:05}.jpg"), ("Flow", "flow", "flow_{}_{:05d}.jpg")):
         for subset in ("train", "val"):
-            tree = out / (f"rawframes_{subset}" if split.dataset == "kinetics" else "rawframes")
+            tree = out / _tree(split, subset)
             lines.append(f"{modality} {subset}: dataset=dict(type='RawframeDataset', "
                          f"ann_file='{out / _list_name(split, subset, what)}', data_prefix=dict(img='{tree}'), "
                          f"filename_tmpl='{tmpl}', start_index=1, modality='{modality}')")
@@ -150,7 +156,7 @@ class Listed:
     tasks: list[VideoTask]
     labels: dict[str, int]
     subsets: dict[tuple[str, int, str], list[str]]  # (dataset name, split, subset) -> keys
-    kinetics: bool
+    by_stem: bool  # lists of a dataset keyed by clip stem (Kinetics'): frame dirs are <label>/<key>
 
 
 def _tree_for(in_dir: Path, frame_dirs: list[str]) -> Path:
@@ -182,7 +188,7 @@ def list_mmaction2(in_dir: Path) -> Listed:
     tasks: dict[str, VideoTask] = {}
     labels: dict[str, int] = {}
     subsets: dict[tuple[str, int, str], list[str]] = {}
-    kinetics = all(_LIST.match(p.name)["name"].startswith("kinetics") for p in files)
+    by_stem = all(_keyed_by_stem(_LIST.match(p.name)["name"]) for p in files)
     for path in files:
         m = _LIST.match(path.name)
         rows = _parse_list(path)
@@ -191,13 +197,18 @@ def list_mmaction2(in_dir: Path) -> Listed:
         tree = _tree_for(in_dir, [d for d, _ in rows])
         keys = subsets.setdefault((m["name"], int(m["split"] or 1), m["subset"]), [])
         for frame_dir, label in rows:
-            key = frame_dir.rsplit("/", 1)[-1] if kinetics else frame_dir
+            key = frame_dir.rsplit("/", 1)[-1] if by_stem else frame_dir
             if labels.setdefault(key, label) != label:
                 raise FlowprepError(f"{path}: {frame_dir} has label {label}, another list gives {labels[key]}")
             tasks.setdefault(key, VideoTask(key, str(tree / frame_dir)))
             if key not in keys:
                 keys.append(key)
-    return Listed(sorted(tasks.values(), key=lambda t: t.key), labels, subsets, kinetics)
+    return Listed(sorted(tasks.values(), key=lambda t: t.key), labels, subsets, by_stem)
+
+
+def _keyed_by_stem(list_name: str) -> bool:
+    """Whether a list's name (kinetics400, ucf101, ...) is that of a dataset keyed by clip stem (Kinetics)."""
+    return any(list_name.startswith(n) and d.by_stem for n, d in DATASETS.items())
 
 
 def _class_names(listed: Listed) -> dict[int, str]:
@@ -216,7 +227,7 @@ def write_trainer_splits(listed: Listed, split_dir: Path) -> list[str]:
     names = _class_names(listed)
     split_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    if listed.kinetics:
+    if listed.by_stem:
         for (_, _, subset), keys in sorted(listed.subsets.items()):
             rows = ["label,youtube_id,time_start,time_end,split"]
             for k in keys:

@@ -10,8 +10,9 @@ last one: FileNotFoundError on short videos, even in test mode); ``<label>`` cou
 ``start_index=0``).
 
 List names are build_file_list.py's: ``<dataset>_{rgb,flow}_{train,val}_split_<N>.txt`` for each split
-(Kinetics: ``kinetics_{rgb,flow}_{train,val}_list.txt``); without a dataset, ``rgb_list.txt`` and
-``flow_list.txt`` name every video, labelled by its class folder's place among the sorted class folders.
+(Kinetics: ``kinetics_{rgb,flow}_{train,val}_list.txt``; each dataset's ``exports.tsn_list`` in
+``flowprep.datasets.DATASETS``); without a dataset, ``rgb_list.txt`` and ``flow_list.txt`` name every video,
+labelled by its class folder's place among the sorted class folders.
 TSNDataSet splits a line on single spaces, so a folder whose path holds whitespace is left out, and reported.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from flowprep.base.durable import write_text
+from flowprep.datasets import DATASETS, exportable
 from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange import FOLDER_FORMATS
@@ -31,7 +33,6 @@ from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.store.reader import ShardSet
 
-DATASETS = ("ucf101", "hmdb51", "kinetics")
 RGB_TEMPLATE = "img_{:05d}.jpg"  # tsn-pytorch's image_tmpl for RGB
 FLOW_PREFIX = "flow_"  # --flow_prefix: tsn-pytorch's Flow image_tmpl is flow_prefix + "{}_{:05d}.jpg"
 
@@ -52,9 +53,9 @@ def list_names(split: Split | None, subset: str) -> tuple[str, str]:
     """The (RGB, flow) list names for a split's subset, as build_file_list.py names them (no split: all)."""
     if split is None:
         return "rgb_list.txt", "flow_list.txt"
-    if split.dataset == "kinetics":
-        return tuple(f"kinetics_{what}_{subset}_list.txt" for what in ("rgb", "flow"))
-    return tuple(f"{split.dataset}_{what}_{subset}_split_{split.split}.txt" for what in ("rgb", "flow"))
+    template = DATASETS[split.dataset].exports.tsn_list
+    return tuple(template.format(name=split.dataset, what=what, subset=subset, split=split.split)
+                 for what in ("rgb", "flow"))
 
 
 def folder_labels(keys: list[str]) -> dict[str, int]:
@@ -70,8 +71,8 @@ def _groups(src: ShardSet, keys: list[str], dataset: str | None, split: int | No
     if dataset is None:
         labels = folder_labels(keys)
         return [(list_names(None, "all"), [(k, labels[k]) for k in keys])]
-    if dataset not in DATASETS:
-        raise FlowprepError(f"--dataset {dataset}: the TSN lists know {', '.join(DATASETS)}")
+    if dataset not in exportable():
+        raise FlowprepError(f"--dataset {dataset}: the TSN lists know {', '.join(exportable())}")
     groups = []
     for s in dataset_splits(dataset, shards_dir, split, split_dir):
         listed = members(src, s, set(keys))  # failed or never extracted: not in the lists

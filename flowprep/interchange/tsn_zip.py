@@ -6,6 +6,7 @@ import re
 import zipfile
 from pathlib import Path
 
+from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import consecutive, make_record, quant_of
@@ -35,7 +36,8 @@ def _members(path: Path, prefix: str, folder: Path) -> list[bytes]:
         raise FlowprepError(f"{path}: not a readable zip file ({e})") from None
 
 
-def read_zip_folder(folder: Path, key: str, bound: float = 20.0, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
+def read_zip_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND,
+                    zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One dense_flow zip folder -> a VideoRecord (the JPEG members as they are)."""
     fx = _members(folder / "flow_x.zip", "x", folder)
     fy = _members(folder / "flow_y.zip", "y", folder)

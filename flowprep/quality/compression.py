@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from flowprep.codecs.jpeg import decode_gray, encode_gray
-from flowprep.codecs.quantize import QuantConfig, dequantize_flow, quantize_flow
+from flowprep.codecs.quantize import DEFAULT_BITS, DEFAULT_BOUND, QuantConfig, dequantize_flow, quantize_flow
 from flowprep.codecs.video import Resize, iter_frames, to_gray
+from flowprep.extraction.config import ExtractConfig
 from flowprep.quality.metrics import endpoint_error
 
 if TYPE_CHECKING:  # the storage package and the solvers load only when used
@@ -50,7 +51,7 @@ class Setting:
     mode: str
     bound: float | None
     quality: int
-    bits: int = 8
+    bits: int = DEFAULT_BITS
 
     def __post_init__(self) -> None:
         self.quant()  # validates mode, bound and bits
@@ -67,11 +68,17 @@ class Setting:
 
     def quant(self) -> QuantConfig:
         """The quantization config of this setting."""
-        bound = float(self.bound) if self.mode == "fixed" and self.bound is not None else 20.0
+        bound = float(self.bound) if self.mode == "fixed" and self.bound is not None else DEFAULT_BOUND
         return QuantConfig(self.mode, bound, self.bits)
 
 
-DEFAULT_SETTING = Setting("fixed", 20.0, 95)  # what `flowprep extract` writes by default
+def _extract_default() -> Setting:
+    """What `flowprep extract` writes by default (fixed, bound 20, quality 95), from ExtractConfig's defaults."""
+    c = ExtractConfig()
+    return Setting(c.quant.mode, c.quant.bound, c.quality, c.quant.bits)
+
+
+DEFAULT_SETTING = _extract_default()
 
 
 def settings_grid(bounds: Sequence[float], qualities: Sequence[int], adaptive: bool,

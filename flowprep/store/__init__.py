@@ -7,7 +7,8 @@ Modules, one job each:
 * ``writer``: ``ShardWriter``, videos -> one complete shard (written as ``*.tmp``, renamed when complete);
 * ``reader``: ``ShardSet`` / ``open_shards``, an output folder -> keys, metadata, frames and flow in pixels;
 * ``samples``: the trainer's fast path (cropped, flipped codes plus lookup tables);
-* ``record``: the per-video schema (``VideoRecord``, ``VideoOutcome``, ``ChunkResult``);
+* ``record``: the per-video schema (``VideoInfo``: its metadata, declared once; ``VideoRecord``, ``VideoOutcome``,
+  ``ChunkResult``);
 * ``shardfile``: one shard as a file: header, catalog, records, checks;
 * ``workspace``: who may write to a folder (the run lock), staging, publication, the index;
 * ``settings``: the folder's ``flowprep.json`` (bind, read back, compare with a shard's);

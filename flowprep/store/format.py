@@ -31,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from flowprep.store.record import INFO_FIELDS, LATER_FIELDS, VideoInfo
+
 FORMAT = "flowprep-shard"
 # Bump when a reader of the old version could not read the new one (adding an optional dataset does not).
 FORMAT_VERSION = 1
@@ -51,15 +53,15 @@ KEYS, STATUS, CATALOG, VIDEOS = "keys", "status", "catalog", "videos"
 STREAMS = ("rgb", "flow_x", "flow_y")
 FLOW_STREAMS = ("flow_x", "flow_y")
 QUANT, CLIPPED = "quant", "clipped"
-# per-video attributes, in the order they are written; JSON_ATTRS hold JSON text
-VIDEO_ATTRS = ("status", "reason", "source", "source_bytes", "fps", "frames", "flows", "width", "height",
-               "source_width", "source_height", "announced_frames", "partial_reason", "solver", "timings")
+# per-video attributes, in the order they are written: record.VideoInfo's fields (declared there once) but the
+# key, which names the group; then the backend and device that computed the flow and the seconds per stage, as
+# JSON text (JSON_ATTRS)
 JSON_ATTRS = ("solver", "timings")
+VIDEO_ATTRS = tuple(n for n in INFO_FIELDS if n != "key") + JSON_ATTRS
 # attributes added after flowprep 0.1, with the value that reading an older shard gives them
-LATER_ATTRS = {"announced_frames": 0, "partial_reason": ""}
-# what the catalog holds of each video: the attributes a listing needs, and its JPEG bytes
-CATALOG_FIELDS = ("key", "status", "reason", "source", "source_bytes", "fps", "frames", "flows", "width",
-                  "height", "source_width", "source_height", "announced_frames", "partial_reason", "bytes")
+LATER_ATTRS = {n: getattr(VideoInfo, n) for n in LATER_FIELDS}
+# what the catalog holds of each video: VideoInfo's fields, and the bytes of its JPEGs
+CATALOG_FIELDS = INFO_FIELDS + ("bytes",)
 
 OK, FAILED = "ok", "failed"
 

@@ -5,16 +5,17 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from flowprep.codecs.jpeg import decode_gray, decode_rgb
-from flowprep.codecs.quantize import code_dtype, dequantize_flow
+from flowprep.codecs.quantize import DEFAULT_BITS, code_dtype, dequantize_flow
 from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
+from flowprep.store.record import VideoInfo, read_info
 from flowprep.store.shardfile import read_catalog, read_shard_header
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
@@ -24,21 +25,11 @@ _MAX_OPEN = 256
 
 
 @dataclass(frozen=True)
-class VideoMeta:
-    """What a shard says about one video."""
+class VideoMeta(VideoInfo):
+    """What a shard says about one video (its VideoInfo: status, reason, frames, flows, size, fps, source, ...)
+    and which shard says it."""
 
-    key: str
-    shard: str
-    status: str
-    reason: str
-    frames: int
-    flows: int
-    width: int
-    height: int
-    fps: float
-    source: str
-    announced_frames: int = 0  # what the container announced (0: unknown)
-    partial_reason: str = ""  # why only part of the video decoded ("" for a complete one)
+    shard: str = ""
 
     @property
     def partial(self) -> bool:
@@ -46,11 +37,8 @@ class VideoMeta:
         return bool(self.partial_reason)
 
 
-def _meta(key: str, shard: str, e: dict) -> VideoMeta:
-    return VideoMeta(key=key, shard=shard, status=str(e["status"]), reason=str(e["reason"]), frames=int(e["frames"]),
-                     flows=int(e["flows"]), width=int(e["width"]), height=int(e["height"]), fps=float(e["fps"]),
-                     source=str(e["source"]), announced_frames=int(e.get("announced_frames", 0)),
-                     partial_reason=str(e.get("partial_reason", "")))
+def _meta(key: str, shard: str, stored: Mapping[str, Any]) -> VideoMeta:
+    return VideoMeta(**read_info(stored, key=key), shard=shard)
 
 
 class ShardSet:
@@ -167,7 +155,7 @@ class ShardSet:
             return _meta(key, path, cat[key])
         h = self._handles(key)
         if "meta" not in h:  # a shard written before catalogs existed
-            h["meta"] = _meta(key, path, {**F.LATER_ATTRS, **h["group"].attrs})
+            h["meta"] = _meta(key, path, h["group"].attrs)
         return h["meta"]
 
     def _read(self, key: str, name: str, sel) -> np.ndarray:
@@ -212,7 +200,7 @@ class ShardSet:
     @property
     def flow_bits(self) -> int:
         """Bits per flow code of this folder (8, or 12 for 12-bit JPEG), from its stored settings."""
-        return int((self.settings.get("quantization") or {}).get("bits", 8))
+        return int((self.settings.get("quantization") or {}).get("bits", DEFAULT_BITS))
 
     @property
     def flow_code_format(self) -> tuple[type, int]:

@@ -1,11 +1,71 @@
-"""The per-video schema: one extracted video in memory (``VideoRecord``: what the extractor produces and the
-shard writer stores), its outcome in a run (``VideoOutcome``) and a chunk's result (``ChunkResult``: the staged
-shard and its videos' outcomes), which runners carry back and the run report lists."""
+"""The per-video schema: what is known of a video (``VideoInfo``, declared once), one extracted video in memory
+(``VideoRecord``: what the extractor produces and the shard writer stores), its outcome in a run
+(``VideoOutcome``) and a chunk's result (``ChunkResult``: the staged shard and its videos' outcomes), which
+runners carry back and the run report lists."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, get_type_hints
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The per-video metadata, declared once: each field's name, type and default, in the catalog's order.
+
+    A shard stores these for every video: ``key`` names its group, the others are the group's attributes
+    (store.format.VIDEO_ATTRS) and, with the bytes of its JPEGs, its catalog entry (store.format.CATALOG_FIELDS).
+    A VideoRecord holds each of them (``flows`` counted) and gives them with ``info()``; a run's outcome
+    (VideoOutcome) and what the reader says of a video (store.reader.VideoMeta) are a VideoInfo plus their own
+    fields; ``read_info`` reads them back from a shard.
+    """
+
+    key: str
+    status: str = "ok"  # "ok" or "failed" (store.format.OK, FAILED)
+    reason: str = ""  # why it failed
+    source: str = ""  # the video file
+    source_bytes: int = 0
+    fps: float = 0.0
+    frames: int = 0
+    flows: int = 0  # frames - 1 for a complete video
+    width: int = 0
+    height: int = 0
+    source_width: int = 0
+    source_height: int = 0
+    announced_frames: int = 0  # the frame count the container's header gives (0: it gives none)
+    partial_reason: str = ""  # set when decoding stopped early and the frames that decoded were kept
+
+
+INFO_FIELDS = tuple(f.name for f in fields(VideoInfo))
+# fields added after flowprep 0.1: an older shard lacks them, and they read as their default
+LATER_FIELDS = ("announced_frames", "partial_reason")
+_TYPES = get_type_hints(VideoInfo)  # name -> str, int or float
+
+
+def _cast(name: str, value: Any) -> Any:
+    kind = _TYPES[name]
+    if kind is str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return kind(value)
+
+
+def read_info(stored: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+    """VideoInfo's fields from what a shard stores of a video (its catalog entry, or its group's attributes with
+    ``key`` given), each cast to its declared type; ``given`` fields are taken as they are.
+
+    Raises:
+        KeyError: a field other than LATER_FIELDS is missing (a damaged shard).
+    """
+    out = {}
+    for name in INFO_FIELDS:
+        if name in given:
+            out[name] = given[name]
+        elif name in LATER_FIELDS and name not in stored:
+            out[name] = getattr(VideoInfo, name)
+        else:
+            out[name] = _cast(name, stored[name])
+    return out
 
 
 @dataclass
@@ -13,27 +73,28 @@ class VideoRecord:
     """A video's encoded frames and flows, or the reason it failed.
 
     ``flow_x[t]``/``flow_y[t]`` hold the JPEG of the flow from frame t to t+1 (see flowprep's index convention);
-    ``quant[t, c] = (scale, zero)`` rebuilds component c (0 = x, 1 = y) as (code - zero) * scale pixels.
+    ``quant[t, c] = (scale, zero)`` rebuilds component c (0 = x, 1 = y) as (code - zero) * scale pixels. The
+    metadata fields are VideoInfo's, with its defaults (``flows`` is counted).
     """
 
     key: str
     source: str
-    status: str = "ok"  # "ok" or "failed"
-    reason: str = ""
-    source_bytes: int = 0
-    fps: float = 0.0
-    source_width: int = 0
-    source_height: int = 0
-    width: int = 0
-    height: int = 0
+    status: str = VideoInfo.status
+    reason: str = VideoInfo.reason
+    source_bytes: int = VideoInfo.source_bytes
+    fps: float = VideoInfo.fps
+    source_width: int = VideoInfo.source_width
+    source_height: int = VideoInfo.source_height
+    width: int = VideoInfo.width
+    height: int = VideoInfo.height
     rgb: list[bytes] = field(default_factory=list)
     flow_x: list[bytes] = field(default_factory=list)
     flow_y: list[bytes] = field(default_factory=list)
     quant: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))
     clipped: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.int64))
-    frames: int = 0
-    announced_frames: int = 0  # the frame count the container's header gives (0: it gives none)
-    partial_reason: str = ""  # set when decoding stopped early and the frames that decoded were kept
+    frames: int = VideoInfo.frames
+    announced_frames: int = VideoInfo.announced_frames
+    partial_reason: str = VideoInfo.partial_reason
     solver: dict = field(default_factory=dict)  # backend and device that computed this video's flow
     timings: dict = field(default_factory=dict)  # seconds per stage: decode, flow, encode
 
@@ -47,32 +108,28 @@ class VideoRecord:
         """Bytes of JPEG data held."""
         return sum(map(len, self.rgb)) + sum(map(len, self.flow_x)) + sum(map(len, self.flow_y))
 
+    def info(self) -> dict[str, Any]:
+        """This video's VideoInfo fields by name, as they are held (for its catalog entry and its outcome)."""
+        return {name: getattr(self, name) for name in INFO_FIELDS}
+
     @classmethod
     def failed(cls, key: str, source: str, reason: str) -> "VideoRecord":
         """A record that says why a video could not be extracted."""
         return cls(key=key, source=source, status="failed", reason=reason)
 
 
-@dataclass
-class VideoOutcome:
-    """What happened to one video in a chunk."""
+@dataclass(frozen=True)
+class VideoOutcome(VideoInfo):
+    """What happened to one video in a chunk: its VideoInfo (a partial video is "ok" with the frames that
+    decoded), the bytes of JPEG stored and the seconds it took."""
 
-    key: str
-    status: str
-    reason: str = ""
-    frames: int = 0
-    flows: int = 0
     bytes: int = 0
     seconds: float = 0.0
-    announced_frames: int = 0
-    partial_reason: str = ""  # set when only part of the video decoded (it is "ok", with those frames)
 
     @classmethod
-    def of(cls, rec, seconds: float) -> "VideoOutcome":
+    def of(cls, rec: VideoRecord, seconds: float) -> "VideoOutcome":
         """The outcome of a stored VideoRecord that took ``seconds``."""
-        return cls(key=rec.key, status=rec.status, reason=rec.reason, frames=rec.frames, flows=rec.flows,
-                   bytes=rec.nbytes, seconds=round(seconds, 3), announced_frames=rec.announced_frames,
-                   partial_reason=rec.partial_reason)
+        return cls(**rec.info(), bytes=rec.nbytes, seconds=round(seconds, 3))
 
 
 @dataclass

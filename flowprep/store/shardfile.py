@@ -14,7 +14,7 @@ import numpy as np
 
 from flowprep.errors import ShardError
 from flowprep.store import format as F
-from flowprep.store.record import VideoRecord
+from flowprep.store.record import VideoRecord, read_info
 
 
 def _text(v) -> str:
@@ -53,12 +53,8 @@ def catalog_from_groups(f: h5py.File, keys: list[str]) -> list[dict]:
     out = []
     for k in keys:
         g = f[F.VIDEOS][k]
-        a = g.attrs
-        entry = {"key": k, "status": _text(a["status"]), "reason": _text(a["reason"]), "source": _text(a["source"]),
-                 "fps": float(a["fps"]), "bytes": sum(len(b) for n in F.STREAMS if n in g for b in g[n][()])}
-        entry.update({n: int(a[n]) for n in ("source_bytes", "frames", "flows", "width", "height", "source_width",
-                                             "source_height")})
-        entry.update({n: type(d)(a.get(n, d)) for n, d in F.LATER_ATTRS.items()})
+        entry = read_info(g.attrs, key=k)
+        entry["bytes"] = sum(len(b) for n in F.STREAMS if n in g for b in g[n][()])
         out.append(entry)
     return out
 
@@ -73,12 +69,8 @@ def read_catalog(f: h5py.File, keys: list[str]) -> list[dict]:
 def read_record(g: h5py.Group, key: str) -> VideoRecord:
     """A stored video back as a VideoRecord, JPEG bytes and all (to copy it into another shard unchanged)."""
     a = g.attrs
-    rec = VideoRecord(key=key, source=_text(a["source"]), status=_text(a["status"]), reason=_text(a["reason"]),
-                      source_bytes=int(a["source_bytes"]), fps=float(a["fps"]), frames=int(a["frames"]),
-                      width=int(a["width"]), height=int(a["height"]), source_width=int(a["source_width"]),
-                      source_height=int(a["source_height"]), solver=json.loads(a["solver"]),
-                      timings=json.loads(a["timings"]),
-                      **{n: type(d)(a.get(n, d)) for n, d in F.LATER_ATTRS.items()})
+    info = {n: v for n, v in read_info(a, key=key).items() if n != "flows"}  # a record counts its flows
+    rec = VideoRecord(**info, solver=json.loads(a["solver"]), timings=json.loads(a["timings"]))
     if rec.status == F.OK:
         for name in F.STREAMS:
             if name in g:

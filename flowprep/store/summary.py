@@ -16,17 +16,21 @@ import h5py
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
+from flowprep.store.record import read_info
 from flowprep.store.shardfile import read_catalog, read_header, unreadable
 
 log = logging.getLogger(__name__)
 
 
+# what ``info`` lists of each video, in this order: fields of its VideoInfo ("key" as "name"), its shard and bytes
+_LISTED = ("key", "status", "reason", "frames", "flows", "width", "height", "source", "shard", "bytes",
+           "announced_frames", "partial_reason")
+
+
 def _entry(e: dict, shard: str) -> dict:
     """A catalog entry as ``info`` lists it."""
-    return {"name": e["key"], "status": e["status"], "reason": e["reason"], "frames": int(e["frames"]),
-            "flows": int(e["flows"]), "width": int(e["width"]), "height": int(e["height"]), "source": e["source"],
-            "shard": shard, "bytes": int(e["bytes"]), "announced_frames": int(e["announced_frames"]),
-            "partial_reason": e["partial_reason"]}
+    v = {**read_info(e), "shard": shard, "bytes": int(e["bytes"])}
+    return {"name" if n == "key" else n: v[n] for n in _LISTED}
 
 
 def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:

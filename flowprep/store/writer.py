@@ -41,9 +41,8 @@ def video_attrs(rec: VideoRecord) -> dict:
 
 
 def catalog_entry(rec: VideoRecord) -> dict:
-    """What the shard's catalog says about a video (F.CATALOG_FIELDS)."""
-    entry = {name: printable(v) if isinstance(v := getattr(rec, name), str) else v
-             for name in F.CATALOG_FIELDS if name != "bytes"}
+    """What the shard's catalog says about a video (F.CATALOG_FIELDS): its VideoInfo and the bytes of its JPEGs."""
+    entry = {name: printable(v) if isinstance(v, str) else v for name, v in rec.info().items()}
     entry["bytes"] = rec.nbytes
     return entry
 

@@ -1,0 +1,66 @@
+"""Each default written once: `fit` and `test` flags take FitConfig's and TestConfig's defaults, read from there,
+the configs are built from the flags by name, and the sampling defaults are DataConfig's."""
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import fields
+
+import pytest
+
+import train.evaluate
+import train.fit
+from flowprep.loading.clips import DataConfig
+from train.cli import build_parser
+from train.fit import FitConfig
+
+# verb -> (its config, a shortest command line, renamed flags: dest -> field)
+VERBS = {"fit": (FitConfig, ["--shards", "s"], {"lr_milestones": "milestones"}),
+         "test": (train.evaluate.TestConfig, ["--checkpoint", "c"], {"test_frames": "frames", "test_crops": "crops"})}
+# --also appends to a list (FitConfig holds a tuple); --dataset's line is the dataset change's, in progress
+_NOT_READ = {"also", "dataset"}
+
+
+def _flags(verb: str) -> dict[str, str]:
+    """dest -> config field of every flag of ``verb`` that stands for a field with a default."""
+    cls, _, renamed = VERBS[verb]
+    sub = next(a for a in build_parser()._actions if a.dest == "verb").choices[verb]
+    have = {f.name for f in fields(cls) if f.name not in _NOT_READ}
+    return {a.dest: renamed.get(a.dest, a.dest) for a in sub._actions
+            if not a.required and renamed.get(a.dest, a.dest) in have}
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_flag_that_stands_for_a_config_field_takes_the_fields_default(verb, monkeypatch):
+    cls, argv, _ = VERBS[verb]
+    flags = _flags(verb)
+    assert len(flags) >= (30 if verb == "fit" else 12), flags
+    marks = {d: object() for d in flags}
+    for dest, name in flags.items():  # a default changed in the dataclass only
+        monkeypatch.setattr(next(f for f in fields(cls) if f.name == name), "default", marks[dest])
+    args = build_parser().parse_args([verb, *argv])
+    assert [d for d, m in marks.items() if getattr(args, d) is not m] == []
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_no_option_given_runs_the_default_config(verb, monkeypatch):
+    cls, argv, _ = VERBS[verb]
+    seen = []
+    monkeypatch.setattr(train.fit if verb == "fit" else train.evaluate, verb, seen.append)
+    args = build_parser().parse_args([verb, *argv])
+    assert args._run(args) == 0
+    assert seen == [cls(argv[1])]
+
+
+def test_the_sampling_defaults_of_fit_are_dataconfigs():
+    """FitConfig writes no literal default for a setting DataConfig has (nor TestConfig for its test protocol)."""
+    sampling = {f.name for f in fields(DataConfig)} - {"rgb_jitter"}  # fit's is a switch, DataConfig's the std
+    protocol = {"frames": "test_frames", "crops": "test_crops"}
+    for cls, renamed in ((FitConfig, {}), (train.evaluate.TestConfig, protocol)):
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+        literal = [s.target.id for s in body if isinstance(s, ast.AnnAssign) and isinstance(s.value, ast.Constant)
+                   and renamed.get(s.target.id, s.target.id) in sampling]
+        assert literal == [], f"{cls.__name__}: {literal}"
+        for f in fields(cls):
+            if renamed.get(f.name, f.name) in sampling:
+                assert f.default == getattr(DataConfig(), renamed.get(f.name, f.name)), f.name
