@@ -10,9 +10,10 @@ what the public two-stream trainers do, as tsn-pytorch's dataset and transforms 
 GroupRandomHorizontalFlip(is_flow=True) (PIL transpose, ImageOps.invert of the x images), Stack,
 ToTorchFormatTensor and a per-channel normalisation (here to pixels). A second, leaner Pillow loader (numpy crop
 and flip, one vectorised rescale) is printed beside it for scale. Samples per second are timed with 0, 1 and 2
-DataLoader workers, best of 3 runs each (interleaved); the target is >= 2x the reference (exit status 1 when
-missed). The CPU milliseconds per sample of the main process and its workers together are printed beside it:
-with 2 workers on 2 cores the rate is CPU-bound, and CPU time is what other jobs on the machine move least.
+DataLoader workers, best of 3 runs each (interleaved); the target is >= 3x the reference (issue 18; 2x in
+issue 5; exit status 1 when missed). The CPU milliseconds per sample of the main process and its workers
+together are printed beside it: with 2 workers on 2 cores the rate is CPU-bound, and CPU time is what other
+jobs on the machine move least.
 
     .venv/bin/python benchmarks/bench_loader.py [--quick]
 """
@@ -39,6 +40,7 @@ from flowprep.store.reader import open_shards  # noqa: E402
 from flowprep.store.record import VideoRecord  # noqa: E402
 from flowprep.store.writer import ShardWriter  # noqa: E402
 
+TARGET = 3.0  # issue 18: >= 3x tsn-pytorch's samples/s at 0, 1 and 2 workers
 W, H, L, CROP, BOUND = 340, 256, 10, 224, DEFAULT_BOUND
 
 
@@ -194,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             worst = min(worst, r_ours / r_ref)
             print(f"{workers:>7} {r_ours:14.1f} {r_ref:16.1f} {r_ours / r_ref:5.2f}x {r_lean:12.1f} "
                   f"{r_ours / r_lean:5.2f}x   {'':>14}{c_ours:5.1f} {c_ref:5.1f} {c_ref / c_ours:5.2f}x")
-        print(f"\ntarget >= 2x the reference's samples/s at every worker count: "
-              f"{'met' if worst >= 2 else 'MISSED'} (worst {worst:.2f}x)")
-    return 0 if worst >= 2 else 1
+        print(f"\ntarget >= {TARGET:g}x the reference's samples/s at every worker count: "
+              f"{'met' if worst >= TARGET else 'MISSED'} (worst {worst:.2f}x)")
+    return 0 if worst >= TARGET else 1
     return 0
 
 
