@@ -121,8 +121,11 @@ class FitConfig:
     def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
         """The sampling settings of this run."""
         jitter = self.stream == "spatial" and self.rgb_jitter is not False
-        # a dataset whose classes a mirror swaps (left vs right) is never flipped (an unknown one: load_split says)
-        flip = self.flip and all(DATASETS[t.dataset].horizontal_flips for t in self.tasks if t.dataset in DATASETS)
+        # a dataset whose classes a mirror swaps (left vs right) is never flipped, in training or in the test's
+        # crops (10 -> the 5 unmirrored, 2 -> the centre); an unknown name: load_split says
+        mirrors = all(DATASETS[t.dataset].horizontal_flips for t in self.tasks if t.dataset in DATASETS)
+        flip = self.flip and mirrors
+        test_crops = test_crops if mirrors else {10: 5, 2: 1}.get(test_crops, test_crops)
         return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
                           mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=flip,
                           seed=self.seed, test_frames=test_frames, test_crops=test_crops,

@@ -114,7 +114,9 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     done.videos = len(jobs)
     done.not_listed = sorted(set(done.not_listed))
     done.config = config_lines(out, splits[0])
-    done.flip = [FLIP_WARNING, *flip_lines(flow_zero(src))]
+    name = splits[0].dataset
+    done.flip = ([FLIP_WARNING, *flip_lines(flow_zero(src))] if DATASETS[name].horizontal_flips else
+                 [f"Flow and RGB train pipelines: no Flip ({name}'s classes change meaning in a mirror)"])
     return done
 
 

@@ -134,6 +134,10 @@ def test_the_trainer_does_not_flip_a_dataset_that_forbids_it(toy):
 
     assert FitConfig(shards="s", dataset="ucf101").data_config().flip is True
     assert FitConfig(shards="s", dataset="toy").data_config().flip is False
+    # nor mirrored at test time: the 10 crops lose their 5 mirrors, the centre pair its mirror
+    assert FitConfig(shards="s", dataset="toy").data_config(test_crops=10).test_crops == 5
+    assert FitConfig(shards="s", dataset="toy").data_config(test_crops=2).test_crops == 1
+    assert FitConfig(shards="s", dataset="ucf101").data_config(test_crops=10).test_crops == 10
     assert FitConfig(shards="s", also=(TaskSpec("toy", "t"),)).data_config().flip is False  # one head's data
     p = argparse.ArgumentParser()
     fit_cli.add_arguments(p)

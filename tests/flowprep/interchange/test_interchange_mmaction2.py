@@ -169,3 +169,15 @@ def test_flip_lines_name_the_zero_of_the_flow_or_refuse_a_flip():
 
     assert "zero=127.5)" in flip_lines(127.5)[0]  # flow imported from denseflow / TSN
     assert flip_lines(None)[0].startswith("Flow train pipeline: no flip")  # --adaptive: no single zero code
+
+
+def test_the_export_of_a_dataset_that_forbids_mirrors_says_no_flip(extracted, tmp_path, capsys, monkeypatch):
+    """A dataset whose classes a mirror changes (Something-Something's "left to right") gets no Flip advice."""
+    import dataclasses
+
+    from flowprep.datasets import DATASETS
+
+    monkeypatch.setitem(DATASETS, "ucf101", dataclasses.replace(DATASETS["ucf101"], horizontal_flips=False))
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(tmp_path / "d")]) == 0
+    printed = capsys.readouterr().out
+    assert "no Flip (ucf101's classes change meaning in a mirror)" in printed and "FlowFlip" not in printed
