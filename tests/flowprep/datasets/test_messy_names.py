@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from flowprep.codecs.video import probe
+from flowprep.datasets.folder import load_folder
 from flowprep.datasets.listing import VideoTask, read_video_list, shown
-from flowprep.datasets.splits import load_folder
 from flowprep.errors import VideoDecodeError
 from flowprep.extraction.batch import extract_dataset
 from flowprep.extraction.config import ExtractConfig
