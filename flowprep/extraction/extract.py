@@ -83,7 +83,8 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
     out = []
     t_prev = time.perf_counter()
     with ShardWriter(shard_path, shard_settings(config, solver)) as writer:
-        for rec in run_pipeline(list(tasks), solver, encode_settings(config)):
+        # a long video goes to the shard in pieces as it is extracted (bounded memory)
+        for rec in run_pipeline(list(tasks), solver, encode_settings(config), spill=writer.spill):
             writer.add(rec)
             now = time.perf_counter()
             out.append(VideoOutcome.of(rec, now - t_prev))

@@ -21,9 +21,9 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from flowprep.errors import FlowprepError
 from flowprep.store.record import VideoRecord
 
 _END = object()
+SPILL_BYTES = 4 << 20  # JPEG bytes a video holds in memory before they are handed to the shard writer
 
 
 @dataclass
@@ -54,6 +55,7 @@ class _Video:
     rec: VideoRecord
     error: str | None = None
     decoded: bool = False  # the decode thread has sent every segment
+    started: bool = False  # the decode thread has taken it
     pending: list[Future] = field(default_factory=list)
     quants: list[np.ndarray] = field(default_factory=list)
     clips: list[np.ndarray] = field(default_factory=list)
@@ -158,21 +160,45 @@ def _encode(flow: np.ndarray, s: EncodeSettings) -> tuple[list[bytes], list[byte
     return xs, ys, params, clipped, time.perf_counter() - t0
 
 
-def _finish(v: _Video, solver) -> VideoRecord:
-    for f in v.pending:  # in the order the runs were solved, whichever encode thread finished first
-        xs, ys, params, clipped, seconds = f.result()  # re-raises an encoding error here
+def _collect(v: _Video, wait: bool) -> None:
+    """Move the encoded flow at the head of ``v.pending`` into ``v.rec``, in the order the runs were solved
+    (whichever encode thread finished first); without ``wait``, only the runs already encoded."""
+    while v.pending and (wait or v.pending[0].done()):
+        xs, ys, params, clipped, seconds = v.pending.pop(0).result()  # re-raises an encoding error here
         v.rec.flow_x += xs
         v.rec.flow_y += ys
         v.quants.append(params)
         v.clips.append(clipped)
         v.t_enc += seconds
+
+
+def _pack(v: _Video) -> None:
+    # the collected runs' parameters into the record, after what it already holds
+    r = v.rec
+    r.quant = np.concatenate([np.asarray(r.quant).reshape(-1, 2, 2), *v.quants])
+    r.clipped = np.concatenate([np.asarray(r.clipped, np.int64), *v.clips])
+    v.quants, v.clips = [], []
+
+
+def _maybe_spill(v: _Video, spill, limit: int) -> None:
+    """Hand what an unfinished video holds to ``spill`` (the shard writer) once it holds ``limit`` bytes of JPEG,
+    so that a long video's memory stays bounded."""
+    if v.error is not None:
+        return
+    _collect(v, wait=False)
+    if v.rec.held_bytes >= limit:
+        _pack(v)
+        spill(v.rec)
+
+
+def _finish(v: _Video, solver) -> VideoRecord:
+    _collect(v, wait=True)
     if v.error is not None:
         return VideoRecord.failed(v.rec.key, v.rec.source, v.error)
     r = v.rec
     if hasattr(solver, "backend_for") and r.height:  # a size-dispatching solver: record the one that ran
         r.solver["backend"] = solver.backend_for(r.height, r.width)
-    r.quant = np.concatenate(v.quants) if v.quants else np.zeros((0, 2, 2))
-    r.clipped = np.concatenate(v.clips) if v.clips else np.zeros((0,), np.int64)
+    _pack(v)
     r.timings = {"decode": round(v.t_dec, 4), "flow": round(v.t_flow, 4), "encode": round(v.t_enc, 4)}
     return r
 
@@ -186,6 +212,9 @@ class _Batcher:
         self.size = max(1, int(solver.batch_size))
         self.runs: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
         self.pairs = 0
+        self.encoding: list[Future] = []  # submitted, maybe not yet encoded: each holds a batch's float flow
+        self.max_encoding = 2 * encoder._max_workers + 2  # more would let an encoder slower than the solver
+        # (a GPU's) pile up flow without bound on a long video
 
     def holds(self, v: _Video) -> bool:
         """Whether pairs of ``v`` still wait in the partial batch."""
@@ -222,12 +251,18 @@ class _Batcher:
             n = len(a)
             v.t_flow += dt * n
             if v.error is None:
-                v.pending.append(self.encoder.submit(_encode, flow[i:i + n], self.settings))
+                self.encoding.append(self.encoder.submit(_encode, flow[i:i + n], self.settings))
+                v.pending.append(self.encoding[-1])
             i += n
+        self.encoding = [f for f in self.encoding if not f.done()]
+        if len(self.encoding) > self.max_encoding:
+            wait(self.encoding[:len(self.encoding) - self.max_encoding])  # the oldest: an error shows in _collect
 
 
 def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segment: int = 32,
-                 queue_segments: int = 4, threads: tuple[int, int] | None = None) -> Iterator[VideoRecord]:
+                 queue_segments: int = 4, threads: tuple[int, int] | None = None,
+                 spill: Callable[[VideoRecord], None] | None = None,
+                 spill_bytes: int = SPILL_BYTES) -> Iterator[VideoRecord]:
     """Extract videos, yielding one VideoRecord per task in task order (status "failed" with a reason on error).
 
     Args:
@@ -237,6 +272,9 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
         segment: frames per decoded segment (at least the solver's batch size).
         queue_segments: decoded segments held ahead of the solver per decode thread (bounds memory).
         threads: (decode, encode) threads; None: ``host_threads(solver)``.
+        spill: called (in this generator's thread) with the record of an unfinished video once it holds
+            ``spill_bytes`` of JPEG, to move them out (``ShardWriter.spill``): memory does not grow with a video's
+            length. None: every record comes out whole.
     """
     d = solver.describe()
     tag = {"backend": d.get("backend"), "device": d.get("device")}
@@ -263,11 +301,15 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
                     if ended == len(ths):
                         batcher.solve()
                 elif kind == "video":
-                    pass  # the thread has started it; the record exists since run_pipeline began
+                    v.started = True  # the record exists since run_pipeline began
                 elif kind == "frames":
                     batcher.add(v, frames)
                 else:  # "done": every segment of v has been sent
                     v.decoded = True
+                for w in order if spill is not None else ():
+                    if not w.started:
+                        break  # the threads take videos in order: the rest have not started
+                    _maybe_spill(w, spill, spill_bytes)
             # yield the finished videos at the head of the order; pairs still waiting in a partial batch keep
             # their video back until the batch fills (or the input ends), so GPU batches stay full
             while order and order[0].decoded and not batcher.holds(order[0]):

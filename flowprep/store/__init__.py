@@ -6,7 +6,6 @@ Modules, one job each:
   reader applies (CRC-32 of each JPEG, "a later success replaces a failure");
 * ``writer``: ``ShardWriter``, videos -> one complete shard (written as ``*.tmp``, renamed when complete);
 * ``reader``: ``ShardSet`` / ``open_shards``, an output folder -> keys, metadata, frames and flow in pixels;
-* ``samples``: the trainer's fast path (cropped, flipped codes plus lookup tables);
 * ``record``: the per-video schema (``VideoInfo``: its metadata, declared once; ``VideoRecord``, ``VideoOutcome``,
   ``ChunkResult``);
 * ``shardfile``: one shard as a file: header, catalog, records, checks;

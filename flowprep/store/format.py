@@ -27,7 +27,7 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -98,21 +98,42 @@ def _canonical(v) -> object:
     return v
 
 
-def digest(attrs: dict, arrays: dict[str, np.ndarray]) -> str:
+READ_STEP = 1024  # items per read when a long dataset is hashed or checked piece by piece (bounded memory)
+
+
+def pieces(arr, step: int | None = None) -> Iterator[np.ndarray]:
+    """An array or an HDF5 dataset read along its first axis ``step`` (default READ_STEP) items at a time (a
+    scalar: whole)."""
+    step = step or READ_STEP
+    if not arr.shape:
+        yield np.asarray(arr[()])
+        return
+    for i in range(0, arr.shape[0], step):
+        yield np.asarray(arr[i:i + step])
+
+
+def digest(attrs: dict, arrays: Mapping[str, object]) -> str:
     """SHA-256 (hex) of attributes and datasets in one canonical form: sorted names, attribute values as JSON,
     numeric arrays as dtype, shape and bytes, and variable-length ones (JPEGs, strings) item by item with their
-    lengths, so that no two different contents hash alike by moving bytes between items."""
+    lengths, so that no two different contents hash alike by moving bytes between items.
+
+    ``arrays`` may hold HDF5 datasets: they are read piece by piece (``pieces``), so that the digest of a
+    video of any length costs bounded memory; the digest is that of the whole arrays either way."""
     h = hashlib.sha256()
     h.update(json.dumps({k: _canonical(v) for k, v in attrs.items()}, sort_keys=True, default=str).encode())
     for name in sorted(arrays):
-        arr = np.asarray(arrays[name])
-        h.update(b"\0" + name.encode() + b"\0" + str(arr.shape).encode())
+        arr = arrays[name]
+        arr = arr if hasattr(arr, "shape") and hasattr(arr, "dtype") else np.asarray(arr)
+        h.update(b"\0" + name.encode() + b"\0" + str(tuple(arr.shape)).encode())
         if arr.dtype == object:
-            for item in arr.reshape(-1):
-                b = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
-                h.update(len(b).to_bytes(8, "little") + b)
+            for piece in pieces(arr):
+                for item in piece.reshape(-1):
+                    b = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
+                    h.update(len(b).to_bytes(8, "little") + b)
         else:
-            h.update(arr.dtype.str.encode() + np.ascontiguousarray(arr).tobytes())
+            h.update(arr.dtype.str.encode())
+            for piece in pieces(arr):
+                h.update(np.ascontiguousarray(piece).tobytes())
     return h.hexdigest()
 
 

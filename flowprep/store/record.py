@@ -97,16 +97,25 @@ class VideoRecord:
     partial_reason: str = VideoInfo.partial_reason
     solver: dict = field(default_factory=dict)  # backend and device that computed this video's flow
     timings: dict = field(default_factory=dict)  # seconds per stage: decode, flow, encode
+    # what ShardWriter.spill has already moved into the shard (a long video is written in pieces; the lists and
+    # arrays above then hold only what came after)
+    spilled_flows: int = 0
+    spilled_bytes: int = 0
 
     @property
     def flows(self) -> int:
-        """Number of flow fields (frames - 1 for a complete video)."""
-        return len(self.flow_x)
+        """Number of flow fields (frames - 1 for a complete video), spilled ones included."""
+        return self.spilled_flows + len(self.flow_x)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of JPEG data held in memory (not yet spilled)."""
+        return sum(map(len, self.rgb)) + sum(map(len, self.flow_x)) + sum(map(len, self.flow_y))
 
     @property
     def nbytes(self) -> int:
-        """Bytes of JPEG data held."""
-        return sum(map(len, self.rgb)) + sum(map(len, self.flow_x)) + sum(map(len, self.flow_y))
+        """Bytes of JPEG data of the video, spilled ones included."""
+        return self.spilled_bytes + self.held_bytes
 
     def info(self) -> dict[str, Any]:
         """This video's VideoInfo fields by name, as they are held (for its catalog entry and its outcome)."""

@@ -66,18 +66,23 @@ def read_catalog(f: h5py.File, keys: list[str]) -> list[dict]:
     return catalog_from_groups(f, keys)
 
 
-def read_record(g: h5py.Group, key: str) -> VideoRecord:
-    """A stored video back as a VideoRecord, JPEG bytes and all (to copy it into another shard unchanged)."""
+def read_record(g: h5py.Group, key: str, data: bool = True) -> VideoRecord:
+    """A stored video back as a VideoRecord, JPEG bytes and all (to copy it into another shard unchanged);
+    without ``data``, its metadata only."""
     a = g.attrs
     info = {n: v for n, v in read_info(a, key=key).items() if n != "flows"}  # a record counts its flows
     rec = VideoRecord(**info, solver=json.loads(a["solver"]), timings=json.loads(a["timings"]))
-    if rec.status == F.OK:
-        for name in F.STREAMS:
-            if name in g:
-                setattr(rec, name, [bytes(b) for b in g[name][()]])
-        rec.quant = np.asarray(g[F.QUANT][()])
-        rec.clipped = np.asarray(g[F.CLIPPED][()])
+    if rec.status == F.OK and data:
+        _fill(rec, g, slice(None))
     return rec
+
+
+def _fill(rec: VideoRecord, g: h5py.Group, part: slice) -> None:
+    # items ``part`` of every dataset of a stored video into ``rec``
+    for name in F.STREAMS:
+        setattr(rec, name, [bytes(b) for b in g[name][part]] if name in g else [])
+    rec.quant = np.asarray(g[F.QUANT][part])
+    rec.clipped = np.asarray(g[F.CLIPPED][part])
 
 
 def read_records(path: str | os.PathLike, keys: list[str]) -> Iterator[VideoRecord]:
@@ -87,6 +92,22 @@ def read_records(path: str | os.PathLike, keys: list[str]) -> Iterator[VideoReco
             yield read_record(f[F.VIDEOS][k], k)
 
 
+def copy_videos(path: str | os.PathLike, keys: list[str], writer) -> None:
+    """Copy the given videos of a shard into an open ``ShardWriter`` unchanged, a long one READ_STEP frames at a
+    time through ``writer.spill`` (bounded memory)."""
+    with h5py.File(path, "r") as f:
+        for k in keys:
+            g = f[F.VIDEOS][k]
+            rec = read_record(g, k, data=False)
+            length = max((len(g[n]) for n in F.STREAMS if n in g), default=0) if rec.status == F.OK else 0
+            if length <= F.READ_STEP:
+                rec = read_record(g, k)
+            for start in range(0, length, F.READ_STEP) if length > F.READ_STEP else ():
+                _fill(rec, g, slice(start, start + F.READ_STEP))
+                writer.spill(rec)
+            writer.add(rec)
+
+
 def sources_of(path: str | os.PathLike, keys: list[str]) -> list[str]:
     """The source video recorded for each of ``keys`` in a shard (one open of the file)."""
     with h5py.File(path, "r") as f:
@@ -94,8 +115,9 @@ def sources_of(path: str | os.PathLike, keys: list[str]) -> list[str]:
 
 
 def group_digest(g: h5py.Group) -> str:
-    """F.digest of a video's group: every attribute but the digest itself, and every dataset, read whole."""
-    return F.digest({k: v for k, v in g.attrs.items() if k != F.ATTR_DIGEST}, {n: g[n][()] for n in g})
+    """F.digest of a video's group: every attribute but the digest itself, and every dataset (read piece by
+    piece: a long video's digest costs bounded memory)."""
+    return F.digest({k: v for k, v in g.attrs.items() if k != F.ATTR_DIGEST}, {n: g[n] for n in g})
 
 
 def header_digest(f: h5py.File) -> str:
@@ -145,12 +167,13 @@ def check_video(g: h5py.Group) -> str | None:
     for name, n in (("rgb", frames), ("flow_x", flows), ("flow_y", flows)):
         if name == "rgb" and (name not in g or n == 0 or len(g[name]) == 0):  # extracted with --no-rgb
             continue
-        blobs, crcs = g[name][()], g[F.crc_name(name)][()]
+        blobs, crcs = g[name], g[F.crc_name(name)]
         if len(blobs) != n or len(crcs) != n:
             return f"{name} holds {len(blobs)} images and {len(crcs)} checksums, expected {n}"
-        bad = F.first_bad_crc(blobs, crcs)
-        if bad is not None:
-            return f"{name}[{bad}] fails its CRC-32 check (corrupt data)"
+        for start in range(0, n, F.READ_STEP):  # piece by piece: bounded memory for a video of any length
+            bad = F.first_bad_crc(blobs[start:start + F.READ_STEP], crcs[start:start + F.READ_STEP])
+            if bad is not None:
+                return f"{name}[{start + bad}] fails its CRC-32 check (corrupt data)"
     if g[F.QUANT].shape != (flows, 2, 2) or g[F.CLIPPED].shape != (flows,):
         return f"quant/clipped shapes {g[F.QUANT].shape}/{g[F.CLIPPED].shape} do not match {flows} flows"
     return None

@@ -21,7 +21,7 @@ from flowprep.base.durable import fsync_dir, replace, write_json, write_text
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
-from flowprep.store.shardfile import check_video, read_checked_header, read_records, read_shard_header
+from flowprep.store.shardfile import check_video, copy_videos, read_checked_header, read_shard_header
 from flowprep.store.workspace import INDEX_FILE, chunk_name, index_entry, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
@@ -189,8 +189,7 @@ def _rewrite_without(path: Path, keys: set[str | None], staged: Path) -> str:
         return f"{name}: moved aside as {name}.damaged"
     try:
         with ShardWriter(staged, settings) as w:
-            for rec in read_records(path, keep):
-                w.add(rec)
+            copy_videos(path, keep, w)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

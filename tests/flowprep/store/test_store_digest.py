@@ -81,13 +81,13 @@ def test_repair_moves_a_shard_aside_when_its_good_videos_cannot_be_copied(pristi
     with h5py.File(b, "r+") as f:
         f["videos"][shard_keys(b)[0]].attrs["fps"] = 1.0
 
-    def unreadable(path, keys):
+    def unreadable(path, keys, writer):
         if Path(path).name == a.name:
             raise OSError("Can't synchronously read data (filter returned failure during read)")
-        return real(path, keys)
+        return real(path, keys, writer)
 
-    real = V.read_records
-    monkeypatch.setattr(V, "read_records", unreadable)
+    real = V.copy_videos
+    monkeypatch.setattr(V, "copy_videos", unreadable)
     _repaired(out, pristine)  # shard a aside whole, its good video extracted again; shard b rewritten
     assert (out / (a.name + ".damaged")).exists() and not (out / (b.name + ".damaged")).exists()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
-from flowprep.store.shardfile import catalog_from_groups, read_catalog, read_shard_header
+from flowprep.store.shardfile import catalog_from_groups, check_video, copy_videos, read_catalog, read_shard_header
 from flowprep.store.writer import ShardWriter
 
 from twostream_synth import make_record, motion_video
@@ -51,3 +52,79 @@ def test_an_error_while_writing_leaves_nothing_and_keeps_an_old_shard(tmp_path):
     assert path.read_bytes() == b"the shard that was there" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(RuntimeError, match="context manager"):
         ShardWriter(path, {}).add(_records(1)[0])
+
+
+def _piece(rec: VideoRecord, rgb: slice, flows: slice) -> VideoRecord:
+    # the part of a record a pipeline would hold between two spills
+    return replace(rec, rgb=rec.rgb[rgb], flow_x=rec.flow_x[flows], flow_y=rec.flow_y[flows], quant=rec.quant[flows],
+                   clipped=rec.clipped[flows])
+
+
+def test_a_video_written_in_pieces_stores_what_a_whole_write_stores(tmp_path, monkeypatch):
+    monkeypatch.setattr(F, "READ_STEP", 3)  # digests and checks read the datasets in several pieces
+    whole = _records(2)[0]
+    whole.rgb = [whole.rgb[0]] * whole.frames  # equal-length JPEGs: h5py reads those as a 2-D array if let
+    with ShardWriter(tmp_path / "a.h5", {}) as w:
+        w.add(whole)
+    growing = _piece(whole, slice(0, 2), slice(0, 1))
+    with ShardWriter(tmp_path / "b.h5", {}) as w:
+        w.spill(growing)
+        assert (growing.rgb, growing.flow_x, len(growing.quant)) == ([], [], 0)  # moved out of memory
+        for rgb, flows in ((slice(2, 4), slice(1, 3)), (slice(4, None), slice(3, None))):
+            more = _piece(whole, rgb, flows)
+            growing.rgb, growing.flow_x, growing.flow_y = more.rgb, more.flow_x, more.flow_y
+            growing.quant, growing.clipped = more.quant, more.clipped
+            w.spill(growing)
+        assert (growing.flows, growing.nbytes) == (whole.flows, whole.nbytes)
+        w.add(growing)
+    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b:
+        ga, gb = a[F.VIDEOS][whole.key], b[F.VIDEOS][whole.key]
+        assert gb["flow_x"].chunks and not ga["flow_x"].chunks  # b's were appended to, a's written once
+        assert sorted(ga) == sorted(gb)
+        for name in ga:
+            assert [bytes(x) for x in ga[name][()]] == [bytes(x) for x in gb[name][()]] if ga[name].dtype == object \
+                else np.array_equal(ga[name][()], gb[name][()]), name
+        assert ga.attrs[F.ATTR_DIGEST] == gb.attrs[F.ATTR_DIGEST]  # the digest is of content, not layout
+        assert check_video(gb) is None and read_catalog(a, [whole.key]) == read_catalog(b, [whole.key])
+
+
+def test_a_spilled_video_that_fails_leaves_only_its_failure(tmp_path):
+    good, long = _records(2)[:2]
+    with ShardWriter(tmp_path / "s.h5", {}) as w:
+        w.spill(_piece(long, slice(0, 3), slice(0, 2)))
+        w.add(good)
+        w.add(VideoRecord.failed(long.key, long.source, "solver failed: out of memory"))
+        assert w.dead_bytes > 0
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        g = f[F.VIDEOS][long.key]
+        assert list(g) == [] and g.attrs["status"] == "failed"
+        assert check_video(g) is None and check_video(f[F.VIDEOS][good.key]) is None
+
+
+def test_the_same_key_twice_in_one_shard_is_refused(tmp_path):
+    rec = _records(1)[0]
+    with pytest.raises(ValueError):
+        with ShardWriter(tmp_path / "d.h5", {}) as w:
+            w.add(rec)
+            w.add(rec)
+    assert not list(tmp_path.iterdir())
+
+
+def test_copying_a_long_video_into_another_shard_goes_piece_by_piece_and_changes_nothing(tmp_path, monkeypatch):
+    recs = _records(2)
+    with ShardWriter(tmp_path / "a.h5", {}) as w:
+        for r in recs:
+            w.add(r)
+    monkeypatch.setattr(F, "READ_STEP", 2)  # every stored video is "long": more items than one read step
+    spills = []
+    with ShardWriter(tmp_path / "c.h5", {}) as w:
+        real = w.spill
+        w.spill = lambda rec: (spills.append(rec.held_bytes), real(rec))
+        copy_videos(tmp_path / "a.h5", [r.key for r in recs], w)
+    assert len(spills) >= 6 and max(spills) < recs[0].nbytes / 2
+    keys = [r.key for r in recs]
+    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "c.h5", "r") as c:
+        for k in keys:
+            assert k.startswith("Bad") or c[F.VIDEOS][k]["rgb"].chunks
+            assert c[F.VIDEOS][k].attrs[F.ATTR_DIGEST] == a[F.VIDEOS][k].attrs[F.ATTR_DIGEST]
+        assert read_catalog(a, keys) == read_catalog(c, keys)
