@@ -35,13 +35,19 @@ Options:
   --extract-args "…" more flags for `flowprep extract` (e.g. "--short-side 256 --backend torch")
   --fit-args "…"     more flags for `python -m train fit` (both streams)
   --all-rows         also the temporal net's settings of the paper's Table 1b: L = 1 and 5 flows, no mean
-                     subtraction, trajectory stacking (the default for the demo)
+                     subtraction, trajectory stacking, and bi-directional flow when the extraction has
+                     --backward (the demo's does) (the default for the demo)
   --main-rows        only the two streams and their fusion (the default for real datasets)
+  --table2           demo only: also the paper's Table 2 (multi-task learning) on a small companion dataset
+                     (data/sample_small): the temporal net trained on it alone, fine-tuned from the demo's,
+                     with the demo's classes added, and multi-task with two heads (about 3 more minutes)
   --fresh            forget finished stages and run everything again (extraction still reuses its shards)
   -h, --help         this help
 
 Writes <out>/results.json (keys spatial, temporal, fusion_avg, fusion_svm, and with all rows temporal_L1,
-temporal_L5, temporal_no_mean_subtraction, temporal_trajectory: top-1 on the test split, 0-1; chance),
+temporal_L5, temporal_no_mean_subtraction, temporal_trajectory, temporal_bidirectional: top-1 on the test
+split, 0-1; chance; with --table2, table2 = {scratch, fine_tune, added_classes, multi_task, chance} on the small
+dataset's test split),
 the stages' logs in <out>/logs/, and the plots (confusion matrices, quality report) whose paths it prints.
 EOF
 }
@@ -49,13 +55,14 @@ EOF
 die() { echo "run_pipeline: $*" >&2; exit 2; }
 
 DATASET=demo ROOT="" SPLIT_DIR="" SPLIT=1 OUT="" DEVICE=auto JOBS="" ARCH="" PRETRAINED="" EPOCHS="" BATCH=""
-DEMO_ARGS="" EXTRACT_ARGS="" FIT_ARGS="" FRESH=0 ALL_ROWS=""
+DEMO_ARGS="" EXTRACT_ARGS="" FIT_ARGS="" FRESH=0 ALL_ROWS="" TABLE2=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --fresh) FRESH=1; shift; continue ;;
         --all-rows) ALL_ROWS=1; shift; continue ;;
         --main-rows) ALL_ROWS=0; shift; continue ;;
+        --table2) TABLE2=1; shift; continue ;;
     esac
     [ $# -ge 2 ] || die "$1 needs a value (see --help)"
     case "$1" in
@@ -79,6 +86,7 @@ while [ $# -gt 0 ]; do
 done
 
 case "$SPLIT" in 1|2|3) ;; *) die "--split must be 1, 2 or 3, got $SPLIT" ;; esac
+[ "$TABLE2" = 0 ] || [ "$DATASET" = demo ] || die "--table2 is the demo's (its small companion dataset)"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 OUT="${OUT:-runs/$DATASET}"
 
@@ -95,7 +103,8 @@ case "$DATASET" in
         SVM_TRAIN_ARGS=(--test-frames 5 --test-crops 2)
         # TV-L1 with 2 pyramid levels and 3 warps: the demo's motions are a pixel or two per frame at 64x64 (2.5x
         # faster than OpenCV's 5 levels and 5 warps, 0.02 px mean EPE from their flow on these videos)
-        EXTRACT_DEFAULTS=(--nscales 2 --warps 3)
+        # --backward: the backward flow too, for the bi-directional row of Table 1b
+        EXTRACT_DEFAULTS=(--nscales 2 --warps 3 --backward)
         ALL_ROWS="${ALL_ROWS:-1}"
         QUALITY_SAMPLE=20 ;;
     ucf101|hmdb51|kinetics)
@@ -142,7 +151,10 @@ mkdir -p "$STATE" "$LOGS"
 SHARDS="$OUT/shards"
 STAGE_N=0 STAGE_TOTAL=10 RERUN=0
 [ "$ALL_ROWS" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 8))
+[ "$ALL_ROWS" = 1 ] && [[ " ${EXTRACT_DEFAULTS[*]:-} ${EXTRA_X[*]:-} " == *" --backward "* ]] \
+    && STAGE_TOTAL=$((STAGE_TOTAL + 2))
 [ "$DATASET" = demo ] && STAGE_TOTAL=$((STAGE_TOTAL + 1))
+[ "$TABLE2" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 10))
 
 # stage NAME "what it does" CMD...: run CMD unless it finished before with the same command line. A stage that
 # runs makes every later stage run too (their inputs may have changed). Output goes to the screen and the log.
@@ -174,7 +186,12 @@ stage() {
     echo "    \$ $*" | sed "s#$PY#python#"
     local t=$SECONDS rc
     set +e
-    "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee "$LOGS/$name.log"
+    if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
+        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee "$LOGS/$name.log" \
+            | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name"
+    else
+        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee "$LOGS/$name.log"
+    fi
     rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" = 1 ] && [ "${ALLOW_SOME_FAILED:-0}" = 1 ]; then  # the batch finished; some inputs were bad
@@ -198,8 +215,9 @@ fit() {
     local name="$1" stream="$2" epochs="$3" out="$OUT/$1"
     shift 3
     RESUME_FILE="$out/checkpoint.pt"
-    stage "fit-$name" "train the $stream ConvNet ($ARCH, $epochs epochs${*:+, $*})" \
-        "${TRAIN[@]}" fit --shards "$SHARDS" --dataset "$FORMAT" --split "$SPLIT" --split-dir "$SPLIT_DIR" \
+    BAR_EPOCHS="$epochs" stage "fit-$name" "train the $stream ConvNet ($ARCH, $epochs epochs${*:+, $*})" \
+        "${TRAIN[@]}" fit --shards "${FIT_SHARDS:-$SHARDS}" --dataset "$FORMAT" --split "$SPLIT" \
+        --split-dir "${FIT_SPLIT_DIR:-$SPLIT_DIR}" \
         --stream "$stream" --arch "$ARCH" --epochs "$epochs" --batch-size "$BATCH" --device "$DEVICE" \
         --out "$out" --no-progress "${TRAIN_ARGS[@]}" "${PRE_ARGS[@]:+${PRE_ARGS[@]}}" "$@" \
         "${EXTRA_F[@]:+${EXTRA_F[@]}}"
@@ -212,10 +230,13 @@ if [ "$DATASET" = demo ]; then
     [ "$RERUN" = 0 ] || rm -rf "$SHARDS"
 fi
 KINETICS_ARGS=(); [ "$FORMAT" != kinetics ] || KINETICS_ARGS=(--split-dir "$SPLIT_DIR")
-ALLOW_SOME_FAILED=1 stage extract "videos -> TV-L1 flow + RGB frames as JPEG in HDF5 shards ($SHARDS)" \
-    "${FLOWPREP[@]}" extract --dataset "$FORMAT" --root "$ROOT" --out "$SHARDS" --jobs "$JOBS" --device "$DEVICE" \
-    "${KINETICS_ARGS[@]:+${KINETICS_ARGS[@]}}" "${EXTRACT_DEFAULTS[@]:+${EXTRACT_DEFAULTS[@]}}" \
-    "${EXTRA_X[@]:+${EXTRA_X[@]}}"
+EXTRACT=("${FLOWPREP[@]}" extract --dataset "$FORMAT" --root "$ROOT" --out "$SHARDS" --jobs "$JOBS" --device "$DEVICE"
+    "${KINETICS_ARGS[@]:+${KINETICS_ARGS[@]}}" "${EXTRACT_DEFAULTS[@]:+${EXTRACT_DEFAULTS[@]}}"
+    "${EXTRA_X[@]:+${EXTRA_X[@]}}")
+if [ "$DATASET" = demo ] && [ -f "$STATE/extract.started" ] && [ "$(cat "$STATE/extract.started")" != "${EXTRACT[*]}" ]; then
+    rm -rf "$SHARDS"  # the demo's shards are minutes of work: other settings (e.g. a newer demo's) start afresh
+fi
+ALLOW_SOME_FAILED=1 stage extract "videos -> TV-L1 flow + RGB frames as JPEG in HDF5 shards ($SHARDS)" "${EXTRACT[@]}"
 stage quality "what the JPEG shards cost in flow accuracy and save in bytes ($OUT/quality)" \
     "${FLOWPREP[@]}" quality --shards "$SHARDS" --sample "$QUALITY_SAMPLE" --report "$OUT/quality"
 # the rows of the paper's tables: the two streams (Table 3) and, with all rows, the temporal net's settings
@@ -229,6 +250,10 @@ if [ "$ALL_ROWS" = 1 ]; then
     fit temporal_no_mean_subtraction temporal "$EPOCHS_T" --no-mean-subtraction
     fit temporal_trajectory temporal "$EPOCHS_T" --stacking trajectory
     ROWS_RUN+=(temporal_L1 temporal_L5 temporal_no_mean_subtraction temporal_trajectory)
+    if [[ " ${EXTRACT_DEFAULTS[*]:-} ${EXTRA_X[*]:-} " == *" --backward "* ]]; then  # needs the backward flow
+        fit temporal_bidirectional temporal "$EPOCHS_T" --stacking bidirectional
+        ROWS_RUN+=(temporal_bidirectional)
+    fi
 fi
 for row in "${ROWS_RUN[@]}"; do
     stage "test-$row" "score the test videos: 25 frames x 10 crops, softmax averaged per video" \
@@ -246,6 +271,33 @@ for method in avg svm; do
         "${TRAIN[@]}" fuse --scores "$OUT/spatial/scores.npz" "$OUT/temporal/scores.npz" --method "$method" \
         --out "$OUT/fusion/$method.npz"
 done
+
+if [ "$TABLE2" = 1 ]; then
+    # Table 2 in miniature, after the rest (adding it to a finished demo runs only its stages): a small dataset
+    # (3 training videos per class) whose four classes are the demo's motion programs, scored on its own test
+    # split (docs/DEMO.md says why each row lands where it does)
+    SMALL_ROOT="${ROOT%/}_small" SMALL_SHARDS="$OUT/shards_small"
+    stage data-small "generate the small companion dataset into $SMALL_ROOT (Table 2)" \
+        "${FLOWPREP[@]}" make-demo --small --out "$SMALL_ROOT"
+    [ "$RERUN" = 0 ] || rm -rf "$SMALL_SHARDS"
+    stage extract-small "the small dataset's flow ($SMALL_SHARDS)" \
+        "${FLOWPREP[@]}" extract --dataset ucf101 --root "$SMALL_ROOT" --out "$SMALL_SHARDS" --jobs "$JOBS" \
+        --device "$DEVICE" --nscales 2 --warps 3
+    # an epoch of the last two rows also visits the demo's 108 videos: 100 of them are 8x the steps of 150
+    SMALL_E="${EPOCHS:-150}" JOINT_E="${EPOCHS:-100}"
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_scratch temporal "$SMALL_E"
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_fine_tune temporal "$SMALL_E" \
+        --init-from "$OUT/temporal/best.pt"
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_added_classes temporal "$JOINT_E" \
+        --add-classes "$FORMAT" "$SHARDS" "$SPLIT_DIR"
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_multi_task temporal "$JOINT_E" \
+        --also "$FORMAT" "$SHARDS" "$SPLIT_DIR"
+    for row in table2_scratch table2_fine_tune table2_added_classes table2_multi_task; do
+        stage "test-$row" "score the small dataset's test videos: 25 frames x 10 crops" \
+            "${TRAIN[@]}" test --checkpoint "$OUT/$row/best.pt" --subset test --device "$DEVICE" --no-progress \
+            "${TEST_ARGS[@]}"
+    done
+fi
 
 # results.json and the table: always rebuilt from the stages' outputs (cheap)
 CHECK=(); [ "$DATASET" = demo ] && CHECK=(--check-targets)

@@ -1,12 +1,13 @@
 """The demo's table over 3 seeds (issue 15): every row of ``./run_pipeline.sh``, mean and spread, so that the
 table's shape is shown not to be one lucky seed.
 
-    .venv/bin/python benchmarks/bench_demo_table.py [--seeds 0 1 2] [--out DIR]
+    .venv/bin/python benchmarks/bench_demo_table.py [--seeds 0 1 2] [--out DIR] [--table2]
 
 Each seed makes its own demo videos (``make-demo --seed S``) and trains every row with ``--seed S``, through
 the same command a user runs. The targets (data/README.md, docs/DEMO.md) are checked on each seed and on the
 mean: spatial >= 2x chance and at least 10 points below temporal; temporal >= L = 5 >= L = 1 with temporal - L
-= 1 >= 10 points; both fusions >= the better stream + 2 points.
+= 1 >= 10 points; bi-directional within 5 points of L = 10; both fusions >= the better stream + 2 points; with
+``--table2`` also Table 2's (issue 23) on the small companion dataset.
 """
 from __future__ import annotations
 
@@ -23,21 +24,24 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from train.table import KEYS, format_table, margins, targets  # noqa: E402
+from train.table import KEYS, TABLE2_KEYS, format_table, margins, targets  # noqa: E402
 
 
-def run_seed(seed: int, base: Path) -> dict:
+def run_seed(seed: int, base: Path, table2: bool = False) -> dict:
     """One whole demo pipeline with this seed; its results.json."""
     env = {**os.environ, "FLOWPREP_VENV": sys.prefix}
     cmd = ["bash", str(REPO / "run_pipeline.sh"), "--out", str(base / f"seed{seed}"), "--root",
-           str(base / f"data{seed}"), "--demo-args", f"--seed {seed}", "--fit-args", f"--seed {seed}"]
+           str(base / f"data{seed}"), "--demo-args", f"--seed {seed}", "--fit-args", f"--seed {seed}",
+           *(["--table2"] if table2 else [])]
     t = time.perf_counter()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"seed {seed}: run_pipeline failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
     res = json.loads((base / f"seed{seed}" / "results.json").read_text())
-    print(f"seed {seed}: {time.perf_counter() - t:.0f} s; " + ", ".join(f"{k} {100 * res[k]:.1f}" for k in KEYS
-                                                                        if k in res), flush=True)
+    t2 = res.get("table2", {})
+    print(f"seed {seed}: {time.perf_counter() - t:.0f} s; " + ", ".join(
+        [f"{k} {100 * res[k]:.1f}" for k in KEYS if k in res] + [f"table2 {k} {100 * t2[k]:.1f}" for k in t2]),
+        flush=True)
     return res
 
 
@@ -55,12 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    p.add_argument("--table2", action="store_true", help="also Table 2's rows (run_pipeline.sh --table2)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="flowprep-demo-seeds-") as tmp:
         base = args.out or Path(tmp)
-        runs = [run_seed(s, base) for s in args.seeds]
+        runs = [run_seed(s, base, args.table2) for s in args.seeds]
     mean = {k: float(np.mean([r[k] for r in runs])) for k in KEYS + ("chance",)}
     spread = {k: float(np.std([r[k] for r in runs])) for k in KEYS}
+    if args.table2:
+        t2 = [r["table2"] for r in runs]
+        mean["table2"] = {k: float(np.mean([t[k] for t in t2])) for k in TABLE2_KEYS + ("chance",)}
+        spread.update({f"t2.{k}": float(np.std([t[k] for t in t2])) for k in TABLE2_KEYS})
     mean.update(classes=runs[0]["classes"], test_videos=runs[0]["test_videos"])
     print()
     print(format_table(mean, f"demo, mean of seeds {', '.join(map(str, args.seeds))}", 1, spread))

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("spatial", "temporal", "temporal_L1", "temporal_L5", "temporal_no_mean_subtraction", "temporal_trajectory",
-        "fusion_avg", "fusion_svm", "chance")
+        "temporal_bidirectional", "fusion_avg", "fusion_svm", "chance")
 
 
 def _pipeline(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -34,18 +34,29 @@ def test_demo_pipeline_trains_tests_and_prints_every_row(tmp_path: Path) -> None
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert all(0.0 <= res[k] <= 1.0 for k in KEYS), res
+    assert "table2" not in res  # Table 2 only with --table2
     assert res["chance"] == pytest.approx(1 / 6) and res["test_videos"] == 6
     out = first.stdout
-    for label in ("Spatial ConvNet", "Temporal ConvNet, L = 1", "L = 10, trajectory stacking", "Fusion by SVM",
-                  "demo targets:"):
+    for label in ("Spatial ConvNet", "Temporal ConvNet, L = 1", "L = 10, trajectory stacking",
+                  "L = 10, bi-directional", "Fusion by SVM", "demo targets:"):
         assert label in out, label
     assert "81.0%  (Table 1b)" in out and str(tmp_path / "run" / "results.json") in out
     assert f"{tmp_path / 'run' / 'temporal' / 'confusion.png'}" in out  # the plots' paths are printed
 
     again = _pipeline(tmp_path)  # every stage is reused: nothing is extracted or trained again
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("finished before, reused") == 19, again.stdout
+    assert again.stdout.count("finished before, reused") == 21, again.stdout
     assert json.loads((tmp_path / "run" / "results.json").read_text())["temporal"] == res["temporal"]
+    assert "INFO epoch" not in again.stdout + first.stdout  # a bar per training stage; epochs go to the logs
+    assert "INFO epoch 29:" in (tmp_path / "run" / "logs" / "fit-temporal.log").read_text()
+
+    table2 = _pipeline(tmp_path, "--table2")  # Table 2 after a finished demo: only its stages run
+    assert table2.returncode == 0, table2.stdout[-3000:] + table2.stderr[-3000:]
+    assert table2.stdout.count("finished before, reused") == 21, table2.stdout
+    t2 = json.loads((tmp_path / "run" / "results.json").read_text())["table2"]
+    assert set(t2) == {"scratch", "fine_tune", "added_classes", "multi_task", "chance"} and t2["chance"] == 0.25
+    for label in ("Fine-tuning a net trained on the demo", "Multi-task learning (two heads)", "Table 2: "):
+        assert label in table2.stdout, label
 
 
 def test_pipeline_stops_at_the_failing_stage_and_names_it(tmp_path: Path) -> None:

@@ -63,15 +63,22 @@ def motion_video(rng: np.random.Generator, label: int, frames: int = 12,
 
 
 def make_record(key: str, video: np.ndarray, flow: np.ndarray, quant: QuantConfig = QuantConfig(),
-                quality: int = 95) -> VideoRecord:
-    """A VideoRecord as the extractor would store it: quantized flow and RGB frames as JPEG."""
+                quality: int = 95, backward: np.ndarray | None = None) -> VideoRecord:
+    """A VideoRecord as the extractor would store it: quantized flow and RGB frames as JPEG (and the given
+    backward flow, as `extract --backward` stores it)."""
     codes, params, clipped = quantize_flow(flow, quant)
     h, w = video.shape[1:3]
-    return VideoRecord(
+    rec = VideoRecord(
         key=key, source=f"synthetic/{key}.avi", fps=25.0, source_width=w, source_height=h, width=w, height=h,
         rgb=[encode_bgr(np.ascontiguousarray(f[..., ::-1]), quality) for f in video],
         flow_x=[encode_gray(c[0], quality) for c in codes], flow_y=[encode_gray(c[1], quality) for c in codes],
         quant=params, clipped=clipped, frames=len(video))
+    if backward is not None:
+        codes, rec.quant_backward, rec.clipped_backward = quantize_flow(backward, quant)
+        rec.flow_x_backward = [encode_gray(c[0], quality) for c in codes]
+        rec.flow_y_backward = [encode_gray(c[1], quality) for c in codes]
+        rec.backward = True
+    return rec
 
 
 def write_ucf_splits(split_dir: Path, classes, train: list[str], test: list[str]) -> None:
@@ -87,8 +94,9 @@ def write_ucf_splits(split_dir: Path, classes, train: list[str], test: list[str]
 
 
 def build_motion_data(root: Path, per_class_train: int = 8, per_class_test: int = 4, frames: int = 12,
-                      size: int = 48, seed: int = 0) -> MotionData:
-    """Write two shards and UCF-101-style split files of the motion dataset under ``root``."""
+                      size: int = 48, seed: int = 0, backward: bool = False) -> MotionData:
+    """Write two shards and UCF-101-style split files of the motion dataset under ``root`` (``backward``: with
+    backward flow too, the forward flow reversed, as `extract --backward` would store it)."""
     rng = np.random.default_rng(seed)
     flows, train, test, recs = {}, [], [], []
     for label, cls in enumerate(CLASSES):
@@ -96,12 +104,12 @@ def build_motion_data(root: Path, per_class_train: int = 8, per_class_test: int 
             key = f"{cls}/v_{cls}_g{g + 1:02d}_c01"
             video, flow = motion_video(rng, label, frames, size)
             flows[key] = flow
-            recs.append(make_record(key, video, flow))
+            recs.append(make_record(key, video, flow, backward=-flow if backward else None))
             (train if g < per_class_train else test).append(key)
     shards = root / "shards"
     half = len(recs) // 2
     for i, chunk in enumerate((recs[:half], recs[half:])):
-        with ShardWriter(shards / shard_name(i), {"synthetic": True}) as w:
+        with ShardWriter(shards / shard_name(i), {"synthetic": True, **({"backward": True} if backward else {})}) as w:
             for r in chunk:
                 w.add(r)
     write_ucf_splits(root / "splits", CLASSES, train, test)

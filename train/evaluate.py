@@ -46,7 +46,8 @@ class TestConfig:
 
 def _fit_config(saved: dict) -> FitConfig:
     saved = dict(saved)
-    saved["also"] = tuple(TaskSpec(**t) for t in saved.get("also", ()))
+    for name in ("also", "add_classes"):
+        saved[name] = tuple(TaskSpec(**t) for t in saved.get(name, ()))
     saved["milestones"] = tuple(saved["milestones"]) if saved.get("milestones") else None
     return FitConfig(**saved)
 
@@ -83,7 +84,8 @@ def test(cfg: TestConfig) -> dict:
     order, probs = predict(model, loader, device, head=cfg.task, progress=cfg.progress and info.is_main)
     per_item = np.zeros((len(dataset), probs.shape[1]))
     per_item[order] = probs  # DistributedSampler's padding repeats items: the duplicates carry equal scores
-    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)
+    # a head with other datasets' classes added (fit --add-classes) is scored on this dataset's classes only
+    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)[:, :len(split.classes)]
     labels = np.array([it.label for it in items], dtype=np.int64)
     result = summary(scores, labels)
     if info.is_main:

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -49,7 +49,7 @@ SCRATCH_MILESTONES = (50 / 80, 70 / 80)
 FINETUNE_MILESTONES = (14 / 20,)
 # settings a resumed run must share with its checkpoint
 _RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also",
-                 "stacking", "train_layers", "mean_subtract", "rgb_jitter")
+                 "stacking", "train_layers", "mean_subtract", "rgb_jitter", "add_classes", "init_from")
 _SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
 
 
@@ -88,7 +88,7 @@ class FitConfig:
     flip: bool = _SAMPLING("flip")  # off for classes that differ by left/right motion (a flip turns one into the other)
     rgb_jitter: bool | None = None  # AlexNet's PCA colour jitter of spatial training frames (None: on, the paper's)
     train_layers: str = "all"  # "last": a pre-trained net's trunk stays as it is, only the classifier learns
-    stacking: str = _SAMPLING("stacking")  # the temporal input: "optical" flow stacking or "trajectory" stacking
+    stacking: str = _SAMPLING("stacking")  # the temporal input: "optical", "trajectory" or "bidirectional" stacking
     balanced: bool = False
     num_workers: int = 2
     seed: int = _SAMPLING("seed")
@@ -101,6 +101,10 @@ class FitConfig:
     threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores
     progress: bool = True
     also: tuple[TaskSpec, ...] = field(default_factory=tuple)  # further datasets for multi-task learning
+    # datasets whose training videos join the main one's with their classes added to its head (the paper's
+    # Table 2, "adding classes"); the test scores only the main dataset's classes
+    add_classes: tuple[TaskSpec, ...] = field(default_factory=tuple)
+    init_from: str | None = None  # a checkpoint of a trained net: its trunk (not its classifiers) starts this one
 
     def __post_init__(self) -> None:
         if self.train_layers not in ("all", "last"):
@@ -143,17 +147,30 @@ def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, se
                        drop_last=len(sampler) > batch_size, generator=torch.Generator().manual_seed(seed))
 
 
-def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], list[VideoItem]]:
-    """(shard sets, training items of every task, class names per task, test items of the main task)."""
+def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], list[VideoItem], int]:
+    """(shard sets, training items of every task, class names per task, test items of the main task, the main
+    dataset's own classes: the first ones of its head, which holds added classes after them)."""
     sources, items, classes = [], [], []
     for k, spec in enumerate(cfg.tasks):
         shards = ShardSet(spec.shards)
+        if cfg.stacking == "bidirectional" and not shards.has_backward:
+            raise ValueError(f"--stacking bidirectional needs backward flow, and {spec.shards} holds none: extract "
+                             "with `flowprep extract --backward` (into a new --out folder)")
         split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
         sources.append(shards)
         items += load_items(shards, bind(split.train, shards), task=k)
         classes.append(list(split.classes))
+    for spec in cfg.add_classes:  # more classes for the main head: labels after those it has, its own shards
+        shards = ShardSet(spec.shards)
+        split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
+        offset = len(classes[0])
+        sources.append(shards)
+        added = load_items(shards, bind(split.train, shards), task=len(sources) - 1)
+        items += [replace(it, label=it.label + offset, task=0, source=len(sources) - 1) for it in added]
+        classes[0] += [f"{spec.dataset}:{c}" for c in split.classes]
     test_split = load_split(cfg.dataset, find_split_dir(cfg.dataset, cfg.shards, cfg.split_dir), cfg.split)
-    return sources, items, classes, load_items(sources[0], bind(test_split.test, sources[0]))
+    test_items = load_items(sources[0], bind(test_split.test, sources[0]))
+    return sources, items, classes, test_items, len(test_split.classes)
 
 
 def resume_path(cfg: FitConfig) -> str | None:
@@ -199,9 +216,27 @@ def _build(cfg: FitConfig, classes: list, data_cfg, device: torch.device) -> tor
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
                         cfg.resolved_dropout(), cfg.stream == "temporal", cfg.pretrained).to(device)
+    if cfg.init_from:
+        _init_trunk(model, cfg)
     if cfg.train_layers == "last":
         model.freeze_trunk()  # the paper's "pre-trained + last layer": only the classifier learns
     return model
+
+
+def _init_trunk(model: torch.nn.Module, cfg: FitConfig) -> None:
+    """Start ``model``'s trunk from the one of the trained net in ``cfg.init_from`` (the paper's Table 2,
+    "fine-tuning a net trained on another dataset"); its classifiers stay new."""
+    ck = load_checkpoint(cfg.init_from)
+    theirs = {k: v for k, v in ck["model"].items() if k.startswith("trunk.")}
+    ours = {k: v for k, v in model.state_dict().items() if k.startswith("trunk.")}
+    bad = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+    if bad:
+        saved = ck["config"]
+        raise ValueError(f"--init-from {cfg.init_from}: its net does not fit this one ({saved.get('arch')}, "
+                         f"{saved.get('stream')} stream, L = {saved.get('flow_length')}, crop "
+                         f"{saved.get('crop_size')}; first mismatch {bad[0]}): train with the same --arch, "
+                         "--stream, --flow-length and --crop-size")
+    model.load_state_dict(theirs, strict=False)
 
 
 def fit(cfg: FitConfig) -> dict:
@@ -217,8 +252,7 @@ def fit(cfg: FitConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data_cfg = cfg.data_config(test_frames=max(cfg.val_frames, 1), test_crops=1)
-    sources, items, classes, test_items = _load_data(cfg)
-
+    sources, items, classes, test_items, main_classes = _load_data(cfg)
     model = _build(cfg, classes, data_cfg, device)
     torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout masks differ between ranks
     train_set = TrainClips(sources, items, data_cfg, compact=True)  # flow travels as uint8 codes
@@ -227,7 +261,7 @@ def fit(cfg: FitConfig) -> dict:
                           device.type == "cuda", cfg.seed)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    milestones = cfg.milestones or (FINETUNE_MILESTONES if cfg.pretrained else SCRATCH_MILESTONES)
+    milestones = cfg.milestones or (FINETUNE_MILESTONES if cfg.pretrained or cfg.init_from else SCRATCH_MILESTONES)
     state = {"model": model, "optimizer": optimizer, "lr_scheduler": set_lr_schedule(
         optimizer, cfg.epochs * len(loader), milestones), "scaler": torch.amp.GradScaler(
         device.type, enabled=cfg.amp and device.type == "cuda")}
@@ -250,7 +284,8 @@ def fit(cfg: FitConfig) -> dict:
                               progress=show)
         _check_finite(row, epoch, cfg)
         if test_loader is not None:
-            row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames, show)
+            row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames, show,
+                                               main_classes)
         states = D.all_gather_objects(rng_state())
         if info.is_main:
             metrics.append(row)
@@ -266,12 +301,14 @@ def fit(cfg: FitConfig) -> dict:
     return row
 
 
-def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: int, progress: bool) -> float:
-    """Video-level top-1 from ``frames`` centre crops per video (a cheap monitor, not the test protocol)."""
+def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: int, progress: bool,
+                classes: int) -> float:
+    """Video-level top-1 from ``frames`` centre crops per video (a cheap monitor, not the test protocol), among
+    the first ``classes`` classes (the main dataset's, as the test scores them)."""
     order, probs = predict(model, loader, device, progress=progress)
     per_item = np.zeros((len(items) * frames, probs.shape[1]))
     per_item[order] = probs  # padding items repeat real ones with equal scores
-    video = per_item.reshape(len(items), frames, -1).mean(1)
+    video = per_item.reshape(len(items), frames, -1).mean(1)[:, :classes]
     return float(np.mean(video.argmax(1) == np.array([it.label for it in items])))
 
 

@@ -40,9 +40,19 @@ def run(args: argparse.Namespace) -> int:
     for name in done.rgb_lists + done.flow_lists:
         print(f"  {name}")
     _not_listed(done.not_listed, "TSN's")
+    _left_out(args.shards_dir, args.format)
     for line in done.usage:
         print(line)
     return 0
+
+
+def _left_out(shards_dir: str, layout: str) -> None:
+    # what the shards hold that the layout cannot: said, not dropped silently
+    from flowprep.store.settings import read_identity
+
+    if (read_identity(shards_dir) or {}).get("backward"):
+        print(f"left out: the backward flow (extracted with --backward): the {layout} layout has no place for it; "
+              "the forward flow is exported")
 
 
 def _not_listed(keys: list[str], whose: str) -> None:
@@ -64,6 +74,7 @@ def _mmaction2(args: argparse.Namespace) -> int:
     for name in done.lists:
         print(f"  {name}")
     _not_listed(done.not_listed, "mmaction2's")
+    _left_out(args.shards_dir, "mmaction2")
     print("mmaction2 config (train and val datasets):")
     for line in done.config:
         print(f"  {line}")

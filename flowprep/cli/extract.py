@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict-decode", action="store_true", default=default_of(ExtractConfig, "strict_decode"),
                    help="fail a video whose decoding stops early (default: keep the frames that decoded, flagged "
                         "as partial in the shard, `flowprep info` and the run report)")
+    p.add_argument("--backward", action="store_true", default=default_of(ExtractConfig, "backward"),
+                   help="also compute and store the backward flow of every pair (frame t+1 -> frame t): twice the "
+                        "solver's work; `python -m train fit --stacking bidirectional` needs it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_solver_arguments(p)
 
@@ -82,7 +85,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     resize = Resize(short_side=short or None, size=parse_size(args.size) if args.size else None)
     return ExtractConfig(solver=solver_config_from_args(args), quant=quant, quality=args.quality,
                          rgb=not args.no_rgb, rgb_quality=args.rgb_quality, resize=resize,
-                         strict_decode=getattr(args, "strict_decode", default_of(ExtractConfig, "strict_decode")))
+                         strict_decode=getattr(args, "strict_decode", default_of(ExtractConfig, "strict_decode")),
+                         backward=getattr(args, "backward", default_of(ExtractConfig, "backward")))
 
 
 def videos_from_args(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:

@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
           f"{s['frames']} frames, {s['flows']} flows")
     if st:
         fl = st.get("flow", {})
-        print(f"flow: {fl.get('algo')} {json.dumps(fl.get('params'))}")
+        both = ", forward and backward (frame t+1 -> t; --backward)" if st.get("backward") else ""
+        print(f"flow: {fl.get('algo')} {json.dumps(fl.get('params'))}{both}")
         print(f"quantization: {json.dumps(st.get('quantization'))}, JPEG quality {st.get('jpeg_quality')}, "
               f"rgb: {st.get('rgb')}, resize: {json.dumps(st.get('resize'))}")
     for v in s["videos"]:

@@ -54,17 +54,26 @@ from flowprep.errors import FlowprepError
 # program -> (attribute it moves, direction of the first movement); the second movement is the opposite one
 PROGRAMS: dict[str, tuple[str, int]] = {"RiseFall": ("y", -1), "FallRise": ("y", +1), "GrowShrink": ("scale", +1),
                                         "ShrinkGrow": ("scale", -1)}
-COLOURS = {"Red": 0.0, "Green": 120.0, "Blue": 240.0}  # hue in degrees
+COLOURS = {"Red": 0.0, "Green": 120.0, "Blue": 240.0, "Yellow": 60.0, "Purple": 285.0}  # hue in degrees
 # vertical speed (pixels per frame at 64 px) of each colour's classes: red ones rise and fall faster than blue ones,
 # with overlapping ranges, so that motion tells red from blue in part (and one frame not at all)
-SPEEDS = {"Red": (1.05, 1.6), "Green": (1.0, 1.4), "Blue": (0.75, 1.3)}
+SPEEDS = {"Red": (1.05, 1.6), "Green": (1.0, 1.4), "Blue": (0.75, 1.3), "Yellow": (0.5, 1.8), "Purple": (1.0, 1.4)}
 # class -> (program, colour)
 CLASSES: dict[str, tuple[str, str]] = {
     "RiseFallRed": ("RiseFall", "Red"), "FallRiseRed": ("FallRise", "Red"),
     "GrowShrinkGreen": ("GrowShrink", "Green"), "ShrinkGrowGreen": ("ShrinkGrow", "Green"),
     "RiseFallBlue": ("RiseFall", "Blue"), "FallRiseBlue": ("FallRise", "Blue"),
 }
+# The small companion dataset (``make-demo --small``; Table 2's HMDB-51 to the demo's UCF-101): the same four
+# motion programs, one class each, in colours of its own, with few training videos (see SMALL_DEFAULTS)
+SMALL_CLASSES: dict[str, tuple[str, str]] = {
+    "RiseFallYellow": ("RiseFall", "Yellow"), "FallRiseYellow": ("FallRise", "Yellow"),
+    "GrowShrinkPurple": ("GrowShrink", "Purple"), "ShrinkGrowPurple": ("ShrinkGrow", "Purple"),
+}
+_ALL = {**CLASSES, **SMALL_CLASSES}  # (the demo's classes first: their videos do not depend on the small ones)
 CUE = 0.85  # the share of videos whose disc has its class's colour
+# the small dataset's split, by default (make-demo --small): 3 training videos per class, 12 test videos
+SMALL_DEFAULTS = {"train_groups": 1, "test_groups": 4, "clips": 3}
 MARKER = "demo.json"
 VERSION = 2  # 1: six classes that differ only in motion; 2: appearance and motion each tell part
 
@@ -81,6 +90,7 @@ class DemoConfig:
     width: int = 64
     height: int = 64
     fps: float = 25.0
+    small: bool = False  # the small companion dataset (SMALL_CLASSES) instead of the demo's six classes
 
     def __post_init__(self) -> None:
         if self.train_groups < 1 or self.test_groups < 1 or self.clips < 1:
@@ -91,6 +101,11 @@ class DemoConfig:
             raise ValueError(f"need at least 3 frames per video, got {self.frames}")
         if self.width < 32 or self.height < 32:
             raise ValueError(f"frames must be at least 32x32, got {self.width}x{self.height}")
+
+    @property
+    def classes(self) -> dict[str, tuple[str, str]]:
+        """This dataset's classes: class -> (program, colour)."""
+        return SMALL_CLASSES if self.small else CLASSES
 
     @property
     def groups(self) -> int:
@@ -134,16 +149,17 @@ PAN_MARGIN = 8
 
 
 def _look(cfg: DemoConfig, cls: str, group: int, clip: int, textures: bool = True) -> _Look:
-    rng = np.random.default_rng([cfg.seed, group, clip, list(CLASSES).index(cls)])
+    rng = np.random.default_rng([cfg.seed, group, clip, list(_ALL).index(cls)])
     w, h, m = cfg.width, cfg.height, min(cfg.width, cfg.height)
     radius = float(rng.uniform(0.17, 0.23) * m)
-    rate = {"y": float(rng.uniform(*SPEEDS[CLASSES[cls][1]])) * m / 64, "scale": float(rng.uniform(0.065, 0.085))}
+    rate = {"y": float(rng.uniform(*SPEEDS[_ALL[cls][1]])) * m / 64, "scale": float(rng.uniform(0.065, 0.085))}
     margin = 0.3 * m
     mid = {"x": float(rng.uniform(margin, w - margin)), "y": float(rng.uniform(margin, h - margin)),
            "angle": float(rng.uniform(0, 2 * math.pi)), "scale": float(rng.uniform(-0.15, 0.15))}
     speed, direction = float(rng.uniform(0, 0.5)), float(rng.uniform(0, 2 * math.pi))
-    own = CLASSES[cls][1]
-    colour = own if rng.random() < CUE else str(rng.choice([c for c in COLOURS if c != own]))
+    own = _ALL[cls][1]
+    colours = dict.fromkeys(c for _, c in cfg.classes.values())  # this dataset's colours, in order
+    colour = own if rng.random() < CUE else str(rng.choice([c for c in colours if c != own]))
     background = texture = np.zeros((0, 0, 3))
     if textures:
         grey = rng.uniform(0, 360)  # a background of any hue, washed out: it says nothing
@@ -159,7 +175,7 @@ def _look(cfg: DemoConfig, cls: str, group: int, clip: int, textures: bool = Tru
 
 def _state(look: _Look, cls: str, t: int, frames: int) -> dict:
     """The disc's x, y, angle and log-scale in frame t, and the camera's offset."""
-    moved, sign = PROGRAMS[CLASSES[cls][0]]
+    moved, sign = PROGRAMS[_ALL[cls][0]]
     half = (frames - 1) / 2
     bump = half - abs(t - half)  # 0 -> half -> 0: the first movement, then the second back
     centre = half * half / (2 * half + 1) if half else 0.0  # bump's mean over the video: excursions centred
@@ -191,8 +207,8 @@ def _render(look: _Look, state: dict) -> np.ndarray:
 
 
 def _check_class(cls: str) -> None:
-    if cls not in CLASSES:
-        raise ValueError(f"unknown demo class {cls!r}; choose one of {', '.join(CLASSES)}")
+    if cls not in _ALL:
+        raise ValueError(f"unknown demo class {cls!r}; choose one of {', '.join(_ALL)}")
 
 
 def trajectory(cfg: DemoConfig, cls: str, group: int, clip: int) -> list[dict]:
@@ -237,7 +253,7 @@ def _remove_demo(root: Path, done: dict) -> None:
 
 def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: int = 6, test_groups: int = 4,
                       clips: int = 3, frames: int = 17, width: int = 64, height: int = 64,
-                      progress: bool = False) -> dict:
+                      progress: bool = False, small: bool = False) -> dict:
     """Write the demo dataset into out_dir (UCF-101 layout), or reuse it if it is already there.
 
     Args:
@@ -247,6 +263,7 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
         clips: clips per group and class.
         frames, width, height: frames per video and their size.
         progress: show a progress bar.
+        small: the small companion dataset (SMALL_CLASSES; give it few train groups, e.g. SMALL_DEFAULTS).
     Returns:
         a summary: root, classes, counts, settings, seconds, and whether an existing dataset was reused.
     A demo made here earlier with other settings (or by another version) is replaced.
@@ -255,18 +272,19 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
         FlowprepError: out_dir holds other files than a demo's, or a video cannot be written.
     """
     cfg = DemoConfig(seed=seed, train_groups=train_groups, test_groups=test_groups, clips=clips, frames=frames,
-                     width=width, height=height)
+                     width=width, height=height, small=small)
     root = Path(out_dir)
     marker = root / MARKER
     if marker.is_file():
         done = json.loads(marker.read_text(encoding="utf-8"))
-        if done.get("config") == asdict(cfg) and done.get("version") == VERSION:
+        # (a marker written before ``small`` existed is of the six-class demo)
+        if {"small": False, **done.get("config", {})} == asdict(cfg) and done.get("version") == VERSION:
             return {**done, "reused": True}
         _remove_demo(root, done)  # a demo this function wrote, with other settings or of another version
     elif root.exists() and any(root.iterdir()):
         raise FlowprepError(f"{root} is not empty and holds no demo dataset ({MARKER}); choose another --out")
     t0 = time.perf_counter()
-    classes = list(CLASSES)
+    classes = list(cfg.classes)
     jobs = [(c, g, k) for g in range(1, cfg.groups + 1) for k in range(1, cfg.clips + 1) for c in classes]
     from tqdm import tqdm
     for cls, g, k in tqdm(jobs, desc="demo videos", unit="video", disable=not progress):

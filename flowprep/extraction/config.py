@@ -28,6 +28,7 @@ class ExtractConfig:
     rgb: bool = True
     rgb_quality: int = JPEG_QUALITY
     resize: Resize = field(default_factory=Resize)
+    backward: bool = False  # also the backward flow (frame t+1 -> t) of every pair: twice the solver's work
     # a video whose decoding stops early fails instead of keeping the frames that decoded; not part of the
     # identity (like the backend): it decides which videos are kept, not what a kept video holds
     strict_decode: bool = False
@@ -52,6 +53,7 @@ class ExtractConfig:
             "rgb": self.rgb,
             "rgb_quality": self.rgb_quality if self.rgb else None,
             "resize": self.resize.to_dict(),
+            **({"backward": True} if self.backward else {}),  # absent when off: older folders keep their identity
         }
 
     @classmethod
@@ -69,7 +71,8 @@ class ExtractConfig:
                 solver=SolverConfig(algo=flow["algo"], backend=backend, device=device, params=dict(flow["params"])),
                 quant=QuantConfig.from_dict(q), quality=int(ident["jpeg_quality"]), rgb=bool(ident["rgb"]),
                 rgb_quality=int(ident["rgb_quality"] or JPEG_QUALITY),
-                resize=Resize(short_side=r.get("short_side"), size=tuple(r["size"]) if r.get("size") else None))
+                resize=Resize(short_side=r.get("short_side"), size=tuple(r["size"]) if r.get("size") else None),
+                backward=bool(ident.get("backward", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"these settings are not those of a `flowprep extract` run ({e}): "
                              f"{ {k: ident.get(k) for k in ('flow', 'quantization')} }") from None

@@ -23,7 +23,7 @@ from flowprep.store.writer import ShardWriter
 def encode_settings(config: ExtractConfig) -> EncodeSettings:
     """The parts of the settings the pipeline's decode and encode stages use."""
     return EncodeSettings(quant=config.quant, quality=config.quality, rgb=config.rgb, rgb_quality=config.rgb_quality,
-                          resize=config.resize, strict_decode=config.strict_decode)
+                          resize=config.resize, strict_decode=config.strict_decode, backward=config.backward)
 
 
 def extract_video(path: str, key: str | None = None, config: ExtractConfig = ExtractConfig(),

@@ -32,6 +32,7 @@ from flowprep.codecs.quantize import QuantConfig, quantize_flow
 from flowprep.codecs.video import Resize, TruncatedStream, iter_frames, probe, to_gray
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
+from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
 
 _END = object()
@@ -48,6 +49,7 @@ class EncodeSettings:
     rgb_quality: int
     resize: Resize
     strict_decode: bool = False  # a video whose decoding stops early fails instead of being kept as partial
+    backward: bool = False  # also the backward flow of every pair (frame t+1 -> t)
 
 
 @dataclass
@@ -57,8 +59,7 @@ class _Video:
     decoded: bool = False  # the decode thread has sent every segment
     started: bool = False  # the decode thread has taken it
     pending: list[Future] = field(default_factory=list)
-    quants: list[np.ndarray] = field(default_factory=list)
-    clips: list[np.ndarray] = field(default_factory=list)
+    params: dict[str, list[np.ndarray]] = field(default_factory=dict)  # quant/clipped runs not yet in rec
     t_flow: float = 0.0
     t_enc: float = 0.0
     t_dec: float = 0.0
@@ -151,33 +152,38 @@ def _decode(tasks: list[tuple[VideoTask, _Video]], s: EncodeSettings, out: queue
     put((_END, None, None))
 
 
-def _encode(flow: np.ndarray, s: EncodeSettings) -> tuple[list[bytes], list[bytes], np.ndarray, np.ndarray, float]:
-    # one run of a video's flow -> its x and y JPEGs, quantization parameters, clipped counts, seconds taken
+def _encode(flows: dict[str, np.ndarray], s: EncodeSettings) -> tuple[dict[str, list | np.ndarray], float]:
+    """One run of a video's flow, per direction -> its datasets by name (x and y JPEGs, quantization parameters,
+    clipped counts) and the seconds taken."""
     t0 = time.perf_counter()
-    codes, params, clipped = quantize_flow(flow, s.quant)
-    xs = [encode_gray(c[0], s.quality) for c in codes]
-    ys = [encode_gray(c[1], s.quality) for c in codes]
-    return xs, ys, params, clipped, time.perf_counter() - t0
+    out: dict[str, list | np.ndarray] = {}
+    for direction, flow in flows.items():
+        x_name, y_name, quant, clipped = F.flow_names(direction)
+        codes, out[quant], out[clipped] = quantize_flow(flow, s.quant)
+        out[x_name] = [encode_gray(c[0], s.quality) for c in codes]
+        out[y_name] = [encode_gray(c[1], s.quality) for c in codes]
+    return out, time.perf_counter() - t0
 
 
 def _collect(v: _Video, wait: bool) -> None:
     """Move the encoded flow at the head of ``v.pending`` into ``v.rec``, in the order the runs were solved
     (whichever encode thread finished first); without ``wait``, only the runs already encoded."""
     while v.pending and (wait or v.pending[0].done()):
-        xs, ys, params, clipped, seconds = v.pending.pop(0).result()  # re-raises an encoding error here
-        v.rec.flow_x += xs
-        v.rec.flow_y += ys
-        v.quants.append(params)
-        v.clips.append(clipped)
+        encoded, seconds = v.pending.pop(0).result()  # re-raises an encoding error here
+        for name, data in encoded.items():
+            if isinstance(data, list):  # JPEGs
+                getattr(v.rec, name).extend(data)
+            else:  # quantization parameters, clipped counts: concatenated by _pack
+                v.params.setdefault(name, []).append(data)
         v.t_enc += seconds
 
 
 def _pack(v: _Video) -> None:
     # the collected runs' parameters into the record, after what it already holds
     r = v.rec
-    r.quant = np.concatenate([np.asarray(r.quant).reshape(-1, 2, 2), *v.quants])
-    r.clipped = np.concatenate([np.asarray(r.clipped, np.int64), *v.clips])
-    v.quants, v.clips = [], []
+    for quant, clipped in F.param_names(r.backward):
+        setattr(r, quant, np.concatenate([np.asarray(getattr(r, quant)).reshape(-1, 2, 2), *v.params.pop(quant, [])]))
+        setattr(r, clipped, np.concatenate([np.asarray(getattr(r, clipped), np.int64), *v.params.pop(clipped, [])]))
 
 
 def _maybe_spill(v: _Video, spill, limit: int) -> None:
@@ -240,7 +246,9 @@ class _Batcher:
         f1 = np.concatenate([r[2] for r in runs])
         t0 = time.perf_counter()
         try:
-            flow = self.solver.compute(f0, f1)
+            flows = {"forward": self.solver.compute(f0, f1)}
+            if self.settings.backward:  # the same pairs the other way: frame t+1 -> frame t
+                flows["backward"] = self.solver.compute(f1, f0)
         except Exception as e:  # e.g. an out-of-memory on one batch: fail its videos, go on
             for v, _, _ in runs:
                 v.error = v.error or f"solver failed: {_failure_reason(e)}"
@@ -251,7 +259,8 @@ class _Batcher:
             n = len(a)
             v.t_flow += dt * n
             if v.error is None:
-                self.encoding.append(self.encoder.submit(_encode, flow[i:i + n], self.settings))
+                run = {d: f[i:i + n] for d, f in flows.items()}
+                self.encoding.append(self.encoder.submit(_encode, run, self.settings))
                 v.pending.append(self.encoding[-1])
             i += n
         self.encoding = [f for f in self.encoding if not f.done()]
@@ -280,7 +289,7 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
     tag = {"backend": d.get("backend"), "device": d.get("device")}
     decoders, encoders = threads or host_threads(solver)
     decoders = max(1, min(decoders, len(tasks)))
-    videos = [_Video(VideoRecord(key=t.key, source=t.path, solver=dict(tag))) for t in tasks]
+    videos = [_Video(VideoRecord(t.key, t.path, solver=dict(tag), backward=settings.backward)) for t in tasks]
     todo = list(zip(tasks, videos))  # shared by the decode threads
     q: queue.Queue = queue.Queue(maxsize=queue_segments * decoders)
     stop = threading.Event()

@@ -147,8 +147,9 @@ class FlowSample:
 
 def flow_sample(shards: ShardSet, key: str, indices: Sequence[int], box: tuple[int, int, int, int] | None = None,
                 flip: bool = False, mean_subtract: bool = False, codes: np.ndarray | None = None,
-                tables: np.ndarray | None = None) -> FlowSample:
-    """Flows ``indices`` of video ``key`` inside ``box`` (y, x, h, w; None: whole fields) as a FlowSample.
+                tables: np.ndarray | None = None, direction: str = "forward") -> FlowSample:
+    """Flows ``indices`` of video ``key`` inside ``box`` (y, x, h, w; None: whole fields) as a FlowSample
+    (``direction="backward"``: its backward flows, frame t+1 -> t).
 
     ``codes`` (2L, h, w) and ``tables`` (2L, levels) are filled in place when given (a batch's shared memory);
     8-bit codes may go into a uint16 array of 4096-entry tables (folders of both kinds in one batch).
@@ -163,9 +164,9 @@ def flow_sample(shards: ShardSet, key: str, indices: Sequence[int], box: tuple[i
         codes = np.empty((2 * len(idx), h, w), dtype)
     if tables is None:
         tables = np.empty((2 * len(idx), levels), np.float32)
-    params = shards.quant(key)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
+    params = shards.quant(key, direction)[idx]  # (L, 2, 2) (scale, zero), stored in the shard
     tables[:] = flip_tables(dequant_tables(params, tables.shape[-1]), flip).reshape(2 * len(idx), tables.shape[-1])
-    for c, name in enumerate(F.FLOW_STREAMS):
+    for c, name in enumerate(F.flow_names(direction)[:2]):
         for t, blob in enumerate(shards.jpegs(key, name, idx)):
             code = decode_gray(blob)
             if code.dtype != codes.dtype:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from flowprep.loading import augment as T
-from flowprep.loading.stacking import STACKINGS, trajectory_stack
+from flowprep.loading.stacking import STACKINGS, stack_parts, trajectory_stack
 from flowprep.store.reader import ShardSet
 
 STREAMS = ("spatial", "temporal")
@@ -39,7 +39,9 @@ class DataConfig:
     test_frames: int = 25
     test_crops: int = 10  # 1 (centre), 2 (centre + flip), 5 (corners + centre) or 10 (and their flips)
     rgb_jitter: float = 0.0  # std of AlexNet's PCA colour jitter of training frames (0: off; the paper: 0.1)
-    stacking: str = "optical"  # "optical" (Eq. 1) or "trajectory" (Eq. 2), in training and at test time
+    # "optical" (Eq. 1), "trajectory" (Eq. 2) or "bidirectional" (L/2 backward, L/2 forward flows; shards made
+    # with --backward), in training and at test time
+    stacking: str = "optical"
 
     def __post_init__(self) -> None:
         if self.stream not in STREAMS:
@@ -48,6 +50,9 @@ class DataConfig:
             raise ValueError(f"unknown stacking {self.stacking!r}; choose one of {', '.join(STACKINGS)}")
         if self.test_crops not in (1, 2, 5, 10):
             raise ValueError(f"--test-crops must be 1, 2, 5 or 10, got {self.test_crops}")
+        if self.stacking == "bidirectional" and self.flow_length % 2:
+            raise ValueError(f"bi-directional stacking takes L/2 backward and L/2 forward flows: --flow-length must "
+                             f"be even, got {self.flow_length}")
         if self.flow_length < 1 or self.crop_size < 8 or self.test_frames < 1:
             raise ValueError("flow length, crop size (>= 8) and test frames must be positive")
 
@@ -68,6 +73,12 @@ class VideoItem:
     height: int
     width: int
     task: int = 0  # which dataset's head (multi-task training)
+    source: int | None = None  # which ShardSet holds it (None: the task's; added classes: another dataset's)
+
+    @property
+    def shards_index(self) -> int:
+        """The position of its ShardSet among a TrainClips' sources."""
+        return self.task if self.source is None else self.source
 
 
 def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0) -> list[VideoItem]:
@@ -101,24 +112,42 @@ def _box(box: T.Box) -> tuple[int, int, int, int]:
     return box.y, box.x, box.h, box.w
 
 
+def _stacked(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: tuple | None, flip: bool,
+             codes: np.ndarray | None = None, tables: np.ndarray | None = None) -> list[T.FlowSample]:
+    # one FlowSample per direction of the stack (stack_parts), in channel order; written into consecutive planes
+    # of ``codes``/``tables`` when given
+    out, plane = [], 0
+    for direction, idx in stack_parts(config.stacking, start, config.flow_length, item.flows):
+        n = 2 * len(idx)
+        out.append(T.flow_sample(shards, item.key, idx, box, flip, config.mean_subtract,
+                                 codes=None if codes is None else codes[plane:plane + n],
+                                 tables=None if tables is None else tables[plane:plane + n], direction=direction))
+        plane += n
+    return out
+
+
 def read_flow(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box) -> np.ndarray:
-    """(L, 2, h, w) float32 flow in pixels of flows start..start+L-1 inside ``box``, optionally mean-subtracted
-    (each whole field minus its own mean vector); stacked along trajectories with ``config.stacking``."""
-    idx = flow_indices(item, start, config)
+    """(L, 2, h, w) float32 flow in pixels of the stack at ``start`` inside ``box``, optionally mean-subtracted
+    (each whole field minus its own mean vector); stacked as ``config.stacking`` says."""
     if config.stacking == "trajectory":  # trajectories need the whole fields: they leave any crop
+        idx = flow_indices(item, start, config)
         whole = T.flow_sample(shards, item.key, idx).pixels().reshape(config.flow_length, 2, item.height, item.width)
         stack = trajectory_stack(whole, config.mean_subtract)
         return np.ascontiguousarray(stack[..., box.y:box.y + box.h, box.x:box.x + box.w])
-    sample = T.flow_sample(shards, item.key, idx, _box(box), mean_subtract=config.mean_subtract)
-    return sample.pixels().reshape(config.flow_length, 2, box.h, box.w)
+    return _pixels(_stacked(shards, item, start, config, _box(box), False)).reshape(config.flow_length, 2, box.h,
+                                                                                    box.w)
 
 
 def read_flow_crop(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box,
                    flip: bool) -> np.ndarray:
     """The training hot path for an S x S box: (2L, S, S) float32 stack x1, y1, x2, y2, ... in pixels, equal to
     ``crop_flow(read_flow(...))``; the crop is cut and mirrored while still uint8."""
-    return T.flow_sample(shards, item.key, flow_indices(item, start, config), _box(box), flip,
-                              config.mean_subtract).pixels()
+    return _pixels(_stacked(shards, item, start, config, _box(box), flip))
+
+
+def _pixels(parts: list[T.FlowSample]) -> np.ndarray:
+    # (2L, h, w) float32 pixels of a stack's parts, in order (one part: no copy)
+    return parts[0].pixels() if len(parts) == 1 else np.concatenate([p.pixels() for p in parts])
 
 
 def empty_tensor(shape: Sequence[int], dtype: torch.dtype, shared: bool) -> torch.Tensor:
@@ -147,7 +176,7 @@ def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
 def read_flow_stack(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box,
                     flip: bool) -> np.ndarray:
     """(2L, S, S) float32 stack x1, y1, x2, y2, ... of the flows in ``box``, resized to S if needed, maybe flipped."""
-    if (box.h, box.w) == (config.crop_size, config.crop_size) and config.stacking == "optical":
+    if (box.h, box.w) == (config.crop_size, config.crop_size) and config.stacking != "trajectory":
         return read_flow_crop(shards, item, start, config, box, flip)
     flow = read_flow(shards, item, start, config, box)
     return T.crop_flow(flow, T.Box(0, 0, box.h, box.w), config.crop_size, flip)
@@ -179,7 +208,7 @@ class TrainClips(Dataset):
         # multi-scale boxes are resized in float, trajectories sampled in float: only fixed S x S optical-flow
         # stacks can travel as codes
         self.compact = compact and config.stream == "temporal" and not config.multi_scale \
-            and config.stacking == "optical"
+            and config.stacking != "trajectory"
         # uint16 codes with 4096-entry tables as soon as one source holds 12-bit flow
         self.code_format = max((s.flow_code_format for s in self.sources), key=lambda f: f[1])
 
@@ -208,9 +237,9 @@ class TrainClips(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         item, pos, box, flip = self._choose(i)
         if self.config.stream == "spatial":
-            x = read_frame(self.sources[item.task], item, pos, self.config, box, flip, self._jitter(i))
+            x = read_frame(self.sources[item.shards_index], item, pos, self.config, box, flip, self._jitter(i))
         else:
-            x = read_flow_stack(self.sources[item.task], item, pos, self.config, box, flip)
+            x = read_flow_stack(self.sources[item.shards_index], item, pos, self.config, box, flip)
         return torch.from_numpy(x), item.label, item.task
 
     def __getitems__(self, indices: Sequence[int]) -> tuple:
@@ -228,8 +257,7 @@ class TrainClips(Dataset):
         labels, tasks = [], []
         for b, i in enumerate(indices):
             item, pos, box, flip = self._choose(i)
-            T.flow_sample(self.sources[item.task], item.key, flow_indices(item, pos, self.config), _box(box), flip,
-                          self.config.mean_subtract, codes=c[b], tables=t[b])
+            _stacked(self.sources[item.shards_index], item, pos, self.config, _box(box), flip, codes=c[b], tables=t[b])
             labels.append(item.label)
             tasks.append(item.task)
         return (codes, tables), torch.tensor(labels), torch.tensor(tasks)

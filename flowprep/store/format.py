@@ -14,6 +14,8 @@ docs/FORMAT.md describes the same layout for readers who use h5py alone::
         rgb_crc32, flow_x_crc32, ...    CRC-32 of each JPEG
         quant                           (N-1, 2, 2) float64: quant[t, c] = (scale, zero); flow = (q - zero) * scale
         clipped                         (N-1,) int64: vectors clipped by the bound in each flow
+        flow_x_backward, ..., quant_backward, clipped_backward: the same for the backward flow (frame t+1 -> t),
+                                        with --backward (since 0.3)
 
       attrs: sha256 on the file and on each video's group: a digest of everything else stored (since 0.3)
 
@@ -39,7 +41,10 @@ FORMAT_VERSION = 1
 REPORTS_DIR = "reports"  # every run's report, relative to OUT
 LATEST_REPORT = Path(REPORTS_DIR) / "latest.json"  # the last run's report, relative to OUT
 # the settings a folder is bound to (flowprep.json, each shard): extraction.config.ExtractConfig.identity()'s keys
-IDENTITY_KEYS = ("format_version", "flow", "quantization", "jpeg_quality", "rgb", "rgb_quality", "resize")
+IDENTITY_KEYS = ("format_version", "flow", "quantization", "jpeg_quality", "rgb", "rgb_quality", "resize",
+                 "backward")
+# identity keys written only when on (``"backward": true``), so that folders made before them keep their identity
+OPTIONAL_IDENTITY_KEYS = ("backward",)
 
 # file attributes
 ATTR_FORMAT, ATTR_VERSION, ATTR_FLOWPREP, ATTR_SETTINGS, ATTR_CREATED = (
@@ -53,6 +58,10 @@ KEYS, STATUS, CATALOG, VIDEOS = "keys", "status", "catalog", "videos"
 STREAMS = ("rgb", "flow_x", "flow_y")
 FLOW_STREAMS = ("flow_x", "flow_y")
 QUANT, CLIPPED = "quant", "clipped"
+# backward flow (frame t+1 -> frame t; `extract --backward`, since 0.3): the same datasets with this suffix
+DIRECTIONS = ("forward", "backward")
+BACKWARD = "_backward"
+BACKWARD_STREAMS = tuple(n + BACKWARD for n in FLOW_STREAMS)
 # per-video attributes, in the order they are written: record.VideoInfo's fields (declared there once) but the
 # key, which names the group; then the backend and device that computed the flow and the seconds per stage, as
 # JSON text (JSON_ATTRS)
@@ -67,6 +76,29 @@ OK, FAILED = "ok", "failed"
 
 SHARD_GLOB = "shard-*.h5"
 _SHARD_RE = re.compile(r"^shard-(\d+)\.h5$")
+
+
+def direction_suffix(direction: str) -> str:
+    """"" for the forward flow, BACKWARD for the backward flow (ValueError for anything else)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"flow direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    return "" if direction == "forward" else BACKWARD
+
+
+def flow_names(direction: str = "forward") -> tuple[str, str, str, str]:
+    """(x JPEGs, y JPEGs, quant, clipped): the datasets of one direction's flow."""
+    s = direction_suffix(direction)
+    return FLOW_STREAMS[0] + s, FLOW_STREAMS[1] + s, QUANT + s, CLIPPED + s
+
+
+def jpeg_streams(backward: bool) -> tuple[str, ...]:
+    """The JPEG datasets of a video: rgb and the forward flow, and the backward flow when it was extracted."""
+    return STREAMS + (BACKWARD_STREAMS if backward else ())
+
+
+def param_names(backward: bool) -> tuple[tuple[str, str], ...]:
+    """(quant, clipped) dataset names of each stored direction."""
+    return tuple(flow_names(d)[2:] for d in DIRECTIONS[:2 if backward else 1])
 
 
 def crc_name(stream: str) -> str:

@@ -169,7 +169,8 @@ class ShardSet:
             raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
 
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
-        """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y'), CRC-checked."""
+        """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y', 'flow_x_backward',
+        'flow_y_backward'), CRC-checked."""
         idx = [int(i) for i in indices]
         if not idx:
             return []
@@ -193,9 +194,21 @@ class ShardSet:
             arr = h["all:" + name] = self._read(key, name, ())
         return arr
 
-    def quant(self, key: str) -> np.ndarray:
+    def quant(self, key: str, direction: str = "forward") -> np.ndarray:
         """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
-        return self._small(key, F.QUANT)
+        return self._small(key, self._names(direction)[2])
+
+    @property
+    def has_backward(self) -> bool:
+        """Whether this folder was extracted with ``--backward`` (every video holds its backward flow too)."""
+        return bool(self.settings.get("backward"))
+
+    def _names(self, direction: str) -> tuple[str, str, str, str]:
+        names = F.flow_names(direction)
+        if direction == "backward" and not self.has_backward:
+            raise ShardError(str(self.root), "holds no backward flow: extract it with `flowprep extract "
+                                             "--backward` (into a new folder)")
+        return names
 
     @property
     def flow_bits(self) -> int:
@@ -207,21 +220,23 @@ class ShardSet:
         """(numpy dtype, table length) of this folder's flow codes: (uint8, 256) or (uint16, 4096)."""
         return code_dtype(self.flow_bits), 1 << self.flow_bits
 
-    def flow_codes(self, key: str, indices: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    def flow_codes(self, key: str, indices: Iterable[int], direction: str = "forward") -> tuple[np.ndarray, np.ndarray]:
         """(T, 2, H, W) codes (uint8, or uint16 for 12 bits) and (T, 2, 2) (scale, zero) parameters of the given
-        flow indices."""
+        flow indices (``direction="backward"``: of the backward flow, frame t+1 -> t)."""
         idx = list(indices)
+        x_name, y_name, _, _ = self._names(direction)
         if not idx:
             return np.zeros((0, 2, 0, 0), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
-        xs, ys = (self.jpegs(key, name, idx) for name in F.FLOW_STREAMS)
+        xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))
         codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)])
-        return codes, self.quant(key)[idx]
+        return codes, self.quant(key, direction)[idx]
 
-    def flow(self, key: str, indices: Iterable[int] | None = None) -> np.ndarray:
-        """(T, 2, H, W) float32 flow in pixels (dx, dy) of the given flow indices (default: all)."""
+    def flow(self, key: str, indices: Iterable[int] | None = None, direction: str = "forward") -> np.ndarray:
+        """(T, 2, H, W) float32 flow in pixels (dx, dy) of the given flow indices (default: all); flow t of
+        ``direction="backward"`` goes from frame t+1 to frame t (folders extracted with ``--backward``)."""
         if indices is None:
             indices = range(self.meta(key).flows)
-        codes, params = self.flow_codes(key, indices)
+        codes, params = self.flow_codes(key, indices, direction)
         return dequantize_flow(codes, params)
 
     def rgb(self, key: str, indices: Iterable[int] | None = None) -> np.ndarray:

@@ -72,7 +72,8 @@ def read_info(stored: Mapping[str, Any], **given: Any) -> dict[str, Any]:
 class VideoRecord:
     """A video's encoded frames and flows, or the reason it failed.
 
-    ``flow_x[t]``/``flow_y[t]`` hold the JPEG of the flow from frame t to t+1 (see flowprep's index convention);
+    ``flow_x[t]``/``flow_y[t]`` hold the JPEG of the flow from frame t to t+1 (see flowprep's index convention),
+    ``flow_x_backward[t]``/``flow_y_backward[t]`` (with ``backward``) that of the flow from frame t+1 to t;
     ``quant[t, c] = (scale, zero)`` rebuilds component c (0 = x, 1 = y) as (code - zero) * scale pixels. The
     metadata fields are VideoInfo's, with its defaults (``flows`` is counted).
     """
@@ -92,6 +93,12 @@ class VideoRecord:
     flow_y: list[bytes] = field(default_factory=list)
     quant: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))
     clipped: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.int64))
+    # the backward flow (frame t+1 -> frame t), the same way, when it was extracted (``backward``)
+    backward: bool = False
+    flow_x_backward: list[bytes] = field(default_factory=list)
+    flow_y_backward: list[bytes] = field(default_factory=list)
+    quant_backward: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))
+    clipped_backward: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.int64))
     frames: int = VideoInfo.frames
     announced_frames: int = VideoInfo.announced_frames
     partial_reason: str = VideoInfo.partial_reason
@@ -110,7 +117,8 @@ class VideoRecord:
     @property
     def held_bytes(self) -> int:
         """Bytes of JPEG data held in memory (not yet spilled)."""
-        return sum(map(len, self.rgb)) + sum(map(len, self.flow_x)) + sum(map(len, self.flow_y))
+        return sum(sum(map(len, items)) for items in (self.rgb, self.flow_x, self.flow_y, self.flow_x_backward,
+                                                      self.flow_y_backward))
 
     @property
     def nbytes(self) -> int:

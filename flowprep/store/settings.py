@@ -35,7 +35,7 @@ def read_identity(out_dir: str | Path) -> dict | None:
 
 def shard_identity(settings: dict) -> dict:
     """The identity part of a shard's stored settings (they also name the solver that ran)."""
-    return {k: settings.get(k) for k in F.IDENTITY_KEYS}
+    return {k: settings.get(k) for k in F.IDENTITY_KEYS if k in settings or k not in F.OPTIONAL_IDENTITY_KEYS}
 
 
 def settings_mismatch(settings: dict, identity: dict) -> str | None:

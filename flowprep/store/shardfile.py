@@ -79,10 +79,12 @@ def read_record(g: h5py.Group, key: str, data: bool = True) -> VideoRecord:
 
 def _fill(rec: VideoRecord, g: h5py.Group, part: slice) -> None:
     # items ``part`` of every dataset of a stored video into ``rec``
-    for name in F.STREAMS:
+    rec.backward = F.BACKWARD_STREAMS[0] in g
+    for name in F.jpeg_streams(rec.backward):
         setattr(rec, name, [bytes(b) for b in g[name][part]] if name in g else [])
-    rec.quant = np.asarray(g[F.QUANT][part])
-    rec.clipped = np.asarray(g[F.CLIPPED][part])
+    for quant, clipped in F.param_names(rec.backward):
+        setattr(rec, quant, np.asarray(g[quant][part]))
+        setattr(rec, clipped, np.asarray(g[clipped][part]))
 
 
 def read_records(path: str | os.PathLike, keys: list[str]) -> Iterator[VideoRecord]:
@@ -99,7 +101,7 @@ def copy_videos(path: str | os.PathLike, keys: list[str], writer) -> None:
         for k in keys:
             g = f[F.VIDEOS][k]
             rec = read_record(g, k, data=False)
-            length = max((len(g[n]) for n in F.STREAMS if n in g), default=0) if rec.status == F.OK else 0
+            length = max((len(g[n]) for n in F.jpeg_streams(True) if n in g), default=0) if rec.status == F.OK else 0
             if length <= F.READ_STEP:
                 rec = read_record(g, k)
             for start in range(0, length, F.READ_STEP) if length > F.READ_STEP else ():
@@ -164,7 +166,9 @@ def check_video(g: h5py.Group) -> str | None:
     if want is None:
         g[F.QUANT][()], g[F.CLIPPED][()]  # a bit flip there fails HDF5's Fletcher-32 check: an OSError
     frames, flows = int(a["frames"]), int(a["flows"])
-    for name, n in (("rgb", frames), ("flow_x", flows), ("flow_y", flows)):
+    backward = F.BACKWARD_STREAMS[0] in g
+    for name in F.jpeg_streams(backward):
+        n = frames if name == "rgb" else flows
         if name == "rgb" and (name not in g or n == 0 or len(g[name]) == 0):  # extracted with --no-rgb
             continue
         blobs, crcs = g[name], g[F.crc_name(name)]
@@ -174,6 +178,7 @@ def check_video(g: h5py.Group) -> str | None:
             bad = F.first_bad_crc(blobs[start:start + F.READ_STEP], crcs[start:start + F.READ_STEP])
             if bad is not None:
                 return f"{name}[{start + bad}] fails its CRC-32 check (corrupt data)"
-    if g[F.QUANT].shape != (flows, 2, 2) or g[F.CLIPPED].shape != (flows,):
-        return f"quant/clipped shapes {g[F.QUANT].shape}/{g[F.CLIPPED].shape} do not match {flows} flows"
+    for quant, clipped in F.param_names(backward):
+        if g[quant].shape != (flows, 2, 2) or g[clipped].shape != (flows,):
+            return f"{quant}/{clipped} shapes {g[quant].shape}/{g[clipped].shape} do not match {flows} flows"
     return None

@@ -114,14 +114,16 @@ class ShardWriter:
         ``rec`` counts what was moved (``spilled_flows``, ``spilled_bytes``). Finish the video with ``add``."""
         videos = self._videos()
         g = videos[rec.key] if rec.key in self._spilled else videos.create_group(rec.key)
-        held = {name: _take(getattr(rec, name)) for name in F.STREAMS}
-        quant, clipped = np.asarray(rec.quant, np.float64).reshape(-1, 2, 2), np.asarray(rec.clipped, np.int64)
-        rec.quant, rec.clipped = np.zeros((0, 2, 2)), np.zeros((0,), np.int64)
+        held = {name: _take(getattr(rec, name)) for name in F.jpeg_streams(rec.backward)}
         for name, data in held.items():
             _append(g, name, _blobs(data), _BYTES)
             _append(g, F.crc_name(name), _crcs(data), np.uint32)
-        _append(g, F.QUANT, quant, np.float64, fletcher32=True)
-        _append(g, F.CLIPPED, clipped, np.int64, fletcher32=True)
+        for quant, clipped in F.param_names(rec.backward):
+            _append(g, quant, np.asarray(getattr(rec, quant), np.float64).reshape(-1, 2, 2), np.float64,
+                    fletcher32=True)
+            _append(g, clipped, np.asarray(getattr(rec, clipped), np.int64), np.int64, fletcher32=True)
+            setattr(rec, quant, np.zeros((0, 2, 2)))
+            setattr(rec, clipped, np.zeros((0,), np.int64))
         rec.spilled_flows += len(held["flow_x"])
         moved = sum(len(b) for data in held.values() for b in data)
         rec.spilled_bytes += moved
@@ -140,14 +142,16 @@ class ShardWriter:
         g = videos[rec.key] if spilled else videos.create_group(rec.key)
         g.attrs.update(video_attrs(rec))
         if rec.status == F.OK and not spilled:
-            for name in F.STREAMS:
+            for name in F.jpeg_streams(rec.backward):
                 data = getattr(rec, name)
                 g.create_dataset(name, data=_blobs(data), dtype=_BYTES)
                 g.create_dataset(F.crc_name(name), data=_crcs(data))
             # Fletcher-32 checksums: a bit flip in the parameters is caught on read, like the JPEGs' CRC-32
-            g.create_dataset(F.QUANT, data=np.asarray(rec.quant, dtype=np.float64).reshape(-1, 2, 2),
-                             fletcher32=rec.flows > 0)
-            g.create_dataset(F.CLIPPED, data=np.asarray(rec.clipped, dtype=np.int64), fletcher32=rec.flows > 0)
+            for quant, clipped in F.param_names(rec.backward):
+                g.create_dataset(quant, data=np.asarray(getattr(rec, quant), dtype=np.float64).reshape(-1, 2, 2),
+                                 fletcher32=rec.flows > 0)
+                g.create_dataset(clipped, data=np.asarray(getattr(rec, clipped), dtype=np.int64),
+                                 fletcher32=rec.flows > 0)
         g.attrs[F.ATTR_DIGEST] = group_digest(g)  # of what was stored, read back: what verify will read
         self._catalog.append(catalog_entry(rec))
 

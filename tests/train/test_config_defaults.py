@@ -17,8 +17,8 @@ from train.fit import FitConfig
 # verb -> (its config, a shortest command line, renamed flags: dest -> field)
 VERBS = {"fit": (FitConfig, ["--shards", "s"], {"lr_milestones": "milestones"}),
          "test": (train.evaluate.TestConfig, ["--checkpoint", "c"], {"test_frames": "frames", "test_crops": "crops"})}
-# --also appends to a list (FitConfig holds a tuple); --dataset's line is the dataset change's, in progress
-_NOT_READ = {"also", "dataset"}
+# --also and --add-classes append to a list (FitConfig holds a tuple); --dataset's line is the dataset change's
+_NOT_READ = {"also", "add_classes", "dataset"}
 
 
 def _flags(verb: str) -> dict[str, str]:

@@ -12,7 +12,8 @@ from train.table import KEYS, collect, format_table, margins, targets, write_res
 
 # a run whose rows meet every target (6 classes: chance 1/6)
 GOOD = {"spatial": 0.45, "temporal_L1": 0.44, "temporal_L5": 0.76, "temporal": 0.83,
-        "temporal_no_mean_subtraction": 0.72, "temporal_trajectory": 0.83, "fusion_avg": 0.89, "fusion_svm": 0.92}
+        "temporal_no_mean_subtraction": 0.72, "temporal_trajectory": 0.83, "temporal_bidirectional": 0.80,
+        "fusion_avg": 0.89, "fusion_svm": 0.92}
 
 
 def _run_folder(root: Path, res: dict, classes: int = 6, videos: int = 72) -> Path:
@@ -34,7 +35,8 @@ def test_results_json_has_every_row_key_and_chance(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == res
     assert set(KEYS) | {"chance", "classes", "test_videos", "dataset", "split", "seconds"} == set(saved)
-    assert {"temporal_L1", "temporal_L5", "temporal_no_mean_subtraction", "temporal_trajectory"} <= set(saved)
+    assert {"temporal_L1", "temporal_L5", "temporal_no_mean_subtraction", "temporal_trajectory",
+            "temporal_bidirectional"} <= set(saved)
     assert saved["chance"] == pytest.approx(1 / 6) and saved["test_videos"] == 72
     assert saved["temporal_L5"] == 0.76
 
@@ -45,6 +47,7 @@ def test_the_table_prints_each_row_beside_the_papers_figure(tmp_path):
     row = {line.split("%")[0].rsplit(None, 1)[0].strip(): line for line in text.splitlines()[2:]}
     assert "76.0%" in row["Temporal ConvNet, L = 5"] and "80.4%" in row["Temporal ConvNet, L = 5"]
     assert "83.0%" in row["L = 10, trajectory stacking"] and "80.2%" in row["L = 10, trajectory stacking"]
+    assert "80.0%" in row["L = 10, bi-directional"] and "81.2%" in row["L = 10, bi-directional"]
     assert "92.0%" in row["Fusion by SVM"] and "88.0%" in row["Fusion by SVM"]
     assert "+-1.5" in format_table(res, "demo", 1, spread={"spatial": 0.015})
 
@@ -63,11 +66,13 @@ def test_a_run_with_only_the_two_streams_has_only_their_rows(tmp_path):
     ({"temporal_L1": 0.80, "temporal_L5": 0.81}, "temporal - L = 1 >= 10 points"),
     ({"fusion_avg": 0.84}, "fusion (avg and SVM) >= the better stream + 2 points"),
     ({"fusion_svm": 0.849}, "fusion (avg and SVM) >= the better stream + 2 points"),
+    ({"temporal_bidirectional": 0.77}, "bi-directional within 5 points of L = 10"),   # 6 points below
+    ({"temporal_bidirectional": 0.89}, "bi-directional within 5 points of L = 10"),   # 6 points above
 ])
 def test_each_target_is_missed_only_by_its_own_row(change, missed):
     res = {**GOOD, **change, "chance": 1 / 6}
     got = dict(targets(res))
-    assert len(got) == 5
+    assert len(got) == 6
     assert [n for n, ok in got.items() if not ok] == ([missed] if missed else [])
 
 
@@ -84,7 +89,8 @@ def test_the_table_verb_writes_results_and_fails_a_missed_target(tmp_path, capsy
 
 def test_margins_are_the_differences_the_targets_compare():
     got = {name: (unit, value, bar) for _, name, unit, value, bar in margins({**GOOD, "chance": 1 / 6})}
-    assert len(got) == 7
+    assert len(got) == 9
+    assert got["bi-directional - L = 10 + 5"] == ("points", pytest.approx(0.02), 0.0)
     assert got["spatial / chance (x)"] == ("x", pytest.approx(2.7), 2.0)
     assert got["temporal - spatial"] == ("points", pytest.approx(0.38), 0.10)
     assert got["fusion avg - better stream"] == ("points", pytest.approx(0.06), 0.02)

@@ -6,6 +6,7 @@ from functools import partial
 
 from flowprep.base.defaults import default_of, from_fields
 from flowprep.datasets import DATASETS
+from flowprep.loading.stacking import STACKINGS
 from train.fit import FitConfig, TaskSpec
 from train.models import ARCHS
 
@@ -48,9 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "\"RGB jittering\" (default: on for the spatial stream)")
     p.add_argument("--train-layers", default=d("train_layers"), choices=("all", "last"),
                    help="last: only the classifier of a --pretrained net learns (the paper's Table 1a)")
-    p.add_argument("--stacking", default=d("stacking"), choices=("optical", "trajectory"),
-                   help="temporal input: optical flow stacking (Eq. 1) or stacking along the trajectories the "
-                        "flows trace (Eq. 2), in training and at test time")
+    p.add_argument("--stacking", default=d("stacking"), choices=STACKINGS,
+                   help="temporal input: optical flow stacking (Eq. 1), stacking along the trajectories the "
+                        "flows trace (Eq. 2), or bidirectional: L/2 backward and L/2 forward flows (shards "
+                        "extracted with --backward); in training and at test time")
     _add_run_arguments(p)
 
 
@@ -75,6 +77,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--also", nargs=3, action="append", default=list(d("also")),  # append needs a list
                    metavar=("DATASET", "SHARDS", "SPLIT_DIR"),
                    help="multi-task: another dataset with its own head (repeatable)")
+    p.add_argument("--add-classes", nargs=3, action="append", default=list(d("add_classes")),
+                   metavar=("DATASET", "SHARDS", "SPLIT_DIR"),
+                   help="another dataset's training videos and classes added to the main dataset's (one head; "
+                        "the test scores the main dataset's classes only; repeatable)")
+    p.add_argument("--init-from", default=d("init_from"), metavar="CHECKPOINT",
+                   help="start the net's trunk from a trained one (best.pt of a run with the same --arch, "
+                        "--stream and input), its classifier anew: fine-tuning from another dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=d("progress"),
                    help="no progress bar (logs only)")
 
@@ -84,6 +93,7 @@ def run(a: argparse.Namespace) -> int:
     from train.fit import fit
     # every flag whose dest is a field goes in by name; the two that differ in name or type are converted
     cfg = from_fields(FitConfig, vars(a), milestones=tuple(a.lr_milestones) if a.lr_milestones else None,
-                      also=tuple(TaskSpec(d, s, sd) for d, s, sd in a.also))
+                      also=tuple(TaskSpec(d, s, sd) for d, s, sd in a.also),
+                      add_classes=tuple(TaskSpec(d, s, sd) for d, s, sd in a.add_classes))
     fit(cfg)
     return 0

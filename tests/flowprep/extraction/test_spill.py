@@ -30,7 +30,7 @@ def videos(tmp_path_factory):
     return tasks
 
 
-def _extract(tasks, path, solver, spill_bytes: int | None, threads=(2, 2)):
+def _extract(tasks, path, solver, spill_bytes: int | None, threads=(2, 2), backward: bool = False):
     """Extract into one shard; returns the held bytes of each record handed to spill (before the spill) and the
     writer's dead bytes."""
     held = []
@@ -38,7 +38,7 @@ def _extract(tasks, path, solver, spill_bytes: int | None, threads=(2, 2)):
         def spill(rec):
             held.append(rec.held_bytes)
             w.spill(rec)
-        for rec in run_pipeline(tasks, solver, encode_settings(ExtractConfig()), segment=SEGMENT,
+        for rec in run_pipeline(tasks, solver, encode_settings(ExtractConfig(backward=backward)), segment=SEGMENT,
                                 queue_segments=QUEUE, threads=threads,
                                 spill=spill if spill_bytes else None, spill_bytes=spill_bytes or 0):
             w.add(rec)
@@ -46,15 +46,16 @@ def _extract(tasks, path, solver, spill_bytes: int | None, threads=(2, 2)):
 
 
 def _content(path, keys):
-    return {r.key: (r.status, r.frames, r.rgb, r.flow_x, r.flow_y, r.quant.tolist(), r.clipped.tolist())
-            for r in read_records(path, keys)}
+    return {r.key: (r.status, r.frames, r.rgb, r.flow_x, r.flow_y, r.quant.tolist(), r.clipped.tolist(),
+                    r.flow_x_backward, r.flow_y_backward, r.quant_backward.tolist()) for r in read_records(path, keys)}
 
 
-def test_spilled_videos_store_the_same_as_whole_ones_and_memory_stays_bounded(videos, tmp_path):
+@pytest.mark.parametrize("backward", [False, True])
+def test_spilled_videos_store_the_same_as_whole_ones_and_memory_stays_bounded(videos, tmp_path, backward):
     keys = [t.key for t in videos]
-    _extract(videos, tmp_path / "whole.h5", RecordingSolver(4), None)
+    _extract(videos, tmp_path / "whole.h5", RecordingSolver(4), None, backward=backward)
     limit = 20_000
-    held, dead = _extract(videos, tmp_path / "spilled.h5", RecordingSolver(4), limit)
+    held, dead = _extract(videos, tmp_path / "spilled.h5", RecordingSolver(4), limit, backward=backward)
     assert _content(tmp_path / "whole.h5", keys) == _content(tmp_path / "spilled.h5", keys)
     with h5py.File(tmp_path / "spilled.h5", "r") as f:
         for k in keys:
@@ -64,8 +65,10 @@ def test_spilled_videos_store_the_same_as_whole_ones_and_memory_stays_bounded(vi
             sum(len(bytes(b)) for b in f[F.VIDEOS]["v0"][n][()]) for n in F.STREAMS)
     # what one video holds between spills: the limit plus what arrives in one step (at most the queued segments'
     # RGB frames and their flows), never the whole video
-    step = (QUEUE + 2) * SEGMENT * total // 180
+    step = (QUEUE + 2) * SEGMENT * total // 180 * (2 if backward else 1)
     assert len(held) >= 8 and max(held) <= limit + step < total / 2 and dead == 0
+    if backward:
+        assert len(_content(tmp_path / "spilled.h5", keys)["v0"][7]) == 179
 
 
 def test_a_video_that_fails_after_spilling_is_stored_as_failed_and_the_rest_as_usual(videos, tmp_path):

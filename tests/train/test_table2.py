@@ -1,0 +1,90 @@
+"""The paper's Table 2 settings: fine-tuning from a net trained on another dataset (--init-from), another
+dataset's classes added to the main head (--add-classes, scored on the main dataset's classes), and the small
+companion demo dataset they are shown on."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import train.evaluate as evaluate
+import train.fit as fit_module
+from flowprep.datasets.demo import CLASSES, SMALL_CLASSES, SMALL_DEFAULTS, DemoConfig, make_demo_dataset, render_video
+from flowprep.loading.clips import VideoItem
+from train.engine import load_checkpoint
+from train.fit import FitConfig, TaskSpec, _build, _load_data, fit
+
+from twostream_synth import build_motion_data
+
+DEMO_CHECKSUM = 1327366  # the pixel sum of that video before the small classes existed (commit 7c7e6df)
+
+
+def _cfg(data, out, **kw) -> FitConfig:
+    base = dict(shards=str(data.shards), split_dir=str(data.split_dir), stream="temporal", arch="tiny", crop_size=40,
+                flow_length=4, batch_size=8, lr=0.05, dropout=0.0, num_workers=0, val_frames=0, progress=False,
+                out=str(out), milestones=(0.8,), device="cpu", epochs=1)
+    return FitConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory):
+    """A second motion dataset (other videos, the same four classes), as another dataset's shards."""
+    return build_motion_data(tmp_path_factory.mktemp("other"), per_class_train=2, per_class_test=1, seed=7)
+
+
+def test_init_from_starts_the_trunk_from_a_trained_net_and_the_classifier_anew(motion_data, other, tmp_path):
+    fit(_cfg(motion_data, tmp_path / "big", epochs=2))
+    trained = load_checkpoint(tmp_path / "big" / "best.pt")["model"]
+    cfg = _cfg(other, tmp_path / "small", init_from=str(tmp_path / "big" / "best.pt"), seed=5)
+    _, _, classes, _, _ = _load_data(cfg)
+    model = _build(cfg, classes, cfg.data_config(), torch.device("cpu"))
+    fresh = _build(_cfg(other, tmp_path / "x", seed=5), classes, cfg.data_config(), torch.device("cpu"))
+    for k, v in model.state_dict().items():
+        want = trained[k] if k.startswith("trunk.") else fresh.state_dict()[k]
+        assert torch.equal(v, want), k
+    with pytest.raises(ValueError, match="does not fit this one.*--flow-length"):
+        _build(_cfg(other, tmp_path / "y", flow_length=2, init_from=cfg.init_from), classes,
+               _cfg(other, tmp_path / "y", flow_length=2).data_config(), torch.device("cpu"))
+
+
+def test_added_classes_train_one_head_and_the_test_scores_the_main_classes(motion_data, other, tmp_path):
+    added = (TaskSpec("ucf101", str(motion_data.shards), str(motion_data.split_dir)),)
+    cfg = _cfg(other, tmp_path / "run", add_classes=added, epochs=2)
+    sources, items, classes, _, n_main = _load_data(cfg)
+    main = [it for it in items if it.source is None]
+    extra = [it for it in items if it.source is not None]
+    assert len(classes) == 1 and n_main == 4 and classes[0][4:] == [f"ucf101:{c}" for c in classes[0][:4]]
+    assert len(main) == 8 and len(extra) == 32 and {it.label for it in extra} == {4, 5, 6, 7}
+    assert all(it.task == 0 and sources[it.shards_index].root == motion_data.shards for it in extra)
+    fit(cfg)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["model"]["heads.0.weight"].shape[0] == 8
+    result = evaluate.test(evaluate.TestConfig(checkpoint=str(tmp_path / "run" / "best.pt"), frames=2, crops=1,
+                                               num_workers=0, progress=False, device="cpu"))
+    assert result["videos"] == 4  # the main dataset's test split
+    with np.load(tmp_path / "run" / "scores.npz") as z:
+        assert z["scores"].shape == (4, 4) and list(z["classes"]) == classes[0][:4]
+    saved = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert saved["dataset"] == "ucf101"
+
+
+def test_the_small_demo_has_the_demos_motion_programs_in_colours_of_its_own(tmp_path):
+    s = make_demo_dataset(tmp_path / "small", small=True, frames=9, width=32, height=32, **SMALL_DEFAULTS)
+    assert s["classes"] == list(SMALL_CLASSES) and s["train"] == 12 and s["test"] == 48
+    programs = {p for p, _ in CLASSES.values()}
+    assert {p for p, _ in SMALL_CLASSES.values()} == programs  # each of the demo's programs, one class each
+    assert not {c for _, c in SMALL_CLASSES.values()} & {c for _, c in CLASSES.values()}
+    # adding the small classes changed none of the demo's videos (their random streams are the demo's own)
+    before = render_video(DemoConfig(frames=5, width=32, height=32), "FallRiseBlue", 2, 1)
+    assert before.shape == (5, 32, 32, 3) and int(before.astype(np.int64).sum()) == DEMO_CHECKSUM
+
+
+def test_the_training_monitor_scores_the_main_classes_too(monkeypatch):
+    """An added class with the same motion as a main one may win the argmax over the whole head: the monitor,
+    like the test, picks among the main dataset's classes."""
+    probs = np.array([[0.30, 0.05, 0.05, 0.05, 0.55], [0.05, 0.30, 0.05, 0.05, 0.55]])  # class 4 is added
+    monkeypatch.setattr(fit_module, "predict", lambda *a, **k: (np.arange(2), probs))
+    items = [VideoItem("a", 0, 5, 4, 8, 8), VideoItem("b", 1, 5, 4, 8, 8)]
+    assert fit_module._video_top1(None, None, None, items, 1, False, 4) == 1.0
+    assert fit_module._video_top1(None, None, None, items, 1, False, 5) == 0.0
