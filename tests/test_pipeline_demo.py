@@ -27,6 +27,7 @@ def _pipeline(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(720)  # three pipeline runs (the demo, again, and --table2): ~2.5 min here, more on a busy CI
 def test_demo_pipeline_trains_tests_and_prints_every_row(tmp_path: Path) -> None:
     if not (Path(sys.prefix) / ".flowprep-installed").exists():
         pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")
