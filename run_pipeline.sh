@@ -151,8 +151,9 @@ mkdir -p "$STATE" "$LOGS"
 SHARDS="$OUT/shards"
 STAGE_N=0 STAGE_TOTAL=10 RERUN=0
 [ "$ALL_ROWS" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 8))
-[ "$ALL_ROWS" = 1 ] && [[ " ${EXTRACT_DEFAULTS[*]:-} ${EXTRA_X[*]:-} " == *" --backward "* ]] \
-    && STAGE_TOTAL=$((STAGE_TOTAL + 2))
+BACKWARD=0  # the extraction stores backward flow: the bi-directional row can be trained
+[[ " ${EXTRACT_DEFAULTS[*]:-} ${EXTRA_X[*]:-} " == *" --backward "* ]] && BACKWARD=1
+[ "$ALL_ROWS" = 1 ] && [ "$BACKWARD" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 2))
 [ "$DATASET" = demo ] && STAGE_TOTAL=$((STAGE_TOTAL + 1))
 [ "$TABLE2" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 10))
 
@@ -250,7 +251,7 @@ if [ "$ALL_ROWS" = 1 ]; then
     fit temporal_no_mean_subtraction temporal "$EPOCHS_T" --no-mean-subtraction
     fit temporal_trajectory temporal "$EPOCHS_T" --stacking trajectory
     ROWS_RUN+=(temporal_L1 temporal_L5 temporal_no_mean_subtraction temporal_trajectory)
-    if [[ " ${EXTRACT_DEFAULTS[*]:-} ${EXTRA_X[*]:-} " == *" --backward "* ]]; then  # needs the backward flow
+    if [ "$BACKWARD" = 1 ]; then
         fit temporal_bidirectional temporal "$EPOCHS_T" --stacking bidirectional
         ROWS_RUN+=(temporal_bidirectional)
     fi

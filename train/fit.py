@@ -165,8 +165,8 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
         split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
         offset = len(classes[0])
         sources.append(shards)
-        added = load_items(shards, bind(split.train, shards), task=len(sources) - 1)
-        items += [replace(it, label=it.label + offset, task=0, source=len(sources) - 1) for it in added]
+        added = load_items(shards, bind(split.train, shards))  # the main task's head, this dataset's shards
+        items += [replace(it, label=it.label + offset, source=len(sources) - 1) for it in added]
         classes[0] += [f"{spec.dataset}:{c}" for c in split.classes]
     test_split = load_split(cfg.dataset, find_split_dir(cfg.dataset, cfg.shards, cfg.split_dir), cfg.split)
     test_items = load_items(sources[0], bind(test_split.test, sources[0]))

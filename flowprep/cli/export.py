@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _left_out(shards_dir: str, layout: str) -> None:
     # what the shards hold that the layout cannot: said, not dropped silently
-    from flowprep.store.settings import read_identity
+    from flowprep.store.settings import holds_backward
 
-    if (read_identity(shards_dir) or {}).get("backward"):
+    if holds_backward(shards_dir):
         print(f"left out: the backward flow (extracted with --backward): the {layout} layout has no place for it; "
               "the forward flow is exported")
 

@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %d files to %s", len(paths), args.report)
     print(json.dumps(report.to_dict()) if args.json else format_table(report))
     if args.shards is not None and not args.json:
-        from flowprep.store.settings import read_identity
-        if (read_identity(args.shards) or {}).get("backward"):
+        from flowprep.store.settings import holds_backward
+        if holds_backward(args.shards):
             print("the shards also hold backward flow (--backward), quantized and JPEG-encoded with the same "
                   "settings: measured here on the forward flow, which it mirrors")
     return 0

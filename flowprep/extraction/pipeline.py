@@ -213,13 +213,13 @@ class _Batcher:
     """Packs frame pairs into solver batches across segment and video boundaries; solves a batch when it is full
     (or at the end) and hands each video's share of the flow to the encode thread."""
 
-    def __init__(self, solver, settings: EncodeSettings, encoder: ThreadPoolExecutor):
+    def __init__(self, solver, settings: EncodeSettings, encoder: ThreadPoolExecutor, encoders: int):
         self.solver, self.settings, self.encoder = solver, settings, encoder
         self.size = max(1, int(solver.batch_size))
         self.runs: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
         self.pairs = 0
         self.encoding: list[Future] = []  # submitted, maybe not yet encoded: each holds a batch's float flow
-        self.max_encoding = 2 * encoder._max_workers + 2  # more would let an encoder slower than the solver
+        self.max_encoding = 2 * encoders + 2  # more would let an encoder slower than the solver
         # (a GPU's) pile up flow without bound on a long video
 
     def holds(self, v: _Video) -> bool:
@@ -294,7 +294,7 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
     q: queue.Queue = queue.Queue(maxsize=queue_segments * decoders)
     stop = threading.Event()
     encoder = ThreadPoolExecutor(max_workers=encoders)  # results are put back in order by _finish
-    batcher = _Batcher(solver, settings, encoder)
+    batcher = _Batcher(solver, settings, encoder, encoders)
     ths = [threading.Thread(target=_decode, args=(todo, settings, q, stop, max(segment, batcher.size)), daemon=True)
            for _ in range(decoders)]
     for th in ths:

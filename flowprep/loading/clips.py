@@ -105,7 +105,7 @@ def num_positions(item: VideoItem, config: DataConfig) -> int:
 
 def flow_indices(item: VideoItem, start: int, config: DataConfig) -> np.ndarray:
     """Flows start..start+L-1 of a stack; videos shorter than L flows repeat their last flow."""
-    return np.minimum(np.arange(start, start + config.flow_length), item.flows - 1)
+    return stack_parts("optical", start, config.flow_length, item.flows)[0][1]
 
 
 def _box(box: T.Box) -> tuple[int, int, int, int]:

@@ -33,6 +33,11 @@ def read_identity(out_dir: str | Path) -> dict | None:
     return None
 
 
+def holds_backward(out_dir: str | Path) -> bool:
+    """Whether an output folder was extracted with ``--backward`` (its settings say so)."""
+    return bool((read_identity(out_dir) or {}).get("backward"))
+
+
 def shard_identity(settings: dict) -> dict:
     """The identity part of a shard's stored settings (they also name the solver that ran)."""
     return {k: settings.get(k) for k in F.IDENTITY_KEYS if k in settings or k not in F.OPTIONAL_IDENTITY_KEYS}

@@ -101,12 +101,13 @@ def copy_videos(path: str | os.PathLike, keys: list[str], writer) -> None:
         for k in keys:
             g = f[F.VIDEOS][k]
             rec = read_record(g, k, data=False)
-            length = max((len(g[n]) for n in F.jpeg_streams(True) if n in g), default=0) if rec.status == F.OK else 0
-            if length <= F.READ_STEP:
-                rec = read_record(g, k)
-            for start in range(0, length, F.READ_STEP) if length > F.READ_STEP else ():
-                _fill(rec, g, slice(start, start + F.READ_STEP))
-                writer.spill(rec)
+            length = max((len(g[n]) for n in F.jpeg_streams(True) if n in g), default=0)
+            if rec.status == F.OK and length <= F.READ_STEP:
+                _fill(rec, g, slice(None))
+            elif rec.status == F.OK:
+                for start in range(0, length, F.READ_STEP):
+                    _fill(rec, g, slice(start, start + F.READ_STEP))
+                    writer.spill(rec)
             writer.add(rec)
 
 
