@@ -12,8 +12,9 @@ usage() {
 Usage: ./run_pipeline.sh [options]
 
 Runs every stage of the two-stream pipeline and prints a table like the paper's (spatial, temporal, average
-fusion, SVM fusion; with --all-rows also the temporal net's settings of Table 1b). With no options: the bundled
-demo, every row, on the CPU (about 5 minutes on 2 cores, plus the first-time install).
+fusion, SVM fusion; with --all-rows also the temporal net's settings of Table 1b, and for the demo Table 2).
+With no options: the bundled demo, every row, on the CPU (about 8 minutes on 2 cores, the first-time install
+included).
 
 Options:
   --dataset NAME     demo (default), ucf101, hmdb51 or kinetics
@@ -36,18 +37,19 @@ Options:
   --fit-args "…"     more flags for `python -m train fit` (both streams)
   --all-rows         also the temporal net's settings of the paper's Table 1b: L = 1 and 5 flows, no mean
                      subtraction, trajectory stacking, and bi-directional flow when the extraction has
-                     --backward (the demo's does) (the default for the demo)
+                     --backward (the demo's does); for the demo also its Table 2 (multi-task learning) on a
+                     small companion dataset (data/sample_small): the temporal net trained on it alone,
+                     fine-tuned from the demo's, with the demo's classes added, and multi-task with two heads
+                     (all of it the default for the demo)
   --main-rows        only the two streams and their fusion (the default for real datasets)
-  --table2           demo only: also the paper's Table 2 (multi-task learning) on a small companion dataset
-                     (data/sample_small): the temporal net trained on it alone, fine-tuned from the demo's,
-                     with the demo's classes added, and multi-task with two heads (about 3 more minutes)
+  --no-table2        the demo's rows without Table 2 (about 2 minutes less)
   --fresh            forget finished stages and run everything again (extraction still reuses its shards)
   -h, --help         this help
 
 Writes <out>/results.json (keys spatial, temporal, fusion_avg, fusion_svm, and with all rows temporal_L1,
 temporal_L5, temporal_no_mean_subtraction, temporal_trajectory, temporal_bidirectional: top-1 on the test
-split, 0-1; chance; with --table2, table2 = {scratch, fine_tune, added_classes, multi_task, chance} on the small
-dataset's test split),
+split, 0-1; chance; for the demo with all rows, table2 = {scratch, fine_tune, added_classes, multi_task, chance}
+on the small dataset's test split),
 the stages' logs in <out>/logs/, and the plots (confusion matrices, quality report) whose paths it prints.
 EOF
 }
@@ -55,14 +57,14 @@ EOF
 die() { echo "run_pipeline: $*" >&2; exit 2; }
 
 DATASET=demo ROOT="" SPLIT_DIR="" SPLIT=1 OUT="" DEVICE=auto JOBS="" ARCH="" PRETRAINED="" EPOCHS="" BATCH=""
-DEMO_ARGS="" EXTRACT_ARGS="" FIT_ARGS="" FRESH=0 ALL_ROWS="" TABLE2=0
+DEMO_ARGS="" EXTRACT_ARGS="" FIT_ARGS="" FRESH=0 ALL_ROWS="" TABLE2=1
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --fresh) FRESH=1; shift; continue ;;
         --all-rows) ALL_ROWS=1; shift; continue ;;
         --main-rows) ALL_ROWS=0; shift; continue ;;
-        --table2) TABLE2=1; shift; continue ;;
+        --no-table2) TABLE2=0; shift; continue ;;
     esac
     [ $# -ge 2 ] || die "$1 needs a value (see --help)"
     case "$1" in
@@ -86,7 +88,6 @@ while [ $# -gt 0 ]; do
 done
 
 case "$SPLIT" in 1|2|3) ;; *) die "--split must be 1, 2 or 3, got $SPLIT" ;; esac
-[ "$TABLE2" = 0 ] || [ "$DATASET" = demo ] || die "--table2 is the demo's (its small companion dataset)"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 OUT="${OUT:-runs/$DATASET}"
 
@@ -97,7 +98,8 @@ case "$DATASET" in
         [ "$SPLIT" = 1 ] || die "the demo dataset has split 1 only"
         SPLIT_DIR="${SPLIT_DIR:-$ROOT}"
         FORMAT=ucf101 ARCH="${ARCH:-tiny}" EPOCHS_S="${EPOCHS:-60}" EPOCHS_T="${EPOCHS:-100}" BATCH="${BATCH:-16}"
-        TRAIN_ARGS=(--crop-size 56 --lr 0.03 --dropout 0 --num-workers 0 --threads 2)
+        # the monitor (a test-split pass) every 5 epochs: every epoch would cost a minute of the demo
+        TRAIN_ARGS=(--crop-size 56 --lr 0.03 --dropout 0 --num-workers 0 --threads 2 --val-every 5)
         TEST_ARGS=(--num-workers 0 --batch-size 16)
         # the SVM's training scores: 5 positions x 2 crops per training video are plenty for 6 classes
         SVM_TRAIN_ARGS=(--test-frames 5 --test-crops 2)
@@ -155,6 +157,7 @@ BACKWARD=0  # the extraction stores backward flow: the bi-directional row can be
 [[ " ${EXTRACT_DEFAULTS[*]:-} ${EXTRA_X[*]:-} " == *" --backward "* ]] && BACKWARD=1
 [ "$ALL_ROWS" = 1 ] && [ "$BACKWARD" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 2))
 [ "$DATASET" = demo ] && STAGE_TOTAL=$((STAGE_TOTAL + 1))
+[ "$DATASET" = demo ] && [ "$ALL_ROWS" = 1 ] || TABLE2=0  # Table 2 is the demo's (its small companion dataset)
 [ "$TABLE2" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 10))
 
 # stage NAME "what it does" CMD...: run CMD unless it finished before with the same command line. A stage that
@@ -276,22 +279,27 @@ done
 if [ "$TABLE2" = 1 ]; then
     # Table 2 in miniature, after the rest (adding it to a finished demo runs only its stages): a small dataset
     # (3 training videos per class) whose four classes are the demo's motion programs, scored on its own test
-    # split (docs/DEMO.md says why each row lands where it does)
-    SMALL_ROOT="${ROOT%/}_small" SMALL_SHARDS="$OUT/shards_small"
+    # split (docs/DEMO.md says why each row lands where it does). It takes the demo's seed and video size from
+    # --demo-args, not its split sizes (it has its own).
+    SMALL_ROOT="${ROOT%/}_small" SMALL_SHARDS="$OUT/shards_small" SMALL_D=()
+    for ((i = 0; i + 1 < ${#EXTRA_D[@]}; i++)); do
+        case "${EXTRA_D[i]}" in --seed|--frames|--width|--height) SMALL_D+=("${EXTRA_D[i]}" "${EXTRA_D[i + 1]}") ;; esac
+    done
     stage data-small "generate the small companion dataset into $SMALL_ROOT (Table 2)" \
-        "${FLOWPREP[@]}" make-demo --small --out "$SMALL_ROOT"
+        "${FLOWPREP[@]}" make-demo --small --out "$SMALL_ROOT" "${SMALL_D[@]:+${SMALL_D[@]}}"
     [ "$RERUN" = 0 ] || rm -rf "$SMALL_SHARDS"
     stage extract-small "the small dataset's flow ($SMALL_SHARDS)" \
         "${FLOWPREP[@]}" extract --dataset ucf101 --root "$SMALL_ROOT" --out "$SMALL_SHARDS" --jobs "$JOBS" \
         --device "$DEVICE" --nscales 2 --warps 3
-    # an epoch of the last two rows also visits the demo's 108 videos: 100 of them are 8x the steps of 150
+    # an epoch of the last two rows also visits the demo's 108 videos: 100 of them are 8x the steps of 150.
+    # --balanced: the paper's batches, uniform over classes, so the two datasets' classes are drawn alike
     SMALL_E="${EPOCHS:-150}" JOINT_E="${EPOCHS:-100}"
-    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_scratch temporal "$SMALL_E"
-    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_fine_tune temporal "$SMALL_E" \
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_scratch temporal "$SMALL_E" --balanced
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_fine_tune temporal "$SMALL_E" --balanced \
         --init-from "$OUT/temporal/best.pt"
-    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_added_classes temporal "$JOINT_E" \
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_added_classes temporal "$JOINT_E" --balanced \
         --add-classes "$FORMAT" "$SHARDS" "$SPLIT_DIR"
-    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_multi_task temporal "$JOINT_E" \
+    FIT_SHARDS="$SMALL_SHARDS" FIT_SPLIT_DIR="$SMALL_ROOT" fit table2_multi_task temporal "$JOINT_E" --balanced \
         --also "$FORMAT" "$SHARDS" "$SPLIT_DIR"
     for row in table2_scratch table2_fine_tune table2_added_classes table2_multi_task; do
         stage "test-$row" "score the small dataset's test videos: 25 frames x 10 crops" \

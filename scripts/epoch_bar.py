@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         line = line.rstrip("\n")
         m = EPOCH.match(line)
         if m:
-            last = figures(m.group(2))
+            last = {**last, **figures(m.group(2))}  # (with --val-every the monitor's figure is the latest)
             bar.set_postfix(last, refresh=False)
             bar.update(int(m.group(1)) + 1 - bar.n)  # redrawn as often as mininterval allows
         elif not line.startswith("INFO "):

@@ -27,7 +27,7 @@ def _pipeline(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(720)  # three pipeline runs (the demo, again, and --table2): ~2.5 min here, more on a busy CI
+@pytest.mark.timeout(720)  # two pipeline runs (the demo with Table 2, and again): ~2.5 min here, more on a busy CI
 def test_demo_pipeline_trains_tests_and_prints_every_row(tmp_path: Path) -> None:
     if not (Path(sys.prefix) / ".flowprep-installed").exists():
         pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")
@@ -35,29 +35,24 @@ def test_demo_pipeline_trains_tests_and_prints_every_row(tmp_path: Path) -> None
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert all(0.0 <= res[k] <= 1.0 for k in KEYS), res
-    assert "table2" not in res  # Table 2 only with --table2
     assert res["chance"] == pytest.approx(1 / 6) and res["test_videos"] == 6
     out = first.stdout
     for label in ("Spatial ConvNet", "Temporal ConvNet, L = 1", "L = 10, trajectory stacking",
-                  "L = 10, bi-directional", "Fusion by SVM", "demo targets:"):
+                  "L = 10, bi-directional", "Fusion by SVM", "demo targets:", "Fine-tuning a net trained on the demo",
+                  "Multi-task learning (two heads)", "Table 2: "):
         assert label in out, label
     assert "81.0%  (Table 1b)" in out and str(tmp_path / "run" / "results.json") in out
     assert f"{tmp_path / 'run' / 'temporal' / 'confusion.png'}" in out  # the plots' paths are printed
 
     again = _pipeline(tmp_path)  # every stage is reused: nothing is extracted or trained again
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("finished before, reused") == 21, again.stdout
+    assert again.stdout.count("finished before, reused") == 31, again.stdout
     assert json.loads((tmp_path / "run" / "results.json").read_text())["temporal"] == res["temporal"]
     assert "INFO epoch" not in again.stdout + first.stdout  # a bar per training stage; epochs go to the logs
     assert "INFO epoch 29:" in (tmp_path / "run" / "logs" / "fit-temporal.log").read_text()
-
-    table2 = _pipeline(tmp_path, "--table2")  # Table 2 after a finished demo: only its stages run
-    assert table2.returncode == 0, table2.stdout[-3000:] + table2.stderr[-3000:]
-    assert table2.stdout.count("finished before, reused") == 21, table2.stdout
-    t2 = json.loads((tmp_path / "run" / "results.json").read_text())["table2"]
+    t2 = res["table2"]  # Table 2 on the small companion dataset, which takes the demo's --frames
     assert set(t2) == {"scratch", "fine_tune", "added_classes", "multi_task", "chance"} and t2["chance"] == 0.25
-    for label in ("Fine-tuning a net trained on the demo", "Multi-task learning (two heads)", "Table 2: "):
-        assert label in table2.stdout, label
+    assert json.loads((tmp_path / "data_small" / "demo.json").read_text())["config"]["frames"] == 13
 
 
 def test_pipeline_stops_at_the_failing_stage_and_names_it(tmp_path: Path) -> None:

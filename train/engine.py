@@ -27,16 +27,18 @@ from train.distributed import all_gather_objects, all_reduce_sum
 
 
 def multitask_loss(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy where each sample's loss comes only from its own dataset's head, summed over heads.
+    """The paper's multi-task loss: each head's mean cross-entropy over the batch's samples of its own dataset,
+    summed over the heads present (section 4: "the overall training loss is computed as the sum of the
+    individual tasks' losses"), so a small dataset weighs as much as a large one whenever it is in the batch.
 
-    Normalised by the batch size, so with one head this is the usual mean cross-entropy.
+    With one head this is the usual mean cross-entropy.
     """
     total = logits[0].new_zeros(())
     for k, out in enumerate(logits):
         mask = task == k
         if mask.any():
-            total = total + F.cross_entropy(out[mask].float(), target[mask], reduction="sum")
-    return total / target.numel()
+            total = total + F.cross_entropy(out[mask].float(), target[mask])
+    return total
 
 
 def correct_top1(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> int:

@@ -97,6 +97,7 @@ class FitConfig:
     resume: str | None = None  # None: out/checkpoint.pt if there is one (the same command again continues)
     restart: bool = False  # train from epoch 0 even if out/checkpoint.pt exists
     val_frames: int = 1  # clip-level monitoring on the test split each epoch (0: off)
+    val_every: int = 1  # ... every this many epochs (and after the last): the monitor is a test-split pass
     deterministic: bool = False
     threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores
     progress: bool = True
@@ -107,6 +108,8 @@ class FitConfig:
     init_from: str | None = None  # a checkpoint of a trained net: its trunk (not its classifiers) starts this one
 
     def __post_init__(self) -> None:
+        if self.val_every < 1:
+            raise ValueError(f"--val-every must be 1 or more, got {self.val_every}")
         if self.train_layers not in ("all", "last"):
             raise ValueError(f"--train-layers must be last or all, got {self.train_layers!r}")
         if self.train_layers == "last" and not self.pretrained:
@@ -171,6 +174,13 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
     test_split = load_split(cfg.dataset, find_split_dir(cfg.dataset, cfg.shards, cfg.split_dir), cfg.split)
     test_items = load_items(sources[0], bind(test_split.test, sources[0]))
     return sources, items, classes, test_items, len(test_split.classes)
+
+
+def sampling_labels(items: list[VideoItem], classes: list[list[str]]) -> list[int]:
+    """One number per (task, class) for the sampler: --balanced draws uniformly over the classes of every task,
+    so task 1's class 0 is not task 0's class 0."""
+    first = [sum(map(len, classes[:k])) for k in range(len(classes))]
+    return [first[it.task] + it.label for it in items]
 
 
 def resume_path(cfg: FitConfig) -> str | None:
@@ -256,7 +266,7 @@ def fit(cfg: FitConfig) -> dict:
     model = _build(cfg, classes, data_cfg, device)
     torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout masks differ between ranks
     train_set = TrainClips(sources, items, data_cfg, compact=True)  # flow travels as uint8 codes
-    sampler = D.train_sampler([it.label for it in items], info, cfg.seed, cfg.balanced)
+    sampler = D.train_sampler(sampling_labels(items, classes), info, cfg.seed, cfg.balanced)
     loader = _make_loader(train_set, sampler, cfg.batch_size // info.world_size, cfg.num_workers,
                           device.type == "cuda", cfg.seed)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
@@ -283,7 +293,7 @@ def fit(cfg: FitConfig) -> dict:
         row = train_one_epoch(model, loader, optimizer, state["lr_scheduler"], state["scaler"], device, epoch,
                               progress=show)
         _check_finite(row, epoch, cfg)
-        if test_loader is not None:
+        if test_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames, show,
                                                main_classes)
         states = D.all_gather_objects(rng_state())

@@ -56,8 +56,10 @@ PROGRAMS: dict[str, tuple[str, int]] = {"RiseFall": ("y", -1), "FallRise": ("y",
                                         "ShrinkGrow": ("scale", -1)}
 COLOURS = {"Red": 0.0, "Green": 120.0, "Blue": 240.0, "Yellow": 60.0, "Purple": 285.0}  # hue in degrees
 # vertical speed (pixels per frame at 64 px) of each colour's classes: red ones rise and fall faster than blue ones,
-# with overlapping ranges, so that motion tells red from blue in part (and one frame not at all)
-SPEEDS = {"Red": (1.05, 1.6), "Green": (1.0, 1.4), "Blue": (0.75, 1.3), "Yellow": (0.5, 1.8), "Purple": (1.0, 1.4)}
+# with overlapping ranges, so that motion tells red from blue in part (and one frame not at all); the small
+# dataset's yellow ones within the demo's range (slower ones were what the demo's trunk had not seen: Table 2's
+# joint training missed them and fine-tuning did not, data/README.md)
+SPEEDS = {"Red": (1.05, 1.6), "Green": (1.0, 1.4), "Blue": (0.75, 1.3), "Yellow": (0.8, 1.5), "Purple": (1.0, 1.4)}
 # class -> (program, colour)
 CLASSES: dict[str, tuple[str, str]] = {
     "RiseFallRed": ("RiseFall", "Red"), "FallRiseRed": ("FallRise", "Red"),
@@ -75,7 +77,8 @@ CUE = 0.85  # the share of videos whose disc has its class's colour
 # the small dataset's split, by default (make-demo --small): 3 training videos per class, 12 test videos
 SMALL_DEFAULTS = {"train_groups": 1, "test_groups": 4, "clips": 3}
 MARKER = "demo.json"
-VERSION = 2  # 1: six classes that differ only in motion; 2: appearance and motion each tell part
+VERSION = 3  # 1: six classes that differ only in motion; 2: appearance and motion each tell part; 3: the small
+# dataset's speeds within the demo's
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,8 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
     if marker.is_file():
         done = json.loads(marker.read_text(encoding="utf-8"))
         # (a marker written before ``small`` existed is of the six-class demo)
-        if {"small": False, **done.get("config", {})} == asdict(cfg) and done.get("version") == VERSION:
+        same = {"small": False, **done.get("config", {})} == asdict(cfg) and done.get("classes") == list(cfg.classes)
+        if same and done.get("version") == VERSION:
             return {**done, "reused": True}
         _remove_demo(root, done)  # a demo this function wrote, with other settings or of another version
     elif root.exists() and any(root.iterdir()):

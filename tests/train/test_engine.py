@@ -24,9 +24,10 @@ def _cfg(motion_data, out, **kw) -> FitConfig:
 
 
 def test_a_few_steps_make_the_loss_fall(motion_data, tmp_path):
-    fit(_cfg(motion_data, tmp_path, epochs=10, val_frames=1, lr=0.1))
+    fit(_cfg(motion_data, tmp_path, epochs=10, val_frames=1, val_every=4, lr=0.1))
     log = json.loads((tmp_path / "metrics.json").read_text())["epochs"]
     assert len(log) == 10 and log[0]["samples"] == 32
+    assert [i for i, r in enumerate(log) if "val_clip_top1" in r] == [3, 7, 9]  # every 4th epoch and the last
     assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
     assert log[-1]["val_clip_top1"] > 0.5  # chance is 0.25
     assert log[-1]["lr"] == pytest.approx(0.01)  # the step schedule dropped the rate 10x at 80% of the run

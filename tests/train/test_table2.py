@@ -88,3 +88,15 @@ def test_the_training_monitor_scores_the_main_classes_too(monkeypatch):
     items = [VideoItem("a", 0, 5, 4, 8, 8), VideoItem("b", 1, 5, 4, 8, 8)]
     assert fit_module._video_top1(None, None, None, items, 1, False, 4) == 1.0
     assert fit_module._video_top1(None, None, None, items, 1, False, 5) == 0.0
+
+
+def test_balanced_sampling_over_two_tasks_draws_every_tasks_classes_apart():
+    """--balanced with --also: the small dataset's class 0 is a class of its own, not the large one's class 0
+    (a shared key would halve how often each of the smaller task's classes is drawn)."""
+    items = [VideoItem(f"a{i}", i % 2, 5, 4, 8, 8, task=0) for i in range(20)]
+    items += [VideoItem(f"b{i}", i % 3, 5, 4, 8, 8, task=1) for i in range(3)]
+    keys = fit_module.sampling_labels(items, [["x", "y"], ["p", "q", "r"]])
+    assert keys == [i % 2 for i in range(20)] + [2, 3, 4]
+    sampler = fit_module.D.ClassBalancedSampler(keys, seed=0)
+    drawn = np.bincount([items[i].task for i in sampler], minlength=2)
+    assert drawn[1] > drawn[0]  # 3 of the 5 classes are the small task's

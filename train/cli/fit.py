@@ -70,6 +70,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="train from epoch 0 even if --out holds a checkpoint")
     p.add_argument("--val-frames", type=int, default=d("val_frames"),
                    help="centre crops per test video for the per-epoch monitor (0: off)")
+    p.add_argument("--val-every", type=int, default=d("val_every"), metavar="N",
+                   help="run the monitor every N epochs and after the last (default: every epoch)")
     p.add_argument("--deterministic", action="store_true", default=d("deterministic"),
                    help="torch deterministic algorithms only")
     p.add_argument("--threads", type=int, default=d("threads"),
