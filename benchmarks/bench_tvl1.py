@@ -100,9 +100,10 @@ def clip_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def speed_task(task: tuple) -> dict:
-    """One worker: OpenCV and ours alternate on the same pairs, batch by batch, so that both see the same load
-    from the rest of the machine -> pairs/s of each, and ours' first-call time (compile or cache load)."""
-    preset, batch, npairs, offset, device, compile_, with_opencv = task
+    """One worker: OpenCV and each of our kernels alternate on the same pairs, batch by batch, so that all see
+    the same load from the rest of the machine -> pairs/s of each, and each kernel's first-call time (compile
+    or cache load: torch.compile's, or the C loop's build)."""
+    preset, batch, npairs, offset, device, compile_, kernels, with_opencv = task
     from flowprep.solvers import torch_backend
 
     if device == "cpu":
@@ -111,11 +112,13 @@ def speed_task(task: tuple) -> dict:
     f0, f1 = clip_pairs(offset + npairs + batch)
     f0, f1 = f0[offset:], f1[offset:]
     cv = opencv_solver(params)
-    ours = torch_backend.make("tvl1", params, device, batch, compile=compile_)
-    t = time.perf_counter()
-    ours.compute(f0[:batch], f1[:batch])  # warm-up: compiles (or loads the cache) for every pyramid level
-    first = time.perf_counter() - t
-    t_cv = t_ours = 0.0
+    ours = {k: torch_backend.make("tvl1", params, device, batch, compile=compile_, kernel=k) for k in kernels}
+    first = {}
+    for k, solver in ours.items():
+        t = time.perf_counter()
+        solver.compute(f0[:batch], f1[:batch])  # warm-up: compiles (or loads the cache) for every pyramid level
+        first[k] = time.perf_counter() - t
+    t_cv, t_ours = 0.0, dict.fromkeys(kernels, 0.0)
     for i in range(batch, batch + npairs, batch):
         a, b = f0[i:i + batch], f1[i:i + batch]
         t = time.perf_counter()
@@ -123,18 +126,21 @@ def speed_task(task: tuple) -> dict:
             for j in range(len(a)):
                 cv.calc(a[j], b[j], None)
         t_cv += time.perf_counter() - t
-        t = time.perf_counter()
-        ours.compute(a, b)
-        t_ours += time.perf_counter() - t
-    return {"opencv": npairs / t_cv if with_opencv else float("nan"), "ours": npairs / t_ours,
-            "first": first, "steady_per_batch": t_ours / (npairs / batch)}
+        for k, solver in ours.items():
+            t = time.perf_counter()
+            solver.compute(a, b)
+            t_ours[k] += time.perf_counter() - t
+    return {"opencv": npairs / t_cv if with_opencv else float("nan"),
+            **{k: npairs / t_ours[k] for k in kernels}, **{f"first_{k}": first[k] for k in kernels},
+            "steady_per_batch": t_ours[kernels[0]] / (npairs / batch)}
 
 
-def parallel_rate(pool, workers: int, preset: str, batch: int, npairs: int, compile_: bool) -> dict:
-    tasks = [(preset, batch, npairs, w * npairs, "cpu", compile_, True) for w in range(workers)]
+def parallel_rate(pool, workers: int, preset: str, batch: int, npairs: int, compile_: bool,
+                  kernels: tuple[str, ...]) -> dict:
+    tasks = [(preset, batch, npairs, w * npairs, "cpu", compile_, kernels, True) for w in range(workers)]
     res = pool.map(speed_task, tasks)  # the workers run at the same time: their rates add up
-    return {"opencv": sum(r["opencv"] for r in res), "ours": sum(r["ours"] for r in res),
-            "first": max(r["first"] for r in res)}
+    out = {k: sum(r[k] for r in res) for k in ("opencv", *kernels)}
+    return {**out, **{f"first_{k}": max(r[f"first_{k}"] for r in res) for k in kernels}}
 
 
 def compile_costs(preset: str, batch: int) -> tuple[float, float]:
@@ -146,30 +152,32 @@ def compile_costs(preset: str, batch: int) -> tuple[float, float]:
     try:
         for _ in range(2):
             with mp.get_context("spawn").Pool(1) as p:
-                r = p.apply(speed_task, ((preset, batch, batch, 0, "cpu", True, False),))
-            costs.append(r["first"] - r["steady_per_batch"])
+                r = p.apply(speed_task, ((preset, batch, batch, 0, "cpu", True, ("torch",), False),))
+            costs.append(r["first_torch"] - r["steady_per_batch"])
     finally:
         if saved is not None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved
     return costs[0], costs[1]
 
 
-def speed(pool, workers: int, quick: bool, compile_: bool) -> None:
+def speed(pool, workers: int, quick: bool, compile_: bool, kernels: tuple[str, ...]) -> None:
     npairs = 8 if quick else 32
     batches = [1, 8] if quick else [1, 8, 32]
     print(f"\n### Speed at 320x240, CPU, {workers} processes x 1 thread (pairs/s, all processes together)")
-    if compile_:
+    if compile_ and "torch" in kernels:
         cold, warm = compile_costs("default", 1)
         print(f"torch.compile one-time cost per process, batch 1: {cold:.1f} s with an empty cache, "
               f"{warm:.1f} s with a warm one")
-    tag = "compiled" if compile_ else "eager"
-    print(f"| parameters | batch | OpenCV pairs/s | ours ({tag}) pairs/s | ours / OpenCV | ours' first call s |")
-    print("|---|---|---|---|---|---|")
+    names = {"c": "ours (C loop)", "torch": f"ours (torch, {'compiled' if compile_ else 'eager'})"}
+    print("| parameters | batch | OpenCV pairs/s | " + " | ".join(f"{names[k]} pairs/s | / OpenCV" for k in kernels)
+          + " | first call s |")
+    print("|---|---|---|" + "---|---|" * len(kernels) + "---|")
     for preset in ("default", "fast"):
         for b in batches if preset == "default" else [1]:
-            r = parallel_rate(pool, workers, preset, b, max(npairs, b), compile_)
-            print(f"| {preset} | {b} | {r['opencv']:.2f} | {r['ours']:.2f} | **{r['ours'] / r['opencv']:.2f}** | "
-                  f"{r['first']:.1f} |")
+            r = parallel_rate(pool, workers, preset, b, max(npairs, b), compile_, kernels)
+            cells = " | ".join(f"{r[k]:.2f} | **{r[k] / r['opencv']:.2f}**" for k in kernels)
+            firsts = ", ".join(f"{k} {r[f'first_{k}']:.1f}" for k in kernels)
+            print(f"| {preset} | {b} | {r['opencv']:.2f} | {cells} | {firsts} |")
             sys.stdout.flush()
 
 
@@ -185,8 +193,8 @@ def cuda_speed(quick: bool, compile_: bool) -> None:
     for preset in ("default", "fast"):
         for b in [1, 8, 32, 64] if not quick else [8, 32]:
             npairs = max(4 * b, 32)
-            r = speed_task((preset, b, npairs, 0, "cuda", compile_, False))
-            print(f"| {preset} | {b} | {r['ours']:.1f} | {r['first']:.1f} |")
+            r = speed_task((preset, b, npairs, 0, "cuda", compile_, ("auto",), False))
+            print(f"| {preset} | {b} | {r['auto']:.1f} | {r['first_auto']:.1f} |")
             sys.stdout.flush()
 
 
@@ -196,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 sequences, fewer pairs, batch 1 and 8")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     ap.add_argument("--no-compile", action="store_true", help="time eager torch instead of torch.compile")
+    ap.add_argument("--kernels", nargs="+", default=["c", "torch"], choices=["c", "torch"],
+                    help="our CPU kernels to time beside OpenCV (default: both)")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args(argv)
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             accuracy(seqs, pool)
     if not args.skip_speed:
         with ctx.Pool(args.workers) as pool:
-            speed(pool, args.workers, args.quick, not args.no_compile)
+            speed(pool, args.workers, args.quick, not args.no_compile, tuple(args.kernels))
         if torch.cuda.is_available():
             cuda_speed(args.quick, not args.no_compile)
         else:

@@ -1,9 +1,9 @@
-"""Where compiled torch TV-L1 overtakes OpenCV's on the CPU: pairs/s of both, one thread, per frame size.
+"""Where flowprep's TV-L1 overtakes OpenCV's on the CPU: pairs/s of each, one thread, per frame size.
 
-This sweep sets ``flowprep.solvers.auto_cpu.MIN_TORCH_PIXELS`` (the size from which ``--backend auto`` uses torch
-on the CPU). Reference: OpenCV's DualTVL1 with its defaults; ours: flowprep's torch TV-L1, compiled, same
-parameters. The first torch call per size includes the compile (cold or from the on-disk cache) and is reported
-apart.
+This sweep sets ``flowprep.solvers.auto_cpu.MIN_TORCH_PIXELS`` (the size from which ``--backend auto`` uses the
+torch backend on the CPU). Reference: OpenCV's DualTVL1 with its defaults; ours: the torch backend with each
+inner kernel (``c``: the fused C loop, the CPU's default; ``torch``: the compiled torch step), same parameters.
+The first call per size includes the compile or build (cold or from the on-disk cache) and is reported apart.
 
     python benchmarks/bench_tvl1_sizes.py [--seconds 4] [--quick]
 """
@@ -42,23 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="timing window per size and backend")
     ap.add_argument("--quick", action="store_true", help="1 s per measurement")
+    ap.add_argument("--kernels", nargs="+", default=["c", "torch"], choices=["c", "torch"],
+                    help="our inner kernels to time (default: both)")
     args = ap.parse_args(argv)
     seconds = 1.0 if args.quick else args.seconds
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     ref = make_solver(SolverConfig(backend="opencv", device="cpu"))
-    ours = make_solver(SolverConfig(backend="torch", device="cpu"))
+    ours = {k: make_solver(SolverConfig(backend="torch", device="cpu", kernel=k)) for k in args.kernels}
     tex = _texture()
-    print(f"TV-L1, OpenCV defaults, 1 thread; auto uses torch from {MIN_TORCH_PIXELS} pixels per frame\n")
-    print(f"{'size':>9} {'OpenCV pairs/s':>15} {'torch pairs/s':>14} {'ratio':>6} {'first torch call':>17}")
+    print(f"TV-L1, OpenCV defaults, 1 thread; auto uses the torch backend from {MIN_TORCH_PIXELS} pixels per frame\n")
+    print(f"{'size':>9} {'OpenCV pairs/s':>15} " + " ".join(f"{k + ' pairs/s':>14} {'ratio':>6}" for k in ours)
+          + "  first call")
     for w, h in SIZES:
         a = cv2.resize(tex, (w, h))[None]
         b = np.roll(a, 1, axis=2)
-        t0 = time.perf_counter()
-        ours.compute(a, b)
-        first = time.perf_counter() - t0
-        r_ref, r_ours = _rate(ref, a, b, seconds), _rate(ours, a, b, seconds)
-        print(f"{w:>4}x{h:<4} {r_ref:15.2f} {r_ours:14.2f} {r_ours / r_ref:5.2f}x {first:16.1f}s")
+        first = {}
+        for k, solver in ours.items():
+            t0 = time.perf_counter()
+            solver.compute(a, b)
+            first[k] = time.perf_counter() - t0
+        r_ref = _rate(ref, a, b, seconds)
+        cells = []
+        for solver in ours.values():
+            r = _rate(solver, a, b, seconds)
+            cells.append(f"{r:14.2f} {r / r_ref:5.2f}x")
+        print(f"{w:>4}x{h:<4} {r_ref:15.2f} " + " ".join(cells) + "  "
+              + ", ".join(f"{k} {v:.1f}s" for k, v in first.items()))
     return 0
 
 

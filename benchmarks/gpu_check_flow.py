@@ -155,9 +155,11 @@ def check_equivalence(ctx: Context) -> dict:
     t0 = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
     params = dict(ALGO_DEFAULTS["tvl1"])
-    cpu = torch_backend.make("tvl1", params, "cpu", 1, compile=False)
+    cpu = torch_backend.make("tvl1", params, "cpu", 1, compile=False, kernel="torch")
     # what extract runs on CUDA (the compiled CPU step of a simulation would take minutes: eager there)
-    gpu = None if ctx.dry else torch_backend.make("tvl1", params, ctx.device, 1, compile=None if ctx.cuda else False)
+    # (simulated on a CPU: the torch step, as CUDA runs it, not the CPU's C loop)
+    gpu = None if ctx.dry else torch_backend.make("tvl1", params, ctx.device, 1, compile=None if ctx.cuda else False,
+                                                  kernel="auto" if ctx.cuda else "torch")
     eager = None if ctx.dry else torch_backend.make("tvl1", params, ctx.device, 1, compile=False, kernel="torch",
                                                    graphs=False)
     rows, note = [], ""

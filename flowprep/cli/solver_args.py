@@ -31,8 +31,9 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch backend: torch.compile the solver (default: on, unless FLOWPREP_TORCH_COMPILE=0; "
                         "the first run per frame size pays a one-time compile, cached on disk)")
     g.add_argument("--tvl1-kernel", dest="tvl1_kernel", default=cfg("kernel"), choices=KERNELS,
-                   help="torch backend's inner TV-L1 step on CUDA: triton (one fused kernel), torch (torch.compile); "
-                        f"auto: triton where installed (default: {cfg('kernel')}; both give the same flow)")
+                   help="torch backend's inner TV-L1 step: triton (one fused kernel, CUDA), c (one fused C loop per "
+                        "run of inner iterations, CPU), torch (torch.compile); auto: triton on CUDA where installed, "
+                        f"c on the CPU where a C compiler builds it (default: {cfg('kernel')}; the same flow)")
     d = ALGO_DEFAULTS["tvl1"]
     for flag, name in _TVL1_FLAGS.items():
         g.add_argument(f"--{flag}", dest=f"tvl1_{name}", type=type(d[name]), default=None,

@@ -35,9 +35,10 @@ BACKENDS: dict[str, str] = {
     "opencv": "flowprep.solvers.opencv_backend",
     "torch": "flowprep.solvers.torch_backend",
 }
-# the torch backend's inner TV-L1 step: auto (triton on CUDA where triton is installed, else torch), the
-# torch.compile'd step (torch), or the fused Triton kernel (triton, CUDA only); the flow is the same
-KERNELS = ("auto", "torch", "triton")
+# the torch backend's inner TV-L1 step: auto (triton on CUDA where triton is installed, the C loop on the CPU
+# where it builds, else torch), the torch.compile'd step (torch), the fused Triton kernel (triton, CUDA only) or
+# the fused C loop (c, CPU only: solvers/tvl1_c.py); the flow is the same
+KERNELS = ("auto", "torch", "triton", "c")
 # which algorithms each backend implements
 BACKEND_ALGOS: dict[str, tuple[str, ...]] = {"opencv": ("tvl1", "farneback", "dis"), "torch": ("tvl1",)}
 
@@ -66,7 +67,7 @@ class SolverConfig:
     params: dict = field(default_factory=dict)
     batch_size: int | None = None  # None: the backend chooses
     compile: bool | None = None  # torch backend: torch.compile (None: FLOWPREP_TORCH_COMPILE, default on)
-    kernel: str = "auto"  # torch backend's inner step: auto, torch or triton (torch_backend.KERNELS)
+    kernel: str = "auto"  # torch backend's inner step: auto, torch, triton or c (KERNELS)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGO_DEFAULTS:
@@ -144,7 +145,7 @@ def make_solver(config: SolverConfig) -> Solver:
     if config.backend == "auto" and config.algo == "tvl1" and device == "cpu" and config.batch_size in (None, 1) \
             and importlib.util.find_spec("torch") is not None:  # found, not imported: small jobs never import it
         from flowprep.solvers.auto_cpu import SizeDispatchSolver
-        return SizeDispatchSolver(config.full_params(), compile=config.compile)
+        return SizeDispatchSolver(config.full_params(), compile=config.compile, kernel=config.kernel)
     backend = resolve_backend(config.algo, config.backend, device)
     module = importlib.import_module(BACKENDS[backend])
     options = {"compile": config.compile, "kernel": config.kernel} if backend == "torch" else {}

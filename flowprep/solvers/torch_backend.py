@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from flowprep.solvers import tvl1_c
 from flowprep.solvers.torch_cache import use_compile_cache
 from flowprep.solvers.tvl1_torch import TVL1, MedianFn, StepFn, TVL1Params, tvl1_step
 
@@ -110,15 +111,27 @@ def configure_compile() -> str:
     return use_compile_cache()
 
 
-def choose_kernel(device: str, kernel: str) -> str:
-    """The inner step to run: "triton" (fused kernel, CUDA) or "torch"; "auto" takes triton on CUDA if installed.
+def choose_kernel(device: str, kernel: str, gamma: float = 0.0) -> str:
+    """The inner step to run: "triton" (fused kernel, CUDA), "c" (fused C loop, CPU, ``tvl1_c``) or "torch";
+    "auto" takes triton on CUDA if installed, the C loop on the CPU if it builds (and gamma is 0), else torch.
 
     Raises:
-        ValueError: "triton" asked for off CUDA (outside Triton's interpreter) or without triton installed.
+        ValueError: "triton" asked for off CUDA (outside Triton's interpreter) or without triton installed; "c"
+            off the CPU, with gamma, or where it cannot build.
     """
     has_triton = importlib.util.find_spec("triton") is not None
+    on_cpu = not device.startswith("cuda")
     if kernel == "auto":
-        return "triton" if device.startswith("cuda") and has_triton else "torch"
+        if not on_cpu:
+            return "triton" if has_triton else "torch"
+        return "c" if gamma == 0 and tvl1_c.available()[0] else "torch"
+    if kernel == "c":
+        ok, why = tvl1_c.available()
+        if on_cpu and gamma == 0 and ok:
+            return kernel
+        reason = (f"it runs on the CPU only, not {device!r}" if not on_cpu
+                  else "it has no illumination term (gamma must be 0)" if gamma != 0 else why)
+        raise ValueError(f"--tvl1-kernel c cannot run: {reason}; use --tvl1-kernel torch")
     if kernel == "triton":
         if not has_triton:
             raise ValueError("--tvl1-kernel triton needs triton (pip install triton); or use --tvl1-kernel torch")
@@ -132,6 +145,8 @@ def _kernels(kernel: str, compiled: bool) -> tuple[StepFn, str | MedianFn]:
     if kernel == "triton":
         from flowprep.solvers import tvl1_triton
         return tvl1_triton.step, tvl1_triton.median
+    if kernel == "c":  # the whole inner run is TVL1's ``run``: the step is the reference only
+        return tvl1_step, "auto"
     return (torch.compile(tvl1_step, dynamic=False, fullgraph=True) if compiled else tvl1_step), "auto"
 
 
@@ -160,7 +175,7 @@ class TorchTVL1Solver:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size) if batch_size else choose_batch_size(device)
-        self.kernel = choose_kernel(device, kernel)
+        self.kernel = choose_kernel(device, kernel, self.params.gamma)
         self.compiled = self.kernel == "torch" and compile_wanted(device, compile)
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         step, median = _kernels(self.kernel, self.compiled)
@@ -172,7 +187,7 @@ class TorchTVL1Solver:
         # compaction makes new batch shapes: cheap for Triton kernels and graphs, a recompile each for torch.compile
         self.compact = not self.compiled if compact is None else compact
         self._tvl1 = TVL1(self.params, step=step, check_every=check_every, median=median, block=block,
-                          compact=self.compact)
+                          compact=self.compact, run=tvl1_c.inner_run if self.kernel == "c" else None)
 
     def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""

@@ -226,6 +226,7 @@ def tvl1_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 MedianFn = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
+RunFn = Callable[..., tuple[torch.Tensor, int, int]]
 
 
 class TVL1:
@@ -243,12 +244,15 @@ class TVL1:
             of them: ``cuda_graphs.GraphedSteps``); None: one step at a time.
         compact: pairs that have stopped leave the batch within a warp (``_warp``) instead of being carried
             along masked: the same flow, less work when a batch's pairs stop at different times.
+        run: a whole run of inner iterations in one call, in place (``tvl1_c.inner_run``, the CPU's fused C
+            loop), instead of ``step`` once per iteration; None: ``step``.
     """
 
     MEDIAN_CHUNK = 8  # pairs per torch median call: its k*k window stack is the largest temporary
 
     def __init__(self, params: TVL1Params = TVL1Params(), step: StepFn = tvl1_step, check_every: int | None = None,
-                 median: str | MedianFn = "auto", block: StepFn | None = None, compact: bool = True):
+                 median: str | MedianFn = "auto", block: StepFn | None = None, compact: bool = True,
+                 run: RunFn | None = None):
         if median not in ("auto", "torch") and not callable(median):
             raise ValueError(f"median must be 'auto', 'torch' or a function, got {median!r}")
         self.params = params
@@ -257,6 +261,7 @@ class TVL1:
         self.median = median
         self.block = block
         self.compact = compact
+        self.run = run
         self.inner_steps = 0  # batch inner iterations run by the last call (a work measure for benchmarks)
 
     def __call__(self, frames0: torch.Tensor, frames1: torch.Tensor) -> torch.Tensor:
@@ -292,18 +297,25 @@ class TVL1:
         l_t, taut = float(np.float32(p.lambda_ * p.theta)), float(np.float32(p.tau / p.theta))
         scaled_eps = torch.tensor(float(np.float32(p.epsilon * p.epsilon * h * w)), device=i0.device)
         i1x, i1y = centered_gradient(i1)
+        u = u.contiguous()  # (a fused run changes u, px and py in place)
         px = torch.zeros_like(u)
         py = torch.zeros_like(u)
+        sources = torch.stack((i1, i1x, i1y), dim=1)  # what each warp samples: I1w, I1wx, I1wy
         for _ in range(p.warps):
-            warped = warp_bicubic(torch.stack((i1, i1x, i1y), dim=1), u[:, :2])  # I1w, I1wx, I1wy
-            i1w, grads = warped[:, 0], warped[:, 1:3]
-            grad_sq = grads.square().sum(dim=1)
-            rho_c = i1w - (grads * u[:, :2]).sum(dim=1) - i0
+            grads, grad_sq, rho_c = self._data_term(i0, sources, u)
             if u.shape[1] == 3:
                 grads = torch.cat((grads, torch.full_like(i0, p.gamma)[:, None]), dim=1)
             u, px, py = self._warp([u, px, py], [grads, grad_sq, rho_c], scaled_eps, (l_t, p.theta, taut),
                                    check_every)
         return u
+
+    @staticmethod
+    def _data_term(i0: torch.Tensor, sources: torch.Tensor, u: torch.Tensor) -> list[torch.Tensor]:
+        # I1 and its gradients warped by u, and the data term from them: the gradients (B, 2, H, W), their
+        # squared norm and the constant part of the residual (B, H, W)
+        warped = warp_bicubic(sources, u[:, :2])
+        i1w, grads = warped[:, 0], warped[:, 1:3]
+        return [grads, grads.square().sum(dim=1), i1w - (grads * u[:, :2]).sum(dim=1) - i0]
 
     def _warp(self, state: list[torch.Tensor], data: list[torch.Tensor], scaled_eps: torch.Tensor,
               consts: tuple[float, float, float], check_every: int) -> list[torch.Tensor]:
@@ -313,11 +325,11 @@ class TVL1:
         active = torch.ones(state[0].shape[0], dtype=torch.bool, device=state[0].device)
         full, idx, left = None, None, active.shape[0]
         for _ in range(self.params.outer_iterations):
-            if left == 0:
-                break
             if self.params.median_filtering > 1:
                 state[0] = self._median(state[0], active)
             *state, active, left = self._inner(*state, data, active, scaled_eps, consts, check_every)
+            if left == 0:
+                break
             keep = self._keep(left, active.shape[0])
             if keep < active.shape[0]:
                 if idx is None:  # the whole batch, as the first cut finds it (copied: graphs own their outputs)
@@ -348,6 +360,10 @@ class TVL1:
         # one run of inner iterations; the host counts the active pairs every check_every iterations and at the
         # end (once: the outer loop reuses that count), so a GPU syncs once per check
         n, left, inner = 0, active.shape[0], self.params.inner_iterations
+        if self.run is not None:  # the whole run in one call (a pair stops at its own iteration, as below)
+            active, left, steps = self.run(u, px, py, data, active, float(scaled_eps), consts, inner)
+            self.inner_steps += steps
+            return u, px, py, active, left
         while n < inner:
             k = check_every if self.block is not None and inner - n >= check_every else 1
             u, px, py, active = (self.block if k > 1 else self.step)(u, px, py, *data, active, scaled_eps, *consts)

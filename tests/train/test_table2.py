@@ -71,7 +71,7 @@ def test_added_classes_train_one_head_and_the_test_scores_the_main_classes(motio
 
 def test_the_small_demo_has_the_demos_motion_programs_in_colours_of_its_own(tmp_path):
     s = make_demo_dataset(tmp_path / "small", small=True, frames=9, width=32, height=32, **SMALL_DEFAULTS)
-    assert s["classes"] == list(SMALL_CLASSES) and s["train"] == 12 and s["test"] == 48
+    assert s["classes"] == list(SMALL_CLASSES) and s["train"] == 8 and s["test"] == 48
     programs = {p for p, _ in CLASSES.values()}
     assert {p for p, _ in SMALL_CLASSES.values()} == programs  # each of the demo's programs, one class each
     assert not {c for _, c in SMALL_CLASSES.values()} & {c for _, c in CLASSES.values()}

@@ -113,9 +113,9 @@ def test_opencv_solver_result_does_not_depend_on_the_size_of_the_previous_pair(t
     assert np.abs(tv.calc(big, big1, None) - fresh[0].transpose(1, 2, 0)).max() > 0.01
 
 
-def test_auto_backend_on_the_cpu_sends_small_frames_to_opencv_and_records_it(short_videos):
+def test_auto_backend_on_the_cpu_without_the_c_loop_sends_small_frames_to_opencv_and_records_it(short_videos):
     from flowprep.solvers.auto_cpu import MIN_TORCH_PIXELS, SizeDispatchSolver
-    solver = make_solver(SolverConfig(algo="tvl1", backend="auto", device="cpu"))
+    solver = make_solver(SolverConfig(algo="tvl1", backend="auto", device="cpu", kernel="torch"))
     assert isinstance(solver, SizeDispatchSolver)
     assert solver.backend_for(48, 64) == "opencv" and solver.backend_for(240, 320) == "torch"
     assert 48 * 64 < MIN_TORCH_PIXELS <= 240 * 320
@@ -125,3 +125,18 @@ def test_auto_backend_on_the_cpu_sends_small_frames_to_opencv_and_records_it(sho
     ref = make_solver(SolverConfig(algo="tvl1", backend="opencv", device="cpu"))
     again = list(run_pipeline(short_videos[:1], ref, encode_settings(ExtractConfig())))
     assert _flows(recs) == _flows(again)
+
+
+def test_auto_backend_on_the_cpu_with_the_c_loop_takes_every_size_and_records_it(short_videos):
+    from flowprep.solvers import tvl1_c
+    if not tvl1_c.available()[0]:
+        pytest.skip(f"no C kernel here: {tvl1_c.available()[1]}")
+    solver = make_solver(SolverConfig(algo="tvl1", backend="auto", device="cpu"))
+    assert solver.backend_for(48, 64) == "torch" and "C loop" in solver.describe()["rule"]
+    recs = list(run_pipeline(short_videos[:1], solver, encode_settings(ExtractConfig())))
+    assert recs[0].solver == {"backend": "torch", "device": "cpu"}
+    assert solver._torch.describe()["kernel"] == "c"
+    with_gamma = make_solver(SolverConfig(algo="tvl1", backend="auto", device="cpu", params={"gamma": 0.1}))
+    assert with_gamma.backend_for(48, 64) == "opencv"  # no illumination term in C: the old rule
+
+

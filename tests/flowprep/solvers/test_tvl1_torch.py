@@ -305,7 +305,8 @@ def fake_compile(fn, **kw):  # what the solver runs under, without paying a real
 torch.compile = fake_compile
 from flowprep.solvers import ALGO_DEFAULTS
 solver = torch_backend.make("tvl1", {**ALGO_DEFAULTS["tvl1"], "nscales": 1, "warps": 1,
-                                     "outer_iterations": 1, "inner_iterations": 2}, "cpu", 1, compile=True)
+                                     "outer_iterations": 1, "inner_iterations": 2}, "cpu", 1, compile=True,
+                           kernel="torch")
 f = np.random.default_rng(0).integers(0, 255, (1, 16, 16), dtype=np.uint8)
 solver.compute(f, f)
 after = (os.environ.get("TORCHINDUCTOR_CACHE_DIR"), dc.recompile_limit, dc.accumulated_recompile_limit,

@@ -154,7 +154,7 @@ def test_a_graph_that_cannot_be_captured_falls_back_to_plain_steps(monkeypatch, 
 
 def test_the_kernel_choice(monkeypatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert torch_backend.choose_kernel("cpu", "auto") == "torch"
+    assert torch_backend.choose_kernel("cpu", "auto") in ("c", "torch")  # c where it builds (test_tvl1_c)
     assert torch_backend.choose_kernel("cuda", "auto") == "triton"
     assert torch_backend.choose_kernel("cuda:1", "torch") == "torch"
     with pytest.raises(ValueError, match="CUDA only"):

@@ -33,7 +33,7 @@ def _flip_byte_at(path: Path, offset: int) -> None:
 
 
 def _repaired(out: Path, pristine: Path) -> None:
-    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu"]) == 0
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
     assert verify_folder(out).clean
     assert_same_output(out, pristine)
 

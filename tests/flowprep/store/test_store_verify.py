@@ -57,7 +57,7 @@ def test_truncated_and_bit_flipped_shards_are_found_named_and_repaired(pristine,
     assert truncated.name in text and victim in text and "--repair" in text
 
     untouched = {p.name: p.read_bytes() for p in shards[2:]}
-    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu"]) == 0
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
     report = json.loads((out / "reports" / "latest.json").read_text())
     assert sorted(report["failures"]) == [] and report["videos_processed"] == len(lost) + 1  # only the damage
     assert all((out / n).read_bytes() == b for n, b in untouched.items())  # the rest is not rewritten

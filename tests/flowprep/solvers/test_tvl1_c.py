@@ -1,0 +1,119 @@
+"""The CPU's fused C loop for TV-L1's inner iterations (flowprep.solvers.tvl1_c): the torch step's numbers, the
+stopping rule, OpenCV's flow, how the kernel is chosen, built, cached, and refused."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_tvl1_torch import grid, middlebury_pair, opencv_flow, texture
+
+from flowprep.solvers import ALGO_DEFAULTS, torch_backend, tvl1_c
+from flowprep.solvers.tvl1_torch import TVL1, TVL1Params, pyramid_sizes, tvl1_step
+
+needs_c = pytest.mark.skipif(not tvl1_c.available()[0], reason=f"no C kernel here: {tvl1_c.available()[1]}")
+
+
+@pytest.fixture
+def fresh_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """An empty kernel cache of the test's own, and a fresh load of the library before and after."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tvl1_c._load.cache_clear()
+    yield tmp_path / "flowprep" / "ckernels"
+    tvl1_c._load.cache_clear()
+
+
+def _state(b: int, h: int, w: int, seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    u, px, py = (torch.randn(b, 2, h, w, generator=g) * s for s in (1.0, 0.3, 0.3))
+    grads = torch.randn(b, 2, h, w, generator=g) * 5
+    grads[0, :, :3] = 0  # rows with no gradient: the thresholding's last branch
+    data = [grads, grads.square().sum(dim=1), torch.randn(b, h, w, generator=g) * 4]
+    return [u, px, py], data
+
+
+@needs_c
+@pytest.mark.parametrize("h, w", [(17, 23), (40, 64), (1, 9)])
+def test_inner_run_equals_the_torch_step_pair_by_pair(h: int, w: int) -> None:
+    (u, px, py), data = _state(3, h, w)
+    u[2], px[2], py[2], data[0][2], data[1][2], data[2][2] = 0, 0, 0, 0, 0, 0  # a pair that stops at once
+    consts, iters = (0.15 * 0.3, 0.3, 0.25 / 0.3), 9
+    eps = float(np.float32(0.5 * h * w))  # the random pairs run a few iterations, then stop
+    ref, active, steps = [u.clone(), px.clone(), py.clone()], torch.ones(3, dtype=torch.bool), 0
+    while steps < iters and active.any():
+        *ref, active = tvl1_step(*ref, *data, active, torch.tensor(eps), *consts)
+        steps += 1
+    got = [u, px, py]
+    flags, left, ran = tvl1_c.inner_run(*got, data, torch.ones(3, dtype=torch.bool), eps, consts, iters)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+    assert torch.equal(flags, active) and left == int(active.sum()) and ran == steps
+    assert not flags[2]  # the pair with nothing to do stopped after its first iteration
+
+
+@needs_c
+def test_stopping_rule_counts_iterations() -> None:
+    x, y = grid(40, 48)
+    f0, f1 = (torch.from_numpy(f)[None] for f in (texture(x, y), texture(x - 1, y)))
+    levels = len(pyramid_sizes(40, 48, 5, 0.8))
+    never = TVL1(TVL1Params(epsilon=0.0, outer_iterations=2, inner_iterations=3, warps=2), run=tvl1_c.inner_run)
+    never(f0, f1)
+    assert never.inner_steps == levels * 2 * 2 * 3  # epsilon 0: every iteration runs
+    at_once = TVL1(TVL1Params(epsilon=100.0, warps=2), run=tvl1_c.inner_run)
+    at_once(f0, f1)
+    assert at_once.inner_steps == levels * 2  # huge epsilon: one iteration per warp
+
+
+@needs_c
+@pytest.mark.parametrize("seq", ["RubberWhale", "Urban2"])
+def test_flow_matches_opencv_and_the_torch_step_on_middlebury(seq: str) -> None:
+    f0, f1 = middlebury_pair(seq, 0.25)
+    params = dict(ALGO_DEFAULTS["tvl1"])
+    solver = torch_backend.make("tvl1", params, "cpu", 1, kernel="c")
+    assert solver.describe()["kernel"] == "c" and not solver.compiled
+    ours = solver.compute(f0[None], f1[None])[0]
+    step = torch_backend.make("tvl1", params, "cpu", 1, compile=False, kernel="torch").compute(f0[None], f1[None])[0]
+    diff_cv = np.linalg.norm(ours - opencv_flow(f0, f1, params), axis=0)
+    diff_step = np.linalg.norm(ours - step, axis=0)
+    # the torch port's own bar against OpenCV (test_tvl1_torch), and the same against the torch step: the
+    # arithmetic is the step's (test above), but rounding moves a few stopping decisions (measured 0.016 and
+    # 0.0000 mean; a real mismatch, e.g. a border or a sign, costs 0.05-0.5 px)
+    assert diff_cv.mean() < 0.03 and np.percentile(diff_cv, 99) < 0.25, f"{diff_cv.mean():.4f} px from OpenCV"
+    assert diff_step.mean() < 0.03, f"{diff_step.mean():.4f} px from the torch step"
+
+
+@needs_c
+def test_auto_takes_the_c_loop_on_the_cpu_and_torch_where_it_cannot_run() -> None:
+    assert torch_backend.choose_kernel("cpu", "auto") == "c"
+    assert torch_backend.choose_kernel("cpu", "auto", gamma=0.1) == "torch"  # no illumination term in C
+    with pytest.raises(ValueError, match="CPU only"):
+        torch_backend.choose_kernel("cuda", "c")
+    with pytest.raises(ValueError, match="illumination"):
+        torch_backend.choose_kernel("cpu", "c", gamma=0.1)
+
+
+def test_no_compiler_or_a_failed_build_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch, fresh_kernel) -> None:
+    monkeypatch.setenv("CC", "false")  # a "compiler" that fails
+    ok, why = tvl1_c.available()
+    assert not ok and "did not build" in why
+    assert torch_backend.choose_kernel("cpu", "auto") == "torch"
+    with pytest.raises(ValueError, match="did not build.*--tvl1-kernel torch"):
+        torch_backend.choose_kernel("cpu", "c")
+    tvl1_c._load.cache_clear()
+    monkeypatch.setenv("FLOWPREP_C_KERNEL", "0")
+    assert tvl1_c.available() == (False, "FLOWPREP_C_KERNEL=0")
+    assert not list(fresh_kernel.glob("*.so"))  # nothing half-built left in the cache
+
+
+@needs_c
+def test_the_library_is_built_once_per_cpu(monkeypatch: pytest.MonkeyPatch, fresh_kernel) -> None:
+    assert tvl1_c.available()[0]
+    built = list(fresh_kernel.glob("tvl1_inner-*.so"))
+    assert len(built) == 1
+    tvl1_c._load.cache_clear()
+    assert tvl1_c.available()[0] and list(fresh_kernel.glob("*.so")) == built  # reused, not rebuilt
+    tvl1_c._load.cache_clear()
+    monkeypatch.setattr(tvl1_c, "_cpu_key", lambda: "another CPU's flags")
+    assert tvl1_c.available()[0]
+    assert len(list(fresh_kernel.glob("*.so"))) == 2  # -march=native code of one CPU never loads on another
