@@ -39,9 +39,11 @@ def extract_cmd(root: Path, out: Path, *extra: str) -> list[str]:
 
 
 def start(cmd: list[str], **kw) -> subprocess.Popen:
-    """Start a command in its own session, so that its workers can be found (and must be gone) later."""
+    """Start a command in its own session, so that its workers can be found (and must be gone) later. SIGINT is
+    reset to its default: a suite started in the background by a shell inherits it ignored, and Ctrl-C tests
+    would then see a run that never stops."""
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def finish_killed(p: subprocess.Popen, what: str, limit: float = 60.0) -> str:
