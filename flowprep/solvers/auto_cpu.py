@@ -33,9 +33,12 @@ class SizeDispatchSolver:
         self._fused: bool | None = None  # whether the torch backend runs the C loop (found when first needed)
 
     def _min_torch_pixels(self) -> int:
-        if self._fused is None:
-            from flowprep.solvers import tvl1_c
-            self._fused = self.kernel in ("auto", "c") and self.params.get("gamma", 0) == 0 and tvl1_c.available()[0]
+        if self._fused is None:  # the torch backend's own kernel choice decides (a refused "c" is not fused)
+            from flowprep.solvers import torch_backend
+            try:
+                self._fused = torch_backend.choose_kernel("cpu", self.kernel, self.params.get("gamma", 0.0)) == "c"
+            except ValueError:
+                self._fused = False
         return 0 if self._fused else MIN_TORCH_PIXELS
 
     def backend_for(self, height: int, width: int) -> str:
