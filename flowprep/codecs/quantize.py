@@ -91,6 +91,9 @@ def quantize_flow(flow: np.ndarray, config: QuantConfig) -> tuple[np.ndarray, np
     flow = np.asarray(flow, dtype=np.float32)
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"flow must be (T, 2, H, W), got shape {flow.shape}")
+    if not np.isfinite(flow).all():  # NaN would cast to an arbitrary code, silently
+        raise ValueError(f"flow has {flow.size - np.count_nonzero(np.isfinite(flow))} NaN or infinite values: "
+                         "the solver failed on these frames; compute them again with another backend")
     t, m = flow.shape[0], config.max_code
     params = np.empty((t, 2, 2), dtype=np.float64)
     if config.mode == "fixed":

@@ -69,6 +69,15 @@ def _failure_reason(e: BaseException) -> str:
     return getattr(e, "reason", None) or (str(e) if isinstance(e, FlowprepError) else f"{type(e).__name__}: {e}")
 
 
+def _nonfinite(run: dict[str, np.ndarray], solver) -> str | None:
+    # a solver bug must fail its video, not reach the quantizer (NaN casts to an arbitrary code) and the shards
+    bad = sum(int(f.size - np.count_nonzero(np.isfinite(f))) for f in run.values())
+    if not bad:
+        return None
+    return (f"solver failed: {bad} flow values are NaN or infinite (backend {solver.describe().get('backend')}); "
+            "rerun this video with --backend opencv, and report it")
+
+
 class _Segments:
     """Cuts a video's gray frames into overlapping segments (the last frame starts the next one's first pair)."""
 
@@ -258,8 +267,9 @@ class _Batcher:
         for v, a, _ in runs:
             n = len(a)
             v.t_flow += dt * n
+            run = {d: f[i:i + n] for d, f in flows.items()}
+            v.error = v.error or _nonfinite(run, self.solver)
             if v.error is None:
-                run = {d: f[i:i + n] for d, f in flows.items()}
                 self.encoding.append(self.encoder.submit(_encode, run, self.settings))
                 v.pending.append(self.encoding[-1])
             i += n

@@ -150,6 +150,11 @@ def _kernels(kernel: str, compiled: bool) -> tuple[StepFn, str | MedianFn]:
     return (torch.compile(tvl1_step, dynamic=False, fullgraph=True) if compiled else tvl1_step), "auto"
 
 
+# the C kernel's parts of TVL1 (solvers/tvl1_c.py): the inner runs, each warp's bicubic sampling and data term,
+# the pyramids' and the flow's resizing
+_C_LOOP = {"run": tvl1_c.inner_run, "data": tvl1_c.data_term, "resize": tvl1_c.resize_linear}
+
+
 def _host_buffer(shape: tuple[int, ...], pinned: bool) -> torch.Tensor:
     # float32 host memory for the flow; page-locked where asked and possible (a locked-memory limit can refuse it)
     if pinned:
@@ -187,7 +192,7 @@ class TorchTVL1Solver:
         # compaction makes new batch shapes: cheap for Triton kernels and graphs, a recompile each for torch.compile
         self.compact = not self.compiled if compact is None else compact
         self._tvl1 = TVL1(self.params, step=step, check_every=check_every, median=median, block=block,
-                          compact=self.compact, run=tvl1_c.inner_run if self.kernel == "c" else None)
+                          compact=self.compact, **(_C_LOOP if self.kernel == "c" else {}))
 
     def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""

@@ -102,8 +102,9 @@ def pyramid_sizes(height: int, width: int, nscales: int, scale_step: float) -> l
 
 
 @lru_cache(maxsize=256)
-def _linear_weights(n_out: int, n_in: int, src_per_dst: float) -> np.ndarray:
-    # (n_out, n_in) matrix of cv::resize INTER_LINEAR along one axis: half-pixel centres, clamped at both ends.
+def linear_taps(n_out: int, n_in: int, src_per_dst: float) -> tuple[np.ndarray, ...]:
+    """cv::resize INTER_LINEAR along one axis: each output pixel's two source indices (int32) and their weights
+    (float32); half-pixel centres, clamped at both ends (where both taps are one pixel, its weight is 1)."""
     x = (np.arange(n_out) + 0.5) * src_per_dst - 0.5
     x0 = np.floor(x)
     frac = x - x0
@@ -111,29 +112,34 @@ def _linear_weights(n_out: int, n_in: int, src_per_dst: float) -> np.ndarray:
     frac[x0 < 0] = 0.0
     lo = np.clip(x0, 0, n_in - 1)
     hi = np.clip(x0 + 1, 0, n_in - 1)
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
-    np.add.at(m, (np.arange(n_out), hi), frac)
-    return m.astype(np.float32)
+    w_lo, w_hi = 1.0 - frac, frac
+    w_lo[lo == hi], w_hi[lo == hi] = 1.0, 0.0
+    return lo.astype(np.int32), hi.astype(np.int32), w_lo.astype(np.float32), w_hi.astype(np.float32)
 
 
 def resize_linear(img: torch.Tensor, size: tuple[int, int], src_per_dst: tuple[float, float]) -> torch.Tensor:
     """``cv::resize(INTER_LINEAR)`` of (..., H, W) to ``size``, source step per output pixel (y, x) given.
 
-    Written as two small matrix products (rows, then columns) so that sizes and coordinates follow OpenCV
-    exactly; ``F.interpolate`` can neither round the size nor take a scale that differs from in/out.
+    Rows, then columns, two taps each (``linear_taps``), so that sizes and coordinates follow OpenCV exactly;
+    ``F.interpolate`` can neither round the size nor take a scale that differs from in/out.
     """
-    h_in, w_in = img.shape[-2:]
-    wy = torch.from_numpy(_linear_weights(size[0], h_in, src_per_dst[0])).to(img.device)
-    wx = torch.from_numpy(_linear_weights(size[1], w_in, src_per_dst[1])).to(img.device)
-    return wy @ img @ wx.T
+    out = img
+    for axis, n_out, step in ((-2, size[0], src_per_dst[0]), (-1, size[1], src_per_dst[1])):
+        lo, hi, w_lo, w_hi = (torch.from_numpy(t).to(img.device) for t in linear_taps(n_out, out.shape[axis], step))
+        view = (-1, 1) if axis == -2 else (-1,)
+        out = out.index_select(axis, lo) * w_lo.view(view) + out.index_select(axis, hi) * w_hi.view(view)
+    return out
 
 
-def build_pyramid(img: torch.Tensor, sizes: list[tuple[int, int]], scale_step: float) -> list[torch.Tensor]:
+ResizeFn = Callable[[torch.Tensor, tuple[int, int], tuple[float, float]], torch.Tensor]
+
+
+def build_pyramid(img: torch.Tensor, sizes: list[tuple[int, int]], scale_step: float,
+                  resize: ResizeFn = resize_linear) -> list[torch.Tensor]:
     """Levels of (B, H, W) ``img`` at ``sizes`` (from ``pyramid_sizes``), each resized from the one above."""
     levels = [img]
     for size in sizes[1:]:
-        levels.append(resize_linear(levels[-1], size, (1.0 / scale_step, 1.0 / scale_step)))
+        levels.append(resize(levels[-1], size, (1.0 / scale_step, 1.0 / scale_step)))
     return levels
 
 
@@ -227,6 +233,7 @@ def tvl1_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 MedianFn = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
 RunFn = Callable[..., tuple[torch.Tensor, int, int]]
+DataFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], list[torch.Tensor]]
 
 
 class TVL1:
@@ -246,13 +253,16 @@ class TVL1:
             along masked: the same flow, less work when a batch's pairs stop at different times.
         run: a whole run of inner iterations in one call, in place (``tvl1_c.inner_run``, the CPU's fused C
             loop), instead of ``step`` once per iteration; None: ``step``.
+        data: a warp's data term ``(i0, sources, u) -> [grads, grad_sq, rho_c]`` (``tvl1_c.data_term``: the
+            bicubic warp and the data term in one C pass); None: ``warp_bicubic`` and torch (``_data_term``).
+        resize: ``resize_linear`` or a function like it (``tvl1_c.resize_linear``), for the pyramids and the flow.
     """
 
     MEDIAN_CHUNK = 8  # pairs per torch median call: its k*k window stack is the largest temporary
 
     def __init__(self, params: TVL1Params = TVL1Params(), step: StepFn = tvl1_step, check_every: int | None = None,
                  median: str | MedianFn = "auto", block: StepFn | None = None, compact: bool = True,
-                 run: RunFn | None = None):
+                 run: RunFn | None = None, data: DataFn | None = None, resize: ResizeFn = resize_linear):
         if median not in ("auto", "torch") and not callable(median):
             raise ValueError(f"median must be 'auto', 'torch' or a function, got {median!r}")
         self.params = params
@@ -262,6 +272,8 @@ class TVL1:
         self.block = block
         self.compact = compact
         self.run = run
+        self.data = data or self._data_term
+        self.resize = resize
         self.inner_steps = 0  # batch inner iterations run by the last call (a work measure for benchmarks)
 
     def __call__(self, frames0: torch.Tensor, frames1: torch.Tensor) -> torch.Tensor:
@@ -273,8 +285,8 @@ class TVL1:
         p = self.params
         b, h, w = frames0.shape
         sizes = pyramid_sizes(h, w, p.nscales, p.scale_step)
-        i0s = build_pyramid(frames0.float(), sizes, p.scale_step)
-        i1s = build_pyramid(frames1.float(), sizes, p.scale_step)
+        both = build_pyramid(torch.cat((frames0, frames1)).float(), sizes, p.scale_step, self.resize)
+        i0s, i1s = [level[:b] for level in both], [level[b:] for level in both]
         channels = 3 if p.gamma != 0 else 2
         u = frames0.new_zeros((b, channels) + sizes[-1], dtype=torch.float32)
         self.inner_steps = 0
@@ -284,7 +296,7 @@ class TVL1:
                 # zoom to the next finer level (u3, the illumination term, is not a displacement: not scaled)
                 hs, ws = sizes[s]
                 hf, wf = sizes[s - 1]
-                u = resize_linear(u, sizes[s - 1], (hs / hf, ws / wf))
+                u = self.resize(u, sizes[s - 1], (hs / hf, ws / wf))
                 u[:, :2] *= 1.0 / p.scale_step
         return u[:, :2].contiguous()
 
@@ -302,7 +314,7 @@ class TVL1:
         py = torch.zeros_like(u)
         sources = torch.stack((i1, i1x, i1y), dim=1)  # what each warp samples: I1w, I1wx, I1wy
         for _ in range(p.warps):
-            grads, grad_sq, rho_c = self._data_term(i0, sources, u)
+            grads, grad_sq, rho_c = self.data(i0, sources, u)
             if u.shape[1] == 3:
                 grads = torch.cat((grads, torch.full_like(i0, p.gamma)[:, None]), dim=1)
             u, px, py = self._warp([u, px, py], [grads, grad_sq, rho_c], scaled_eps, (l_t, p.theta, taut),

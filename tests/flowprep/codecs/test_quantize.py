@@ -73,3 +73,11 @@ def test_bad_configs_say_what_is_allowed():
         QuantConfig("fixed", 0)
     with pytest.raises(ValueError, match=r"\(T, 2, H, W\)"):
         quantize_flow(np.zeros((2, 4, 4)), QuantConfig())
+
+
+def test_nan_or_infinite_flow_is_refused_not_cast_to_a_code():
+    flow = np.zeros((2, 2, 4, 4), dtype=np.float32)
+    flow[1, 0, 2, 2], flow[0, 1, 0, 0] = np.nan, np.inf
+    for mode in ("fixed", "adaptive"):
+        with pytest.raises(ValueError, match="2 NaN or infinite values"):
+            quantize_flow(flow, QuantConfig(mode=mode))

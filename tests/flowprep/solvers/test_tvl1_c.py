@@ -10,7 +10,7 @@ import torch
 from test_tvl1_torch import grid, middlebury_pair, opencv_flow, texture
 
 from flowprep.solvers import ALGO_DEFAULTS, torch_backend, tvl1_c
-from flowprep.solvers.tvl1_torch import TVL1, TVL1Params, pyramid_sizes, tvl1_step
+from flowprep.solvers.tvl1_torch import TVL1, TVL1Params, centered_gradient, pyramid_sizes, resize_linear, tvl1_step
 
 needs_c = pytest.mark.skipif(not tvl1_c.available()[0], reason=f"no C kernel here: {tvl1_c.available()[1]}")
 
@@ -50,6 +50,70 @@ def test_inner_run_equals_the_torch_step_pair_by_pair(h: int, w: int) -> None:
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
     assert torch.equal(flags, active) and left == int(active.sum()) and ran == steps
     assert not flags[2]  # the pair with nothing to do stopped after its first iteration
+
+
+def _warp_inputs(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # two pairs of smooth textures; a flow that crosses whole pixels (blocks whose taps' corners differ by one), a
+    # jump of 3.5 px (blocks that go pixel by pixel), a constant patch (blocks of one corner), far outside points
+    x, y = grid(h, w)
+    i0 = torch.stack([torch.from_numpy(texture(x, y, s)).float() for s in (1, 2)])
+    i1 = torch.stack([torch.from_numpy(texture(x, y, s)).float() for s in (3, 4)])
+    sources = torch.stack((i1, *centered_gradient(i1)), dim=1)
+    u = torch.from_numpy(np.stack((1.7 * np.sin(x / 11) + 0.4, 0.9 * np.cos(y / 7)))).float()
+    u = torch.stack((u, -0.5 * u))
+    u[:, :, 10:20, 30:34] += 3.5
+    u[:, :, 30:34, 32:48] = 0.2371
+    u[0, 0, 0, :5], u[1, 1, -1, -3:] = -1000.0, 1e6
+    return i0, sources, u.contiguous()
+
+
+@needs_c
+def test_data_term_equals_torch_warp_and_data_term() -> None:
+    i0, sources, u = _warp_inputs(40, 64)
+    got, ref = tvl1_c.data_term(i0, sources, u), TVL1._data_term(i0, sources, u)
+    # grid_sample's coordinates go through [-1, 1] and back: float32 rounding apart, no more (a tap off by one
+    # pixel or a wrong weight is off by units)
+    for name, a, b in zip(("grads", "grad_sq", "rho_c"), got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-3, msg=name)
+    assert torch.equal(got[0][0, :, 0, :5], torch.zeros(2, 5))  # far outside: zeros (BORDER_CONSTANT)
+    assert torch.equal(got[2][0, 0, :5], -i0[0, 0, :5])
+
+
+@needs_c
+def test_data_term_reads_nothing_outside_the_image() -> None:
+    # the sources followed in memory by NaNs: a tap read past the last row or column (even one of weight 0, which
+    # a block of two corners has) turns into NaN in the output
+    i0, sources, u = _warp_inputs(40, 64)
+    buf = torch.full((sources.numel() + 2 * 64 * 5,), float("nan"))
+    buf[:sources.numel()] = sources.flatten()
+    got = tvl1_c.data_term(i0, buf[:sources.numel()].view_as(sources), u)
+    assert all(bool(torch.isfinite(t).all()) for t in got)
+
+
+@needs_c
+@pytest.mark.parametrize("jump", [1.0, 3.0])
+def test_data_term_of_a_pixel_does_not_depend_on_its_block(jump: float) -> None:
+    # row 31, pixels 32-47: one vector block whose taps share a corner; moving one pixel's flow by 1 px sends the
+    # block the 5x5 way, by 3 px pixel by pixel: the other fifteen pixels' values must not change by a bit
+    i0, sources, u = _warp_inputs(40, 64)
+    before = tvl1_c.data_term(i0, sources, u)
+    u[:, 0, 31, 40] += jump
+    after = tvl1_c.data_term(i0, sources, u)
+    others = [x for x in range(32, 48) if x != 40]
+    for a, b in zip(before, after):
+        assert torch.equal(a[..., 31, others], b[..., 31, others])
+    assert not torch.equal(before[2][..., 31, 40], after[2][..., 31, 40])
+
+
+@needs_c
+@pytest.mark.parametrize("shape, size", [((2, 40, 50), (32, 40)), ((1, 2, 32, 40), (40, 50)), ((3, 17, 9), (5, 31))])
+def test_resize_equals_the_torch_resize(shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    # down by 0.8 (the pyramid), up by 1.25 (the flow), and uneven scales with clamped edges; the torch resize is
+    # OpenCV's (test_tvl1_torch); here two products per pixel instead of two dense matrix products
+    img = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 255
+    scale = (shape[-2] / size[0], shape[-1] / size[1])
+    torch.testing.assert_close(tvl1_c.resize_linear(img, size, scale), resize_linear(img, size, scale),
+                               rtol=0, atol=1e-4)
 
 
 @needs_c
