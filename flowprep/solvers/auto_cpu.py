@@ -1,8 +1,8 @@
 """``--backend auto`` on the CPU for TV-L1: the torch backend with its fused C loop at every size where that
 builds, else OpenCV for small frames and compiled torch for the rest.
 
-Measured with one thread per process (benchmarks/bench_tvl1_sizes.py, benchmarks/TVL1.md): with the C loop
-(solvers/tvl1_c.py) the torch backend is 4.3x OpenCV's pairs/s at 64x48 and about 7x from 112x84 up, so it
+Measured with one thread per process (benchmarks/bench_tvl1_sizes.py, benchmarks/TVL1.md): with the C kernels
+(solvers/tvl1_c.py) the torch backend is 7.3x OpenCV's pairs/s at 64x48 and 9-13x from 112x84 up, so it
 takes every size. Without it (no C compiler, the illumination term, or ``--tvl1-kernel torch``) compiled torch
 is 3x OpenCV at 320x240 but 0.6-0.8x at 64x48 (per-iteration overhead dominates), the two crossing near 112x84:
 then each frame size goes to the faster one, and torch is imported and compiled only when a frame at least
