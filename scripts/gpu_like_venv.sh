@@ -7,7 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-/tmp/flowprep-gpu-like}"
-PY312="${PY312:-$(command -v python3.12 || echo "$HOME/.pyenv/versions/3.12.1/bin/python")}"
+if [ -z "${PY312:-}" ]; then  # the first Python 3.12 that runs (a pyenv shim on PATH may not)
+    for c in python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python; do
+        if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then PY312="$c"; break; fi
+    done
+fi
+PY312="${PY312:-python3.12}"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY312" -m venv "$VENV" || { echo "no Python 3.12 at $PY312: set PY312=/path/to/python3.12" >&2; exit 1; }
 fi
