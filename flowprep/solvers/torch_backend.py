@@ -152,7 +152,7 @@ def _kernels(kernel: str, compiled: bool) -> tuple[StepFn, str | MedianFn]:
 
 # the C kernel's parts of TVL1 (solvers/tvl1_c.py): the inner runs, each warp's bicubic sampling and data term,
 # the pyramids' and the flow's resizing
-_C_LOOP = {"run": tvl1_c.inner_run, "data": tvl1_c.data_term, "resize": tvl1_c.resize_linear}
+_C_KERNELS = {"run": tvl1_c.inner_run, "data": tvl1_c.data_term, "resize": tvl1_c.resize_linear}
 
 
 def _host_buffer(shape: tuple[int, ...], pinned: bool) -> torch.Tensor:
@@ -192,7 +192,7 @@ class TorchTVL1Solver:
         # compaction makes new batch shapes: cheap for Triton kernels and graphs, a recompile each for torch.compile
         self.compact = not self.compiled if compact is None else compact
         self._tvl1 = TVL1(self.params, step=step, check_every=check_every, median=median, block=block,
-                          compact=self.compact, **(_C_LOOP if self.kernel == "c" else {}))
+                          compact=self.compact, **(_C_KERNELS if self.kernel == "c" else {}))
 
     def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""

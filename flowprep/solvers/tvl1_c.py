@@ -9,7 +9,7 @@ fused multiply-adds, but for one reciprocal and two products where the step divi
 an ulp apart per iteration). Then what a warp's data term took in torch (``grid_sample``'s bicubic warp of I1
 and its gradients: 26 ns per pixel) is one C pass (``data_term``, about 10 ns): a block of 16 pixels whose
 taps start at one offset, or two neighbouring ones (95% of blocks on real flow), reads them as contiguous
-vectors; and the pyramids' resize is two taps per pixel (``resize_linear``) instead of dense matrix products.
+vectors; and the pyramids' resize is two taps per pixel in one pass (``resize_linear``).
 
 The library is built once per machine and CPU (``-march=native``: the cache key holds the CPU's flags, so a
 home folder shared by different nodes never loads one built for another CPU) into
@@ -100,6 +100,14 @@ def available() -> tuple[bool, str]:
     return lib is not None, why
 
 
+def _lib() -> ctypes.CDLL:
+    # the loaded library, or the one-line reason it is not there
+    lib, why = _load()
+    if lib is None:
+        raise RuntimeError(f"the C TV-L1 kernel is not available: {why}")
+    return lib
+
+
 def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
@@ -117,9 +125,7 @@ def inner_run(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, data: list[to
     Returns:
         the new active flags, the pairs still active, and the most iterations any pair ran.
     """
-    lib, why = _load()
-    if lib is None:
-        raise RuntimeError(f"the C TV-L1 kernel is not available: {why}")
+    lib = _lib()
     b, c, h, w = u.shape
     if c != 2:
         raise ValueError("the C kernel has no illumination term (gamma = 0 only)")
@@ -134,7 +140,6 @@ def inner_run(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, data: list[to
     return flags.bool(), int(left), int(steps[0])
 
 
-
 def data_term(i0: torch.Tensor, sources: torch.Tensor, u: torch.Tensor) -> list[torch.Tensor]:
     """A warp's data term in one C pass: ``tvl1_torch.TVL1._data_term``'s outputs, to float32 rounding.
 
@@ -144,9 +149,7 @@ def data_term(i0: torch.Tensor, sources: torch.Tensor, u: torch.Tensor) -> list[
         [grads (B, 2, H, W): the gradients sampled bicubically at x + u, grad_sq (B, H, W): their squared norm,
         rho_c (B, H, W): the constant part of the residual, I1(x + u) - grads . u - I0].
     """
-    lib, why = _load()
-    if lib is None:
-        raise RuntimeError(f"the C TV-L1 kernel is not available: {why}")
+    lib = _lib()
     b, _, h, w = sources.shape
     i0, sources, u = i0.contiguous(), sources.contiguous(), u[:, :2].contiguous()
     grads, grad_sq, rho_c = u.new_empty((b, 2, h, w)), u.new_empty((b, h, w)), u.new_empty((b, h, w))
@@ -156,11 +159,9 @@ def data_term(i0: torch.Tensor, sources: torch.Tensor, u: torch.Tensor) -> list[
 
 
 def resize_linear(img: torch.Tensor, size: tuple[int, int], src_per_dst: tuple[float, float]) -> torch.Tensor:
-    """``tvl1_torch.resize_linear`` (cv::resize INTER_LINEAR) of a (..., H, W) float32 CPU tensor in one C pass:
-    two taps per output pixel along each axis instead of two dense matrix products."""
-    lib, why = _load()
-    if lib is None:
-        raise RuntimeError(f"the C TV-L1 kernel is not available: {why}")
+    """``tvl1_torch.resize_linear`` (cv::resize INTER_LINEAR) of a (..., H, W) float32 CPU tensor in one C pass
+    (the same two taps per output pixel along each axis, without torch's temporaries)."""
+    lib = _lib()
     hi, wi = img.shape[-2:]
     img = img.contiguous()
     out = img.new_empty(img.shape[:-2] + tuple(size))

@@ -109,7 +109,7 @@ def test_data_term_of_a_pixel_does_not_depend_on_its_block(jump: float) -> None:
 @pytest.mark.parametrize("shape, size", [((2, 40, 50), (32, 40)), ((1, 2, 32, 40), (40, 50)), ((3, 17, 9), (5, 31))])
 def test_resize_equals_the_torch_resize(shape: tuple[int, ...], size: tuple[int, int]) -> None:
     # down by 0.8 (the pyramid), up by 1.25 (the flow), and uneven scales with clamped edges; the torch resize is
-    # OpenCV's (test_tvl1_torch); here two products per pixel instead of two dense matrix products
+    # OpenCV's (test_tvl1_torch); here the same two taps per pixel, in one C pass
     img = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 255
     scale = (shape[-2] / size[0], shape[-1] / size[1])
     torch.testing.assert_close(tvl1_c.resize_linear(img, size, scale), resize_linear(img, size, scale),
