@@ -210,6 +210,8 @@ def _syncs(solver, f0: np.ndarray, f1: np.ndarray) -> int | None:
 CUDA_CONFIGS = (("triton + graphs", {}, (0, *BATCHES, 128, 256)),
                 ("triton + graphs, no compaction", {"compact": False}, (0,)),
                 ("triton + graphs, host check every 30", {"check_every": 30}, (0,)),
+                ("triton + graphs, host waits at each check", {"lookahead": 0}, (8, 0)),
+                ("triton + graphs, counts read 2 checks late", {"lookahead": 2}, (8, 0)),
                 ("triton, no graphs", {"graphs": False}, (8, 0)),
                 ("torch eager", {"kernel": "torch", "compile": False, "graphs": False}, (0,)),
                 ("torch compiled + graphs", {"kernel": "torch", "compile": True}, (0,)))

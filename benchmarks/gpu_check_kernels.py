@@ -7,10 +7,10 @@ import os
 import time
 
 import numpy as np
+from bench_tvl1_work import STEP_BYTES, work_per_pair
 from gpu_check_flow import Context, _result, clip_frames
 
 KERNEL_SHAPE = (64, 2, 240, 320)  # the backend's batch at 320x240: the finest level's state
-STEP_BYTES_PER_PIXEL = 64  # what the fused step must move: 10 floats in, 6 out
 STEP_SHAPES = ((256, 8), (128, 4), (512, 8), (1024, 4))  # (pixels per program, warps); the first is the default
 
 
@@ -28,15 +28,24 @@ def _time_cuda(fn, reps: int = 50) -> float:
     return start.elapsed_time(end) * 1e3 / reps
 
 
+def _clip_work(ctx: Context) -> dict[str, float]:
+    # bench_tvl1_work's counts per pair on the real clip, with the CUDA solver one pair and one step at a time
+    from flowprep.solvers import ALGO_DEFAULTS, torch_backend
+    solver = torch_backend.make("tvl1", dict(ALGO_DEFAULTS["tvl1"]), ctx.device, 1, graphs=False, lookahead=0)
+    return work_per_pair(solver, clip_frames(ctx.data, 7))
+
+
 def check_kernels(ctx: Context) -> dict:
     """The fused step and the median on a batch-64 320x240 state: microseconds per call and the bandwidth the
-    step's 64 B per pixel make of it, at several launch shapes (the copy bandwidth of the card beside it)."""
+    step's 64 B per pixel make of it, at several launch shapes (the copy bandwidth of the card beside it); and
+    with the work of a pair of the real clip (``bench_tvl1_work``), the pairs/s these kernels alone allow."""
     import torch
 
     from flowprep.solvers import tvl1_triton
     t0 = time.perf_counter()
     if ctx.dry or not ctx.cuda:
         return _result("the Triton kernels alone", t0, "skipped", {}, "needs CUDA")
+    work = _clip_work(ctx)
     b, c, h, w = KERNEL_SHAPE
     g = torch.Generator(device="cuda").manual_seed(0)
     u, px, py, grads = (torch.randn(KERNEL_SHAPE, device="cuda", generator=g) for _ in range(4))
@@ -48,15 +57,19 @@ def check_kernels(ctx: Context) -> dict:
             tvl1_triton.BLOCK, tvl1_triton.WARPS = block, warps
             us = _time_cuda(lambda: tvl1_triton.step(u, px, py, grads, grad_sq, rho_c, active, eps, 0.045, 0.3, 0.8))
             rows.append({"block": block, "warps": warps, "us_per_call": round(us, 1),
-                         "GB_s": round(b * h * w * STEP_BYTES_PER_PIXEL / us / 1e3)})
+                         "GB_s": round(b * h * w * STEP_BYTES / us / 1e3),
+                         "step_only_pairs_s": round(1e6 * b * h * w / (us * work["pixel_iterations"]))})
     finally:
         tvl1_triton.BLOCK, tvl1_triton.WARPS = default
     big = torch.empty(2**28, device="cuda")  # 1 GiB: the card's copy bandwidth, read + write
     copy_us = _time_cuda(lambda: big.clone(), reps=10)
     median_us = _time_cuda(lambda: tvl1_triton.median(u, 5, active))
+    per_pair_us = (rows[0]["us_per_call"] * work["pixel_iterations"] + median_us * work["median_pixels"]) / (b * h * w)
     return _result("the Triton kernels alone", t0, "pass",
                    {"state": "x".join(map(str, KERNEL_SHAPE)), "step": rows, "median_5x5_us": round(median_us, 1),
-                    "copy_GB_s (read + write)": round(2 * big.numel() * 4 / copy_us / 1e3)})
+                    "copy_GB_s (read + write)": round(2 * big.numel() * 4 / copy_us / 1e3),
+                    "work per pair of the clip": {k: round(v) for k, v in work.items()},
+                    "step + median only, pairs/s (default shape)": round(1e6 / per_pair_us)})
 
 
 def _cpu_encode_rate(images: list[np.ndarray], quality: int, seconds: float = 3.0) -> float:

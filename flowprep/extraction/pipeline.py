@@ -178,7 +178,12 @@ def _collect(v: _Video, wait: bool) -> None:
     """Move the encoded flow at the head of ``v.pending`` into ``v.rec``, in the order the runs were solved
     (whichever encode thread finished first); without ``wait``, only the runs already encoded."""
     while v.pending and (wait or v.pending[0].done()):
-        encoded, seconds = v.pending.pop(0).result()  # re-raises an encoding error here
+        try:
+            encoded, seconds = v.pending.pop(0).result()
+        except Exception as e:  # an encoding error (a codec failure, out of memory) fails this video only
+            v.error = v.error or f"encoding failed: {_failure_reason(e)}"
+            v.pending.clear()  # its later runs are not wanted: the video is failed
+            return
         for name, data in encoded.items():
             if isinstance(data, list):  # JPEGs
                 getattr(v.rec, name).extend(data)
@@ -201,7 +206,7 @@ def _maybe_spill(v: _Video, spill, limit: int) -> None:
     if v.error is not None:
         return
     _collect(v, wait=False)
-    if v.rec.held_bytes >= limit:
+    if v.error is None and v.rec.held_bytes >= limit:
         _pack(v)
         spill(v.rec)
 
@@ -275,7 +280,7 @@ class _Batcher:
             i += n
         self.encoding = [f for f in self.encoding if not f.done()]
         if len(self.encoding) > self.max_encoding:
-            wait(self.encoding[:len(self.encoding) - self.max_encoding])  # the oldest: an error shows in _collect
+            wait(self.encoding[:len(self.encoding) - self.max_encoding])  # the oldest (an error: _collect)
 
 
 def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segment: int = 32,

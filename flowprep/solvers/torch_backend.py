@@ -45,6 +45,7 @@ MAX_CUDA_BATCH = 64  # past this, pairs/s stops rising and the batch waits longe
 CUDA_MEMORY_FRACTION = 0.6  # of the free memory at make() time
 RECOMPILE_LIMIT = 1024  # 5 levels per frame size; a dataset with many frame sizes must never fall back to eager
 CHECK_EVERY_CUDA = 10  # inner iterations between host checks of "all pairs stopped?" (one sync each)
+LOOKAHEAD_CUDA = 1  # checks by which the host reads that answer late, so the GPU never waits for it
 
 
 def bytes_per_pair(height: int, width: int) -> int:
@@ -169,12 +170,13 @@ class TorchTVL1Solver:
     """TV-L1 on a torch device behind the solver interface: (B, H, W) uint8 pairs -> (B, 2, H, W) float32 flow.
 
     On CUDA the inner step and the median are Triton kernels, or the step is compiled torch (``kernel``); every
-    ``CHECK_EVERY_CUDA`` iterations of it run as one CUDA graph (``graphs``; default on CUDA).
+    ``CHECK_EVERY_CUDA`` iterations of it run as one CUDA graph (``graphs``; default on CUDA), and the host reads
+    each check's count of pairs left ``LOOKAHEAD_CUDA`` checks late (``lookahead``; ``active_counts``).
     """
 
     def __init__(self, params: dict[str, Any], device: str = "cpu", batch_size: int | None = None,
                  compile: bool | None = None, kernel: str = "auto", graphs: bool | None = None,
-                 compact: bool | None = None, check_every: int | None = None):
+                 compact: bool | None = None, check_every: int | None = None, lookahead: int | None = None):
         self.params = TVL1Params.from_dict(params)
         self.device = torch.device(device)
         if batch_size is not None and batch_size < 1:
@@ -191,8 +193,10 @@ class TorchTVL1Solver:
             block = GraphedSteps(step, check_every)
         # compaction makes new batch shapes: cheap for Triton kernels and graphs, a recompile each for torch.compile
         self.compact = not self.compiled if compact is None else compact
+        self.lookahead = (LOOKAHEAD_CUDA if self.device.type == "cuda" else 0) if lookahead is None else lookahead
         self._tvl1 = TVL1(self.params, step=step, check_every=check_every, median=median, block=block,
-                          compact=self.compact, **(_C_KERNELS if self.kernel == "c" else {}))
+                          compact=self.compact, lookahead=self.lookahead,
+                          **(_C_KERNELS if self.kernel == "c" else {}))
 
     def compute(self, frames0: np.ndarray, frames1: np.ndarray) -> np.ndarray:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow from frames0 to frames1, in pixels."""
@@ -223,12 +227,14 @@ class TorchTVL1Solver:
         """algo, backend, device, every parameter, and how it ran (batch size, compiled, torch version)."""
         return {"algo": "tvl1", "backend": "torch", "device": str(self.device), "params": self.params.as_dict(),
                 "batch_size": self.batch_size, "compiled": self.compiled, "kernel": self.kernel,
-                "cuda_graphs": self.graphs, "compact": self.compact, "torch": torch.__version__}
+                "cuda_graphs": self.graphs, "compact": self.compact, "lookahead": self.lookahead,
+                "torch": torch.__version__}
 
 
 def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None = None,
          compile: bool | None = None, kernel: str = "auto", graphs: bool | None = None,
-         compact: bool | None = None, check_every: int | None = None) -> TorchTVL1Solver:
+         compact: bool | None = None, check_every: int | None = None,
+         lookahead: int | None = None) -> TorchTVL1Solver:
     """Build the torch solver for ``algo`` (only "tvl1") on ``device`` ("cpu", "cuda", "cuda:N").
 
     Args:
@@ -242,9 +248,12 @@ def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None 
         compact: stopped pairs leave the batch (``TVL1``); None: unless torch.compile'd (a recompile per shape).
         check_every: inner iterations per host check (and per CUDA graph); None: ``CHECK_EVERY_CUDA`` on CUDA, 1
             on the CPU.
+        lookahead: checks by which the host reads the count of pairs left late (``active_counts``); None:
+            ``LOOKAHEAD_CUDA`` on CUDA, 0 on the CPU (where an iteration run after the last pair stopped costs
+            as much as any other).
     Raises:
         ValueError: an algorithm other than tvl1, a bad parameter, batch size or kernel.
     """
     if algo != "tvl1":
         raise ValueError(f"the torch backend implements tvl1 only, not {algo!r}; use --backend opencv for {algo}")
-    return TorchTVL1Solver(params, device, batch_size, compile, kernel, graphs, compact, check_every)
+    return TorchTVL1Solver(params, device, batch_size, compile, kernel, graphs, compact, check_every, lookahead)

@@ -16,7 +16,8 @@ What must match OpenCV for the flow to match (measured while planning: EPE 0.21 
 Batching: every pair has its own stopping test. A pair that has stopped keeps its values (``torch.where``) while
 the others go on, so a batch gives the same flow as its pairs one by one. The host looks at the per-pair flags
 only every ``check_every`` inner iterations (and at each outer iteration) to end the loops early: on CUDA there
-is no host sync inside those k iterations; the flags themselves are exact at every iteration.
+is no host sync inside those k iterations, and with ``lookahead`` the host reads each count a check late, so the
+GPU never waits for it (``ActiveCounts``); the flags themselves are exact at every iteration.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from flowprep.solvers.active_counts import ActiveCounts
+from flowprep.solvers.medians import median_opencv, median_torch
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)  # OpenCV's test for a zero image gradient
 MIN_LEVEL_SIDE = 16  # OpenCV stops the pyramid before a side gets smaller than this
@@ -172,27 +176,6 @@ def warp_bicubic(imgs: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(imgs, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
-def median_torch(u: torch.Tensor, ksize: int) -> torch.Tensor:
-    """ksize x ksize median of (B, C, H, W), border replicated, as ``cv::medianBlur``; any device."""
-    b, c, h, w = u.shape
-    r = ksize // 2
-    padded = F.pad(u.reshape(b * c, 1, h, w), (r, r, r, r), mode="replicate")
-    windows = F.unfold(padded, ksize)  # (B*C, k*k, H*W): k*k times the memory of u, on purpose only briefly
-    return windows.median(dim=1).values.view(b, c, h, w)
-
-
-def median_opencv(u: torch.Tensor, ksize: int, active: torch.Tensor) -> torch.Tensor:
-    """``cv2.medianBlur`` of the active pairs of CPU (B, C, H, W) (10x faster than any torch median on a CPU)."""
-    import cv2
-
-    src = u.contiguous().numpy()
-    out = np.empty_like(src) if bool(active.all()) else src.copy()  # the stopped pairs keep their values
-    for i in np.flatnonzero(active.numpy()):
-        for ch in range(src.shape[1]):
-            cv2.medianBlur(src[i, ch], ksize, dst=out[i, ch])  # straight into the output
-    return torch.from_numpy(out)
-
-
 def tvl1_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.Tensor, grad_sq: torch.Tensor,
               rho_c: torch.Tensor, active: torch.Tensor, scaled_eps: torch.Tensor, l_t: float, theta: float,
               taut: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -255,13 +238,16 @@ class TVL1:
         data: a warp's data term ``(i0, sources, u) -> [grads, grad_sq, rho_c]`` (``tvl1_c.data_term``: the
             bicubic warp and the data term in one C pass); None: ``warp_bicubic`` and torch (``_data_term``).
         resize: ``resize_linear`` or a function like it (``tvl1_c.resize_linear``), for the pyramids and the flow.
+        lookahead: checks by which the host reads "how many pairs are left" late (``ActiveCounts``): 1 on a GPU
+            keeps it busy while the host waits; the same flow, at most ``check_every`` masked iterations more.
     """
 
     MEDIAN_CHUNK = 8  # pairs per torch median call: its k*k window stack is the largest temporary
 
     def __init__(self, params: TVL1Params = TVL1Params(), step: StepFn = tvl1_step, check_every: int | None = None,
                  median: str | MedianFn = "auto", block: StepFn | None = None, compact: bool = True,
-                 run: RunFn | None = None, data: DataFn | None = None, resize: ResizeFn = resize_linear):
+                 run: RunFn | None = None, data: DataFn | None = None, resize: ResizeFn = resize_linear,
+                 lookahead: int = 0):
         if median not in ("auto", "torch") and not callable(median):
             raise ValueError(f"median must be 'auto', 'torch' or a function, got {median!r}")
         self.params = params
@@ -273,6 +259,7 @@ class TVL1:
         self.run = run
         self.data = data or self._data_term
         self.resize = resize
+        self.lookahead = lookahead
         self.inner_steps = 0  # batch inner iterations run by the last call (a work measure for benchmarks)
 
     def __call__(self, frames0: torch.Tensor, frames1: torch.Tensor) -> torch.Tensor:
@@ -334,11 +321,12 @@ class TVL1:
         # starts active. Compaction: once the pairs still iterating fit a batch a quarter smaller, the working
         # set is cut down to them (plus stopped ones to fill a bucket size) instead of masking the rest
         active = torch.ones(state[0].shape[0], dtype=torch.bool, device=state[0].device)
-        full, idx, left = None, None, active.shape[0]
+        full, idx, counts = None, None, ActiveCounts(self.lookahead)
         for _ in range(self.params.outer_iterations):
             if self.params.median_filtering > 1:
                 state[0] = self._median(state[0], active)
-            *state, active, left = self._inner(*state, data, active, scaled_eps, consts, check_every)
+            *state, active = self._inner(*state, data, active, scaled_eps, consts, check_every, counts)
+            left = active.shape[0] if counts.known is None else counts.known  # never fewer than are active
             if left == 0:
                 break
             keep = self._keep(left, active.shape[0])
@@ -367,24 +355,23 @@ class TVL1:
 
     def _inner(self, u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, data: list[torch.Tensor],
                active: torch.Tensor, scaled_eps: torch.Tensor, consts: tuple[float, float, float],
-               check_every: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+               check_every: int, counts: ActiveCounts) -> tuple[torch.Tensor, ...]:
         # one run of inner iterations; the host counts the active pairs every check_every iterations and at the
-        # end (once: the outer loop reuses that count), so a GPU syncs once per check
-        n, left, inner = 0, active.shape[0], self.params.inner_iterations
+        # end (``counts``: the outer loop reads the last one), so a GPU syncs once per check, or not at all
+        n, inner = 0, self.params.inner_iterations
         if self.run is not None:  # the whole run in one call (a pair stops at its own iteration, as below)
             active, left, steps = self.run(u, px, py, data, active, float(scaled_eps), consts, inner)
             self.inner_steps += steps
-            return u, px, py, active, left
+            counts.set(left)
+            return u, px, py, active
         while n < inner:
             k = check_every if self.block is not None and inner - n >= check_every else 1
             u, px, py, active = (self.block if k > 1 else self.step)(u, px, py, *data, active, scaled_eps, *consts)
             n += k
             self.inner_steps += k
-            if n % check_every == 0 or n == inner:
-                left = int(active.sum())
-                if left == 0:
-                    break
-        return u, px, py, active, left
+            if (n % check_every == 0 or n == inner) and counts.push(active) == 0:
+                break
+        return u, px, py, active
 
     def _median(self, u: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         # median of u1, u2 only (OpenCV leaves u3 alone), on the pairs still active

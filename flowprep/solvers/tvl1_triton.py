@@ -134,7 +134,7 @@ MEDIAN_BLOCK = 128  # pixels per program: BLOCK x window values live in register
 
 def median(u: torch.Tensor, ksize: int, active: torch.Tensor) -> torch.Tensor:
     """ksize x ksize median of u's first two channels (B, C, H, W) -> (B, 2, H, W), border replicated, as
-    ``tvl1_torch.median_torch`` and ``cv2.medianBlur``: one launch, the window sorted in registers (a median
+    ``medians.median_torch`` and ``cv2.medianBlur``: one launch, the window sorted in registers (a median
     picks one of the values, so the result is exact); stopped pairs come through unchanged."""
     b, c, h, w = u.shape
     u = u.contiguous()

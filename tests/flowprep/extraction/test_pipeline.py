@@ -11,16 +11,20 @@ from flowprep.solvers import SolverConfig, make_solver
 
 from videogen import write_shift_video
 
+HUGE = 1e6
+
 
 class RecordingSolver:
     """Wraps OpenCV's DIS (fast, deterministic) with a chosen batch size, and records each call's batch size."""
 
-    def __init__(self, batch_size: int, fail_on_call: int | None = None, nan_on_call: int | None = None):
+    def __init__(self, batch_size: int, fail_on_call: int | None = None, nan_on_call: int | None = None,
+                 huge_on_call: int | None = None):
         self.batch_size = batch_size
         self.inner = make_solver(SolverConfig(algo="dis", backend="opencv", device="cpu"))
         self.calls: list[int] = []
         self.fail_on_call = fail_on_call
         self.nan_on_call = nan_on_call
+        self.huge_on_call = huge_on_call  # a finite value that the test's encoder refuses
 
     def compute(self, f0, f1):
         self.calls.append(len(f0))
@@ -29,6 +33,8 @@ class RecordingSolver:
         flow = self.inner.compute(f0, f1)
         if len(self.calls) == self.nan_on_call:
             flow[-1, 0, 3, 4] = np.nan  # a solver bug: one value of the batch's last pair
+        if len(self.calls) == self.huge_on_call:
+            flow[0, 1, 2, 2] = HUGE
         return flow
 
     def describe(self):
@@ -107,6 +113,28 @@ def test_nan_flow_fails_its_video_with_a_reason_and_never_reaches_the_shard(shor
     assert status["v1"][0] == "failed" and "1 flow values are NaN or infinite" in status["v1"][1]
     assert "--backend opencv" in status["v1"][1]
     assert [status[k] for k in ("v0", "v2", "v3")] == [("ok", "")] * 3
+
+
+@pytest.mark.parametrize("threads", [(1, 1), (2, 3)])
+def test_an_encoding_error_fails_only_its_video_and_the_run_goes_on(short_videos, monkeypatch, threads):
+    """An exception in an encode thread (here a MemoryError from the quantizer on one run of v1) fails that
+    video with its reason; it must not end the run or touch the other videos."""
+    import flowprep.extraction.pipeline as P
+    quantize = P.quantize_flow
+
+    def fragile(flow, cfg):
+        if np.abs(flow).max() >= HUGE:
+            raise MemoryError("cannot allocate the codes (simulated)")
+        return quantize(flow, cfg)
+
+    monkeypatch.setattr(P, "quantize_flow", fragile)
+    s = RecordingSolver(2, huge_on_call=3)  # batches: [v0 0-1], [v1 0-1], [v1 2-3] refused, [v1 4, v2 0], ...
+    recs = list(run_pipeline(short_videos, s, encode_settings(ExtractConfig()), threads=threads))
+    status = {r.key: (r.status, r.reason) for r in recs}
+    assert [r.key for r in recs] == ["v0", "v1", "v2", "v3"]
+    assert status["v1"] == ("failed", "encoding failed: MemoryError: cannot allocate the codes (simulated)")
+    assert [status[k] for k in ("v0", "v2", "v3")] == [("ok", "")] * 3
+    assert [r.flows for r in recs if r.status == "ok"] == [2, 1, 4]
 
 
 def test_opencv_solver_result_does_not_depend_on_the_size_of_the_previous_pair(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import h5py
 import pytest
-from test_pipeline import RecordingSolver
+from test_pipeline import HUGE, RecordingSolver
 
 from flowprep.datasets.listing import VideoTask
 from flowprep.extraction.config import ExtractConfig
@@ -71,13 +71,26 @@ def test_spilled_videos_store_the_same_as_whole_ones_and_memory_stays_bounded(vi
         assert len(_content(tmp_path / "spilled.h5", keys)["v0"][7]) == 179
 
 
-def test_a_video_that_fails_after_spilling_is_stored_as_failed_and_the_rest_as_usual(videos, tmp_path):
+@pytest.mark.parametrize("stage", ["solver", "encoding"])
+def test_a_video_that_fails_after_spilling_is_stored_as_failed_and_the_rest_as_usual(videos, tmp_path, stage,
+                                                                                      monkeypatch):
     keys = [t.key for t in videos]
     path = tmp_path / "failed.h5"
-    _, dead = _extract(videos, path, RecordingSolver(4, fail_on_call=12), 20_000, threads=(1, 1))  # v0's 48th pair
+    if stage == "encoding":  # the quantizer refuses v0's 12th batch in an encode thread
+        import flowprep.extraction.pipeline as P
+        quantize = P.quantize_flow
+
+        def fragile(flow, cfg):
+            if abs(flow).max() >= HUGE:
+                raise MemoryError("simulated")
+            return quantize(flow, cfg)
+        monkeypatch.setattr(P, "quantize_flow", fragile)
+    solver = RecordingSolver(4, **{"fail_on_call" if stage == "solver" else "huge_on_call": 12})  # v0's 48th pair
+    _, dead = _extract(videos, path, solver, 20_000, threads=(1, 1))
     assert dead > 20_000  # v0 had been spilled before it failed
     content = _content(path, keys)
     assert content["v0"][0] == "failed" and content["v1"][0] == content["v2"][0] == "ok"
+    assert next(read_records(path, ["v0"])).reason.startswith(f"{stage} failed")
     with h5py.File(path, "r") as f:
         assert list(f[F.VIDEOS]["v0"]) == []
         assert all(check_video(f[F.VIDEOS][k]) is None for k in keys)

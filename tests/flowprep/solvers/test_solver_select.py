@@ -102,3 +102,32 @@ def test_checking_every_k_iterations_changes_nothing_but_the_count() -> None:
     assert tenth.inner_steps > every.inner_steps  # the loop really exits only at multiples of 10
     loops = len(solvers.tvl1_torch.pyramid_sizes(56, 72, 5, 0.8)) * params.warps * params.outer_iterations
     assert tenth.inner_steps - every.inner_steps <= 9 * loops
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_reading_each_check_late_changes_nothing_but_the_count(compact: bool) -> None:
+    """The GPU rule (the host learns "how many pairs are left" one check late, so the GPU never waits for it):
+    the same flow as reading it at once, the iterations run after every pair stopped being masked; each run of
+    inner iterations that ends early runs at most one block of them more."""
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (48, 64), dtype=np.uint8), (0, 0), 2.0)
+    shifts = [(0, 1), (1, -2), (0, 0), (2, 1), (-1, 0)]  # one still pair: it stops first, the rest later
+    f0 = torch.from_numpy(np.stack([base] * len(shifts)))
+    f1 = torch.from_numpy(np.stack([np.roll(base, s, axis=(0, 1)) for s in shifts]))
+    params = TVL1Params(epsilon=0.05, nscales=3, warps=3)
+    now, late = (TVL1(params, check_every=5, compact=compact, lookahead=k) for k in (0, 1))
+    assert torch.equal(now(f0, f1), late(f0, f1))
+    loops = len(solvers.tvl1_torch.pyramid_sizes(48, 64, 3, 0.8)) * params.warps * params.outer_iterations
+    assert now.inner_steps < late.inner_steps <= now.inner_steps + 5 * loops
+
+
+def test_active_counts_hand_back_each_count_lookahead_checks_late() -> None:
+    from flowprep.solvers.active_counts import ActiveCounts
+    flags = [torch.tensor(f) for f in ([True, True, False], [True, False, False], [False] * 3)]
+    now, late = ActiveCounts(0), ActiveCounts(1)
+    assert [now.push(f) for f in flags] == [2, 1, 0]
+    assert [late.push(f) for f in flags] == [None, 2, 1] and late.known == 1
+    late.set(5)  # a count the host knows at once supersedes the pending ones
+    assert late.push(flags[2]) == 5 and late.push(flags[2]) == 0
+    with pytest.raises(ValueError, match="lookahead"):
+        ActiveCounts(-1)

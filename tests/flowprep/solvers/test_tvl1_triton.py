@@ -190,6 +190,20 @@ def test_cuda_graphs_equal_steps_one_at_a_time() -> None:
 
 @pytest.mark.gpu
 @needs_cuda
+def test_cuda_reading_each_check_late_gives_the_same_flow() -> None:
+    """The CUDA default reads each check's count a check late (pinned copy behind an event): the same flow as
+    waiting at each check, batch of pairs that stop at different times, graphs and compaction on."""
+    f0, f1 = crop_pair("Grove2")
+    frames0, frames1 = np.stack([f0, f1, f0, f0]), np.stack([f1, f0, f0, np.roll(f0, 1, axis=1)])
+    params = dict(ALGO_DEFAULTS["tvl1"])
+    late = torch_backend.make("tvl1", params, "cuda", 4)
+    now = torch_backend.make("tvl1", params, "cuda", 4, lookahead=0)
+    assert late.lookahead == 1 and now.lookahead == 0
+    assert np.array_equal(late.compute(frames0, frames1), now.compute(frames0, frames1))
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_cuda_median_equals_the_torch_median() -> None:
     from flowprep.solvers import tvl1_triton
     u = torch.randn(3, 2, 240, 320, device="cuda")
