@@ -241,7 +241,10 @@ class _Batcher:
         return any(r[0] is v for r in self.runs)
 
     def add(self, v: _Video, frames: np.ndarray) -> None:
-        """Queue the pairs of a segment of frames, solving each batch that fills up."""
+        """Queue the pairs of a segment of frames, solving each batch that fills up (or that holds frames of
+        another size: a batch is one array; a dataset of many sizes gets partial batches at its size changes)."""
+        if self.runs and self.runs[0][1].shape[1:] != frames.shape[1:]:
+            self.solve()
         start = 0
         while start < len(frames) - 1:  # split the segment's pairs over batches
             take = min(self.size - self.pairs, len(frames) - 1 - start)
@@ -256,10 +259,10 @@ class _Batcher:
         runs, self.runs, self.pairs = self.runs, [], 0
         if not runs:
             return
-        f0 = np.concatenate([r[1] for r in runs])
-        f1 = np.concatenate([r[2] for r in runs])
         t0 = time.perf_counter()
         try:
+            f0 = np.concatenate([r[1] for r in runs])
+            f1 = np.concatenate([r[2] for r in runs])
             flows = {"forward": self.solver.compute(f0, f1)}
             if self.settings.backward:  # the same pairs the other way: frame t+1 -> frame t
                 flows["backward"] = self.solver.compute(f1, f0)

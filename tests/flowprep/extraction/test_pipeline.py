@@ -67,6 +67,22 @@ def test_batches_span_videos_and_results_do_not_depend_on_batch_size(short_video
     assert _flows(one) == _flows(eight)
 
 
+def test_videos_of_different_frame_sizes_never_share_a_batch(tmp_path):
+    """A GPU solver batches pairs across videos; a dataset of several frame sizes (portrait clips, Kinetics at a
+    short side) must not end the run: a batch is cut where the size changes, and the flow is the one alone."""
+    tasks = []
+    for i, size in enumerate([(64, 48), (48, 64), (48, 64), (64, 48), (40, 30)]):
+        p = tmp_path / f"v{i}.avi"
+        write_shift_video(p, [(1, 0)] * 3, size=size, seed=i)
+        tasks.append(VideoTask(f"v{i}", str(p)))
+    settings = encode_settings(ExtractConfig())
+    s4 = RecordingSolver(4)
+    four = list(run_pipeline(tasks, s4, settings, segment=2))
+    assert [(r.key, r.status, r.flows) for r in four] == [(f"v{i}", "ok", 3) for i in range(5)]
+    assert s4.calls == [3, 4, 2, 3, 3]  # v0 | v1 + v2 (one size, across videos) | v3 | v4
+    assert _flows(four) == _flows(run_pipeline(tasks, RecordingSolver(1), settings))
+
+
 def test_several_decode_and_encode_threads_give_the_same_records_in_task_order(short_videos, tmp_path):
     """What a GPU worker runs (host_threads: several decoders and encoders) equals one thread of each, a bad
     video among them included."""
