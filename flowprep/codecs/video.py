@@ -4,8 +4,11 @@ Frames are yielded one at a time so that a long video never has to fit in memory
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -90,6 +93,35 @@ def _link_loop(path: str) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _capture(path: str) -> Iterator[cv2.VideoCapture]:
+    """``cv2.VideoCapture(path)``, released after. A path that is not valid UTF-8 (a Latin-1 folder from an old
+    archive: Python hands it over with surrogate escapes) is opened through a symbolic link with a UTF-8 name,
+    because OpenCV encodes the str as UTF-8 and crashes the process (SIGSEGV) on such a name."""
+    link_dir = None
+    try:
+        path.encode("utf-8")
+        target = path
+    except UnicodeEncodeError:
+        suffix = os.path.splitext(path)[1]
+        try:
+            link_dir = tempfile.mkdtemp(prefix="flowprep-path-")
+            target = os.path.join(link_dir, "video" + (suffix if suffix.isascii() else ""))
+            os.symlink(os.fsencode(os.path.abspath(path)), target)
+        except OSError as e:
+            if link_dir is not None:
+                shutil.rmtree(link_dir, ignore_errors=True)
+            raise VideoDecodeError(path, f"its path is not valid UTF-8 and no link to it could be made ({e}); "
+                                         "rename its folders to UTF-8 (convmv -f latin1 -t utf8)") from None
+    cap = cv2.VideoCapture(target)
+    try:
+        yield cap
+    finally:
+        cap.release()
+        if link_dir is not None:
+            shutil.rmtree(link_dir, ignore_errors=True)
+
+
 def probe(path: str) -> VideoInfo:
     """Open a video and read its header; raise VideoDecodeError naming the problem."""
     if not os.path.exists(path):
@@ -106,8 +138,7 @@ def probe(path: str) -> VideoInfo:
     size = os.path.getsize(path)
     if size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
-    cap = cv2.VideoCapture(path)
-    try:
+    with _capture(path) as cap:
         if not cap.isOpened():
             raise VideoDecodeError(path, "OpenCV cannot open it as a video (not a video, or a codec it lacks)")
         return VideoInfo(
@@ -118,8 +149,6 @@ def probe(path: str) -> VideoInfo:
             width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
             height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
         )
-    finally:
-        cap.release()
 
 
 def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iterator[np.ndarray]:
@@ -136,11 +165,10 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
             the frames that did decode have all been yielded).
         VideoDecodeError: the file cannot be opened, or fewer than 2 frames decoded.
     """
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise VideoDecodeError(path, "OpenCV cannot open it as a video")
     n, size = 0, None
-    try:
+    with _capture(path) as cap:
+        if not cap.isOpened():
+            raise VideoDecodeError(path, "OpenCV cannot open it as a video")
         while True:
             ok, frame = cap.read()
             if not ok or frame is None:
@@ -155,8 +183,6 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
                 frame = cv2.resize(frame, (tw, th), interpolation=interp)
             n += 1
             yield frame
-    finally:
-        cap.release()
     if n < 2:
         raise VideoDecodeError(path, f"{n} decodable frame{'s' if n != 1 else ''}; flow needs at least 2")
     if expected > 0 and n < expected * (1 - _TRUNCATION_SLACK) - 1:

@@ -81,3 +81,30 @@ def test_a_resolution_switch_mid_stream_keeps_the_first_frames_size(monkeypatch)
     assert [int(f[0, 0, 0]) for f in plain] == [10, 20, 30]
     short = list(iter_frames("switch.avi", Resize(short_side=120)))
     assert [f.shape for f in short] == [(120, 160, 3)] * 3  # the first frame's target, not each frame's own
+
+
+def test_a_path_that_is_not_utf8_decodes_instead_of_crashing_opencv(tmp_path):
+    """A Latin-1 folder name from an old archive: Python hands the path over with surrogate escapes, on which
+    cv2.VideoCapture crashes the process (SIGSEGV). Run in a child process, so that a regression fails this
+    test instead of killing the suite."""
+    import os
+    import subprocess
+    import sys
+
+    from videogen import write_shift_video
+
+    folder = os.fsencode(tmp_path) + b"/caf\xe9"
+    try:
+        os.mkdir(folder)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    write_shift_video(tmp_path / "v.avi", [(1, 0)] * 4)
+    os.rename(os.fsencode(tmp_path / "v.avi"), folder + b"/v.avi")
+    code = ("import sys; from flowprep.codecs.video import probe, iter_frames; "
+            "print(probe(sys.argv[1]).frame_count, sum(1 for _ in iter_frames(sys.argv[1])))")
+    scratch = tmp_path / "tmp"  # where the link to the video is made, and must be gone after
+    scratch.mkdir()
+    r = subprocess.run([sys.executable, "-c", code, os.fsdecode(folder + b"/v.avi")], capture_output=True,
+                       text=True, errors="replace", timeout=60, env={**os.environ, "TMPDIR": str(scratch)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["5", "5"] and not list(scratch.iterdir())
