@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 from flowprep.errors import FlowprepError
 from flowprep.runners import Chunk, Progress, Work
-from flowprep.runners.local import run_chunk
+from flowprep.runners.local import lost, run_chunk
 from flowprep.store.record import ChunkResult
 
 CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
@@ -63,10 +63,15 @@ class DaskRunner:
     def run(self, work: Work, chunks: Sequence[Chunk], progress: Progress) -> Iterator[ChunkResult]:
         """Submit one task per chunk and yield results as they finish (progress per chunk).
 
+        A chunk whose workers kept dying (Dask's ``KilledWorker``: a crash, or the out-of-memory killer) runs
+        again alone once the rest are done, since Dask also blames the tasks that shared the dying workers; if its
+        workers die again it is lost (its videos failed with the reason, retried by the next run), as with local
+        workers, and the rest of the batch goes on.
         On an error or Ctrl-C the chunks not yet finished are cancelled; a task that is already running finishes
         into a staging folder that the next run deletes or adopts, never into a published shard.
         """
         from dask.distributed import as_completed
+        from distributed.scheduler import KilledWorker
 
         client = connect(self.address)
         token = uuid.uuid4().hex[:8]
@@ -74,8 +79,24 @@ class DaskRunner:
         try:
             futures = [client.submit(run_chunk, work, c, threads=1, pure=False,
                                      key=f"flowprep-chunk-{token}-{c.index:05d}") for c in chunks]
+            chunk_of, suspects = dict(zip((f.key for f in futures), chunks)), []
             for fut in as_completed(futures, loop=client.loop):
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except KilledWorker:  # it, or a chunk beside it on the same workers, kills them
+                    suspects.append(chunk_of[fut.key])
+                    continue
+                progress(len(res.videos), res.pairs)
+                yield res
+            for c in suspects:  # each alone on the cluster: only a chunk that kills its workers itself is lost
+                futures.append(client.submit(run_chunk, work, c, threads=1, pure=False,
+                                             key=f"flowprep-chunk-{token}-{c.index:05d}-alone"))
+                try:
+                    res = futures[-1].result()
+                except KilledWorker:
+                    res = lost(c, "every Dask worker that ran it died, also when it ran alone (KilledWorker: a crash "
+                                  "or the out-of-memory killer; the workers' logs say which); the rest of the batch "
+                                  "went on")
                 progress(len(res.videos), res.pairs)
                 yield res
         finally:

@@ -144,6 +144,11 @@ def died(chunk: Chunk, error: BaseException) -> ChunkResult:
     sig = re.search(r"(SIG[A-Z]+)\(-?\d+\)", str(error))
     how = f"killed by {sig.group(1)}" if sig else "died"
     oom = ", possibly out of memory" if sig and sig.group(1) == "SIGKILL" else ""
-    reason = f"the extraction worker {how}{oom}, twice (the second time alone); the rest of the batch went on"
+    return lost(chunk, f"the extraction worker {how}{oom}, twice (the second time alone); the rest of the batch "
+                       "went on")
+
+
+def lost(chunk: Chunk, reason: str) -> ChunkResult:
+    """The result of a chunk that no worker could finish: every video failed with ``reason``; no shard."""
     return ChunkResult(shard="", videos=[VideoOutcome(key=t.key, status="failed", reason=reason)
                                          for t in chunk.tasks], seconds=0.0)
