@@ -43,7 +43,7 @@ def read_shard_header(path: str | os.PathLike) -> tuple[dict, list[str], list[st
     try:
         with h5py.File(path, "r") as f:
             return read_header(f, path)
-    except (OSError, KeyError) as e:
+    except (OSError, KeyError, ValueError, TypeError) as e:  # ValueError: a damaged settings JSON or key list
         raise unreadable(path, e) from e
 
 
@@ -149,7 +149,7 @@ def read_checked_header(path: str | os.PathLike) -> tuple[dict, list[str], list[
             except (KeyError, OSError, ValueError, RuntimeError) as e:
                 damage = f"its header or catalog cannot be read ({e})"
             return settings, keys, status, damage
-    except (OSError, KeyError) as e:
+    except (OSError, KeyError, ValueError, TypeError) as e:  # ValueError: a damaged settings JSON or key list
         raise unreadable(path, e) from e
 
 

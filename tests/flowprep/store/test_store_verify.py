@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import h5py
@@ -62,6 +63,36 @@ def test_truncated_and_bit_flipped_shards_are_found_named_and_repaired(pristine,
     assert sorted(report["failures"]) == [] and report["videos_processed"] == len(lost) + 1  # only the damage
     assert all((out / n).read_bytes() == b for n, b in untouched.items())  # the rest is not rewritten
     assert (out / (truncated.name + ".damaged")).exists()
+    assert verify_folder(out).clean
+    assert_same_output(out, pristine)
+
+
+@pytest.mark.parametrize("damage", ["settings", "keys"])
+def test_a_damaged_byte_in_a_shards_header_names_the_shard_and_repair_fixes_it(pristine, tmp_path, capsys, damage):
+    """One byte of the stored settings JSON, or of a key in the key list, made unreadable as text: reading,
+    resuming and verifying name the shard (not a bare JSON or UTF-8 error), and --repair extracts its videos again."""
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    shard = list_shards(out)[0]
+    with h5py.File(shard, "r") as f:
+        needle = f.attrs["settings"].encode()[:40] if damage == "settings" else bytes(f["keys"][0])
+    clean = shard.read_bytes()
+    for at in [m.start() for m in re.finditer(re.escape(needle), clean)]:  # the copy the header holds
+        data = bytearray(clean)
+        data[at + (1 if damage == "settings" else 0)] = 0xFF  # '{"' -> '{\xff': neither JSON nor UTF-8
+        shard.write_bytes(bytes(data))
+        with h5py.File(shard, "r") as f:
+            if (f.attrs["settings"].encode(errors="surrogateescape")[:40] if damage == "settings"
+                    else bytes(f["keys"][0])) != needle:
+                break
+    else:
+        pytest.fail(f"no copy of the {damage} found in {shard.name}")
+    with pytest.raises(ShardError) as e:
+        ShardSet(out)
+    assert shard.name in str(e.value) and "flowprep verify" in str(e.value)
+    assert main(["verify", str(out)]) == 1
+    assert shard.name in capsys.readouterr().out
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
     assert verify_folder(out).clean
     assert_same_output(out, pristine)
 
