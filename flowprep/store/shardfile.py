@@ -119,8 +119,10 @@ def sources_of(path: str | os.PathLike, keys: list[str]) -> list[str]:
 
 def group_digest(g: h5py.Group) -> str:
     """F.digest of a video's group: every attribute but the digest itself, and every dataset (read piece by
-    piece: a long video's digest costs bounded memory)."""
-    return F.digest({k: v for k, v in g.attrs.items() if k != F.ATTR_DIGEST}, {n: g[n] for n in g})
+    piece: a long video's digest costs bounded memory). Groups inside are other videos (``clip`` holds
+    ``clip/part1``) with digests of their own, so they are not part of it."""
+    return F.digest({k: v for k, v in g.attrs.items() if k != F.ATTR_DIGEST},
+                    {n: d for n, d in g.items() if isinstance(d, h5py.Dataset)})
 
 
 def header_digest(f: h5py.File) -> str:

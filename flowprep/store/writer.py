@@ -113,7 +113,7 @@ class ShardWriter:
         """Move what ``rec`` holds (JPEGs, quantization parameters, clipped counts) into its group and empty it;
         ``rec`` counts what was moved (``spilled_flows``, ``spilled_bytes``). Finish the video with ``add``."""
         videos = self._videos()
-        g = videos[rec.key] if rec.key in self._spilled else videos.create_group(rec.key)
+        g = videos.require_group(rec.key)  # it may exist as the folder of another video (clip/part1)
         held = {name: _take(getattr(rec, name)) for name in F.jpeg_streams(rec.backward)}
         for name, data in held.items():
             _append(g, name, _blobs(data), _BYTES)
@@ -137,9 +137,11 @@ class ShardWriter:
             self.spill(rec)
         elif rec.key in self._spilled:  # it failed: its pieces go, their space stays (HDF5 frees none)
             self.dead_bytes += self._spilled[rec.key]
-            del videos[rec.key]
+            g = videos[rec.key]
+            for name in [n for n, d in g.items() if isinstance(d, h5py.Dataset)]:  # not the videos inside it
+                del g[name]
         self._spilled.pop(rec.key, None)
-        g = videos[rec.key] if spilled else videos.create_group(rec.key)
+        g = videos.require_group(rec.key)  # it may exist as the folder of another video (clip/part1)
         g.attrs.update(video_attrs(rec))
         if rec.status == F.OK and not spilled:
             for name in F.jpeg_streams(rec.backward):
