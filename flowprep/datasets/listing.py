@@ -123,7 +123,9 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     base = _root(root) if root is not None else lf.parent
     tasks: dict[str, VideoTask] = {}  # the file, resolved -> its task
     outside = []
-    for raw in lf.read_text(encoding="utf-8", errors="replace").splitlines():
+    # bytes that are not UTF-8 stay the bytes of the file's name (as os.listdir gives them), so that the entry
+    # finds its file: a name that is not UTF-8 then fails for that reason, not as "file not found"
+    for raw in lf.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
         line = _TRAILING_LABEL.sub("", raw.strip().lstrip("\ufeff"))
         if not line or line.startswith("#"):
             continue

@@ -133,3 +133,23 @@ def test_a_key_that_is_the_folder_of_another_is_stored_and_verifies(tmp_path, fi
     shards = ShardSet(out)
     assert sorted(shards.keys()) == ["clip", "clip/part1", "other"]
     assert all(len(shards.flow(k)) == 3 for k in ("clip", "clip/part1"))
+
+
+def test_a_list_with_names_that_are_not_utf8_finds_their_files(tmp_path):
+    """A list written by a tool in Latin-1: each entry finds its file (it was read with the bytes replaced, and
+    failed as "file not found"), so a key that is not UTF-8 fails for that reason, with the hint to rename."""
+    root = os.fsencode(tmp_path / "ds")
+    try:
+        os.makedirs(root + b"/caf\xe9")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    for i, name in enumerate((b"caf\xe9/v_a.avi", b"C/v_\xe9t\xe9.avi")):
+        write_shift_video(tmp_path / "tmp.avi", [(1, 0)] * 2, size=(32, 24), seed=i)
+        os.makedirs(os.path.dirname(root + b"/" + name), exist_ok=True)
+        os.rename(os.fsencode(tmp_path / "tmp.avi"), root + b"/" + name)
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"caf\xe9/v_a.avi\nC/v_\xe9t\xe9.avi\n")
+    tasks = read_video_list(lst, os.fsdecode(root))
+    assert all(os.path.exists(t.path) for t in tasks)
+    checked = check_keys(tasks)
+    assert len(checked) == 2 and all("not valid UTF-8" in t.error and "rename" in t.error for t in checked)
