@@ -93,16 +93,22 @@ def _link_loop(path: str) -> bool:
     return False
 
 
+def opencv_can_name(path: str) -> bool:
+    """Whether OpenCV can take ``path`` (valid UTF-8); a name with surrogate escapes crashes it (SIGSEGV)."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 @contextlib.contextmanager
 def _capture(path: str) -> Iterator[cv2.VideoCapture]:
     """``cv2.VideoCapture(path)``, released after. A path that is not valid UTF-8 (a Latin-1 folder from an old
     archive: Python hands it over with surrogate escapes) is opened through a symbolic link with a UTF-8 name,
     because OpenCV encodes the str as UTF-8 and crashes the process (SIGSEGV) on such a name."""
-    link_dir = None
-    try:
-        path.encode("utf-8")
-        target = path
-    except UnicodeEncodeError:
+    link_dir, target = None, path
+    if not opencv_can_name(path):
         suffix = os.path.splitext(path)[1]
         try:
             link_dir = tempfile.mkdtemp(prefix="flowprep-path-")

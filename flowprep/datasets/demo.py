@@ -46,6 +46,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +56,7 @@ import cv2
 import numpy as np
 
 from flowprep.base.durable import replacing, write_text
+from flowprep.codecs.video import opencv_can_name
 from flowprep.errors import FlowprepError
 
 # program -> (attribute it moves, direction of the first movement); the second movement is the opposite one
@@ -239,8 +242,10 @@ def render_video(cfg: DemoConfig, cls: str, group: int, clip: int) -> np.ndarray
 def _write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
     """Write RGB frames as MJPG in AVI, atomically (no fsync: the demo is made again in seconds)."""
     h, w = frames.shape[1:3]
-    with replacing(path, fsync=False, keep_extension=True) as tmp:  # OpenCV picks the container from ".avi"
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h), True)
+    with replacing(path, fsync=False, keep_extension=True) as tmp, tempfile.TemporaryDirectory() as scratch:
+        # OpenCV picks the container from ".avi", and crashes on a name that is not UTF-8: written elsewhere then
+        target = str(tmp) if opencv_can_name(str(tmp)) else os.path.join(scratch, "video.avi")
+        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h), True)
         if not writer.isOpened():
             raise FlowprepError(f"{tmp}: OpenCV cannot write MJPG/AVI here (is the folder writable?)")
         try:
@@ -248,11 +253,12 @@ def _write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
                 writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         finally:
             writer.release()
+        if target != str(tmp):
+            shutil.move(target, tmp)
 
 
 def _remove_demo(root: Path, done: dict) -> None:
     """Delete what an earlier make_demo_dataset wrote in ``root`` (its class folders, lists and marker)."""
-    import shutil
     for cls in done.get("classes", []):
         if cls and "/" not in cls and (root / cls).is_dir():
             shutil.rmtree(root / cls)

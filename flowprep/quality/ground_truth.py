@@ -10,22 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from flowprep.codecs.flo import read_flo
+from flowprep.codecs.images import read_gray
 from flowprep.errors import FlowprepError
 from flowprep.quality.metrics import flow_errors
 from flowprep.solvers import Solver, SolverConfig, make_solver
-
-
-def read_gray(path: str | Path) -> np.ndarray:
-    """An image file as (H, W) uint8 gray (the solver's input); FlowprepError if it cannot be read."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        reason = "no such file" if not Path(path).exists() else "not an image OpenCV can read"
-        raise FlowprepError(f"{path}: {reason}")
-    return img
 
 
 def evaluate_pair(frame1: str | Path, frame2: str | Path, gt_path: str | Path,

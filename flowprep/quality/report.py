@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from flowprep.base.durable import open_replacing, write_text
+from flowprep.codecs.images import write_png
 from flowprep.quality.colorwheel import flow_to_rgb, max_motion
 from flowprep.quality.compression import HIST_EDGES, QualityReport, SettingResult, rebuild
 
@@ -167,7 +168,7 @@ def write_panels(report: QualityReport, fields: Sequence[np.ndarray], out: Path,
         video, t = report.samples[i]
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(video).stem or "pair")
         name = f"flow_{stem}_{t:05d}.png"
-        cv2.imwrite(str(out / name), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR))
+        write_png(out / name, np.hstack(tiles))
         names.append(name)
     return names
 

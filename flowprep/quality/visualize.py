@@ -14,6 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from flowprep.codecs.images import write_png
 from flowprep.codecs.video import iter_frames, to_gray
 from flowprep.errors import FlowprepError
 from flowprep.quality.colorwheel import flow_to_rgb, max_motion, wheel_legend
@@ -50,10 +51,9 @@ def write_pngs(flows: np.ndarray, frames: np.ndarray | None, indices: Sequence[i
     for i, t in enumerate(indices):
         img = side_by_side(flows[i], None if frames is None else frames[i], scale)
         path = out / f"{safe}_flow_{int(t):05d}.png"
-        if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-            raise FlowprepError(f"{path}: could not be written (permissions? disk full?)")
+        write_png(path, img)
         paths.append(path)
-    cv2.imwrite(str(out / "colorwheel.png"), cv2.cvtColor(wheel_legend(), cv2.COLOR_RGB2BGR))
+    write_png(out / "colorwheel.png", wheel_legend())
     return paths
 
 

@@ -1,0 +1,39 @@
+"""Image files (PNG pictures of flow, Middlebury frames) read and written through Python's own file calls.
+
+OpenCV's imread/imwrite take the path as UTF-8 and crash the process (SIGSEGV) on a name that is not valid
+UTF-8 (a Latin-1 folder from an old archive, which Python hands over with surrogate escapes); encoding in memory
+and writing the bytes from Python works on any name the file system has.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flowprep.errors import FlowprepError
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 RGB as a PNG; FlowprepError saying why if it cannot be written."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    try:
+        if not ok:
+            raise OSError(f"PNG encoding failed for an image of shape {rgb.shape}")
+        Path(path).write_bytes(buf.tobytes())
+    except OSError as e:
+        raise FlowprepError(f"{path}: could not be written ({e}); check the folder's permissions and free "
+                            "space") from None
+
+
+def read_gray(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W) uint8 gray; FlowprepError if it cannot be read or decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise FlowprepError(f"{path}: {'no such file' if not Path(path).exists() else e}") from None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise FlowprepError(f"{path}: not an image OpenCV can read")
+    return img
