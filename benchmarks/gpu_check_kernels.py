@@ -35,6 +35,19 @@ def _clip_work(ctx: Context) -> dict[str, float]:
     return work_per_pair(solver, clip_frames(ctx.data, 7))
 
 
+def _median_figures(u, active) -> dict:
+    """The 5x5 median by the min/max network (the default) and by sorting the window (the reference, what runs
+    1-2 measured): microseconds per call on the batch, the ratio, and whether the two agree to the bit."""
+    import torch
+
+    from flowprep.solvers import tvl1_triton
+    net_us = _time_cuda(lambda: tvl1_triton.median(u, 5, active))
+    sorted_us = _time_cuda(lambda: tvl1_triton.median(u, 5, active, network=False))
+    same = torch.equal(tvl1_triton.median(u, 5, active), tvl1_triton.median(u, 5, active, network=False))
+    return {"median_5x5_us": round(net_us, 1), "median_5x5_sorted_us": round(sorted_us, 1),
+            "median network speed-up": round(sorted_us / net_us, 2), "network equals sorted": same}
+
+
 def check_kernels(ctx: Context) -> dict:
     """The fused step and the median on a batch-64 320x240 state: microseconds per call and the bandwidth the
     step's 64 B per pixel make of it, at several launch shapes (the copy bandwidth of the card beside it); and
@@ -63,10 +76,11 @@ def check_kernels(ctx: Context) -> dict:
         tvl1_triton.BLOCK, tvl1_triton.WARPS = default
     big = torch.empty(2**28, device="cuda")  # 1 GiB: the card's copy bandwidth, read + write
     copy_us = _time_cuda(lambda: big.clone(), reps=10)
-    median_us = _time_cuda(lambda: tvl1_triton.median(u, 5, active))
-    per_pair_us = (rows[0]["us_per_call"] * work["pixel_iterations"] + median_us * work["median_pixels"]) / (b * h * w)
-    return _result("the Triton kernels alone", t0, "pass",
-                   {"state": "x".join(map(str, KERNEL_SHAPE)), "step": rows, "median_5x5_us": round(median_us, 1),
+    medians = _median_figures(u, active)
+    per_pair_us = (rows[0]["us_per_call"] * work["pixel_iterations"]
+                   + medians["median_5x5_us"] * work["median_pixels"]) / (b * h * w)
+    return _result("the Triton kernels alone", t0, "pass" if medians["network equals sorted"] else "fail",
+                   {"state": "x".join(map(str, KERNEL_SHAPE)), "step": rows, **medians,
                     "copy_GB_s (read + write)": round(2 * big.numel() * 4 / copy_us / 1e3),
                     "work per pair of the clip": {k: round(v) for k, v in work.items()},
                     "step + median only, pairs/s (default shape)": round(1e6 / per_pair_us)})

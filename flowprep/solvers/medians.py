@@ -1,6 +1,6 @@
 """The median filter of TV-L1's outer iterations (OpenCV's ``medianBlur`` of u1 and u2) on the CPU and in torch.
 
-``tvl1_triton.median`` is the GPU's: one launch, the window sorted in registers; all three give the same values
+``tvl1_triton.median`` is the GPU's: one launch, a min/max network for 3x3 and 5x5; all three give the same values
 (a median picks one of its window's values, so there is no rounding to differ in).
 """
 from __future__ import annotations

@@ -113,17 +113,141 @@ def step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, grads: torch.Tenso
 
 
 @triton.jit
-def _median_kernel(u_ptr, out_ptr, act_ptr, C, H, W, K: tl.constexpr, WINDOW: tl.constexpr, BLOCK: tl.constexpr):
+def _cx(a, b):
+    # a compare-exchange: the wire pair in order (a median network is these and nothing else)
+    return tl.minimum(a, b), tl.maximum(a, b)
+
+
+@triton.jit
+def _sort3(a, b, c):
+    a, b = _cx(a, b)
+    b, c = _cx(b, c)
+    a, b = _cx(a, b)
+    return a, b, c
+
+
+@triton.jit
+def _sort4(a, b, c, d):
+    a, b = _cx(a, b)
+    c, d = _cx(c, d)
+    a, c = _cx(a, c)
+    b, d = _cx(b, d)
+    b, c = _cx(b, c)
+    return a, b, c, d
+
+
+@triton.jit
+def _sort5(a, b, c, d, e):
+    # nine exchanges, the fewest that sort five
+    a, b = _cx(a, b)
+    d, e = _cx(d, e)
+    c, e = _cx(c, e)
+    c, d = _cx(c, d)
+    a, d = _cx(a, d)
+    a, c = _cx(a, c)
+    b, e = _cx(b, e)
+    b, d = _cx(b, d)
+    b, c = _cx(b, c)
+    return a, b, c, d, e
+
+
+@triton.jit
+def _median9(a0, a1, a2, b0, b1, b2, c0, c1, c2):
+    """The median of a 3 x 3 window (rows a, b, c): sorted rows, then sorted columns, then the median of the
+    anti-diagonal. 30 min/max against a 16-wide sort."""
+    a0, a1, a2 = _sort3(a0, a1, a2)
+    b0, b1, b2 = _sort3(b0, b1, b2)
+    c0, c1, c2 = _sort3(c0, c1, c2)
+    a0, b0, c0 = _sort3(a0, b0, c0)
+    a1, b1, c1 = _sort3(a1, b1, c1)
+    a2, b2, c2 = _sort3(a2, b2, c2)
+    _, med, _ = _sort3(a2, b1, c0)
+    return med
+
+
+@triton.jit
+def _median25(a0, a1, a2, a3, a4, b0, b1, b2, b3, b4, c0, c1, c2, c3, c4, d0, d1, d2, d3, d4,
+              e0, e1, e2, e3, e4):
+    """The median of a 5 x 5 window (rows a..e) by a min/max network of our own (the exhaustive 0-1 test in
+    tests/flowprep/solvers/test_tvl1_triton.py is its proof). Rows sorted, then columns: the grid is then
+    sorted both ways and the 13th value lies on anti-diagonals 3, 4 or 5. With the diagonals sorted, it is
+    the larger of (3rd of diagonal 3, median of diagonal 4, smallest of diagonal 5) combined as below; the
+    compiler drops what no output needs. About 190 min/max against a 32-wide bitonic sort (~1,000)."""
+    a0, a1, a2, a3, a4 = _sort5(a0, a1, a2, a3, a4)
+    b0, b1, b2, b3, b4 = _sort5(b0, b1, b2, b3, b4)
+    c0, c1, c2, c3, c4 = _sort5(c0, c1, c2, c3, c4)
+    d0, d1, d2, d3, d4 = _sort5(d0, d1, d2, d3, d4)
+    e0, e1, e2, e3, e4 = _sort5(e0, e1, e2, e3, e4)
+    a0, b0, c0, d0, e0 = _sort5(a0, b0, c0, d0, e0)
+    a1, b1, c1, d1, e1 = _sort5(a1, b1, c1, d1, e1)
+    a2, b2, c2, d2, e2 = _sort5(a2, b2, c2, d2, e2)
+    a3, b3, c3, d3, e3 = _sort5(a3, b3, c3, d3, e3)
+    a4, b4, c4, d4, e4 = _sort5(a4, b4, c4, d4, e4)
+    _, _, p2, p3 = _sort4(a3, b2, c1, d0)  # diagonal 3: its two largest
+    _, _, q2, _, _ = _sort5(a4, b3, c2, d1, e0)  # diagonal 4: its median
+    s0, s1, _, _ = _sort4(b4, c3, d2, e1)  # diagonal 5: its two smallest
+    return tl.maximum(tl.maximum(p2, tl.minimum(q2, s0)), tl.minimum(p3, tl.maximum(s0, tl.minimum(q2, s1))))
+
+
+@triton.jit
+def _taps5(src, yy, x, m, W):
+    # one 5-wide window row at row yy: columns x-2..x+2, the border replicated
+    row = src + yy * W
+    return (tl.load(row + tl.maximum(x - 2, 0), mask=m), tl.load(row + tl.maximum(x - 1, 0), mask=m),
+            tl.load(row + x, mask=m), tl.load(row + tl.minimum(x + 1, W - 1), mask=m),
+            tl.load(row + tl.minimum(x + 2, W - 1), mask=m))
+
+
+@triton.jit
+def _taps3(src, yy, x, m, W):
+    row = src + yy * W
+    return tl.load(row + tl.maximum(x - 1, 0), mask=m), tl.load(row + x, mask=m), \
+        tl.load(row + tl.minimum(x + 1, W - 1), mask=m)
+
+
+@triton.jit
+def _window25(src, y, x, m, H, W):
+    a0, a1, a2, a3, a4 = _taps5(src, tl.maximum(y - 2, 0), x, m, W)
+    b0, b1, b2, b3, b4 = _taps5(src, tl.maximum(y - 1, 0), x, m, W)
+    c0, c1, c2, c3, c4 = _taps5(src, y, x, m, W)
+    d0, d1, d2, d3, d4 = _taps5(src, tl.minimum(y + 1, H - 1), x, m, W)
+    e0, e1, e2, e3, e4 = _taps5(src, tl.minimum(y + 2, H - 1), x, m, W)
+    return _median25(a0, a1, a2, a3, a4, b0, b1, b2, b3, b4, c0, c1, c2, c3, c4, d0, d1, d2, d3, d4,
+                     e0, e1, e2, e3, e4)
+
+
+@triton.jit
+def _window9(src, y, x, m, H, W):
+    a0, a1, a2 = _taps3(src, tl.maximum(y - 1, 0), x, m, W)
+    b0, b1, b2 = _taps3(src, y, x, m, W)
+    c0, c1, c2 = _taps3(src, tl.minimum(y + 1, H - 1), x, m, W)
+    return _median9(a0, a1, a2, b0, b1, b2, c0, c1, c2)
+
+
+@triton.jit
+def _window_sorted(src, y, x, m, H, W, K: tl.constexpr, WINDOW: tl.constexpr):
+    # any K: the K*K window, padded to a power of two with +inf (sorted to the end), sorted in registers
+    j = tl.arange(0, WINDOW)
+    yy = tl.minimum(tl.maximum(y[:, None] + (j // K - K // 2)[None, :], 0), H - 1)  # border replicated
+    xx = tl.minimum(tl.maximum(x[:, None] + (j % K - K // 2)[None, :], 0), W - 1)
+    vals = tl.load(src + yy * W + xx, mask=m[:, None] & (j < K * K)[None, :], other=float("inf"))
+    return tl.sum(tl.where((j == K * K // 2)[None, :], tl.sort(vals, dim=1), 0.0), axis=1)
+
+
+@triton.jit
+def _median_kernel(u_ptr, out_ptr, act_ptr, C, H, W, K: tl.constexpr, WINDOW: tl.constexpr, BLOCK: tl.constexpr,
+                   NETWORK: tl.constexpr):
     b = tl.program_id(1)
     c = tl.program_id(2)
     hw = H * W
     o, m, y, x = _pixels(tl.program_id(0), H, W, BLOCK)
-    j = tl.arange(0, WINDOW)  # the K*K window, padded to a power of two with +inf (sorted to the end)
-    yy = tl.minimum(tl.maximum(y[:, None] + (j // K - K // 2)[None, :], 0), H - 1)  # border replicated
-    xx = tl.minimum(tl.maximum(x[:, None] + (j % K - K // 2)[None, :], 0), W - 1)
     src = u_ptr + (b * C + c) * hw
-    vals = tl.load(src + yy * W + xx, mask=m[:, None] & (j < K * K)[None, :], other=float("inf"))
-    med = tl.sum(tl.where((j == K * K // 2)[None, :], tl.sort(vals, dim=1), 0.0), axis=1)
+    if NETWORK and K == 5:
+        med = _window25(src, y, x, m, H, W)
+    elif NETWORK and K == 3:
+        med = _window9(src, y, x, m, H, W)
+    else:
+        med = _window_sorted(src, y, x, m, H, W, K, WINDOW)
     keep = tl.load(src + o, mask=m, other=0.0)
     act = tl.load(act_ptr + b) != 0
     tl.store(out_ptr + (b * 2 + c) * hw + o, tl.where(act, med, keep), mask=m)
@@ -132,14 +256,15 @@ def _median_kernel(u_ptr, out_ptr, act_ptr, C, H, W, K: tl.constexpr, WINDOW: tl
 MEDIAN_BLOCK = 128  # pixels per program: BLOCK x window values live in registers during the sort
 
 
-def median(u: torch.Tensor, ksize: int, active: torch.Tensor) -> torch.Tensor:
+def median(u: torch.Tensor, ksize: int, active: torch.Tensor, network: bool = True) -> torch.Tensor:
     """ksize x ksize median of u's first two channels (B, C, H, W) -> (B, 2, H, W), border replicated, as
-    ``medians.median_torch`` and ``cv2.medianBlur``: one launch, the window sorted in registers (a median
-    picks one of the values, so the result is exact); stopped pairs come through unchanged."""
+    ``medians.median_torch`` and ``cv2.medianBlur``, in one launch; stopped pairs come through unchanged.
+    3 x 3 and 5 x 5 (TV-L1's) go through a min/max network; other sizes, or ``network=False`` (to time the
+    two side by side), sort the window in registers. A median picks one of the values: both are exact."""
     b, c, h, w = u.shape
     u = u.contiguous()
     out = torch.empty((b, 2, h, w), dtype=u.dtype, device=u.device)
     window = triton.next_power_of_2(ksize * ksize)
     _median_kernel[(triton.cdiv(h * w, MEDIAN_BLOCK), b, 2)](u, out, active, c, h, w, K=ksize, WINDOW=window,
-                                                             BLOCK=MEDIAN_BLOCK)
+                                                             BLOCK=MEDIAN_BLOCK, NETWORK=network)
     return out
