@@ -9,6 +9,7 @@ target (``os.replace`` is atomic on POSIX), then ``fsync`` the folder so that th
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -99,3 +100,20 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         fh.write((("\n" if torn else "") + line.rstrip("\n") + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """True for a write that failed for lack of space (ENOSPC, quota, file-size limit), as errno or in the
+    message: HDF5 reports its own write errors as text, and errors from workers arrive re-raised."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return True
+        if any(m in str(e) for m in _FULL_MESSAGES):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_MESSAGES = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), os.strerror(errno.EFBIG),
+                  f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},")

@@ -124,8 +124,8 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Extract; exit 0 when the output is clean, 1 when a video failed, a video of this run decoded only in part,
-    or an annotated clip has no file (the report says which)."""
+    """Extract; exit 0 when the output is clean, 1 when a video in it failed or decoded only in part, or an
+    annotated clip has no file (the report says which)."""
     from flowprep.extraction.batch import extract_dataset
 
     if args.videos_per_shard < 1:
@@ -165,3 +165,6 @@ def _print_report(report, out: str) -> None:
     if report.failed_in_output:
         print(f"{len(report.failed_in_output)} video(s) in {out} failed; `flowprep info {out}` lists them "
               "(--retry-failed tries them again)", file=sys.stderr)
+    if report.partial_in_output:
+        print(f"{len(report.partial_in_output)} video(s) in {out} decoded only in part (their decoded frames are "
+              f"kept); `flowprep info {out}` lists them", file=sys.stderr)

@@ -9,7 +9,6 @@ at most the chunks in flight (``videos_per_shard`` videos per worker).
 """
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flowprep.base.durable import write_text
+from flowprep.base.durable import is_disk_full, write_text
 from flowprep.datasets.listing import VideoTask, check_keys
 from flowprep.errors import FlowprepError
 from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
@@ -29,6 +28,7 @@ from flowprep.runners.local import LocalRunner
 from flowprep.store import format as F
 from flowprep.store.record import ChunkResult
 from flowprep.store.settings import bind_settings
+from flowprep.store.summary import partial_keys
 from flowprep.store.workspace import (
     Publisher,
     RunLock,
@@ -50,23 +50,6 @@ def plan_chunks(tasks: list[VideoTask], jobs: int, videos_per_shard: int) -> lis
         return []
     size = max(1, min(videos_per_shard, math.ceil(len(tasks) / max(1, jobs))))
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
-
-
-def is_disk_full(e: BaseException) -> bool:
-    """True for a write that failed for lack of space (ENOSPC, quota, file-size limit), as errno or in the
-    message: HDF5 reports its own write errors as text, and errors from workers arrive re-raised."""
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
-            return True
-        if any(m in str(e) for m in _FULL_MESSAGES):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-_FULL_MESSAGES = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), os.strerror(errno.EFBIG),
-                  f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},")
 
 
 @dataclass(frozen=True)
@@ -146,6 +129,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         done, unreadable = scan_output(out, spec.identity)
         publisher = Publisher(out)
         adopted = adopt_orphans(out, lock.run_id, done, publisher)
+        partial_before = partial_keys(out) if done else set()  # partial videos count in the exit status as failed do
         skip = {k for k, s in done.items() if s == F.OK or not spec.retry_failed}
         todo = [t for t in videos if t.key not in skip]
         jobs = max(1, min(spec.runner.slots(), len(todo) or 1))
@@ -170,19 +154,24 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
             if is_disk_full(e):
                 raise FlowprepError(f"disk full while writing to {out} ({e.__class__.__name__}: "
                                     f"{str(e).splitlines()[0] if str(e) else e!r}): free some space and run the "
-                                    f"same command again; the {len(results)} shards completed in this run and "
-                                    f"all earlier ones are kept") from e
+                                    f"same command again; the {_written(results)} shard(s) completed in this run "
+                                    f"and all earlier ones are kept") from e
             raise
         finally:
             bar.bar.close()
             remove_staging(out, lock.run_id)
-            report = _report(videos, done, results, spec, jobs, started, time.perf_counter() - t0, state,
-                             unreadable, adopted)
+            report = _report(videos, (done, partial_before), results, spec, jobs, started,
+                             time.perf_counter() - t0, state, unreadable, adopted)
             write_report(out, report, started)
             if state != "complete":
                 log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
-                            "resume.", state.capitalize(), len(results), len(chunks))
+                            "resume.", state.capitalize(), _written(results), len(chunks))
     return report
+
+
+def _written(results: list[ChunkResult]) -> int:
+    """The shards a run completed: a chunk whose worker died is a result too, with no shard."""
+    return sum(1 for r in results if r.shard)
 
 
 def _write_missing(out: Path, missing: tuple[str, ...]) -> None:
@@ -195,9 +184,11 @@ def _write_missing(out: Path, missing: tuple[str, ...]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _report(videos: list[VideoTask], before: dict[str, str], results: list[ChunkResult], spec: BatchSpec,
-            jobs: int, started: datetime, seconds: float, state: str, unreadable: list[str],
+def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str]], results: list[ChunkResult],
+            spec: BatchSpec, jobs: int, started: datetime, seconds: float, state: str, unreadable: list[str],
             adopted: list[str]) -> RunReport:
+    """The run's report; ``output`` is what the folder held before the run: key -> status, and partial videos."""
+    before, partial_before = output
     processed = [v for r in results for v in r.videos]
     paths = {t.key: t.path for t in videos}
     failed_now = [dict(key=v.key, source=paths.get(v.key, ""), reason=v.reason)
@@ -215,6 +206,7 @@ def _report(videos: list[VideoTask], before: dict[str, str], results: list[Chunk
         videos_processed=len(processed), videos_ok=sum(1 for v in processed if v.status == F.OK),
         videos_partial=len(partial), videos_failed=len(failed_now),
         failed_in_output=sorted(k for k, s in status.items() if s == F.FAILED),
+        partial_in_output=sorted((partial_before - {v.key for v in processed}) | {v["key"] for v in partial}),
         pairs=pairs, pairs_per_second=round(pairs / seconds, 3) if seconds > 0 else 0.0,
         bytes=sum(v.bytes for v in processed), shards_written=[Path(r.shard).name for r in results if r.shard],
         unreadable_shards=unreadable, adopted_shards=adopted, failures=failed_now, partial=partial,

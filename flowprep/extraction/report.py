@@ -40,6 +40,7 @@ class RunReport:
     pairs_per_second: float
     bytes: int
     shards_written: list[str]
+    partial_in_output: list[str] = field(default_factory=list)  # partial videos in the output, this run's or not
     unreadable_shards: list[str] = field(default_factory=list)
     adopted_shards: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)  # {key, source, reason} of this run's failures
@@ -50,9 +51,9 @@ class RunReport:
 
     @property
     def clean(self) -> bool:
-        """True when nothing failed in the output, nothing annotated is missing and this run stored no partial
-        video (the command's exit status is 1 otherwise)."""
-        return not (self.failed_in_output or self.annotated_missing or self.videos_partial)
+        """True when nothing failed in the output, nothing annotated is missing and the output holds no partial
+        video (the command's exit status is 1 otherwise): the same whether the run was interrupted and resumed."""
+        return not (self.failed_in_output or self.annotated_missing or self.videos_partial or self.partial_in_output)
 
     def to_dict(self) -> dict:
         """The report as a JSON-able dict."""

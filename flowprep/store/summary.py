@@ -54,6 +54,11 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
     return settings, videos, problems
 
 
+def partial_keys(out: Path) -> set[str]:
+    """The videos of the folder's shards of which only part decoded (kept, flagged): read from the catalogs."""
+    return {k for k, v in read_folder_catalog(out)[1].items() if v["status"] == F.OK and v["partial_reason"]}
+
+
 def summarize(out_dir: str | os.PathLike) -> dict:
     """Everything ``flowprep info`` reports, as a dict: settings, totals, one entry per video, unreadable shards.
 

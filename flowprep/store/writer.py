@@ -71,6 +71,64 @@ def _take(items: list) -> list:
     return taken
 
 
+class _WriteGuard:
+    """The shard's file object as HDF5 sees it: a write that fails is kept here, not raised into HDF5.
+
+    HDF5 (2.0, through h5py's file-object driver) does not survive a failed write: it segfaults in the write's
+    own error path (a chunked write during a spill) or when the file is closed and its caches are flushed into
+    the failing file again. So the first OSError (a full disk) is recorded and every later write, truncate and
+    flush is dropped: HDF5 goes on against a file that is deleted anyway, and the writer raises the recorded
+    error (``check``) after each of its HDF5 calls. The file is unbuffered, so that a write error arrives in the
+    write that failed, not in a later seek or read that flushes a buffer.
+    """
+
+    def __init__(self, fh):
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def check(self) -> None:
+        """Raise the write error kept, if there was one."""
+        if self.error is not None:
+            raise self.error
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while self.error is None and done < len(view):  # a raw write may write part of the data
+                done += self._fh.write(view[done:])
+        except OSError as e:
+            self.error = e
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._fh.truncate(size)
+            except OSError as e:
+                self.error = e
+        return size if size is not None else self._fh.tell()
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self._fh.flush()
+            except OSError as e:
+                self.error = e
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
+
+    def readinto(self, buf) -> int:
+        return self._fh.readinto(buf)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+
 class ShardWriter:
     """Write videos into one shard; the file appears under its real name only once it is complete.
 
@@ -80,7 +138,8 @@ class ShardWriter:
     ``add(rec)`` stores a whole video. A long one can be written in pieces: ``spill(rec)`` moves the JPEGs and
     flow parameters ``rec`` holds so far into the file (resizable datasets) and empties them, and the final
     ``add(rec)`` stores the rest, so that memory does not grow with the video's length. The file is written
-    through a Python file object: a write error (a full disk) arrives as a plain OSError.
+    through a Python file object (``_WriteGuard``): a write error (a full disk) arrives as a plain OSError from
+    the call that wrote, and the writer is then done: leave the block, which removes the file.
     """
 
     def __init__(self, path: str | os.PathLike, settings: dict):
@@ -89,25 +148,40 @@ class ShardWriter:
         self._catalog: list[dict] = []
         self._file: h5py.File | None = None
         self._files: contextlib.ExitStack | None = None
+        self._guard: _WriteGuard | None = None
         self._spilled: dict[str, int] = {}  # videos with pieces in the file but no add() yet: bytes spilled
         self.dead_bytes = 0  # JPEG bytes of spilled videos that then failed: space HDF5 cannot give back
 
     def __enter__(self) -> "ShardWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            fh = stack.enter_context(open_replacing(self.path, "w+b"))
-            self._file = h5py.File(fh, "w")
-            self._file.attrs.update({
-                F.ATTR_FORMAT: F.FORMAT, F.ATTR_VERSION: F.FORMAT_VERSION, F.ATTR_FLOWPREP: __version__,
-                F.ATTR_SETTINGS: json.dumps(self.settings, sort_keys=True),
-                F.ATTR_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        with contextlib.ExitStack() as stack:  # an error here: the temporary file is removed
+            self._guard = _WriteGuard(stack.enter_context(open_replacing(self.path, "w+b", buffering=0)))
+            try:
+                self._file = h5py.File(self._guard, "w")
+                self._file.attrs.update({
+                    F.ATTR_FORMAT: F.FORMAT, F.ATTR_VERSION: F.FORMAT_VERSION, F.ATTR_FLOWPREP: __version__,
+                    F.ATTR_SETTINGS: json.dumps(self.settings, sort_keys=True),
+                    F.ATTR_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                self._guard.check()
+            except BaseException:
+                self._abandon()
+                raise
             self._files = stack.pop_all()
         return self
 
     def _videos(self) -> h5py.Group:
         if self._file is None:
             raise RuntimeError("use ShardWriter as a context manager")
+        self._guard.check()  # a failed write earlier (an error caught and ignored by the caller): still done
         return self._file.require_group(F.VIDEOS)
+
+    def _abandon(self) -> None:
+        """Close the HDF5 file of a shard that will not be kept, dropping what it still writes (_WriteGuard)."""
+        f, self._file = self._file, None
+        if self._guard is not None and self._guard.error is None:
+            self._guard.error = OSError("the shard was abandoned")  # from here on, writes are dropped
+        if f is not None:
+            _close_quietly(f)
 
     def spill(self, rec: VideoRecord) -> None:
         """Move what ``rec`` holds (JPEGs, quantization parameters, clipped counts) into its group and empty it;
@@ -115,13 +189,17 @@ class ShardWriter:
         videos = self._videos()
         g = videos.require_group(rec.key)  # it may exist as the folder of another video (clip/part1)
         held = {name: _take(getattr(rec, name)) for name in F.jpeg_streams(rec.backward)}
+        check = self._guard.check  # after each HDF5 call: HDF5 must not read back what a failed write dropped
         for name, data in held.items():
             _append(g, name, _blobs(data), _BYTES)
+            check()
             _append(g, F.crc_name(name), _crcs(data), np.uint32)
+            check()
         for quant, clipped in F.param_names(rec.backward):
             _append(g, quant, np.asarray(getattr(rec, quant), np.float64).reshape(-1, 2, 2), np.float64,
                     fletcher32=True)
             _append(g, clipped, np.asarray(getattr(rec, clipped), np.int64), np.int64, fletcher32=True)
+            check()
             setattr(rec, quant, np.zeros((0, 2, 2)))
             setattr(rec, clipped, np.zeros((0,), np.int64))
         rec.spilled_flows += len(held["flow_x"])
@@ -154,26 +232,41 @@ class ShardWriter:
                                  fletcher32=rec.flows > 0)
                 g.create_dataset(clipped, data=np.asarray(getattr(rec, clipped), dtype=np.int64),
                                  fletcher32=rec.flows > 0)
+        self._guard.check()  # before reading the group back: what a failed write dropped reads as garbage
         g.attrs[F.ATTR_DIGEST] = group_digest(g)  # of what was stored, read back: what verify will read
+        self._guard.check()
         self._catalog.append(catalog_entry(rec))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         f, files = self._file, self._files
-        self._file = self._files = None
+        self._files = None
         if f is None:
             return
         if exc_type is not None:
-            _close_quietly(f)
-            files.__exit__(exc_type, exc, tb)  # removes the temporary file
+            self._give_up(files, exc)
             return
         try:
+            self._guard.check()
             self._write_header(f)
-            f.close()
+            self._guard.check()
+            self._file = None
+            f.close()  # flushes HDF5's caches: the last writes
+            self._guard.check()
         except BaseException as e:
-            _close_quietly(f)
-            files.__exit__(type(e), e, e.__traceback__)
+            self._file = f
+            self._give_up(files, e)
             raise
         files.__exit__(None, None, None)  # fsync and rename
+
+    def _give_up(self, files: contextlib.ExitStack, exc: BaseException) -> None:
+        """Remove the temporary file after ``exc``; raise the write error instead when a write failed first."""
+        error = self._guard.error
+        self._abandon()
+        files.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
+        if error is not None and error is not exc and isinstance(exc, Exception):
+            # HDF5's own error after a dropped write ("address of object past end of allocation"): the write
+            # error is the cause the caller must see (a full disk)
+            raise error from exc
 
     def _write_header(self, f: h5py.File) -> None:
         keys = [c["key"] for c in self._catalog]

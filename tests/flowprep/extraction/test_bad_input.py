@@ -94,7 +94,7 @@ def _run_twice(args: list[str], out: Path, rc_wanted: int = 1) -> dict:
     first = json.loads((out / "reports" / "latest.json").read_text())
     shards = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")}
     assert main([*args, "--out", str(out)]) == (1 if first["failed_in_output"] or first["annotated_missing"]
-                                               else 0)
+                                               or first["partial_in_output"] else 0)
     again = json.loads((out / "reports" / "latest.json").read_text())
     assert again["videos_processed"] == 0 and again["videos_already_done"] == len(GOOD) + first["videos_partial"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")} == shards
@@ -251,3 +251,18 @@ def test_a_class_folder_link_pointing_outside_gets_a_key_inside(tmp_path):
     assert main([*EXTRACT, "--dataset", "ucf101", "--root", str(root), "--out", str(out)]) == 0
     assert ShardSet(out).keys() == ["..Escape/v_x"]  # a name, not a path: it stays a key inside the shard
     assert {p for p in _tree(tmp_path) - before if not p.startswith(str(out))} == set()
+
+
+def test_a_partial_video_already_in_the_output_makes_a_resumed_run_exit_1_too(tmp_path, capsys):
+    """An interrupted run that had stored the partial video, resumed: it exits 1 as the uninterrupted run does."""
+    root = tmp_path / "ds"
+    (root / "Bad").mkdir(parents=True)
+    key, _ = _truncated(root / "Bad")
+    out = tmp_path / "out"
+    args = [*EXTRACT, "--dataset", "folder", "--root", str(root), "--out", str(out)]
+    assert main(args) == 1  # the part that ran before the interruption: the partial video's shard
+    _good(root)
+    assert main(args) == 1  # the rest
+    report = json.loads((out / "reports" / "latest.json").read_text())
+    assert report["videos_processed"] == len(GOOD) and report["videos_partial"] == 0
+    assert report["partial_in_output"] == [key] and "decoded only in part" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from flowprep.datasets.listing import list_videos
 from flowprep.errors import FlowprepError
 from flowprep.extraction.batch import extract_dataset, is_disk_full
 from flowprep.extraction.config import ExtractConfig
-from flowprep.runners.local import LocalRunner
+from flowprep.runners.local import LocalRunner, died
 from flowprep.solvers import SolverConfig
 
 from fault_tools import assert_same_output, extract_cmd, make_dataset
@@ -78,3 +78,24 @@ def test_disk_full_is_recognised_from_errno_text_and_chained_causes():
     wrapped.__cause__ = OSError(errno.EDQUOT, "Disk quota exceeded")
     assert is_disk_full(wrapped)
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+class _DiesThenFills:
+    """A runner whose first chunk's worker died (a result with no shard) and whose second chunk found the disk
+    full."""
+
+    def slots(self) -> int:
+        return 2
+
+    def describe(self) -> dict:
+        return {"kind": "test"}
+
+    def run(self, work, chunks, progress):
+        yield died(chunks[0], RuntimeError("A process in the process pool was terminated abruptly: SIGSEGV(-11)"))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_counts_only_the_shards_completed_not_dead_chunks(dataset, tmp_path):
+    with pytest.raises(FlowprepError, match=r"the 0 shard\(s\) completed in this run"):
+        extract_dataset(list_videos("ucf101", dataset)[:2], tmp_path / "out", CPU, runner=_DiesThenFills(),
+                        videos_per_shard=1, show_progress=False)
