@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 
 from flowprep import __version__
-from flowprep.base.durable import fsync_dir, replace, write_json, write_text
+from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, write_text
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
@@ -155,7 +155,11 @@ def repair_folder_files(out: Path, findings: Findings) -> list[str]:
 def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:
     """Move unreadable shards aside and rewrite partly damaged ones without their damaged videos (the run
     ``run_id`` must hold the folder's lock). Returns what was done, one line per shard. A shard whose good
-    videos cannot be copied out is moved aside whole, and its videos join ``findings.missing``."""
+    videos cannot be copied out is moved aside whole, and its videos join ``findings.missing``.
+
+    Raises:
+        FlowprepError: the disk filled up while a shard was rewritten (that shard is left as it was).
+    """
     actions = []
     by_shard: dict[str, set[str | None]] = {}
     for d in findings.damage:
@@ -166,6 +170,10 @@ def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:
         try:
             actions.append(_rewrite_without(path, keys, stage / chunk_name(i)))
         except (ShardError, KeyError, OSError, ValueError, RuntimeError) as e:
+            if is_disk_full(e):  # no room for the copy: the shard is not damaged beyond what verify found
+                raise FlowprepError(f"disk full while rewriting {path} without its damaged videos "
+                                    f"({str(e).splitlines()[0][:120]}): free some space and run the same command "
+                                    "again (that shard is left as it was)") from e
             # HDF5 cannot copy the good videos out ("filter returned failure during read"): the whole shard goes
             # aside and repair extracts all of its videos again, instead of giving up on every other shard
             os.replace(path, path.with_name(name + ".damaged"))

@@ -2,6 +2,8 @@
 `flowprep verify`, and `--repair` re-extracts only what is damaged."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -101,3 +103,42 @@ def test_a_clean_folder_verifies_and_a_missing_folder_is_an_error(pristine, tmp_
     assert main(["verify", str(pristine)]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["verify", str(tmp_path / "nope")]) == 2
+
+
+class _FullDisk:
+    """A file object on a full disk: reads work, every write fails with ENOSPC."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_repair_on_a_full_disk_stops_with_the_message_and_keeps_the_shard(pristine, tmp_path, capsys, monkeypatch):
+    import flowprep.store.writer as writer
+
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    flipped = list_shards(out)[1]
+    _flip_a_jpeg_byte(flipped, shard_keys(flipped)[1])
+    before = flipped.read_bytes()
+    real = writer.open_replacing
+
+    @contextlib.contextmanager
+    def full(path, *a, **kw):
+        with real(path, *a, **kw) as fh:
+            yield _FullDisk(fh)
+
+    monkeypatch.setattr(writer, "open_replacing", full)
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 2
+    err = capsys.readouterr().err
+    assert "disk full while rewriting" in err and "run the same command again" in err and len(err.splitlines()) == 1
+    # the shard is neither moved aside nor changed: its good videos are still there for the repair with room
+    assert flipped.read_bytes() == before and not list(out.glob("*.damaged")) and not (out / "tmp").exists()
+    monkeypatch.setattr(writer, "open_replacing", real)
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
+    assert_same_output(out, pristine)
