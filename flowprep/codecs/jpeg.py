@@ -34,15 +34,56 @@ def require_12bit() -> None:
         raise FlowprepError(str(e)) from None
 
 
+# SOFn markers (a frame header: precision, height, width); C4 (DHT), C8 (JPG) and CC (DAC) are not frames
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM: markers without a length
+
+
+def frame_header(data: bytes | np.ndarray) -> tuple[int, int, int] | None:
+    """(bits per sample, height, width) from a JPEG's frame header, or None if none is found in its first 64 KiB
+    (not a JPEG, or one cut before its header)."""
+    buf = bytes(data[:65536])
+    if buf[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 1 < len(buf):
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in _STANDALONE:
+            i += 2
+            continue
+        if marker in _SOF:  # length (2 bytes), precision, height, width
+            return (buf[i + 4], int.from_bytes(buf[i + 5:i + 7], "big"), int.from_bytes(buf[i + 7:i + 9], "big")) \
+                if i + 9 <= len(buf) else None
+        i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    return None
+
+
 def precision(data: bytes | np.ndarray) -> int | None:
     """Bits per sample of a JPEG (from its frame header), or None if no frame header is found."""
-    buf = bytes(data[:65536])
-    i = 2
-    while i + 4 < len(buf) and buf[i] == 0xFF:
-        marker = buf[i + 1]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3):  # SOF0-3: length (2 bytes), then the precision
-            return buf[i + 4]
-        i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    header = frame_header(data)
+    return None if header is None else header[0]
+
+
+def jpeg_problem(data: bytes | np.ndarray) -> str | None:
+    """What is wrong with a JPEG file's bytes, found without decoding them, or None: empty, another format, no
+    frame header, or cut short (no end-of-image marker: libjpeg only warns, and OpenCV 4 returns such an image
+    with its lost part grey). About 1.5 us, against 140 to 290 for a decode (flowprep.interchange.frames)."""
+    n = len(data)
+    if n == 0:
+        return "is empty (0 bytes)"
+    head = bytes(data[:8])
+    if head[:2] != b"\xff\xd8":
+        kind = "a PNG image" if head.startswith(b"\x89PNG") else f"not an image ({n} bytes starting {head[:4]!r})"
+        return f"is {kind}, not a JPEG"
+    if frame_header(data) is None:
+        return f"has no JPEG frame header in its {n} bytes (cut short or damaged)"
+    if bytes(data[-16:]).rstrip(b"\x00\r\n ")[-2:] != b"\xff\xd9":  # some writers pad after the end marker
+        return f"is cut short ({n} bytes, no JPEG end-of-image marker)"
     return None
 
 
@@ -64,9 +105,19 @@ def encode_bgr(image: np.ndarray, quality: int) -> bytes:
     return encode_gray(image, quality)  # imencode handles 1 and 3 channels alike
 
 
+def _imdecode(data: bytes | np.ndarray, flags: int) -> np.ndarray | None:
+    # OpenCV asserts on an empty buffer (a cv2.error, not None): an empty image gets a ValueError like any other
+    if len(data) == 0:
+        raise ValueError("not a decodable JPEG (0 bytes: empty)")
+    try:
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    except cv2.error as e:
+        raise ValueError(f"not a decodable JPEG ({str(e).strip().splitlines()[-1]})") from None
+
+
 def decode_gray(data: bytes | np.ndarray) -> np.ndarray:
-    """JPEG bytes -> (H, W) uint8, or uint16 for a 12-bit JPEG (the data says which)."""
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    """JPEG bytes -> (H, W) uint8, or uint16 for a 12-bit JPEG (the data says which); ValueError if not a JPEG."""
+    img = _imdecode(data, cv2.IMREAD_GRAYSCALE)
     if img is None:
         if precision(data) == 12:  # OpenCV reads only 8-bit JPEG; asked only after it failed (no cost for 8 bits)
             codecs = _imagecodecs()
@@ -79,8 +130,8 @@ def decode_gray(data: bytes | np.ndarray) -> np.ndarray:
 
 
 def decode_rgb(data: bytes | np.ndarray) -> np.ndarray:
-    """JPEG bytes -> (H, W, 3) uint8 in RGB order (what torchvision and PIL expect)."""
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    """JPEG bytes -> (H, W, 3) uint8 in RGB order (what torchvision and PIL expect); ValueError if not a JPEG."""
+    img = _imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("not a decodable JPEG")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
