@@ -11,7 +11,8 @@ from flowprep.solvers import SolverConfig
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep verify``."""
     p.add_argument("out", help="an output folder of `flowprep extract`")
-    p.add_argument("--repair", action="store_true", help="remove what is damaged and extract those videos again")
+    p.add_argument("--repair", action="store_true",
+                   help="remove what is damaged and extract (`flowprep import` output: import) those videos again")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for --repair (default: all cores)")
     p.add_argument("--device", default=default_of(SolverConfig, "device"),
                    help="device for --repair's flow solver: auto, cpu, cuda[:N]")
@@ -35,7 +36,8 @@ def _print_findings(out: str, f) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print what is damaged (and repair it with --repair); exit 0 when the folder ends up clean."""
-    from flowprep.extraction.repair import repair
+    from flowprep.extraction.repair import is_imported, repair
+    from flowprep.interchange.importing import reimport
     from flowprep.runners import make_runner
     from flowprep.store.verify import verify_folder
 
@@ -49,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
         print("OK: every shard reads and every checksum matches")
         return 0
     if not args.repair:
-        print(f"{len(f.missing)} video(s) to extract again"
+        print(f"{len(f.missing)} video(s) to {'import' if is_imported(f.identity) else 'extract'} again"
               f"{', and the folder files above to rewrite' if f.folder else ''}: run `flowprep verify {args.out} "
               "--repair`")
         return 1
-    report = repair(args.out, f, runner=make_runner(jobs=args.jobs), backend=args.backend, device=args.device)
+    report = repair(args.out, f, runner=make_runner(jobs=args.jobs), backend=args.backend, device=args.device,
+                    reimport=reimport)
     after = verify_folder(args.out)
-    print(f"repaired: {report.videos_processed} video(s) extracted again "
+    again = "imported" if is_imported(f.identity if f.identity is not None else after.identity) else "extracted"
+    print(f"repaired: {report.videos_processed} video(s) {again} again "
           f"({report.videos_failed} failed); folder is {'clean' if after.clean else 'STILL DAMAGED'}")
     return 0 if after.clean and report.videos_failed == 0 else 1

@@ -1,10 +1,12 @@
 """``flowprep verify --repair``: remove the damage ``verify_folder`` found, then extract the lost videos again
-from their recorded sources with the folder's own settings."""
+from their recorded sources with the folder's own settings (or, for a folder ``flowprep import`` wrote, import
+them again from their recorded folders, through the ``reimport`` the caller passes: importing is a layer above)."""
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
@@ -12,15 +14,25 @@ from flowprep.extraction.batch import extract_dataset
 from flowprep.extraction.config import ExtractConfig, folder_config
 from flowprep.extraction.report import RunReport
 from flowprep.runners import Runner
+from flowprep.store.settings import read_identity
 from flowprep.store.verify import Findings, remove_damage, repair_folder_files
 from flowprep.store.workspace import RunLock, remove_staging
 
 log = logging.getLogger("flowprep")
+IMPORTED = "imported"  # the flow algorithm in the identity of a folder `flowprep import` wrote
+# (videos, the output folder, its identity, runner, show_progress) -> the run's report
+Reimport = Callable[[list[VideoTask], Path, dict, "Runner | None", bool], RunReport]
+
+
+def is_imported(identity: dict | None) -> bool:
+    """Whether a folder of this identity was written by ``flowprep import`` (its flow was computed elsewhere)."""
+    return isinstance(identity, dict) and isinstance(identity.get("flow"), dict) \
+        and identity["flow"].get("algo") == IMPORTED
 
 
 def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None = None, backend: str = "auto",
-           device: str = "auto", show_progress: bool = False) -> RunReport:
-    """Remove the damage found and extract the missing videos again; return the extraction's report.
+           device: str = "auto", show_progress: bool = False, reimport: Reimport | None = None) -> RunReport:
+    """Remove the damage found and extract (or import) the missing videos again; return that run's report.
 
     Args:
         out_dir: the output folder.
@@ -28,12 +40,22 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
         runner: where the re-extraction runs (default: local worker processes).
         backend, device: the flow solver's (the folder's settings decide everything else).
         show_progress: draw the extraction's progress bar.
+        reimport: how a folder written by ``flowprep import`` gets its videos back
+            (flowprep.interchange.importing.reimport); without it such a folder is refused before anything changes.
     Raises:
-        FlowprepError: another run holds the folder, or a missing video's source is unknown.
+        FlowprepError: another run holds the folder, a missing video's source is unknown, or the folder was
+            imported and no ``reimport`` was given.
     """
     out = Path(out_dir)
-    config = ExtractConfig.from_identity(findings.identity, backend, device) if findings.identity is not None \
-        else folder_config(out, backend, device)  # a damaged flowprep.json: the shards' settings
+    ident = findings.identity if findings.identity is not None else read_identity(out)
+    imported = is_imported(ident)
+    if imported and reimport is None:
+        raise FlowprepError(f"{out} was written by `flowprep import`: its videos are imported again, not extracted; "
+                            "pass reimport=flowprep.interchange.importing.reimport (`flowprep verify --repair` does)")
+    config = None
+    if not imported:  # settings checked before anything changes; a damaged flowprep.json: the shards' settings
+        config = ExtractConfig.from_identity(findings.identity, backend, device) if findings.identity is not None \
+            else folder_config(out, backend, device)
     with RunLock(out, "verify --repair") as lock:
         try:
             for a in repair_folder_files(out, findings) + remove_damage(out, findings, lock.run_id):
@@ -46,7 +68,10 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
     missing = findings.missing
     unknown = [k for k in missing if not findings.sources.get(k)]
     if unknown:
-        raise FlowprepError(f"the source videos of {', '.join(unknown)} are not recorded; run the original "
-                            "`flowprep extract` command again to extract them")
+        again = "import" if imported else "extract"
+        raise FlowprepError(f"the sources of {', '.join(unknown)} are not recorded; run the original "
+                            f"`flowprep {again}` command again to {again} them")
     tasks = [VideoTask(k, findings.sources[k]) for k in missing]
+    if imported:
+        return reimport(tasks, out, ident, runner, show_progress)
     return extract_dataset(tasks, out, config, runner=runner, show_progress=show_progress)

@@ -21,6 +21,7 @@ from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import (
+    add_once,
     consecutive,
     make_record,
     quant_of,
@@ -78,8 +79,8 @@ def read_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: floa
     for f in folder.iterdir():
         m = _NAME.match(f.name)
         if m:
-            found[m.group(1)][int(m.group(2))] = f
+            add_once(found[m.group(1)], int(m.group(2)), f, m.group(1), folder)
     fx, fy, img = (consecutive(found[n], n, folder) for n in ("flow_x", "flow_y", "img"))
     quant = quant_of(folder, len(fx), bound, zero)
     return make_record(key, str(folder), read_bytes(img), read_bytes(fx), read_bytes(fy), quant,
-                       f"{folder} (expected {LAYOUT})")
+                       f"{folder} (expected {LAYOUT})", names=[[str(p) for p in ps] for ps in (img, fx, fy)])

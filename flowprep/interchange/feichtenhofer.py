@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import consecutive, make_record, quant_of, read_bytes
+from flowprep.interchange.frames import add_once, consecutive, make_record, quant_of, read_bytes
 from flowprep.store.record import VideoRecord
 
 LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
@@ -30,7 +30,10 @@ def list_folders(in_dir: Path) -> list[Path]:
 def _frames(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    found = {int(m.group(1)): p for p in folder.iterdir() if (m := _FRAME.match(p.name))}
+    found: dict[int, Path] = {}
+    for p in folder.iterdir():
+        if m := _FRAME.match(p.name):
+            add_once(found, int(m.group(1)), p, "frame", folder)
     return consecutive(found, folder.name, folder)
 
 
@@ -41,4 +44,4 @@ def read_video(u_folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: flo
     img = _frames(base / RGB_TREE / key)
     quant = quant_of(u_folder, len(fx), bound, zero)
     return make_record(key, str(u_folder), read_bytes(img), read_bytes(fx), read_bytes(fy), quant,
-                       f"{base} video {key} (expected {LAYOUT})")
+                       f"{base} video {key} (expected {LAYOUT})", names=[[str(p) for p in ps] for ps in (img, fx, fy)])

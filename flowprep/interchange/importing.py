@@ -27,6 +27,7 @@ from flowprep.interchange import (
     mmaction2,
     tsn_zip,
 )
+from flowprep.interchange.frames import REDO
 from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
@@ -107,6 +108,10 @@ class ImportWork:
             return READERS[self.fmt][2](folder, task.key, self.bound, self.zero)
         except (FlowprepError, OSError) as e:
             return VideoRecord.failed(task.key, task.path, str(e))
+        except Exception as e:  # anything else one folder's files provoke fails that video, not the whole import
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+            return VideoRecord.failed(task.key, task.path, f"{folder}: cannot be imported ({type(e).__name__}: "
+                                                           f"{first}); {REDO}")
 
     def __call__(self, chunk: Chunk, progress: Progress | None = None) -> ChunkResult:
         """Read the chunk's video folders into ``chunk.staged``; a folder that cannot be read is recorded."""
@@ -126,6 +131,16 @@ class ImportWork:
         return self
 
 
+def _spec(fmt: str, src: Path, bound: float, zero: float, runner: Runner | None, videos_per_shard: int,
+          retry_failed: bool, show_progress: bool) -> BatchSpec:
+    # the batch run of an import: the work, and the identity it binds the output folder to
+    ident = identity(fmt, src, bound, zero)
+    work = ImportWork(fmt, bound, zero, {**ident, "solver": {"backend": "imported", "format": fmt},
+                                         "flowprep_version": __version__})
+    return BatchSpec(work, ident, {"backend": "imported", "format": fmt}, runner or LocalRunner(),
+                     videos_per_shard, retry_failed, show_progress, verb="import")
+
+
 def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt: str = "denseflow",
                    bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE, runner: Runner | None = None,
                    videos_per_shard: int = IMPORT_VIDEOS_PER_SHARD, retry_failed: bool = False,
@@ -136,11 +151,28 @@ def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt
     """
     src = Path(in_dir).resolve()
     tasks, listed = list_import(fmt, src)
-    ident = identity(fmt, src, bound, zero)
-    work = ImportWork(fmt, bound, zero, {**ident, "solver": {"backend": "imported", "format": fmt},
-                                         "flowprep_version": __version__})
-    spec = BatchSpec(work, ident, {"backend": "imported", "format": fmt}, runner or LocalRunner(),
-                     videos_per_shard, retry_failed, show_progress, verb="import")
+    spec = _spec(fmt, src, bound, zero, runner, videos_per_shard, retry_failed, show_progress)
     report = run_batch(tasks, shards_dir, spec)
     written = mmaction2.write_trainer_splits(listed, Path(shards_dir) / "splits") if listed else []
     return report, written
+
+
+def reimport(tasks: list[VideoTask], shards_dir: str | os.PathLike, ident: dict, runner: Runner | None = None,
+             show_progress: bool = False) -> RunReport:
+    """Import ``tasks`` (key, the video's recorded folder) again into ``shards_dir`` with the layout, bound and zero
+    its identity ``ident`` records: how ``flowprep verify --repair`` gets back the videos of an imported folder.
+
+    Raises:
+        FlowprepError: ``ident`` is not that of a folder ``flowprep import`` wrote.
+    """
+    try:
+        params, quant = ident["flow"]["params"], ident["quantization"]
+        fmt, src, bound, zero = params["format"], Path(params["from"]), float(quant["bound"]), float(quant["zero"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise FlowprepError(f"{shards_dir}: its settings do not say how it was imported ({e}); run the original "
+                            "`flowprep import` command again") from None
+    if fmt not in READERS:
+        raise FlowprepError(f"{shards_dir} was imported from the unknown format {fmt!r}; run the original `flowprep "
+                            "import` command again")
+    spec = _spec(fmt, src, bound, zero, runner, IMPORT_VIDEOS_PER_SHARD, False, show_progress)
+    return run_batch(tasks, shards_dir, spec)

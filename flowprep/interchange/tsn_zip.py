@@ -9,7 +9,7 @@ from pathlib import Path
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import consecutive, make_record, quant_of
+from flowprep.interchange.frames import add_once, consecutive, make_record, quant_of
 from flowprep.store.record import VideoRecord
 
 LAYOUT = "<video>/flow_x.zip, flow_y.zip (and img.zip) holding x_%05d.jpg, y_%05d.jpg, img_%05d.jpg"
@@ -21,17 +21,19 @@ def list_folders(in_dir: Path) -> list[Path]:
     return sorted(p.parent for p in in_dir.rglob("flow_x.zip"))
 
 
-def _members(path: Path, prefix: str, folder: Path) -> list[bytes]:
+def _members(path: Path, prefix: str, folder: Path) -> tuple[list[bytes], list[str]]:
+    # the bytes of the members in index order, and their names ("<zip>: <member>") for the messages
     if not path.exists():
-        return []
+        return [], []
     try:
         with zipfile.ZipFile(path) as z:
-            found = {}
+            found: dict[int, str] = {}
             for name in z.namelist():
                 m = _MEMBER.match(name)
                 if m and m.group(1) == prefix:
-                    found[int(m.group(2))] = name
-            return [z.read(n) for n in consecutive(found, f"{path.name}: {prefix}", folder)]
+                    add_once(found, int(m.group(2)), name, f"{path.name}: {prefix}", folder)
+            names = consecutive(found, f"{path.name}: {prefix}", folder)
+            return [z.read(n) for n in names], [f"{path}: {n}" for n in names]
     except (zipfile.BadZipFile, OSError) as e:
         raise FlowprepError(f"{path}: not a readable zip file ({e})") from None
 
@@ -39,8 +41,8 @@ def _members(path: Path, prefix: str, folder: Path) -> list[bytes]:
 def read_zip_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND,
                     zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
     """One dense_flow zip folder -> a VideoRecord (the JPEG members as they are)."""
-    fx = _members(folder / "flow_x.zip", "x", folder)
-    fy = _members(folder / "flow_y.zip", "y", folder)
-    img = _members(folder / "img.zip", "img", folder)
+    zips = (("flow_x", "x"), ("flow_y", "y"), ("img", "img"))
+    (fx, fx_names), (fy, fy_names), (img, img_names) = (_members(folder / f"{z}.zip", p, folder) for z, p in zips)
     quant = quant_of(folder, len(fx), bound, zero)
-    return make_record(key, str(folder), img, fx, fy, quant, f"{folder} (expected {LAYOUT})")
+    return make_record(key, str(folder), img, fx, fy, quant, f"{folder} (expected {LAYOUT})",
+                       names=[img_names, fx_names, fy_names])
