@@ -25,6 +25,7 @@ import torch
 
 from flowprep.codecs.jpeg import decode_gray
 from flowprep.codecs.quantize import dequant_tables
+from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.reader import ShardSet
 
@@ -168,7 +169,10 @@ def flow_sample(shards: ShardSet, key: str, indices: Sequence[int], box: tuple[i
     tables[:] = flip_tables(dequant_tables(params, tables.shape[-1]), flip).reshape(2 * len(idx), tables.shape[-1])
     for c, name in enumerate(F.flow_names(direction)[:2]):
         for t, blob in enumerate(shards.jpegs(key, name, idx)):
-            code = decode_gray(blob)
+            try:
+                code = decode_gray(blob)
+            except ValueError as e:
+                raise undecodable(shards, key, f"{name} image {idx[t]}", e) from None
             if code.dtype != codes.dtype:
                 code = code.astype(codes.dtype)
             k = 2 * t + c
@@ -182,6 +186,13 @@ def flow_sample(shards: ShardSet, key: str, indices: Sequence[int], box: tuple[i
                 mean = np.float32((cv2.mean(code)[0] - zero) * scale)
                 tables[k] -= -mean if (flip and c == 0) else mean
     return FlowSample(codes, tables)
+
+
+def undecodable(shards: ShardSet, key: str, what: str, error: Exception) -> ShardError:
+    """The error for a stored image that does not decode, naming its shard and video: its checksum matched
+    (the bytes are those written), so it was stored bad, e.g. imported before flowprep checked images."""
+    return ShardError(shards.meta(key).shard, f"{what} cannot be decoded ({error}); import or extract that video "
+                      "again", key)
 
 
 def flip_tables(tables: np.ndarray, flip: bool) -> np.ndarray:

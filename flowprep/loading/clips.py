@@ -185,8 +185,16 @@ def read_flow_stack(shards: ShardSet, item: VideoItem, start: int, config: DataC
 def read_frame(shards: ShardSet, item: VideoItem, index: int, config: DataConfig, box: T.Box, flip: bool,
                jitter: np.ndarray | None = None) -> np.ndarray:
     """(3, S, S) float32 normalised RGB crop of frame ``index`` (``jitter``: an RGB offset, T.rgb_jitter)."""
-    frame = shards.rgb(item.key, [int(index)])[0]
-    return T.crop_rgb(frame, box, config.crop_size, flip, jitter)
+    return T.crop_rgb(rgb_frame(shards, item.key, index), box, config.crop_size, flip, jitter)
+
+
+def rgb_frame(shards: ShardSet, key: str, index: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB frame ``index`` of video ``key``; ShardError naming the shard and video if it does not
+    decode."""
+    try:
+        return shards.rgb(key, [int(index)])[0]
+    except ValueError as e:
+        raise T.undecodable(shards, key, f"rgb image {index}", e) from None
 
 
 class TrainClips(Dataset):
@@ -287,7 +295,7 @@ class EvalClips(Dataset):
         boxes = boxes[4:] if cfg.test_crops in (1, 2) else boxes
         flips = (False, True) if cfg.test_crops in (2, 10) else (False,)
         if cfg.stream == "spatial":
-            frame = self.shards.rgb(item.key, [pos])[0]
+            frame = rgb_frame(self.shards, item.key, pos)
             crops = [T.crop_rgb(frame, b, cfg.crop_size, f) for f in flips for b in boxes]
         else:
             full = T.Box(0, 0, item.height, item.width)
