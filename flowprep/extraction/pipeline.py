@@ -34,9 +34,9 @@ from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
+from flowprep.store.writer import SPILL_BYTES
 
 _END = object()
-SPILL_BYTES = 4 << 20  # JPEG bytes a video holds in memory before they are handed to the shard writer
 
 
 @dataclass

@@ -130,18 +130,38 @@ def _canonical(v) -> object:
     return v
 
 
-READ_STEP = 1024  # items per read when a long dataset is hashed or checked piece by piece (bounded memory)
+READ_STEP = 1024  # at most this many items per read when a long dataset is hashed, checked or copied piece by piece
+READ_BYTES = 2 << 20  # and about this many bytes (a read takes 2.5x that at its peak): 1,024 1080p JPEGs are 200-300 MB
+FIRST_STEP = 16  # items of the first read, before the items' size is known
+
+
+def next_step(items: int, nbytes: int) -> int:
+    """Items for the next read of a piecewise read, after one of ``items`` items took ``nbytes`` bytes: about
+    READ_BYTES, at most READ_STEP, at least 1."""
+    return max(1, min(READ_STEP, READ_BYTES * items // max(nbytes, 1)))
 
 
 def pieces(arr, step: int | None = None) -> Iterator[np.ndarray]:
-    """An array or an HDF5 dataset read along its first axis ``step`` (default READ_STEP) items at a time (a
-    scalar: whole)."""
-    step = step or READ_STEP
+    """An array or an HDF5 dataset read along its first axis about READ_BYTES at a time (``step``: that many
+    items each), at most READ_STEP items; a scalar: whole."""
     if not arr.shape:
         yield np.asarray(arr[()])
         return
-    for i in range(0, arr.shape[0], step):
-        yield np.asarray(arr[i:i + step])
+    start, n = 0, arr.shape[0]
+    size = step or min(FIRST_STEP, READ_STEP)
+    while start < n:
+        piece = np.asarray(arr[start:start + size])
+        yield piece
+        start += len(piece)
+        if not step:
+            size = next_step(len(piece), _nbytes(piece))
+
+
+def _nbytes(piece: np.ndarray) -> int:
+    # the bytes a piece holds: variable-length items (JPEGs, strings) are counted one by one
+    if piece.dtype != object:
+        return piece.nbytes
+    return sum(len(x) for x in piece.reshape(-1)) + 8 * piece.size
 
 
 def digest(attrs: dict, arrays: Mapping[str, object]) -> str:

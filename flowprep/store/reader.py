@@ -16,7 +16,7 @@ from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
-from flowprep.store.shardfile import read_catalog, read_shard_header
+from flowprep.store.shardfile import open_h5, read_catalog, read_shard_header
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
@@ -118,7 +118,7 @@ class ShardSet:
                 self._cache.pop(k, None)  # its handles die with the file
             fh.close()
         try:
-            f = self._files[path] = h5py.File(path, "r")
+            f = self._files[path] = open_h5(path)
         except OSError as e:
             raise ShardError(path, f"cannot be opened ({e})", key) from e
         return f

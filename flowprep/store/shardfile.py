@@ -33,6 +33,27 @@ def read_header(f: h5py.File, path: str | os.PathLike) -> tuple[dict, list[str],
     return settings, [_text(k) for k in f[F.KEYS][()]], [_text(s) for s in f[F.STATUS][()]]
 
 
+METADATA_CACHE_BYTES = 4 << 20  # HDF5's metadata cache of an open shard, at most (its own default: 32 MB)
+
+
+def open_h5(file, mode: str = "r") -> h5py.File:
+    """``h5py.File(file, mode)`` with its metadata cache held to METADATA_CACHE_BYTES. HDF5 grows that cache
+    (up to 32 MB) while a long video's JPEGs are read in large slices, as digests, checks and copies do, and the
+    process's memory by several times as much: reading 20,000 frames back three times in the file that wrote
+    them took 114 MB more; with the cap, none (benchmarks/bench_import_memory.py)."""
+    f = h5py.File(file, mode)
+    try:
+        config = f.id.get_mdc_config()
+        config.set_initial_size, config.initial_size = True, min(config.initial_size, METADATA_CACHE_BYTES)
+        config.min_size = min(config.min_size, METADATA_CACHE_BYTES)
+        config.max_size = METADATA_CACHE_BYTES
+        f.id.set_mdc_config(config)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
 def unreadable(path: str | os.PathLike, e: BaseException) -> ShardError:
     """The error for a shard HDF5 cannot read (truncated, overwritten, not HDF5)."""
     return ShardError(str(path), f"cannot be read ({e}); it may be truncated: run `flowprep verify`")
@@ -41,7 +62,7 @@ def unreadable(path: str | os.PathLike, e: BaseException) -> ShardError:
 def read_shard_header(path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
     """(settings, keys, statuses) of a shard; ShardError if it is not a readable flowprep shard."""
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             return read_header(f, path)
     except (OSError, KeyError, ValueError, TypeError) as e:  # ValueError: a damaged settings JSON or key list
         raise unreadable(path, e) from e
@@ -89,31 +110,44 @@ def _fill(rec: VideoRecord, g: h5py.Group, part: slice) -> None:
 
 def read_records(path: str | os.PathLike, keys: list[str]) -> Iterator[VideoRecord]:
     """The given videos of a shard as records, in order."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         for k in keys:
             yield read_record(f[F.VIDEOS][k], k)
 
 
 def copy_videos(path: str | os.PathLike, keys: list[str], writer) -> None:
-    """Copy the given videos of a shard into an open ``ShardWriter`` unchanged, a long one READ_STEP frames at a
-    time through ``writer.spill`` (bounded memory)."""
-    with h5py.File(path, "r") as f:
+    """Copy the given videos of a shard into an open ``ShardWriter`` unchanged, a long one in pieces of about
+    F.READ_BYTES through ``writer.spill`` (bounded memory)."""
+    with open_h5(path) as f:
         for k in keys:
             g = f[F.VIDEOS][k]
             rec = read_record(g, k, data=False)
-            length = max((len(g[n]) for n in F.jpeg_streams(True) if n in g), default=0)
-            if rec.status == F.OK and length <= F.READ_STEP:
-                _fill(rec, g, slice(None))
-            elif rec.status == F.OK:
-                for start in range(0, length, F.READ_STEP):
-                    _fill(rec, g, slice(start, start + F.READ_STEP))
-                    writer.spill(rec)
+            if rec.status == F.OK:
+                _copy_data(g, rec, writer)
             writer.add(rec)
+
+
+def _copy_data(g: h5py.Group, rec: VideoRecord, writer) -> None:
+    # a stored video's data into ``rec``: whole when it is about F.READ_BYTES or less (the first read tells),
+    # else in pieces of about that, each but the last handed to ``writer.spill``
+    length = max((len(g[n]) for n in F.jpeg_streams(True) if n in g), default=0)
+    start = min(F.FIRST_STEP, F.READ_STEP, length)
+    _fill(rec, g, slice(0, start))
+    step = F.next_step(start, rec.held_bytes)
+    if start >= length or step >= length:  # a short video: whole, stored by ``add``
+        if start < length:
+            _fill(rec, g, slice(None))
+        return
+    while start < length:
+        writer.spill(rec)
+        _fill(rec, g, slice(start, start + step))
+        got = min(step, length - start)
+        start, step = start + got, F.next_step(got, rec.held_bytes)
 
 
 def sources_of(path: str | os.PathLike, keys: list[str]) -> list[str]:
     """The source video recorded for each of ``keys`` in a shard (one open of the file)."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         return [_text(f[F.VIDEOS][k].attrs.get("source", "")) for k in keys]
 
 
@@ -144,7 +178,7 @@ def read_checked_header(path: str | os.PathLike) -> tuple[dict, list[str], list[
     """``read_shard_header`` and ``check_header``'s verdict (None, or why the header or catalog is damaged), from
     one opening of the file; ShardError if it is not a readable flowprep shard."""
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             settings, keys, status = read_header(f, path)
             try:
                 damage = check_header(f)
@@ -177,10 +211,12 @@ def check_video(g: h5py.Group) -> str | None:
         blobs, crcs = g[name], g[F.crc_name(name)]
         if len(blobs) != n or len(crcs) != n:
             return f"{name} holds {len(blobs)} images and {len(crcs)} checksums, expected {n}"
-        for start in range(0, n, F.READ_STEP):  # piece by piece: bounded memory for a video of any length
-            bad = F.first_bad_crc(blobs[start:start + F.READ_STEP], crcs[start:start + F.READ_STEP])
+        start = 0
+        for piece in F.pieces(blobs):  # piece by piece: bounded memory for a video of any length
+            bad = F.first_bad_crc(piece, crcs[start:start + len(piece)])
             if bad is not None:
                 return f"{name}[{start + bad}] fails its CRC-32 check (corrupt data)"
+            start += len(piece)
     for quant, clipped in F.param_names(backward):
         if g[quant].shape != (flows, 2, 2) or g[clipped].shape != (flows,):
             return f"{quant}/{clipped} shapes {g[quant].shape}/{g[clipped].shape} do not match {flows} flows"

@@ -11,13 +11,11 @@ import logging
 import os
 from pathlib import Path
 
-import h5py
-
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
-from flowprep.store.shardfile import read_catalog, read_header, unreadable
+from flowprep.store.shardfile import open_h5, read_catalog, read_header, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
     problems = []
     for path in F.list_shards(out):
         try:
-            with h5py.File(path, "r") as f:
+            with open_h5(path) as f:
                 s, keys, _ = read_header(f, path)
                 settings = settings or s
                 for e in read_catalog(f, keys):

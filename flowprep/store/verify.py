@@ -14,14 +14,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
-
 from flowprep import __version__
 from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, write_text
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
-from flowprep.store.shardfile import check_video, copy_videos, read_checked_header, read_shard_header
+from flowprep.store.shardfile import check_video, copy_videos, open_h5, read_checked_header, read_shard_header
 from flowprep.store.workspace import INDEX_FILE, chunk_name, index_entry, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
@@ -69,7 +67,7 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
         f.damage.append(Damage(path.name, None, reason))
         return
     try:
-        with h5py.File(path, "r") as h:
+        with open_h5(path) as h:
             for k in keys:
                 f.videos += 1
                 try:

@@ -15,10 +15,11 @@ from flowprep.base.durable import open_replacing
 from flowprep.datasets.listing import printable
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
-from flowprep.store.shardfile import group_digest, header_digest
+from flowprep.store.shardfile import group_digest, header_digest, open_h5
 
 _BYTES = h5py.vlen_dtype(np.uint8)
 _STR = h5py.string_dtype("utf-8")
+SPILL_BYTES = 4 << 20  # JPEG bytes a video holds in memory before they are handed to the shard writer
 SPILL_CHUNK = 256  # items per HDF5 chunk of a dataset written in pieces
 
 
@@ -157,7 +158,7 @@ class ShardWriter:
         with contextlib.ExitStack() as stack:  # an error here: the temporary file is removed
             self._guard = _WriteGuard(stack.enter_context(open_replacing(self.path, "w+b", buffering=0)))
             try:
-                self._file = h5py.File(self._guard, "w")
+                self._file = open_h5(self._guard, "w")
                 self._file.attrs.update({
                     F.ATTR_FORMAT: F.FORMAT, F.ATTR_VERSION: F.FORMAT_VERSION, F.ATTR_FLOWPREP: __version__,
                     F.ATTR_SETTINGS: json.dumps(self.settings, sort_keys=True),

@@ -10,7 +10,14 @@ import pytest
 
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
-from flowprep.store.shardfile import catalog_from_groups, check_video, copy_videos, read_catalog, read_shard_header
+from flowprep.store.shardfile import (
+    catalog_from_groups,
+    check_video,
+    copy_videos,
+    group_digest,
+    read_catalog,
+    read_shard_header,
+)
 from flowprep.store.writer import ShardWriter
 
 from twostream_synth import make_record, motion_video
@@ -128,3 +135,46 @@ def test_copying_a_long_video_into_another_shard_goes_piece_by_piece_and_changes
             assert k.startswith("Bad") or c[F.VIDEOS][k]["rgb"].chunks
             assert c[F.VIDEOS][k].attrs[F.ATTR_DIGEST] == a[F.VIDEOS][k].attrs[F.ATTR_DIGEST]
         assert read_catalog(a, keys) == read_catalog(c, keys)
+
+
+def test_copies_digests_and_checks_read_a_long_video_by_bytes_not_by_a_count_of_items(tmp_path, monkeypatch):
+    """1,024 JPEGs a read was 200-300 MB at 1080p: reads now stop near F.READ_BYTES, whatever a JPEG weighs."""
+    rec = make_record("C/long", *motion_video(np.random.default_rng(3), 3, 60, 48))
+    with ShardWriter(tmp_path / "a.h5", {}) as w:
+        w.add(rec)
+    per_index = rec.nbytes / rec.frames
+    monkeypatch.setattr(F, "READ_BYTES", int(4 * per_index))  # about 4 indices a read; READ_STEP stays 1,024
+    spills = []
+    with ShardWriter(tmp_path / "c.h5", {}) as w:
+        real = w.spill
+        w.spill = lambda r: (spills.append(r.held_bytes), real(r))
+        copy_videos(tmp_path / "a.h5", [rec.key], w)
+    # the first read is F.FIRST_STEP indices (the size of a JPEG is not known before), the others about READ_BYTES
+    assert len(spills) >= 8 and spills[0] <= 1.5 * F.FIRST_STEP * per_index and max(spills[1:]) <= 2 * F.READ_BYTES
+    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "c.h5", "r") as c:
+        ga, gc = a[F.VIDEOS][rec.key], c[F.VIDEOS][rec.key]
+        assert gc.attrs[F.ATTR_DIGEST] == ga.attrs[F.ATTR_DIGEST] == group_digest(gc)  # read in pieces too
+        assert check_video(gc) is None
+        pieces = list(F.pieces(ga["rgb"]))
+        assert len(pieces) >= 8 and len(pieces[0]) == F.FIRST_STEP
+        assert max(sum(len(b) for b in p) for p in pieces[1:]) <= 2 * F.READ_BYTES
+        assert [bytes(b) for p in pieces for b in p] == rec.rgb
+        assert np.array_equal(np.concatenate(list(F.pieces(ga[F.QUANT]))), rec.quant)  # fixed size: whole rows
+
+
+def test_every_shard_the_store_opens_holds_hdf5s_metadata_cache_to_the_cap(tmp_path):
+    """HDF5's own cap (32 MB) let a long video's piecewise reads grow a writer by 114 MB (bench_import_memory)."""
+    from flowprep.store.reader import ShardSet
+    from flowprep.store.shardfile import METADATA_CACHE_BYTES, open_h5
+
+    path = tmp_path / F.shard_name(0)
+    with ShardWriter(path, {"any": "settings"}) as w:
+        w.add(_records(1)[0])
+        assert w._file.id.get_mdc_config().max_size == METADATA_CACHE_BYTES
+    with h5py.File(path, "r") as f:
+        assert f.id.get_mdc_config().max_size > METADATA_CACHE_BYTES  # the default, which the cap changes
+    with open_h5(path) as f:
+        assert f.id.get_mdc_config().max_size == METADATA_CACHE_BYTES
+    shards = ShardSet(tmp_path)
+    shards.meta(shards.keys()[0])
+    assert [f.id.get_mdc_config().max_size for f in shards._files.values()] == [METADATA_CACHE_BYTES]
