@@ -2,7 +2,7 @@
 
 Each row extracts one synthetic video (a textured scene panning back and forth) into one shard with
 ``extract_chunk``, as a worker does, in a fresh Python process, and reports the process's peak resident memory
-(``ru_maxrss``) beside its resident memory before the extraction (imports and solver made). Rows:
+(``VmHWM``) beside its resident memory before the extraction (imports and solver made). Rows:
 
 * 500 and 20,000 frames at 160x120 (DIS, so that 20,000 pairs take seconds; the solver's memory does not grow
   with the length either): target 1, the long video's peak within 1.25x the short one's;
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,10 +48,11 @@ def write_video(path: Path, frames: int, width: int, height: int) -> None:
     out.release()
 
 
-def rss_mb() -> float:
-    """This process's resident memory now, MB (Linux /proc)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (``VmHWM``: at its peak), MB (Linux /proc). The peak is not
+    ``ru_maxrss``: a child's ru_maxrss starts at its parent's resident memory when it was spawned."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -69,7 +69,7 @@ def child(video: str, algo: str, shard: str) -> None:
     before = rss_mb()
     t0 = time.perf_counter()
     result = extract_chunk([VideoTask("bench/v", video)], shard, config)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mb("VmHWM")
     v = result.videos[0]
     print(json.dumps({"before": before, "peak": peak, "seconds": time.perf_counter() - t0, "frames": v.frames,
                       "status": v.status, "bytes": v.bytes}))

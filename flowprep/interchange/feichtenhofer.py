@@ -8,13 +8,13 @@ A video's key is its folder name (``v_ApplyEyeMakeup_g01_c01``): no class folder
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import add_once, consecutive, make_record, quant_of, read_bytes
-from flowprep.store.record import VideoRecord
+from flowprep.interchange.frames import VideoFiles, add_once, consecutive, quant_of
 
 LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
 RGB_TREE = "jpegs_256"
@@ -27,21 +27,21 @@ def list_folders(in_dir: Path) -> list[Path]:
     return sorted({p.parent for p in u.rglob("frame*.jpg")}) if u.is_dir() else []
 
 
-def _frames(folder: Path) -> list[Path]:
+def _frames(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
-    found: dict[int, Path] = {}
-    for p in folder.iterdir():
-        if m := _FRAME.match(p.name):
-            add_once(found, int(m.group(1)), p, "frame", folder)
+    found: dict[int, str] = {}
+    with os.scandir(folder) as entries:  # paths as str, not Path objects: a long video has many
+        for e in entries:
+            if m := _FRAME.match(e.name):
+                add_once(found, int(m.group(1)), e.path, "frame", folder)
     return consecutive(found, folder.name, folder)
 
 
-def read_video(u_folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
-    """One video of the layout, from its ``u/<key>`` folder, -> a VideoRecord (JPEG bytes as they are)."""
+def read_video(u_folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE) -> VideoFiles:
+    """One video of the layout, from its ``u/<key>`` folder: its files, to be read by ``frames.build_record``."""
     base = u_folder.parents[len(Path(key).parts)]  # the layout's root, above u/
     fx, fy = _frames(u_folder), _frames(base / "v" / key)
     img = _frames(base / RGB_TREE / key)
     quant = quant_of(u_folder, len(fx), bound, zero)
-    return make_record(key, str(u_folder), read_bytes(img), read_bytes(fx), read_bytes(fy), quant,
-                       f"{base} video {key} (expected {LAYOUT})", names=[[str(p) for p in ps] for ps in (img, fx, fy)])
+    return VideoFiles(key, str(u_folder), f"{base} video {key} (expected {LAYOUT})", img, fx, fy, quant)

@@ -10,9 +10,9 @@ wins. mmaction2's Python extractor truncates (``astype(uint8)``), whose best inv
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from flowprep.codecs.jpeg import decode_gray, frame_header, jpeg_problem
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.store.record import VideoRecord
+from flowprep.store.writer import SPILL_BYTES
 
 SIDECAR = "flowprep_quant.json"
 REDO = "export that video again (the other videos are imported without it)"  # what to do about a bad video
@@ -101,56 +102,92 @@ def write_images(folder: Path, shards, key: str, names: Sequence[tuple[str, str,
             (folder / f"{prefix}_{i + start:05d}.jpg").write_bytes(blob.tobytes())
 
 
-def _check_images(key: str, streams: Sequence[tuple[str, list[bytes], Sequence[str] | None]],
-                  size: tuple[int, int]) -> None:
-    # every image of every stream: a JPEG, whole, of the video's (height, width); names say which file it is
-    for what, blobs, names in streams:
-        for i, blob in enumerate(blobs):
-            problem = jpeg_problem(blob)
-            if problem is None and (header := frame_header(blob))[1:] != size:
-                problem = f"is {header[2]}x{header[1]} pixels, not {size[1]}x{size[0]} as the first flow_x image"
-            if problem is not None:
-                name = names[i] if names else f"{what} image {i}"
-                raise FlowprepError(f"video {key}: {name} {problem}; {REDO}")
+@dataclass
+class VideoFiles:
+    """A video of another tool's layout before its images are read: the files of each stream in index order, how
+    to read one (``read``; ``str`` of a file names it in messages), its quantization, and ``where`` (the folder
+    and the layout expected, for the messages). ``close`` releases what ``read`` opened (a zip)."""
+
+    key: str
+    source: str
+    where: str
+    rgb: Sequence
+    flow_x: Sequence
+    flow_y: Sequence
+    quant: np.ndarray
+    read: Callable[[object], bytes] = field(default=lambda path: Path(path).read_bytes())
+    close: Callable[[], None] = field(default=lambda: None)
 
 
-def make_record(key: str, source: str, rgb: list[bytes], flow_x: list[bytes], flow_y: list[bytes],
-                quant: np.ndarray, where: str, names: Sequence[Sequence[str]] | None = None) -> VideoRecord:
-    """A video's images as a record (bytes as they are). ``where`` names the folder and the layout expected, and
-    ``names`` the files of (rgb, flow_x, flow_y), for the messages.
+def _problem(blob: bytes, size: tuple[int, int]) -> str | None:
+    # a JPEG, whole, of the video's (height, width), judged from its bytes
+    problem = jpeg_problem(blob)
+    if problem is None and (header := frame_header(blob))[1:] != size:
+        problem = f"is {header[2]}x{header[1]} pixels, not {size[1]}x{size[0]} as the first flow_x image"
+    return problem
+
+
+def _first_image(files: VideoFiles) -> tuple[bytes, int, int]:
+    # the first x flow image, decoded, not just parsed: a header OpenCV cannot read stops here, named, not in
+    # the trainer; its size is the video's
+    blob = files.read(files.flow_x[0])
+    problem = jpeg_problem(blob)
+    if problem is None:
+        try:
+            height, width = decode_gray(blob).shape[:2]
+            return blob, height, width
+        except (ValueError, RuntimeError) as e:
+            problem = f"cannot be decoded ({e})"
+    raise FlowprepError(f"video {files.key}: {files.flow_x[0]} {problem}; {REDO}")
+
+
+def _check_counts(files: VideoFiles) -> int:
+    flows = len(files.flow_x)
+    if not flows or flows != len(files.flow_y):
+        raise FlowprepError(f"{files.where}: {flows} x and {len(files.flow_y)} y flow images; expected one x and "
+                            "one y image per flow, at least one")
+    if len(files.rgb) not in (0, flows, flows + 1):  # denseflow and flowprep write flows + 1, TSN's dense_flow flows
+        raise FlowprepError(f"{files.where}: {len(files.rgb)} RGB images for {flows} flows; expected {flows + 1} "
+                            f"(one per frame), {flows} (one per flow, as TSN's dense_flow writes) or none; {REDO}")
+    return flows
+
+
+def build_record(files: VideoFiles, spill: Callable[[VideoRecord], None] | None = None,
+                 spill_bytes: int = SPILL_BYTES) -> VideoRecord:
+    """A video's images as a record (bytes as they are), read one index at a time.
 
     Every image is checked from its bytes (a JPEG, not empty or cut short, of the first flow image's size; the
     first is also decoded): about 1.5 us an image where decoding each costs 140 (gray) to 290 us (colour) on
-    320x240, which would make an import about ten times slower than reading the files.
+    320x240, which would make an import about ten times slower than reading the files. With ``spill`` (the
+    shard writer's), what the record holds goes to it whenever it reaches ``spill_bytes``: memory does not grow
+    with the video's length (an hour of EPIC-Kitchens is 90,000 frames); a bad image after a spill still fails
+    the whole video (the writer drops its pieces).
 
     Raises:
         FlowprepError: x and y do not pair up, an image is not a whole JPEG of the video's size, or the RGB
             images are neither one per frame (flows + 1), one per flow (TSN's dense_flow) nor absent.
     """
-    if not flow_x or len(flow_x) != len(flow_y):
-        raise FlowprepError(f"{where}: {len(flow_x)} x and {len(flow_y)} y flow images; expected one x and one y "
-                            "image per flow, at least one")
-    flows = len(flow_x)
-    if len(rgb) not in (0, flows, flows + 1):  # denseflow and flowprep write flows + 1, TSN's dense_flow flows
-        raise FlowprepError(f"{where}: {len(rgb)} RGB images for {flows} flows; expected {flows + 1} (one per "
-                            f"frame), {flows} (one per flow, as TSN's dense_flow writes) or none; {REDO}")
-    names = names or (None, None, None)
-    first = jpeg_problem(flow_x[0])
-    if first is None:
-        try:  # decoded, not just parsed: a header OpenCV cannot read stops here, named, not in the trainer
-            height, width = decode_gray(flow_x[0]).shape[:2]
-        except (ValueError, RuntimeError) as e:
-            first = f"cannot be decoded ({e})"
-    if first is not None:
-        name = names[1][0] if names[1] else "the first flow_x image"
-        raise FlowprepError(f"video {key}: {name} {first}; {REDO}")
-    _check_images(key, [("flow_x", flow_x, names[1]), ("flow_y", flow_y, names[2]), ("img", rgb, names[0])],
-                  (height, width))
-    return VideoRecord(key=key, source=source, frames=len(rgb) if rgb else flows + 1, width=width, height=height,
-                       rgb=list(rgb), flow_x=list(flow_x), flow_y=list(flow_y), quant=quant,
-                       clipped=np.zeros(flows, np.int64), solver={"backend": "imported", "device": None})
+    try:
+        flows = _check_counts(files)
+        first, height, width = _first_image(files)
+        rec = VideoRecord(key=files.key, source=files.source, frames=len(files.rgb) or flows + 1, width=width,
+                          height=height, solver={"backend": "imported", "device": None})
+        streams = (("flow_x", files.flow_x), ("flow_y", files.flow_y), ("rgb", files.rgb))
+        start = held = 0  # the first flow the record holds; JPEG bytes it holds
+        for i in range(len(files.rgb) if len(files.rgb) > flows else flows):
+            for attr, items in streams:
+                if i < len(items):
+                    blob = first if (i, attr) == (0, "flow_x") else files.read(items[i])
+                    if (problem := _problem(blob, (height, width))) is not None:
+                        raise FlowprepError(f"video {files.key}: {items[i]} {problem}; {REDO}")
+                    getattr(rec, attr).append(blob)
+                    held += len(blob)
+            if spill is not None and held >= spill_bytes and i + 1 < flows:
+                rec.quant, rec.clipped = files.quant[start:i + 1], np.zeros(i + 1 - start, np.int64)
+                spill(rec)
+                start, held = i + 1, 0
+        rec.quant, rec.clipped = files.quant[start:], np.zeros(flows - start, np.int64)
+        return rec
+    finally:
+        files.close()
 
-
-def read_bytes(paths: Sequence[str | os.PathLike]) -> list[bytes]:
-    """The bytes of each file."""
-    return [Path(p).read_bytes() for p in paths]

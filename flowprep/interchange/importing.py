@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from flowprep import __version__
 from flowprep.codecs.quantize import DEFAULT_BOUND
@@ -27,12 +28,12 @@ from flowprep.interchange import (
     mmaction2,
     tsn_zip,
 )
-from flowprep.interchange.frames import REDO
+from flowprep.interchange.frames import REDO, build_record
 from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
 from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
-from flowprep.store.writer import ShardWriter
+from flowprep.store.writer import SPILL_BYTES, ShardWriter
 
 # format -> (the layout's description, its folder lister, its reader)
 READERS = {
@@ -86,18 +87,20 @@ def list_import(fmt: str, in_dir: Path) -> tuple[list[VideoTask], mmaction2.List
 
 @dataclass(frozen=True)
 class ImportWork:
-    """Importing as a runner's work: a chunk of video folders -> a shard at the chunk's staging path."""
+    """Importing as a runner's work: a chunk of video folders -> a shard at the chunk's staging path. A video's
+    images are read one index at a time and go to the shard in pieces of ``spill_bytes``."""
 
     fmt: str
     bound: float = DEFAULT_BOUND
     zero: float = DEFAULT_ZERO_CODE
     settings: dict | None = None
+    spill_bytes: int = SPILL_BYTES  # JPEG bytes of a video held before they go to the shard (bounded memory)
 
     def __post_init__(self) -> None:
         if not self.bound > 0:  # checked here, before any worker starts, not once per video inside them
             raise ValueError(f"--bound must be > 0 pixels, got {self.bound}")
 
-    def _record(self, task: VideoTask) -> VideoRecord:
+    def _record(self, task: VideoTask, spill: Callable[[VideoRecord], None]) -> VideoRecord:
         if task.error:
             return VideoRecord.failed(task.key, task.path, task.error)
         folder = Path(task.path)
@@ -105,7 +108,8 @@ class ImportWork:
             return VideoRecord.failed(task.key, task.path, f"{folder}: no such folder (the layout is "
                                                            f"{READERS[self.fmt][0]})")
         try:
-            return READERS[self.fmt][2](folder, task.key, self.bound, self.zero)
+            return build_record(READERS[self.fmt][2](folder, task.key, self.bound, self.zero), spill,
+                                self.spill_bytes)
         except (FlowprepError, OSError) as e:
             return VideoRecord.failed(task.key, task.path, str(e))
         except Exception as e:  # anything else one folder's files provoke fails that video, not the whole import
@@ -119,7 +123,7 @@ class ImportWork:
         with ShardWriter(chunk.staged, self.settings or {}) as w:
             for task in chunk.tasks:
                 t = time.perf_counter()
-                rec = self._record(task)
+                rec = self._record(task, w.spill)
                 w.add(rec)
                 out.append(VideoOutcome.of(rec, time.perf_counter() - t))
                 if progress is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import add_once, consecutive, make_record, quant_of
-from flowprep.store.record import VideoRecord
+from flowprep.interchange.frames import VideoFiles, add_once, consecutive, quant_of
 
 LAYOUT = "<video>/flow_x.zip, flow_y.zip (and img.zip) holding x_%05d.jpg, y_%05d.jpg, img_%05d.jpg"
 _MEMBER = re.compile(r"^(?:.*/)?(x|y|img)_(\d+)\.jpg$")
@@ -21,10 +22,40 @@ def list_folders(in_dir: Path) -> list[Path]:
     return sorted(p.parent for p in in_dir.rglob("flow_x.zip"))
 
 
-def _members(path: Path, prefix: str, folder: Path) -> tuple[list[bytes], list[str]]:
-    # the bytes of the members in index order, and their names ("<zip>: <member>") for the messages
+class _Member(NamedTuple):
+    """One JPEG member of a zip; ``str`` names it in messages."""
+
+    zip: Path
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.zip}: {self.name}"
+
+
+class _Zips:
+    """Reads members, keeping each zip open between reads (opening one parses its whole directory)."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, zipfile.ZipFile] = {}
+
+    def read(self, member: _Member) -> bytes:
+        try:
+            if member.zip not in self._open:
+                self._open[member.zip] = zipfile.ZipFile(member.zip)
+            return self._open[member.zip].read(member.name)
+        except (zipfile.BadZipFile, zlib.error, OSError) as e:  # a bad CRC, a damaged deflate stream
+            raise FlowprepError(f"{member}: cannot be read from the zip ({e})") from None
+
+    def close(self) -> None:
+        for z in self._open.values():
+            z.close()
+        self._open.clear()
+
+
+def _members(path: Path, prefix: str, folder: Path) -> list[_Member]:
+    # the JPEG members of ``prefix`` in index order
     if not path.exists():
-        return [], []
+        return []
     try:
         with zipfile.ZipFile(path) as z:
             found: dict[int, str] = {}
@@ -32,17 +63,16 @@ def _members(path: Path, prefix: str, folder: Path) -> tuple[list[bytes], list[s
                 m = _MEMBER.match(name)
                 if m and m.group(1) == prefix:
                     add_once(found, int(m.group(2)), name, f"{path.name}: {prefix}", folder)
-            names = consecutive(found, f"{path.name}: {prefix}", folder)
-            return [z.read(n) for n in names], [f"{path}: {n}" for n in names]
     except (zipfile.BadZipFile, OSError) as e:
         raise FlowprepError(f"{path}: not a readable zip file ({e})") from None
+    return [_Member(path, n) for n in consecutive(found, f"{path.name}: {prefix}", folder)]
 
 
 def read_zip_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND,
-                    zero: float = DEFAULT_ZERO_CODE) -> VideoRecord:
-    """One dense_flow zip folder -> a VideoRecord (the JPEG members as they are)."""
-    zips = (("flow_x", "x"), ("flow_y", "y"), ("img", "img"))
-    (fx, fx_names), (fy, fy_names), (img, img_names) = (_members(folder / f"{z}.zip", p, folder) for z, p in zips)
-    quant = quant_of(folder, len(fx), bound, zero)
-    return make_record(key, str(folder), img, fx, fy, quant, f"{folder} (expected {LAYOUT})",
-                       names=[img_names, fx_names, fy_names])
+                    zero: float = DEFAULT_ZERO_CODE) -> VideoFiles:
+    """One dense_flow zip folder: its members, to be read by ``frames.build_record``."""
+    fx, fy, img = (_members(folder / f"{z}.zip", p, folder) for z, p in (("flow_x", "x"), ("flow_y", "y"),
+                                                                          ("img", "img")))
+    zips = _Zips()
+    return VideoFiles(key, str(folder), f"{folder} (expected {LAYOUT})", img, fx, fy,
+                      quant_of(folder, len(fx), bound, zero), read=zips.read, close=zips.close)
