@@ -19,6 +19,7 @@ import numpy as np
 from flowprep.codecs.jpeg import decode_gray, frame_header, jpeg_problem
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
+from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
 from flowprep.store.writer import SPILL_BYTES
 
@@ -98,8 +99,12 @@ def write_images(folder: Path, shards, key: str, names: Sequence[tuple[str, str,
     """Each stored JPEG of ``key`` as ``folder/<prefix>_%05d.jpg`` from ``start``: (stream, prefix, count)."""
     folder.mkdir(parents=True, exist_ok=True)
     for stream, prefix, n in names:
-        for i, blob in enumerate(shards.jpegs(key, stream, range(n))):
-            (folder / f"{prefix}_{i + start:05d}.jpg").write_bytes(blob.tobytes())
+        i, step = 0, min(F.FIRST_STEP, F.READ_STEP)
+        while i < n:  # a piece of about F.READ_BYTES at a time: memory does not grow with the video's length
+            blobs = shards.jpegs(key, stream, range(i, min(n, i + step)))
+            for j, blob in enumerate(blobs, i):
+                (folder / f"{prefix}_{j + start:05d}.jpg").write_bytes(blob.tobytes())
+            i, step = i + len(blobs), F.next_step(len(blobs), sum(b.nbytes for b in blobs))
 
 
 @dataclass

@@ -139,3 +139,25 @@ def test_the_zips_a_video_reads_are_closed_after_it_even_when_it_fails(tmp_path,
     with pytest.raises(Exception, match="10 y flow images"):
         importing.build_record(files)
     assert all(z.fp is None for z in opened)
+
+
+def test_a_long_video_is_exported_a_piece_at_a_time_and_comes_back_byte_for_byte(tmp_path, monkeypatch):
+    from flowprep.interchange.denseflow import export_denseflow
+    from flowprep.store.reader import ShardSet
+
+    src = tmp_path / "src" / "long"
+    write_denseflow(src, 150, 0)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _import("denseflow", [src], shards / F.shard_name(0), 6_000, monkeypatch)
+    per_index = sum(p.stat().st_size for p in src.glob("*_00007.jpg"))
+    monkeypatch.setattr(F, "READ_BYTES", 4 * per_index)  # about 4 indices a read
+    reads = []
+    real = ShardSet.jpegs
+    monkeypatch.setattr(ShardSet, "jpegs", lambda s, key, name, idx: reads.append(r := real(s, key, name, idx)) or r)
+    assert export_denseflow(shards, tmp_path / "out", show_progress=False) == 1
+    # each read: the first F.FIRST_STEP images (their size is not known before), then about READ_BYTES
+    assert len(reads) >= 3 * 10 and max(len(r) for r in reads) == F.FIRST_STEP
+    assert max(sum(b.nbytes for b in r) for r in reads if len(r) < F.FIRST_STEP) <= 2 * F.READ_BYTES
+    exported = {p.name: p.read_bytes() for p in (tmp_path / "out" / "long").glob("*.jpg")}
+    assert exported == {p.name: p.read_bytes() for p in src.glob("*.jpg")}
