@@ -27,6 +27,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from bench_memory import rss_mb  # noqa: E402  (this script's folder is on the path)
+
 LENGTH_TARGET = 1.25
 WHOLE = 1 << 62  # spill_bytes that never spills: the reference, the whole video held in memory
 
@@ -48,15 +50,6 @@ def write_folder(folder: Path, flows: int, width: int = 320, height: int = 240) 
             (folder / f"{name}_{t:05d}.jpg").write_bytes(data)
             total += len(data)
     return total
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory now (``VmHWM``: at its peak), MB (Linux /proc). The peak is not
-    ``ru_maxrss``: a child's ru_maxrss starts at its parent's resident memory when it was spawned."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def child(folder: str, shard: str, spill_bytes: str) -> None:
