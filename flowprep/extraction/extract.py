@@ -17,7 +17,7 @@ from flowprep.extraction.pipeline import EncodeSettings, run_pipeline
 from flowprep.runners import Chunk, Progress
 from flowprep.solvers import Solver, SolverConfig, make_solver
 from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
-from flowprep.store.writer import ShardWriter
+from flowprep.store.writer import ShardWriter, drop_dead_space
 
 
 def encode_settings(config: ExtractConfig) -> EncodeSettings:
@@ -91,6 +91,7 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
             t_prev = now
             if progress is not None:
                 progress(1, rec.flows)
+    drop_dead_space(writer)
     return ChunkResult(shard=str(shard_path), videos=out, seconds=time.perf_counter() - t0)
 
 

@@ -33,7 +33,7 @@ from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
 from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
-from flowprep.store.writer import SPILL_BYTES, ShardWriter
+from flowprep.store.writer import SPILL_BYTES, ShardWriter, drop_dead_space
 
 # format -> (the layout's description, its folder lister, its reader)
 READERS = {
@@ -128,6 +128,7 @@ class ImportWork:
                 out.append(VideoOutcome.of(rec, time.perf_counter() - t))
                 if progress is not None:
                     progress(1, rec.flows)
+        drop_dead_space(w)
         return ChunkResult(shard=chunk.staged, videos=out, seconds=time.perf_counter() - t0)
 
     def on_gpu(self) -> "ImportWork":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +16,13 @@ from flowprep.base.durable import open_replacing
 from flowprep.datasets.listing import printable
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
-from flowprep.store.shardfile import group_digest, header_digest, open_h5
+from flowprep.store.shardfile import copy_videos, group_digest, header_digest, open_h5, read_shard_header
 
+log = logging.getLogger("flowprep")
 _BYTES = h5py.vlen_dtype(np.uint8)
 _STR = h5py.string_dtype("utf-8")
 SPILL_BYTES = 4 << 20  # JPEG bytes a video holds in memory before they are handed to the shard writer
+REPACK_BYTES = 64 << 20  # dead bytes in a finished shard from which it is rewritten without them
 SPILL_CHUNK = 256  # items per HDF5 chunk of a dataset written in pieces
 
 
@@ -283,3 +286,21 @@ def _close_quietly(f: h5py.File) -> None:
         f.close()
     except Exception:  # noqa: BLE001 - nothing of it is kept
         pass
+
+
+def drop_dead_space(writer: ShardWriter) -> int:
+    """Rewrite the shard a finished ``writer`` wrote without the space of its videos that failed after part of
+    them was written (HDF5 gives none of it back: a long video whose last image is bad left all of its JPEGs),
+    when that is over REPACK_BYTES; returns the bytes the file lost (0: left as it is). The rewrite replaces the
+    file only once complete; if it fails (a full disk), the shard stays as it was, complete and correct."""
+    if writer.dead_bytes <= REPACK_BYTES:
+        return 0
+    before = writer.path.stat().st_size
+    try:
+        with ShardWriter(writer.path, writer.settings) as fresh:
+            copy_videos(writer.path, read_shard_header(writer.path)[1], fresh)
+    except OSError as e:
+        log.warning("%s keeps %d MB of failed videos' data (rewriting it without them failed: %s)", writer.path,
+                    writer.dead_bytes >> 20, e)
+        return 0
+    return before - writer.path.stat().st_size

@@ -161,3 +161,25 @@ def test_a_long_video_is_exported_a_piece_at_a_time_and_comes_back_byte_for_byte
     assert max(sum(b.nbytes for b in r) for r in reads if len(r) < F.FIRST_STEP) <= 2 * F.READ_BYTES
     exported = {p.name: p.read_bytes() for p in (tmp_path / "out" / "long").glob("*.jpg")}
     assert exported == {p.name: p.read_bytes() for p in src.glob("*.jpg")}
+
+
+def test_a_shard_is_rewritten_without_the_space_of_a_long_video_that_failed_after_pieces(tmp_path, monkeypatch):
+    """HDF5 frees nothing: without the rewrite, the failed video's pieces stay in the file as dead bytes."""
+    import flowprep.store.writer as writer
+
+    folders = [tmp_path / "src" / "long", tmp_path / "src" / "short"]
+    write_denseflow(folders[0], 150, 0)
+    write_denseflow(folders[1], 3, 1)
+    bad = folders[0] / "img_00149.jpg"
+    bad.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) // 2])
+    spilled = sum(p.stat().st_size for p in folders[0].glob("*.jpg"))
+    monkeypatch.setattr(writer, "REPACK_BYTES", 1 << 40)  # never: what a shard keeps without the rewrite
+    _import("denseflow", folders, tmp_path / "kept.h5", 6_000, monkeypatch)
+    monkeypatch.setattr(writer, "REPACK_BYTES", spilled // 4)
+    _import("denseflow", folders, tmp_path / "rewritten.h5", 6_000, monkeypatch)
+    kept, rewritten = ((tmp_path / n).stat().st_size for n in ("kept.h5", "rewritten.h5"))
+    assert kept - rewritten > 0.8 * spilled and rewritten < spilled / 4  # the dead JPEGs are gone
+    assert _content(tmp_path / "rewritten.h5", ["long", "short"]) == _content(tmp_path / "kept.h5", ["long", "short"])
+    with h5py.File(tmp_path / "rewritten.h5", "r") as f:
+        assert all(check_video(f[F.VIDEOS][k]) is None for k in ("long", "short"))
+    assert not [p for p in tmp_path.iterdir() if p.suffix not in (".h5", "") or ".tmp" in p.name]

@@ -178,3 +178,31 @@ def test_every_shard_the_store_opens_holds_hdf5s_metadata_cache_to_the_cap(tmp_p
     shards = ShardSet(tmp_path)
     shards.meta(shards.keys()[0])
     assert [f.id.get_mdc_config().max_size for f in shards._files.values()] == [METADATA_CACHE_BYTES]
+
+
+def test_a_shard_whose_rewrite_fails_stays_as_it_was(tmp_path, monkeypatch, caplog):
+    import errno
+    import os
+
+    import flowprep.store.writer as writer
+
+    recs = _records(2)
+    path = tmp_path / F.shard_name(0)
+    with ShardWriter(path, {}) as w:
+        w.spill(_piece(recs[0], slice(0, 3), slice(0, 2)))
+        w.add(VideoRecord.failed(recs[0].key, "s", "it failed after a piece was written"))
+        w.add(recs[1])
+    assert w.dead_bytes > 0
+    before = path.read_bytes()
+    monkeypatch.setattr(writer, "REPACK_BYTES", 0)
+
+    def full(*a, **kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(writer, "copy_videos", full)
+    assert writer.drop_dead_space(w) == 0 and path.read_bytes() == before and "keeps" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    monkeypatch.undo()
+    monkeypatch.setattr(writer, "REPACK_BYTES", 0)
+    assert writer.drop_dead_space(w) > 0
+    with h5py.File(path, "r") as f:
+        assert check_video(f[F.VIDEOS][recs[1].key]) is None and read_shard_header(path)[2] == ["failed", "ok"]
