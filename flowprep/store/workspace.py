@@ -128,22 +128,27 @@ def remove_staging(out: Path, run_id: str) -> None:
 
 
 def append_index(out: Path, shard: str, tasks: list[VideoTask]) -> None:
-    """Record which videos (with absolute sources) a shard holds; the last entry for a name wins."""
+    """Record which videos (with absolute sources) a shard holds (see ``read_index`` for a name used again)."""
     append_line(out / INDEX_FILE, json.dumps({"shard": shard, "keys": [t.key for t in tasks],
                                               "sources": [os.path.abspath(t.path) for t in tasks]}))
 
 
 def read_index(out: Path) -> dict[str, list[VideoTask]]:
-    """shard name -> the videos recorded for it (a torn last line from a kill is skipped)."""
-    entries: dict[str, list[VideoTask]] = {}
+    """shard name -> the videos ever recorded for it (a torn last line from a kill is skipped).
+
+    A name can be recorded twice: a repair moves a damaged shard aside and its first new shard may take the
+    freed name. Every entry counts (a later source of a video wins): were the last entry to replace the first, a
+    repair killed after that first new shard would leave the other videos of the damaged one recorded nowhere,
+    and verify would call the folder clean without them."""
+    entries: dict[str, dict[str, VideoTask]] = {}
     path = out / INDEX_FILE
     if not path.exists():
-        return entries
+        return {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         entry = index_entry(line)
         if entry is not None:
-            entries[entry[0]] = entry[1]
-    return entries
+            entries.setdefault(entry[0], {}).update((t.key, t) for t in entry[1])
+    return {name: list(tasks.values()) for name, tasks in entries.items()}
 
 
 def index_entry(line: str) -> tuple[str, list[VideoTask]] | None:

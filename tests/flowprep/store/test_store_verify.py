@@ -142,3 +142,29 @@ def test_repair_on_a_full_disk_stops_with_the_message_and_keeps_the_shard(pristi
     monkeypatch.setattr(writer, "open_replacing", real)
     assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
     assert_same_output(out, pristine)
+
+
+def test_a_repair_killed_after_its_first_shard_took_the_freed_name_loses_nothing(pristine, tmp_path):
+    """The damaged last shard is moved aside and the repair's first new shard gets its name with only part of
+    its videos; killed there, the next verify must still find the others missing (it called the folder clean)."""
+    from flowprep.datasets.listing import VideoTask
+    from flowprep.store.shardfile import copy_videos, sources_of
+    from flowprep.store.workspace import Publisher
+    from flowprep.store.writer import ShardWriter
+
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    last = list_shards(out)[-1]
+    keys = shard_keys(last)
+    aside = last.with_name(last.name + ".damaged")
+    os.replace(last, aside)  # what remove_damage does with a shard it cannot read
+    staged = tmp_path / "chunk.h5"
+    with h5py.File(aside, "r") as f:
+        settings = json.loads(f.attrs["settings"])
+    with ShardWriter(staged, settings) as w:  # the repair's first chunk: one of the two videos
+        copy_videos(aside, keys[:1], w)
+    published = Publisher(out).publish(staged, [VideoTask(keys[0], sources_of(aside, keys[:1])[0])])
+    assert published.name == last.name  # the freed name, used again
+    assert verify_folder(out).missing == keys[1:]  # the last entry for that name no longer hides them
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
+    assert_same_output(out, pristine)
