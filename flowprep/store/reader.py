@@ -16,7 +16,7 @@ from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
-from flowprep.store.shardfile import open_h5, read_catalog, read_shard_header
+from flowprep.store.shardfile import open_h5, read_catalog, read_checked_header, unreadable
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
@@ -57,7 +57,9 @@ class ShardSet:
         self._where: dict[str, tuple[str, str]] = {}  # key -> (shard path, status)
         self._lower: dict[str, str] = {}
         for path in F.list_shards(self.root):
-            settings, keys, status = read_shard_header(path)
+            settings, keys, status, damage = read_checked_header(path)
+            if damage:  # its keys, statuses or catalog cannot be trusted: not a video of it is read
+                raise ShardError(str(path), f"{damage}; run `flowprep verify --repair {self.root}`")
             self.settings = self.settings or settings
             for k, s in zip(keys, status):
                 old = self._where.get(k)
@@ -120,7 +122,7 @@ class ShardSet:
         try:
             f = self._files[path] = open_h5(path)
         except OSError as e:
-            raise ShardError(path, f"cannot be opened ({e})", key) from e
+            raise unreadable(path, e) from e
         return f
 
     def _handles(self, key: str) -> dict:
@@ -165,7 +167,7 @@ class ShardSet:
             if ds is None:
                 ds = h[name] = h["group"][name]
             return ds[sel]
-        except (KeyError, OSError, ValueError) as e:
+        except (KeyError, OSError, ValueError, IndexError) as e:  # IndexError: a stream shorter than its catalog
             raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
 
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
@@ -177,6 +179,9 @@ class ShardSet:
         lo, hi = idx[0], idx[-1] + 1
         if idx == list(range(lo, hi)):  # a run of frames (the usual case): one slice read
             out = list(self._read(key, name, slice(lo, hi)))
+            if len(out) != hi - lo:  # h5py cuts a slice at the end: the stream is shorter than its catalog says
+                raise ShardError(self._where[key][0], f"{name} holds {lo + len(out)} images, fewer than the "
+                                 f"{hi} asked for; run `flowprep verify --repair {self.root}`", key)
         else:
             out = [self._read(key, name, i) for i in idx]
         if self.verify:

@@ -5,14 +5,16 @@ file: is it a flowprep shard, which videos does it hold, what does it say about 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from typing import Iterator
 
 import h5py
 import numpy as np
 
-from flowprep.errors import ShardError
+from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord, read_info
 
@@ -54,9 +56,17 @@ def open_h5(file, mode: str = "r") -> h5py.File:
     return f
 
 
-def unreadable(path: str | os.PathLike, e: BaseException) -> ShardError:
-    """The error for a shard HDF5 cannot read (truncated, overwritten, not HDF5)."""
-    return ShardError(str(path), f"cannot be read ({e}); it may be truncated: run `flowprep verify`")
+def unreadable(path: str | os.PathLike, e: BaseException) -> FlowprepError:
+    """The error for a shard HDF5 cannot read: a ShardError when it is damaged (truncated, overwritten, not
+    HDF5), a plain FlowprepError when this user may not read it (nothing is wrong with the shard: it must not
+    be moved aside or extracted again)."""
+    if isinstance(e, PermissionError) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM):
+        return FlowprepError(f"{path}: permission denied: give this user read access to it (chmod, chown) and run "
+                             "again")
+    text = " ".join(str(e).split())  # HDF5's messages run over several lines, with buffers, offsets and times
+    if m := re.search(r"^(.*?) \(.*error message = '([^']*)'", text):
+        text = f"{m.group(1)}: {m.group(2)}"
+    return ShardError(str(path), f"cannot be read ({text[:300]}); it may be truncated: run `flowprep verify`")
 
 
 def read_shard_header(path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:

@@ -15,7 +15,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
-from flowprep.store.shardfile import open_h5, read_catalog, read_header, unreadable
+from flowprep.store.shardfile import check_header, open_h5, read_catalog, read_header, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
         try:
             with open_h5(path) as f:
                 s, keys, _ = read_header(f, path)
+                damage = check_header(f)  # a damaged catalog must not be reported as the truth
+                if damage:
+                    problems.append({"shard": path.name, "reason": f"{path}: {damage}; run `flowprep verify "
+                                                                   "--repair`"})
+                    continue
                 settings = settings or s
                 for e in read_catalog(f, keys):
                     old = videos.get(e["key"])

@@ -1,0 +1,89 @@
+"""What readers do with a shard they cannot trust: a changed catalog, a stream shorter than its catalog, a shard
+this user may not read, an HDF5 error of many lines. One line naming the shard (and video) and what to do;
+never a raw traceback, a hang, or a wrong answer with exit 0 (found by breaking shards on purpose)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from flowprep.cli import main
+from flowprep.errors import FlowprepError, ShardError
+from flowprep.store import format as F
+from flowprep.store.reader import ShardSet
+from flowprep.store.shardfile import unreadable
+from flowprep.store.workspace import scan_output
+
+from fault_tools import shard_keys
+
+
+def _copy(pristine, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    return out, F.list_shards(out)[1]
+
+
+def test_a_changed_catalog_stops_every_reader_with_one_line_instead_of_being_believed(pristine, tmp_path, capsys):
+    out, shard = _copy(pristine, tmp_path)
+    key = shard_keys(shard)[0]
+    with h5py.File(shard, "r+") as f:  # one count changed, as a bit flip would: the digest no longer matches
+        catalog = json.loads(f[F.CATALOG][()])
+        catalog[0]["flows"] -= 1  # export would write one flow image less, with exit 0
+        del f[F.CATALOG]
+        f.create_dataset(F.CATALOG, data=json.dumps(catalog))
+    with pytest.raises(ShardError, match="does not match its SHA-256.*verify --repair") as e:
+        ShardSet(out).meta(key)
+    assert e.value.path == str(shard)
+    assert main(["export", "--format", "denseflow", str(out), str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and shard.name in err and "verify --repair" in err
+    assert main(["info", str(out)]) == 1
+    assert "does not match its SHA-256" in capsys.readouterr().out  # reported, its videos not counted as fact
+
+
+def test_a_stream_shorter_than_its_catalog_is_an_error_not_a_hang_or_a_short_export(pristine, tmp_path, capsys):
+    out, shard = _copy(pristine, tmp_path)
+    key = shard_keys(shard)[0]
+    with h5py.File(shard, "r+") as f:  # flow_x rewritten with one image less (digest and catalog untouched)
+        g = f[F.VIDEOS][key]
+        blobs = list(g["flow_x"][()])[:-1]
+        del g["flow_x"]
+        g.create_dataset("flow_x", data=np.array(blobs, dtype=object), dtype=h5py.vlen_dtype(np.uint8))
+    shards = ShardSet(out)
+    flows = shards.meta(key).flows
+    with pytest.raises(ShardError, match=f"flow_x holds {flows - 1} images, fewer than the {flows}"):
+        shards.jpegs(key, "flow_x", range(flows))
+    with pytest.raises(ShardError, match="cannot read flow_x"):
+        shards.jpegs(key, "flow_x", [flows - 1, 0])  # not a run: one read per image
+    assert main(["export", "--format", "denseflow", str(out), str(tmp_path / "x")]) == 2
+    assert key in capsys.readouterr().err
+
+
+def test_a_shard_this_user_may_not_read_is_left_where_it_is_and_stops_the_run(pristine, tmp_path, monkeypatch):
+    out, shard = _copy(pristine, tmp_path)
+    import flowprep.store.shardfile as shardfile
+
+    real = shardfile.open_h5
+
+    def denied(path, mode="r"):
+        if str(path) == str(shard):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path, mode)
+    monkeypatch.setattr(shardfile, "open_h5", denied)  # root reads every file: chmod 000 cannot show it here
+    with pytest.raises(FlowprepError, match="permission denied: give this user read access") as e:
+        scan_output(out)
+    assert not isinstance(e.value, ShardError)  # not damage: nothing to move aside or extract again
+    assert shard.exists() and not list(out.glob("*.unreadable"))
+
+
+def test_hdf5s_error_of_many_lines_becomes_one_line_with_its_reason(tmp_path):
+    e = OSError(errno.EISDIR, "Unable to synchronously open file (file read failed: time = Sun Dec  6 20:24:44 2026\n"
+                ", filename = 'x.h5', file descriptor = 4, errno = 21, error message = 'Is a directory', buf = 0x7f, "
+                "total read size = 8, bytes this sub-read = 8, offset = 0)")
+    text = str(unreadable(tmp_path / "x.h5", e))
+    assert "\n" not in text and "Unable to synchronously open file: Is a directory" in text and "buf =" not in text
