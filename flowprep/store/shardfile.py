@@ -25,14 +25,19 @@ def _text(v) -> str:
 
 def read_header(f: h5py.File, path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
     """(settings, keys, statuses) of an open shard; ShardError if it is not a flowprep shard."""
-    if f.attrs.get(F.ATTR_FORMAT) != F.FORMAT:
+    return _header_of(f.attrs, f[F.KEYS][()], f[F.STATUS][()], path)
+
+
+def _header_of(attrs, keys, status, path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:
+    # (settings, keys, statuses) from a shard's attributes and its keys and status datasets as read
+    if attrs.get(F.ATTR_FORMAT) != F.FORMAT:
         raise ShardError(str(path), "not a flowprep shard (no format attribute)")
-    version = int(f.attrs[F.ATTR_VERSION])
+    version = int(attrs[F.ATTR_VERSION])
     if version > F.FORMAT_VERSION:
         raise ShardError(str(path), f"format version {version} is newer than this flowprep reads "
                                     f"({F.FORMAT_VERSION}); upgrade flowprep")
-    settings = json.loads(f.attrs[F.ATTR_SETTINGS])
-    return settings, [_text(k) for k in f[F.KEYS][()]], [_text(s) for s in f[F.STATUS][()]]
+    settings = json.loads(attrs[F.ATTR_SETTINGS])
+    return settings, [_text(k) for k in keys], [_text(s) for s in status]
 
 
 METADATA_CACHE_BYTES = 4 << 20  # HDF5's metadata cache of an open shard, at most (its own default: 32 MB)
@@ -171,17 +176,21 @@ def group_digest(g: h5py.Group) -> str:
 
 def header_digest(f: h5py.File) -> str:
     """F.digest of a shard's own part: its attributes but the digest, and its keys, status and catalog."""
-    return F.digest({k: v for k, v in f.attrs.items() if k != F.ATTR_DIGEST},
-                    {n: f[n][()] for n in (F.KEYS, F.STATUS, F.CATALOG) if n in f})
+    return _header_digest(f.attrs, {n: f[n][()] for n in (F.KEYS, F.STATUS, F.CATALOG) if n in f})
+
+
+def _header_digest(attrs, arrays: dict) -> str:
+    return F.digest({k: v for k, v in attrs.items() if k != F.ATTR_DIGEST}, arrays)
+
+
+_HEADER_DAMAGED = "its header or catalog does not match its SHA-256 (changed or damaged bytes)"
 
 
 def check_header(f: h5py.File) -> str | None:
     """The reason a shard's header or catalog is damaged (its digest differs), or None (also for shards written
     before digests: those are checked by what their other checks see)."""
     want = f.attrs.get(F.ATTR_DIGEST)
-    if want is not None and header_digest(f) != _text(want):
-        return "its header or catalog does not match its SHA-256 (changed or damaged bytes)"
-    return None
+    return _HEADER_DAMAGED if want is not None and header_digest(f) != _text(want) else None
 
 
 def read_checked_header(path: str | os.PathLike) -> tuple[dict, list[str], list[str], str | None]:
@@ -189,14 +198,25 @@ def read_checked_header(path: str | os.PathLike) -> tuple[dict, list[str], list[
     one opening of the file; ShardError if it is not a readable flowprep shard."""
     try:
         with open_h5(path) as f:
-            settings, keys, status = read_header(f, path)
-            try:
-                damage = check_header(f)
-            except (KeyError, OSError, ValueError, RuntimeError) as e:
-                damage = f"its header or catalog cannot be read ({e})"
-            return settings, keys, status, damage
+            return checked_header(f, path)
     except (OSError, KeyError, ValueError, TypeError) as e:  # ValueError: a damaged settings JSON or key list
         raise unreadable(path, e) from e
+
+
+def checked_header(f: h5py.File, path: str | os.PathLike) -> tuple[dict, list[str], list[str], str | None]:
+    """``read_header`` of an open shard and ``check_header``'s verdict, each dataset and attribute read once
+    (the check costs about 0.5 ms a shard on top of the 1 ms of reading the header)."""
+    attrs = dict(f.attrs.items())
+    arrays = {n: f[n][()] for n in (F.KEYS, F.STATUS)}
+    settings, keys, status = _header_of(attrs, arrays[F.KEYS], arrays[F.STATUS], path)
+    try:
+        if F.CATALOG in f:
+            arrays[F.CATALOG] = f[F.CATALOG][()]
+        want = attrs.get(F.ATTR_DIGEST)
+        damage = _HEADER_DAMAGED if want is not None and _header_digest(attrs, arrays) != _text(want) else None
+    except (KeyError, OSError, ValueError, RuntimeError) as e:
+        damage = f"its header or catalog cannot be read ({e})"
+    return settings, keys, status, damage
 
 
 def check_video(g: h5py.Group) -> str | None:

@@ -15,7 +15,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
-from flowprep.store.shardfile import check_header, open_h5, read_catalog, read_header, unreadable
+from flowprep.store.shardfile import checked_header, open_h5, read_catalog, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
     for path in F.list_shards(out):
         try:
             with open_h5(path) as f:
-                s, keys, _ = read_header(f, path)
-                damage = check_header(f)  # a damaged catalog must not be reported as the truth
+                s, keys, _, damage = checked_header(f, path)  # a damaged catalog must not be taken as the truth
                 if damage:
                     problems.append({"shard": path.name, "reason": f"{path}: {damage}; run `flowprep verify "
                                                                    "--repair`"})
