@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 
 from flowprep.codecs.jpeg import encode_bgr, encode_gray
@@ -66,6 +68,9 @@ class _Video:
 
 
 def _failure_reason(e: BaseException) -> str:
+    if isinstance(e, cv2.error):  # "OpenCV(5.1.0) /path/file.cpp:1725: error: (-201:Incorrect size ...) msg in ..."
+        m = re.search(r"error: \(-?\d+:([^)]*)\) (.*?)(?: in function '[^']*')?\s*$", str(e), re.S)
+        return f"OpenCV: {' '.join(m.group(2).split())} ({m.group(1)})" if m else " ".join(str(e).split())
     return getattr(e, "reason", None) or (str(e) if isinstance(e, FlowprepError) else f"{type(e).__name__}: {e}")
 
 

@@ -6,6 +6,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flowprep.errors import FlowprepError
+
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -40,6 +42,7 @@ def _dis(p: dict[str, Any]):
     return cv2.DISOpticalFlow_create(_DIS_PRESETS[p["preset"]])
 
 
+DIS_MIN_SIDE = 12  # OpenCV's DIS refuses frames whose width and height are both smaller
 _FACTORIES = {"tvl1": _tvl1, "farneback": _Farneback, "dis": _dis}
 
 
@@ -58,6 +61,9 @@ class OpenCVSolver:
         """(B, H, W) uint8 x 2 -> (B, 2, H, W) float32 flow in pixels."""
         if frames0.shape != frames1.shape or frames0.ndim != 3:
             raise ValueError(f"frames must both be (B, H, W); got {frames0.shape} and {frames1.shape}")
+        if self.algo == "dis" and max(frames0.shape[1:]) < DIS_MIN_SIDE:  # OpenCV asserts, in its own words
+            raise FlowprepError(f"frames of {frames0.shape[2]}x{frames0.shape[1]} are too small for DIS (it needs a "
+                                f"side of at least {DIS_MIN_SIDE} px): use --algo tvl1 or farneback, or --size")
         if frames0.shape[1:] != self._shape:
             # OpenCV's TV-L1 object keeps buffers that change its result after a call at another size (a 128x96
             # pair differs by up to 1.4 px after a 32x24 one): a fresh object per size keeps results identical

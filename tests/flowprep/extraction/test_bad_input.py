@@ -266,3 +266,24 @@ def test_a_partial_video_already_in_the_output_makes_a_resumed_run_exit_1_too(tm
     report = json.loads((out / "reports" / "latest.json").read_text())
     assert report["videos_processed"] == len(GOOD) and report["videos_partial"] == 0
     assert report["partial_in_output"] == [key] and "decoded only in part" in capsys.readouterr().err
+
+
+def test_frames_too_small_for_dis_fail_that_video_with_what_to_do_not_opencvs_assertion(tmp_path):
+    root = tmp_path / "ds"
+    _good(root)
+    write_shift_video(root / "Tiny" / "v.avi", [(1, 0)] * 2, size=(8, 6))
+    out = tmp_path / "out"
+    assert main([*EXTRACT, "--algo", "dis", "--dataset", "folder", "--root", str(root), "--out", str(out)]) == 1
+    reason = dict(ShardSet(out).failures())["Tiny/v"]
+    assert "8x6 are too small for DIS" in reason and "--algo tvl1" in reason and "OpenCV(" not in reason
+    assert len(ShardSet(out).keys()) == len(GOOD)  # the rest is extracted
+
+
+def test_an_opencv_error_is_reported_by_its_message_in_one_line():
+    import flowprep.extraction.pipeline as pipeline
+
+    try:
+        cv2.DISOpticalFlow_create(1).calc(np.zeros((6, 8), np.uint8), np.zeros((6, 8), np.uint8), None)
+    except cv2.error as e:
+        reason = pipeline._failure_reason(e)
+    assert reason == "OpenCV: The input image must have either width or height >= 12 (Incorrect size of input array)"
