@@ -86,17 +86,28 @@ def _class_folders(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
     """Every video file in a folder of ``root`` (<root>/<class>/<video>), keyed by its path below ``root``."""
     tasks = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(class_dir), key=lambda e: e.name)
+        except OSError as e:
+            _unlistable(e)
+        for entry in entries:
             if _looks_like_video(entry, exts):
                 tasks.append(VideoTask(key_for(Path(entry.path), root), entry.path))
     return tasks
+
+
+def _unlistable(e: OSError) -> None:
+    """Stop on a folder whose files cannot be listed: going on would leave out its videos (a whole class) from a
+    dataset that looks complete, and nothing says which a later run must add."""
+    raise FlowprepError(f"cannot list the videos in {e.filename} ({e.strerror or e}): give this user read access "
+                        "to that folder (chmod), or name the videos to extract with --list FILE") from None
 
 
 def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
     """A ``by_stem`` dataset (Kinetics): every video file below ``root`` (links to folders are not followed: no
     loops), keyed by stem."""
     tasks = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unlistable):  # os.walk skips such folders
         dirnames.sort()
         names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in exts]  # folders named x.mp4
         for name in sorted(names):

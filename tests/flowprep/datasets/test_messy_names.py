@@ -98,3 +98,25 @@ def test_a_closed_pipe_ends_info_quietly(folder_with_odd_names, reader):
     # `head` may read its line only after info has written everything (a pipe holds 64 KB): info then ends with
     # its own status, 1 (the folder holds a failed video); either way, no traceback and no error
     assert r.stderr == "" and r.returncode in ((0,) if reader == "true" else (0, 1)), r.stderr
+
+
+@pytest.mark.parametrize("dataset", ["ucf101", "kinetics"])
+def test_a_folder_whose_files_cannot_be_listed_stops_the_listing_with_what_to_do(dataset, tmp_path, monkeypatch):
+    """Going on without it would drop a whole class silently (os.walk, for Kinetics, skipped such folders)."""
+    import errno
+
+    from flowprep.datasets.listing import list_videos
+    from flowprep.errors import FlowprepError
+
+    for cls in ("A", "Locked"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / f"v_{cls}_g01_c01.avi").write_bytes(b"x")
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("Locked"):  # root lists every folder: chmod 000 cannot show it here
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(FlowprepError, match=r"cannot list the videos in .*Locked \(Permission denied\): give this"):
+        list_videos(dataset, tmp_path)
