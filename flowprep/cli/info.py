@@ -13,14 +13,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the summary; exit 1 if any video failed or any shard is unreadable."""
+    """Print the summary; exit 1 if any video failed, any shard is unreadable or a recorded video is missing."""
     from flowprep.datasets.listing import shown
     from flowprep.store.summary import summarize
 
     s = summarize(args.out)
     if args.json:
         print(json.dumps(s, indent=2))
-        return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0
+        return _status(s)
     st = s["settings"]
     print(f"{s['folder']}: {s['shards']} shards, {s['shard_bytes'] / 1e6:.1f} MB")
     print(f"videos: {s['videos_ok']} ok ({s['videos_partial']} of them partial), {s['videos_failed']} failed; "
@@ -38,4 +38,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {status:7s} {shown(v['name'])}  frames={v['frames']} flows={v['flows']}{shown(extra)}")
     for p in s["unreadable_shards"]:
         print(f"  UNREADABLE {shown(p['shard'])}: {shown(p['reason'])}")
-    return 1 if (s["videos_failed"] or s["unreadable_shards"]) else 0
+    missing = s["videos_missing"]
+    for key in missing[:_SHOWN]:
+        print(f"  MISSING {shown(key)}: recorded in index.jsonl, held by no shard")
+    if missing:
+        more = f" ({len(missing) - _SHOWN} more not shown)" if len(missing) > _SHOWN else ""
+        print(f"{len(missing)} video(s) are missing{more}: `flowprep verify {args.out} --repair` brings them back")
+    return _status(s)
+
+
+_SHOWN = 20  # missing videos listed one per line; the rest are counted
+
+
+def _status(s: dict) -> int:
+    # 1 when a video failed, a shard is unreadable or a recorded video is missing
+    return 1 if (s["videos_failed"] or s["unreadable_shards"] or s["videos_missing"]) else 0

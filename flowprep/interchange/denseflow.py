@@ -11,6 +11,7 @@ the fixed bound ``--bound`` with zero at ``--zero-code`` (see flowprep.interchan
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -25,12 +26,15 @@ from flowprep.interchange.frames import (
     add_once,
     consecutive,
     quant_of,
+    require_file,
     safe_dir,
     write_images,
     write_sidecar,
 )
 from flowprep.store.reader import ShardSet
+from flowprep.store.workspace import read_index
 
+log = logging.getLogger("flowprep")
 _NAME = re.compile(r"^(flow_x|flow_y|img)_(\d+)\.jpg$")
 LAYOUT = "<video>/flow_x_%05d.jpg, flow_y_%05d.jpg (and img_%05d.jpg), numbered from 0 (denseflow) or 1 (TSN)"
 
@@ -38,6 +42,10 @@ LAYOUT = "<video>/flow_x_%05d.jpg, flow_y_%05d.jpg (and img_%05d.jpg), numbered 
 def open_for_export(shards_dir: str | os.PathLike, what: str) -> ShardSet:
     """The shards to export; FlowprepError for 12-bit flow, which the other tools' loaders cannot read."""
     src = ShardSet(shards_dir)
+    missing = {t.key for ts in read_index(Path(shards_dir)).values() for t in ts} - set(src.keys(None))
+    if missing:  # a shard deleted or moved away: what is exported is correct, but not all of the folder
+        log.warning("%d video(s) recorded in %s are in no shard and are not exported (e.g. %s); `flowprep verify "
+                    "%s --repair` brings them back", len(missing), shards_dir, min(missing), shards_dir)
     if src.flow_bits != 8:  # the bytes are copied as they are: denseflow/TSN/mmaction2 loaders read 8-bit JPEG
         raise FlowprepError(f"{shards_dir} holds {src.flow_bits}-bit flow JPEGs (`flowprep extract --bits "
                             f"{src.flow_bits}`), which {what} loaders (OpenCV, Pillow) cannot read; extract again "
@@ -77,6 +85,7 @@ def read_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: floa
     with os.scandir(folder) as entries:  # paths as str: a Path object costs 270 bytes, 3 per frame of a long video
         for e in entries:
             if m := _NAME.match(e.name):
+                require_file(e)
                 add_once(found[m.group(1)], int(m.group(2)), e.path, m.group(1), folder)
     fx, fy, img = (consecutive(found[n], n, folder) for n in ("flow_x", "flow_y", "img"))
     quant = quant_of(folder, len(fx), bound, zero)

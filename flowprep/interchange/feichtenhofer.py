@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import VideoFiles, add_once, consecutive, quant_of
+from flowprep.interchange.frames import VideoFiles, add_once, consecutive, quant_of, require_file
 
 LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
 RGB_TREE = "jpegs_256"
@@ -34,6 +34,7 @@ def _frames(folder: Path) -> list[str]:
     with os.scandir(folder) as entries:  # paths as str, not Path objects: a long video has many
         for e in entries:
             if m := _FRAME.match(e.name):
+                require_file(e)
                 add_once(found, int(m.group(1)), e.path, "frame", folder)
     return consecutive(found, folder.name, folder)
 

@@ -10,6 +10,7 @@ wins. mmaction2's Python extractor truncates (``astype(uint8)``), whose best inv
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
@@ -43,6 +44,12 @@ def add_once(found: dict[int, str], index: int, name: str, what: str, where: str
         raise FlowprepError(f"{where}: {first} and {second} are both {what} image {index}; remove the one that "
                             "does not belong there")
     found[index] = name
+
+
+def require_file(entry: os.DirEntry) -> None:
+    """FlowprepError when a directory entry named like an image is not a file (a folder, a broken link)."""
+    if not entry.is_file():
+        raise FlowprepError(f"{entry.path} is not an image file (a folder, or a link to nothing); {REDO}")
 
 
 def consecutive(files: dict[int, object], what: str, folder: str | Path) -> list:

@@ -113,3 +113,14 @@ def test_rgb_images_are_one_per_frame_one_per_flow_or_none(tmp_path):
            "flow, as TSN's dense_flow writes) or none" in failed[f"rgb{FLOWS - 2}"]
     got = flowprep.open_shards(tmp_path / "out")
     assert [got.meta(k).frames for k in ok] == [FLOWS + 1, FLOWS, FLOWS + 1]
+
+
+def test_a_folder_named_like_an_image_fails_its_video_with_a_message(tmp_path):
+    src = tmp_path / "src"
+    write_video(src / "good", 0)
+    bad = write_video(src / "bad", 1)
+    (bad / "flow_x_00002.jpg").unlink()
+    (bad / "flow_x_00002.jpg").mkdir()
+    rc, failures, keys = _import(src, tmp_path / "out")
+    assert rc == 1 and keys == ["good"]
+    assert "flow_x_00002.jpg is not an image file (a folder, or a link to nothing)" in failures["bad"]

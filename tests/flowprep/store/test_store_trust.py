@@ -87,3 +87,22 @@ def test_hdf5s_error_of_many_lines_becomes_one_line_with_its_reason(tmp_path):
                 "total read size = 8, bytes this sub-read = 8, offset = 0)")
     text = str(unreadable(tmp_path / "x.h5", e))
     assert "\n" not in text and "Unable to synchronously open file: Is a directory" in text and "buf =" not in text
+
+
+def test_info_names_the_videos_a_deleted_shard_took_away_and_exits_1(pristine, tmp_path, capsys):
+    out, shard = _copy(pristine, tmp_path)
+    gone = shard_keys(shard)
+    shard.unlink()
+    assert main(["info", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert all(f"MISSING {k}" in text for k in gone) and f"{len(gone)} video(s) are missing" in text
+    assert "verify" in text and "--repair" in text
+
+
+def test_export_warns_of_the_videos_a_deleted_shard_took_away(pristine, tmp_path, caplog):
+    out, shard = _copy(pristine, tmp_path)
+    gone = shard_keys(shard)
+    shard.unlink()
+    assert main(["export", "--format", "denseflow", str(out), str(tmp_path / "x")]) == 0  # what it wrote is right
+    assert f"{len(gone)} video(s) recorded in {out} are in no shard and are not exported" in caplog.text
+    assert "--repair" in caplog.text
