@@ -196,7 +196,12 @@ class ShardSet:
         h = self._handles(key)
         arr = h.get("all:" + name)
         if arr is None:
-            arr = h["all:" + name] = self._read(key, name, ())
+            arr = self._read(key, name, ())
+            if name.startswith(F.QUANT) and not (np.isfinite(arr).all() and (arr[..., 0] > 0).all()):
+                # written finite with scales > 0: anything else makes the flow NaN or 0, and a loss NaN
+                raise ShardError(self._where[key][0], f"{name} holds a NaN, infinite or non-positive scale; run "
+                                 f"`flowprep verify --repair {self.root}`", key)
+            h["all:" + name] = arr
         return arr
 
     def quant(self, key: str, direction: str = "forward") -> np.ndarray:

@@ -106,3 +106,16 @@ def test_export_warns_of_the_videos_a_deleted_shard_took_away(pristine, tmp_path
     assert main(["export", "--format", "denseflow", str(out), str(tmp_path / "x")]) == 0  # what it wrote is right
     assert f"{len(gone)} video(s) recorded in {out} are in no shard and are not exported" in caplog.text
     assert "--repair" in caplog.text
+
+
+def test_a_nan_in_the_stored_quantization_stops_the_reader_instead_of_giving_nan_flow(pristine, tmp_path):
+    out, shard = _copy(pristine, tmp_path)
+    key = shard_keys(shard)[0]
+    with h5py.File(shard, "r+") as f:  # rewritten through HDF5: its Fletcher-32 checksum is right again
+        q = f[F.VIDEOS][key][F.QUANT][()]
+        q[0, 1, 0] = np.nan
+        del f[F.VIDEOS][key][F.QUANT]
+        f[F.VIDEOS][key].create_dataset(F.QUANT, data=q, fletcher32=True)
+    shards = ShardSet(out)
+    with pytest.raises(ShardError, match="quant holds a NaN, infinite or non-positive scale.*verify --repair"):
+        shards.flow(key, [0])
