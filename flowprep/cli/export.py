@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, img_%%05d.jpg "
                                    "and the lists (mmaction2: rawframes/ and the lists)")
     p.add_argument("--no-rgb", action="store_true", help="write flow images only (denseflow, tsn)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs of batch jobs)")
     g = p.add_argument_group("lists")
     g.add_argument("--dataset", choices=exportable(), default=None,
                    help="which dataset's split files, list names and labels to use (needed with --format "
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from flowprep.interchange.tsn_lists import export_folders
 
     done = export_folders(args.shards_dir, args.out_dir, args.format, args.dataset, args.split, args.split_dir,
-                          rgb=not args.no_rgb)
+                          rgb=not args.no_rgb, show_progress=not args.no_progress)
     print(f"exported {done.videos} videos to {args.out_dir} ({args.format} layout, numbered from {done.start})")
     print("TSN-style lists (<folder> <count> <label>; RGB: N frames, flow: N - 1 flows):")
     for name in done.rgb_lists + done.flow_lists:
@@ -68,7 +69,8 @@ def _mmaction2(args: argparse.Namespace) -> int:
         known = exportable()
         raise ValueError(f"--format mmaction2 needs --dataset {', '.join(known[:-1])} or {known[-1]} (its list names "
                          "and labels)")
-    done = export_mmaction2(args.shards_dir, args.out_dir, args.dataset, args.split, args.split_dir)
+    done = export_mmaction2(args.shards_dir, args.out_dir, args.dataset, args.split, args.split_dir,
+                            show_progress=not args.no_progress)
     print(f"exported {done.videos} videos to {args.out_dir} (mmaction2 rawframes, numbered from 1)")
     print("annotation lists (*_rawframes.txt: RGB, N frames; *_flow.txt: flow, N - 1 flows):")
     for name in done.lists:
