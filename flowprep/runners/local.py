@@ -92,17 +92,26 @@ class LocalRunner:
         th.start()
         me = os.getpid()
 
+        executors = []
+
         def fresh():
             # each worker owns one core (BLAS threads by environment, OpenCV/torch by prepare_worker). The
             # initializer ties each worker to this process as soon as it starts, not at its first chunk: a driver
             # killed while its workers were still starting up left them idle for minutes, holding its stdout open.
-            return get_reusable_executor(max_workers=n, initializer=prepare_worker, initargs=(me, 1),
-                                         env={v: "1" for v in _THREAD_VARS})
+            executors.append(get_reusable_executor(max_workers=n, initializer=prepare_worker, initargs=(me, 1),
+                                                   env={v: "1" for v in _THREAD_VARS}))
+            return executors[-1]
 
+        finished = False
         try:
             yield from supervise(fresh, lambda ex, c: ex.submit(run_chunk, work, c, _QueueProgress(queue), parent=me),
                                  chunks, n)
+            finished = True
         finally:
+            if not finished and executors:
+                # interrupted (Ctrl-C, SIGTERM, the caller stopped): the chunks in flight are thrown away, so their
+                # workers stop now; loky would wait for them at exit (a whole chunk, and a second Ctrl-C hung there)
+                executors[-1].shutdown(wait=False, kill_workers=True)
             stop.set()
             th.join(timeout=2)
             manager.shutdown()

@@ -76,3 +76,42 @@ def test_one_chunk_runs_in_this_process_and_the_runner_is_chosen_once(thread_set
             assert msg in str(e)
         else:
             raise AssertionError(f"make_runner({bad}) did not refuse")
+
+
+def _sleepy(chunk, progress=None):
+    """A chunk that records its worker's pid, then sleeps (index 0) or returns at once (index 1)."""
+    import time
+    from pathlib import Path
+
+    from flowprep.store.record import ChunkResult
+
+    Path(chunk.staged).write_text(str(os.getpid()))
+    if chunk.index == 0:
+        time.sleep(60)
+    return ChunkResult(shard="", videos=[], seconds=0.0)
+
+
+def test_a_stopped_run_stops_its_workers_at_once_not_after_their_chunks(tmp_path):
+    """Ctrl-C threw the chunks in flight away but waited for them (16 s for a chunk of long videos; a second
+    Ctrl-C then hung in loky's exit handler)."""
+    import time
+
+    from flowprep.runners import Chunk
+
+    chunks = [Chunk(i, (), str(tmp_path / f"pid{i}")) for i in range(2)]
+    results = LocalRunner(2).run(_sleepy, chunks, lambda videos, pairs: None)
+    next(results)  # chunk 1 is done; chunk 0 sleeps in its worker
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "pid0").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int((tmp_path / "pid0").read_text())
+    results.close()  # what an interrupt does to the driver's loop
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"worker {pid} still runs its chunk 10 s after the run stopped")
