@@ -48,8 +48,12 @@ log = logging.getLogger(__name__)
 SCRATCH_MILESTONES = (50 / 80, 70 / 80)
 FINETUNE_MILESTONES = (14 / 20,)
 # settings a resumed run must share with its checkpoint
+# what a resumed run must share with its checkpoint: all that shapes the weights and the schedule (a changed --lr
+# or --epochs was taken, and the checkpoint then recorded settings its weights were not trained with); the rest
+# (device, workers, threads, AMP, progress, monitoring) may change between a run and its resumption
 _RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also",
-                 "stacking", "train_layers", "mean_subtract", "rgb_jitter", "add_classes", "init_from")
+                 "stacking", "train_layers", "mean_subtract", "rgb_jitter", "add_classes", "init_from", "pretrained",
+                 "epochs", "lr", "momentum", "weight_decay", "milestones", "dropout", "multi_scale", "flip", "balanced")
 _SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
 
 

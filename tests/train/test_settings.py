@@ -117,8 +117,11 @@ def test_train_layers_last_learns_only_the_classifier(motion_data, tmp_path):
 
 # --- the settings are part of the run's identity ---------------------------------------------------------
 
-@pytest.mark.parametrize("change", [{"stacking": "trajectory"}, {"mean_subtract": False}])
+@pytest.mark.parametrize("change", [{"stacking": "trajectory"}, {"mean_subtract": False}, {"lr": 0.5},
+                                    {"epochs": 2}, {"flip": False}, {"dropout": 0.5}])
 def test_resume_refuses_a_run_made_with_other_settings(motion_data, tmp_path, change):
+    """--lr, --epochs, --dropout, --no-flip... were taken on resume: the weights were trained one way, the
+    checkpoint then said another, and a longer --epochs kept the shorter run's learning-rate schedule."""
     base = dict(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal", arch="tiny",
                 crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0, progress=False, epochs=1,
                 device="cpu", out=str(tmp_path))
@@ -126,4 +129,4 @@ def test_resume_refuses_a_run_made_with_other_settings(motion_data, tmp_path, ch
     saved = load_checkpoint(tmp_path / "checkpoint.pt")["config"]
     assert (saved["stacking"], saved["train_layers"], saved["mean_subtract"]) == ("optical", "all", True)
     with pytest.raises(ValueError, match=f"other settings \\({next(iter(change))}="):
-        fit(FitConfig(**{**base, "epochs": 2}, **change, resume=str(tmp_path / "checkpoint.pt")))
+        fit(FitConfig(**{**base, **change}, resume=str(tmp_path / "checkpoint.pt")))
