@@ -163,7 +163,11 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
         if cfg.stacking == "bidirectional" and not shards.has_backward:
             raise ValueError(f"--stacking bidirectional needs backward flow, and {spec.shards} holds none: extract "
                              "with `flowprep extract --backward` (into a new --out folder)")
-        split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
+        split_dir = find_split_dir(spec.dataset, spec.shards, spec.split_dir)
+        split = load_split(spec.dataset, split_dir, cfg.split)
+        if not split.train:  # an empty list trained nothing, for every epoch, and exited 0
+            raise ValueError(f"{split_dir}: the training list of split {cfg.split} names no video; give the split "
+                             "folder whose lists name this dataset's training videos (--split-dir)")
         sources.append(shards)
         items += load_items(shards, bind(split.train, shards), task=k)
         classes.append(list(split.classes))

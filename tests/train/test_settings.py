@@ -130,3 +130,18 @@ def test_resume_refuses_a_run_made_with_other_settings(motion_data, tmp_path, ch
     assert (saved["stacking"], saved["train_layers"], saved["mean_subtract"]) == ("optical", "all", True)
     with pytest.raises(ValueError, match=f"other settings \\({next(iter(change))}="):
         fit(FitConfig(**{**base, **change}, resume=str(tmp_path / "checkpoint.pt")))
+
+
+def test_an_empty_training_list_is_refused_instead_of_training_nothing(motion_data, tmp_path):
+    """It trained on 0 samples for every epoch, wrote a best.pt of untrained weights and exited 0."""
+    import shutil
+
+    split_dir = tmp_path / "splits"
+    shutil.copytree(motion_data.split_dir, split_dir)
+    (split_dir / "trainlist01.txt").write_text("")
+    cfg = FitConfig(shards=str(motion_data.shards), split_dir=str(split_dir), stream="temporal", arch="tiny",
+                    crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0, progress=False, epochs=1,
+                    device="cpu", out=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="the training list of split 1 names no video"):
+        fit(cfg)
+    assert not (tmp_path / "out" / "best.pt").exists()
