@@ -166,10 +166,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if bad is not None:
         raise CheckpointError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # what the CRCs cannot see (a file of another program): one line, not a traceback
         raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                               f"{again}") from e
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ck, dict) or not isinstance(ck.get(k), dict | list)]
+    if missing:  # a torch file of another kind (a bare state_dict, a list): it gave KeyError 'config' tracebacks
+        what = f"a {type(ck).__name__}" + (f" without {', '.join(missing)}" if isinstance(ck, dict) else "")
+        raise CheckpointError(f"{path}: not a checkpoint of `train fit` ({what}); give the best.pt or checkpoint.pt "
+                              "of a fit run (a bare state_dict goes to --pretrained)")
+    return ck
+
+
+_CHECKPOINT_KEYS = ("model", "config", "classes")  # what every best.pt and checkpoint.pt holds
 
 
 class MetricsLog:

@@ -114,3 +114,12 @@ def test_an_error_in_a_loader_worker_is_one_line():
     assert line == ("runs/shards/shard-00003.h5 (video v_Fencing_g01_c02): flow_x[12] fails its CRC-32 check "
                     "(corrupt data); run `flowprep verify --repair` (in a data loader worker)")
     assert worker_error(RuntimeError("CUDA out of memory")) is None  # other errors are not rewritten
+
+
+@pytest.mark.parametrize("obj", [{"heads.0.weight": torch.zeros(2)}, {"a": 1}, [1, 2]])
+def test_a_torch_file_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path, obj):
+    """A bare state_dict, another dict or a list loaded, then failed with KeyError 'config' (a traceback)."""
+    path = tmp_path / "other.pt"
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="not a checkpoint of `train fit`"):
+        load_checkpoint(path)
