@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,12 +38,25 @@ def load_scores(path: str | os.PathLike) -> Scores:
     """Read a score file written by ``train test``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: score file not found; write it with `python -m train test`")
-    with np.load(path, allow_pickle=False) as z:
-        missing = {"scores", "labels", "videos", "classes"} - set(z.files)
-        if missing:
-            raise ValueError(f"{path}: not a score file (no {', '.join(sorted(missing))})")
-        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
-        return Scores(z["scores"], z["labels"], z["videos"], z["classes"], meta)
+    again = "write it again with `python -m train test`"
+    try:
+        with zipfile.ZipFile(path) as zf:  # np.load reads no CRC-32: a flipped byte would load
+            if (bad := zf.testzip()) is not None:
+                raise ValueError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"scores", "labels", "videos", "classes"} - set(z.files)
+            if missing:
+                raise ValueError(f"{path}: not a score file (no {', '.join(sorted(missing))})")
+            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+            s = Scores(z["scores"], z["labels"], z["videos"], z["classes"], meta)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as e:  # empty, cut, flipped, not .npz
+        text = " ".join(str(e).split())
+        raise ValueError(text if text.startswith(str(path)) else f"{path}: unreadable ({text[:200]}); {again}") from e
+    shape = (len(s.labels), len(s.classes))
+    if s.scores.shape != shape or not np.isfinite(s.scores).all():  # a fusion of these would be silently wrong
+        raise ValueError(f"{path}: its scores are {s.scores.shape} for {shape} (videos, classes), or not all "
+                         f"finite; {again}")
+    return s
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:

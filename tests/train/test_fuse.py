@@ -69,3 +69,23 @@ def test_accuracy_metrics():
     assert topk_accuracy(s, y, 1) == 0.5 and topk_accuracy(s, y, 2) == 0.75
     assert mean_class_accuracy(s, y) == pytest.approx((1 + 1 / 3) / 2)
     assert summary(s, y)["top5"] == 1.0
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "nan", "columns"])
+def test_a_damaged_score_file_is_refused_in_one_line_naming_it(tmp_path, damage):
+    """Empty, cut or flipped files gave EOFError / BadZipFile tracebacks; NaN scores a fusion accuracy, exit 0."""
+    rows = [[.6, .3, .1], [.1, .8, .1]]
+    path = tmp_path / "s.npz"
+    if damage == "nan":
+        _save(path, [[np.nan] * 3] * 2, [0, 1], ["v1", "v2"])
+    elif damage == "columns":
+        save_scores(Scores(np.asarray(rows)[:, :2], np.asarray([0, 1]), np.asarray(["v1", "v2"]), CLASSES, {}), path)
+    else:
+        _save(path, rows, [0, 1], ["v1", "v2"])
+        data = bytearray(path.read_bytes())
+        if damage == "flipped":
+            data[200] ^= 0xFF  # inside scores.npy's array bytes (a byte of a local header is not read)
+        path.write_bytes(b"" if damage == "empty" else bytes(data[: len(data) // 2] if damage == "truncated" else data))
+    with pytest.raises(ValueError) as e:
+        load_scores(path)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
