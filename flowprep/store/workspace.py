@@ -35,6 +35,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import settings_mismatch
 from flowprep.store.shardfile import read_checked_header, read_shard_header, sources_of
+from flowprep.store.writer import drop_slack
 
 log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
@@ -207,6 +208,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
             except ShardError:
                 continue
             if keys and not any(k in done for k in keys):
+                drop_slack(f)  # killed before its worker dropped a failed long video's space: dropped here
                 final = publisher.publish(f, [VideoTask(k, s) for k, s in zip(keys, sources_of(f, keys))])
                 done.update(zip(keys, status))
                 adopted.append(final.name)

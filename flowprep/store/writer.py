@@ -16,7 +16,15 @@ from flowprep.base.durable import open_replacing
 from flowprep.datasets.listing import printable
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
-from flowprep.store.shardfile import copy_videos, group_digest, header_digest, open_h5, read_shard_header
+from flowprep.store.shardfile import (
+    copy_videos,
+    group_digest,
+    header_digest,
+    open_h5,
+    read_catalog,
+    read_header,
+    read_shard_header,
+)
 
 log = logging.getLogger("flowprep")
 _BYTES = h5py.vlen_dtype(np.uint8)
@@ -295,12 +303,29 @@ def drop_dead_space(writer: ShardWriter) -> int:
     file only once complete; if it fails (a full disk), the shard stays as it was, complete and correct."""
     if writer.dead_bytes <= REPACK_BYTES:
         return 0
-    before = writer.path.stat().st_size
+    return _rewrite(writer.path, writer.settings, writer.dead_bytes)
+
+
+def drop_slack(path: Path) -> int:
+    """``drop_dead_space`` for a finished shard whose writer is gone (a chunk a killed run left, adopted by the
+    next): rewritten when the file is over REPACK_BYTES larger than the JPEG bytes its catalog lists."""
+    with open_h5(path) as f:
+        if F.CATALOG not in f:  # a shard older than catalogs: nothing says what its bytes should be
+            return 0
+        settings = read_header(f, path)[0]
+        listed = sum(int(e.get("bytes", 0)) for e in read_catalog(f, []))
+    slack = path.stat().st_size - listed
+    return _rewrite(path, settings, slack) if slack > REPACK_BYTES else 0
+
+
+def _rewrite(path: Path, settings: dict, dead: int) -> int:
+    # the shard copied into a fresh file that replaces it once complete; returns the bytes the file lost
+    before = path.stat().st_size
     try:
-        with ShardWriter(writer.path, writer.settings) as fresh:
-            copy_videos(writer.path, read_shard_header(writer.path)[1], fresh)
+        with ShardWriter(path, settings) as fresh:
+            copy_videos(path, read_shard_header(path)[1], fresh)
     except OSError as e:
-        log.warning("%s keeps %d MB of failed videos' data (rewriting it without them failed: %s)", writer.path,
-                    writer.dead_bytes >> 20, e)
+        log.warning("%s keeps %d MB of failed videos' data (rewriting it without them failed: %s)", path,
+                    dead >> 20, e)
         return 0
-    return before - writer.path.stat().st_size
+    return before - path.stat().st_size

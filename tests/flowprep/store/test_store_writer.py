@@ -206,3 +206,25 @@ def test_a_shard_whose_rewrite_fails_stays_as_it_was(tmp_path, monkeypatch, capl
     assert writer.drop_dead_space(w) > 0
     with h5py.File(path, "r") as f:
         assert check_video(f[F.VIDEOS][recs[1].key]) is None and read_shard_header(path)[2] == ["failed", "ok"]
+
+
+def test_a_chunk_adopted_from_a_killed_run_is_rewritten_without_a_failed_videos_space(tmp_path, monkeypatch):
+    """Killed between its worker's rename and the rewrite: the next run published it with the dead space."""
+    import flowprep.store.writer as writer
+    from flowprep.store.workspace import STAGING_DIR, Publisher, adopt_orphans
+
+    recs = _records(2)
+    out = tmp_path / "out"
+    chunk = out / STAGING_DIR / "dead-run" / "chunk-00000.h5"
+    with ShardWriter(chunk, {}) as w:  # the chunk as the worker left it: a failed video's pieces still inside
+        w.spill(_piece(recs[0], slice(0, 3), slice(0, 2)))
+        w.add(VideoRecord.failed(recs[0].key, "s", "it failed after a piece was written"))
+        w.add(recs[1])
+    kept = chunk.stat().st_size
+    monkeypatch.setattr(writer, "REPACK_BYTES", 0)
+    done: dict[str, str] = {}
+    adopted = adopt_orphans(out, "live-run", done, Publisher(out))
+    shard = out / adopted[0]
+    assert shard.stat().st_size < kept and done == {recs[0].key: "failed", recs[1].key: "ok"}
+    with h5py.File(shard, "r") as f:
+        assert check_video(f[F.VIDEOS][recs[1].key]) is None and read_shard_header(shard)[2] == ["failed", "ok"]
