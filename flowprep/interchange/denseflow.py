@@ -32,7 +32,7 @@ from flowprep.interchange.frames import (
     write_sidecar,
 )
 from flowprep.store.reader import ShardSet
-from flowprep.store.workspace import read_index
+from flowprep.store.workspace import recorded_keys
 
 log = logging.getLogger("flowprep")
 _NAME = re.compile(r"^(flow_x|flow_y|img)_(\d+)\.jpg$")
@@ -42,7 +42,7 @@ LAYOUT = "<video>/flow_x_%05d.jpg, flow_y_%05d.jpg (and img_%05d.jpg), numbered 
 def open_for_export(shards_dir: str | os.PathLike, what: str) -> ShardSet:
     """The shards to export; FlowprepError for 12-bit flow, which the other tools' loaders cannot read."""
     src = ShardSet(shards_dir)
-    missing = {t.key for ts in read_index(Path(shards_dir)).values() for t in ts} - set(src.keys(None))
+    missing = recorded_keys(Path(shards_dir)) - set(src.keys(None))
     if missing:  # a shard deleted or moved away: what is exported is correct, but not all of the folder
         log.warning("%d video(s) recorded in %s are in no shard and are not exported (e.g. %s); `flowprep verify "
                     "%s --repair` brings them back", len(missing), shards_dir, min(missing), shards_dir)

@@ -16,7 +16,7 @@ from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
 from flowprep.store.shardfile import checked_header, open_h5, read_catalog, unreadable
-from flowprep.store.workspace import read_index
+from flowprep.store.workspace import recorded_keys
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         "flows": sum(v["flows"] for v in ok),
         "unreadable_shards": problems,
         # in index.jsonl but in no shard (one deleted or moved away): verify --repair brings them back
-        "videos_missing": sorted({t.key for ts in read_index(out).values() for t in ts} - set(videos)),
+        "videos_missing": sorted(recorded_keys(out) - set(videos)),
         "last_run": _last_run(last),
         "videos": vids,
     }

@@ -152,6 +152,11 @@ def read_index(out: Path) -> dict[str, list[VideoTask]]:
     return {name: list(tasks.values()) for name, tasks in entries.items()}
 
 
+def recorded_keys(out: Path) -> set[str]:
+    """Every video index.jsonl records in any shard: those that no shard holds are missing."""
+    return {t.key for tasks in read_index(out).values() for t in tasks}
+
+
 def index_entry(line: str) -> tuple[str, list[VideoTask]] | None:
     """(shard name, its videos) of one line of index.jsonl, or None when the line is not such a record."""
     try:
