@@ -28,7 +28,6 @@ from flowprep.runners.local import LocalRunner
 from flowprep.store import format as F
 from flowprep.store.record import ChunkResult
 from flowprep.store.settings import bind_settings
-from flowprep.store.summary import partial_keys
 from flowprep.store.workspace import (
     Publisher,
     RunLock,
@@ -126,10 +125,10 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         bind_settings(out, spec.identity)
         _write_missing(out, spec.missing)
         remove_stale_temporaries(out)
-        done, unreadable = scan_output(out, spec.identity)
+        # partial videos count in the exit status as failed ones do, those of earlier runs too
+        done, unreadable, partial_before = scan_output(out, spec.identity)
         publisher = Publisher(out)
-        adopted = adopt_orphans(out, lock.run_id, done, publisher)
-        partial_before = partial_keys(out) if done else set()  # partial videos count in the exit status as failed do
+        adopted = adopt_orphans(out, lock.run_id, done, publisher, partial_before)
         skip = {k for k, s in done.items() if s == F.OK or not spec.retry_failed}
         todo = [t for t in videos if t.key not in skip]
         jobs = max(1, min(spec.runner.slots(), len(todo) or 1))

@@ -16,7 +16,7 @@ from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
-from flowprep.store.shardfile import open_h5, read_catalog, read_checked_header, unreadable
+from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
@@ -56,12 +56,17 @@ class ShardSet:
         self.settings: dict = {}
         self._where: dict[str, tuple[str, str]] = {}  # key -> (shard path, status)
         self._lower: dict[str, str] = {}
+        # shard -> its catalog (None: a shard older than catalogs); plain data, so it outlives close() and forks.
+        # Kept as read when the folder is opened (parsed by meta), so that meta opens no file for it.
+        self._catalogs: dict[str, dict[str, dict] | None] = {}
+        self._raw_catalogs: dict[str, str | bytes | None] = {}
         for path in F.list_shards(self.root):
-            settings, keys, status, damage = read_checked_header(path)
-            if damage:  # its keys, statuses or catalog cannot be trusted: not a video of it is read
-                raise ShardError(str(path), f"{damage}; run `flowprep verify --repair {self.root}`")
-            self.settings = self.settings or settings
-            for k, s in zip(keys, status):
+            header = read_checked_header(path)
+            if header.damage:  # its keys, statuses or catalog cannot be trusted: not a video of it is read
+                raise ShardError(str(path), f"{header.damage}; run `flowprep verify --repair {self.root}`")
+            self._raw_catalogs[str(path)] = header.catalog
+            self.settings = self.settings or header.settings
+            for k, s in zip(header.keys, header.status):
                 old = self._where.get(k)
                 if F.supersedes(old[1] if old else None, s):
                     self._where[k] = (str(path), s)
@@ -71,8 +76,6 @@ class ShardSet:
         for k in self._where:
             names.setdefault(k.rsplit("/", 1)[-1].lower(), []).append(k)
         self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
-        # shard -> its catalog (None: a shard older than catalogs); plain data, so it outlives close() and forks
-        self._catalogs: dict[str, dict[str, dict] | None] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -149,9 +152,13 @@ class ShardSet:
         if key not in self._where:
             raise KeyError(f"video {key!r} is not in {self.root}")
         path = self._where[key][0]
-        if path not in self._catalogs:  # read once per shard: the file is not touched again for metadata
-            f = self._file(path, key)  # (resets the handles after a fork)
-            self._catalogs[path] = {e["key"]: e for e in read_catalog(f, [])} if F.CATALOG in f else None
+        if path not in self._catalogs:  # parsed once per shard: the file is not touched again for metadata
+            if path in self._raw_catalogs:
+                raw = self._raw_catalogs.pop(path)
+            else:  # a reader sent to another process: the catalogs stayed behind
+                f = self._file(path, key)  # (resets the handles after a fork)
+                raw = f[F.CATALOG][()] if F.CATALOG in f else None
+            self._catalogs[path] = {e["key"]: e for e in catalog_entries(raw)} if raw is not None else None
         cat = self._catalogs[path]
         if cat is not None:
             return _meta(key, path, cat[key])
@@ -268,6 +275,7 @@ class ShardSet:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_files"], state["_cache"], state["_catalogs"] = OrderedDict(), {}, {}  # no handle travels
+        state["_raw_catalogs"] = {}  # nor the catalogs: they are read again where they are needed
         state["_open_keys"] = {}
         return state
 

@@ -15,7 +15,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
-from flowprep.store.shardfile import checked_header, open_h5, read_catalog, unreadable
+from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
 from flowprep.store.workspace import recorded_keys
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,13 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
     for path in F.list_shards(out):
         try:
             with open_h5(path) as f:
-                s, keys, _, damage = checked_header(f, path)  # a damaged catalog must not be taken as the truth
-                if damage:
+                s, keys, _, damage, catalog = checked_header(f, path)
+                if damage:  # a damaged catalog must not be taken as the truth
                     problems.append({"shard": path.name, "reason": f"{path}: {damage}; run `flowprep verify "
                                                                    "--repair`"})
                     continue
                 settings = settings or s
-                for e in read_catalog(f, keys):
+                for e in catalog_entries(catalog) if catalog is not None else read_catalog(f, keys):
                     old = videos.get(e["key"])
                     if F.supersedes(old["status"] if old else None, e["status"]):
                         videos[e["key"]] = _entry(e, path.name)
@@ -55,11 +55,6 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
         except (OSError, KeyError, ValueError) as e:  # HDF5 cannot read it, or a corrupt catalog
             problems.append({"shard": path.name, "reason": str(unreadable(path, e))})
     return settings, videos, problems
-
-
-def partial_keys(out: Path) -> set[str]:
-    """The videos of the folder's shards of which only part decoded (kept, flagged): read from the catalogs."""
-    return {k for k, v in read_folder_catalog(out)[1].items() if v["status"] == F.OK and v["partial_reason"]}
 
 
 def summarize(out_dir: str | os.PathLike) -> dict:

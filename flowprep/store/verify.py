@@ -57,7 +57,7 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
     """Check one shard's header and every video in it, adding what is wrong to ``f``."""
     f.shards += 1
     try:
-        settings, keys, _, damage = read_checked_header(path)
+        settings, keys, _, damage, _ = read_checked_header(path)
     except ShardError as e:
         f.damage.append(Damage(path.name, None, e.reason))
         return

@@ -34,7 +34,7 @@ from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import settings_mismatch
-from flowprep.store.shardfile import read_checked_header, read_shard_header, sources_of
+from flowprep.store.shardfile import catalog_entries, partial_of, read_checked_header, sources_of
 from flowprep.store.writer import drop_slack
 
 log = logging.getLogger("flowprep")
@@ -195,12 +195,13 @@ class Publisher:
             return final
 
 
-def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publisher) -> list[str]:
+def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publisher,
+                  partial: set[str] | None = None) -> list[str]:
     """Publish complete chunks left in dead runs' staging folders; delete the rest. Needs the run lock.
 
     A chunk is adopted only if none of its videos is already in a published shard (a kill between a chunk's
-    link and its unlink leaves it both published and staged). ``done`` is updated with the adopted videos.
-    Returns the names of the shards adopted.
+    link and its unlink leaves it both published and staged). ``done`` is updated with the adopted videos, and
+    ``partial`` (when given) with those of them that decoded only in part. Returns the names of the shards adopted.
     """
     adopted = []
     root = out / STAGING_DIR
@@ -209,21 +210,24 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != run_id):
         for f in sorted(d.glob("chunk-*.h5")):
             try:
-                _, keys, status = read_shard_header(f)
+                _, keys, status, _, catalog = read_checked_header(f)
             except ShardError:
                 continue
             if keys and not any(k in done for k in keys):
                 drop_slack(f)  # killed before its worker dropped a failed long video's space: dropped here
                 final = publisher.publish(f, [VideoTask(k, s) for k, s in zip(keys, sources_of(f, keys))])
                 done.update(zip(keys, status))
+                if partial is not None and catalog is not None:
+                    partial |= partial_of(catalog_entries(catalog))
                 adopted.append(final.name)
                 log.info("adopted %s (finished by an interrupted run) as %s", f.name, final.name)
         shutil.rmtree(d, ignore_errors=True)
     return adopted
 
 
-def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, str], list[str]]:
-    """(key -> status of every video in complete shards, shards moved aside as unreadable). Needs the run lock.
+def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, str], list[str], set[str]]:
+    """(key -> status of every video in complete shards, shards moved aside as unreadable, the videos of those
+    shards that decoded only in part). Needs the run lock.
 
     An unreadable shard is renamed ``*.unreadable`` (kept for inspection, out of the reader's way) and its
     videos are extracted again. Each shard's header and catalog are checked against their digest (cheap: no
@@ -234,10 +238,10 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, 
             videos must not count as done (``flowprep verify --repair`` deals with it).
     """
     done: dict[str, str] = {}
-    bad = []
+    bad, partial = [], set()
     for shard in F.list_shards(out_dir):
         try:
-            settings, keys, status, damage = read_checked_header(shard)
+            settings, keys, status, damage, catalog = read_checked_header(shard)
         except ShardError as e:
             aside = shard.with_name(shard.name + ".unreadable")
             os.replace(shard, aside)
@@ -249,10 +253,15 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, 
         if reason:
             raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
                                          f"--repair {shard.parent}` (or move the shard out of the folder)")
+        in_part = partial_of(catalog_entries(catalog)) if catalog is not None else set()  # (none before catalogs)
         for k, s in zip(keys, status):
             if F.supersedes(done.get(k), s):
                 done[k] = s
-    return done, bad
+                if k in in_part:
+                    partial.add(k)
+                else:  # done again, whole, in a later shard
+                    partial.discard(k)
+    return done, bad, partial
 
 
 def remove_stale_temporaries(out: Path) -> None:

@@ -43,7 +43,7 @@ def test_publication_takes_the_next_free_name_and_indexes_first(tmp_path):
 def test_a_dead_runs_finished_chunk_is_adopted_once_and_unreadable_shards_move_aside(tmp_path):
     _shard(tmp_path / F.shard_name(0), ["A/v0"])
     (tmp_path / F.shard_name(1)).write_bytes(b"truncated")
-    done, bad = scan_output(tmp_path)
+    done, bad, _ = scan_output(tmp_path)
     assert done == {"A/v0": "ok"} and bad == [str(tmp_path / (F.shard_name(1) + ".unreadable"))]
     dead = staging_dir(tmp_path, "dead-run")
     _shard(dead / chunk_name(0), ["A/v1"])  # finished, never published

@@ -176,7 +176,7 @@ def test_every_shard_the_store_opens_holds_hdf5s_metadata_cache_to_the_cap(tmp_p
     with open_h5(path) as f:
         assert f.id.get_mdc_config().max_size == METADATA_CACHE_BYTES
     shards = ShardSet(tmp_path)
-    shards.meta(shards.keys()[0])
+    shards.flow(shards.keys()[0], [0])  # opens its shard
     assert [f.id.get_mdc_config().max_size for f in shards._files.values()] == [METADATA_CACHE_BYTES]
 
 
