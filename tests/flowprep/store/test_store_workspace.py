@@ -51,3 +51,24 @@ def test_a_dead_runs_finished_chunk_is_adopted_once_and_unreadable_shards_move_a
     with RunLock(tmp_path) as lock:
         adopted = adopt_orphans(tmp_path, lock.run_id, done, Publisher(tmp_path))
     assert len(adopted) == 1 and done == {"A/v0": "ok", "A/v1": "ok"} and not dead.exists()
+
+
+def test_partial_videos_are_found_in_the_shards_and_in_an_adopted_chunk(tmp_path):
+    """What the exit status of a resumed run counts: partial videos of earlier runs, published or adopted."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(4)
+
+    def write(path, key, partial: bool):
+        rec = make_record(key, *motion_video(rng, 0, 4, 24))
+        with ShardWriter(path, {}) as w:
+            w.add(replace(rec, partial_reason="stream ended early") if partial else rec)
+    write(tmp_path / F.shard_name(0), "A/cut", True)
+    write(tmp_path / F.shard_name(1), "A/whole", False)
+    write(tmp_path / F.shard_name(2), "A/redone", True)
+    write(tmp_path / F.shard_name(3), "A/redone", False)  # extracted again, whole: no longer partial
+    done, _, partial = scan_output(tmp_path)
+    assert set(done) == {"A/cut", "A/whole", "A/redone"} and partial == {"A/cut"}
+    write(staging_dir(tmp_path, "dead") / chunk_name(0), "B/cut", True)
+    adopt_orphans(tmp_path, "live", done, Publisher(tmp_path), partial)
+    assert partial == {"A/cut", "B/cut"} and done["B/cut"] == F.OK
