@@ -106,12 +106,11 @@ def write_images(folder: Path, shards, key: str, names: Sequence[tuple[str, str,
     """Each stored JPEG of ``key`` as ``folder/<prefix>_%05d.jpg`` from ``start``: (stream, prefix, count)."""
     folder.mkdir(parents=True, exist_ok=True)
     for stream, prefix, n in names:
-        i, step = 0, min(F.FIRST_STEP, F.READ_STEP)
-        while i < n:  # a piece of about F.READ_BYTES at a time: memory does not grow with the video's length
-            blobs = shards.jpegs(key, stream, range(i, min(n, i + step)))
-            for j, blob in enumerate(blobs, i):
-                (folder / f"{prefix}_{j + start:05d}.jpg").write_bytes(blob.tobytes())
-            i, step = i + len(blobs), F.next_step(len(blobs), sum(b.nbytes for b in blobs))
+        i = start
+        for blobs in F.read_in_pieces(n, lambda a, b, stream=stream: shards.jpegs(key, stream, range(a, b))):
+            for blob in blobs:
+                (folder / f"{prefix}_{i:05d}.jpg").write_bytes(blob.tobytes())
+                i += 1
 
 
 @dataclass
@@ -186,7 +185,7 @@ def build_record(files: VideoFiles, spill: Callable[[VideoRecord], None] | None 
                           height=height, solver={"backend": "imported", "device": None})
         streams = (("flow_x", files.flow_x), ("flow_y", files.flow_y), ("rgb", files.rgb))
         start = held = 0  # the first flow the record holds; JPEG bytes it holds
-        for i in range(len(files.rgb) if len(files.rgb) > flows else flows):
+        for i in range(max(len(files.rgb), flows)):
             for attr, items in streams:
                 if i < len(items):
                     blob = first if (i, attr) == (0, "flow_x") else files.read(items[i])

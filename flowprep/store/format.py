@@ -29,7 +29,7 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -141,27 +141,32 @@ def next_step(items: int, nbytes: int) -> int:
     return max(1, min(READ_STEP, READ_BYTES * items // max(nbytes, 1)))
 
 
-def pieces(arr, step: int | None = None) -> Iterator[np.ndarray]:
-    """An array or an HDF5 dataset read along its first axis about READ_BYTES at a time (``step``: that many
-    items each), at most READ_STEP items; a scalar: whole."""
+def pieces(arr) -> Iterator[np.ndarray]:
+    """An array or an HDF5 dataset read along its first axis about READ_BYTES at a time (``read_in_pieces``); a
+    scalar: whole."""
     if not arr.shape:
         yield np.asarray(arr[()])
         return
-    start, n = 0, arr.shape[0]
-    size = step or min(FIRST_STEP, READ_STEP)
+    yield from read_in_pieces(arr.shape[0], lambda start, stop: np.asarray(arr[start:stop]))
+
+
+def read_in_pieces(n: int, read: Callable[[int, int], Sequence]) -> Iterator[Sequence]:
+    """``read(start, stop)`` over items 0..n, each piece about READ_BYTES (at most READ_STEP items; the first
+    FIRST_STEP, before the items' size is known), yielded as read: bounded memory for a video of any length."""
+    start, size = 0, min(FIRST_STEP, READ_STEP)
     while start < n:
-        piece = np.asarray(arr[start:start + size])
+        stop = min(n, start + size)
+        piece = read(start, stop)
         yield piece
-        start += len(piece)
-        if not step:
-            size = next_step(len(piece), _nbytes(piece))
+        start, size = stop, next_step(stop - start, _nbytes(piece))
 
 
-def _nbytes(piece: np.ndarray) -> int:
+def _nbytes(piece: Sequence) -> int:
     # the bytes a piece holds: variable-length items (JPEGs, strings) are counted one by one
-    if piece.dtype != object:
+    if isinstance(piece, np.ndarray) and piece.dtype != object:
         return piece.nbytes
-    return sum(len(x) for x in piece.reshape(-1)) + 8 * piece.size
+    items = piece.reshape(-1) if isinstance(piece, np.ndarray) else piece
+    return sum(len(x) for x in items) + 8 * len(items)
 
 
 def digest(attrs: dict, arrays: Mapping[str, object]) -> str:
