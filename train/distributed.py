@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -37,7 +38,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
     Args:
         device: 'auto' (CUDA if available), 'cpu' or 'cuda'.
     """
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ValueError(f"--device must be auto, cpu or cuda (cuda:N), got {device!r}")
     cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():  # torch's own error is a traceback about drivers
+        raise ValueError(f"--device {device}: torch sees no CUDA GPU here (no driver, no GPU, or a CPU-only "
+                         "torch); use --device cpu, or auto")
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo(device="cuda" if cuda else "cpu")
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))

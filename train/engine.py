@@ -11,7 +11,6 @@ import json
 import os
 import random
 import time
-import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from flowprep.base.durable import open_replacing, write_text
 from flowprep.loading.augment import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
+from train.torchfile import CheckpointError, read_torch_file
 
 
 def multitask_loss(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
@@ -138,38 +138,19 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         torch.save(state, fh)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is empty, truncated, damaged or not one of ours: the message names it and says what to do."""
+def load_checkpoint(path: str | os.PathLike, again: str = "train again with --restart (or give another checkpoint)"
+                    ) -> dict:
+    """Read a checkpoint of ``train fit`` on the CPU, its bytes checked first (``read_torch_file``).
 
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint on the CPU, its bytes checked first.
-
-    ``torch.save`` writes a zip archive with a CRC-32 per entry that ``torch.load`` never looks at (a damaged
-    file loaded and trained to a NaN loss); here every entry's CRC is checked before loading.
-
+    Args:
+        again: what to do about a bad file (the message's end): a run's own checkpoint is trained again.
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: empty, truncated, damaged, or not a checkpoint.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found; give the best.pt or checkpoint.pt of a fit run")
-    again = "train again with --restart (or give another checkpoint)"
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a complete checkpoint (empty, truncated or not written by train fit); "
-                              f"{again}")
-    try:
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise CheckpointError(f"{path}: unreadable ({e}); {again}") from e
-    if bad is not None:
-        raise CheckpointError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # what the CRCs cannot see (a file of another program): one line, not a traceback
-        raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                              f"{again}") from e
+    ck = read_torch_file(path, again, weights_only=False)
     missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ck, dict) or not isinstance(ck.get(k), dict | list)]
     if missing:  # a torch file of another kind (a bare state_dict, a list): it gave KeyError 'config' tracebacks
         what = f"a {type(ck).__name__}" + (f" without {', '.join(missing)}" if isinstance(ck, dict) else "")
@@ -181,17 +162,34 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 _CHECKPOINT_KEYS = ("model", "config", "classes")  # what every best.pt and checkpoint.pt holds
 
 
+def load_weights(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights into the net its settings describe; weights of other names or shapes (a file
+    changed by hand, or written by another version) raise CheckpointError naming the first, not a traceback."""
+    own = model.state_dict()
+    bad = [k for k in own if getattr(state.get(k), "shape", None) != own[k].shape] + [k for k in state if k not in own]
+    if bad:
+        theirs = getattr(state.get(bad[0]), "shape", None)
+        raise CheckpointError(f"{path}: its weights do not fit the net its settings describe ({len(bad)} differ, e.g. "
+                              f"{bad[0]}: {tuple(theirs) if theirs is not None else 'missing'} against "
+                              f"{tuple(own[bad[0]].shape) if bad[0] in own else 'none'}); give the checkpoint as fit "
+                              "wrote it, or train again")
+    model.load_state_dict(state)
+
+
 class MetricsLog:
-    """Per-epoch metrics appended to ``metrics.csv`` and rewritten in full to ``metrics.json``."""
+    """Per-epoch metrics (``history``, one dict an epoch) written to ``metrics.csv`` and ``metrics.json``."""
 
     def __init__(self, out_dir: str | os.PathLike, history: list[dict] | None = None, extra: dict | None = None):
         self.out = Path(out_dir)
         self.history = list(history or [])
         self.extra = dict(extra or {})
 
-    def append(self, row: dict) -> None:
-        """Record one epoch (the CSV is rewritten from the history so a resumed run stays consistent)."""
-        self.history.append(row)
+    def write(self) -> None:
+        """metrics.csv and metrics.json from the history (rewritten whole, so a resumed run stays consistent).
+
+        Written after the epoch's checkpoint: a kill between the two leaves metrics one epoch behind the
+        checkpoint, which a resume rewrites, never ahead of it.
+        """
         fields = list(dict.fromkeys(k for r in self.history for k in r))
         with open_replacing(self.out / "metrics.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields)

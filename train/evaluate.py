@@ -12,12 +12,12 @@ import torch
 
 from flowprep.base.defaults import default_of
 from flowprep.base.durable import write_json
-from flowprep.datasets.splits import find_split_dir, load_split
+from flowprep.datasets.splits import SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
-from train.engine import load_checkpoint, predict
-from train.fit import FitConfig, TaskSpec
+from train.config import saved_config
+from train.engine import load_checkpoint, load_weights, predict
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
 from train.models import build_model
 from train.splits import bind
@@ -44,14 +44,6 @@ class TestConfig:
     task: int = 0  # a multi-task model: which dataset (0: the main one, k: the k-th --also) and so which head
 
 
-def _fit_config(saved: dict) -> FitConfig:
-    saved = dict(saved)
-    for name in ("also", "add_classes"):
-        saved[name] = tuple(TaskSpec(**t) for t in saved.get(name, ()))
-    saved["milestones"] = tuple(saved["milestones"]) if saved.get("milestones") else None
-    return FitConfig(**saved)
-
-
 def test(cfg: TestConfig) -> dict:
     """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
 
@@ -62,7 +54,7 @@ def test(cfg: TestConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ck = load_checkpoint(cfg.checkpoint)
-    fc = _fit_config(ck["config"])
+    fc = saved_config(ck["config"], cfg.checkpoint)
     tasks = fc.tasks
     if not 0 <= cfg.task < len(tasks):
         raise ValueError(f"--task {cfg.task}: this model has {len(tasks)} task(s) "
@@ -72,11 +64,14 @@ def test(cfg: TestConfig) -> dict:
     shards = ShardSet(shards_dir)
     split = load_split(spec.dataset, find_split_dir(spec.dataset, shards_dir, cfg.split_dir or spec.split_dir),
                        fc.split)
+    if not split.subset(cfg.subset):  # it gave "cannot reshape array of size 0"
+        raise SplitError(f"the {cfg.subset} list of split {fc.split} names no video; give the split folder whose "
+                         "lists name this dataset's videos (--split-dir)")
     items = load_items(shards, bind(split.subset(cfg.subset), shards))
     data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
     model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,
                         fc.resolved_dropout(), fc.stream == "temporal")
-    model.load_state_dict(ck["model"])
+    load_weights(model, ck["model"], cfg.checkpoint)
     model.to(device)
     dataset = EvalClips(shards, items, data_cfg)
     loader = make_loader(dataset, cfg.num_workers, batch_size=cfg.batch_size,

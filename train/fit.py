@@ -10,8 +10,7 @@ import dataclasses
 import logging
 import math
 import shutil
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from flowprep.base.defaults import default_of
 from flowprep.base.durable import replacing
-from flowprep.datasets import DATASETS
 from flowprep.datasets.splits import find_split_dir, load_split
-from flowprep.loading import augment as T
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
-from flowprep.loading.stacking import STACKINGS
 from flowprep.store.reader import ShardSet
 from train import distributed as D
+from train.config import FitConfig, saved_config
 from train.engine import (
     MetricsLog,
     load_checkpoint,
+    load_weights,
     predict,
     rng_state,
     save_checkpoint,
@@ -40,113 +37,19 @@ from train.engine import (
     unwrap,
 )
 from train.models import build_model
-from train.splits import bind
+from train.splits import bind, check_classes
 
 log = logging.getLogger(__name__)
 
 # the paper's schedule as fractions of the run: from scratch 50K and 70K of 80K iterations, fine-tuning 14K of 20K
 SCRATCH_MILESTONES = (50 / 80, 70 / 80)
 FINETUNE_MILESTONES = (14 / 20,)
-# settings a resumed run must share with its checkpoint
 # what a resumed run must share with its checkpoint: all that shapes the weights and the schedule (a changed --lr
 # or --epochs was taken, and the checkpoint then recorded settings its weights were not trained with); the rest
 # (device, workers, threads, AMP, progress, monitoring) may change between a run and its resumption
 _RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also",
                  "stacking", "train_layers", "mean_subtract", "rgb_jitter", "add_classes", "init_from", "pretrained",
                  "epochs", "lr", "momentum", "weight_decay", "milestones", "dropout", "multi_scale", "flip", "balanced")
-_SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One dataset to train on: its shards and split files (several make a multi-task run, one head each)."""
-
-    dataset: str
-    shards: str
-    split_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Everything ``fit`` needs; built once from the command line."""
-
-    shards: str
-    dataset: str = "ucf101"
-    split: int = 1
-    split_dir: str | None = None
-    stream: str = _SAMPLING("stream")
-    arch: str = "cnn_m_2048"
-    pretrained: str | None = None
-    out: str = "runs/x"
-    epochs: int = 1
-    batch_size: int = 256  # global: divided over DDP ranks
-    lr: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: tuple[float, ...] | None = None  # None: the paper's (scratch or fine-tuning)
-    dropout: float | None = None  # None: 0.9, or 0.5 when fine-tuning the spatial net (the paper's best)
-    crop_size: int = _SAMPLING("crop_size")
-    flow_length: int = _SAMPLING("flow_length")
-    mean_subtract: bool = _SAMPLING("mean_subtract")
-    multi_scale: bool = _SAMPLING("multi_scale")
-    flip: bool = _SAMPLING("flip")  # off for classes that differ by left/right motion (a flip turns one into the other)
-    rgb_jitter: bool | None = None  # AlexNet's PCA colour jitter of spatial training frames (None: on, the paper's)
-    train_layers: str = "all"  # "last": a pre-trained net's trunk stays as it is, only the classifier learns
-    stacking: str = _SAMPLING("stacking")  # the temporal input: "optical", "trajectory" or "bidirectional" stacking
-    balanced: bool = False
-    num_workers: int = 2
-    seed: int = _SAMPLING("seed")
-    device: str = "auto"
-    amp: bool = True  # only ever used on CUDA
-    resume: str | None = None  # None: out/checkpoint.pt if there is one (the same command again continues)
-    restart: bool = False  # train from epoch 0 even if out/checkpoint.pt exists
-    val_frames: int = 1  # clip-level monitoring on the test split each epoch (0: off)
-    val_every: int = 1  # ... every this many epochs (and after the last): the monitor is a test-split pass
-    deterministic: bool = False
-    threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores
-    progress: bool = True
-    also: tuple[TaskSpec, ...] = field(default_factory=tuple)  # further datasets for multi-task learning
-    # datasets whose training videos join the main one's with their classes added to its head (the paper's
-    # Table 2, "adding classes"); the test scores only the main dataset's classes
-    add_classes: tuple[TaskSpec, ...] = field(default_factory=tuple)
-    init_from: str | None = None  # a checkpoint of a trained net: its trunk (not its classifiers) starts this one
-
-    def __post_init__(self) -> None:
-        if self.val_every < 1:
-            raise ValueError(f"--val-every must be 1 or more, got {self.val_every}")
-        if self.train_layers not in ("all", "last"):
-            raise ValueError(f"--train-layers must be last or all, got {self.train_layers!r}")
-        if self.train_layers == "last" and not self.pretrained:
-            raise ValueError("--train-layers last trains only the classifier of a pre-trained net: give --pretrained "
-                             "(or --train-layers all to train every layer)")
-        if self.stacking not in STACKINGS:
-            raise ValueError(f"--stacking must be one of {', '.join(STACKINGS)}, got {self.stacking!r}")
-        if self.rgb_jitter and self.stream != "spatial":
-            raise ValueError("--rgb-jitter jitters RGB frames: it is for the spatial stream")
-
-    @property
-    def tasks(self) -> tuple[TaskSpec, ...]:
-        """The main dataset first, then the multi-task ones."""
-        return (TaskSpec(self.dataset, self.shards, self.split_dir), *self.also)
-
-    def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
-        """The sampling settings of this run."""
-        jitter = self.stream == "spatial" and self.rgb_jitter is not False
-        # a dataset whose classes a mirror swaps (left vs right) is never flipped, in training or in the test's
-        # crops (10 -> the 5 unmirrored, 2 -> the centre); an unknown name: load_split says
-        mirrors = all(DATASETS[t.dataset].horizontal_flips for t in self.tasks if t.dataset in DATASETS)
-        flip = self.flip and mirrors
-        test_crops = test_crops if mirrors else {10: 5, 2: 1}.get(test_crops, test_crops)
-        return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
-                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=flip,
-                          seed=self.seed, test_frames=test_frames, test_crops=test_crops,
-                          rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
-
-    def resolved_dropout(self) -> float:
-        """The paper's ratio: 0.5 for a fine-tuned spatial net, 0.9 otherwise, unless given."""
-        if self.dropout is not None:
-            return self.dropout
-        return 0.5 if (self.pretrained and self.stream == "spatial") else 0.9
 
 
 def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, seed: int) -> DataLoader:
@@ -169,19 +72,21 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
             raise ValueError(f"{split_dir}: the training list of split {cfg.split} names no video; give the split "
                              "folder whose lists name this dataset's training videos (--split-dir)")
         sources.append(shards)
-        items += load_items(shards, bind(split.train, shards), task=k)
+        items += load_items(shards, check_classes(bind(split.train, shards), split, split_dir), task=k)
         classes.append(list(split.classes))
+        if k == 0:
+            main = split  # its test list is the monitor's
     for spec in cfg.add_classes:  # more classes for the main head: labels after those it has, its own shards
         shards = ShardSet(spec.shards)
         split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
         offset = len(classes[0])
         sources.append(shards)
-        added = load_items(shards, bind(split.train, shards))  # the main task's head, this dataset's shards
+        added = load_items(shards, check_classes(bind(split.train, shards), split, spec.split_dir or spec.shards))
         items += [replace(it, label=it.label + offset, source=len(sources) - 1) for it in added]
         classes[0] += [f"{spec.dataset}:{c}" for c in split.classes]
-    test_split = load_split(cfg.dataset, find_split_dir(cfg.dataset, cfg.shards, cfg.split_dir), cfg.split)
-    test_items = load_items(sources[0], bind(test_split.test, sources[0]))
-    return sources, items, classes, test_items, len(test_split.classes)
+    if not main.test and cfg.val_frames > 0:
+        log.warning("the test list of split %d names no video: no per-epoch monitor", cfg.split)
+    return sources, items, classes, load_items(sources[0], bind(main.test, sources[0])), len(main.classes)
 
 
 def sampling_labels(items: list[VideoItem], classes: list[list[str]]) -> list[int]:
@@ -207,7 +112,7 @@ def _resume(cfg: FitConfig, path: str, state: dict, metrics: MetricsLog, rank: i
     the first epoch to run."""
     ck = load_checkpoint(path)
     _check_resumable(ck["config"], cfg, path)
-    unwrap(state["model"]).load_state_dict(ck["model"])
+    load_weights(unwrap(state["model"]), ck["model"], path)
     for name in ("optimizer", "lr_scheduler", "scaler"):
         state[name].load_state_dict(ck[name])
     metrics.history = list(ck["history"])
@@ -244,7 +149,7 @@ def _build(cfg: FitConfig, classes: list, data_cfg, device: torch.device) -> tor
 def _init_trunk(model: torch.nn.Module, cfg: FitConfig) -> None:
     """Start ``model``'s trunk from the one of the trained net in ``cfg.init_from`` (the paper's Table 2,
     "fine-tuning a net trained on another dataset"); its classifiers stay new."""
-    ck = load_checkpoint(cfg.init_from)
+    ck = load_checkpoint(cfg.init_from, again="give the best.pt of a finished fit run (--init-from)")
     theirs = {k: v for k, v in ck["model"].items() if k.startswith("trunk.")}
     ours = {k: v for k, v in model.state_dict().items() if k.startswith("trunk.")}
     bad = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
@@ -288,12 +193,10 @@ def fit(cfg: FitConfig) -> dict:
     start = _resume(cfg, resume, state, metrics, info.rank, info.world_size) if (resume := resume_path(cfg)) else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
-    test_loader = None
-    if cfg.val_frames > 0 and test_items:
-        test_set = EvalClips(sources[0], test_items, data_cfg)
-        test_loader = make_loader(test_set, cfg.num_workers, batch_size=max(1, cfg.batch_size // info.world_size),
-                                  sampler=D.test_sampler(len(test_set), info))
+    test_loader = _monitor_loader(cfg, sources[0], test_items, data_cfg, info)
     row: dict = dict(metrics.history[-1]) if metrics.history else {}  # a finished run, asked again: its last epoch
+    if start < cfg.epochs and info.is_main and (out / "best.pt").is_file():
+        _drop_earlier_best(out / "best.pt")
     show = cfg.progress and info.is_main
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -306,8 +209,9 @@ def fit(cfg: FitConfig) -> dict:
                                                main_classes)
         states = D.all_gather_objects(rng_state())
         if info.is_main:
-            metrics.append(row)
+            metrics.history.append(row)
             _save_epoch(cfg, state, epoch, classes, metrics, states, out / "checkpoint.pt")
+            metrics.write()
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()
                                                       if isinstance(v, float)))
         D.barrier()
@@ -317,6 +221,23 @@ def fit(cfg: FitConfig) -> dict:
         metrics.write_json()
     D.barrier()
     return row
+
+
+def _monitor_loader(cfg: FitConfig, shards: ShardSet, items: list[VideoItem], data_cfg: DataConfig,
+                    info: D.DistInfo) -> DataLoader | None:
+    """The per-epoch monitor's loader over the test videos (None: monitoring off, or no test video)."""
+    if cfg.val_frames == 0 or not items:
+        return None
+    test_set = EvalClips(shards, items, data_cfg)
+    return make_loader(test_set, cfg.num_workers, batch_size=max(1, cfg.batch_size // info.world_size),
+                       sampler=D.test_sampler(len(test_set), info))
+
+
+def _drop_earlier_best(path: Path) -> None:
+    """Remove an earlier run's best.pt before training (--restart, or --resume of another run): killed midway,
+    this run left it beside a checkpoint.pt of other weights."""
+    path.unlink()
+    log.info("%s: an earlier run's final model, removed: this run writes its own when it ends", path)
 
 
 def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: int, progress: bool,
@@ -344,6 +265,7 @@ class TrainingDivergedError(ValueError):
 
 
 def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
+    saved_config(saved, path)  # one it cannot read is refused before its values are compared
     now = dataclasses.asdict(cfg)
     diff = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
     if diff:

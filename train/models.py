@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from train.torchfile import CheckpointError, read_torch_file
+
 # Caffe's LRN as used by CNN-M (Chatfield et al. 2014): 5 channels, alpha 1e-4, beta 0.75, k 2.
 _LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
@@ -144,12 +146,13 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a local file: a plain state dict, or a checkpoint holding one under 'model'/'state_dict'."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: weights file not found; give a local .pth file (nothing is downloaded)")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    again = "give a complete copy of the weights file (--pretrained)"
+    obj = read_torch_file(path, again, weights_only=True, legacy=True)  # CRCs checked: a flipped bit trained
     for k in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(k), dict):
             obj = obj[k]
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a state dict")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a state dict (names -> tensors) but a {type(obj).__name__}; {again}")
     return obj
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flowprep.datasets.splits import SplitError
+from flowprep.datasets.splits import Split, SplitError
 from flowprep.store.reader import ShardSet
 
 log = logging.getLogger(__name__)
@@ -34,3 +34,26 @@ def bind(items: tuple[tuple[str, int], ...], shards: ShardSet, strict: bool = Fa
             raise SplitError(msg + "; extract them, or check --dataset/--split-dir")
         log.warning("%s; they are skipped", msg)
     return out
+
+
+def check_classes(pairs: list[tuple[str, int]], split: Split, where: object) -> list[tuple[str, int]]:
+    """``pairs`` (a split's training videos found in the shards), after checking their classes: fewer than two
+    raise (a classifier of one class learns nothing), and classes without a training video are warned of (the
+    net can never name them, so their test videos all count as wrong).
+
+    Raises:
+        SplitError: the training videos hold fewer than two classes.
+    """
+    have = {label for _, label in pairs}
+    if len(have) < 2:
+        names = ", ".join(split.classes[c] for c in sorted(have)) or "none"
+        raise SplitError(f"{where}: the training videos of split {split.split} found in the shards are of "
+                         f"{len(have)} class(es) ({names}); a classifier needs two or more: extract more classes, or "
+                         "check --split-dir")
+    lacking = [c for k, c in enumerate(split.classes) if k not in have]
+    if lacking:
+        tested = sum(1 for _, label in split.test if split.classes[label] in lacking)
+        log.warning("%s: %d of the %d classes have no training video in the shards (e.g. %s; %d test videos are "
+                    "of these classes): the net can never name them", where, len(lacking), len(split.classes),
+                    lacking[0], tested)
+    return pairs

@@ -15,7 +15,7 @@ import importlib
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,7 +141,50 @@ def load_split(dataset: str, split_dir: str | os.PathLike, split: int = 1) -> Sp
     d = Path(split_dir)
     if not d.is_dir():
         raise SplitError(f"{d}: split folder not found; give --split-dir")
-    return ds.read_split(d, split)
+    return checked(ds.read_split(d, split), d)
+
+
+def _same(name: str) -> str:
+    """What makes two list names one video: separators, case and extension aside."""
+    return os.path.splitext(name.replace("\\", "/"))[0].lower()
+
+
+def _once(items: tuple[tuple[str, int], ...], what: str) -> tuple[tuple[str, int], ...]:
+    """``items`` with a video listed again kept once, and one listed with two classes left out (warned): listed
+    twice, a video weighs double in training and counts twice in the test."""
+    labels: dict[str, set[int]] = {}
+    for name, label in items:
+        labels.setdefault(_same(name), set()).add(label)
+    out, seen, repeats = [], set(), []
+    for name, label in items:
+        key = _same(name)
+        if key in seen and len(labels[key]) == 1:
+            repeats.append(name)
+        elif len(labels[key]) == 1:
+            out.append((name, label))
+        seen.add(key)
+    torn = [k for k, v in labels.items() if len(v) > 1]
+    if repeats:
+        log.warning("%s: %d line(s) repeat a video listed before (e.g. %s); each video is used once", what,
+                    len(repeats), repeats[0])
+    if torn:
+        log.warning("%s: %d video(s) are listed with two classes (e.g. %s); they are left out", what, len(torn),
+                    next(n for n, _ in items if _same(n) == torn[0]))
+    return tuple(out)
+
+
+def checked(split: Split, where: Path) -> Split:
+    """``split`` with each video once per list and no test video in the training list (each warned): a test video
+    the net was trained on makes the test accuracy a lie; it stays in the test, the training loses it."""
+    train = _once(split.train, f"{where}: the training list of split {split.split}")
+    test = _once(split.test, f"{where}: the test list of split {split.split}")
+    tested = {_same(n) for n, _ in test}
+    both = [n for n, _ in train if _same(n) in tested]
+    if both:
+        log.warning("%s: %d of the %d training videos of split %d are also in its test list (e.g. %s); they are "
+                    "left out of training", where, len(both), len(train), split.split, both[0])
+        train = tuple((n, label) for n, label in train if _same(n) not in tested)
+    return replace(split, train=train, test=test)
 
 
 def available_splits(dataset: str, split_dir: str | os.PathLike) -> list[int]:

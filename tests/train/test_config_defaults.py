@@ -12,7 +12,7 @@ import train.evaluate
 import train.fit
 from flowprep.loading.clips import DataConfig
 from train.cli import build_parser
-from train.fit import FitConfig
+from train.config import FitConfig
 
 # verb -> (its config, a shortest command line, renamed flags: dest -> field)
 VERBS = {"fit": (FitConfig, ["--shards", "s"], {"lr_milestones": "milestones"}),

@@ -12,8 +12,9 @@ import torch.multiprocessing as mp
 
 from train import evaluate
 from train import fit as train_mod
+from train.config import FitConfig, TaskSpec
 from train.engine import load_checkpoint
-from train.fit import FitConfig, TaskSpec, fit
+from train.fit import fit
 
 
 def _cfg(motion_data, out, **kw) -> FitConfig:

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader, Dataset
 from flowprep.errors import ShardError
 from train import fit as train_mod
 from train.cli import main, worker_error
+from train.config import FitConfig
 from train.engine import CheckpointError, load_checkpoint
-from train.fit import FitConfig, TrainingDivergedError, fit
+from train.fit import TrainingDivergedError, fit
 
 
 def _cfg(motion_data, out, **kw) -> FitConfig:
@@ -75,7 +76,7 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(motion_data, tmp_path, dama
     if damage == "flipped":
         data[len(data) // 2] ^= 0xFF  # inside the weights: torch.load alone would read it
     path.write_bytes(bytes(data[:len(data) // 2] if damage == "truncated" else b"" if damage == "empty" else data))
-    with pytest.raises(CheckpointError, match="CRC-32" if damage == "flipped" else "not a complete checkpoint"):
+    with pytest.raises(CheckpointError, match="CRC-32" if damage == "flipped" else "not a complete torch file"):
         load_checkpoint(path)
     rc = main(["fit", "--shards", str(motion_data.shards), "--split-dir", str(motion_data.split_dir), "--stream",
                "temporal", "--arch", "tiny", "--crop-size", "40", "--flow-length", "4", "--batch-size", "8",

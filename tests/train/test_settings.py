@@ -11,8 +11,9 @@ from flowprep.loading import augment as T
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items
 from flowprep.loading.stacking import trajectory_stack
 from flowprep.store.reader import open_shards
+from train.config import FitConfig
 from train.engine import load_checkpoint
-from train.fit import FitConfig, fit
+from train.fit import fit
 from train.models import build_model
 from train.splits import bind
 

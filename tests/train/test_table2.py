@@ -13,8 +13,9 @@ import train.evaluate as evaluate
 import train.fit as fit_module
 from flowprep.datasets.demo import CLASSES, SMALL_CLASSES, SMALL_DEFAULTS, DemoConfig, make_demo_dataset, render_video
 from flowprep.loading.clips import VideoItem
+from train.config import FitConfig, TaskSpec
 from train.engine import load_checkpoint
-from train.fit import FitConfig, TaskSpec, _build, _load_data, fit
+from train.fit import _build, _load_data, fit
 
 from twostream_synth import build_motion_data
 

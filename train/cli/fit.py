@@ -7,7 +7,7 @@ from functools import partial
 from flowprep.base.defaults import default_of, from_fields
 from flowprep.datasets import DATASETS
 from flowprep.loading.stacking import STACKINGS
-from train.fit import FitConfig, TaskSpec
+from train.config import FitConfig, TaskSpec
 from train.models import ARCHS
 
 

@@ -130,7 +130,7 @@ def test_a_new_datasets_splits_and_export_lists_come_from_its_module(toy, tmp_pa
 
 def test_the_trainer_does_not_flip_a_dataset_that_forbids_it(toy):
     from train.cli import fit as fit_cli
-    from train.fit import FitConfig, TaskSpec
+    from train.config import FitConfig, TaskSpec
 
     assert FitConfig(shards="s", dataset="ucf101").data_config().flip is True
     assert FitConfig(shards="s", dataset="toy").data_config().flip is False
@@ -160,6 +160,6 @@ def test_the_something_something_sketch_of_docs_extending_is_one_working_module(
         (tmp_path / f"something-something-v2-{name}.json").write_text(json.dumps(content))
     split = load_split("sthv2", find_split_dir("sthv2", tmp_path, None), 1)
     assert split.train == (("78687", 1),) and split.test == (("42", 0),)
-    from train.fit import FitConfig
+    from train.config import FitConfig
 
     assert FitConfig(shards="s", dataset="sthv2").data_config().flip is False

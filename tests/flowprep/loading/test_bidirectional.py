@@ -12,7 +12,8 @@ from flowprep.loading import augment as T
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, evenly_spaced, load_items, read_flow
 from flowprep.loading.stacking import stack_parts
 from flowprep.store.reader import open_shards
-from train.fit import FitConfig, fit
+from train.config import FitConfig
+from train.fit import fit
 from train.splits import bind
 
 from twostream_synth import build_motion_data

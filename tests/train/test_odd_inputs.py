@@ -1,0 +1,223 @@
+"""Odd splits, damaged weights, odd checkpoints and odd flags reach the user as one line that says what to do,
+or as a warning when the run can go on correctly; before, each gave a traceback or passed silently."""
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import pytest
+import torch
+
+from flowprep.datasets.splits import SplitError, load_split
+from train import engine, evaluate
+from train import fit as train_mod
+from train.cli import main
+from train.config import FitConfig, saved_config
+from train.engine import CheckpointError, load_checkpoint
+from train.fit import fit
+from train.models import build_model, load_state
+
+
+def _cfg(motion_data, out, **kw) -> FitConfig:
+    base = dict(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal", arch="tiny",
+                crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0, progress=False, epochs=1,
+                device="cpu", out=str(out))
+    return FitConfig(**{**base, **kw})
+
+
+def _splits(motion_data, tmp_path, train: str | None = None, test: str | None = None):
+    """A copy of the motion data's split folder, its lists replaced where given."""
+    d = tmp_path / "splits"
+    shutil.copytree(motion_data.split_dir, d)
+    for name, text in (("trainlist01.txt", train), ("testlist01.txt", test)):
+        if text is not None:
+            (d / name).write_text(text)
+    return d
+
+
+def _lines(motion_data, subset: str) -> list[str]:
+    return (motion_data.split_dir / f"{subset}list01.txt").read_text().splitlines()
+
+
+def test_a_list_naming_a_video_twice_uses_it_once(motion_data, tmp_path, caplog):
+    train = _lines(motion_data, "train")
+    d = _splits(motion_data, tmp_path, train="\n".join(train + train[:3]) + "\n")
+    with caplog.at_level("WARNING"):
+        s = load_split("ucf101", d, 1)
+    assert len(s.train) == len(train) and len({n for n, _ in s.train}) == len(train)
+    assert "3 line(s) repeat a video listed before" in caplog.text
+
+
+def test_a_video_listed_with_two_classes_is_left_out(tmp_path, caplog):
+    (tmp_path / "train.csv").write_text("label,youtube_id,time_start,time_end,split\nzumba,a,0,10,train\n"
+                                        "abseiling,a,0,10,train\nabseiling,b,5,15,train\n")
+    (tmp_path / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,c,1,11,val\n")
+    with caplog.at_level("WARNING"):
+        s = load_split("kinetics", tmp_path, 1)
+    assert s.train == (("b_000005_000015", 0),)
+    assert "1 video(s) are listed with two classes (e.g. a_000000_000010)" in caplog.text
+
+
+def test_test_videos_in_the_training_list_leave_the_training(motion_data, tmp_path, caplog):
+    """Trained on, a test video makes the test accuracy a lie; it stays in the test."""
+    test_lines = _lines(motion_data, "test")
+    d = _splits(motion_data, tmp_path, train="\n".join(_lines(motion_data, "train") + test_lines[:2]) + "\n")
+    with caplog.at_level("WARNING"):
+        s = load_split("ucf101", d, 1)
+    assert {n for n, _ in s.train}.isdisjoint(n for n, _ in s.test) and len(s.test) == len(test_lines)
+    assert len(s.train) == len(_lines(motion_data, "train"))
+    assert "2 of the " in caplog.text and "are also in its test list" in caplog.text
+
+
+def test_the_test_list_given_as_the_training_list_is_refused(motion_data, tmp_path):
+    d = _splits(motion_data, tmp_path, train=(motion_data.split_dir / "testlist01.txt").read_text())
+    with pytest.raises(ValueError, match="the training list of split 1 names no video"):
+        fit(_cfg(motion_data, tmp_path / "out", split_dir=str(d)))
+
+
+def test_training_videos_of_one_class_only_are_refused(motion_data, tmp_path):
+    first = [ln for ln in _lines(motion_data, "train") if ln.startswith(motion_data.classes[0] + "/")]
+    d = _splits(motion_data, tmp_path, train="\n".join(first) + "\n")
+    with pytest.raises(SplitError, match=f"of 1 class\\(es\\) \\({motion_data.classes[0]}\\); a classifier needs two"):
+        fit(_cfg(motion_data, tmp_path / "out", split_dir=str(d)))
+
+
+def test_a_class_without_training_videos_is_warned_of(motion_data, tmp_path, caplog):
+    rest = [ln for ln in _lines(motion_data, "train") if not ln.startswith(motion_data.classes[0] + "/")]
+    d = _splits(motion_data, tmp_path, train="\n".join(rest) + "\n")
+    with caplog.at_level("WARNING"):
+        fit(_cfg(motion_data, tmp_path / "out", split_dir=str(d)))
+    assert f"1 of the 4 classes have no training video in the shards (e.g. {motion_data.classes[0]}" in caplog.text
+
+
+def test_an_empty_test_list_is_said_by_fit_and_refused_by_test(motion_data, tmp_path, caplog):
+    d = _splits(motion_data, tmp_path, test="")
+    with caplog.at_level("WARNING"):
+        fit(_cfg(motion_data, tmp_path / "out", split_dir=str(d), val_frames=1))
+    assert "the test list of split 1 names no video: no per-epoch monitor" in caplog.text
+    with pytest.raises(SplitError, match="the test list of split 1 names no video"):  # was "cannot reshape"
+        evaluate.test(evaluate.TestConfig(str(tmp_path / "out" / "best.pt"), split_dir=str(d), num_workers=0,
+                                          progress=False, device="cpu"))
+
+
+def _weights(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(build_model("tiny", [4], 3, 40).trunk.state_dict(), path)
+    return path
+
+
+def test_damaged_pretrained_weights_are_refused_not_trained(motion_data, tmp_path, capsys):
+    """One flipped bit in a tensor trained silently; a cut file gave OSError, an empty one EOFError."""
+    path = _weights(tmp_path)
+    assert set(load_state(path)) == set(build_model("tiny", [4], 3, 40).trunk.state_dict())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        entry = next(i for i in z.infolist() if "/data/" in i.filename and i.file_size > 64)
+    at = entry.header_offset + 30 + len(entry.filename) + len(entry.extra) + 8  # a byte of the stored tensor
+    data[at] ^= 1
+    (tmp_path / "flip.pth").write_bytes(data)
+    (tmp_path / "cut.pth").write_bytes(path.read_bytes()[:len(data) // 2])
+    (tmp_path / "empty.pth").write_bytes(b"")
+    torch.save([1, 2], tmp_path / "list.pth")
+    for name, said in (("flip", "fails its CRC-32 check"), ("cut", "cannot be loaded"), ("empty", "not a complete"),
+                       ("list", "not a state dict")):
+        with pytest.raises(CheckpointError, match=said):
+            load_state(tmp_path / f"{name}.pth")
+    rc = main(["fit", "--shards", str(motion_data.shards), "--pretrained", str(tmp_path / "flip.pth"), "--arch",
+               "tiny", "--device", "cpu", "--crop-size", "40", "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "flip.pth: damaged" in err[0]
+
+
+def test_legacy_pretrained_weights_still_load(tmp_path):
+    """torch's pre-1.6 format has no zip and no CRCs: old published weights are still taken."""
+    state = build_model("tiny", [4], 3, 40).trunk.state_dict()
+    torch.save(state, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(tmp_path / "old.pth")
+    assert all(torch.equal(load_state(tmp_path / "old.pth")[k], v) for k, v in state.items())
+
+
+def _trained(motion_data, tmp_path):
+    out = tmp_path / "run"
+    fit(_cfg(motion_data, out))
+    return out / "best.pt", load_checkpoint(out / "best.pt")
+
+
+def test_a_checkpoint_with_weights_of_other_shapes_is_refused_in_one_line(motion_data, tmp_path):
+    path, ck = _trained(motion_data, tmp_path)
+    ck["model"]["heads.0.weight"] = ck["model"]["heads.0.weight"][:, :1]
+    torch.save(ck, tmp_path / "shapes.pt")
+    with pytest.raises(CheckpointError, match="its weights do not fit the net its settings describe .* heads.0.weight"):
+        evaluate.test(evaluate.TestConfig(str(tmp_path / "shapes.pt"), num_workers=0, progress=False, device="cpu"))
+    with pytest.raises(CheckpointError, match="its weights do not fit"):
+        fit(_cfg(motion_data, tmp_path / "again", epochs=1, resume=str(tmp_path / "shapes.pt")))
+
+
+def test_a_checkpoint_with_settings_this_version_does_not_know_is_refused(motion_data, tmp_path):
+    path, ck = _trained(motion_data, tmp_path)
+    assert saved_config(ck["config"], path) == _cfg(motion_data, tmp_path / "run")
+    ck["config"]["newfield"] = 1
+    torch.save(ck, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="settings this version does not know \\(newfield\\)"):
+        evaluate.test(evaluate.TestConfig(str(tmp_path / "new.pt"), num_workers=0, progress=False, device="cpu"))
+    with pytest.raises(CheckpointError, match="newfield"):
+        fit(_cfg(motion_data, tmp_path / "again", resume=str(tmp_path / "new.pt")))
+
+
+def test_a_bad_init_from_says_to_give_another_run_not_to_restart(motion_data, tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="give the best.pt of a finished fit run \\(--init-from\\)") as e:
+        fit(_cfg(motion_data, tmp_path / "out", init_from=str(tmp_path / "bad.pt")))
+    assert "--restart" not in str(e.value)
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"epochs": 0}, "--epochs must be 1 or more"), ({"batch_size": 0}, "--batch-size must be 1 or more"),
+    ({"lr": 0.0}, "--lr must be above 0"), ({"dropout": 1.0}, "--dropout must be in \\[0, 1\\)"),
+    ({"milestones": (2.0,)}, "--lr-milestones must be fractions"), ({"val_frames": -1}, "--val-frames must be 0"),
+    ({"num_workers": -1}, "--num-workers must be 0 or more"), ({"threads": 0}, "--threads must be 1 or more")])
+def test_settings_out_of_range_name_their_flag(motion_data, tmp_path, change, said):
+    """--epochs 0 exited 0 having written nothing; the others gave torch's words without the flag."""
+    with pytest.raises(ValueError, match=said):
+        _cfg(motion_data, tmp_path, **change)
+
+
+def test_a_device_that_is_not_there_is_one_line(motion_data, tmp_path, capsys):
+    with pytest.raises(ValueError, match="--device must be auto, cpu or cuda"):  # mps ran on the CPU, silently
+        fit(_cfg(motion_data, tmp_path, device="mps"))
+    if not torch.cuda.is_available():  # torch's error was a traceback about drivers
+        rc = main(["fit", "--shards", str(motion_data.shards), "--device", "cuda", "--out", str(tmp_path)])
+        assert rc == 2 and "torch sees no CUDA GPU here" in capsys.readouterr().err
+
+
+def test_restart_removes_the_earlier_best_before_training(motion_data, tmp_path, monkeypatch):
+    """Killed during a --restart, the folder held the new run's checkpoint.pt beside the old run's best.pt."""
+    fit(_cfg(motion_data, tmp_path, epochs=2))
+    real = train_mod.train_one_epoch
+
+    def killed(*args, **kwargs):
+        if args[6] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path, epochs=2, restart=True))
+    assert not (tmp_path / "best.pt").exists() and load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0
+
+
+def test_metrics_never_run_ahead_of_the_checkpoint(motion_data, tmp_path, monkeypatch):
+    """metrics.* were written before checkpoint.pt: a kill between said epoch 1 was done while the checkpoint held
+    epoch 0."""
+    real = engine.save_checkpoint
+
+    def killed(state, path):
+        if state["epoch"] == 1:
+            raise KeyboardInterrupt
+        real(state, path)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path, epochs=2))
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0  # header + epoch 0

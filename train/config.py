@@ -1,0 +1,141 @@
+"""What a ``fit`` run is: ``FitConfig``, built once from the command line and recorded in every checkpoint, and
+``saved_config``, which reads it back from one (``test`` builds the net from it; a resume compares it).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from flowprep.base.defaults import default_of
+from flowprep.datasets import DATASETS
+from flowprep.loading import augment as T
+from flowprep.loading.clips import DataConfig
+from flowprep.loading.stacking import STACKINGS
+from train.torchfile import CheckpointError
+
+_SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One dataset to train on: its shards and split files (several make a multi-task run, one head each)."""
+
+    dataset: str
+    shards: str
+    split_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything ``fit`` needs; built once from the command line."""
+
+    shards: str
+    dataset: str = "ucf101"
+    split: int = 1
+    split_dir: str | None = None
+    stream: str = _SAMPLING("stream")
+    arch: str = "cnn_m_2048"
+    pretrained: str | None = None
+    out: str = "runs/x"
+    epochs: int = 1
+    batch_size: int = 256  # global: divided over DDP ranks
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[float, ...] | None = None  # None: the paper's (scratch or fine-tuning)
+    dropout: float | None = None  # None: 0.9, or 0.5 when fine-tuning the spatial net (the paper's best)
+    crop_size: int = _SAMPLING("crop_size")
+    flow_length: int = _SAMPLING("flow_length")
+    mean_subtract: bool = _SAMPLING("mean_subtract")
+    multi_scale: bool = _SAMPLING("multi_scale")
+    flip: bool = _SAMPLING("flip")  # off for classes that differ by left/right motion (a flip turns one into the other)
+    rgb_jitter: bool | None = None  # AlexNet's PCA colour jitter of spatial training frames (None: on, the paper's)
+    train_layers: str = "all"  # "last": a pre-trained net's trunk stays as it is, only the classifier learns
+    stacking: str = _SAMPLING("stacking")  # the temporal input: "optical", "trajectory" or "bidirectional" stacking
+    balanced: bool = False
+    num_workers: int = 2
+    seed: int = _SAMPLING("seed")
+    device: str = "auto"
+    amp: bool = True  # only ever used on CUDA
+    resume: str | None = None  # None: out/checkpoint.pt if there is one (the same command again continues)
+    restart: bool = False  # train from epoch 0 even if out/checkpoint.pt exists
+    val_frames: int = 1  # clip-level monitoring on the test split each epoch (0: off)
+    val_every: int = 1  # ... every this many epochs (and after the last): the monitor is a test-split pass
+    deterministic: bool = False
+    threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores
+    progress: bool = True
+    also: tuple[TaskSpec, ...] = field(default_factory=tuple)  # further datasets for multi-task learning
+    # datasets whose training videos join the main one's with their classes added to its head (the paper's
+    # Table 2, "adding classes"); the test scores only the main dataset's classes
+    add_classes: tuple[TaskSpec, ...] = field(default_factory=tuple)
+    init_from: str | None = None  # a checkpoint of a trained net: its trunk (not its classifiers) starts this one
+
+    def __post_init__(self) -> None:
+        for flag, value, ok, want in (
+                ("--epochs", self.epochs, self.epochs >= 1, "1 or more"),  # 0 exited 0 and wrote nothing
+                ("--batch-size", self.batch_size, self.batch_size >= 1, "1 or more"),
+                ("--lr", self.lr, self.lr > 0, "above 0"),
+                ("--dropout", self.dropout, self.dropout is None or 0 <= self.dropout < 1, "in [0, 1)"),
+                ("--lr-milestones", self.milestones, all(0 < f < 1 for f in self.milestones or ()),
+                 "fractions of the run, each in (0, 1)"),
+                ("--val-frames", self.val_frames, self.val_frames >= 0, "0 (off) or more"),
+                ("--val-every", self.val_every, self.val_every >= 1, "1 or more"),
+                ("--num-workers", self.num_workers, self.num_workers >= 0, "0 or more"),
+                ("--threads", self.threads, self.threads is None or self.threads >= 1, "1 or more")):
+            if not ok:
+                raise ValueError(f"{flag} must be {want}, got {value}")
+        if self.train_layers not in ("all", "last"):
+            raise ValueError(f"--train-layers must be last or all, got {self.train_layers!r}")
+        if self.train_layers == "last" and not self.pretrained:
+            raise ValueError("--train-layers last trains only the classifier of a pre-trained net: give --pretrained "
+                             "(or --train-layers all to train every layer)")
+        if self.stacking not in STACKINGS:
+            raise ValueError(f"--stacking must be one of {', '.join(STACKINGS)}, got {self.stacking!r}")
+        if self.rgb_jitter and self.stream != "spatial":
+            raise ValueError("--rgb-jitter jitters RGB frames: it is for the spatial stream")
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        """The main dataset first, then the multi-task ones."""
+        return (TaskSpec(self.dataset, self.shards, self.split_dir), *self.also)
+
+    def data_config(self, test_frames: int = 25, test_crops: int = 10) -> DataConfig:
+        """The sampling settings of this run."""
+        jitter = self.stream == "spatial" and self.rgb_jitter is not False
+        # a dataset whose classes a mirror swaps (left vs right) is never flipped, in training or in the test's
+        # crops (10 -> the 5 unmirrored, 2 -> the centre); an unknown name: load_split says
+        mirrors = all(DATASETS[t.dataset].horizontal_flips for t in self.tasks if t.dataset in DATASETS)
+        flip = self.flip and mirrors
+        test_crops = test_crops if mirrors else {10: 5, 2: 1}.get(test_crops, test_crops)
+        return DataConfig(stream=self.stream, flow_length=self.flow_length, crop_size=self.crop_size,
+                          mean_subtract=self.mean_subtract, multi_scale=self.multi_scale, flip=flip,
+                          seed=self.seed, test_frames=test_frames, test_crops=test_crops,
+                          rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
+
+    def resolved_dropout(self) -> float:
+        """The paper's ratio: 0.5 for a fine-tuned spatial net, 0.9 otherwise, unless given."""
+        if self.dropout is not None:
+            return self.dropout
+        return 0.5 if (self.pretrained and self.stream == "spatial") else 0.9
+
+
+
+def saved_config(saved: dict, path: str | Path) -> FitConfig:
+    """The FitConfig a checkpoint records (settings added since it was written take their defaults).
+
+    Raises:
+        CheckpointError: settings this version does not know, or values it refuses.
+    """
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(FitConfig)})
+    if unknown:
+        raise CheckpointError(f"{path}: written with settings this version does not know ({', '.join(unknown)}); "
+                              "use the flowprep version that trained it")
+    saved = dict(saved, also=tuple(TaskSpec(**t) for t in saved.get("also", ())),
+                 add_classes=tuple(TaskSpec(**t) for t in saved.get("add_classes", ())),
+                 milestones=tuple(saved["milestones"]) if saved.get("milestones") else None)
+    try:
+        return FitConfig(**saved)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its settings are not valid ({e}); give the checkpoint as fit wrote it") from e

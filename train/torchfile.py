@@ -1,0 +1,48 @@
+"""Reading a torch file (a checkpoint, or pre-trained weights) with its bytes checked first.
+
+``torch.save`` writes a zip archive with a CRC-32 per entry that ``torch.load`` never looks at: a damaged
+checkpoint loaded and trained to a NaN loss, and pre-trained weights with one flipped bit trained silently. Here
+every entry's CRC is checked before loading, and whatever still fails is one line that names the file.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A torch file that is empty, truncated, damaged or not of the kind asked for: the message names it and says
+    what to do."""
+
+
+def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, legacy: bool = False) -> Any:
+    """``torch.load(path)`` on the CPU, after checking the CRC-32 of every entry of the file's zip archive.
+
+    Args:
+        path: the file.
+        again: what the user should do about a bad file, ending each message.
+        weights_only: torch.load's (True: tensors and plain containers only).
+        legacy: also take torch's pre-1.6 format, which is not a zip and has no CRCs (old published weights).
+    Raises:
+        CheckpointError: empty, truncated, damaged, or not loadable.
+    """
+    if not zipfile.is_zipfile(path):
+        if not legacy or os.path.getsize(path) == 0:
+            raise CheckpointError(f"{path}: not a complete torch file (empty, truncated or written by another "
+                                  f"program); {again}")
+    else:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise CheckpointError(f"{path}: unreadable ({e}); {again}") from e
+        if bad is not None:
+            raise CheckpointError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # what the CRCs cannot see (a file of another program): one line, not a traceback
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {reason}); {again}") from e
