@@ -2,6 +2,8 @@
 or as a warning when the run can go on correctly; before, each gave a traceback or passed silently."""
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import zipfile
 
@@ -221,3 +223,26 @@ def test_metrics_never_run_ahead_of_the_checkpoint(motion_data, tmp_path, monkey
         fit(_cfg(motion_data, tmp_path, epochs=2))
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0  # header + epoch 0
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(motion_data, tmp_path, monkeypatch, capsys):
+    """torch reports a checkpoint cut short by a full disk as "unexpected pos", the disk's error as its cause: it
+    was a traceback."""
+    real = torch.save
+
+    def full(obj, fh, *args, **kwargs):
+        if obj.get("epoch") == 1:
+            fh.write(b"PK")
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2 vs 0") from None
+        real(obj, fh, *args, **kwargs)
+
+    monkeypatch.setattr(engine.torch, "save", full)
+    rc = main(["fit", "--shards", str(motion_data.shards), "--arch", "tiny", "--device", "cpu", "--crop-size", "40",
+               "--flow-length", "2", "--epochs", "2", "--batch-size", "8", "--num-workers", "0", "--val-frames", "0",
+               "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no room left on the disk of" in err[0], err
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0 and not list(tmp_path.glob("*.tmp"))

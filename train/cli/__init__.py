@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 
+from flowprep.base.durable import is_disk_full
 from flowprep.cli import DefaultsHelpFormatter
 from flowprep.datasets.splits import SplitError
 from flowprep.errors import FlowprepError
@@ -54,6 +56,14 @@ def worker_error(e: BaseException) -> str | None:
     return f"{said} (in a data loader worker)" if known else f"{last} (in a data loader worker)"
 
 
+def disk_full_error(e: BaseException, args: argparse.Namespace) -> str:
+    """One line for a write that found no room (torch reports a checkpoint cut short as "unexpected pos", its
+    cause being the disk): what was written before is whole (every file is replaced atomically)."""
+    where = getattr(args, "out", None) or "the output folder"
+    return (f"no room left on the disk of {where} ({os.strerror(errno.ENOSPC)}): free some space and run the same "
+            "command again; the files written before are whole (fit resumes from its last checkpoint)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``twostream`` / ``python -m train``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -65,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
         print(f"twostream {args.verb}: error: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        line = worker_error(e)
+    except (OSError, RuntimeError) as e:
+        line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else None
         if line is None:
             raise
         print(f"twostream {args.verb}: error: {line}", file=sys.stderr)
