@@ -246,3 +246,11 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(motion_data, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no room left on the disk of" in err[0], err
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(motion_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    rc = main(["fit", "--shards", str(motion_data.shards), "--arch", "tiny", "--device", "cpu",
+               "--out", str(tmp_path / "file" / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "file/run: Not a directory (check that the path exists" in err[0], err

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"twostream {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as e:
-        line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else None
+        line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else (
+            f"{e.filename + ': ' if e.filename else ''}{e.strerror or e} (check that the path exists and is "
+            "writable; finished work is kept, run the same command again)")  # permissions, a vanished mount
         if line is None:
             raise
         print(f"twostream {args.verb}: error: {line}", file=sys.stderr)
