@@ -265,10 +265,12 @@ class TrainingDivergedError(ValueError):
 
 
 def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
-    saved_config(saved, path)  # one it cannot read is refused before its values are compared
-    now = dataclasses.asdict(cfg)
-    diff = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
+    """Refuse a resume whose ``_RESUME_FIXED`` settings differ from the checkpoint's. The checkpoint's are read
+    through ``saved_config``: a setting added since it was written takes its default (compared raw, it was None,
+    and every older checkpoint was refused once a setting was added)."""
+    then, now = dataclasses.asdict(saved_config(saved, path)), dataclasses.asdict(cfg)
+    diff = [k for k in _RESUME_FIXED if then[k] != now[k]]
     if diff:
-        what = ", ".join(f"{k}={saved.get(k)!r}" for k in diff)
+        what = ", ".join(f"{k}={then[k]!r}" for k in diff)
         raise ValueError(f"{path}: was trained with other settings ({what}); resume with the same flags, "
                          "--restart to train from scratch over it, or give a new --out")

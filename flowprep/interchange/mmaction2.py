@@ -222,14 +222,23 @@ def _class_names(listed: Listed) -> dict[int, str]:
     return {label: (next(iter(n)) if len(n) == 1 else f"label_{label}") for label, n in names.items()}
 
 
+def _is_clip_key(key: str) -> bool:
+    """Whether a key has Kinetics' form, "<youtube id>_<start>_<end>" (``kinetics.clip_key``)."""
+    parts = key.rsplit("_", 2)
+    return len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit()
+
+
 def write_trainer_splits(listed: Listed, split_dir: Path) -> list[str]:
     """Split files beside the imported shards that ``python -m train`` reads: the folder format (classInd.txt,
-    trainlist0N.txt, testlist0N.txt) for UCF-101/HMDB-51 lists, train.csv/validate.csv for Kinetics lists.
+    trainlist0N.txt, testlist0N.txt) for UCF-101/HMDB-51 lists and any other, train.csv/validate.csv for Kinetics
+    lists.
     Returns the files written."""
     names = _class_names(listed)
     split_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    if listed.by_stem:
+    # Kinetics' CSVs need keys of its form (youtube id, start, end); another dataset keyed by stem (a new one
+    # added after docs/EXTENDING.md) gets the folder format, whose "<class>/<stem>" names resolve to its keys
+    if listed.by_stem and all(_is_clip_key(k) for k in listed.labels):
         for (_, _, subset), keys in sorted(listed.subsets.items()):
             rows = ["label,youtube_id,time_start,time_end,split"]
             for k in keys:

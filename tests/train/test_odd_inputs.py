@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import zipfile
+from dataclasses import replace
 
 import pytest
 import torch
@@ -254,3 +255,18 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(motion_data, tmp_path, ca
                "--out", str(tmp_path / "file" / "run"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "file/run: Not a directory (check that the path exists" in err[0], err
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(motion_data, tmp_path):
+    """A checkpoint written before a setting existed lacks it: compared raw (None), every resume of it was refused
+    once a setting was added, with the default flags too."""
+    cfg = _cfg(motion_data, tmp_path, epochs=2)
+    fit(_cfg(motion_data, tmp_path, epochs=2, val_every=1))
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    del ck["config"]["stacking"], ck["config"]["balanced"]  # as if written before these two existed
+    ck["epoch"] = 0
+    torch.save(ck, tmp_path / "old.pt")
+    fit(replace(cfg, resume=str(tmp_path / "old.pt"), out=str(tmp_path / "more")))
+    assert load_checkpoint(tmp_path / "more" / "checkpoint.pt")["epoch"] == 1
+    with pytest.raises(ValueError, match="other settings \\(stacking='optical'\\)"):
+        fit(replace(cfg, stacking="trajectory", resume=str(tmp_path / "old.pt"), out=str(tmp_path / "other")))

@@ -181,3 +181,20 @@ def test_the_export_of_a_dataset_that_forbids_mirrors_says_no_flip(extracted, tm
     assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(tmp_path / "d")]) == 0
     printed = capsys.readouterr().out
     assert "no Flip (ucf101's classes change meaning in a mirror)" in printed and "FlowFlip" not in printed
+
+
+def test_lists_of_another_dataset_keyed_by_stem_get_folder_splits_not_kinetics_csvs(tmp_path):
+    """A dataset added with by_stem keys (something-something's numbered clips) made import stop with "not enough
+    values to unpack": its keys were read as Kinetics' "<id>_<start>_<end>"."""
+    from flowprep.interchange.mmaction2 import Listed, write_trainer_splits
+    from flowprep.datasets.listing import VideoTask
+
+    keys = {"12345": 0, "678": 1, "910": 1}
+    listed = Listed([VideoTask(k, str(tmp_path / "rawframes" / f"c{v}" / k)) for k, v in keys.items()], keys,
+                    {("sthv2", 1, "train"): ["12345", "678"], ("sthv2", 1, "val"): ["910"]}, by_stem=True)
+    assert write_trainer_splits(listed, tmp_path / "splits") == ["classInd.txt", "testlist01.txt", "trainlist01.txt"]
+    s = load_split("folder", tmp_path / "splits", 1)
+    assert s.classes == ("c0", "c1") and s.train == (("c0/12345", 0), ("c1/678", 1)) and s.test == (("c1/910", 1),)
+    kinetics = Listed([], {"abc_000001_000011": 0}, {("kinetics400", 1, "train"): ["abc_000001_000011"]}, True)
+    kinetics.tasks.append(VideoTask("abc_000001_000011", str(tmp_path / "rawframes" / "zumba" / "abc_000001_000011")))
+    assert write_trainer_splits(kinetics, tmp_path / "k") == ["train.csv"]
