@@ -44,6 +44,18 @@ class TestConfig:
     task: int = 0  # a multi-task model: which dataset (0: the main one, k: the k-th --also) and so which head
 
 
+def _check_classes(trained: list[str], split: tuple[str, ...], checkpoint: str, added: int) -> None:
+    """Refuse a split whose classes are not those the net's head was trained on, in order (``added``: classes of
+    other datasets after them, fit --add-classes): its scores would be read under other names."""
+    own = trained[:len(trained) - added]
+    if own != list(split):
+        k = next((i for i, (a, b) in enumerate(zip(own, split)) if a != b), 0)
+        said = (f"{len(split)} classes where the net has {len(own)}" if len(own) != len(split) else
+                f"class {k} is {split[k]!r} where the net's is {own[k]!r}")
+        raise SplitError(f"{checkpoint}: the split's classes are not the ones the net was trained on ({said}); give "
+                         "the --split-dir it was trained with")
+
+
 def test(cfg: TestConfig) -> dict:
     """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
 
@@ -67,6 +79,9 @@ def test(cfg: TestConfig) -> dict:
     if not split.subset(cfg.subset):  # it gave "cannot reshape array of size 0"
         raise SplitError(f"the {cfg.subset} list of split {fc.split} names no video; give the split folder whose "
                          "lists name this dataset's videos (--split-dir)")
+    # fit --add-classes names the classes it adds "<dataset>:<class>", after the main dataset's
+    added = 0 if cfg.task else sum(any(c.startswith(f"{t.dataset}:") for t in fc.add_classes) for c in ck["classes"][0])
+    _check_classes(list(ck["classes"][cfg.task]), split.classes, cfg.checkpoint, added)
     items = load_items(shards, bind(split.subset(cfg.subset), shards))
     data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
     model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,
@@ -90,6 +105,8 @@ def test(cfg: TestConfig) -> dict:
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
                 "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops,
                 "checkpoint": str(cfg.checkpoint)}
+        for stale in (f"test_metrics{suffix}.json", f"confusion{suffix}.png"):  # an earlier test's: kept beside new
+            (out / stale).unlink(missing_ok=True)  # scores by a write that failed, table would report them
         save_scores(Scores(scores, labels, np.array([it.key for it in items]), np.array(split.classes), meta),
                     out / f"scores{suffix}.npz")
         cm = confusion_matrix(scores.argmax(1), labels, len(split.classes))

@@ -37,6 +37,48 @@ def align(streams: Sequence[Scores], paths: Sequence[str]) -> list[Scores]:
     return out
 
 
+def check_streams(test: Sequence[Scores], paths: Sequence[str]) -> None:
+    """Refuse inputs that would fuse to a wrong figure with exit 0: a fusion's output given as a stream, one
+    stream's scores given twice (the same file, or a copy), or files of other datasets, splits or subsets."""
+    for s, p in zip(test, paths):
+        if "fusion" in s.meta:
+            raise ValueError(f"{p}: is the output of a fusion, not a stream's scores; give the score files "
+                             "`python -m train test` wrote for each stream")
+    for k, (s, p) in enumerate(zip(test, paths)):
+        for q, other in zip(paths[:k], test[:k]):
+            if np.array_equal(s.scores, other.scores):
+                raise ValueError(f"{p}: holds the same scores as {q} (one stream given twice); give each stream's "
+                                 "score file once")
+    _same_meta(test, paths, ("dataset", "split", "subset", "task"), "fuse scores of one dataset, split and subset")
+
+
+def _same_meta(files: Sequence[Scores], paths: Sequence[str], keys: Sequence[str], advice: str) -> None:
+    """ValueError naming the first of ``keys`` whose value in a file's meta differs from the first file's (a key
+    either file lacks, as in files of older versions, is not compared)."""
+    ref = files[0].meta
+    for s, p in zip(files[1:], paths[1:]):
+        for k in keys:
+            if k in ref and k in s.meta and s.meta[k] != ref[k]:
+                raise ValueError(f"{p}: its {k} is {s.meta[k]!r} where {paths[0]}'s is {ref[k]!r}; {advice}")
+
+
+def check_training(train: Sequence[Scores], train_paths: Sequence[str], test: Sequence[Scores],
+                   paths: Sequence[str]) -> None:
+    """Refuse SVM training scores that do not match the test scores stream by stream: another subset than the
+    training split (test scores given to train on: a leak), or another dataset, split, stream, net or classes
+    (the streams given in another order)."""
+    if len(train_paths) != len(paths):
+        raise ValueError(f"give one --train-scores file per --scores file ({len(paths)}), in the same order")
+    order = "give --train-scores in the order of --scores, each written by the same net with --subset train"
+    for s, p, t, q in zip(train, train_paths, test, paths):
+        if s.meta.get("subset", "train") != "train":
+            raise ValueError(f"{p}: scores the {s.meta['subset']} subset; the SVM learns from the training split's "
+                             f"scores (`python -m train test --subset train`); {order}")
+        _same_meta([t, s], [q, p], ("dataset", "split", "stream", "arch", "task"), order)
+        if list(s.classes) != list(t.classes):
+            raise ValueError(f"{p}: its classes differ from {q}'s; {order}")
+
+
 def fuse_average(streams: Sequence[Scores]) -> np.ndarray:
     """(V, C) mean of the streams' softmax scores."""
     return np.mean([s.scores for s in streams], axis=0)
@@ -51,7 +93,8 @@ def stacked_features(streams: Sequence[Scores]) -> np.ndarray:
 def fuse_svm(train: Sequence[Scores], test: Sequence[Scores], c: float = 1.0, seed: int = 0) -> np.ndarray:
     """(V, C) decision values of a linear SVM trained on the training split's stacked scores.
 
-    Classes absent from the training scores get -inf (never predicted).
+    Classes absent from the training scores get a score below every other (never predicted, and finite: the
+    fused file must load again).
     """
     from sklearn.svm import LinearSVC
     x, y = stacked_features(train), train[0].labels
@@ -59,8 +102,9 @@ def fuse_svm(train: Sequence[Scores], test: Sequence[Scores], c: float = 1.0, se
         raise ValueError("the training scores hold fewer than 2 classes; an SVM cannot be trained on them")
     svm = LinearSVC(C=c, random_state=seed, max_iter=10000).fit(x, y)
     dec = svm.decision_function(stacked_features(test))
-    out = np.full((len(test[0].labels), len(test[0].classes)), -np.inf)
-    out[:, svm.classes_] = dec if dec.ndim == 2 else np.stack([-dec, dec], axis=1)
+    dec = dec if dec.ndim == 2 else np.stack([-dec, dec], axis=1)
+    out = np.full((len(test[0].labels), len(test[0].classes)), dec.min(initial=0.0) - 1.0)
+    out[:, svm.classes_] = dec
     return out
 
 
@@ -84,16 +128,25 @@ def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] |
         raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
     if len(paths) < 2:
         raise ValueError("give at least two score files to fuse")
+    if out and Path(out).suffix != ".npz":  # X.json: the report, written beside as X.json, replaced the scores
+        raise ValueError(f"--out {out}: the fused scores are an .npz file (the report goes beside it as .json); "
+                         "give a name ending in .npz")
     test = align([load_scores(p) for p in paths], list(paths))
-    report = {Path(p).parent.name + "/" + Path(p).name: summary(s.scores, s.labels) for p, s in zip(paths, test)}
+    check_streams(test, paths)
+    names = [Path(p).parent.name + "/" + Path(p).name for p in paths]
+    names = names if len(set(names)) == len(names) else [str(p) for p in paths]  # a/r/x.npz, b/r/x.npz: whole
+    report = {n: summary(s.scores, s.labels) for n, s in zip(names, test)}
     if method == "avg":
         fused = fuse_average(test)
     else:
         tp = list(train_paths) if train_paths else [str(train_scores_path(p)) for p in paths]
-        fused = fuse_svm(align([load_scores(p) for p in tp], tp), test, c=c)
+        train = align([load_scores(p) for p in tp], tp) if len(tp) > 1 else [load_scores(p) for p in tp]
+        check_training(train, tp, test, paths)
+        fused = fuse_svm(train, test, c=c)
     report[f"fusion:{method}"] = summary(fused, test[0].labels)
     if out:
         meta = {"fusion": method, "inputs": [str(p) for p in paths]}
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_scores(Scores(fused, test[0].labels, test[0].videos, test[0].classes, meta), out)
         write_json(Path(out).with_suffix(".json"), report, sort_keys=False)
     return report

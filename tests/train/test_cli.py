@@ -50,3 +50,20 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     assert "twostream fit: error:" in capsys.readouterr().err
     assert main(["test", "--checkpoint", str(tmp_path / "best.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130():
+    """The verbs' modules load torch (2-3 s) before main's try: a Ctrl-C then was a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'train.cli.evaluate':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "sys.argv = ['twostream', 'fuse', '--help']\n"
+            "runpy.run_module('train', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130 and r.stderr.strip() == "twostream: interrupted", r.stderr

@@ -10,8 +10,8 @@ from train.metrics import Scores, load_scores, mean_class_accuracy, save_scores,
 CLASSES = np.array(["a", "b", "c"])
 
 
-def _save(path, scores, labels, videos):
-    save_scores(Scores(np.asarray(scores, float), np.asarray(labels), np.asarray(videos), CLASSES, {"x": 1}), path)
+def _save(path, scores, labels, videos, **meta):
+    save_scores(Scores(np.asarray(scores, float), np.asarray(labels), np.asarray(videos), CLASSES, meta), path)
     return str(path)
 
 
@@ -59,8 +59,9 @@ def test_fusion_refuses_mismatched_files(tmp_path):
         fuse([a, b])
     with pytest.raises(ValueError, match="choose one of"):
         fuse([a, a], "max")
+    c = _save(tmp_path / "c.npz", [[.5, .5, 0]], [0], ["v1"])
     with pytest.raises(FileNotFoundError, match="train test"):
-        fuse([a, a], "svm")  # no scores_train.npz beside them
+        fuse([a, c], "svm")  # no scores_train.npz beside them
 
 
 def test_accuracy_metrics():
@@ -89,3 +90,55 @@ def test_a_damaged_score_file_is_refused_in_one_line_naming_it(tmp_path, damage)
     with pytest.raises(ValueError) as e:
         load_scores(path)
     assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+def _pair(tmp_path, tag, subset="test", **meta):
+    """A spatial and a temporal score file of two videos, as `train test` writes them."""
+    y, vids = [0, 1], ["v1", "v2"]
+    return (_save(tmp_path / f"s_{tag}.npz", [[.6, .3, .1], [.2, .7, .1]], y, vids, stream="spatial", subset=subset,
+                  dataset="ucf101", split=1, **meta),
+            _save(tmp_path / f"t_{tag}.npz", [[.5, .4, .1], [.3, .6, .1]], y, vids, stream="temporal", subset=subset,
+                  dataset="ucf101", split=1, **meta))
+
+
+def test_fusion_refuses_inputs_that_fused_to_a_wrong_figure_with_exit_0(tmp_path):
+    """Each of these fused with exit 0: a stream given twice, a fusion's output given as a stream, files of other
+    splits, a report name that replaced the scores, and SVM training scores swapped, leaked or from elsewhere."""
+    s, t = _pair(tmp_path, "te")
+    s_tr, t_tr = _pair(tmp_path, "tr", subset="train")
+    with pytest.raises(ValueError, match="holds the same scores as .* \\(one stream given twice\\)"):
+        fuse([s, s])
+    fused = str(tmp_path / "f.npz")
+    fuse([s, t], out=fused)
+    with pytest.raises(ValueError, match="is the output of a fusion"):
+        fuse([s, fused])
+    other = _save(tmp_path / "o.npz", [[.1, .8, .1], [.2, .7, .1]], [0, 1], ["v1", "v2"], stream="temporal",
+                  subset="test", dataset="ucf101", split=2)
+    with pytest.raises(ValueError, match="its split is 2 where .* is 1"):
+        fuse([s, other])
+    with pytest.raises(ValueError, match="give a name ending in .npz"):
+        fuse([s, t], out=str(tmp_path / "fused.json"))
+    assert fuse([s, t], "svm", train_paths=[s_tr, t_tr])["fusion:svm"]["videos"] == 2
+    with pytest.raises(ValueError, match="its stream is 'temporal' where .* is 'spatial'"):
+        fuse([s, t], "svm", train_paths=[t_tr, s_tr])  # the streams' training scores in the other order
+    with pytest.raises(ValueError, match="scores the test subset; the SVM learns from the training split"):
+        fuse([s, t], "svm", train_paths=[s, t])  # the test scores trained on: a leak
+    with pytest.raises(ValueError, match="one --train-scores file per --scores file"):
+        fuse([s, t], "svm", train_paths=[s_tr])
+
+
+def test_an_svm_fusion_that_never_saw_a_class_writes_a_file_that_loads(tmp_path):
+    """A class absent from the training scores got -inf columns, and the fused file was refused as not finite."""
+    s, t = _pair(tmp_path, "te")
+    y, vids = [0, 1, 0, 1], ["a", "b", "c", "d"]  # class 2 is never seen in training
+    tr = [_save(tmp_path / f"{k}_tr.npz", [[.6, .3, .1], [.2, .7, .1], [.7, .2, .1], [.1, .8, .1]], y, vids,
+                stream=k, subset="train", dataset="ucf101", split=1) for k in ("spatial", "temporal")]
+    fuse([s, t], "svm", train_paths=tr, out=str(tmp_path / "out" / "svm.npz"))
+    fused = load_scores(tmp_path / "out" / "svm.npz")
+    assert np.isfinite(fused.scores).all() and (fused.scores[:, 2] < fused.scores[:, :2].min(1)).all()
+
+
+def test_a_score_file_of_no_video_is_refused(tmp_path):
+    """Fused, it printed nan for every figure with exit 0."""
+    with pytest.raises(ValueError, match="scores no video"):
+        load_scores(_save(tmp_path / "e.npz", np.zeros((0, 3)), np.zeros(0, int), np.zeros(0, str)))

@@ -270,3 +270,41 @@ def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(motion_data,
     assert load_checkpoint(tmp_path / "more" / "checkpoint.pt")["epoch"] == 1
     with pytest.raises(ValueError, match="other settings \\(stacking='optical'\\)"):
         fit(replace(cfg, stacking="trajectory", resume=str(tmp_path / "old.pt"), out=str(tmp_path / "other")))
+
+
+def test_test_refuses_a_split_whose_classes_are_not_the_nets(motion_data, tmp_path):
+    """Another classInd.txt order scored with exit 0, every column under another class's name; one class fewer
+    scored on 5 of 6 outputs."""
+    path, _ = _trained(motion_data, tmp_path)
+    lines = (motion_data.split_dir / "classInd.txt").read_text().split()[1::2]
+    swapped = _splits(motion_data, tmp_path / "a", train="".join(ln.split()[0] + "\n" for ln in
+                                                                 _lines(motion_data, "train")))  # no labels
+    (swapped / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate([lines[1], lines[0],
+                                                                                          *lines[2:]])))
+    fewer = _splits(motion_data, tmp_path / "b")
+    (fewer / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(lines[:-1])))
+    keep = [ln for ln in _lines(motion_data, "test") if not ln.startswith(lines[-1] + "/")]
+    (fewer / "testlist01.txt").write_text("\n".join(keep) + "\n")
+    (fewer / "trainlist01.txt").write_text("\n".join(ln for ln in _lines(motion_data, "train")
+                                                     if not ln.startswith(lines[-1] + "/")) + "\n")
+    for d, said in ((swapped, f"class 0 is '{lines[1]}' where the net's is '{lines[0]}'"),
+                    (fewer, "3 classes where the net has 4")):
+        with pytest.raises(SplitError, match=f"not the ones the net was trained on \\({said}"):
+            evaluate.test(evaluate.TestConfig(str(path), split_dir=str(d), num_workers=0, progress=False,
+                                              device="cpu"))
+
+
+def test_a_failed_test_leaves_no_metrics_of_an_earlier_one(motion_data, tmp_path, monkeypatch):
+    """On a full disk, the new scores.npz stood beside the previous test's test_metrics.json, which table read."""
+    path, _ = _trained(motion_data, tmp_path)
+    cfg = evaluate.TestConfig(str(path), num_workers=0, progress=False, device="cpu", frames=2, crops=1)
+    evaluate.test(cfg)
+    assert (path.parent / "test_metrics.json").is_file()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(evaluate, "write_json", full)
+    with pytest.raises(OSError):
+        evaluate.test(cfg)
+    assert not (path.parent / "test_metrics.json").exists() and (path.parent / "scores.npz").is_file()

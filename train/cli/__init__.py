@@ -13,11 +13,15 @@ import logging
 import os
 import sys
 
-from flowprep.base.durable import is_disk_full
-from flowprep.cli import DefaultsHelpFormatter
-from flowprep.datasets.splits import SplitError
-from flowprep.errors import FlowprepError
-from train.cli import evaluate, fit, fuse, table
+try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
+    from flowprep.base.durable import is_disk_full
+    from flowprep.cli import DefaultsHelpFormatter
+    from flowprep.datasets.splits import SplitError
+    from flowprep.errors import FlowprepError
+    from train.cli import evaluate, fit, fuse, table
+except KeyboardInterrupt:
+    print("twostream: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 # verb -> (module with add_arguments and run, help)
 VERBS = {
@@ -61,7 +65,8 @@ def disk_full_error(e: BaseException, args: argparse.Namespace) -> str:
     cause being the disk): what was written before is whole (every file is replaced atomically)."""
     where = getattr(args, "out", None) or "the output folder"
     return (f"no room left on the disk of {where} ({os.strerror(errno.ENOSPC)}): free some space and run the same "
-            "command again; the files written before are whole (fit resumes from its last checkpoint)")
+            "command again; the files written before are whole" + (" (fit resumes from its last checkpoint)"
+                                                                   if args.verb == "fit" else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
