@@ -92,7 +92,7 @@ def test_each_layout_imports_bit_for_bit_resumes_and_trains(fmt, shards, tmp_pat
     split_dir.mkdir()
     (split_dir / "classInd.txt").write_text("1 Down\n2 Right\n")
     (split_dir / "trainlist01.txt").write_text("".join(f"{k}.avi {1 + k.startswith('Right')}\n" for k in pairs))
-    (split_dir / "testlist01.txt").write_text("".join(f"{k}.avi\n" for k in pairs))
+    (split_dir / "testlist01.txt").write_text("")  # a test video in the training list would leave training
     split = load_split("ucf101", split_dir, 1)
     cfg = DataConfig(stream="temporal", flow_length=3, crop_size=32, seed=4)
     theirs = TrainClips(got, load_items(got, bind(split.train, got)), cfg)
