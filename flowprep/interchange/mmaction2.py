@@ -88,7 +88,7 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     ok = set(src.keys())
     written: set[tuple[str, str]] = set()
     splits = dataset_splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
-    jobs = []  # (tree, frame_dir, key) to write
+    jobs, pending = [], []  # (tree, frame_dir, key) to write; (list name, its text), written after them
     for s in splits:
         listed = members(src, s, ok)  # failed or never extracted: not in the lists (as build_file_list.py)
         for subset in SUBSETS:
@@ -106,11 +106,13 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                     written.add((tree, frame_dir))
                     jobs.append((tree, frame_dir, key))
             for what, lines in (("rawframes", rgb), ("flow", flow)):
-                out.mkdir(parents=True, exist_ok=True)
-                write_text(out / _list_name(s, subset, what), "".join(lines))
                 done.lists.append(_list_name(s, subset, what))
+                pending.append((_list_name(s, subset, what), "".join(lines)))
     for tree, frame_dir, key in tqdm(jobs, unit="video", desc="export", disable=not show_progress):
         export_video(src, key, safe_dir(out / tree, frame_dir), start=1)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in pending:  # last: a list on disk names only frames that are all there (a kill, a bad shard)
+        write_text(out / name, text)
     done.videos = len(jobs)
     done.not_listed = sorted(set(done.not_listed))
     done.config = config_lines(out, splits[0])
