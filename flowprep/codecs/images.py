@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flowprep.base.durable import write_bytes
 from flowprep.errors import FlowprepError
 
 
@@ -21,7 +22,7 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     try:
         if not ok:
             raise OSError(f"PNG encoding failed for an image of shape {rgb.shape}")
-        Path(path).write_bytes(buf.tobytes())
+        write_bytes(path, buf.tobytes(), fsync=False)  # whole or not at all: a full disk left a cut PNG
     except OSError as e:
         raise FlowprepError(f"{path}: could not be written ({e}); check the folder's permissions and free "
                             "space") from None

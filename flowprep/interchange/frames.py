@@ -111,6 +111,19 @@ def write_images(folder: Path, shards, key: str, names: Sequence[tuple[str, str,
             for blob in blobs:
                 (folder / f"{prefix}_{i:05d}.jpg").write_bytes(blob.tobytes())
                 i += 1
+        _drop_stale(folder, prefix, start, i)
+
+
+def _drop_stale(folder: Path, prefix: str, start: int, end: int) -> None:
+    """Remove ``prefix`` images outside [start, end) left by an earlier export into the same folder (another
+    layout's numbering, or a video extracted again with fewer frames): a reader counting files got one too many,
+    and importing the folder failed."""
+    for i in range(start):  # a layout numbering from 0 before one from 1
+        (folder / f"{prefix}_{i:05d}.jpg").unlink(missing_ok=True)
+    i = end
+    while (stale := folder / f"{prefix}_{i:05d}.jpg").is_file():
+        stale.unlink()
+        i += 1
 
 
 @dataclass

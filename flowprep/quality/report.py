@@ -122,7 +122,7 @@ def write_plots(report: QualityReport, out: Path) -> list[str]:
            title="Rebuild error against size")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "epe_vs_bytes.png", dpi=120)
+    _save_figure(fig, out / "epe_vs_bytes.png")
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
@@ -135,8 +135,14 @@ def write_plots(report: QualityReport, out: Path) -> list[str]:
            title="Distribution of the rebuild error")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "error_hist.png", dpi=120)
+    _save_figure(fig, out / "error_hist.png")
     return ["epe_vs_bytes.png", "error_hist.png"]
+
+
+def _save_figure(fig, path: Path) -> None:
+    """A matplotlib figure as a PNG, whole or not at all (a full disk left a cut file)."""
+    with open_replacing(path, "wb", fsync=False) as fh:
+        fig.savefig(fh, dpi=120, format="png")
 
 
 def _label(img: np.ndarray, text: str, min_width: int = 240) -> np.ndarray:

@@ -33,3 +33,34 @@ def test_pictures_and_demo_videos_go_to_a_folder_whose_name_is_not_utf8(tmp_path
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["(24,", "32)", "3"]
     assert sorted(os.listdir(folder)) == [b"a.png", b"v.avi"]
+
+
+def test_a_png_cut_short_by_a_full_disk_is_not_left_behind(tmp_path, monkeypatch):
+    """quality --report on a full disk left a 20 KB PNG that did not decode."""
+    import builtins
+    import errno
+
+    import numpy as np
+
+    from flowprep.base import durable
+    from flowprep.codecs.images import write_png
+    from flowprep.errors import FlowprepError
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(bytes(data)[:len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(durable, "open", lambda *a, **k: Full(builtins.open(*a, **k)), raising=False)
+    with pytest.raises(FlowprepError, match="could not be written"):
+        write_png(tmp_path / "a.png", np.zeros((64, 64, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []

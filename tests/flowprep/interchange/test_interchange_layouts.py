@@ -138,3 +138,18 @@ def test_an_unknown_layout_and_unpaired_images_are_named(shards, tmp_path, capsy
     assert main(["import", "--format", "tsn", "--bound", "0", str(dest), str(tmp_path / "c")]) == 2
     assert "--bound must be > 0 pixels, got 0.0" in capsys.readouterr().err
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # refused before any work
+
+
+def test_an_export_over_another_leaves_none_of_its_images(shards, tmp_path, capsys):
+    """tsn (from 1) then denseflow (from 0) into one folder left tsn's last image: 17 flow_x for 16 flows, and
+    importing the folder failed every video."""
+    dest = tmp_path / "both"
+    for fmt in ("tsn", "denseflow"):
+        assert main(["export", "--format", fmt, str(shards), str(dest), "--no-progress"]) == 0
+    s = flowprep.open_shards(shards)
+    key = s.keys()[0]
+    m = s.meta(key)
+    names = sorted(p.name for p in (dest / key).glob("flow_x_*.jpg"))
+    assert names == [f"flow_x_{i:05d}.jpg" for i in range(m.flows)]  # denseflow's, from 0, and nothing else
+    assert main(["import", "--format", "denseflow", str(dest), str(tmp_path / "back"), "--no-progress"]) == 0
+    assert _streams(flowprep.open_shards(tmp_path / "back"), key) == _streams(s, key)
