@@ -17,6 +17,7 @@ from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
 from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
+from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
@@ -71,6 +72,8 @@ class ShardSet:
                 if F.supersedes(old[1] if old else None, s):
                     self._where[k] = (str(path), s)
                     self._lower[k.lower()] = k
+        if not self._raw_catalogs and not is_output_folder(self.root):
+            raise ShardError(str(self.root), NOT_AN_OUTPUT)
         # flat keys (a layout without class folders, e.g. an imported feichtenhofer set) by their file name
         names: dict[str, list[str]] = {}
         for k in self._where:

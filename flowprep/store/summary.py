@@ -16,7 +16,7 @@ from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
-from flowprep.store.workspace import recorded_keys
+from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def summarize(out_dir: str | os.PathLike) -> dict:
     out = Path(out_dir)
     if not out.is_dir():
         raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
+    if not is_output_folder(out):
+        raise FlowprepError(f"{out_dir}: {NOT_AN_OUTPUT}")
     settings, videos, problems = read_folder_catalog(out)
     shards = F.list_shards(out)
     vids = [videos[k] for k in sorted(videos)]

@@ -33,7 +33,7 @@ from flowprep.base.durable import append_line, fsync_dir
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.settings import settings_mismatch
+from flowprep.store.settings import SETTINGS_FILE, settings_mismatch
 from flowprep.store.shardfile import catalog_entries, partial_of, read_checked_header, sources_of
 from flowprep.store.writer import drop_slack
 
@@ -41,6 +41,14 @@ log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
 STAGING_DIR = "tmp"
 INDEX_FILE = "index.jsonl"
+# why a folder is refused as an output folder (a mistyped path read as an output of 0 videos, with exit 0)
+NOT_AN_OUTPUT = ("holds no shard and no flowprep.json: not an output folder of `flowprep extract` or `import`; "
+                 "give that --out folder")
+
+
+def is_output_folder(root: Path) -> bool:
+    """Whether flowprep wrote ``root``: it holds a shard, flowprep.json or index.jsonl (every run writes one)."""
+    return bool(F.list_shards(root)) or any((root / n).is_file() for n in (SETTINGS_FILE, INDEX_FILE))
 # POSIX locks belong to a process, so a second lock on the same file from this process would "succeed" and
 # closing it would drop the first: folders locked by this process are tracked here instead.
 _HELD: set[str] = set()

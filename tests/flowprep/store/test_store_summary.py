@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import flowprep.store.shardfile as shardfile
 from flowprep.cli import main
@@ -37,3 +38,21 @@ def test_info_lists_every_video_from_the_catalogs_alone(tmp_path, monkeypatch, c
         s["unreadable_shards"][0]["reason"]
     assert main(["info", str(tmp_path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["videos"] == s["videos"]
+
+
+def test_a_folder_flowprep_did_not_write_is_refused_not_read_as_empty(tmp_path, capsys):
+    """info, export and the reader took any folder (the split folder, an empty one) as an output of 0 videos."""
+    from flowprep.errors import ShardError
+    from flowprep.store.reader import ShardSet
+
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "classInd.txt").write_text("1 A\n")
+    for verb in (["info"], ["export", "--format", "denseflow"]):
+        assert main([*verb, str(tmp_path / "splits"), *(["--no-progress", str(tmp_path / "x")] if verb[0] ==
+                                                        "export" else [])]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not an output folder of `flowprep extract` or `import`" in err[0], err
+    with pytest.raises(ShardError, match="holds no shard and no flowprep.json"):
+        ShardSet(tmp_path / "splits")
+    (tmp_path / "splits" / "index.jsonl").write_text("")  # a run that wrote nothing yet is an output folder
+    assert len(ShardSet(tmp_path / "splits")) == 0 and summarize(tmp_path / "splits")["videos_ok"] == 0
