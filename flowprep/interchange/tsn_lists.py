@@ -18,6 +18,7 @@ TSNDataSet splits a line on single spaces, so a folder whose path holds whitespa
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
         raise FlowprepError(f"unknown folder format {fmt!r}; choose one of {', '.join(FOLDER_FORMATS)}")
     src = open_for_export(shards_dir, "denseflow/TSN")
     out, keys = Path(out_dir).resolve(), src.keys()
+    if re.search(r"\s", str(out)):  # every video was left out of the lists, with exit 0
+        raise FlowprepError(f"{out}: the path holds whitespace, and TSN's lists name each video by its full folder "
+                            "path, split on whitespace; export to a path without spaces")
     done = FolderExport(videos=len(keys), start=FOLDER_FORMATS[fmt])
     groups = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir), str(shards_dir))
     for key in tqdm(keys, unit="video", desc="export", disable=not show_progress):

@@ -201,3 +201,11 @@ def test_list_names_follow_tsns_build_file_list():
     assert list_names(Split("kinetics", 1, ("a",), (), ()), "val") == ("kinetics_rgb_val_list.txt",
                                                                        "kinetics_flow_val_list.txt")
     assert list_names(None, "all") == ("rgb_list.txt", "flow_list.txt")
+
+
+def test_an_out_path_with_a_space_is_refused_before_any_image(shards, tmp_path, capsys):
+    """Every video was left out of the lists, the message blaming each video's folder, with exit 0."""
+    dest = tmp_path / "my export"
+    assert main(["export", "--format", "tsn", str(shards), str(dest), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the path holds whitespace" in err[0] and not dest.exists()
