@@ -7,6 +7,7 @@ A run folder (``run_pipeline.sh --out``) holds one sub-folder per row (``spatial
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,29 +38,81 @@ TABLE2 = (
 TABLE2_KEYS = tuple(r[0] for r in TABLE2)
 
 
+_AGAIN = "run that row's `python -m train test` (or `fuse`) again"
+# what every row of one table must share: a row of another split, subset or protocol mixed in silently
+_SAME = ("dataset", "split", "subset", "frames", "crops", "videos")
+
+
+def _read_json(path: Path) -> dict:
+    """A row's JSON file, or ValueError naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable ({' '.join(str(e).split())[:120]}); {_AGAIN}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a metrics file (a {type(data).__name__}); {_AGAIN}")
+    return data
+
+
+def _top1(data: dict, path: Path) -> float:
+    """``data``'s top-1, checked to be a fraction: NaN or 7.5 printed as "nan%" and "750.0%"."""
+    top1 = data.get("top1")
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
+        raise ValueError(f"{path}: its top1 is {top1!r}, not a fraction in [0, 1]; {_AGAIN}")
+    return float(top1)
+
+
+def _same_rows(rows: list[tuple[Path, dict]]) -> dict:
+    """What the rows' test_metrics.json share (``_SAME``): ValueError naming a row that differs, or that is not
+    of the test subset. Returns the first row's values (absent keys, as in older files, are not compared)."""
+    ref_path, ref = rows[0]
+    for path, m in rows:
+        if m.get("subset", "test") != "test":
+            raise ValueError(f"{path}: scores the {m['subset']} subset; the table is of the test split: {_AGAIN}")
+        for k in _SAME:
+            if k in ref and k in m and m[k] != ref[k]:
+                raise ValueError(f"{path}: its {k} is {m[k]!r} where {ref_path}'s is {ref[k]!r}; every row must be "
+                                 f"tested on the same split, the same way: {_AGAIN}")
+    return {k: ref[k] for k in _SAME if k in ref}
+
+
+def _classes(path: Path) -> int:
+    """The number of classes a score file names (its CRCs checked first: np.load reads none)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if (bad := zf.testzip()) is not None:
+                raise ValueError(f"{bad} fails its CRC-32 check")
+        with np.load(path, allow_pickle=False) as z:
+            return len(z["classes"])
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: unreadable ({' '.join(str(e).split())[:120]}); {_AGAIN}") from e
+
+
 def collect(run: str | Path) -> dict:
-    """Every row's top-1 found in a run folder, the chance level and the test set's size."""
+    """Every row's top-1 found in a run folder, the chance level, the test set's size and how it was tested."""
     run = Path(run)
     res: dict = {}
+    rows = []
     for key in KEYS:
         if key.startswith("fusion_"):
-            path = run / "fusion" / f"{key.split('_', 1)[1]}.json"
+            method = key.split("_", 1)[1]
+            path = run / "fusion" / f"{method}.json"
             if path.is_file():
-                res[key] = float(json.loads(path.read_text())[f"fusion:{key.split('_', 1)[1]}"]["top1"])
-        else:
-            path = run / key / "test_metrics.json"
-            if path.is_file():
-                m = json.loads(path.read_text())
-                res[key] = float(m["top1"])
-                res.setdefault("test_videos", int(m["videos"]))
+                data = _read_json(path)
+                res[key] = _top1(data.get(f"fusion:{method}") or {}, path)
+        elif (path := run / key / "test_metrics.json").is_file():
+            rows.append((path, _read_json(path)))
+            res[key] = _top1(rows[-1][1], path)
     if "spatial" not in res and "temporal" not in res:
         raise FileNotFoundError(f"{run}: no spatial/ or temporal/ test_metrics.json; run `train test` first")
+    shared = _same_rows(rows)
+    res.update({"test_videos": int(shared["videos"])} if "videos" in shared else {},
+               **{k: shared[k] for k in ("frames", "crops") if k in shared})
     first = next((run / k / "scores.npz" for k in ("temporal", "spatial") if (run / k / "scores.npz").is_file()),
                  None)
     if first is None:
         raise FileNotFoundError(f"{run}: no temporal/ or spatial/ scores.npz to count the classes; run `train test`")
-    with np.load(first, allow_pickle=False) as z:
-        res["classes"] = len(z["classes"])
+    res["classes"] = _classes(first)
     res["chance"] = 1.0 / res["classes"]
     table2 = _collect_table2(run)
     if table2:
@@ -70,14 +123,17 @@ def collect(run: str | Path) -> dict:
 def _collect_table2(run: Path) -> dict:
     """Table 2's rows found in a run folder (top-1 on the small dataset's test split) and its chance level."""
     out: dict = {}
+    rows = []
     for key in TABLE2_KEYS:
         path = run / f"table2_{key}" / "test_metrics.json"
         if path.is_file():
-            out[key] = float(json.loads(path.read_text())["top1"])
+            rows.append((path, _read_json(path)))
+            out[key] = _top1(rows[-1][1], path)
             scores = path.with_name("scores.npz")
             if "chance" not in out and scores.is_file():
-                with np.load(scores, allow_pickle=False) as z:
-                    out["chance"] = 1.0 / len(z["classes"])
+                out["chance"] = 1.0 / _classes(scores)
+    if rows:
+        _same_rows(rows)
     return out
 
 
@@ -140,9 +196,10 @@ def targets(res: dict) -> list[tuple[str, bool]]:
 
 def format_table(res: dict, dataset: str, split: int, spread: dict | None = None) -> str:
     """The table beside the paper's figures (``spread``: key -> std over seeds, printed as +-)."""
+    frames, crops = res.get("frames", 25), res.get("crops", 10)  # a run's own, where its files say
     lines = [f"Two-stream results: {dataset} split {split}, {res.get('test_videos', '?')} test videos, "
-             f"{res['classes']} classes (chance {100 * res['chance']:.1f}%), top-1, paper's protocol "
-             "(25 frames x 10 crops)",
+             f"{res['classes']} classes (chance {100 * res['chance']:.1f}%), top-1, {frames} frames x {crops} "
+             f"crops" + (" (the paper's protocol)" if (frames, crops) == (25, 10) else ""),
              f"  {'':38} {'this run':>12} {'paper (UCF-101)':>16}"]
     for key, label, paper, where in ROWS:
         if key in res:

@@ -95,3 +95,37 @@ def test_margins_are_the_differences_the_targets_compare():
     assert got["temporal - spatial"] == ("points", pytest.approx(0.38), 0.10)
     assert got["fusion avg - better stream"] == ("points", pytest.approx(0.06), 0.02)
     assert got["L = 5 - L = 1"] == ("points", pytest.approx(0.32), 0.0)
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("", "unreadable"), ("[1]", "not a metrics file"), ('{"videos": 72}', "its top1 is None"),
+    ('{"top1": NaN, "videos": 72}', "its top1 is nan"), ('{"top1": 7.5, "videos": 72}', "its top1 is 7.5"),
+    ('{"top1": 0.5, "videos": 999}', "its videos is 999 where"),
+    ('{"top1": 0.5, "videos": 72, "subset": "train"}', "scores the train subset")])
+def test_a_row_that_is_broken_or_of_another_test_is_refused_naming_its_file(tmp_path, damage, said):
+    """These gave tracebacks, printed "nan%" or "750.0%", or mixed a row of another split in, with exit 0."""
+    run = _run_folder(tmp_path, GOOD)
+    (run / "temporal_L5" / "test_metrics.json").write_text(damage)
+    with pytest.raises(ValueError, match=f"temporal_L5/test_metrics.json: {said}"):
+        collect(run)
+
+
+def test_a_broken_fusion_file_or_score_file_is_refused_naming_it(tmp_path):
+    run = _run_folder(tmp_path, GOOD)
+    (run / "fusion" / "avg.json").write_text('{"something": 1}')
+    with pytest.raises(ValueError, match="fusion/avg.json: its top1 is None"):
+        collect(run)
+    run = _run_folder(tmp_path / "b", GOOD)
+    (run / "temporal" / "scores.npz").write_bytes((run / "temporal" / "scores.npz").read_bytes()[:40])
+    with pytest.raises(ValueError, match="temporal/scores.npz: unreadable"):
+        collect(run)
+
+
+def test_the_title_says_how_the_rows_were_tested(tmp_path):
+    run = _run_folder(tmp_path, {"spatial": 0.5, "temporal": 0.9})
+    for key in ("spatial", "temporal"):
+        path = run / key / "test_metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "frames": 2, "crops": 1}))
+    assert "2 frames x 1 crops" in format_table(collect(run), "demo", 1).splitlines()[0]
+    assert "25 frames x 10 crops (the paper's protocol)" in format_table(collect(_run_folder(
+        tmp_path / "b", GOOD)), "demo", 1)
