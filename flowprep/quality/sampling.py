@@ -106,19 +106,24 @@ def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = 
     """
     from flowprep.extraction.config import folder_config
     from flowprep.store.reader import open_shards  # the storage package only when needed
+    from flowprep.store.workspace import read_index
 
     shards = open_shards(shards_dir)
     keys = shards.keys()
     if not keys:
         raise FlowprepError(f"{shards_dir}: no successfully extracted video to sample")
     config = folder_config(shards_dir, backend, device)
+    # a shard records the source as given to extract, often relative to the folder it ran in; index.jsonl
+    # records it absolute, so the check works from any folder
+    recorded = {t.key: t.path for tasks in read_index(Path(shards_dir)).values() for t in tasks}
     plan = []
     for key, n in choose_videos(keys, sample, seed):
         meta = shards.meta(key)
-        if not Path(meta.source).is_file():
+        source = next((s for s in (recorded.get(key), meta.source) if s and Path(s).is_file()), None)
+        if source is None:
             raise FlowprepError(f"{meta.source}: the source video of {key} is not there; `quality --shards` "
                                 "recomputes raw flow from the original videos, so they must be reachable")
-        plan.append((key, meta.source, spread_indices(meta.flows, n)))
+        plan.append((key, source, spread_indices(meta.flows, n)))
     solver = make_solver(replace(config.solver, batch_size=batch_size))
     report, fields = _measure(plan, solver, config.resize, settings, str(shards_dir), epe_target, show_progress)
     report.stored = evaluate_stored(shards, report.samples, fields, setting_of(config.quant, config.quality))

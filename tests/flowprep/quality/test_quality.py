@@ -214,3 +214,17 @@ def test_quality_cli_on_shards_compares_the_stored_flow(tmp_path, capsys):
     assert stored["bytes_per_pair"] == same["bytes_per_pair"]
     assert stored["epe_mean"] == pytest.approx(same["epe_mean"], rel=1e-6)
     assert [s["video"] for s in js["samples"]] == ["Move/v_move"] * 3
+
+
+def test_quality_on_shards_works_from_another_folder_than_the_extraction(tmp_path, monkeypatch, capsys):
+    """The shards record sources as extract was given them (relative): from another folder, every video was
+    "not there", though index.jsonl records them absolute."""
+    write_shift_video(tmp_path / "in" / "Move" / "v_move.avi", [(2, 0)] * 6, size=(96, 64), seed=3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["extract", "--dataset", "folder", "--root", "in", "--out", "shards", "--jobs", "1", "--algo", "dis",
+                 "--no-progress"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["quality", "--shards", str(tmp_path / "shards"), "--sample", "2", "--quality", "95", "--json"]) == 0
+    assert [s["video"] for s in json.loads(capsys.readouterr().out)["samples"]] == ["Move/v_move"] * 2
