@@ -186,8 +186,8 @@ def test_the_export_of_a_dataset_that_forbids_mirrors_says_no_flip(extracted, tm
 def test_lists_of_another_dataset_keyed_by_stem_get_folder_splits_not_kinetics_csvs(tmp_path):
     """A dataset added with by_stem keys (something-something's numbered clips) made import stop with "not enough
     values to unpack": its keys were read as Kinetics' "<id>_<start>_<end>"."""
-    from flowprep.interchange.mmaction2 import Listed, write_trainer_splits
     from flowprep.datasets.listing import VideoTask
+    from flowprep.interchange.mmaction2 import Listed, write_trainer_splits
 
     keys = {"12345": 0, "678": 1, "910": 1}
     listed = Listed([VideoTask(k, str(tmp_path / "rawframes" / f"c{v}" / k)) for k, v in keys.items()], keys,
