@@ -142,3 +142,9 @@ def test_a_score_file_of_no_video_is_refused(tmp_path):
     """Fused, it printed nan for every figure with exit 0."""
     with pytest.raises(ValueError, match="scores no video"):
         load_scores(_save(tmp_path / "e.npz", np.zeros((0, 3)), np.zeros(0, int), np.zeros(0, str)))
+
+
+def test_a_score_file_naming_a_video_twice_is_refused_naming_it(tmp_path):
+    """Given first to fuse, it was refused with "e.g. []"."""
+    with pytest.raises(ValueError, match="scores video v1 twice"):
+        load_scores(_save(tmp_path / "d.npz", [[1, 0, 0], [0, 1, 0]], [0, 1], ["v1", "v1"]))
