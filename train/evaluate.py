@@ -12,11 +12,11 @@ import torch
 
 from flowprep.base.defaults import default_of
 from flowprep.base.durable import write_json
-from flowprep.datasets.splits import SplitError, find_split_dir, load_split
+from flowprep.datasets.splits import Split, SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
-from train.config import saved_config
+from train.config import FitConfig, saved_config
 from train.engine import load_checkpoint, load_weights, predict
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
 from train.models import build_model
@@ -56,6 +56,20 @@ def _check_classes(trained: list[str], split: tuple[str, ...], checkpoint: str, 
                          "the --split-dir it was trained with")
 
 
+def _split(cfg: TestConfig, fc: FitConfig, classes: list[list[str]], shards_dir: str) -> Split:
+    """The split ``cfg`` scores, checked against the net: a subset that names videos, the net's classes."""
+    spec = fc.tasks[cfg.task]
+    split = load_split(spec.dataset, find_split_dir(spec.dataset, shards_dir, cfg.split_dir or spec.split_dir),
+                       fc.split)
+    if not split.subset(cfg.subset):  # it gave "cannot reshape array of size 0"
+        raise SplitError(f"the {cfg.subset} list of split {fc.split} names no video; give the split folder whose "
+                         "lists name this dataset's videos (--split-dir)")
+    # fit --add-classes names the classes it adds "<dataset>:<class>", after the main dataset's
+    added = 0 if cfg.task else sum(any(c.startswith(f"{t.dataset}:") for t in fc.add_classes) for c in classes[0])
+    _check_classes(list(classes[cfg.task]), split.classes, cfg.checkpoint, added)
+    return split
+
+
 def test(cfg: TestConfig) -> dict:
     """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
 
@@ -74,14 +88,7 @@ def test(cfg: TestConfig) -> dict:
     spec = tasks[cfg.task]
     shards_dir = cfg.shards or spec.shards
     shards = ShardSet(shards_dir)
-    split = load_split(spec.dataset, find_split_dir(spec.dataset, shards_dir, cfg.split_dir or spec.split_dir),
-                       fc.split)
-    if not split.subset(cfg.subset):  # it gave "cannot reshape array of size 0"
-        raise SplitError(f"the {cfg.subset} list of split {fc.split} names no video; give the split folder whose "
-                         "lists name this dataset's videos (--split-dir)")
-    # fit --add-classes names the classes it adds "<dataset>:<class>", after the main dataset's
-    added = 0 if cfg.task else sum(any(c.startswith(f"{t.dataset}:") for t in fc.add_classes) for c in ck["classes"][0])
-    _check_classes(list(ck["classes"][cfg.task]), split.classes, cfg.checkpoint, added)
+    split = _split(cfg, fc, ck["classes"], shards_dir)
     items = load_items(shards, bind(split.subset(cfg.subset), shards))
     data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
     model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from flowprep import __version__
 from flowprep.base.durable import is_disk_full, write_text
 from flowprep.datasets.listing import VideoTask, check_keys
 from flowprep.errors import FlowprepError
@@ -27,7 +28,8 @@ from flowprep.runners import Chunk, Runner, Work
 from flowprep.runners.local import LocalRunner
 from flowprep.store import format as F
 from flowprep.store.record import ChunkResult
-from flowprep.store.settings import bind_settings
+from flowprep.store.settings import bind_settings, settings_mismatch
+from flowprep.store.shardfile import read_shard_header
 from flowprep.store.workspace import (
     Publisher,
     RunLock,
@@ -143,6 +145,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         try:
             for res in spec.runner.run(spec.work, chunks, bar):
                 if res.shard:  # "": a chunk whose worker died (runners.local.died); its videos failed, no shard
+                    check_staged(res.shard, spec.identity)
                     res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
                 results.append(res)
         except KeyboardInterrupt:
@@ -166,6 +169,24 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                 log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
                             "resume.", state.capitalize(), _written(results), len(chunks))
     return report
+
+
+def check_staged(staged: str, identity: dict) -> None:
+    """Refuse to publish a chunk a worker reports written but this machine cannot see (a worker whose output
+    folder is its own disk, not the shared one), or written with other settings than the run's (a worker with
+    another flowprep): published, it left a folder that verify called damaged and the next run refused.
+
+    Raises:
+        FlowprepError: what is wrong and what to do; the shards published so far are kept.
+    """
+    kept = "the shards finished so far are kept; fix it and run the same command again"
+    if not os.path.isfile(staged):
+        raise FlowprepError(f"{staged}: a worker reported this chunk written, but it is not here: every worker must "
+                            f"see the output folder at the same path (shared storage, docs/SCALE.md); {kept}")
+    why = settings_mismatch(read_shard_header(staged)[0], identity)
+    if why:
+        raise FlowprepError(f"{staged}: a worker wrote this chunk, but {why}: every worker must run this machine's "
+                            f"flowprep ({__version__}); the chunk is not published, {kept}")
 
 
 def _written(results: list[ChunkResult]) -> int:

@@ -7,7 +7,9 @@ storage: NFS, Lustre, GPFS, ...) and have flowprep installed. See docs/SCALE.md.
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
+from concurrent.futures import CancelledError
 from typing import Iterator, Sequence
 
 from flowprep.errors import FlowprepError
@@ -16,6 +18,7 @@ from flowprep.runners.local import lost, run_chunk
 from flowprep.store.record import ChunkResult
 
 CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
+WORKER_WAIT_S = 60  # how long to wait for a first worker: with none, the run waited forever, saying nothing
 
 
 def connect(address: str, timeout: str | None = None):
@@ -35,9 +38,41 @@ def cluster_slots(address: str) -> int:
     """Threads across the cluster's workers: how many chunks can run at once (at least 1)."""
     client = connect(address)
     try:
+        wait_for_workers(client, address)
         return max(1, sum(client.nthreads().values()))
     finally:
         client.close()
+
+
+def wait_for_workers(client, address: str, timeout: float = WORKER_WAIT_S) -> None:
+    """Return once a worker is connected; FlowprepError saying how to start one after ``timeout`` seconds."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise FlowprepError(f"no Dask worker connected to {address} in {timeout:g} s: start workers with "
+                            f"`dask-worker {address}` on machines with flowprep installed and the output folder "
+                            "at the same path") from None
+
+
+def check_workers(client, address: str) -> None:
+    """Refuse workers that cannot import flowprep or run another version than this machine: a worker without it
+    hung the run forever (the error only in its log), and one with another version wrote shards of other
+    settings. FlowprepError naming the first such worker."""
+    def version() -> str:  # nested, so that cloudpickle sends it by value: a worker need not import this module
+        try:
+            import flowprep
+            return str(flowprep.__version__)
+        except Exception as e:  # noqa: BLE001 (any failure to import is the answer)
+            return f"no flowprep ({type(e).__name__}: {e})"
+
+    from flowprep import __version__
+    wait_for_workers(client, address)
+    for worker, theirs in sorted(client.run(version, on_error="return").items()):
+        theirs = f"flowprep {theirs}" if isinstance(theirs, str) and not theirs.startswith("no ") else (
+            theirs if isinstance(theirs, str) else f"no flowprep ({type(theirs).__name__}: {theirs})")
+        if theirs != f"flowprep {__version__}":
+            raise FlowprepError(f"Dask worker {worker} has {theirs}, this machine flowprep {__version__}: install the "
+                                "same flowprep on every worker (docs/SCALE.md)")
 
 
 class DaskRunner:
@@ -71,12 +106,14 @@ class DaskRunner:
         into a staging folder that the next run deletes or adopts, never into a published shard.
         """
         from dask.distributed import as_completed
+        from distributed.comm.core import CommClosedError
         from distributed.scheduler import KilledWorker
 
         client = connect(self.address)
         token = uuid.uuid4().hex[:8]
         futures = []
         try:
+            check_workers(client, self.address)
             futures = [client.submit(run_chunk, work, c, threads=1, pure=False,
                                      key=f"flowprep-chunk-{token}-{c.index:05d}") for c in chunks]
             chunk_of, suspects = dict(zip((f.key for f in futures), chunks)), []
@@ -99,7 +136,12 @@ class DaskRunner:
                                   "went on")
                 progress(len(res.videos), res.pairs)
                 yield res
+        except (CancelledError, CommClosedError) as e:  # a traceback when the scheduler died mid-run
+            raise FlowprepError(f"lost the Dask scheduler at {self.address} ({type(e).__name__}: "
+                                f"{' '.join(str(e).split())[:160]}): restart it and its workers, and run the same "
+                                "command again; the shards finished so far are kept") from None
         finally:
-            if futures:
-                client.cancel(futures)
-            client.close()
+            with contextlib.suppress(Exception):  # a scheduler already gone: nothing left to cancel
+                if futures:
+                    client.cancel(futures)
+                client.close()

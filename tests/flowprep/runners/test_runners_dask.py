@@ -80,3 +80,64 @@ def test_a_chunk_whose_dask_workers_keep_dying_fails_alone_and_the_batch_complet
         assert len(list((tmp_path / "markers").iterdir())) == 4  # twice among the others, twice alone
         again = run_batch(videos, tmp_path / "out", spec(ExtractWork(CPU)))
         assert again.videos_processed == 1 and again.videos_ok == 1
+
+
+def test_a_cluster_without_workers_is_one_line_not_a_wait_forever(tmp_path, capsys, monkeypatch):
+    import flowprep.runners.dask_cluster as dc
+    monkeypatch.setattr(dc, "WORKER_WAIT_S", 1)
+    monkeypatch.setattr(dc.wait_for_workers, "__defaults__", (1,))
+    root = make_dataset(tmp_path / "ds", 1)
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as c:
+        rc = main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(tmp_path / "o"), *FAST,
+                   "--scheduler", c.scheduler_address, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "no Dask worker connected to" in err[-1] and "dask-worker" in err[-1], err
+
+
+class _Client:
+    """What check_workers asks of a dask Client: workers that answer with another version, or fail."""
+
+    def __init__(self, answers: dict):
+        self.answers = answers
+
+    def wait_for_workers(self, n, timeout):
+        pass
+
+    def run(self, fn, on_error):
+        assert fn() == __import__("flowprep").__version__  # runs where flowprep imports, as here
+        return self.answers
+
+
+def test_workers_with_another_flowprep_or_none_are_refused_by_name():
+    """A worker without flowprep hung the run forever; one with another version published shards of other
+    settings with exit 0, and the folder was refused by the next run."""
+    from flowprep.errors import FlowprepError
+    from flowprep.runners.dask_cluster import check_workers
+
+    ours = __import__("flowprep").__version__
+    check_workers(_Client({"tcp://a:1": ours, "tcp://b:1": ours}), "tcp://s:8786")
+    with pytest.raises(FlowprepError, match=f"worker tcp://b:1 has flowprep 0.0.1, this machine flowprep {ours}"):
+        check_workers(_Client({"tcp://a:1": ours, "tcp://b:1": "0.0.1"}), "tcp://s:8786")
+    with pytest.raises(FlowprepError, match="worker tcp://a:1 has no flowprep \\(ModuleNotFoundError"):
+        check_workers(_Client({"tcp://a:1": ModuleNotFoundError("No module named 'flowprep'")}), "tcp://s:8786")
+
+
+def test_a_scheduler_lost_mid_run_is_one_line(tmp_path, monkeypatch):
+    """It was a FutureCancelledError traceback (scheduler-connection-lost)."""
+    from concurrent.futures import CancelledError
+
+    import dask.distributed
+
+    from flowprep.errors import FlowprepError
+    from flowprep.runners import Chunk
+    from flowprep.runners.dask_cluster import DaskRunner
+
+    def lost(*args, **kwargs):
+        raise CancelledError("flowprep-chunk-x cancelled for reason: scheduler-connection-lost.")
+        yield
+
+    monkeypatch.setattr(dask.distributed, "as_completed", lost)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as c:
+        with pytest.raises(FlowprepError, match="lost the Dask scheduler at .*scheduler-connection-lost.*run the same"):
+            list(DaskRunner(c.scheduler_address).run(None, [Chunk(0, (), str(tmp_path / "c.h5"))], lambda *a: None))

@@ -101,3 +101,45 @@ def test_a_dead_gpu_worker_is_restarted_and_costs_only_its_chunk(tmp_path, times
     results = sorted(str(r) for _, r in out)
     assert results == sorted(["0", "1", "3", "4", "5", "2" if times == 1 else "died: 2"])
     assert len(os.listdir(tmp_path)) == min(times, 2)
+
+
+class _Worker:
+    """A runner whose worker reports each chunk written: with other settings than the run's, or somewhere this
+    machine cannot see (its output folder is its own disk, not the shared one)."""
+
+    def __init__(self, how: str):
+        self.how = how
+
+    def slots(self) -> int:
+        return 1
+
+    def describe(self) -> dict:
+        return {"kind": "fake"}
+
+    def run(self, work, chunks, progress):
+        from flowprep.store.record import ChunkResult
+        from flowprep.store.writer import ShardWriter
+
+        for c in chunks:
+            if self.how == "other settings":
+                with ShardWriter(c.staged, {**CPU.identity(), "jpeg_quality": 50}):
+                    pass
+                yield ChunkResult(c.staged, [], 0.0)
+            else:
+                yield ChunkResult(c.staged + ".elsewhere", [], 0.0)
+
+
+@pytest.mark.parametrize("how, said", [("other settings", "other settings than .*jpeg_quality"),
+                                       ("not shared", "is not here: every worker must see the output folder")])
+def test_a_chunk_of_other_settings_or_out_of_sight_is_not_published(tmp_path, how, said):
+    """A worker with another flowprep had its shards published with exit 0 (verify then called the folder
+    damaged, the next run refused it); a worker with its own disk left an index entry for a shard never made."""
+    from flowprep.errors import FlowprepError
+    from flowprep.extraction.extract import ExtractWork
+
+    root = make_dataset(tmp_path / "ds", 2)
+    spec = BatchSpec(ExtractWork(CPU), CPU.identity(), asdict(CPU.solver), _Worker(how), show_progress=False)
+    with pytest.raises(FlowprepError, match=said):
+        run_batch(list_videos("ucf101", root), tmp_path / "out", spec)
+    assert not list((tmp_path / "out").glob("shard-*.h5"))
+    assert not (tmp_path / "out" / "index.jsonl").exists() or not (tmp_path / "out" / "index.jsonl").read_text()
