@@ -16,6 +16,9 @@ from flowprep.loading.stacking import STACKINGS
 from train.torchfile import CheckpointError
 
 _SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
+# settings of how a run ran, not of what it trained: read back from a checkpoint as their defaults
+_HOW_IT_RAN = ("num_workers", "device", "amp", "resume", "restart", "val_frames", "val_every", "deterministic",
+               "threads", "progress")
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,8 @@ class FitConfig:
                 ("--batch-size", self.batch_size, self.batch_size >= 1, "1 or more"),
                 ("--lr", self.lr, self.lr > 0, "above 0"),
                 ("--dropout", self.dropout, self.dropout is None or 0 <= self.dropout < 1, "in [0, 1)"),
-                ("--lr-milestones", self.milestones, all(0 < f < 1 for f in self.milestones or ()),
-                 "fractions of the run, each in (0, 1)"),
+                ("--lr-milestones", self.milestones, all(0 < f <= 1 for f in self.milestones or ()),
+                 "fractions of the run, each in (0, 1]"),
                 ("--val-frames", self.val_frames, self.val_frames >= 0, "0 (off) or more"),
                 ("--val-every", self.val_every, self.val_every >= 1, "1 or more"),
                 ("--num-workers", self.num_workers, self.num_workers >= 0, "0 or more"),
@@ -132,6 +135,9 @@ def saved_config(saved: dict, path: str | Path) -> FitConfig:
     if unknown:
         raise CheckpointError(f"{path}: written with settings this version does not know ({', '.join(unknown)}); "
                               "use the flowprep version that trained it")
+    # how that run ran (threads, workers, monitoring...) is not the net's: its defaults, so that a value older
+    # versions took (--threads 0) does not make the checkpoint unreadable
+    saved = {k: v for k, v in saved.items() if k not in _HOW_IT_RAN}
     saved = dict(saved, also=tuple(TaskSpec(**t) for t in saved.get("also", ())),
                  add_classes=tuple(TaskSpec(**t) for t in saved.get("add_classes", ())),
                  milestones=tuple(saved["milestones"]) if saved.get("milestones") else None)

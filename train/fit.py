@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from flowprep.base.durable import replacing
-from flowprep.datasets.splits import find_split_dir, load_split
+from flowprep.datasets.splits import SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
@@ -72,7 +72,9 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
             raise ValueError(f"{split_dir}: the training list of split {cfg.split} names no video; give the split "
                              "folder whose lists name this dataset's training videos (--split-dir)")
         sources.append(shards)
-        items += load_items(shards, check_classes(bind(split.train, shards), split, split_dir), task=k)
+        # a head with classes added (--add-classes) needs two classes in all, not two of its own dataset
+        need = 1 if k == 0 and cfg.add_classes else 2
+        items += load_items(shards, check_classes(bind(split.train, shards), split, split_dir, need), task=k)
         classes.append(list(split.classes))
         if k == 0:
             main = split  # its test list is the monitor's
@@ -81,9 +83,12 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
         split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
         offset = len(classes[0])
         sources.append(shards)
-        added = load_items(shards, check_classes(bind(split.train, shards), split, spec.split_dir or spec.shards))
+        added = load_items(shards, check_classes(bind(split.train, shards), split, spec.split_dir or spec.shards, 1))
         items += [replace(it, label=it.label + offset, source=len(sources) - 1) for it in added]
         classes[0] += [f"{spec.dataset}:{c}" for c in split.classes]
+    if cfg.add_classes and len({it.label for it in items if it.task == 0}) < 2:
+        raise SplitError("the training videos of the main head, --add-classes included, are of one class; a "
+                         "classifier needs two or more")
     if not main.test and cfg.val_frames > 0:
         log.warning("the test list of split %d names no video: no per-epoch monitor", cfg.split)
     return sources, items, classes, load_items(sources[0], bind(main.test, sources[0])), len(main.classes)
@@ -218,7 +223,7 @@ def fit(cfg: FitConfig) -> dict:
     if info.is_main and (out / "checkpoint.pt").is_file():
         with replacing(out / "best.pt") as tmp:
             shutil.copyfile(out / "checkpoint.pt", tmp)
-        metrics.write_json()
+        metrics.write()  # whole: a kill between the last checkpoint and its metrics left them an epoch short
     D.barrier()
     return row
 

@@ -7,6 +7,7 @@ svm  a multi-class linear SVM on the stacked, L2-normalised softmax scores, trai
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -49,7 +50,8 @@ def check_streams(test: Sequence[Scores], paths: Sequence[str]) -> None:
             if np.array_equal(s.scores, other.scores):
                 raise ValueError(f"{p}: holds the same scores as {q} (one stream given twice); give each stream's "
                                  "score file once")
-    _same_meta(test, paths, ("dataset", "split", "subset", "task"), "fuse scores of one dataset, split and subset")
+    # not "task": the paper fuses a spatial net with the HMDB-51 head (task 1) of a multi-task temporal net
+    _same_meta(test, paths, ("dataset", "split", "subset"), "fuse scores of one dataset, split and subset")
 
 
 def _same_meta(files: Sequence[Scores], paths: Sequence[str], keys: Sequence[str], advice: str) -> None:
@@ -109,9 +111,11 @@ def fuse_svm(train: Sequence[Scores], test: Sequence[Scores], c: float = 1.0, se
 
 
 def train_scores_path(path: str | os.PathLike) -> Path:
-    """Where ``test --subset train`` put the training scores matching a test score file."""
+    """Where ``test --subset train`` put the training scores matching a test score file (``scores_task1.npz``,
+    a multi-task net's head: ``scores_train_task1.npz``)."""
     p = Path(path)
-    return p.with_name(p.stem + "_train" + p.suffix)
+    stem, task = re.fullmatch(r"(.*?)((?:_task\d+)?)", p.stem).groups()
+    return p.with_name(stem + "_train" + task + p.suffix)
 
 
 def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] | None = None,

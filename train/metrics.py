@@ -54,9 +54,11 @@ def load_scores(path: str | os.PathLike) -> Scores:
         raise ValueError(text if text.startswith(str(path)) else f"{path}: unreadable ({text[:200]}); {again}") from e
     if len(s.labels) == 0:  # fused, it printed nan for every figure with exit 0
         raise ValueError(f"{path}: scores no video; {again} on a split whose list names videos in the shards")
-    if len(set(s.videos.tolist())) != len(s.videos):
-        twice = next(v for i, v in enumerate(s.videos.tolist()) if v in s.videos.tolist()[:i])
-        raise ValueError(f"{path}: scores video {twice} twice; {again}")
+    seen: set[str] = set()
+    for v in s.videos.tolist():
+        if v in seen:
+            raise ValueError(f"{path}: scores video {v} twice; {again}")
+        seen.add(v)
     shape = (len(s.labels), len(s.classes))
     if s.scores.shape != shape or not np.isfinite(s.scores).all():  # a fusion of these would be silently wrong
         raise ValueError(f"{path}: its scores are {s.scores.shape} for {shape} (videos, classes), or not all "

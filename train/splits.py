@@ -36,16 +36,18 @@ def bind(items: tuple[tuple[str, int], ...], shards: ShardSet, strict: bool = Fa
     return out
 
 
-def check_classes(pairs: list[tuple[str, int]], split: Split, where: object) -> list[tuple[str, int]]:
-    """``pairs`` (a split's training videos found in the shards), after checking their classes: fewer than two
-    raise (a classifier of one class learns nothing), and classes without a training video are warned of (the
-    net can never name them, so their test videos all count as wrong).
+def check_classes(pairs: list[tuple[str, int]], split: Split, where: object, need: int = 2
+                  ) -> list[tuple[str, int]]:
+    """``pairs`` (a split's training videos found in the shards), after checking their classes: fewer than
+    ``need`` raise (a classifier of one class learns nothing; 1 for a dataset whose classes join another's
+    head), and classes without a training video are warned of (the net can never name them, so their test
+    videos all count as wrong).
 
     Raises:
-        SplitError: the training videos hold fewer than two classes.
+        SplitError: the training videos hold fewer than ``need`` classes.
     """
     have = {label for _, label in pairs}
-    if len(have) < 2:
+    if len(have) < need:
         names = ", ".join(split.classes[c] for c in sorted(have)) or "none"
         raise SplitError(f"{where}: the training videos of split {split.split} found in the shards are of "
                          f"{len(have)} class(es) ({names}); a classifier needs two or more: extract more classes, or "

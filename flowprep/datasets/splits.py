@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import FlowprepError
 
 if TYPE_CHECKING:
@@ -145,8 +146,11 @@ def load_split(dataset: str, split_dir: str | os.PathLike, split: int = 1) -> Sp
 
 
 def _same(name: str) -> str:
-    """What makes two list names one video: separators, case and extension aside."""
-    return os.path.splitext(name.replace("\\", "/"))[0].lower()
+    """What makes two list names one video: the same name, with either separator, with or without a video
+    extension (``ShardSet.resolve``'s rule; "p1.take1" and "p1.take2" are two videos)."""
+    name = name.replace("\\", "/")
+    root, ext = os.path.splitext(name)
+    return root if ext.lower() in VIDEO_EXTENSIONS else name
 
 
 def _once(items: tuple[tuple[str, int], ...], what: str) -> tuple[tuple[str, int], ...]:

@@ -57,8 +57,8 @@ def export_video(src: ShardSet, key: str, folder: Path, start: int, rgb: bool = 
     """One video's images as ``folder/{flow_x,flow_y,img}_%05d.jpg`` from ``start``, and its sidecar."""
     meta = src.meta(key)
     names = [("flow_x", "flow_x", meta.flows), ("flow_y", "flow_y", meta.flows)]
-    if rgb and src.settings.get("rgb", True):
-        names.append(("rgb", "img", meta.frames))
+    # no RGB written: an earlier export's img_* in the folder would be imported as this video's (0: removed)
+    names.append(("rgb", "img", meta.frames if rgb and src.settings.get("rgb", True) else 0))
     write_images(folder, src, key, names, start)
     write_sidecar(folder, src.quant(key), src.settings.get("quantization"), start)
 

@@ -7,6 +7,7 @@ storage: NFS, Lustre, GPFS, ...) and have flowprep installed. See docs/SCALE.md.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from concurrent.futures import CancelledError
@@ -48,7 +49,7 @@ def wait_for_workers(client, address: str, timeout: float = WORKER_WAIT_S) -> No
     """Return once a worker is connected; FlowprepError saying how to start one after ``timeout`` seconds."""
     try:
         client.wait_for_workers(1, timeout=timeout)
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # distributed's is asyncio's, not the built-in, before 3.11
         raise FlowprepError(f"no Dask worker connected to {address} in {timeout:g} s: start workers with "
                             f"`dask-worker {address}` on machines with flowprep installed and the output folder "
                             "at the same path") from None

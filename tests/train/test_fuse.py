@@ -148,3 +148,13 @@ def test_a_score_file_naming_a_video_twice_is_refused_naming_it(tmp_path):
     """Given first to fuse, it was refused with "e.g. []"."""
     with pytest.raises(ValueError, match="scores video v1 twice"):
         load_scores(_save(tmp_path / "d.npz", [[1, 0, 0], [0, 1, 0]], [0, 1], ["v1", "v1"]))
+
+
+def test_a_multi_task_nets_head_fuses_with_a_single_task_net(tmp_path):
+    """The paper's best HMDB-51 figure fuses a spatial net with the HMDB head (task 1) of a temporal net trained
+    on UCF-101 and HMDB-51: refused when the files' task was compared. Its training scores are found by name."""
+    s, t = _pair(tmp_path, "te")
+    head = _save(tmp_path / "scores_task1.npz", [[.5, .4, .1], [.3, .6, .1]], [0, 1], ["v1", "v2"],
+                 stream="temporal", subset="test", dataset="ucf101", split=1, task=1)
+    assert fuse([s, head])["fusion:avg"]["videos"] == 2
+    assert train_scores_path(head).name == "scores_train_task1.npz"  # where `test --subset train --task 1` writes

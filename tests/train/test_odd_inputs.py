@@ -15,7 +15,7 @@ from flowprep.datasets.splits import SplitError, load_split
 from train import engine, evaluate
 from train import fit as train_mod
 from train.cli import main
-from train.config import FitConfig, saved_config
+from train.config import FitConfig, TaskSpec, saved_config
 from train.engine import CheckpointError, load_checkpoint
 from train.fit import fit
 from train.models import build_model, load_state
@@ -158,7 +158,8 @@ def test_a_checkpoint_with_weights_of_other_shapes_is_refused_in_one_line(motion
 
 def test_a_checkpoint_with_settings_this_version_does_not_know_is_refused(motion_data, tmp_path):
     path, ck = _trained(motion_data, tmp_path)
-    assert saved_config(ck["config"], path) == _cfg(motion_data, tmp_path / "run")
+    ran = dict(num_workers=0, device="cpu", val_frames=0, progress=False)  # how it ran: read back as defaults
+    assert replace(saved_config(ck["config"], path), **ran) == _cfg(motion_data, tmp_path / "run")
     ck["config"]["newfield"] = 1
     torch.save(ck, tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="settings this version does not know \\(newfield\\)"):
@@ -308,3 +309,40 @@ def test_a_failed_test_leaves_no_metrics_of_an_earlier_one(motion_data, tmp_path
     with pytest.raises(OSError):
         evaluate.test(cfg)
     assert not (path.parent / "test_metrics.json").exists() and (path.parent / "scores.npz").is_file()
+
+
+def test_a_checkpoint_of_a_run_with_threads_0_still_reads(motion_data, tmp_path):
+    """--threads 0 (torch's default) was taken before today's range checks: such a checkpoint was refused as
+    "not valid"; how a run ran is not read back from it."""
+    _, ck = _trained(motion_data, tmp_path)
+    old = {**ck["config"], "threads": 0, "num_workers": -1, "milestones": [0.5, 1.0]}
+    assert saved_config(old, "x").threads is None
+
+
+def test_one_added_class_joins_a_head_of_several(motion_data, tmp_path):
+    """--add-classes of a dataset with a single class (a "background" class) was refused as one class."""
+    first = [ln for ln in _lines(motion_data, "train") if ln.startswith(motion_data.classes[0] + "/")]
+    one = _splits(motion_data, tmp_path / "one", train="\n".join(first) + "\n")
+    fit(_cfg(motion_data, tmp_path / "out", add_classes=(TaskSpec("ucf101", str(motion_data.shards), str(one)),)))
+    assert len(load_checkpoint(tmp_path / "out" / "best.pt")["classes"][0]) == 8
+
+
+def test_metrics_are_whole_after_a_kill_between_the_last_checkpoint_and_its_metrics(motion_data, tmp_path,
+                                                                                      monkeypatch):
+    real = engine.MetricsLog.write
+    calls = []
+
+    def killed(self):
+        calls.append(len(self.history))
+        if len(self.history) == 2 and len(calls) == 2:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(engine.MetricsLog, "write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path, epochs=2))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2  # header + epoch 0: one short
+    monkeypatch.undo()
+    fit(_cfg(motion_data, tmp_path, epochs=2))  # the same command: finished, and its metrics made whole
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3

@@ -96,3 +96,12 @@ def test_kinetics_trains_on_train_csv_and_tests_on_validate_csv_with_labels_sort
     assert find_split_dir("kinetics", tmp_path, None) == tmp_path  # train.csv marks the folder
     with pytest.raises(SplitError, match="one split"):
         load_split("kinetics", tmp_path, 2)
+
+
+def test_names_that_differ_after_a_dot_are_two_videos_not_a_repeat(tmp_path):
+    """Any dotted suffix was taken for an extension: "p1.take2" was dropped as a repeat of "p1.take1", and
+    "a.v1" left training as "also in the test list" of "a.v2"."""
+    (tmp_path / "train.txt").write_text("walk/p1.take1\nwalk/p1.take2\nrun/a.v1\nwalk/p1.take1.mp4\n")
+    (tmp_path / "test.txt").write_text("run/a.v2\n")
+    s = load_split("folder", tmp_path, 1)
+    assert [n for n, _ in s.train] == ["walk/p1.take1", "walk/p1.take2", "run/a.v1"]  # .mp4: the same video

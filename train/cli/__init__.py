@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OSError, RuntimeError) as e:
         line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else (
-            f"{e.filename + ': ' if e.filename else ''}{e.strerror or e} (check that the path exists and is "
-            "writable; finished work is kept, run the same command again)")  # permissions, a vanished mount
+            f"{e.filename}: {e.strerror or e} (check that the path exists and is writable; finished work is kept, "
+            "run the same command again)" if e.filename else  # permissions, a vanished mount
+            f"{type(e).__name__}: {e} (finished work is kept; run the same command again)")  # a network error
         if line is None:
             raise
         print(f"twostream {args.verb}: error: {line}", file=sys.stderr)

@@ -153,3 +153,5 @@ def test_an_export_over_another_leaves_none_of_its_images(shards, tmp_path, caps
     assert names == [f"flow_x_{i:05d}.jpg" for i in range(m.flows)]  # denseflow's, from 0, and nothing else
     assert main(["import", "--format", "denseflow", str(dest), str(tmp_path / "back"), "--no-progress"]) == 0
     assert _streams(flowprep.open_shards(tmp_path / "back"), key) == _streams(s, key)
+    assert main(["export", "--format", "denseflow", "--no-rgb", str(shards), str(dest), "--no-progress"]) == 0
+    assert not list((dest / key).glob("img_*.jpg"))  # an earlier export's RGB is not left to import as this one's
