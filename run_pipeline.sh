@@ -5,6 +5,7 @@
 # Safe to run again: a stage whose command has not changed since it finished is reused; an interrupted stage
 # resumes (extraction skips finished shards, training continues from its last checkpoint).
 set -euo pipefail
+CALLER="$PWD"  # relative paths given on the command line are the caller's, not the repository's
 cd "$(dirname "$0")"
 
 usage() {
@@ -66,6 +67,11 @@ while [ $# -gt 0 ]; do
         --main-rows) ALL_ROWS=0; shift; continue ;;
         --no-table2) TABLE2=0; shift; continue ;;
     esac
+    case "$1" in
+        --dataset|--root|--split-dir|--split|--out|--device|--jobs|--arch|--pretrained|--epochs|--batch-size) ;;
+        --demo-args|--extract-args|--fit-args) ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
     [ $# -ge 2 ] || die "$1 needs a value (see --help)"
     case "$1" in
         --dataset) DATASET="$2" ;;
@@ -88,6 +94,12 @@ while [ $# -gt 0 ]; do
 done
 
 case "$SPLIT" in 1|2|3) ;; *) die "--split must be 1, 2 or 3, got $SPLIT" ;; esac
+for v in "--jobs:$JOBS" "--epochs:$EPOCHS" "--batch-size:$BATCH"; do  # checked before any work is thrown away
+    case "${v#*:}" in "") ;; *[!0-9]*|0*) die "${v%%:*} must be a whole number above 0, got ${v#*:}" ;; esac
+done
+[[ "$DEVICE" =~ ^(auto|cpu|cuda(:[0-9]+)?)$ ]] || die "--device must be auto, cpu, cuda or cuda:N, got $DEVICE"
+abs() { case "$1" in ""|/*) printf '%s' "$1" ;; *) printf '%s/%s' "$CALLER" "$1" ;; esac; }
+ROOT="$(abs "$ROOT")" SPLIT_DIR="$(abs "$SPLIT_DIR")" OUT="$(abs "$OUT")" PRETRAINED="$(abs "$PRETRAINED")"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 OUT="${OUT:-runs/$DATASET}"
 
@@ -148,7 +160,7 @@ TRAIN=("$PY" -m train)
 export PYTHONUNBUFFERED=1
 
 STATE="$OUT/.stages" LOGS="$OUT/logs"
-mkdir -p "$STATE" "$LOGS"
+mkdir -p "$STATE" "$LOGS" 2>/dev/null || die "cannot create $OUT (read-only, full, or not a folder): give a writable --out"
 [ "$FRESH" = 0 ] || rm -f "$STATE"/*.done
 SHARDS="$OUT/shards"
 STAGE_N=0 STAGE_TOTAL=10 RERUN=0
@@ -159,6 +171,35 @@ BACKWARD=0  # the extraction stores backward flow: the bi-directional row can be
 [ "$DATASET" = demo ] && STAGE_TOTAL=$((STAGE_TOTAL + 1))
 [ "$DATASET" = demo ] && [ "$ALL_ROWS" = 1 ] || TABLE2=0  # Table 2 is the demo's (its small companion dataset)
 [ "$TABLE2" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 10))
+
+# remove_shards DIR: delete a shard folder flowprep wrote (never a folder of other files given as --out)
+remove_shards() {
+    [ -e "$1" ] || return 0
+    if [ -f "$1/flowprep.json" ] || [ -f "$1/index.jsonl" ] || [ -z "$(ls -A "$1")" ]; then
+        rm -rf "$1"
+    else
+        die "$1 holds files flowprep did not write; give another --out (nothing was removed)"
+    fi
+}
+
+# drop_stale_shards DIR DATASET_MARKER RECORD: DIR's shards were made from the dataset whose marker RECORD holds
+# a checksum of; if the dataset's marker now differs, they are of other videos: removed. Records the current one.
+drop_stale_shards() {
+    local now
+    now="$(cksum < "$2" 2>/dev/null || echo none)"
+    if [ -f "$3" ] && [ "$(cat "$3")" != "$now" ]; then
+        remove_shards "$1"
+    elif [ ! -f "$3" ] && [ -e "$1" ] && [ ! -f "$1/flowprep.json" ] && [ -n "$(ls -A "$1")" ]; then
+        remove_shards "$1"  # dies: a folder of other files
+    fi
+    echo "$now" > "$3"
+}
+
+# same_data DATASET_MARKER RECORD: whether the dataset is the one RECORD says the shards were made from (or none
+# is recorded yet)
+same_data() {
+    [ ! -f "$2" ] || [ "$(cat "$2")" = "$(cksum < "$1" 2>/dev/null || echo none)" ]
+}
 
 # stage NAME "what it does" CMD...: run CMD unless it finished before with the same command line. A stage that
 # runs makes every later stage run too (their inputs may have changed). Output goes to the screen and the log.
@@ -191,16 +232,22 @@ stage() {
     local t=$SECONDS rc
     set +e
     if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
-        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee "$LOGS/$name.log" \
+        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee -i "$LOGS/$name.log" \
             | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name"
-    else
-        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee "$LOGS/$name.log"
+    else  # tee -i: a Ctrl-C must not end the log's writer before the command has said it stopped
+        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee -i "$LOGS/$name.log"
     fi
     rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" = 1 ] && [ "${ALLOW_SOME_FAILED:-0}" = 1 ]; then  # the batch finished; some inputs were bad
         echo "    some inputs could not be used (listed above and in $LOGS/$name.log); going on with the rest"
         rc=0
+    fi
+    if [ "$rc" = 130 ]; then
+        echo "" >&2
+        echo "run_pipeline: interrupted in stage '$name' after $((SECONDS - t)) s; run the same command again to" \
+            "resume (finished stages are reused, this one continues where it stopped)" >&2
+        exit 130
     fi
     if [ "$rc" != 0 ]; then
         echo "" >&2
@@ -228,18 +275,24 @@ fit() {
 }
 
 if [ "$DATASET" = demo ]; then
+    # the demo folder regenerated with other settings by a run with another --out: make it this run's again
+    same_data "$ROOT/demo.json" "$STATE/shards.data" || rm -f "$STATE/data.done"
     stage data "generate the demo videos into $ROOT (UCF-101 layout; appearance and motion each tell part)" \
         "${FLOWPREP[@]}" make-demo --out "$ROOT" "${EXTRA_D[@]:+${EXTRA_D[@]}}"
-    # new or other demo videos: shards of earlier ones (other settings, other videos) would be refused or stale
-    [ "$RERUN" = 0 ] || rm -rf "$SHARDS"
+    # other demo videos than the shards were made from (another seed or size, written by a run with another
+    # --out into the same folder): their shards are stale. Not --fresh, --jobs or --device: the same videos
+    drop_stale_shards "$SHARDS" "$ROOT/demo.json" "$STATE/shards.data"
 fi
 KINETICS_ARGS=(); [ "$FORMAT" != kinetics ] || KINETICS_ARGS=(--split-dir "$SPLIT_DIR")
 EXTRACT=("${FLOWPREP[@]}" extract --dataset "$FORMAT" --root "$ROOT" --out "$SHARDS" --jobs "$JOBS" --device "$DEVICE"
     "${KINETICS_ARGS[@]:+${KINETICS_ARGS[@]}}" "${EXTRACT_DEFAULTS[@]:+${EXTRACT_DEFAULTS[@]}}"
     "${EXTRA_X[@]:+${EXTRA_X[@]}}")
-if [ "$DATASET" = demo ] && [ -f "$STATE/extract.started" ] && [ "$(cat "$STATE/extract.started")" != "${EXTRACT[*]}" ]; then
-    rm -rf "$SHARDS"  # the demo's shards are minutes of work: other settings (e.g. a newer demo's) start afresh
+# the settings of the shards, not how they are made (--jobs, --device): others (e.g. a newer demo's) start afresh
+SETTINGS_KEY="$(printf '%s\n' "${EXTRACT[@]}" | sed '/^--jobs$/,+1d; /^--device$/,+1d' | tr '\n' ' ')"
+if [ "$DATASET" = demo ] && [ -f "$STATE/extract.settings" ] && [ "$(cat "$STATE/extract.settings")" != "$SETTINGS_KEY" ]; then
+    remove_shards "$SHARDS"
 fi
+echo "$SETTINGS_KEY" > "$STATE/extract.settings"
 ALLOW_SOME_FAILED=1 stage extract "videos -> TV-L1 flow + RGB frames as JPEG in HDF5 shards ($SHARDS)" "${EXTRACT[@]}"
 stage quality "what the JPEG shards cost in flow accuracy and save in bytes ($OUT/quality)" \
     "${FLOWPREP[@]}" quality --shards "$SHARDS" --sample "$QUALITY_SAMPLE" --report "$OUT/quality"
@@ -283,11 +336,12 @@ if [ "$TABLE2" = 1 ]; then
     # --demo-args, not its split sizes (it has its own).
     SMALL_ROOT="${ROOT%/}_small" SMALL_SHARDS="$OUT/shards_small" SMALL_D=()
     for ((i = 0; i + 1 < ${#EXTRA_D[@]}; i++)); do
-        case "${EXTRA_D[i]}" in --seed|--frames|--width|--height) SMALL_D+=("${EXTRA_D[i]}" "${EXTRA_D[i + 1]}") ;; esac
+        case "${EXTRA_D[i]}" in --seed|--frames|--size) SMALL_D+=("${EXTRA_D[i]}" "${EXTRA_D[i + 1]}") ;; esac
     done
+    same_data "$SMALL_ROOT/demo.json" "$STATE/shards_small.data" || rm -f "$STATE/data-small.done"
     stage data-small "generate the small companion dataset into $SMALL_ROOT (Table 2)" \
         "${FLOWPREP[@]}" make-demo --small --out "$SMALL_ROOT" "${SMALL_D[@]:+${SMALL_D[@]}}"
-    [ "$RERUN" = 0 ] || rm -rf "$SMALL_SHARDS"
+    drop_stale_shards "$SMALL_SHARDS" "$SMALL_ROOT/demo.json" "$STATE/shards_small.data"
     stage extract-small "the small dataset's flow ($SMALL_SHARDS)" \
         "${FLOWPREP[@]}" extract --dataset ucf101 --root "$SMALL_ROOT" --out "$SMALL_SHARDS" --jobs "$JOBS" \
         --device "$DEVICE" --nscales 2 --warps 3

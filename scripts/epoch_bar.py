@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 
 from tqdm import tqdm
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--desc", default="train")
     a = p.parse_args(argv)
+    # a Ctrl-C goes to the whole pipeline: the trainer says it stopped, and this filter must live to pass it on
+    # (it died with a traceback, and the trainer's last lines were lost)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tty = sys.stdout.isatty()
     # on a terminal the bar redraws in place; in a captured log it is redrawn rarely
     bar = tqdm(total=a.epochs, desc=f"    {a.desc}", unit="epoch", file=sys.stdout, dynamic_ncols=True,

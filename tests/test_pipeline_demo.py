@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,46 @@ def test_pipeline_help_and_bad_options() -> None:
     bad = subprocess.run(["bash", str(REPO / "run_pipeline.sh"), "--dataset", "ucf101"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "needs --root" in bad.stderr
+    for args, said in ((["--bogus"], "unknown option --bogus"), (["--out=x"], "unknown option --out=x"),
+                       (["--jobs", "abc"], "--jobs must be a whole number above 0, got abc"),
+                       (["--device", "gpu"], "--device must be auto, cpu, cuda or cuda:N, got gpu")):
+        bad = subprocess.run(["bash", str(REPO / "run_pipeline.sh"), *args], capture_output=True, text=True)
+        assert bad.returncode == 2 and said in bad.stderr, bad.stderr  # before any work is thrown away
+
+
+def _launch(cwd: Path, log: Path, *args: str) -> subprocess.Popen:
+    """run_pipeline.sh in its own session (a Ctrl-C reaches its whole process group, as from a terminal)."""
+    env = {**os.environ, "FLOWPREP_VENV": sys.prefix}
+    return subprocess.Popen(["bash", str(REPO / "run_pipeline.sh"), *args], cwd=cwd, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_ctrl_c_in_extraction_is_not_recorded_as_finished_and_paths_are_the_callers(tmp_path: Path) -> None:
+    """Ctrl-C killed `tee` first, the extraction's last words met a broken pipe and it exited 0: the stage was
+    marked finished, and every later run trained on the videos extracted so far. Relative paths were read
+    against the repository, and a --out holding other files lost its shards/ folder."""
+    if not (Path(sys.prefix) / ".flowprep-installed").exists():
+        pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")
+    (tmp_path / "run" / "shards").mkdir(parents=True)
+    (tmp_path / "run" / "shards" / "mine.h5").write_bytes(b"not flowprep's")
+    args = ("--out", "run", "--root", "data", "--jobs", "1", "--device", "cpu", "--main-rows",
+            "--demo-args", "--train-groups 3 --test-groups 1 --clips 2 --frames 13")
+    p = _launch(tmp_path, tmp_path / "log1", *args)
+    assert p.wait(timeout=200) == 2
+    assert "holds files flowprep did not write" in (tmp_path / "log1").read_text()
+    assert (tmp_path / "run" / "shards" / "mine.h5").exists() and (tmp_path / "data" / "demo.json").exists()
+    (tmp_path / "run" / "shards" / "mine.h5").unlink()
+    p = _launch(tmp_path, tmp_path / "log2", *args)
+    deadline = time.monotonic() + 200
+    while "extract:" not in (tmp_path / "log2").read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    os.killpg(p.pid, signal.SIGINT)
+    assert p.wait(timeout=120) == 130
+    text = (tmp_path / "log2").read_text()
+    assert "interrupted in stage 'extract'" in text and "run the same command again" in text, text[-2000:]
+    assert not (tmp_path / "run" / ".stages" / "extract.done").exists()
+    assert "Traceback" not in text

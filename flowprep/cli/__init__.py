@@ -60,6 +60,15 @@ def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.Argument
     return p
 
 
+def _interrupted(e: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is in ``e``'s chain (an error raised while a Ctrl-C was being handled)."""
+    while e is not None:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowprep`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -74,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FlowprepError, ValueError, FileNotFoundError) as e:
         print(f"flowprep {args.verb}: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `flowprep info --all | head`: the reader has what it wanted; end quietly
+    except BrokenPipeError as e:  # `flowprep info --all | head`: the reader has what it wanted; end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
-        return 0
+        # but a Ctrl-C that also ended the reader (`extract ... | tee log`): the command stopped, and exit 0 made
+        # run_pipeline.sh record an interrupted extraction as finished
+        return 130 if _interrupted(e) else 0 if args.verb == "info" else 1
     except OSError as e:  # permissions, a full disk, a vanished mount: say which file and what to check
         where = f"{e.filename}: " if e.filename else ""
         print(f"flowprep {args.verb}: error: {where}{e.strerror or e} (check that the path exists, is writable "

@@ -9,6 +9,7 @@ at most the chunks in flight (``videos_per_shard`` videos per worker).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -160,7 +161,8 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                                     f"and all earlier ones are kept") from e
             raise
         finally:
-            bar.bar.close()
+            with contextlib.suppress(OSError):  # a reader of stderr gone (Ctrl-C to `| tee`): the report still
+                bar.bar.close()                 # gets written below
             remove_staging(out, lock.run_id)
             report = _report(videos, (done, partial_before), results, spec, jobs, started,
                              time.perf_counter() - t0, state, unreadable, adopted)
