@@ -29,3 +29,30 @@ def test_every_verb_has_its_own_module_and_help(verb, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([verb, "--help"])
     assert e.value.code == 0 and f"flowprep {verb}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb, interrupted, rc", [("extract", True, 130), ("extract", False, 1), ("info", False, 0)])
+def test_a_broken_pipe_ends_quietly_only_for_a_reader_that_had_enough(monkeypatch, verb, interrupted, rc):
+    """`flowprep extract ... | tee log` under Ctrl-C: tee died first, the run's last words met a broken pipe, and
+    exit 0 made run_pipeline.sh record the interrupted extraction as finished. `info | head` still ends 0."""
+    import argparse
+    import os
+
+    import flowprep.cli as cli
+
+    def run(args):
+        if interrupted:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise BrokenPipeError(32, "Broken pipe") from None
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: argparse.Namespace(
+        verb=verb, verbose=False, _run=run)})())
+    saved = os.dup(1)
+    try:
+        assert cli.main([]) == rc
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
