@@ -4,6 +4,7 @@ API, and this package is the only one that imports argparse (with the trainer's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
               "and has room; finished work is kept, run the same command again)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"flowprep {args.verb}: interrupted", file=sys.stderr)
+        with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
+            print(f"flowprep {args.verb}: interrupted", file=sys.stderr)
         return 130
 
 

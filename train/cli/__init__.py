@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"twostream {args.verb}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"twostream {args.verb}: interrupted", file=sys.stderr)
+        with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
+            print(f"twostream {args.verb}: interrupted", file=sys.stderr)
         return 130
     finally:
         from train.distributed import cleanup

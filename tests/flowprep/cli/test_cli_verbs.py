@@ -56,3 +56,27 @@ def test_a_broken_pipe_ends_quietly_only_for_a_reader_that_had_enough(monkeypatc
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def test_a_ctrl_c_whose_message_meets_a_closed_stderr_still_exits_130(monkeypatch):
+    """The "interrupted" line raised BrokenPipeError inside the handler: a traceback and exit 1."""
+    import argparse
+
+    import flowprep.cli as cli
+    from train import cli as train_cli
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    def run(args):
+        raise KeyboardInterrupt
+
+    args = argparse.Namespace(verb="extract", verbose=False, _run=run)
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(train_cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(sys, "stderr", Closed())
+    assert cli.main([]) == 130 and train_cli.main([]) == 130
