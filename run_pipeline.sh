@@ -368,7 +368,8 @@ fi
 # results.json and the table: always rebuilt from the stages' outputs (cheap)
 CHECK=(); [ "$DATASET" = demo ] && CHECK=(--check-targets)
 echo
-"${TRAIN[@]}" table --runs "$OUT" --dataset "$DATASET" --split "$SPLIT" --seconds "$((SECONDS - T0))" \
+SECS=(); [ "$RERUN" = 0 ] || SECS=(--seconds "$((SECONDS - T0))")  # all reused: the run's own time is kept
+"${TRAIN[@]}" table --runs "$OUT" --dataset "$DATASET" --split "$SPLIT" "${SECS[@]:+${SECS[@]}}" \
     "${CHECK[@]:+${CHECK[@]}}" || echo "run_pipeline: a demo target was missed (above); see docs/DEMO.md" >&2
 echo
 echo "plots:"

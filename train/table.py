@@ -6,6 +6,7 @@ A run folder (``run_pipeline.sh --out``) holds one sub-folder per row (``spatial
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from pathlib import Path
@@ -219,8 +220,13 @@ def format_table(res: dict, dataset: str, split: int, spread: dict | None = None
 
 
 def write_results(run: str | Path, dataset: str, split: int, seconds: int | None = None) -> dict:
-    """Collect a run's rows into ``run/results.json`` (and return them)."""
+    """Collect a run's rows into ``run/results.json`` (and return them). Without ``seconds`` (a run that only
+    reused finished stages) the earlier file's duration is kept: it had been overwritten with 0."""
     res = {"dataset": dataset, "split": int(split), **collect(run)}
+    path = Path(run) / "results.json"
+    if seconds is None and path.is_file():
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            seconds = json.loads(path.read_text()).get("seconds")
     if seconds is not None:
         res["seconds"] = int(seconds)
     write_json(Path(run) / "results.json", res, sort_keys=False)

@@ -129,3 +129,10 @@ def test_the_title_says_how_the_rows_were_tested(tmp_path):
     assert "2 frames x 1 crops" in format_table(collect(run), "demo", 1).splitlines()[0]
     assert "25 frames x 10 crops (the paper's protocol)" in format_table(collect(_run_folder(
         tmp_path / "b", GOOD)), "demo", 1)
+
+
+def test_a_run_that_only_reused_its_stages_keeps_its_duration(tmp_path):
+    """run_pipeline.sh run again (every stage reused) wrote "seconds": 0 over the run's real time."""
+    write_results(_run_folder(tmp_path, GOOD), "demo", 1, seconds=632)
+    assert write_results(tmp_path, "demo", 1)["seconds"] == 632
+    assert json.loads((tmp_path / "results.json").read_text())["seconds"] == 632
