@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from flowprep.errors import FlowprepError
 
@@ -180,7 +181,8 @@ def check_keys(tasks: list[VideoTask]) -> list[VideoTask]:
     """
     by_key: dict[str, list[VideoTask]] = defaultdict(list)
     for t in tasks:
-        by_key[t.key].append(t)
+        key, why = normal_key(t.key)
+        by_key[key].append(replace(t, key=key, error=t.error or why) if key != t.key or why else t)
     out = []
     for key, group in by_key.items():
         t = group[0]
@@ -204,6 +206,17 @@ def check_keys(tasks: list[VideoTask]) -> list[VideoTask]:
                     f"its key differs only in case from that of {others}, which this file system cannot tell "
                     "apart; rename one of them, then run again with --retry-failed"))
     return sorted(out, key=lambda t: t.key)
+
+
+def normal_key(key: str) -> tuple[str, str | None]:
+    """(the key HDF5 stores, None) for a key given through the API: "a//b", "/a/b", "./a/b" and "a/b/" are
+    "a/b" (HDF5 took "/a/b" outside the videos group, and stopped the batch on "" or a repeat of "a/b").
+    A key that is empty or climbs out of the folder ("..") gets a stand-in and the reason it failed."""
+    parts = [p for p in str(key).replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return (f"invalid-key-{quote(str(key), safe='') or 'empty'}",
+                f"its key {key!r} is empty or climbs out of the folder ('..'); give the video a key below it")
+    return "/".join(parts), None
 
 
 def _utf8(text: str) -> bool:

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
+from flowprep.errors import ShardError
 from flowprep.loading import augment as T
 from flowprep.loading.stacking import STACKINGS, stack_parts, trajectory_stack
+from flowprep.store import format as F
 from flowprep.store.reader import ShardSet
 
 STREAMS = ("spatial", "temporal")
@@ -82,10 +84,17 @@ class VideoItem:
 
 
 def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0) -> list[VideoItem]:
-    """Read frame counts and sizes of (key, label) pairs from the shards."""
+    """Read frame counts and sizes of (key, label) pairs from the shards.
+
+    Raises:
+        ShardError: a video that failed at extraction (0 frames: it failed later, inside a loader worker).
+    """
     items = []
     for key, label in pairs:
         m = shards.meta(key)
+        if m.status != F.OK:
+            raise ShardError(m.shard, f"the video failed at extraction ({m.reason}) and has no frames to train "
+                             "on; leave it out (ShardSet.keys() lists the videos that are ok)", key)
         items.append(VideoItem(key, int(label), m.frames, m.flows, m.height, m.width, task))
     shards.close()  # no open handle may cross the DataLoader's fork
     return items

@@ -137,10 +137,14 @@ class DevicePool:
 class GpuRunner:
     """One worker process per GPU (``devices``: CUDA_VISIBLE_DEVICES values, see ``parse_devices``)."""
 
-    def __init__(self, devices: list[str]):
+    def __init__(self, devices: list[str] | str):
+        if isinstance(devices, str):  # "0,1" or "all", as --devices takes it (it was split into characters)
+            devices = parse_devices(devices, visible_devices())
         if not devices:
             raise ValueError("GpuRunner needs at least one device")
-        self.devices = list(devices)
+        if len(set(map(str, devices))) != len(devices):
+            raise ValueError(f"GpuRunner: a device is listed twice in {list(devices)}")
+        self.devices = [str(d) for d in devices]
 
     def slots(self) -> int:
         """One chunk in flight per device."""

@@ -184,6 +184,7 @@ class ShardSet:
         """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y', 'flow_x_backward',
         'flow_y_backward'), CRC-checked."""
         idx = [int(i) for i in indices]
+        self._check_indices(key, name, idx)
         if not idx:
             return []
         lo, hi = idx[0], idx[-1] + 1
@@ -200,6 +201,22 @@ class ShardSet:
                 raise ShardError(self._where[key][0], f"{name}[{idx[bad]}] fails its CRC-32 check (corrupt data); "
                                  "run `flowprep verify --repair`", key)
         return out
+
+    def _check_indices(self, key: str, name: str, idx: list[int]) -> None:
+        """Refuse what the catalog says a stream cannot hold, before reading: a failed video, RGB of a folder
+        extracted without it, an index out of range. Each was reported as damage ("run verify --repair"), which
+        found none."""
+        m = self.meta(key)
+        if m.status == F.FAILED:
+            raise ShardError(self._where[key][0], f"the video failed at extraction ({m.reason}): it holds no "
+                             "frames; `flowprep extract --retry-failed` tries it again", key)
+        if name == "rgb" and not self.settings.get("rgb", True):
+            raise ShardError(str(self.root), "holds no RGB frames: it was extracted with --no-rgb", key)
+        n = m.frames if name == "rgb" else m.flows
+        bad = next((i for i in idx if not 0 <= i < n), None)
+        if bad is not None:
+            raise IndexError(f"{name} index {bad} of video {key} is out of range: it has {n} "
+                             f"({'frames' if name == 'rgb' else 'flows'} 0..{n - 1})")
 
     def _small(self, key: str, name: str) -> np.ndarray:
         """A small per-frame array (checksums, quantization parameters), read once per process and kept."""
@@ -245,8 +262,10 @@ class ShardSet:
         flow indices (``direction="backward"``: of the backward flow, frame t+1 -> t)."""
         idx = list(indices)
         x_name, y_name, _, _ = self._names(direction)
+        self._check_indices(key, x_name, idx)  # a failed video: refused, not an empty array
         if not idx:
-            return np.zeros((0, 2, 0, 0), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
+            m = self.meta(key)
+            return np.zeros((0, 2, m.height, m.width), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
         xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))
         codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)])
         return codes, self.quant(key, direction)[idx]
@@ -263,7 +282,9 @@ class ShardSet:
         """(T, H, W, 3) uint8 RGB frames of the given frame indices (default: all)."""
         if indices is None:
             indices = range(self.meta(key).frames)
-        return np.stack([decode_rgb(b) for b in self.jpegs(key, "rgb", list(indices))])
+        blobs = self.jpegs(key, "rgb", list(indices))
+        m = self.meta(key)
+        return np.stack([decode_rgb(b) for b in blobs]) if blobs else np.zeros((0, m.height, m.width, 3), np.uint8)
 
     def failures(self) -> list[tuple[str, str]]:
         """(key, reason) of every video that failed and has not since succeeded."""

@@ -120,3 +120,23 @@ def test_a_folder_whose_files_cannot_be_listed_stops_the_listing_with_what_to_do
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(FlowprepError, match=r"cannot list the videos in .*Locked \(Permission denied\): give this"):
         list_videos(dataset, tmp_path)
+
+
+def test_keys_given_through_the_api_are_stored_below_the_videos_group_or_failed_with_a_reason(tmp_path):
+    """extract_dataset took any key: "" and a repeat of "a/b" as "a//b" stopped the batch with h5py errors, "/k"
+    was written outside the videos group and "." into it; verify called those folders OK."""
+    from flowprep.datasets.listing import check_keys, normal_key
+    from flowprep.store.reader import open_shards
+
+    from videogen import write_shift_video
+
+    assert [normal_key(k)[0] for k in ("a//b", "/a/b", "./a/b/", "a\\b")] == ["a/b"] * 4
+    assert normal_key("../evil")[1] and normal_key("")[1] and normal_key(".")[1]
+    video = tmp_path / "v.avi"
+    write_shift_video(video, [(1, 0)] * 4, size=(32, 24), seed=1)
+    tasks = [VideoTask(k, str(video)) for k in ("a/b", "a//b", "", "..", "/abs/k", "c")]
+    assert sorted(t.key for t in check_keys(tasks) if not t.error) == ["abs/k", "c"]
+    report = extract_dataset(tasks, tmp_path / "out", CPU, show_progress=False)
+    s = open_shards(tmp_path / "out")
+    assert s.keys() == ["abs/k", "c"] and report.videos_failed == 3  # a/b twice, "" and ".."
+    assert {k for k, _ in s.failures()} == {"a/b", "invalid-key-empty", "invalid-key-.."}

@@ -76,3 +76,15 @@ def test_extract_with_devices_equals_the_local_run(tmp_path):
                           show_progress=False)
     assert rep.jobs == 2 and rep.videos_ok == 5
     assert_same_output(tmp_path / "dev", tmp_path / "local")
+
+
+def test_a_gpu_runner_takes_the_devices_as_devices_takes_them(monkeypatch):
+    """GpuRunner("0,1") was three workers, one with CUDA_VISIBLE_DEVICES=","."""
+    from flowprep.runners.gpus import GpuRunner
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert GpuRunner("0,1").devices == ["4", "5"] and GpuRunner("all").devices == ["4", "5"]
+    with pytest.raises(ValueError, match="listed twice"):
+        GpuRunner("1,1")
+    with pytest.raises(ValueError, match="listed twice"):
+        GpuRunner(["4", "4"])

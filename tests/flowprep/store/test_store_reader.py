@@ -75,3 +75,32 @@ def test_each_catalog_is_read_once_across_close_and_fork(folder, monkeypatch):
     s._pid = -1  # as in a forked worker: the handles are dropped, the catalogs kept
     assert s.meta("Move/v_0").frames == 8
     assert len(reads) == 2 and len({bytes(r) if not isinstance(r, str) else r.encode() for r in reads}) == 2
+
+
+def test_what_a_stream_cannot_hold_is_refused_before_reading_not_called_damage(folder):
+    """An index past the end, a failed video and a folder without RGB all said "run flowprep verify --repair",
+    which found nothing; a failed video's flow() returned an empty array."""
+    from flowprep.errors import ShardError
+
+    s = open_shards(folder)
+    with pytest.raises(IndexError, match="flow_x index 7 of video Move/v_1 is out of range: it has 7"):
+        s.flow("Move/v_1", [7])
+    with pytest.raises(IndexError, match="index -1"):
+        s.flow("Move/v_1", [-1])
+    with pytest.raises(IndexError, match="rgb index 8"):
+        s.rgb("Move/v_1", [0, 8])
+    for read in (lambda: s.flow("Move/v_2"), lambda: s.rgb("Move/v_2"), lambda: s.flow("Move/v_2", [0])):
+        with pytest.raises(ShardError, match="the video failed at extraction \\(second reason\\)"):
+            read()
+    assert s.flow("Move/v_1", []).shape == (0, 2, 40, 40) and s.rgb("Move/v_1", []).shape == (0, 40, 40, 3)
+    s.settings["rgb"] = False  # as a folder extracted with --no-rgb records it
+    with pytest.raises(ShardError, match="holds no RGB frames: it was extracted with --no-rgb"):
+        s.rgb("Move/v_1", [0])
+
+
+def test_load_items_refuses_a_failed_video(folder):
+    from flowprep.errors import ShardError
+    from flowprep.loading.clips import load_items
+
+    with pytest.raises(ShardError, match="failed at extraction \\(second reason\\) and has no frames"):
+        load_items(open_shards(folder), [("Move/v_1", 0), ("Move/v_2", 1)])
