@@ -100,6 +100,20 @@ def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0
     return items
 
 
+def check_items(sources: Sequence[ShardSet], items: Sequence[VideoItem], config: DataConfig) -> None:
+    """Refuse, when a dataset is built, samples its first batch would fail on inside a loader worker: a crop
+    larger than a video's frames, bidirectional stacks from a folder without backward flow."""
+    if items:
+        small = min(items, key=lambda it: min(it.height, it.width))
+        if config.crop_size > min(small.height, small.width):
+            T.check_fits(small.height, small.width, config.crop_size)  # its message: what size fits
+    if config.stream == "temporal" and config.stacking == "bidirectional":
+        for src in {min(it.shards_index, len(sources) - 1) for it in items}:
+            if not sources[src].has_backward:
+                raise ShardError(str(sources[src].root), "holds no backward flow, which bidirectional stacking "
+                                 "reads: extract it with `flowprep extract --backward` (into a new folder)")
+
+
 def evenly_spaced(count: int, num: int) -> np.ndarray:
     """``num`` positions in [0, count): the centres of ``num`` equal segments (repeats if count < num)."""
     return ((np.arange(num) + 0.5) * max(count, 1) / num).astype(np.int64)
@@ -176,6 +190,9 @@ def collated(batch):
 def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
     """A DataLoader over one of these datasets: OpenCV set up before the fork (prepare_workers), workers seeded
     (worker_init), and batches that ``__getitems__`` collates itself passed through as they are."""
+    if kwargs.get("persistent_workers") and hasattr(dataset, "set_epoch"):
+        raise ValueError("persistent_workers keeps each worker's copy of the dataset, which set_epoch then never "
+                         "reaches: every epoch would repeat the first one's crops and flips; leave it off")
     prepare_workers(num_workers)
     if hasattr(dataset, "__getitems__"):
         kwargs.setdefault("collate_fn", collated)
@@ -219,6 +236,7 @@ class TrainClips(Dataset):
                  compact: bool = False):
         # one ShardSet per dataset (multi-task): item.task picks it
         self.sources = list(shards) if isinstance(shards, (list, tuple)) else [shards]
+        check_items(self.sources, items, config)
         self.items = items
         self.config = config
         self.epoch = 0
@@ -288,6 +306,7 @@ class EvalClips(Dataset):
     """
 
     def __init__(self, shards: ShardSet, items: list[VideoItem], config: DataConfig):
+        check_items([shards], items, config)
         self.shards = shards
         self.items = items
         self.config = config

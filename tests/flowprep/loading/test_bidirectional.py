@@ -73,3 +73,34 @@ def test_without_backward_flow_the_trainer_and_the_reader_say_how_to_get_it(moti
     shards = open_shards(motion_data.shards)
     with pytest.raises(ShardError, match="holds no backward flow"):
         shards.flow(shards.keys()[0], [0], direction="backward")
+
+
+def test_a_dataset_refuses_at_construction_what_its_first_batch_would_fail_on(motion_data):
+    """A crop larger than the frames, or bidirectional stacks of a folder without backward flow, failed only
+    inside a DataLoader worker, at the first batch."""
+    from flowprep.errors import ShardError
+    from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, load_items
+    from flowprep.store.reader import open_shards
+
+    shards = open_shards(motion_data.shards)
+    items = load_items(shards, [(k, 0) for k in shards.keys()[:2]])
+    big = DataConfig(stream="temporal", flow_length=2, crop_size=items[0].height + 1)
+    for make in (TrainClips, EvalClips):
+        with pytest.raises(ValueError, match=f"crop size {items[0].height + 1} is larger than the"):
+            make(shards, items, big)
+    assert not shards.has_backward  # the session's motion data is forward only
+    with pytest.raises(ShardError, match="holds no backward flow, which bidirectional stacking reads"):
+        TrainClips(shards, items, DataConfig(stream="temporal", flow_length=2, crop_size=16,
+                                             stacking="bidirectional"))
+
+
+def test_persistent_workers_are_refused_for_a_training_set(motion_data):
+    """Its workers kept the first epoch's copy of the dataset: set_epoch never reached them, every epoch the same."""
+    from flowprep.loading.clips import DataConfig, TrainClips, load_items, make_loader
+    from flowprep.store.reader import open_shards
+
+    shards = open_shards(motion_data.shards)
+    train = TrainClips(shards, load_items(shards, [(k, 0) for k in shards.keys()[:2]]),
+                       DataConfig(stream="temporal", flow_length=2, crop_size=16))
+    with pytest.raises(ValueError, match="persistent_workers keeps each worker's copy"):
+        make_loader(train, num_workers=2, batch_size=2, persistent_workers=True)
