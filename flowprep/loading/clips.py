@@ -46,6 +46,10 @@ class DataConfig:
     stacking: str = "optical"
 
     def __post_init__(self) -> None:
+        for name in ("flow_length", "crop_size", "test_frames", "test_crops", "seed"):
+            value = getattr(self, name)  # 2.5 was taken: in_channels said 5.0 where samples had 6 channels
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"DataConfig.{name} must be a whole number, got {value!r}")
         if self.stream not in STREAMS:
             raise ValueError(f"unknown stream {self.stream!r}; choose one of {', '.join(STREAMS)}")
         if self.stacking not in STACKINGS:

@@ -134,7 +134,7 @@ class ShardSet:
     def _handles(self, key: str) -> dict:
         """Per-process cache of a video's group, datasets and small arrays (h5py lookups cost ~0.1-1 ms each)."""
         if key not in self._where:
-            raise KeyError(f"video {key!r} is not in {self.root}")
+            raise KeyError(self._missing(key))
         path = self._where[key][0]
         f = self._file(path, key)  # (resets the caches after a fork)
         h = self._cache.get(key)
@@ -150,10 +150,16 @@ class ShardSet:
         self._open_keys.setdefault(path, set()).add(key)
         return h
 
+    def _missing(self, key: str) -> str:
+        """Why ``key`` is not found, and how to find the key a name has."""
+        found = self.resolve(key) if isinstance(key, str) else None
+        hint = f"its key is {found!r}" if found else "`flowprep info --all` lists the keys"
+        return f"video {key!r} is not in {self.root}; {hint} (ShardSet.resolve maps a split-file name to its key)"
+
     def meta(self, key: str) -> VideoMeta:
         """Frame counts, size, status and source of a video (from its shard's catalog: no group is opened)."""
         if key not in self._where:
-            raise KeyError(f"video {key!r} is not in {self.root}")
+            raise KeyError(self._missing(key))
         path = self._where[key][0]
         if path not in self._catalogs:  # parsed once per shard: the file is not touched again for metadata
             if path in self._raw_catalogs:

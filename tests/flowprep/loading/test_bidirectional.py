@@ -104,3 +104,12 @@ def test_persistent_workers_are_refused_for_a_training_set(motion_data):
                        DataConfig(stream="temporal", flow_length=2, crop_size=16))
     with pytest.raises(ValueError, match="persistent_workers keeps each worker's copy"):
         make_loader(train, num_workers=2, batch_size=2, persistent_workers=True)
+
+
+@pytest.mark.parametrize("field", ["flow_length", "crop_size"])
+def test_data_config_takes_whole_numbers_only(field):
+    """flow_length 2.5 was taken: in_channels said 5.0 where samples had 6 channels; crop_size 56.0 failed later."""
+    from flowprep.loading.clips import DataConfig
+
+    with pytest.raises(ValueError, match=f"DataConfig.{field} must be a whole number, got 2.5"):
+        DataConfig(**{field: 2.5})

@@ -104,3 +104,11 @@ def test_load_items_refuses_a_failed_video(folder):
 
     with pytest.raises(ShardError, match="failed at extraction \\(second reason\\) and has no frames"):
         load_items(open_shards(folder), [("Move/v_1", 0), ("Move/v_2", 1)])
+
+
+def test_a_name_that_is_not_a_key_is_told_its_key(folder):
+    s = open_shards(folder)
+    with pytest.raises(KeyError, match="its key is 'Move/v_0' \\(ShardSet.resolve maps"):
+        s.flow("Move/v_0.avi")
+    with pytest.raises(KeyError, match="`flowprep info --all` lists the keys"):
+        s.meta("Nope/v_9")
