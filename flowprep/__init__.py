@@ -29,7 +29,8 @@ _LAZY = {
     "extract_dataset": "flowprep.extraction.batch", "open_shards": "flowprep.store.reader",
     "ShardSet": "flowprep.store.reader", "ShardWriter": "flowprep.store.writer", "make_runner": "flowprep.runners",
     "LocalRunner": "flowprep.runners.local", "GpuRunner": "flowprep.runners.gpus",
-    "DaskRunner": "flowprep.runners.dask_cluster",
+    "DaskRunner": "flowprep.runners.dask_cluster", "list_videos": "flowprep.datasets.listing",
+    "VideoTask": "flowprep.datasets.listing",
 }
 
 

@@ -181,6 +181,9 @@ def check_keys(tasks: list[VideoTask]) -> list[VideoTask]:
     """
     by_key: dict[str, list[VideoTask]] = defaultdict(list)
     for t in tasks:
+        if not isinstance(t, VideoTask):  # a path or a (key, path) tuple: an AttributeError deep in here
+            raise TypeError(f"the videos are VideoTask(key, path) items (flowprep.list_videos makes them), got "
+                            f"{type(t).__name__} {t!r}")
         key, why = normal_key(t.key)
         by_key[key].append(replace(t, key=key, error=t.error or why) if key != t.key or why else t)
     out = []

@@ -140,3 +140,11 @@ def test_keys_given_through_the_api_are_stored_below_the_videos_group_or_failed_
     s = open_shards(tmp_path / "out")
     assert s.keys() == ["abs/k", "c"] and report.videos_failed == 3  # a/b twice, "" and ".."
     assert {k for k, _ in s.failures()} == {"a/b", "invalid-key-empty", "invalid-key-.."}
+
+
+def test_videos_given_as_paths_are_a_clear_type_error(tmp_path):
+    import flowprep
+
+    with pytest.raises(TypeError, match="flowprep.list_videos makes them\\), got str"):
+        flowprep.extract_dataset(["a.avi"], tmp_path / "out", show_progress=False)
+    assert flowprep.VideoTask("k", "p").key == "k" and callable(flowprep.list_videos)
