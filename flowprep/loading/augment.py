@@ -215,7 +215,7 @@ def lookup_planes(codes: np.ndarray, tables: np.ndarray, out: np.ndarray) -> np.
     return out
 
 
-def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
+def to_pixels(x, device: torch.device | str, out: torch.Tensor | None = None) -> torch.Tensor:
     """A training batch's input on ``device``, in pixels: a tensor is moved; a compact flow batch
     ``(codes (B, 2L, S, S) uint8 or uint16, tables (B, 2L, 256 or 4096) float32)`` is looked up there (bit for
     bit read_flow_crop).
@@ -224,6 +224,7 @@ def to_pixels(x, device: torch.device, out: torch.Tensor | None = None) -> torch
     a fresh 31 MB batch is often memory the C allocator has just given back to the kernel, and faulting it in
     again costs more than the lookup itself (on a GPU the caching allocator does this reuse).
     """
+    device = torch.device(device)  # "cpu" or "cuda" too (a string had no .type)
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
     codes, tables = x  # plane k of sample b in pixels: tables[b, k][codes[b, k]]

@@ -96,11 +96,15 @@ class ShardSet:
 
     def keys(self, status: str | None = F.OK) -> list[str]:
         """Sorted video keys, only those with the given status (None: all)."""
+        if status not in (F.OK, F.FAILED, None):  # "bogus" gave [] silently
+            raise ValueError(f"status must be {F.OK!r}, {F.FAILED!r} or None (all), got {status!r}")
         return sorted(k for k, (_, s) in self._where.items() if status is None or s == status)
 
     def resolve(self, name: str) -> str | None:
         """Find the key for a split-file name: exact, without its extension, case-insensitively, then by the
         file name alone when one key ends in it (keys stored without their class folder)."""
+        if not isinstance(name, str):
+            raise TypeError(f"resolve takes a split-file name (str), got {type(name).__name__}")
         name = name.strip().replace("\\", "/")
         root, ext = os.path.splitext(name)
         stem = root if ext.lower() in VIDEO_EXTENSIONS else name
@@ -273,7 +277,7 @@ class ShardSet:
             m = self.meta(key)
             return np.zeros((0, 2, m.height, m.width), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
         xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))
-        codes = np.stack([np.stack([decode_gray(x), decode_gray(y)]) for x, y in zip(xs, ys)])
+        codes = np.stack([np.stack(self._decoded(key, decode_gray, [x, y])) for x, y in zip(xs, ys)])
         return codes, self.quant(key, direction)[idx]
 
     def flow(self, key: str, indices: Iterable[int] | None = None, direction: str = "forward") -> np.ndarray:
@@ -290,7 +294,17 @@ class ShardSet:
             indices = range(self.meta(key).frames)
         blobs = self.jpegs(key, "rgb", list(indices))
         m = self.meta(key)
-        return np.stack([decode_rgb(b) for b in blobs]) if blobs else np.zeros((0, m.height, m.width, 3), np.uint8)
+        return np.stack(self._decoded(key, decode_rgb, blobs)) if blobs else np.zeros((0, m.height, m.width, 3),
+                                                                                      np.uint8)
+
+    def _decoded(self, key: str, decode, blobs: list) -> list[np.ndarray]:
+        """The images of ``blobs``; a JPEG that does not decode (damage a reader with ``verify=False`` did not
+        check for) is a ShardError naming the shard and video, not a bare ValueError."""
+        try:
+            return [decode(b) for b in blobs]
+        except ValueError as e:
+            raise ShardError(self._where[key][0], f"a stored JPEG does not decode ({e}); run `flowprep verify "
+                             f"--repair {self.root}`", key) from e
 
     def failures(self) -> list[tuple[str, str]]:
         """(key, reason) of every video that failed and has not since succeeded."""

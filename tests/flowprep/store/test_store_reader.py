@@ -112,3 +112,30 @@ def test_a_name_that_is_not_a_key_is_told_its_key(folder):
         s.flow("Move/v_0.avi")
     with pytest.raises(KeyError, match="`flowprep info --all` lists the keys"):
         s.meta("Nope/v_9")
+
+
+def test_small_misuses_of_the_reader_are_named(folder):
+    """keys(status="bogus") gave [] silently, resolve(None) an AttributeError, to_pixels(x, "cpu") one too."""
+    import torch
+
+    from flowprep.loading.augment import to_pixels
+
+    s = open_shards(folder)
+    with pytest.raises(ValueError, match="status must be 'ok', 'failed' or None"):
+        s.keys(status="bogus")
+    with pytest.raises(TypeError, match="resolve takes a split-file name"):
+        s.resolve(None)
+    assert to_pixels(torch.zeros(2), "cpu").device.type == "cpu"
+
+
+def test_a_jpeg_that_does_not_decode_unverified_is_named(folder, monkeypatch):
+    """With verify=False a damaged JPEG was a bare "not a decodable JPEG", naming no shard or video."""
+    from flowprep.errors import ShardError
+    from flowprep.store import reader
+
+    def broken(blob):
+        raise ValueError("not a decodable JPEG")
+
+    monkeypatch.setattr(reader, "decode_gray", broken)
+    with pytest.raises(ShardError, match="Move/v_1.*a stored JPEG does not decode|a stored JPEG does not decode"):
+        open_shards(folder, verify=False).flow("Move/v_1", [0])
