@@ -277,7 +277,9 @@ class ShardSet:
             m = self.meta(key)
             return np.zeros((0, 2, m.height, m.width), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
         xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))
-        codes = np.stack([np.stack(self._decoded(key, decode_gray, [x, y])) for x, y in zip(xs, ys)])
+        codes = np.stack([np.stack([self._decode(key, decode_gray, x, f"{x_name} image {i}"),
+                                    self._decode(key, decode_gray, y, f"{y_name} image {i}")])
+                          for x, y, i in zip(xs, ys, idx)])
         return codes, self.quant(key, direction)[idx]
 
     def flow(self, key: str, indices: Iterable[int] | None = None, direction: str = "forward") -> np.ndarray:
@@ -292,19 +294,21 @@ class ShardSet:
         """(T, H, W, 3) uint8 RGB frames of the given frame indices (default: all)."""
         if indices is None:
             indices = range(self.meta(key).frames)
-        blobs = self.jpegs(key, "rgb", list(indices))
+        idx = list(indices)
+        blobs = self.jpegs(key, "rgb", idx)
         m = self.meta(key)
-        return np.stack(self._decoded(key, decode_rgb, blobs)) if blobs else np.zeros((0, m.height, m.width, 3),
-                                                                                      np.uint8)
+        if not blobs:
+            return np.zeros((0, m.height, m.width, 3), np.uint8)
+        return np.stack([self._decode(key, decode_rgb, b, f"rgb image {i}") for b, i in zip(blobs, idx)])
 
-    def _decoded(self, key: str, decode, blobs: list) -> list[np.ndarray]:
-        """The images of ``blobs``; a JPEG that does not decode (damage a reader with ``verify=False`` did not
-        check for) is a ShardError naming the shard and video, not a bare ValueError."""
+    def _decode(self, key: str, decode, blob: np.ndarray, what: str) -> np.ndarray:
+        """The image of ``blob``; one that does not decode (stored bad, or damage a reader with ``verify=False``
+        did not check for) is a ShardError naming the shard, the video and the image, not a bare ValueError."""
         try:
-            return [decode(b) for b in blobs]
+            return decode(blob)
         except ValueError as e:
-            raise ShardError(self._where[key][0], f"a stored JPEG does not decode ({e}); run `flowprep verify "
-                             f"--repair {self.root}`", key) from e
+            raise ShardError(self._where[key][0], f"{what} cannot be decoded ({e}); import or extract that video "
+                             f"again{'' if self.verify else ', or run `flowprep verify --repair`'}", key) from e
 
     def failures(self) -> list[tuple[str, str]]:
         """(key, reason) of every video that failed and has not since succeeded."""

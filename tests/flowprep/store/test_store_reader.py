@@ -137,5 +137,5 @@ def test_a_jpeg_that_does_not_decode_unverified_is_named(folder, monkeypatch):
         raise ValueError("not a decodable JPEG")
 
     monkeypatch.setattr(reader, "decode_gray", broken)
-    with pytest.raises(ShardError, match="Move/v_1.*a stored JPEG does not decode|a stored JPEG does not decode"):
+    with pytest.raises(ShardError, match="\\(video Move/v_1\\): flow_x image 0 cannot be decoded"):
         open_shards(folder, verify=False).flow("Move/v_1", [0])
