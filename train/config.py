@@ -16,9 +16,11 @@ from flowprep.loading.stacking import STACKINGS
 from train.torchfile import CheckpointError
 
 _SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's defaults (the paper's)
-# settings of how a run ran, not of what it trained: read back from a checkpoint as their defaults
+# settings of how a run ran, not of what it trained: read back from a checkpoint as their defaults, and free to
+# change when a run is resumed
 _HOW_IT_RAN = ("num_workers", "device", "amp", "resume", "restart", "val_frames", "val_every", "deterministic",
                "threads", "progress")
+_WHERE = ("shards", "split_dir", "out")  # where its files are: they may move between a run and its resumption
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,11 @@ class FitConfig:
             return self.dropout
         return 0.5 if (self.pretrained and self.stream == "spatial") else 0.9
 
+
+# what a resumed run must share with its checkpoint: every setting that shapes the weights and the schedule (a
+# changed --lr or --epochs was taken, and the checkpoint then recorded settings its weights were not trained
+# with), which is all but how the run ran and where its files are; a setting added later is fixed unless listed
+RESUME_FIXED = tuple(f.name for f in dataclasses.fields(FitConfig) if f.name not in _HOW_IT_RAN + _WHERE)
 
 
 def saved_config(saved: dict, path: str | Path) -> FitConfig:

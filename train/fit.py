@@ -23,7 +23,7 @@ from flowprep.datasets.splits import SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
-from train.config import FitConfig, saved_config
+from train.config import RESUME_FIXED, FitConfig, saved_config
 from train.engine import (
     MetricsLog,
     load_checkpoint,
@@ -44,12 +44,6 @@ log = logging.getLogger(__name__)
 # the paper's schedule as fractions of the run: from scratch 50K and 70K of 80K iterations, fine-tuning 14K of 20K
 SCRATCH_MILESTONES = (50 / 80, 70 / 80)
 FINETUNE_MILESTONES = (14 / 20,)
-# what a resumed run must share with its checkpoint: all that shapes the weights and the schedule (a changed --lr
-# or --epochs was taken, and the checkpoint then recorded settings its weights were not trained with); the rest
-# (device, workers, threads, AMP, progress, monitoring) may change between a run and its resumption
-_RESUME_FIXED = ("stream", "arch", "dataset", "split", "flow_length", "crop_size", "batch_size", "seed", "also",
-                 "stacking", "train_layers", "mean_subtract", "rgb_jitter", "add_classes", "init_from", "pretrained",
-                 "epochs", "lr", "momentum", "weight_decay", "milestones", "dropout", "multi_scale", "flip", "balanced")
 
 
 def _make_loader(dataset, sampler, batch_size: int, workers: int, cuda: bool, seed: int) -> DataLoader:
@@ -270,11 +264,11 @@ class TrainingDivergedError(ValueError):
 
 
 def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
-    """Refuse a resume whose ``_RESUME_FIXED`` settings differ from the checkpoint's. The checkpoint's are read
+    """Refuse a resume whose ``RESUME_FIXED`` settings differ from the checkpoint's. The checkpoint's are read
     through ``saved_config``: a setting added since it was written takes its default (compared raw, it was None,
     and every older checkpoint was refused once a setting was added)."""
     then, now = dataclasses.asdict(saved_config(saved, path)), dataclasses.asdict(cfg)
-    diff = [k for k in _RESUME_FIXED if then[k] != now[k]]
+    diff = [k for k in RESUME_FIXED if then[k] != now[k]]
     if diff:
         what = ", ".join(f"{k}={then[k]!r}" for k in diff)
         raise ValueError(f"{path}: was trained with other settings ({what}); resume with the same flags, "

@@ -144,7 +144,7 @@ def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] |
         fused = fuse_average(test)
     else:
         tp = list(train_paths) if train_paths else [str(train_scores_path(p)) for p in paths]
-        train = align([load_scores(p) for p in tp], tp) if len(tp) > 1 else [load_scores(p) for p in tp]
+        train = align([load_scores(p) for p in tp], tp)
         check_training(train, tp, test, paths)
         fused = fuse_svm(train, test, c=c)
     report[f"fusion:{method}"] = summary(fused, test[0].labels)
