@@ -172,25 +172,33 @@ BACKWARD=0  # the extraction stores backward flow: the bi-directional row can be
 [ "$DATASET" = demo ] && [ "$ALL_ROWS" = 1 ] || TABLE2=0  # Table 2 is the demo's (its small companion dataset)
 [ "$TABLE2" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 10))
 
-# remove_shards DIR: delete a shard folder flowprep wrote (never a folder of other files given as --out)
-remove_shards() {
-    [ -e "$1" ] || return 0
-    if [ -f "$1/flowprep.json" ] || [ -f "$1/index.jsonl" ] || [ -z "$(ls -A "$1")" ]; then
-        rm -rf "$1"
-    else
-        die "$1 holds files flowprep did not write; give another --out (nothing was removed)"
-    fi
+# require_ours DIR: die unless DIR is missing or empty, or flowprep wrote it (its flowprep.json or index.jsonl):
+# a folder of other files given as --out is never removed
+require_ours() {
+    [ ! -e "$1" ] || [ -f "$1/flowprep.json" ] || [ -f "$1/index.jsonl" ] || [ -z "$(ls -A "$1")" ] \
+        || die "$1 holds files flowprep did not write; give another --out (nothing was removed)"
 }
 
-# drop_stale_shards DIR DATASET_MARKER RECORD: DIR's shards were made from the dataset whose marker RECORD holds
-# a checksum of; if the dataset's marker now differs, they are of other videos: removed. Records the current one.
+# remove_shards DIR: delete a shard folder flowprep wrote
+remove_shards() {
+    require_ours "$1"
+    rm -rf "$1"
+}
+
+# data_sum DATASET_MARKER: a checksum of the dataset's marker file (the demo's settings), "none" if it has none
+data_sum() {
+    cksum < "$1" 2>/dev/null || echo none
+}
+
+# drop_stale_shards DIR DATASET_MARKER RECORD: DIR's shards were made from the dataset whose marker's checksum
+# RECORD holds; if the marker now differs, they are of other videos: removed. Records the current one.
 drop_stale_shards() {
     local now
-    now="$(cksum < "$2" 2>/dev/null || echo none)"
-    if [ -f "$3" ] && [ "$(cat "$3")" != "$now" ]; then
+    now="$(data_sum "$2")"
+    if [ ! -f "$3" ]; then
+        require_ours "$1"
+    elif [ "$(cat "$3")" != "$now" ]; then
         remove_shards "$1"
-    elif [ ! -f "$3" ] && [ -e "$1" ] && [ ! -f "$1/flowprep.json" ] && [ -n "$(ls -A "$1")" ]; then
-        remove_shards "$1"  # dies: a folder of other files
     fi
     echo "$now" > "$3"
 }
@@ -198,7 +206,7 @@ drop_stale_shards() {
 # same_data DATASET_MARKER RECORD: whether the dataset is the one RECORD says the shards were made from (or none
 # is recorded yet)
 same_data() {
-    [ ! -f "$2" ] || [ "$(cat "$2")" = "$(cksum < "$1" 2>/dev/null || echo none)" ]
+    [ ! -f "$2" ] || [ "$(cat "$2")" = "$(data_sum "$1")" ]
 }
 
 # stage NAME "what it does" CMD...: run CMD unless it finished before with the same command line. A stage that

@@ -62,15 +62,15 @@ def check_workers(client, address: str) -> None:
     def version() -> str:  # nested, so that cloudpickle sends it by value: a worker need not import this module
         try:
             import flowprep
-            return str(flowprep.__version__)
+            return f"flowprep {flowprep.__version__}"
         except Exception as e:  # noqa: BLE001 (any failure to import is the answer)
             return f"no flowprep ({type(e).__name__}: {e})"
 
     from flowprep import __version__
     wait_for_workers(client, address)
     for worker, theirs in sorted(client.run(version, on_error="return").items()):
-        theirs = f"flowprep {theirs}" if isinstance(theirs, str) and not theirs.startswith("no ") else (
-            theirs if isinstance(theirs, str) else f"no flowprep ({type(theirs).__name__}: {theirs})")
+        if not isinstance(theirs, str):  # on_error="return": the exception itself (the function did not arrive)
+            theirs = f"no flowprep ({type(theirs).__name__}: {theirs})"
         if theirs != f"flowprep {__version__}":
             raise FlowprepError(f"Dask worker {worker} has {theirs}, this machine flowprep {__version__}: install the "
                                 "same flowprep on every worker (docs/SCALE.md)")

@@ -272,11 +272,10 @@ class ShardSet:
         flow indices (``direction="backward"``: of the backward flow, frame t+1 -> t)."""
         idx = list(indices)
         x_name, y_name, _, _ = self._names(direction)
-        self._check_indices(key, x_name, idx)  # a failed video: refused, not an empty array
+        xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))  # (checked: a failed video is refused)
         if not idx:
             m = self.meta(key)
             return np.zeros((0, 2, m.height, m.width), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
-        xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))
         codes = np.stack([np.stack([self._decode(key, decode_gray, x, f"{x_name} image {i}"),
                                     self._decode(key, decode_gray, y, f"{y_name} image {i}")])
                           for x, y, i in zip(xs, ys, idx)])
@@ -296,8 +295,8 @@ class ShardSet:
             indices = range(self.meta(key).frames)
         idx = list(indices)
         blobs = self.jpegs(key, "rgb", idx)
-        m = self.meta(key)
         if not blobs:
+            m = self.meta(key)
             return np.zeros((0, m.height, m.width, 3), np.uint8)
         return np.stack([self._decode(key, decode_rgb, b, f"rgb image {i}") for b, i in zip(blobs, idx)])
 

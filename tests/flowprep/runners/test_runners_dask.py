@@ -104,7 +104,7 @@ class _Client:
         pass
 
     def run(self, fn, on_error):
-        assert fn() == __import__("flowprep").__version__  # runs where flowprep imports, as here
+        assert fn() == f"flowprep {__import__('flowprep').__version__}"  # runs where flowprep imports, as here
         return self.answers
 
 
@@ -115,9 +115,9 @@ def test_workers_with_another_flowprep_or_none_are_refused_by_name():
     from flowprep.runners.dask_cluster import check_workers
 
     ours = __import__("flowprep").__version__
-    check_workers(_Client({"tcp://a:1": ours, "tcp://b:1": ours}), "tcp://s:8786")
+    check_workers(_Client({"tcp://a:1": f"flowprep {ours}", "tcp://b:1": f"flowprep {ours}"}), "tcp://s:8786")
     with pytest.raises(FlowprepError, match=f"worker tcp://b:1 has flowprep 0.0.1, this machine flowprep {ours}"):
-        check_workers(_Client({"tcp://a:1": ours, "tcp://b:1": "0.0.1"}), "tcp://s:8786")
+        check_workers(_Client({"tcp://a:1": f"flowprep {ours}", "tcp://b:1": "flowprep 0.0.1"}), "tcp://s:8786")
     with pytest.raises(FlowprepError, match="worker tcp://a:1 has no flowprep \\(ModuleNotFoundError"):
         check_workers(_Client({"tcp://a:1": ModuleNotFoundError("No module named 'flowprep'")}), "tcp://s:8786")
 
