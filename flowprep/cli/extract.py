@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.videos_per_shard < 1:
         raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")
+    config = config_from_args(args)  # settings first: a bad flag is refused before a large dataset is listed
     videos, missing = videos_from_args(args)
-    config = config_from_args(args)
     runner = runner_from_args(args)
     # Slurm and other schedulers send SIGTERM before killing a job: stop as cleanly as on Ctrl-C.
     old = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -42,12 +42,15 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
                    help="any parameter of the chosen algorithm, e.g. --solver-param preset=fast for dis")
 
 
-def _parse_value(text: str, like: object) -> object:
+def _parse_value(key: str, text: str, like: object) -> object:
+    """``text`` as the type of the parameter's default ``like``; ValueError names the parameter."""
     if isinstance(like, bool):
         return text.lower() in ("1", "true", "yes")
-    if isinstance(like, (int, float)):
-        return type(like)(text)
-    return text
+    try:
+        return type(like)(text) if isinstance(like, (int, float)) else text
+    except ValueError:
+        what = "a whole number" if isinstance(like, int) else "a number"
+        raise ValueError(f"--solver-param {key}={text}: {key} takes {what}, like its default {like}") from None
 
 
 def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
@@ -66,7 +69,7 @@ def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
         k, v = item.split("=", 1)
         if k not in defaults:
             raise ValueError(f"unknown {args.algo} parameter {k!r}; allowed: {', '.join(defaults)}")
-        params[k] = _parse_value(v, defaults[k])
+        params[k] = _parse_value(k, v, defaults[k])
     cfg = partial(default_of, SolverConfig)  # for a parser without the torch flags
     return SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
                         batch_size=args.batch_size, compile=getattr(args, "torch_compile", cfg("compile")),

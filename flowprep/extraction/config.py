@@ -34,10 +34,15 @@ class ExtractConfig:
     strict_decode: bool = False
 
     def __post_init__(self) -> None:
+        kinds = {"solver": SolverConfig, "quant": QuantConfig, "resize": Resize, "rgb": bool, "backward": bool,
+                 "strict_decode": bool}
+        for name, kind in kinds.items():
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"ExtractConfig's {name} must be a {kind.__name__}, got {getattr(self, name)!r}")
         for name in ("quality", "rgb_quality"):
             q = getattr(self, name)
-            if not 1 <= q <= 100:
-                raise ValueError(f"JPEG {name.replace('_', ' ')} must be 1..100, got {q}")
+            if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100:
+                raise ValueError(f"JPEG {name.replace('_', ' ')} must be a whole number 1..100, got {q!r}")
 
     def identity(self) -> dict:
         """The settings an output folder is bound to: a resumed run must match them exactly.

@@ -48,8 +48,8 @@ class LocalRunner:
     """``jobs`` worker processes on this machine (default: one per core)."""
 
     def __init__(self, jobs: int | None = None):
-        if jobs is not None and jobs < 1:
-            raise ValueError(f"jobs must be at least 1, got {jobs}")
+        if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+            raise ValueError(f"jobs must be a whole number >= 1 (or None: one per core), got {jobs!r}")
         self.jobs = jobs
 
     def slots(self) -> int:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -29,6 +30,44 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "dis": {"preset": "medium"},
 }
+
+
+_POSITIVE, _AT_LEAST_1, _NOT_NEGATIVE = (lambda x: x > 0, "> 0"), (lambda x: x >= 1, ">= 1"), (lambda x: x >= 0, ">= 0")
+_FRACTION = (lambda x: 0 < x < 1, "in (0, 1)")
+# What each parameter's value must be: (int, float or str, test, the rule in words). Checked when a SolverConfig
+# is made, so a bad value is refused once, up front, not by every worker for every video.
+PARAM_RULES: dict[str, dict[str, tuple[type, Callable[[Any], bool], str]]] = {
+    "tvl1": {
+        "tau": (float, *_POSITIVE), "lambda": (float, *_POSITIVE), "theta": (float, *_POSITIVE),
+        "nscales": (int, *_AT_LEAST_1), "warps": (int, *_AT_LEAST_1), "inner_iterations": (int, *_AT_LEAST_1),
+        "outer_iterations": (int, *_AT_LEAST_1), "epsilon": (float, *_NOT_NEGATIVE),
+        "gamma": (float, *_NOT_NEGATIVE), "scale_step": (float, *_FRACTION),
+        "median_filtering": (int, lambda x: x <= 1 or x % 2 == 1, "odd, or <= 1 for none"),
+    },
+    "farneback": {
+        "pyr_scale": (float, *_FRACTION), "levels": (int, *_NOT_NEGATIVE), "winsize": (int, *_AT_LEAST_1),
+        "iterations": (int, *_AT_LEAST_1), "poly_n": (int, *_AT_LEAST_1), "poly_sigma": (float, *_NOT_NEGATIVE),
+    },
+    "dis": {"preset": (str, lambda x: x in ("ultrafast", "fast", "medium"), "ultrafast, fast or medium")},
+}
+_KINDS = {int: ((int, np.integer), "a whole number"), float: ((int, float, np.integer, np.floating), "a number"),
+          str: ((str,), "one of")}
+
+
+def check_params(algo: str, params: dict[str, Any]) -> None:
+    """Raise ValueError naming each parameter of ``algo`` whose value breaks PARAM_RULES (type or range)."""
+    bad = []
+    for name, (kind, test, words) in PARAM_RULES.get(algo, {}).items():
+        if name not in params:
+            continue
+        value, (types, what) = params[name], _KINDS[kind]
+        ok = (isinstance(value, types) and not isinstance(value, bool)
+              and (kind is str or math.isfinite(value)) and test(value))
+        if not ok:
+            bad.append(f"{name} must be {what} {words}, got {value!r}")
+    if bad:
+        raise ValueError(f"{algo} parameter(s): " + "; ".join(bad))
+
 
 # backend name -> module implementing make(algo, params, device); imported only when chosen.
 BACKENDS: dict[str, str] = {
@@ -79,6 +118,7 @@ class SolverConfig:
             raise ValueError(
                 f"unknown {self.algo} parameter(s) {', '.join(sorted(unknown))}; "
                 f"allowed: {', '.join(ALGO_DEFAULTS[self.algo])}")
+        check_params(self.algo, self.params)
         if self.kernel not in KERNELS:
             raise ValueError(f"unknown TV-L1 kernel {self.kernel!r}; choose one of {', '.join(KERNELS)}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

@@ -37,8 +37,6 @@ class _Farneback:
 
 
 def _dis(p: dict[str, Any]):
-    if p["preset"] not in _DIS_PRESETS:
-        raise ValueError(f"unknown DIS preset {p['preset']!r}; choose one of {', '.join(_DIS_PRESETS)}")
     return cv2.DISOpticalFlow_create(_DIS_PRESETS[p["preset"]])
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flowprep.solvers import check_params
 from flowprep.solvers.active_counts import ActiveCounts
 from flowprep.solvers.medians import median_opencv, median_torch
 
@@ -61,16 +62,7 @@ class TVL1Params:
     median_filtering: int = 5
 
     def __post_init__(self) -> None:
-        checks = {
-            "tau": self.tau > 0, "lambda": self.lambda_ > 0, "theta": self.theta > 0, "nscales": self.nscales > 0,
-            "warps": self.warps > 0, "epsilon": self.epsilon >= 0, "inner_iterations": self.inner_iterations > 0,
-            "outer_iterations": self.outer_iterations > 0, "scale_step": 0 < self.scale_step < 1,
-            "median_filtering": self.median_filtering <= 1 or self.median_filtering % 2 == 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid TV-L1 parameter(s) {', '.join(bad)} in {self.as_dict()}: positive values "
-                             "needed, scale_step in (0, 1), median_filtering odd or <= 1")
+        check_params("tvl1", self.as_dict())  # the same rules as SolverConfig's
 
     @classmethod
     def from_dict(cls, params: dict) -> "TVL1Params":

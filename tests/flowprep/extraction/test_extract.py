@@ -131,6 +131,21 @@ def test_other_settings_are_refused_with_the_differences_listed(shift_dataset, t
         extract_dataset(videos, out, ExtractConfig(quality=90), runner=LocalRunner(1), show_progress=False)
 
 
+def test_settings_of_the_wrong_type_are_refused_when_made():
+    """A setting from a config file or a script ("90") is refused in one line, not a TypeError in a worker."""
+    with pytest.raises(ValueError, match=re.escape("JPEG quality must be a whole number 1..100, got '90'")):
+        ExtractConfig(quality="90")
+    with pytest.raises(ValueError, match=re.escape("JPEG rgb quality must be a whole number 1..100, got 101")):
+        ExtractConfig(rgb_quality=101)
+    with pytest.raises(TypeError, match="ExtractConfig's solver must be a SolverConfig, got 'tvl1'"):
+        ExtractConfig(solver="tvl1")
+    with pytest.raises(TypeError, match="ExtractConfig's rgb must be a bool, got 'no'"):
+        ExtractConfig(rgb="no")
+    with pytest.raises(ValueError, match=re.escape("jobs must be a whole number >= 1 (or None: one per core), "
+                                                   "got '2'")):
+        LocalRunner("2")
+
+
 def test_two_jobs_give_the_same_flow_as_one(shift_dataset, tmp_path):
     videos = list_videos("ucf101", shift_dataset)
     extract_dataset(videos, tmp_path / "a", runner=LocalRunner(1), show_progress=False)

@@ -5,6 +5,7 @@ CUDA is simulated by patching ``cuda_available``: what is tested is the choice, 
 from __future__ import annotations
 
 import argparse
+import re
 
 import cv2
 import numpy as np
@@ -76,6 +77,36 @@ def test_tvl1_flags_reach_the_opencv_object() -> None:
         solver_config_from_args(_args("--algo", "dis", "--warps", "2"))
     with pytest.raises(ValueError, match="allowed: preset"):
         solver_config_from_args(_args("--algo", "dis", "--solver-param", "warps=2"))
+
+
+@pytest.mark.parametrize("algo, params, words", [
+    ("tvl1", {"nscales": -1}, "nscales must be a whole number >= 1, got -1"),
+    ("tvl1", {"nscales": 2.0}, "nscales must be a whole number"),  # range(2.0) would fail in every worker
+    ("tvl1", {"median_filtering": 4}, "odd, or <= 1 for none"),  # OpenCV's medianBlur asserts on each video
+    ("tvl1", {"scale_step": 1.5, "tau": float("nan")},
+     "tau must be a number > 0, got nan; scale_step must be a number in (0, 1), got 1.5"),
+    ("tvl1", {"warps": True}, "warps must be a whole number"),
+    ("farneback", {"winsize": 0}, "winsize must be a whole number >= 1"),  # OpenCV returns NaN flow
+    ("dis", {"preset": "slow"}, "preset must be one of ultrafast, fast or medium, got 'slow'"),
+])
+def test_a_bad_parameter_value_is_refused_when_the_settings_are_made(algo, params, words) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SolverConfig(algo=algo, params=params)
+    if algo == "tvl1":  # the torch solver's own parameters follow the same rules
+        with pytest.raises(ValueError, match=re.escape(words)):
+            TVL1Params.from_dict(params)
+
+
+def test_a_bad_flag_value_is_one_line_before_any_video_is_read(tmp_path, capsys) -> None:
+    from flowprep.cli import main
+
+    out = tmp_path / "out"
+    assert main(["extract", "--root", str(tmp_path / "videos"), "--out", str(out), "--nscales", "0"]) == 2
+    assert main(["extract", "--root", str(tmp_path / "videos"), "--out", str(out), "--solver-param", "warps=2.5"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["flowprep extract: error: tvl1 parameter(s): nscales must be a whole number >= 1, got 0",
+                   "flowprep extract: error: --solver-param warps=2.5: warps takes a whole number, like its default 5"]
+    assert not out.exists()  # refused before the folder was made
 
 
 def test_tvl1_flags_reach_the_torch_solver() -> None:
