@@ -64,7 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   "of 320x240 videos)")
     p.add_argument("--videos-per-shard", type=int, default=VIDEOS_PER_SHARD,
                    help="videos per shard file; a kill loses at most this many videos per worker")
-    p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed in earlier runs")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again the videos that failed or decoded only in part in earlier runs (a video whose "
+                        "file changed since is extracted again without it)")
     p.add_argument("--strict-decode", action="store_true", default=default_of(ExtractConfig, "strict_decode"),
                    help="fail a video whose decoding stops early (default: keep the frames that decoded, flagged "
                         "as partial in the shard, `flowprep info` and the run report)")
@@ -167,4 +169,5 @@ def _print_report(report, out: str) -> None:
               "(--retry-failed tries them again)", file=sys.stderr)
     if report.partial_in_output:
         print(f"{len(report.partial_in_output)} video(s) in {out} decoded only in part (their decoded frames are "
-              f"kept); `flowprep info {out}` lists them", file=sys.stderr)
+              f"kept); `flowprep info {out}` lists them (a file fetched again whole is extracted again by the same "
+              "command)", file=sys.stderr)

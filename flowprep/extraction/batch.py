@@ -14,13 +14,13 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from flowprep import __version__
 from flowprep.base.durable import is_disk_full, write_text
-from flowprep.datasets.listing import VideoTask, check_keys
+from flowprep.datasets.listing import VideoTask, check_keys, shown
 from flowprep.errors import FlowprepError
 from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
 from flowprep.extraction.extract import ExtractWork
@@ -34,6 +34,7 @@ from flowprep.store.shardfile import read_shard_header
 from flowprep.store.workspace import (
     Publisher,
     RunLock,
+    Scan,
     adopt_orphans,
     chunk_name,
     remove_staging,
@@ -124,16 +125,18 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
     extractor's work); return the run report."""
     out = Path(out_dir)
     videos = check_keys(videos)  # two files with one key, names HDF5 cannot store: failed, named, before any work
+    # absolute sources in shards and index: a repair or an adopted chunk may run from another folder
+    videos = [replace(t, path=os.path.abspath(t.path)) if t.path else t for t in videos]
     with RunLock(out, spec.verb) as lock:
         bind_settings(out, spec.identity)
         _write_missing(out, spec.missing)
         remove_stale_temporaries(out)
         # partial videos count in the exit status as failed ones do, those of earlier runs too
-        done, unreadable, partial_before = scan_output(out, spec.identity)
+        scan = scan_output(out, spec.identity)
+        done, unreadable, partial_before = scan.done, scan.unreadable, scan.partial
         publisher = Publisher(out)
         adopted = adopt_orphans(out, lock.run_id, done, publisher, partial_before)
-        skip = {k for k, s in done.items() if s == F.OK or not spec.retry_failed}
-        todo = [t for t in videos if t.key not in skip]
+        todo, changed = _to_do(videos, scan, spec.retry_failed)
         jobs = max(1, min(spec.runner.slots(), len(todo) or 1))
         stage = staging_dir(out, lock.run_id)
         chunks = [Chunk(i, tuple(c), str(stage / chunk_name(i)))
@@ -164,13 +167,40 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
             with contextlib.suppress(OSError):  # a reader of stderr gone (Ctrl-C to `| tee`): the report still
                 bar.bar.close()                 # gets written below
             remove_staging(out, lock.run_id)
-            report = _report(videos, (done, partial_before), results, spec, jobs, started,
+            report = _report(videos, (done, partial_before, changed), results, spec, jobs, started,
                              time.perf_counter() - t0, state, unreadable, adopted)
             write_report(out, report, started)
             if state != "complete":
                 log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
                             "resume.", state.capitalize(), _written(results), len(chunks))
     return report
+
+
+def _to_do(videos: list[VideoTask], scan: Scan, retry_failed: bool) -> tuple[list[VideoTask], list[str]]:
+    """(the videos to extract this run, the keys of those done before whose file has changed since).
+
+    A video in the output is skipped, unless its file's size now differs from the one recorded when it was
+    extracted (the file was replaced, e.g. a truncated download fetched again: its shards would hold another
+    video), or ``retry_failed`` asks to try again those that failed or decoded only in part.
+    """
+    changed = [t.key for t in videos
+               if scan.done.get(t.key) == F.OK and _resized(t.path, scan.source_bytes.get(t.key, 0))]
+    if changed:
+        log.warning("%d video(s) changed since they were extracted (the file's size differs from the one recorded), "
+                    "extracted again: %s", len(changed), ", ".join(shown(k) for k in changed[:5])
+                    + (", ..." if len(changed) > 5 else ""))
+    retry = ({k for k, s in scan.done.items() if s != F.OK} | scan.partial) if retry_failed else set()
+    skip = set(scan.done) - retry - set(changed)
+    return [t for t in videos if t.key not in skip], changed
+
+
+def _resized(path: str, recorded: int) -> bool:
+    """Whether the file at ``path`` no longer has the size ``recorded`` (0: none recorded, an imported video).
+    A file gone is not: what was extracted from it is kept (a dataset moved in part must not lose work)."""
+    try:
+        return bool(recorded) and os.stat(path).st_size != recorded
+    except OSError:
+        return False
 
 
 def check_staged(staged: str, identity: dict) -> None:
@@ -206,11 +236,12 @@ def _write_missing(out: Path, missing: tuple[str, ...]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str]], results: list[ChunkResult],
+def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str], list[str]], results: list[ChunkResult],
             spec: BatchSpec, jobs: int, started: datetime, seconds: float, state: str, unreadable: list[str],
             adopted: list[str]) -> RunReport:
-    """The run's report; ``output`` is what the folder held before the run: key -> status, and partial videos."""
-    before, partial_before = output
+    """The run's report; ``output`` is what the folder held before the run (key -> status, and partial videos)
+    and the keys of those among them extracted again because their file changed."""
+    before, partial_before, changed = output
     processed = [v for r in results for v in r.videos]
     paths = {t.key: t.path for t in videos}
     failed_now = [dict(key=v.key, source=paths.get(v.key, ""), reason=v.reason)
@@ -224,7 +255,8 @@ def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str]], re
         state=state, started=started.isoformat(timespec="seconds"), seconds=round(seconds, 3), jobs=jobs,
         runner=spec.runner.describe(), settings=spec.identity, solver=spec.solver,
         videos_requested=len(videos),
-        videos_already_done=sum(1 for t in videos if before.get(t.key) == F.OK),
+        videos_already_done=sum(1 for t in videos if before.get(t.key) == F.OK and t.key not in set(changed)),
+        sources_changed=list(changed),
         videos_processed=len(processed), videos_ok=sum(1 for v in processed if v.status == F.OK),
         videos_partial=len(partial), videos_failed=len(failed_now),
         failed_in_output=sorted(k for k, s in status.items() if s == F.FAILED),

@@ -45,6 +45,7 @@ class RunReport:
     adopted_shards: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)  # {key, source, reason} of this run's failures
     partial: list[dict] = field(default_factory=list)  # {key, frames, announced_frames, reason} of this run's
+    sources_changed: list[str] = field(default_factory=list)  # done before, extracted again: their file changed
     annotated_missing: int = 0  # clips the annotations list but no file holds (Kinetics --split-dir)
     missing_list: str = ""  # the file that lists them, one per line
     flowprep_version: str = __version__

@@ -28,6 +28,7 @@ import socket
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from flowprep.base.durable import append_line, fsync_dir
 from flowprep.datasets.listing import VideoTask
@@ -233,9 +234,17 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     return adopted
 
 
-def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, str], list[str], set[str]]:
-    """(key -> status of every video in complete shards, shards moved aside as unreadable, the videos of those
-    shards that decoded only in part). Needs the run lock.
+class Scan(NamedTuple):
+    """What an output folder holds, read from its shards' headers and catalogs by ``scan_output``."""
+
+    done: dict[str, str]  # key -> status of every video in complete shards (the entry that counts)
+    unreadable: list[str]  # shards moved aside as unreadable
+    partial: set[str]  # the videos of which only part decoded
+    source_bytes: dict[str, int]  # key -> the size of the file a video was extracted from (0: not recorded)
+
+
+def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
+    """What ``out_dir`` holds (``Scan``). Needs the run lock.
 
     An unreadable shard is renamed ``*.unreadable`` (kept for inspection, out of the reader's way) and its
     videos are extracted again. Each shard's header and catalog are checked against their digest (cheap: no
@@ -245,8 +254,7 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, 
         ShardError: a shard whose header or catalog is damaged, or that was written with other settings: its
             videos must not count as done (``flowprep verify --repair`` deals with it).
     """
-    done: dict[str, str] = {}
-    bad, partial = [], set()
+    scan = Scan({}, [], set(), {})
     for shard in F.list_shards(out_dir):
         try:
             settings, keys, status, damage, catalog = read_checked_header(shard)
@@ -254,22 +262,24 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> tuple[dict[str, 
             aside = shard.with_name(shard.name + ".unreadable")
             os.replace(shard, aside)
             log.warning("%s; moved to %s and its videos will be extracted again", e, aside.name)
-            bad.append(str(aside))
+            scan.unreadable.append(str(aside))
             continue
         # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
         reason = damage or (settings_mismatch(settings, identity) if identity is not None else None)
         if reason:
             raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
                                          f"--repair {shard.parent}` (or move the shard out of the folder)")
-        in_part = partial_of(catalog_entries(catalog)) if catalog is not None else set()  # (none before catalogs)
+        entries = catalog_entries(catalog) if catalog is not None else []  # (none before catalogs)
+        in_part, sizes = partial_of(entries), {e["key"]: int(e.get("source_bytes", 0)) for e in entries}
         for k, s in zip(keys, status):
-            if F.supersedes(done.get(k), s):
-                done[k] = s
+            if F.supersedes(scan.done.get(k), s):
+                scan.done[k] = s
+                scan.source_bytes[k] = sizes.get(k, 0)
                 if k in in_part:
-                    partial.add(k)
+                    scan.partial.add(k)
                 else:  # done again, whole, in a later shard
-                    partial.discard(k)
-    return done, bad, partial
+                    scan.partial.discard(k)
+    return scan
 
 
 def remove_stale_temporaries(out: Path) -> None:

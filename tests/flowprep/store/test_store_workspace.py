@@ -43,7 +43,7 @@ def test_publication_takes_the_next_free_name_and_indexes_first(tmp_path):
 def test_a_dead_runs_finished_chunk_is_adopted_once_and_unreadable_shards_move_aside(tmp_path):
     _shard(tmp_path / F.shard_name(0), ["A/v0"])
     (tmp_path / F.shard_name(1)).write_bytes(b"truncated")
-    done, bad, _ = scan_output(tmp_path)
+    done, bad, *_ = scan_output(tmp_path)
     assert done == {"A/v0": "ok"} and bad == [str(tmp_path / (F.shard_name(1) + ".unreadable"))]
     dead = staging_dir(tmp_path, "dead-run")
     _shard(dead / chunk_name(0), ["A/v1"])  # finished, never published
@@ -67,7 +67,7 @@ def test_partial_videos_are_found_in_the_shards_and_in_an_adopted_chunk(tmp_path
     write(tmp_path / F.shard_name(1), "A/whole", False)
     write(tmp_path / F.shard_name(2), "A/redone", True)
     write(tmp_path / F.shard_name(3), "A/redone", False)  # extracted again, whole: no longer partial
-    done, _, partial = scan_output(tmp_path)
+    done, _, partial, _ = scan_output(tmp_path)
     assert set(done) == {"A/cut", "A/whole", "A/redone"} and partial == {"A/cut"}
     write(staging_dir(tmp_path, "dead") / chunk_name(0), "B/cut", True)
     adopt_orphans(tmp_path, "live", done, Publisher(tmp_path), partial)
