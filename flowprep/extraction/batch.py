@@ -135,7 +135,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         scan = scan_output(out, spec.identity)
         done, unreadable, partial_before = scan.done, scan.unreadable, scan.partial
         publisher = Publisher(out)
-        adopted = adopt_orphans(out, lock.run_id, done, publisher, partial_before)
+        adopted = adopt_orphans(out, lock.run_id, done, publisher, partial_before, spec.identity)
         todo, changed = _to_do(videos, scan, spec.retry_failed)
         jobs = max(1, min(spec.runner.slots(), len(todo) or 1))
         stage = staging_dir(out, lock.run_id)

@@ -32,7 +32,6 @@ from flowprep.interchange.frames import (
     write_sidecar,
 )
 from flowprep.store.reader import ShardSet
-from flowprep.store.workspace import recorded_keys
 
 log = logging.getLogger("flowprep")
 _NAME = re.compile(r"^(flow_x|flow_y|img)_(\d+)\.jpg$")
@@ -41,11 +40,7 @@ LAYOUT = "<video>/flow_x_%05d.jpg, flow_y_%05d.jpg (and img_%05d.jpg), numbered 
 
 def open_for_export(shards_dir: str | os.PathLike, what: str) -> ShardSet:
     """The shards to export; FlowprepError for 12-bit flow, which the other tools' loaders cannot read."""
-    src = ShardSet(shards_dir)
-    missing = recorded_keys(Path(shards_dir)) - set(src.keys(None))
-    if missing:  # a shard deleted or moved away: what is exported is correct, but not all of the folder
-        log.warning("%d video(s) recorded in %s are in no shard and are not exported (e.g. %s); `flowprep verify "
-                    "%s --repair` brings them back", len(missing), shards_dir, min(missing), shards_dir)
+    src = ShardSet(shards_dir)  # refuses a folder that lost a shard: an export must not leave videos out unsaid
     if src.flow_bits != 8:  # the bytes are copied as they are: denseflow/TSN/mmaction2 loaders read 8-bit JPEG
         raise FlowprepError(f"{shards_dir} holds {src.flow_bits}-bit flow JPEGs (`flowprep extract --bits "
                             f"{src.flow_bits}`), which {what} loaders (OpenCV, Pillow) cannot read; extract again "

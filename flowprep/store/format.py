@@ -33,6 +33,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from flowprep.errors import FlowprepError
 from flowprep.store.record import INFO_FIELDS, LATER_FIELDS, VideoInfo
 
 FORMAT = "flowprep-shard"
@@ -45,6 +46,11 @@ IDENTITY_KEYS = ("format_version", "flow", "quantization", "jpeg_quality", "rgb"
                  "backward")
 # identity keys written only when on (``"backward": true``), so that folders made before them keep their identity
 OPTIONAL_IDENTITY_KEYS = ("backward",)
+
+# What h5py raises on a damaged shard: OSError (HDF5's own errors), KeyError (an object gone), ValueError or
+# TypeError (a damaged value; a dataset whose header now says group, sliced), RuntimeError (a damaged attribute
+# message), IndexError (a stream shorter than its catalog). Every reader of shards catches these, and only these.
+DAMAGE_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
 
 # file attributes
 ATTR_FORMAT, ATTR_VERSION, ATTR_FLOWPREP, ATTR_SETTINGS, ATTR_CREATED = (
@@ -210,7 +216,14 @@ def shard_name(index: int) -> str:
 
 def list_shards(out_dir: str | os.PathLike) -> list[Path]:
     """Complete shards in a folder, in index order (temporary files are not shards)."""
-    return sorted((p for p in Path(out_dir).glob(SHARD_GLOB) if _SHARD_RE.match(p.name)), key=lambda p: p.name)
+    try:
+        names = os.listdir(out_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except PermissionError:  # glob said "no shards": export wrote nothing, verify --repair extracted everything
+        raise FlowprepError(f"{out_dir}: permission denied listing its shards: give this user read access to the "
+                            "folder (chmod u+rx) and run again") from None
+    return sorted(Path(out_dir) / n for n in names if _SHARD_RE.match(n))
 
 
 def next_shard_index(out_dir: str | os.PathLike) -> int:

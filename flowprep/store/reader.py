@@ -16,8 +16,9 @@ from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
+from flowprep.store.settings import read_identity, settings_mismatch
 from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
-from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder
+from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
 
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
@@ -61,10 +62,14 @@ class ShardSet:
         # Kept as read when the folder is opened (parsed by meta), so that meta opens no file for it.
         self._catalogs: dict[str, dict[str, dict] | None] = {}
         self._raw_catalogs: dict[str, str | bytes | None] = {}
+        identity = read_identity(self.root)
         for path in F.list_shards(self.root):
             header = read_checked_header(path)
-            if header.damage:  # its keys, statuses or catalog cannot be trusted: not a video of it is read
-                raise ShardError(str(path), f"{header.damage}; run `flowprep verify --repair {self.root}`")
+            # its keys, statuses or catalog cannot be trusted, or its flow is of another kind than the folder's
+            # (a shard copied in from elsewhere): not a video of it is read
+            why = header.damage or settings_mismatch(header.settings, identity or {})
+            if why:
+                raise ShardError(str(path), f"{why}; run `flowprep verify --repair {self.root}`")
             self._raw_catalogs[str(path)] = header.catalog
             self.settings = self.settings or header.settings
             for k, s in zip(header.keys, header.status):
@@ -74,6 +79,11 @@ class ShardSet:
                     self._lower[k.lower()] = k
         if not self._raw_catalogs and not is_output_folder(self.root):
             raise ShardError(str(self.root), NOT_AN_OUTPUT)
+        lost = sorted(recorded_keys(self.root) - set(self._where))
+        if lost:  # a shard deleted or moved: its videos would be left out of a split without a word
+            raise ShardError(str(self.root), f"{len(lost)} video(s) that index.jsonl records as extracted are in no "
+                                             f"shard (e.g. {lost[0]}): a shard was lost or moved; run `flowprep "
+                                             f"verify --repair {self.root}`")
         # flat keys (a layout without class folders, e.g. an imported feichtenhofer set) by their file name
         names: dict[str, list[str]] = {}
         for k in self._where:
@@ -187,7 +197,7 @@ class ShardSet:
             if ds is None:
                 ds = h[name] = h["group"][name]
             return ds[sel]
-        except (KeyError, OSError, ValueError, IndexError) as e:  # IndexError: a stream shorter than its catalog
+        except F.DAMAGE_ERRORS as e:
             raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
 
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:

@@ -24,13 +24,28 @@ def read_identity(out_dir: str | Path) -> dict | None:
     path = out / SETTINGS_FILE
     if path.exists():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))["identity"]
-        except (OSError, ValueError, KeyError) as e:
-            raise FlowprepError(f"{path} cannot be read ({e}); restore it, or delete it to let the shards' own "
-                                "settings bind the folder") from None
+            return _identity_of(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:
+            raise FlowprepError(f"{path} cannot be read ({e}); `flowprep verify --repair {out}` rewrites it from "
+                                "the shards' settings") from None
     for shard in F.list_shards(out)[:1]:
         return shard_identity(read_shard_header(shard)[0])
     return None
+
+
+def _identity_of(doc: object) -> dict:
+    """flowprep.json's identity, checked whole: a key missing from it would be a setting never compared.
+
+    Raises:
+        ValueError: what is wrong with it.
+    """
+    ident = doc.get("identity") if isinstance(doc, dict) else None
+    if not isinstance(ident, dict):
+        raise ValueError("no 'identity' object in it")
+    lacking = [k for k in F.IDENTITY_KEYS if k not in ident and k not in F.OPTIONAL_IDENTITY_KEYS]
+    if lacking:
+        raise ValueError(f"its identity lacks {', '.join(lacking)}")
+    return ident
 
 
 def holds_backward(out_dir: str | Path) -> bool:

@@ -79,7 +79,7 @@ def read_shard_header(path: str | os.PathLike) -> tuple[dict, list[str], list[st
     try:
         with open_h5(path) as f:
             return read_header(f, path)
-    except (OSError, KeyError, ValueError, TypeError) as e:  # ValueError: a damaged settings JSON or key list
+    except F.DAMAGE_ERRORS as e:  # ValueError: a damaged settings JSON or key list
         raise unreadable(path, e) from e
 
 
@@ -211,7 +211,7 @@ def read_checked_header(path: str | os.PathLike) -> Header:
     try:
         with open_h5(path) as f:
             return checked_header(f, path)
-    except (OSError, KeyError, ValueError, TypeError) as e:  # ValueError: a damaged settings JSON or key list
+    except F.DAMAGE_ERRORS as e:  # ValueError: a damaged settings JSON or key list
         raise unreadable(path, e) from e
 
 
@@ -227,7 +227,7 @@ def checked_header(f: h5py.File, path: str | os.PathLike) -> Header:
             arrays[F.CATALOG] = f[F.CATALOG][()]
         want = attrs.get(F.ATTR_DIGEST)
         damage = _HEADER_DAMAGED if want is not None and _header_digest(attrs, arrays) != _text(want) else None
-    except (KeyError, OSError, ValueError, RuntimeError) as e:
+    except F.DAMAGE_ERRORS as e:
         damage = f"its header or catalog cannot be read ({e})"
     return Header(settings, keys, status, damage, arrays.get(F.CATALOG))
 

@@ -52,7 +52,7 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
                         videos[e["key"]] = _entry(e, path.name)
         except ShardError as e:
             problems.append({"shard": path.name, "reason": str(e)})
-        except (OSError, KeyError, ValueError) as e:  # HDF5 cannot read it, or a corrupt catalog
+        except F.DAMAGE_ERRORS as e:  # HDF5 cannot read it, or a corrupt catalog
             problems.append({"shard": path.name, "reason": str(unreadable(path, e))})
     return settings, videos, problems
 

@@ -10,6 +10,7 @@ without them (the good videos' bytes are copied, not re-encoded). Extracting the
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,14 @@ from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, 
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
-from flowprep.store.shardfile import check_video, copy_videos, open_h5, read_checked_header, read_shard_header
+from flowprep.store.shardfile import (
+    check_video,
+    copy_videos,
+    open_h5,
+    read_checked_header,
+    read_shard_header,
+    sources_of,
+)
 from flowprep.store.workspace import INDEX_FILE, chunk_name, index_entry, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
@@ -65,6 +73,9 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
     reason = damage or (settings_mismatch(settings, f.identity) if f.identity is not None else None)
     if reason:
         f.damage.append(Damage(path.name, None, reason))
+        with contextlib.suppress(*F.DAMAGE_ERRORS):  # where to extract them again from, if it still reads
+            for k, source in zip(keys, sources_of(path, keys)):
+                f.sources.setdefault(k, source)
         return
     try:
         with open_h5(path) as h:
@@ -74,7 +85,7 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
                     g = h[F.VIDEOS][k]
                     f.sources.setdefault(k, str(g.attrs.get("source", "")))
                     reason = check_video(g)
-                except (KeyError, OSError, ValueError, RuntimeError) as e:  # corrupt HDF5 structures
+                except F.DAMAGE_ERRORS as e:  # corrupt HDF5 structures
                     reason = f"cannot be read ({e})"
                 if reason:
                     f.damage.append(Damage(path.name, k, reason))
@@ -103,8 +114,11 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
         for t in tasks:
             f.sources[t.key] = t.path  # absolute, recorded by the driver
     damaged_keys = {d.key for d in f.damage if d.key}
+    # the videos of a shard damaged as a whole whose header still lists them: missing even when index.jsonl,
+    # which records them too, is gone or torn
+    listed = {k for d in f.damage if d.key is None for k in f.keys_of.get(d.shard, ())}
     recorded = {t.key for tasks in index.values() for t in tasks}
-    f.missing = sorted((recorded | damaged_keys) - held)
+    f.missing = sorted((recorded | damaged_keys | listed) - held)
     return f
 
 
@@ -116,6 +130,16 @@ def _check_folder_files(out: Path, f: Findings) -> None:
     except FlowprepError as e:
         f.folder.append(str(e))
         f.identity = _shards_identity(out)
+    else:
+        agreed = _agreed_identity(out)
+        if (out / SETTINGS_FILE).exists() and agreed is not None and agreed != f.identity:
+            # the shards' settings are under their SHA-256, flowprep.json's are not: believe the shards, or
+            # --repair would extract every video again with a setting one flipped bit made
+            k = next(k for k in sorted(set(agreed) | set(f.identity)) if agreed.get(k) != f.identity.get(k))
+            f.folder.append(f"{out / SETTINGS_FILE} differs from the settings every shard carries ({k}: "
+                            f"{f.identity.get(k)!r} in it, {agreed.get(k)!r} in the shards): it was changed or "
+                            "damaged; --repair rewrites it from the shards' settings")
+            f.identity = agreed
     index = out / INDEX_FILE
     if index.exists():
         lines = index.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -133,6 +157,22 @@ def _shards_identity(out: Path) -> dict | None:
         except ShardError:
             continue
     return None
+
+
+def _agreed_identity(out: Path) -> dict | None:
+    """The settings every readable shard of ``out`` carries, when they all carry the same (None otherwise)."""
+    seen = None
+    for shard in F.list_shards(out):
+        try:
+            settings, _, _, damage, _ = read_checked_header(shard)
+        except ShardError:
+            continue
+        if damage is None:
+            ident = shard_identity(settings)
+            if seen is not None and ident != seen:
+                return None
+            seen = ident
+    return seen
 
 
 def repair_folder_files(out: Path, findings: Findings) -> list[str]:
@@ -167,7 +207,7 @@ def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:
         path = out / name
         try:
             actions.append(_rewrite_without(path, keys, stage / chunk_name(i)))
-        except (ShardError, KeyError, OSError, ValueError, RuntimeError) as e:
+        except (ShardError, *F.DAMAGE_ERRORS) as e:
             if is_disk_full(e):  # no room for the copy: the shard is not damaged beyond what verify found
                 raise FlowprepError(f"disk full while rewriting {path} without its damaged videos "
                                     f"({str(e).splitlines()[0][:120]}): free some space and run the same command "

@@ -170,9 +170,12 @@ def index_entry(line: str) -> tuple[str, list[VideoTask]] | None:
     """(shard name, its videos) of one line of index.jsonl, or None when the line is not such a record."""
     try:
         e = json.loads(line)
-        return e["shard"], [VideoTask(k, s) for k, s in zip(e["keys"], e["sources"])]
+        shard, keys, sources = e["shard"], e["keys"], e["sources"]
     except (ValueError, KeyError, TypeError):
         return None
+    texts = isinstance(keys, list) and isinstance(sources, list) and len(keys) == len(sources) \
+        and all(isinstance(x, str) for x in [shard, *keys, *sources])
+    return (shard, [VideoTask(k, s) for k, s in zip(keys, sources)]) if texts else None  # else valid JSON, damaged
 
 
 class Publisher:
@@ -205,12 +208,14 @@ class Publisher:
 
 
 def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publisher,
-                  partial: set[str] | None = None) -> list[str]:
+                  partial: set[str] | None = None, identity: dict | None = None) -> list[str]:
     """Publish complete chunks left in dead runs' staging folders; delete the rest. Needs the run lock.
 
-    A chunk is adopted only if none of its videos is already in a published shard (a kill between a chunk's
-    link and its unlink leaves it both published and staged). ``done`` is updated with the adopted videos, and
-    ``partial`` (when given) with those of them that decoded only in part. Returns the names of the shards adopted.
+    A chunk is adopted only if its header and catalog match their digest, it was written with the folder's
+    settings (``identity``, when given), and none of its videos is already in a published shard (a kill between
+    a chunk's link and its unlink leaves it both published and staged). ``done`` is updated with the adopted
+    videos, and ``partial`` (when given) with those of them that decoded only in part. Returns the names of the
+    shards adopted.
     """
     adopted = []
     root = out / STAGING_DIR
@@ -219,10 +224,13 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != run_id):
         for f in sorted(d.glob("chunk-*.h5")):
             try:
-                _, keys, status, _, catalog = read_checked_header(f)
+                settings, keys, status, damage, catalog = read_checked_header(f)
             except ShardError:
                 continue
-            if keys and not any(k in done for k in keys):
+            why = damage or (settings_mismatch(settings, identity) if identity is not None else None)
+            if why:  # its videos are extracted again, like those of a chunk that never finished
+                log.warning("%s, left by an interrupted run, is not adopted: %s", f.name, why)
+            elif keys and not any(k in done for k in keys):
                 drop_slack(f)  # killed before its worker dropped a failed long video's space: dropped here
                 final = publisher.publish(f, [VideoTask(k, s) for k, s in zip(keys, sources_of(f, keys))])
                 done.update(zip(keys, status))

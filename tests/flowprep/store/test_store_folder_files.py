@@ -42,7 +42,7 @@ def out(pristine, tmp_path) -> Path:
 
 
 def _repair(out: Path) -> int:
-    return main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu"])
+    return main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"])
 
 
 def test_a_damaged_settings_file_is_named_and_rewritten(out, pristine, capsys):
@@ -96,3 +96,36 @@ def test_info_names_a_damaged_last_report_and_goes_on(out, capsys, caplog):
     assert main(["info", str(out)]) == 0
     assert "4 ok" in capsys.readouterr().out
     assert "latest.json cannot be read" in caplog.text
+
+
+def test_a_settings_file_changed_against_every_shard_is_rewritten_not_every_shard(out, pristine, capsys):
+    """One flipped bit in flowprep.json ("bound": 20.0 -> 21.0): the shards' settings are under their SHA-256
+    and agree, so the file is what is wrong (it was: every shard moved aside, every video extracted again with
+    the flipped setting, and the folder called clean)."""
+    text = (out / "flowprep.json").read_text()
+    assert '"bound": 20.0' in text
+    (out / "flowprep.json").write_text(text.replace('"bound": 20.0', '"bound": 21.0'))
+    shards = {p.name: p.stat().st_mtime_ns for p in list_shards(out)}
+    found = verify_folder(out)
+    assert not found.damage and not found.missing
+    assert "differs from the settings every shard carries (quantization:" in found.folder[0]
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert {p.name: p.stat().st_mtime_ns for p in list_shards(out)} == shards  # no shard touched
+    assert json.loads((out / "flowprep.json").read_text()) == json.loads((pristine / "flowprep.json").read_text())
+
+
+def test_a_shard_damaged_whole_is_extracted_again_without_the_index(out, pristine):
+    """Its header still lists its videos: they are missing even when index.jsonl, which records them too, is
+    gone (repair moved the shard aside, extracted nothing and called the folder clean)."""
+    import h5py
+
+    victim = list_shards(out)[1]
+    with h5py.File(victim, "r+") as f:
+        f.attrs["created"] = "2001-01-01"  # well-formed HDF5: only the header's digest sees it
+        keys = [k.decode() for k in f["keys"][()]]
+    (out / "index.jsonl").unlink()
+    found = verify_folder(out)
+    assert [(d.shard, d.key) for d in found.damage] == [(victim.name, None)]
+    assert found.missing == sorted(keys) and all(found.sources[k] for k in keys)
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert_same_output(out, pristine)

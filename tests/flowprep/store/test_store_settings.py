@@ -54,7 +54,12 @@ def test_an_old_folder_without_its_settings_file_is_bound_by_its_first_shard(tmp
 def test_settings_that_no_extraction_made_say_so(tmp_path):
     with pytest.raises(FlowprepError, match="its settings are unknown"):
         folder_config(tmp_path)
-    (tmp_path / SETTINGS_FILE).write_text(json.dumps({"identity": {"flow": {"algo": "imported", "params": {}},
-                                                                   "quantization": {"mode": "imported"}}}))
+    imported = {"format_version": 1, "flow": {"algo": "imported", "params": {}}, "quantization": {"mode": "imported"},
+                "jpeg_quality": None, "rgb": True, "rgb_quality": None, "resize": None}
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({"identity": imported}))
     with pytest.raises(FlowprepError, match="not those of a `flowprep extract` run"):
         folder_config(tmp_path)
+    for doc in ([], {"identity": "tvl1"}, {"identity": {k: v for k, v in imported.items() if k != "quantization"}}):
+        (tmp_path / SETTINGS_FILE).write_text(json.dumps(doc))  # damaged: said so, not a TypeError or a setting
+        with pytest.raises(FlowprepError, match="flowprep.json cannot be read"):  # never compared
+            folder_config(tmp_path)

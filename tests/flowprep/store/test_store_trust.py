@@ -17,6 +17,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.reader import ShardSet
 from flowprep.store.shardfile import unreadable
+from flowprep.store.verify import verify_folder
 from flowprep.store.workspace import scan_output
 
 from fault_tools import shard_keys
@@ -82,6 +83,29 @@ def test_a_shard_this_user_may_not_read_is_left_where_it_is_and_stops_the_run(pr
     assert shard.exists() and not list(out.glob("*.unreadable"))
 
 
+def test_a_folder_this_user_may_not_list_is_a_permission_problem_not_an_empty_folder(pristine, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """Path.glob answered "no shards": export wrote nothing and exited 0, verify --repair extracted every video."""
+    out, _ = _copy(pristine, tmp_path)
+    import flowprep.store.format as fmt
+
+    real = os.listdir
+
+    def denied(path="."):
+        if str(path) == str(out):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path)
+    monkeypatch.setattr(fmt.os, "listdir", denied)  # root lists every folder: chmod cannot show it here
+    for argv in (["verify", str(out), "--repair", "--jobs", "1"], ["info", str(out)],
+                 ["export", "--format", "denseflow", str(out), str(tmp_path / "x"), "--no-progress"]):
+        assert main(argv) == 2
+        assert "permission denied listing its shards: give this user read access" in capsys.readouterr().err
+    with pytest.raises(FlowprepError, match="permission denied listing its shards"):
+        ShardSet(out)
+    monkeypatch.undo()
+    assert not (tmp_path / "x").exists() and verify_folder(out).clean  # nothing moved aside or extracted
+
+
 def test_hdf5s_error_of_many_lines_becomes_one_line_with_its_reason(tmp_path):
     e = OSError(errno.EISDIR, "Unable to synchronously open file (file read failed: time = Sun Dec  6 20:24:44 2026\n"
                 ", filename = 'x.h5', file descriptor = 4, errno = 21, error message = 'Is a directory', buf = 0x7f, "
@@ -100,13 +124,34 @@ def test_info_names_the_videos_a_deleted_shard_took_away_and_exits_1(pristine, t
     assert "verify" in text and "--repair" in text
 
 
-def test_export_warns_of_the_videos_a_deleted_shard_took_away(pristine, tmp_path, caplog):
+def test_a_folder_that_lost_a_shard_is_refused_by_every_reader_until_repaired(pristine, tmp_path, capsys):
+    """Export exited 0 with the rest, and the trainer left the lost videos out of the split with a warning: a
+    test accuracy on fewer videos than the split's, said nowhere in the results."""
     out, shard = _copy(pristine, tmp_path)
     gone = shard_keys(shard)
     shard.unlink()
-    assert main(["export", "--format", "denseflow", str(out), str(tmp_path / "x")]) == 0  # what it wrote is right
-    assert f"{len(gone)} video(s) recorded in {out} are in no shard and are not exported" in caplog.text
-    assert "--repair" in caplog.text
+    assert main(["export", "--format", "denseflow", str(out), str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"{len(gone)} video(s) that index.jsonl records as extracted are in no shard (e.g. {min(gone)})" in err
+    assert f"verify --repair {out}" in err
+    with pytest.raises(ShardError, match="a shard was lost or moved"):
+        ShardSet(out)
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
+    assert set(gone) <= set(ShardSet(out).keys())
+
+
+def test_a_shard_of_other_settings_copied_in_is_refused_by_the_reader(pristine, tmp_path):
+    """Its videos were served beside the folder's (another bound, another size), the later copy winning."""
+    out, shard = _copy(pristine, tmp_path)
+    stranger = out / F.shard_name(99)
+    shutil.copy(shard, stranger)
+    with h5py.File(stranger, "r+") as f:
+        settings = json.loads(f.attrs["settings"])
+        settings["quantization"]["bound"] = 30.0
+        f.attrs["settings"] = json.dumps(settings)
+        del f.attrs[F.ATTR_DIGEST]  # as a shard written that way would be: its own digest right, or none
+    with pytest.raises(ShardError, match=r"other settings than flowprep.json \(quantization"):
+        ShardSet(out)
 
 
 def test_a_nan_in_the_stored_quantization_stops_the_reader_instead_of_giving_nan_flow(pristine, tmp_path):

@@ -13,9 +13,9 @@ from flowprep.store.writer import ShardWriter
 from twostream_synth import make_record, motion_video
 
 
-def _shard(path, keys) -> None:
+def _shard(path, keys, settings: dict | None = None) -> None:
     rng = np.random.default_rng(3)
-    with ShardWriter(path, {}) as w:
+    with ShardWriter(path, settings or {}) as w:
         for k in keys:
             w.add(make_record(k, *motion_video(rng, 0, 4, 24)))
 
@@ -72,3 +72,22 @@ def test_partial_videos_are_found_in_the_shards_and_in_an_adopted_chunk(tmp_path
     write(staging_dir(tmp_path, "dead") / chunk_name(0), "B/cut", True)
     adopt_orphans(tmp_path, "live", done, Publisher(tmp_path), partial)
     assert partial == {"A/cut", "B/cut"} and done["B/cut"] == F.OK
+
+
+def test_a_dead_runs_chunk_that_is_damaged_or_of_other_settings_is_not_adopted(tmp_path, caplog):
+    """Published, it would count its videos as done, and readers would serve them (verify calls it damaged)."""
+    import h5py
+
+    dead = staging_dir(tmp_path, "dead-run")
+    _shard(dead / chunk_name(0), ["A/changed"], {"jpeg_quality": 95})
+    with h5py.File(dead / chunk_name(0), "a") as f:
+        f.attrs[F.ATTR_CREATED] = "2001-01-01"  # well-formed HDF5: only the header's digest sees it
+    with ShardWriter(dead / chunk_name(1), {"jpeg_quality": 50}) as w:  # written with other settings
+        w.add(make_record("A/other", *motion_video(np.random.default_rng(5), 0, 4, 24)))
+    _shard(dead / chunk_name(2), ["A/good"], {"jpeg_quality": 95})
+    done: dict[str, str] = {}
+    with RunLock(tmp_path) as lock:
+        adopted = adopt_orphans(tmp_path, lock.run_id, done, Publisher(tmp_path), identity={"jpeg_quality": 95})
+    assert len(adopted) == 1 and done == {"A/good": "ok"} and not dead.exists()
+    assert "chunk-00000.h5, left by an interrupted run, is not adopted" in caplog.text
+    assert "jpeg_quality" in caplog.text
