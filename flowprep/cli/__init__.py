@@ -8,7 +8,9 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from flowprep import __version__
 from flowprep.errors import FlowprepError
@@ -72,11 +74,35 @@ def _interrupted(e: BaseException | None) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowprep`` console script; returns the exit status."""
+    # FFmpeg's own messages about broken streams would reach the user raw, and OpenCV's warning that FFmpeg could
+    # not open a file; each video's reason says what is wrong. Set before the verbs' modules import cv2.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     use_compile_cache()  # the command owns its process: compiled kernels persist across runs (and its workers)
-    # FFmpeg's own messages about broken streams would reach the user raw; each video's reason says what is wrong
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    old = sigterm_as_ctrl_c()
+    try:
+        return _run_verb(args)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_as_ctrl_c():
+    """Slurm and other schedulers send SIGTERM before killing a job: every verb stops as cleanly as on Ctrl-C
+    (verify --repair died with no word). Returns the handler replaced (None off the main thread: none is set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _run_verb(args: argparse.Namespace) -> int:
+    """Run the verb; every error a user can fix is one line on stderr and an exit status."""
     try:
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a reader that has gone shows here, where it is handled, not at exit

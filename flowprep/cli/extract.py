@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 from flowprep.base.defaults import default_of
@@ -13,7 +12,6 @@ from flowprep.codecs.video import Resize, parse_size
 from flowprep.datasets import DATASETS
 from flowprep.datasets.listing import list_videos, read_video_list, shown
 from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
-from flowprep.store.format import LATEST_REPORT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -121,10 +119,6 @@ def runner_from_args(args: argparse.Namespace):
     return make_runner(jobs=args.jobs, devices=devices, scheduler=getattr(args, "scheduler", None))
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     """Extract; exit 0 when the output is clean, 1 when a video in it failed or decoded only in part, or an
     annotated clip has no file (the report says which)."""
@@ -135,17 +129,13 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # settings first: a bad flag is refused before a large dataset is listed
     videos, missing = videos_from_args(args)
     runner = runner_from_args(args)
-    # Slurm and other schedulers send SIGTERM before killing a job: stop as cleanly as on Ctrl-C.
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+    try:  # SIGTERM (Slurm's warning before a kill) arrives as a Ctrl-C: flowprep.cli.main
         report = extract_dataset(videos, args.out, config, runner=runner, videos_per_shard=args.videos_per_shard,
                                  retry_failed=args.retry_failed, show_progress=not args.no_progress, missing=missing)
     except KeyboardInterrupt:
         print(f"Interrupted. Complete shards in {args.out} are kept; run the same command again to resume.",
               file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, old)
     _print_report(report, args.out)
     return 0 if report.clean else 1
 
@@ -163,7 +153,8 @@ def _print_report(report, out: str) -> None:
     if report.annotated_missing:
         print(f"  MISSING {report.annotated_missing} annotated clip(s) have no file: listed in "
               f"{os.path.join(out, report.missing_list)}", file=sys.stderr)
-    print(f"report: {os.path.join(out, LATEST_REPORT)}")
+    if report.report_file:
+        print(f"report: {os.path.join(out, report.report_file)}")
     if report.failed_in_output:
         print(f"{len(report.failed_in_output)} video(s) in {out} failed; `flowprep info {out}` lists them "
               "(--retry-failed tries them again)", file=sys.stderr)

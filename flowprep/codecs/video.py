@@ -18,8 +18,10 @@ import numpy as np
 from flowprep.errors import VideoDecodeError
 
 # A decoder that stops this far short of the frame count in the container header has hit a truncated or
-# corrupt stream. Headers of real AVI/MP4 files are often off by a frame or two, so allow some slack.
-_TRUNCATION_SLACK = 0.05
+# corrupt stream. Headers of real AVI/MP4 files are often off by a frame or two (and a count estimated from the
+# duration by a few percent), so allow some slack: 5%, but never more than a second's frames at 25 fps (5% of a
+# 20,000-frame video is 1,000 frames gone unflagged).
+_TRUNCATION_SLACK, _TRUNCATION_SLACK_MAX = 0.05, 25
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ def opencv_can_name(path: str) -> bool:
         return False
 
 
+_HAS_FFMPEG = cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
+
+
 @contextlib.contextmanager
 def _capture(path: str) -> Iterator[cv2.VideoCapture]:
     """``cv2.VideoCapture(path)``, released after. A path that is not valid UTF-8 (a Latin-1 folder from an old
@@ -119,7 +124,9 @@ def _capture(path: str) -> Iterator[cv2.VideoCapture]:
                 shutil.rmtree(link_dir, ignore_errors=True)
             raise VideoDecodeError(path, f"its path is not valid UTF-8 and no link to it could be made ({e}); "
                                          "rename its folders to UTF-8 (convmv -f latin1 -t utf8)") from None
-    cap = cv2.VideoCapture(target)
+    # FFmpeg only: when it cannot open a file (a cut AVI), OpenCV's own MJPEG reader tries next and prints the
+    # file's bytes to the terminal ("Expected: LIST. Got: ^[[2J"), escape sequences and all
+    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG) if _HAS_FFMPEG else cv2.VideoCapture(target)
     try:
         yield cap
     finally:
@@ -191,7 +198,7 @@ def iter_frames(path: str, resize: Resize = Resize(), expected: int = 0) -> Iter
             yield frame
     if n < 2:
         raise VideoDecodeError(path, f"{n} decodable frame{'s' if n != 1 else ''}; flow needs at least 2")
-    if expected > 0 and n < expected * (1 - _TRUNCATION_SLACK) - 1:
+    if expected > 0 and n < expected - min(expected * _TRUNCATION_SLACK, _TRUNCATION_SLACK_MAX) - 1:
         raise TruncatedStream(path, n, expected)
 
 

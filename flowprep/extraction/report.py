@@ -48,6 +48,7 @@ class RunReport:
     sources_changed: list[str] = field(default_factory=list)  # done before, extracted again: their file changed
     annotated_missing: int = 0  # clips the annotations list but no file holds (Kinetics --split-dir)
     missing_list: str = ""  # the file that lists them, one per line
+    report_file: str = ""  # this report's file, relative to OUT ("": it could not be written, e.g. a full disk)
     flowprep_version: str = __version__
 
     @property
@@ -66,9 +67,11 @@ def write_report(out: Path, report: RunReport, started: datetime) -> None:
     disk) is logged, not raised: the run's own outcome stands."""
     rdir = out / REPORTS_DIR
     stamp = started.strftime("%Y%m%dT%H%M%S")
+    report.report_file = str(LATEST_REPORT)
     try:
         rdir.mkdir(exist_ok=True)
         write_json(rdir / f"run-{stamp}-{os.getpid()}.json", report.to_dict())
         write_json(out / LATEST_REPORT, report.to_dict())
     except OSError as e:
+        report.report_file = ""  # latest.json, if any, is an earlier run's: not to be shown as this one's
         log.warning("could not write the run report to %s: %s", rdir, e)

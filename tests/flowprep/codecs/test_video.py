@@ -63,7 +63,7 @@ def test_a_resolution_switch_mid_stream_keeps_the_first_frames_size(monkeypatch)
               np.full((120, 200, 3), 30, np.uint8)]
 
     class Capture:
-        def __init__(self, path):
+        def __init__(self, path, backend=None):
             self.left = list(frames)
 
         def isOpened(self):
@@ -108,3 +108,26 @@ def test_a_path_that_is_not_utf8_decodes_instead_of_crashing_opencv(tmp_path):
                        text=True, errors="replace", timeout=60, env={**os.environ, "TMPDIR": str(scratch)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["5", "5"] and not list(scratch.iterdir())
+
+
+def test_a_long_video_cut_short_by_more_than_a_second_is_flagged(tmp_path):
+    """5% of 1,000 frames is 50 frames gone unflagged (1,000 of a 20,000-frame video); now at most 25 may be."""
+    import cv2
+
+    from flowprep.codecs.video import TruncatedStream
+
+    path = tmp_path / "long.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (16, 16))
+    for i in range(1000):
+        w.write(np.full((16, 16, 3), i % 256, np.uint8))
+    w.release()
+    whole = path.read_bytes()
+    path.write_bytes(whole[:int(len(whole) * 0.9)])  # the index and 35 frames (1.4 s) cut off the end
+    announced = probe(str(path)).frame_count
+    assert announced == 1000
+    with pytest.raises(TruncatedStream, match=r"decoded 9\d\d of the 1000 frames") as e:
+        for _ in iter_frames(str(path), expected=announced):
+            pass
+    assert 1000 - 50 < e.value.decoded < 1000 - 25  # what the old 5% allowance let through
+    path.write_bytes(whole)
+    assert sum(1 for _ in iter_frames(str(path), expected=announced)) == 1000

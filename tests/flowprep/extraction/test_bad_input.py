@@ -287,3 +287,21 @@ def test_an_opencv_error_is_reported_by_its_message_in_one_line():
     except cv2.error as e:
         reason = pipeline._failure_reason(e)
     assert reason == "OpenCV: The input image must have either width or height >= 12 (Incorrect size of input array)"
+
+
+def test_a_broken_file_puts_none_of_its_bytes_on_the_terminal(tmp_path):
+    """When FFmpeg could not open a file, OpenCV's own AVI reader tried next and printed the file's bytes
+    ("Expected: LIST. Got: ^[[2J": a name is escaped, but that cleared the screen), then a warning per file."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "ds" / "Bad"
+    bad.mkdir(parents=True)
+    (bad / "v_evil.avi").write_bytes(b"RIFF\x10\x00\x00\x00AVI \x1b[2J\x1b[Hxxxxxxxx")
+    data = _long_video(bad / "v_cut.avi")
+    (bad / "v_cut.avi").write_bytes(data[:len(data) // 20])
+    r = subprocess.run([sys.executable, "-m", "flowprep", *EXTRACT, "--dataset", "folder", "--root",
+                        str(tmp_path / "ds"), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                       errors="replace")
+    assert r.returncode == 1 and r.stderr.count("FAILED") == 2
+    assert "\x1b" not in r.stderr and "Expected" not in r.stderr and "WARN" not in r.stderr, r.stderr

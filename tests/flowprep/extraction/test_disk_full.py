@@ -99,3 +99,19 @@ def test_disk_full_counts_only_the_shards_completed_not_dead_chunks(dataset, tmp
     with pytest.raises(FlowprepError, match=r"the 0 shard\(s\) completed in this run"):
         extract_dataset(list_videos("ucf101", dataset)[:2], tmp_path / "out", CPU, runner=_DiesThenFills(),
                         videos_per_shard=1, show_progress=False)
+
+
+def test_a_report_the_full_disk_kept_from_being_written_is_not_shown_as_this_runs(dataset, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """The shards were fine, but `report: OUT/reports/latest.json` named the previous run's report."""
+    import flowprep.extraction.report as rep
+    from flowprep.cli import main
+
+    argv = extract_cmd(dataset, tmp_path / "out")[3:]  # the verb and its flags, without `python -m flowprep`
+    assert main(argv) == 0 and f"report: {tmp_path / 'out' / 'reports' / 'latest.json'}" in capsys.readouterr().out
+
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(rep, "write_json", no_space)
+    assert main(argv) == 0
+    assert "report:" not in capsys.readouterr().out
