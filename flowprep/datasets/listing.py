@@ -86,6 +86,11 @@ def list_videos(dataset: str, root: str | os.PathLike) -> list[VideoTask]:
 def _class_folders(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
     """Every video file in a folder of ``root`` (<root>/<class>/<video>), keyed by its path below ``root``."""
     tasks = []
+    loose = sorted(e.name for e in os.scandir(root) if not e.is_dir() and _looks_like_video(e, exts))
+    if loose:
+        log.warning("%d video file(s) directly in %s are in no class folder (<root>/<class>/<video>) and are left "
+                    "out (e.g. %s): move each into its class's folder, or name them with --list", len(loose), root,
+                    shown(loose[0]))
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
             entries = sorted(os.scandir(class_dir), key=lambda e: e.name)
@@ -93,8 +98,18 @@ def _class_folders(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
             _unlistable(e)
         for entry in entries:
             if _looks_like_video(entry, exts):
-                tasks.append(VideoTask(key_for(Path(entry.path), root), entry.path))
+                tasks.append(_named(key_for(Path(entry.path), root), entry.path))
     return tasks
+
+
+def _named(key: str, path: str) -> VideoTask:
+    """The task of a file found on disk. A backslash in its name fails it: keys, split files and lists made on
+    Windows read it as a folder separator (``back\\slash.avi`` was stored as the video ``slash`` of a folder
+    ``back``, and became a class of its own in exported lists)."""
+    if "\\" in key:
+        return VideoTask(key.replace("\\", "%5C"), path, "its name holds a backslash, which keys and split files read "
+                                                         "as a folder separator; rename the file")
+    return VideoTask(key, path)
 
 
 def _unlistable(e: OSError) -> None:
@@ -114,7 +129,7 @@ def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
         for name in sorted(names):
             stem, ext = os.path.splitext(name)
             if ext.lower() in exts:
-                tasks.append(VideoTask(stem, os.path.join(dirpath, name)))
+                tasks.append(_named(stem, os.path.join(dirpath, name)))
         dirnames[:] = [d for d in dirnames if os.path.splitext(d)[1].lower() not in exts]
     return tasks
 
@@ -134,7 +149,7 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
         raise FlowprepError(f"video list {list_file} does not exist; check --list")
     base = _root(root) if root is not None else lf.parent
     tasks: dict[str, VideoTask] = {}  # the file, resolved -> its task
-    outside = []
+    outside, again = [], []
     # bytes that are not UTF-8 stay the bytes of the file's name (as os.listdir gives them), so that the entry
     # finds its file: a name that is not UTF-8 then fails for that reason, not as "file not found"
     for raw in lf.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
@@ -147,9 +162,14 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
         except FlowprepError:
             key = p.stem  # an absolute path elsewhere: keyed by its file name
             outside.append(line)
-        tasks.setdefault(os.path.realpath(p), VideoTask(key, str(p)))
+        first = tasks.setdefault(os.path.realpath(p), VideoTask(key, str(p)))
+        if first.key != key:
+            again.append(f"{line} is {first.path}")
     if not tasks:
         raise FlowprepError(f"video list {list_file} names no videos")
+    if again:  # through a link, under another key: one video, extracted once, and the count says so
+        log.warning("%d entries of %s name a file listed already under another key (e.g. %s): each is extracted "
+                    "once, under its first key", len(again), list_file, shown(again[0]))
     if outside:
         log.warning("%d entries of %s are outside %s (e.g. %s): each is keyed by its file name alone",
                     len(outside), list_file, base, shown(outside[0]))

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flowprep.errors import FlowprepError
 from flowprep.solvers import check_params
 from flowprep.solvers.active_counts import ActiveCounts
 from flowprep.solvers.medians import median_opencv, median_torch
@@ -259,7 +260,8 @@ class TVL1:
         if frames0.shape != frames1.shape or frames0.ndim != 3:
             raise ValueError(f"frames must both be (B, H, W); got {tuple(frames0.shape)} and {tuple(frames1.shape)}")
         if min(frames0.shape[1:]) < 3:
-            raise ValueError(f"frames of {tuple(frames0.shape[1:])} pixels are too small for TV-L1 (3x3 at least)")
+            raise FlowprepError(f"frames of {frames0.shape[2]}x{frames0.shape[1]} px are too small for the torch "
+                                "TV-L1 (3x3 at least): use --backend opencv, or --size")
         p = self.params
         b, h, w = frames0.shape
         sizes = pyramid_sizes(h, w, p.nscales, p.scale_step)

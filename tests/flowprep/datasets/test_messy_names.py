@@ -148,3 +148,29 @@ def test_videos_given_as_paths_are_a_clear_type_error(tmp_path):
     with pytest.raises(TypeError, match="flowprep.list_videos makes them\\), got str"):
         flowprep.extract_dataset(["a.avi"], tmp_path / "out", show_progress=False)
     assert flowprep.VideoTask("k", "p").key == "k" and callable(flowprep.list_videos)
+
+
+def test_listing_says_what_it_leaves_out_or_lists_once(tmp_path, caplog):
+    """Silently: a video at the root of a class-folder dataset was left out, a second key for one file dropped,
+    and `back\\slash.avi` stored as the video `slash` of a folder `back` (a class of its own in exports)."""
+    from flowprep.datasets.listing import check_keys, list_videos
+
+    root = tmp_path / "data"
+    (root / "Walk").mkdir(parents=True)
+    for name in ("v_1.avi", "back\\slash.avi"):
+        (root / "Walk" / name).write_bytes(b"x")
+    (root / "loose.avi").write_bytes(b"x")
+    os.symlink(root / "Walk" / "v_1.avi", root / "Walk" / "v_2.avi")
+    with caplog.at_level(logging.WARNING):
+        tasks = check_keys(list_videos("ucf101", root))
+    assert {t.key: t.error for t in tasks} == {
+        "Walk/back%5Cslash": "its name holds a backslash, which keys and split files read as a folder separator; "
+                             "rename the file",
+        "Walk/v_1": "", "Walk/v_2": ""}
+    assert f"1 video file(s) directly in {root} are in no class folder" in caplog.text and "loose.avi" in caplog.text
+    caplog.clear()
+    lst = tmp_path / "list.txt"
+    lst.write_text("Walk/v_1.avi\nWalk/v_2.avi\n")
+    with caplog.at_level(logging.WARNING):
+        assert [t.key for t in read_video_list(lst, root)] == ["Walk/v_1"]
+    assert "1 entries of" in caplog.text and "listed already under another key (e.g. Walk/v_2.avi is" in caplog.text

@@ -269,13 +269,18 @@ def test_a_partial_video_already_in_the_output_makes_a_resumed_run_exit_1_too(tm
 
 
 def test_frames_too_small_for_dis_fail_that_video_with_what_to_do_not_opencvs_assertion(tmp_path):
+    """OpenCV's DIS asserts on 8x6 frames, and crashes its process on narrow ones (128x16: SIGSEGV, the worker's
+    whole chunk lost)."""
     root = tmp_path / "ds"
     _good(root)
     write_shift_video(root / "Tiny" / "v.avi", [(1, 0)] * 2, size=(8, 6))
+    write_shift_video(root / "Tiny" / "v_narrow.avi", [(1, 0)] * 2, size=(128, 16))
     out = tmp_path / "out"
     assert main([*EXTRACT, "--algo", "dis", "--dataset", "folder", "--root", str(root), "--out", str(out)]) == 1
-    reason = dict(ShardSet(out).failures())["Tiny/v"]
-    assert "8x6 are too small for DIS" in reason and "--algo tvl1" in reason and "OpenCV(" not in reason
+    reasons = dict(ShardSet(out).failures())
+    for key, size in (("Tiny/v", "8x6"), ("Tiny/v_narrow", "128x16")):
+        assert f"frames of {size} are too narrow or small for OpenCV's DIS" in reasons[key]
+        assert "--algo tvl1" in reasons[key] and "OpenCV(" not in reasons[key] and "died" not in reasons[key]
     assert len(ShardSet(out).keys()) == len(GOOD)  # the rest is extracted
 
 

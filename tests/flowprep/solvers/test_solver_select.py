@@ -162,3 +162,13 @@ def test_active_counts_hand_back_each_count_lookahead_checks_late() -> None:
     assert late.push(flags[2]) == 5 and late.push(flags[2]) == 0
     with pytest.raises(ValueError, match="lookahead"):
         ActiveCounts(-1)
+
+
+def test_frames_too_small_for_the_torch_solver_say_what_to_do() -> None:
+    """It was "ValueError: frames of (2, 2) pixels are too small", a failure reason naming a Python exception."""
+    from flowprep.errors import FlowprepError
+
+    tiny = torch.zeros((1, 2, 2), dtype=torch.uint8)
+    with pytest.raises(FlowprepError, match=r"frames of 2x2 px are too small for the torch TV-L1 \(3x3 at least\): "
+                                            r"use --backend opencv, or --size"):
+        TVL1(TVL1Params())(tiny, tiny)
