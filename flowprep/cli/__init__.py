@@ -101,13 +101,24 @@ def sigterm_as_ctrl_c():
     return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
+def os_error_line(e: OSError) -> str:
+    """An OSError as one line that says what to do (a FileNotFoundError of ours has its own words)."""
+    if not e.filename:
+        return str(e) if isinstance(e, FileNotFoundError) else f"{e.strerror or e} (check the paths given, and that " \
+            "the disk has room; finished work is kept, run the same command again)"
+    if isinstance(e, (FileExistsError, NotADirectoryError)):  # `--out file.txt`: "File exists" read as the opposite
+        return f"{e.filename}: a file is where a folder must be: give a folder's path (new, or an earlier run's)"
+    return (f"{e.filename}: {e.strerror or e} (check that the path exists, is writable and has room; finished work "
+            "is kept, run the same command again)")
+
+
 def _run_verb(args: argparse.Namespace) -> int:
     """Run the verb; every error a user can fix is one line on stderr and an exit status."""
     try:
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a reader that has gone shows here, where it is handled, not at exit
         return status
-    except (FlowprepError, ValueError, FileNotFoundError) as e:
+    except (FlowprepError, ValueError) as e:
         print(f"flowprep {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError as e:  # `flowprep info --all | head`: the reader has what it wanted; end quietly
@@ -116,9 +127,7 @@ def _run_verb(args: argparse.Namespace) -> int:
         # run_pipeline.sh record an interrupted extraction as finished
         return 130 if _interrupted(e) else 0 if args.verb == "info" else 1
     except OSError as e:  # permissions, a full disk, a vanished mount: say which file and what to check
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"flowprep {args.verb}: error: {where}{e.strerror or e} (check that the path exists, is writable "
-              "and has room; finished work is kept, run the same command again)", file=sys.stderr)
+        print(f"flowprep {args.verb}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ class ShardSet:
                 old = self._where.get(k)
                 if F.supersedes(old[1] if old else None, s):
                     self._where[k] = (str(path), s)
-                    self._lower[k.lower()] = k
+                    self._lower[_folded(k)] = k
         if not self._raw_catalogs and not is_output_folder(self.root):
             raise ShardError(str(self.root), NOT_AN_OUTPUT)
         lost = sorted(recorded_keys(self.root) - set(self._where))
@@ -87,7 +88,7 @@ class ShardSet:
         # flat keys (a layout without class folders, e.g. an imported feichtenhofer set) by their file name
         names: dict[str, list[str]] = {}
         for k in self._where:
-            names.setdefault(k.rsplit("/", 1)[-1].lower(), []).append(k)
+            names.setdefault(_folded(k.rsplit("/", 1)[-1]), []).append(k)
         self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
         self._reset()
 
@@ -121,9 +122,9 @@ class ShardSet:
         for cand in (name, stem):
             if cand in self._where:
                 return cand
-        found = self._lower.get(stem.lower())
+        found = self._lower.get(_folded(stem))
         if found is None and "/" in stem:
-            found = self._by_name.get(stem.rsplit("/", 1)[-1].lower())
+            found = self._by_name.get(_folded(stem.rsplit("/", 1)[-1]))
             found = found if found is not None and "/" not in found else None  # only flat keys, never a guess
         return found
 
@@ -335,6 +336,12 @@ class ShardSet:
         state["_raw_catalogs"] = {}  # nor the catalogs: they are read again where they are needed
         state["_open_keys"] = {}
         return state
+
+
+def _folded(name: str) -> str:
+    """A name as ``resolve`` compares it: case folded, and in one Unicode form (NFC: a split file written on
+    macOS spells "é" as "e" and a combining accent, which found no key)."""
+    return unicodedata.normalize("NFC", name).lower()
 
 
 def open_shards(out_dir: str | os.PathLike, verify: bool = True) -> ShardSet:

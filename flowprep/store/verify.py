@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flowprep import __version__
 from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, write_text
+from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
@@ -28,7 +29,7 @@ from flowprep.store.shardfile import (
     read_shard_header,
     sources_of,
 )
-from flowprep.store.workspace import INDEX_FILE, chunk_name, index_entry, read_index, staging_dir
+from flowprep.store.workspace import INDEX_FILE, append_index, chunk_name, index_entry, read_index, staging_dir
 from flowprep.store.writer import ShardWriter
 
 
@@ -54,6 +55,7 @@ class Findings:
     folder: list[str] = field(default_factory=list)  # damage to the folder's own files (flowprep.json, index)
     identity: dict | None = None  # the settings every shard must have (flowprep.json's, else the first shard's)
     bad_index_lines: list[int] = field(default_factory=list)  # 1-based lines of index.jsonl that do not parse
+    unindexed: list[str] = field(default_factory=list)  # readable shards index.jsonl has no record of
 
     @property
     def clean(self) -> bool:
@@ -113,6 +115,12 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     for tasks in index.values():
         for t in tasks:
             f.sources[t.key] = t.path  # absolute, recorded by the driver
+    # a shard the index does not record (a torn last line, a deleted index) could later be lost unnoticed
+    whole = {d.shard for d in f.damage if d.key is None}
+    f.unindexed = sorted(n for n, keys in f.keys_of.items() if keys and n not in index and n not in whole)
+    if f.unindexed:
+        f.folder.append(f"{out / INDEX_FILE} has no record of {len(f.unindexed)} shard(s) (e.g. {f.unindexed[0]}; "
+                        "a torn write or a lost file): a shard lost later would go unnoticed; --repair records them")
     damaged_keys = {d.key for d in f.damage if d.key}
     # the videos of a shard damaged as a whole whose header still lists them: missing even when index.jsonl,
     # which records them too, is gone or torn
@@ -187,6 +195,11 @@ def repair_folder_files(out: Path, findings: Findings) -> list[str]:
         lines = (out / INDEX_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
         write_text(out / INDEX_FILE, "".join(f"{ln}\n" for n, ln in enumerate(lines, 1) if n not in bad))
         actions.append(f"{INDEX_FILE}: rewritten without {len(bad)} bad line(s)")
+    for name in findings.unindexed:  # after the rewrite: these lines are kept
+        keys = findings.keys_of[name]
+        append_index(out, name, [VideoTask(k, s) for k, s in zip(keys, sources_of(out / name, keys))])
+    if findings.unindexed:
+        actions.append(f"{INDEX_FILE}: {len(findings.unindexed)} shard(s) recorded from their headers")
     return actions
 
 

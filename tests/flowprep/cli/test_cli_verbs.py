@@ -106,3 +106,24 @@ def test_sigterm_stops_every_verb_as_a_ctrl_c_does_and_the_handler_is_given_back
         assert module.main([]) == 130 and time.monotonic() - t0 < 5
         assert capsys.readouterr().err == f"{prog} verify: interrupted\n"
         assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_os_error_is_one_line_that_names_the_path_and_what_to_do(tmp_path, capsys):
+    """`--out` naming a file said "File exists" (read as the opposite of the problem); an errno error was
+    printed raw ("[Errno 2] No such file or directory: '/proc/x'")."""
+    import errno
+    import os
+
+    from flowprep.cli import main, os_error_line
+
+    from videogen import write_shift_video
+
+    write_shift_video(tmp_path / "ds" / "Cls" / "v.avi", [(1, 0)] * 2, size=(32, 24))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["extract", "--root", str(tmp_path / "ds"), "--out", str(afile), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"flowprep extract: error: {afile}: a file is where a folder must be: give a "
+                                       "folder's path (new, or an earlier run's)\n")
+    gone = os_error_line(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "/proc/x"))
+    assert gone.startswith("/proc/x: No such file or directory (check that the path exists") and "Errno" not in gone
+    assert os_error_line(FileNotFoundError("split file x.txt not found")) == "split file x.txt not found"

@@ -129,3 +129,24 @@ def test_a_shard_damaged_whole_is_extracted_again_without_the_index(out, pristin
     assert found.missing == sorted(keys) and all(found.sources[k] for k in keys)
     assert _repair(out) == 0 and verify_folder(out).clean
     assert_same_output(out, pristine)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "torn last line"])
+def test_a_shard_the_index_lost_is_recorded_again_from_its_header(out, pristine, damage):
+    """Repair dropped a torn last line without recording its shard again, and a deleted index stayed deleted:
+    a shard lost after that went unnoticed by verify and info alike."""
+    index = out / "index.jsonl"
+    if damage == "deleted":
+        index.unlink()
+    else:
+        text = index.read_text()
+        index.write_text(text[:-20])
+    found = verify_folder(out)
+    assert not found.damage and not found.missing and found.unindexed
+    assert any("has no record of" in p for p in found.folder)
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert {n: sorted(t.key for t in ts) for n, ts in read_index(out).items()} == \
+        {n: sorted(t.key for t in ts) for n, ts in read_index(pristine).items()}
+    victim = list_shards(out)[-1]
+    victim.unlink()  # lost now: seen
+    assert verify_folder(out).missing

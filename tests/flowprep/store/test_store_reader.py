@@ -46,6 +46,18 @@ def test_split_file_names_resolve_to_keys(folder):
     assert s.resolve("Move/v_9.avi") is None
 
 
+def test_a_split_name_in_another_unicode_form_finds_its_key(tmp_path):
+    """macOS writes "é" as "e" and a combining accent (NFD): a split file made there found no key."""
+    import unicodedata
+
+    rec = make_record("Café/v_é_1", *motion_video(np.random.default_rng(3), 0, 4, 24))
+    _write(tmp_path / F.shard_name(0), [rec])
+    s = open_shards(tmp_path)
+    decomposed = unicodedata.normalize("NFD", "Café/v_é_1.avi")
+    assert decomposed != "Café/v_é_1.avi" and s.resolve(decomposed) == "Café/v_é_1"
+    assert s.resolve(unicodedata.normalize("NFD", "CAFÉ/V_É_1")) == "Café/v_é_1"
+
+
 def test_a_reader_keeps_a_bounded_number_of_files_open_and_reads_right(tmp_path, monkeypatch):
     import flowprep.store.reader as reader
 
