@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from flowprep.datasets.listing import VideoTask
+from flowprep.datasets.listing import VideoTask, shown
 from flowprep.errors import FlowprepError
 from flowprep.extraction.batch import extract_dataset
 from flowprep.extraction.config import ExtractConfig, folder_config
@@ -28,6 +29,20 @@ def is_imported(identity: dict | None) -> bool:
     """Whether a folder of this identity was written by ``flowprep import`` (its flow was computed elsewhere)."""
     return isinstance(identity, dict) and isinstance(identity.get("flow"), dict) \
         and identity["flow"].get("algo") == IMPORTED
+
+
+def _keep_without_source(findings: Findings) -> Findings:
+    """The findings less the damaged videos whose source is gone: removed, such a video could not be extracted
+    again, and a readable video with one bad image would become "failed: file not found". They stay as they are,
+    named, for verify to find again once the source is back."""
+    gone = sorted(d.key for d in findings.damage if d.key and not os.path.exists(findings.sources.get(d.key) or ""))
+    if not gone:
+        return findings
+    log.warning("%d damaged video(s) are left as they are: their source is gone (e.g. %s, from %s); restore it and "
+                "run `flowprep verify --repair` again", len(gone), shown(gone[0]), shown(findings.sources.get(gone[0])
+                                                                                     or "no recorded source"))
+    return replace(findings, damage=[d for d in findings.damage if d.key not in gone],
+                   missing=[k for k in findings.missing if k not in gone])
 
 
 def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None = None, backend: str = "auto",
@@ -56,6 +71,7 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
     if not imported:  # settings checked before anything changes; a damaged flowprep.json: the shards' settings
         config = ExtractConfig.from_identity(findings.identity, backend, device) if findings.identity is not None \
             else folder_config(out, backend, device)
+    findings = _keep_without_source(findings)
     with RunLock(out, "verify --repair") as lock:
         try:
             for a in repair_folder_files(out, findings) + remove_damage(out, findings, lock.run_id):

@@ -168,3 +168,24 @@ def test_a_repair_killed_after_its_first_shard_took_the_freed_name_loses_nothing
     assert verify_folder(out).missing == keys[1:]  # the last entry for that name no longer hides them
     assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
     assert_same_output(out, pristine)
+
+
+def test_a_damaged_video_whose_source_is_gone_is_left_as_it_is(pristine, tmp_path, capsys, caplog):
+    """Removed before its source was looked for, a video with one bad image became "failed: file not found"."""
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    shard = list_shards(out)[0]
+    victim, other = shard_keys(shard)[:2]
+    _flip_a_jpeg_byte(shard, victim)
+    source = verify_folder(out).sources[victim]
+    os.rename(source, source + ".away")
+    try:
+        assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 1
+        assert "1 damaged video(s) are left as they are: their source is gone" in caplog.text and victim in caplog.text
+        assert [d.key for d in verify_folder(out).damage] == [victim]  # still named, for when it is back
+        assert victim not in dict(ShardSet(out).failures()) and other in ShardSet(out).keys()
+    finally:
+        os.rename(source + ".away", source)
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
+    assert verify_folder(out).clean
+    assert_same_output(out, pristine)
