@@ -242,6 +242,7 @@ def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str], lis
     """The run's report; ``output`` is what the folder held before the run (key -> status, and partial videos)
     and the keys of those among them extracted again because their file changed."""
     before, partial_before, changed = output
+    redone = set(changed)
     processed = [v for r in results for v in r.videos]
     paths = {t.key: t.path for t in videos}
     failed_now = [dict(key=v.key, source=paths.get(v.key, ""), reason=v.reason)
@@ -255,7 +256,7 @@ def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str], lis
         state=state, started=started.isoformat(timespec="seconds"), seconds=round(seconds, 3), jobs=jobs,
         runner=spec.runner.describe(), settings=spec.identity, solver=spec.solver,
         videos_requested=len(videos),
-        videos_already_done=sum(1 for t in videos if before.get(t.key) == F.OK and t.key not in set(changed)),
+        videos_already_done=sum(1 for t in videos if before.get(t.key) == F.OK and t.key not in redone),
         sources_changed=list(changed),
         videos_processed=len(processed), videos_ok=sum(1 for v in processed if v.status == F.OK),
         videos_partial=len(partial), videos_failed=len(failed_now),

@@ -30,6 +30,7 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "dis": {"preset": "medium"},
 }
+DIS_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV's DISOPTICAL_FLOW_PRESET_<NAME>
 
 
 _POSITIVE, _AT_LEAST_1, _NOT_NEGATIVE = (lambda x: x > 0, "> 0"), (lambda x: x >= 1, ">= 1"), (lambda x: x >= 0, ">= 0")
@@ -48,7 +49,7 @@ PARAM_RULES: dict[str, dict[str, tuple[type, Callable[[Any], bool], str]]] = {
         "pyr_scale": (float, *_FRACTION), "levels": (int, *_NOT_NEGATIVE), "winsize": (int, *_AT_LEAST_1),
         "iterations": (int, *_AT_LEAST_1), "poly_n": (int, *_AT_LEAST_1), "poly_sigma": (float, *_NOT_NEGATIVE),
     },
-    "dis": {"preset": (str, lambda x: x in ("ultrafast", "fast", "medium"), "ultrafast, fast or medium")},
+    "dis": {"preset": (str, lambda x: x in DIS_PRESETS, f"{', '.join(DIS_PRESETS[:-1])} or {DIS_PRESETS[-1]}")},
 }
 _KINDS = {int: ((int, np.integer), "a whole number"), float: ((int, float, np.integer, np.floating), "a number"),
           str: ((str,), "one of")}

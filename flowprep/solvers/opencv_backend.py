@@ -7,12 +7,9 @@ import cv2
 import numpy as np
 
 from flowprep.errors import FlowprepError
+from flowprep.solvers import DIS_PRESETS
 
-_DIS_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
+_DIS_PRESETS = {name: getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}") for name in DIS_PRESETS}
 
 
 def _tvl1(p: dict[str, Any]):
@@ -40,14 +37,14 @@ def _dis(p: dict[str, Any]):
     return cv2.DISOpticalFlow_create(_DIS_PRESETS[p["preset"]])
 
 
-
-
 def dis_fits(height: int, width: int) -> bool:
     """Whether OpenCV's DIS takes frames of this size. It refuses frames under 12 px on both sides, and it
     crashes the process (SIGSEGV, in 5.1) on narrow ones: 8x40, 15x48, 24x96, 28x256 did. Measured over the
     three presets, none did with 32 px or more on the short side, or a long side at most 2.5 times the short."""
     short, long = sorted((height, width))
     return short >= 32 or (short >= 8 and 12 <= long <= 2.5 * short)
+
+
 _FACTORIES = {"tvl1": _tvl1, "farneback": _Farneback, "dis": _dis}
 
 

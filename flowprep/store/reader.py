@@ -68,7 +68,7 @@ class ShardSet:
             header = read_checked_header(path)
             # its keys, statuses or catalog cannot be trusted, or its flow is of another kind than the folder's
             # (a shard copied in from elsewhere): not a video of it is read
-            why = header.damage or settings_mismatch(header.settings, identity or {})
+            why = header.damage or settings_mismatch(header.settings, identity)
             if why:
                 raise ShardError(str(path), f"{why}; run `flowprep verify --repair {self.root}`")
             self._raw_catalogs[str(path)] = header.catalog

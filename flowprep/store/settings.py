@@ -58,9 +58,10 @@ def shard_identity(settings: dict) -> dict:
     return {k: settings.get(k) for k in F.IDENTITY_KEYS if k in settings or k not in F.OPTIONAL_IDENTITY_KEYS}
 
 
-def settings_mismatch(settings: dict, identity: dict) -> str | None:
-    """None when a shard's stored settings carry the folder's ``identity``, else the first difference, named."""
-    for k, want in identity.items():
+def settings_mismatch(settings: dict, identity: dict | None) -> str | None:
+    """None when a shard's stored settings carry the folder's ``identity`` (or the identity is not known yet,
+    None), else the first difference, named."""
+    for k, want in (identity or {}).items():
         if settings.get(k) != want:
             return (f"it was written with other settings than {SETTINGS_FILE} ({k}: {settings.get(k)!r} in the "
                     f"shard, {want!r} in the folder)")

@@ -72,7 +72,7 @@ def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
         f.damage.append(Damage(path.name, None, e.reason))
         return
     f.keys_of[path.name] = keys
-    reason = damage or (settings_mismatch(settings, f.identity) if f.identity is not None else None)
+    reason = damage or settings_mismatch(settings, f.identity)
     if reason:
         f.damage.append(Damage(path.name, None, reason))
         with contextlib.suppress(*F.DAMAGE_ERRORS):  # where to extract them again from, if it still reads

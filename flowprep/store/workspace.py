@@ -227,7 +227,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
                 settings, keys, status, damage, catalog = read_checked_header(f)
             except ShardError:
                 continue
-            why = damage or (settings_mismatch(settings, identity) if identity is not None else None)
+            why = damage or settings_mismatch(settings, identity)
             if why:  # its videos are extracted again, like those of a chunk that never finished
                 log.warning("%s, left by an interrupted run, is not adopted: %s", f.name, why)
             elif keys and not any(k in done for k in keys):
@@ -273,7 +273,7 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
             scan.unreadable.append(str(aside))
             continue
         # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
-        reason = damage or (settings_mismatch(settings, identity) if identity is not None else None)
+        reason = damage or settings_mismatch(settings, identity)
         if reason:
             raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
                                          f"--repair {shard.parent}` (or move the shard out of the folder)")
