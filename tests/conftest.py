@@ -17,6 +17,16 @@ from twostream_synth import MotionData, build_motion_data  # noqa: E402
 from videogen import UCF_CLIP, write_shift_video  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (``@pytest.mark.slow(seconds)``, about what each takes on 2 cores), then the rest in
+    file order: under ./run_tests.sh's workers the demo pipeline's 3 minutes run beside everything else instead of
+    after it (a worker done with its share takes tests still queued behind it)."""
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("slow")
+        return -(mark.args[0] if mark and mark.args else 10.0) if mark else 0.0
+    items.sort(key=seconds)  # stable: the order within files is kept
+
+
 @pytest.fixture(scope="session")
 def shift_dataset(tmp_path_factory) -> Path:
     """A 2-class UCF-101-layout dataset: 'Right' moves content +2 px in x, 'Down' +2 px in y; 6 frames each."""

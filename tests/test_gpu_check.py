@@ -38,6 +38,7 @@ def test_preparation_copies_every_file_the_checks_read(prepared):
     assert (prepared / "site" / "pytest" / "__init__.py").is_file()
 
 
+@pytest.mark.slow(8)
 def test_the_dry_run_runs_what_needs_no_cuda_and_says_what_it_skipped(prepared, tmp_path):
     out = tmp_path / "check"
     r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(out), "--dry-run", "--data",

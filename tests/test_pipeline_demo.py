@@ -28,8 +28,8 @@ def _pipeline(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(720)  # two pipeline runs (the demo with Table 2, and again): ~2.5 min here, more on a busy CI
+@pytest.mark.slow(180)
+@pytest.mark.timeout(720)  # the demo with Table 2 (~3 min here, more on a busy CI), then again: all reused (2 s)
 def test_demo_pipeline_trains_tests_and_prints_every_row(tmp_path: Path) -> None:
     if not (Path(sys.prefix) / ".flowprep-installed").exists():
         pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")
@@ -90,7 +90,7 @@ def _launch(cwd: Path, log: Path, *args: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(5)
 @pytest.mark.timeout(300)
 def test_a_ctrl_c_in_extraction_is_not_recorded_as_finished_and_paths_are_the_callers(tmp_path: Path) -> None:
     """Ctrl-C killed `tee` first, the extraction's last words met a broken pipe and it exited 0: the stage was

@@ -41,7 +41,7 @@ def make_kinetics(root: Path, splits: Path) -> dict:
     return rows
 
 
-@pytest.mark.slow
+@pytest.mark.slow(35)
 def test_kinetics_pipeline_end_to_end_with_a_missing_and_a_partial_clip(tmp_path: Path) -> None:
     if not (Path(sys.prefix) / ".flowprep-installed").exists():
         pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")

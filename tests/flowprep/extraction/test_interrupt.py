@@ -48,6 +48,7 @@ def reference(dataset, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow(16)
 def test_kill9_loop_at_random_moments_loses_nothing_and_doubles_nothing(dataset, reference, tmp_path):
     out = tmp_path / "out"
     cmd = extract_cmd(dataset, out, "--jobs", "2", "--videos-per-shard", "1")

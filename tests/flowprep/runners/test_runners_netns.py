@@ -79,6 +79,7 @@ def _stop(p: subprocess.Popen) -> None:
     p.wait(timeout=20)
 
 
+@pytest.mark.slow(40)
 def test_two_hosts_one_killed_mid_run_same_output_as_local(hosts, tmp_path):
     root = make_dataset(tmp_path / "ds", 12, frames=24, size=(64, 48))
     args = ["extract", "--dataset", "ucf101", "--root", str(root), "--videos-per-shard", "1", *FAST]

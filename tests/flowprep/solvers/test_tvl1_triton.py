@@ -130,6 +130,7 @@ def test_the_median_equals_the_torch_median_exactly(interpreted, ksize, shape, n
     assert torch.equal(interpreted.median(u, ksize, active, network=network), want)
 
 
+@pytest.mark.slow(7)
 def test_the_median_networks_are_right_for_every_input(interpreted) -> None:
     """The 0-1 principle: a network of min and max picks the k-th smallest of any input if it does so for every
     input of zeros and ones. All 2^25 such 5 x 5 windows (and 2^9 3 x 3 ones) go through the network; its
@@ -140,6 +141,7 @@ def test_the_median_networks_are_right_for_every_input(interpreted) -> None:
         np.testing.assert_array_equal(got, (ones > n // 2).astype(np.int8), err_msg=f"{n}-wide network")
 
 
+@pytest.mark.slow(16)
 def test_flow_equals_the_torch_step_on_a_real_crop(interpreted) -> None:
     """The whole solver with the Triton step: the same flow as with the torch step, 1e-4 px on average.
 
@@ -256,6 +258,7 @@ def test_cuda_median_equals_the_torch_median() -> None:
         assert torch.equal(tvl1_triton.median(u, k, active), want), k
 
 
+@pytest.mark.slow(9)
 def test_the_kernels_compile_for_hopper_without_spills(tmp_path) -> None:
     """The launch shape keeps the step at one pixel per thread: at most 128 registers and none spilled, so a
     multiprocessor holds 16 warps or more to hide memory latency. 4 pixels a thread took 255 registers (and

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parents[2]
 
 # Run in a child process: before the fix, a failure here was a segfault, which would take pytest down with it.
@@ -73,6 +75,7 @@ for budget[0] in list(range(0, 90, 3)) + [10**6]:
 """
 
 
+@pytest.mark.slow(8)
 def test_a_disk_filling_anywhere_raises_enospc_and_leaves_nothing(tmp_path):
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(TESTS), str(tmp_path)], capture_output=True, text=True, timeout=300
