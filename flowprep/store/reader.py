@@ -83,7 +83,8 @@ class ShardSet:
         lost = sorted(recorded_keys(self.root) - set(self._where))
         if lost:  # a shard deleted or moved: its videos would be left out of a split without a word
             raise ShardError(str(self.root), f"{len(lost)} video(s) that index.jsonl records as extracted are in no "
-                                             f"shard (e.g. {lost[0]}): a shard was lost or moved; run `flowprep "
+                                             f"shard (e.g. {lost[0]}): a shard was lost or moved, or index.jsonl "
+                                             f"damaged; run `flowprep "
                                              f"verify --repair {self.root}`")
         # flat keys (a layout without class folders, e.g. an imported feichtenhofer set) by their file name
         names: dict[str, list[str]] = {}

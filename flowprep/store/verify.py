@@ -29,7 +29,15 @@ from flowprep.store.shardfile import (
     read_shard_header,
     sources_of,
 )
-from flowprep.store.workspace import INDEX_FILE, append_index, chunk_name, index_entry, read_index, staging_dir
+from flowprep.store.workspace import (
+    INDEX_FILE,
+    append_index,
+    chunk_name,
+    index_entry,
+    index_line,
+    read_index,
+    staging_dir,
+)
 from flowprep.store.writer import ShardWriter
 
 
@@ -55,7 +63,8 @@ class Findings:
     folder: list[str] = field(default_factory=list)  # damage to the folder's own files (flowprep.json, index)
     identity: dict | None = None  # the settings every shard must have (flowprep.json's, else the first shard's)
     bad_index_lines: list[int] = field(default_factory=list)  # 1-based lines of index.jsonl that do not parse
-    unindexed: list[str] = field(default_factory=list)  # readable shards index.jsonl has no record of
+    unindexed: list[str] = field(default_factory=list)  # readable shards index.jsonl does not record whole
+    misnamed: dict[str, list[str]] = field(default_factory=dict)  # shard -> keys the index records in place of its own
 
     @property
     def clean(self) -> bool:
@@ -115,19 +124,40 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     for tasks in index.values():
         for t in tasks:
             f.sources[t.key] = t.path  # absolute, recorded by the driver
-    # a shard the index does not record (a torn last line, a deleted index) could later be lost unnoticed
-    whole = {d.shard for d in f.damage if d.key is None}
-    f.unindexed = sorted(n for n, keys in f.keys_of.items() if keys and n not in index and n not in whole)
-    if f.unindexed:
-        f.folder.append(f"{out / INDEX_FILE} has no record of {len(f.unindexed)} shard(s) (e.g. {f.unindexed[0]}; "
-                        "a torn write or a lost file): a shard lost later would go unnoticed; --repair records them")
+    _check_index(out, index, f)
     damaged_keys = {d.key for d in f.damage if d.key}
     # the videos of a shard damaged as a whole whose header still lists them: missing even when index.jsonl,
     # which records them too, is gone or torn
     listed = {k for d in f.damage if d.key is None for k in f.keys_of.get(d.shard, ())}
-    recorded = {t.key for tasks in index.values() for t in tasks}
+    recorded = {t.key for n, tasks in index.items() for t in tasks if t.key not in f.misnamed.get(n, ())}
     f.missing = sorted((recorded | damaged_keys | listed) - held)
     return f
+
+
+def _check_index(out: Path, index: dict[str, list[VideoTask]], f: Findings) -> None:
+    """Every video a readable shard's header lists must be recorded for it: a shard the index does not record (a
+    torn last line, a deleted index) could later be lost unnoticed, and a key changed in a line (a flipped bit, an
+    edit) would be extracted again as a video of its own. The header, under the shard's SHA-256, is believed."""
+    whole = {d.shard for d in f.damage if d.key is None}
+    for name, keys in f.keys_of.items():
+        unrecorded = set(keys) - {t.key for t in index.get(name, ())}
+        if name in whole or not unrecorded:
+            continue
+        f.unindexed.append(name)
+        theirs = {f.sources.get(k) for k in unrecorded}  # from the header: the index records other keys
+        wrong = sorted(t.key for t in index.get(name, ()) if t.key not in keys and t.path in theirs)
+        if wrong:
+            f.misnamed[name] = wrong
+    f.unindexed.sort()
+    lost = [n for n in f.unindexed if n not in index]
+    if lost:
+        f.folder.append(f"{out / INDEX_FILE} has no record of {len(lost)} shard(s) (e.g. {lost[0]}; "
+                        "a torn write or a lost file): a shard lost later would go unnoticed; --repair records them")
+    if len(lost) < len(f.unindexed):
+        name = next(n for n in f.unindexed if n in index)
+        said = f" and records {f.misnamed[name][0]!r} in its place" if name in f.misnamed else ""
+        f.folder.append(f"{out / INDEX_FILE} does not record every video {name} holds{said} (a damaged or changed "
+                        "line); --repair records them from the shards' headers")
 
 
 def _check_folder_files(out: Path, f: Findings) -> None:
@@ -190,17 +220,28 @@ def repair_folder_files(out: Path, findings: Findings) -> list[str]:
     if any(SETTINGS_FILE in p for p in findings.folder) and findings.identity is not None:
         write_json(out / SETTINGS_FILE, {"identity": findings.identity, "flowprep_version": __version__})
         actions.append(f"{SETTINGS_FILE}: rewritten from the shards' settings")
-    if findings.bad_index_lines:
-        bad = set(findings.bad_index_lines)
+    if findings.bad_index_lines or findings.misnamed:
         lines = (out / INDEX_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
-        write_text(out / INDEX_FILE, "".join(f"{ln}\n" for n, ln in enumerate(lines, 1) if n not in bad))
-        actions.append(f"{INDEX_FILE}: rewritten without {len(bad)} bad line(s)")
+        kept = [_without(ln, findings.misnamed) for n, ln in enumerate(lines, 1) if n not in findings.bad_index_lines]
+        write_text(out / INDEX_FILE, "".join(f"{ln}\n" for ln in kept if ln))
+        dropped = [f"{len(findings.bad_index_lines)} bad line(s)"] if findings.bad_index_lines else []
+        dropped += [f"{sum(map(len, findings.misnamed.values()))} key(s) no shard holds"] if findings.misnamed else []
+        actions.append(f"{INDEX_FILE}: rewritten without {' and '.join(dropped)}")
     for name in findings.unindexed:  # after the rewrite: these lines are kept
         keys = findings.keys_of[name]
         append_index(out, name, [VideoTask(k, s) for k, s in zip(keys, sources_of(out / name, keys))])
     if findings.unindexed:
         actions.append(f"{INDEX_FILE}: {len(findings.unindexed)} shard(s) recorded from their headers")
     return actions
+
+
+def _without(line: str, misnamed: dict[str, list[str]]) -> str:
+    # a good line of index.jsonl without the keys recorded for its shard in place of the shard's own ("": none left)
+    name, tasks = index_entry(line)
+    if name not in misnamed:
+        return line
+    kept = [t for t in tasks if t.key not in misnamed[name]]
+    return index_line(name, kept) if kept else ""
 
 
 def remove_damage(out: Path, findings: Findings, run_id: str) -> list[str]:

@@ -139,8 +139,13 @@ def remove_staging(out: Path, run_id: str) -> None:
 
 def append_index(out: Path, shard: str, tasks: list[VideoTask]) -> None:
     """Record which videos (with absolute sources) a shard holds (see ``read_index`` for a name used again)."""
-    append_line(out / INDEX_FILE, json.dumps({"shard": shard, "keys": [t.key for t in tasks],
-                                              "sources": [os.path.abspath(t.path) for t in tasks]}))
+    append_line(out / INDEX_FILE, index_line(shard, tasks))
+
+
+def index_line(shard: str, tasks: list[VideoTask]) -> str:
+    """One line of index.jsonl: a shard's name, its videos' keys and their absolute sources."""
+    return json.dumps({"shard": shard, "keys": [t.key for t in tasks],
+                       "sources": [os.path.abspath(t.path) for t in tasks]})
 
 
 def read_index(out: Path) -> dict[str, list[VideoTask]]:

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from flowprep.cli import main
+from flowprep.errors import ShardError
 from flowprep.store.format import list_shards
+from flowprep.store.reader import open_shards
 from flowprep.store.verify import verify_folder
 from flowprep.store.workspace import read_index
 
@@ -150,3 +152,29 @@ def test_a_shard_the_index_lost_is_recorded_again_from_its_header(out, pristine,
     victim = list_shards(out)[-1]
     victim.unlink()  # lost now: seen
     assert verify_folder(out).missing
+
+
+@pytest.mark.parametrize("line", [0, -1])
+def test_a_key_changed_in_the_index_is_not_extracted_again_as_a_video_of_its_own(out, pristine, line, caplog):
+    """One flipped bit in a key of index.jsonl made a phantom video: verify called it missing and --repair
+    extracted its source again under that key, so the video was stored twice. The shard's header (under its
+    SHA-256) is believed: the line is named and rewritten, nothing is extracted."""
+    lines = (out / "index.jsonl").read_text().splitlines()
+    entry = json.loads(lines[line])
+    real = entry["keys"][0]
+    entry["keys"][0] = real[:-1] + chr(ord(real[-1]) ^ 0x04)  # "..._c01" -> "..._c05": valid JSON, a wrong key
+    lines[line] = json.dumps(entry)
+    (out / "index.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ShardError, match="index.jsonl damaged; run `flowprep verify --repair"):
+        open_shards(out)
+    found = verify_folder(out)
+    assert not found.missing and found.misnamed == {entry["shard"]: [entry["keys"][0]]}
+    assert any(f"records {entry['keys'][0]!r} in its place" in p for p in found.folder)
+    shards = list_shards(out)
+    caplog.set_level("INFO")
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert list_shards(out) == shards  # nothing extracted
+    assert_same_output(out, pristine)
+    assert {n: sorted(t.key for t in ts) for n, ts in read_index(out).items()} == \
+        {n: sorted(t.key for t in ts) for n, ts in read_index(pristine).items()}
+    assert "index.jsonl: rewritten without 1 key(s) no shard holds" in caplog.text
