@@ -22,6 +22,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import (
+    Header,
     check_video,
     copy_videos,
     open_h5,
@@ -72,14 +73,21 @@ class Findings:
         return not self.damage and not self.missing and not self.folder
 
 
-def _check_shard(path: Path, f: Findings, held: set[str]) -> None:
+def _header(path: Path) -> Header | ShardError:
+    # each shard's header is read once, for the folder's settings and then for the shard's own checks
+    try:
+        return read_checked_header(path)
+    except ShardError as e:
+        return e
+
+
+def _check_shard(path: Path, header: Header | ShardError, f: Findings, held: set[str]) -> None:
     """Check one shard's header and every video in it, adding what is wrong to ``f``."""
     f.shards += 1
-    try:
-        settings, keys, _, damage, _ = read_checked_header(path)
-    except ShardError as e:
-        f.damage.append(Damage(path.name, None, e.reason))
+    if isinstance(header, ShardError):
+        f.damage.append(Damage(path.name, None, header.reason))
         return
+    settings, keys, _, damage, _ = header
     f.keys_of[path.name] = keys
     reason = damage or settings_mismatch(settings, f.identity)
     if reason:
@@ -117,10 +125,11 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
         raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
     index = read_index(out)
     f = Findings()
-    _check_folder_files(out, f)
+    headers = {path: _header(path) for path in F.list_shards(out)}
+    _check_folder_files(out, f, headers)
     held: set[str] = set()
-    for path in F.list_shards(out):
-        _check_shard(path, f, held)
+    for path, header in headers.items():
+        _check_shard(path, header, f, held)
     for tasks in index.values():
         for t in tasks:
             f.sources[t.key] = t.path  # absolute, recorded by the driver
@@ -160,16 +169,17 @@ def _check_index(out: Path, index: dict[str, list[VideoTask]], f: Findings) -> N
                         "line); --repair records them from the shards' headers")
 
 
-def _check_folder_files(out: Path, f: Findings) -> None:
+def _check_folder_files(out: Path, f: Findings, headers: dict[Path, Header | ShardError]) -> None:
     """flowprep.json must read (else the shards' settings bind, when they agree) and every line of index.jsonl
     must be a record."""
+    readable = [h for h in headers.values() if not isinstance(h, ShardError)]
     try:
         f.identity = read_identity(out)
     except FlowprepError as e:
         f.folder.append(str(e))
-        f.identity = _shards_identity(out)
+        f.identity = shard_identity(readable[0].settings) if readable else None  # the first readable shard's
     else:
-        agreed = _agreed_identity(out)
+        agreed = _agreed_identity([h for h in readable if h.damage is None])
         if (out / SETTINGS_FILE).exists() and agreed is not None and agreed != f.identity:
             # the shards' settings are under their SHA-256, flowprep.json's are not: believe the shards, or
             # --repair would extract every video again with a setting one flipped bit made
@@ -187,30 +197,10 @@ def _check_folder_files(out: Path, f: Findings) -> None:
                             "(a torn or damaged write); --repair rewrites it without them")
 
 
-def _shards_identity(out: Path) -> dict | None:
-    # the settings of the folder's first readable shard: what binds a folder whose flowprep.json is damaged
-    for shard in F.list_shards(out):
-        try:
-            return shard_identity(read_shard_header(shard)[0])
-        except ShardError:
-            continue
-    return None
-
-
-def _agreed_identity(out: Path) -> dict | None:
-    """The settings every readable shard of ``out`` carries, when they all carry the same (None otherwise)."""
-    seen = None
-    for shard in F.list_shards(out):
-        try:
-            settings, _, _, damage, _ = read_checked_header(shard)
-        except ShardError:
-            continue
-        if damage is None:
-            ident = shard_identity(settings)
-            if seen is not None and ident != seen:
-                return None
-            seen = ident
-    return seen
+def _agreed_identity(headers: list[Header]) -> dict | None:
+    """The settings every one of these shard headers carries, when they all carry the same (None otherwise)."""
+    idents = [shard_identity(h.settings) for h in headers]
+    return idents[0] if idents and all(i == idents[0] for i in idents) else None
 
 
 def repair_folder_files(out: Path, findings: Findings) -> list[str]:
