@@ -57,9 +57,8 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
     sources, items, classes = [], [], []
     for k, spec in enumerate(cfg.tasks):
         shards = ShardSet(spec.shards)
-        if cfg.stacking == "bidirectional" and not shards.has_backward:
-            raise ValueError(f"--stacking bidirectional needs backward flow, and {spec.shards} holds none: extract "
-                             "with `flowprep extract --backward` (into a new --out folder)")
+        if cfg.stacking == "bidirectional":
+            shards.require_backward("--stacking bidirectional")
         split_dir = find_split_dir(spec.dataset, spec.shards, spec.split_dir)
         split = load_split(spec.dataset, split_dir, cfg.split)
         if not split.train:  # an empty list trained nothing, for every epoch, and exited 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowprep.base.durable import open_replacing
+from flowprep.base.durable import open_replacing, zip_crc_failure
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,8 @@ def load_scores(path: str | os.PathLike) -> Scores:
         raise FileNotFoundError(f"{path}: score file not found; write it with `python -m train test`")
     again = "write it again with `python -m train test`"
     try:
-        with zipfile.ZipFile(path) as zf:  # np.load reads no CRC-32: a flipped byte would load
-            if (bad := zf.testzip()) is not None:
-                raise ValueError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
+        if (bad := zip_crc_failure(path)) is not None:
+            raise ValueError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
         with np.load(path, allow_pickle=False) as z:
             missing = {"scores", "labels", "videos", "classes"} - set(z.files)
             if missing:

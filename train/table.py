@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.base.durable import write_json
+from flowprep.base.durable import write_json, zip_crc_failure
 
 # (key, label, the paper's top-1 on UCF-101 in %, where the paper has it)
 ROWS = (
@@ -80,9 +80,8 @@ def _same_rows(rows: list[tuple[Path, dict]]) -> dict:
 def _classes(path: Path) -> int:
     """The number of classes a score file names (its CRCs checked first: np.load reads none)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            if (bad := zf.testzip()) is not None:
-                raise ValueError(f"{bad} fails its CRC-32 check")
+        if (bad := zip_crc_failure(path)) is not None:
+            raise ValueError(f"{bad} fails its CRC-32 check")
         with np.load(path, allow_pickle=False) as z:
             return len(z["classes"])
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from flowprep.base.durable import zip_crc_failure
+
 
 class CheckpointError(ValueError):
     """A torch file that is empty, truncated, damaged or not of the kind asked for: the message names it and says
@@ -35,8 +37,7 @@ def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, leg
                                   f"program); {again}")
     else:
         try:
-            with zipfile.ZipFile(path) as z:
-                bad = z.testzip()
+            bad = zip_crc_failure(path)
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise CheckpointError(f"{path}: unreadable ({e}); {again}") from e
         if bad is not None:

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -117,3 +118,10 @@ def is_disk_full(e: BaseException) -> bool:
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _FULL_MESSAGES = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), os.strerror(errno.EFBIG),
                   f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},")
+
+
+def zip_crc_failure(path: str | os.PathLike) -> str | None:
+    """The first member of zip file ``path`` whose bytes fail their CRC-32, None when all pass (np.load and
+    torch.load read none: a flipped byte would load). Raises zipfile.BadZipFile or OSError: not a whole zip."""
+    with zipfile.ZipFile(path) as zf:
+        return zf.testzip()

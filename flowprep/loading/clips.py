@@ -113,9 +113,7 @@ def check_items(sources: Sequence[ShardSet], items: Sequence[VideoItem], config:
             T.check_fits(small.height, small.width, config.crop_size)  # its message: what size fits
     if config.stream == "temporal" and config.stacking == "bidirectional":
         for src in {min(it.shards_index, len(sources) - 1) for it in items}:
-            if not sources[src].has_backward:
-                raise ShardError(str(sources[src].root), "holds no backward flow, which bidirectional stacking "
-                                 "reads: extract it with `flowprep extract --backward` (into a new folder)")
+            sources[src].require_backward("bidirectional stacking")
 
 
 def evenly_spaced(count: int, num: int) -> np.ndarray:

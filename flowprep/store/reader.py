@@ -262,12 +262,17 @@ class ShardSet:
         """Whether this folder was extracted with ``--backward`` (every video holds its backward flow too)."""
         return bool(self.settings.get("backward"))
 
-    def _names(self, direction: str) -> tuple[str, str, str, str]:
-        names = F.flow_names(direction)
-        if direction == "backward" and not self.has_backward:
-            raise ShardError(str(self.root), "holds no backward flow: extract it with `flowprep extract "
+    def require_backward(self, reader: str = "") -> None:
+        """Raise ShardError unless this folder holds backward flow (``reader``: what needs it, for the message)."""
+        if not self.has_backward:
+            needs = f", which {reader} reads" if reader else ""
+            raise ShardError(str(self.root), f"holds no backward flow{needs}: extract it with `flowprep extract "
                                              "--backward` (into a new folder)")
-        return names
+
+    def _names(self, direction: str) -> tuple[str, str, str, str]:
+        if direction == "backward":
+            self.require_backward()
+        return F.flow_names(direction)
 
     @property
     def flow_bits(self) -> int:

@@ -66,7 +66,8 @@ def test_training_and_test_samples_hold_the_backward_then_the_forward_flows(both
 
 
 def test_without_backward_flow_the_trainer_and_the_reader_say_how_to_get_it(motion_data, tmp_path):
-    with pytest.raises(ValueError, match="needs backward flow.*flowprep extract --backward"):
+    with pytest.raises(ShardError, match="holds no backward flow, which --stacking bidirectional reads: extract it "
+                                         "with `flowprep extract --backward`"):
         fit(FitConfig(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal",
                       stacking="bidirectional", flow_length=2, crop_size=32, arch="tiny", epochs=1, batch_size=4,
                       num_workers=0, out=str(tmp_path / "run"), progress=False))
