@@ -16,7 +16,7 @@ distributed = pytest.importorskip("dask.distributed")
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as c:
+                                  dashboard_address=":0") as c:
         yield c
 
 
@@ -70,7 +70,7 @@ def test_a_chunk_whose_dask_workers_keep_dying_fails_alone_and_the_batch_complet
     work = KillOn(videos[1].key, 99, tmp_path / "markers", inner=ExtractWork(CPU))
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None) as c:
+                                     dashboard_address=":0") as c:
         def spec(w):
             return BatchSpec(w, CPU.identity(), asdict(CPU.solver), DaskRunner(c.scheduler_address),
                              videos_per_shard=1, show_progress=False)
@@ -87,7 +87,7 @@ def test_a_cluster_without_workers_is_one_line_not_a_wait_forever(tmp_path, caps
     monkeypatch.setattr(dc, "WORKER_WAIT_S", 1)
     monkeypatch.setattr(dc.wait_for_workers, "__defaults__", (1,))
     root = make_dataset(tmp_path / "ds", 1)
-    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as c:
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as c:
         rc = main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(tmp_path / "o"), *FAST,
                    "--scheduler", c.scheduler_address, "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -138,6 +138,6 @@ def test_a_scheduler_lost_mid_run_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dask.distributed, "as_completed", lost)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as c:
+                                  dashboard_address=":0") as c:
         with pytest.raises(FlowprepError, match="lost the Dask scheduler at .*scheduler-connection-lost.*run the same"):
             list(DaskRunner(c.scheduler_address).run(None, [Chunk(0, (), str(tmp_path / "c.h5"))], lambda *a: None))
