@@ -24,7 +24,8 @@ from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import (
     VideoFiles,
     add_once,
-    consecutive,
+    aligned,
+    folders_holding,
     quant_of,
     require_file,
     safe_dir,
@@ -54,8 +55,11 @@ def export_video(src: ShardSet, key: str, folder: Path, start: int, rgb: bool = 
     names = [("flow_x", "flow_x", meta.flows), ("flow_y", "flow_y", meta.flows)]
     # no RGB written: an earlier export's img_* in the folder would be imported as this video's (0: removed)
     names.append(("rgb", "img", meta.frames if rgb and src.settings.get("rgb", True) else 0))
+    quant, quantization = src.quant(key), src.settings.get("quantization")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sidecar(folder, quant, quantization, start, complete=False)
     write_images(folder, src, key, names, start)
-    write_sidecar(folder, src.quant(key), src.settings.get("quantization"), start)
+    write_sidecar(folder, quant, quantization, start)
 
 
 def export_denseflow(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, start: int = 0,
@@ -70,8 +74,8 @@ def export_denseflow(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
 
 def list_folders(in_dir: Path) -> list[Path]:
-    """Every folder under ``in_dir`` that holds flow_x_*.jpg."""
-    return sorted({p.parent for p in in_dir.rglob("flow_x_*.jpg")})
+    """Every folder under ``in_dir`` that holds flow_x_*.jpg (through links too)."""
+    return folders_holding(in_dir, "flow_x_*.jpg")
 
 
 def read_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE) -> VideoFiles:
@@ -82,6 +86,6 @@ def read_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: floa
             if m := _NAME.match(e.name):
                 require_file(e)
                 add_once(found[m.group(1)], int(m.group(2)), e.path, m.group(1), folder)
-    fx, fy, img = (consecutive(found[n], n, folder) for n in ("flow_x", "flow_y", "img"))
+    fx, fy, img = aligned(found, folder)
     quant = quant_of(folder, len(fx), bound, zero)
     return VideoFiles(key, str(folder), f"{folder} (expected {LAYOUT})", img, fx, fy, quant)

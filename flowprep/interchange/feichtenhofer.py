@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import VideoFiles, add_once, consecutive, quant_of, require_file
+from flowprep.interchange.frames import VideoFiles, add_once, aligned, folders_holding, quant_of, require_file
 
 LAYOUT = "u/<video>/frame%06d.jpg and v/<video>/frame%06d.jpg (and jpegs_256/<video>/frame%06d.jpg), from 1"
 RGB_TREE = "jpegs_256"
@@ -24,25 +24,25 @@ _FRAME = re.compile(r"^frame(\d+)\.jpg$")
 def list_folders(in_dir: Path) -> list[Path]:
     """The x-flow folder ``u/<video>`` of every video (its key is the folder's path below ``u``)."""
     u = in_dir / "u"
-    return sorted({p.parent for p in u.rglob("frame*.jpg")}) if u.is_dir() else []
+    return folders_holding(u, "frame*.jpg") if u.is_dir() else []
 
 
-def _frames(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
+def _frames(folder: Path) -> dict[int, str]:
     found: dict[int, str] = {}
+    if not folder.is_dir():
+        return found
     with os.scandir(folder) as entries:  # paths as str, not Path objects: a long video has many
         for e in entries:
             if m := _FRAME.match(e.name):
                 require_file(e)
                 add_once(found, int(m.group(1)), e.path, "frame", folder)
-    return consecutive(found, folder.name, folder)
+    return found
 
 
 def read_video(u_folder: Path, key: str, bound: float = DEFAULT_BOUND, zero: float = DEFAULT_ZERO_CODE) -> VideoFiles:
     """One video of the layout, from its ``u/<key>`` folder: its files, to be read by ``frames.build_record``."""
     base = u_folder.parents[len(Path(key).parts)]  # the layout's root, above u/
-    fx, fy = _frames(u_folder), _frames(base / "v" / key)
-    img = _frames(base / RGB_TREE / key)
+    fx, fy, img = aligned({"u": _frames(u_folder), "v": _frames(base / "v" / key),
+                           RGB_TREE: _frames(base / RGB_TREE / key)}, f"{base} video {key}")
     quant = quant_of(u_folder, len(fx), bound, zero)
     return VideoFiles(key, str(u_folder), f"{base} video {key} (expected {LAYOUT})", img, fx, fy, quant)

@@ -9,6 +9,7 @@ wins. mmaction2's Python extractor truncates (``astype(uint8)``), whose best inv
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from flowprep.base.durable import write_text
 from flowprep.codecs.jpeg import decode_gray, frame_header, jpeg_problem
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
@@ -63,6 +65,35 @@ def consecutive(files: dict[int, object], what: str, folder: str | Path) -> list
     return [files[i] for i in range(lo, hi + 1)]
 
 
+def folders_holding(root: Path, pattern: str) -> list[Path]:
+    """Every folder below ``root`` holding a file named like ``pattern`` (a glob), sorted. Links to folders are
+    followed (a dataset assembled from links was imported without them, and nothing said so), each real folder
+    once: a link back up is no loop."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()  # the first path to a folder seen twice names it, the same on every run
+        if fnmatch.filter(filenames, pattern):
+            found.append(Path(dirpath))
+    return sorted(found)
+
+
+def aligned(streams: dict[str, dict[int, object]], folder: str | Path) -> list[list]:
+    """``consecutive`` of each stream (name -> index -> file), in the order given, once they all start at the same
+    number: x, y and RGB images pair by their numbers (paired by position, flow_y 1..12 beside flow_x 0..11 was
+    read as the same flows)."""
+    starts = {name: min(files) for name, files in streams.items() if files}
+    if len(set(starts.values())) > 1:
+        said = ", ".join(f"{name} from {i}" for name, i in starts.items())
+        raise FlowprepError(f"{folder}: the images are not numbered alike ({said}): each flow pairs with the x, y "
+                            "and RGB images of its own number; rename them to start at the same number")
+    return [consecutive(files, name, folder) for name, files in streams.items()]
+
+
 def foreign_quant(flows: int, bound: float, zero: float = DEFAULT_ZERO_CODE) -> np.ndarray:
     """(flows, 2, 2) (scale, zero) of flow written by another tool with bound ``bound`` and zero at ``zero``."""
     if not bound > 0:
@@ -76,9 +107,13 @@ def read_sidecar(folder: Path, flows: int) -> np.ndarray | None:
     if not side.exists():
         return None
     try:
-        quant = np.asarray(json.loads(side.read_text())["quant"], dtype=np.float64).reshape(-1, 2, 2)
-    except (OSError, ValueError, KeyError) as e:
+        doc = json.loads(side.read_text())
+        quant = np.asarray(doc["quant"], dtype=np.float64).reshape(-1, 2, 2)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise FlowprepError(f"{side}: cannot be read ({e}); delete it to use --bound instead") from None
+    if doc.get("complete") is False:  # absent: an export from before the flag, written last
+        raise FlowprepError(f"{side}: the export that wrote this folder stopped before its end (its images may be "
+                            "another export's, or missing); export the video again")
     if len(quant) != flows:
         raise FlowprepError(f"{side}: {len(quant)} entries for {flows} flows")
     bad = np.flatnonzero(~(np.isfinite(quant).all(axis=(1, 2)) & (quant[..., 0] > 0).all(axis=1)))
@@ -95,11 +130,14 @@ def quant_of(folder: Path, flows: int, bound: float, zero: float) -> np.ndarray:
     return foreign_quant(flows, bound, zero) if quant is None else quant
 
 
-def write_sidecar(folder: Path, quant: np.ndarray, quantization: dict | None, start: int) -> None:
-    """flowprep_quant.json beside exported images: how to rebuild their flow exactly."""
-    (folder / SIDECAR).write_text(json.dumps({
+def write_sidecar(folder: Path, quant: np.ndarray, quantization: dict | None, start: int,
+                  complete: bool = True) -> None:
+    """flowprep_quant.json beside exported images: how to rebuild their flow exactly. Written (atomically) before
+    the images with ``complete`` False and again after them: a folder an export left half-written (a kill, a full
+    disk, a damaged shard) is refused by import instead of read with the wrong parameters or another export's."""
+    write_text(folder / SIDECAR, json.dumps({
         "start": start, "formula": "flow = (code - zero) * scale", "quant": np.asarray(quant).tolist(),
-        "quantization": quantization}))
+        "quantization": quantization, "complete": complete}), fsync=False)
 
 
 def write_images(folder: Path, shards, key: str, names: Sequence[tuple[str, str, int]], start: int) -> None:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
-from flowprep.interchange.frames import VideoFiles, add_once, consecutive, quant_of
+from flowprep.interchange.frames import VideoFiles, add_once, aligned, folders_holding, quant_of
 
 LAYOUT = "<video>/flow_x.zip, flow_y.zip (and img.zip) holding x_%05d.jpg, y_%05d.jpg, img_%05d.jpg"
 _MEMBER = re.compile(r"^(?:.*/)?(x|y|img)_(\d+)\.jpg$")
@@ -19,7 +19,7 @@ _MEMBER = re.compile(r"^(?:.*/)?(x|y|img)_(\d+)\.jpg$")
 
 def list_folders(in_dir: Path) -> list[Path]:
     """Every folder under ``in_dir`` that holds a flow_x.zip."""
-    return sorted(p.parent for p in in_dir.rglob("flow_x.zip"))
+    return folders_holding(in_dir, "flow_x.zip")
 
 
 class _Member(NamedTuple):
@@ -52,27 +52,27 @@ class _Zips:
         self._open.clear()
 
 
-def _members(path: Path, prefix: str, folder: Path) -> list[_Member]:
-    # the JPEG members of ``prefix`` in index order
+def _members(path: Path, prefix: str, folder: Path) -> dict[int, _Member]:
+    # the JPEG members of ``prefix`` by index
+    found: dict[int, str] = {}
     if not path.exists():
-        return []
+        return {}
     try:
         with zipfile.ZipFile(path) as z:
-            found: dict[int, str] = {}
             for name in z.namelist():
                 m = _MEMBER.match(name)
                 if m and m.group(1) == prefix:
                     add_once(found, int(m.group(2)), name, f"{path.name}: {prefix}", folder)
     except (zipfile.BadZipFile, OSError) as e:
         raise FlowprepError(f"{path}: not a readable zip file ({e})") from None
-    return [_Member(path, n) for n in consecutive(found, f"{path.name}: {prefix}", folder)]
+    return {i: _Member(path, n) for i, n in found.items()}
 
 
 def read_zip_folder(folder: Path, key: str, bound: float = DEFAULT_BOUND,
                     zero: float = DEFAULT_ZERO_CODE) -> VideoFiles:
     """One dense_flow zip folder: its members, to be read by ``frames.build_record``."""
-    fx, fy, img = (_members(folder / f"{z}.zip", p, folder) for z, p in (("flow_x", "x"), ("flow_y", "y"),
-                                                                          ("img", "img")))
+    fx, fy, img = aligned({f"{z}.zip: {p}": _members(folder / f"{z}.zip", p, folder)
+                           for z, p in (("flow_x", "x"), ("flow_y", "y"), ("img", "img"))}, folder)
     zips = _Zips()
     return VideoFiles(key, str(folder), f"{folder} (expected {LAYOUT})", img, fx, fy,
                       quant_of(folder, len(fx), bound, zero), read=zips.read, close=zips.close)
