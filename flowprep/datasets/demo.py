@@ -109,6 +109,8 @@ class DemoConfig:
             raise ValueError("need at least one train group, one test group and one clip per group")
         if self.train_groups + self.test_groups > 99 or self.clips > 99:
             raise ValueError("UCF-101 names hold two digits: at most 99 groups and 99 clips")
+        if self.seed < 0:  # numpy's generators take none (a traceback, and a class folder left behind)
+            raise ValueError(f"the seed must be a whole number >= 0, got {self.seed}")
         if self.frames < 3:
             raise ValueError(f"need at least 3 frames per video, got {self.frames}")
         if self.width < 32 or self.height < 32:
@@ -258,12 +260,34 @@ def _write_avi(path: Path, frames: np.ndarray, fps: float) -> None:
 
 
 def _remove_demo(root: Path, done: dict) -> None:
-    """Delete what an earlier make_demo_dataset wrote in ``root`` (its class folders, lists and marker)."""
-    for cls in done.get("classes", []):
-        if cls and "/" not in cls and (root / cls).is_dir():
-            shutil.rmtree(root / cls)
+    """Delete what an earlier make_demo_dataset wrote in ``root``: its lists, its marker and the class folders it
+    names that hold nothing but demo videos of that class (the marker is a file anyone can edit: a class named
+    ``..`` removed the folder above --out)."""
+    classes = done.get("classes")
+    for cls in classes if isinstance(classes, list) else []:
+        folder = root / str(cls)
+        if _is_demo_class(folder, str(cls)):
+            shutil.rmtree(folder)
     for name in ("classInd.txt", "trainlist01.txt", "testlist01.txt", MARKER):
         (root / name).unlink(missing_ok=True)
+
+
+def _is_demo_class(folder: Path, cls: str) -> bool:
+    # a plain name below the root whose folder holds only this class's videos (and their temporary files)
+    if not cls or cls in (".", "..") or "/" in cls or "\\" in cls or folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(e.is_file() and e.name.startswith(f"v_{cls}_g") for e in folder.iterdir())
+
+
+def _read_marker(marker: Path) -> dict:
+    try:
+        done = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        done = e
+    if not isinstance(done, dict):
+        raise FlowprepError(f"{marker} cannot be read ({done if isinstance(done, Exception) else 'not an object'}): "
+                            "delete that file (and the demo beside it), or choose another --out")
+    return done
 
 
 def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: int = 6, test_groups: int = 4,
@@ -291,16 +315,20 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
     root = Path(out_dir)
     marker = root / MARKER
     if marker.is_file():
-        done = json.loads(marker.read_text(encoding="utf-8"))
+        done = _read_marker(marker)
+        config = done.get("config")
         # (a marker written before ``small`` existed is of the six-class demo)
-        same = {"small": False, **done.get("config", {})} == asdict(cfg) and done.get("classes") == list(cfg.classes)
-        if same and done.get("version") == VERSION:
+        same = isinstance(config, dict) and {"small": False, **config} == asdict(cfg) \
+            and done.get("classes") == list(cfg.classes)
+        if same and done.get("version") == VERSION and done.get("complete", True):
             return {**done, "reused": True}
-        _remove_demo(root, done)  # a demo this function wrote, with other settings or of another version
+        _remove_demo(root, done)  # a demo this function wrote (or began), other settings or of another version
     elif root.exists() and any(root.iterdir()):
         raise FlowprepError(f"{root} is not empty and holds no demo dataset ({MARKER}); choose another --out")
     t0 = time.perf_counter()
     classes = list(cfg.classes)
+    root.mkdir(parents=True, exist_ok=True)  # the marker first: a run stopped part-way is replaced by the next
+    write_text(marker, json.dumps({"version": VERSION, "classes": classes, "config": asdict(cfg), "complete": False}))
     jobs = [(c, g, k) for g in range(1, cfg.groups + 1) for k in range(1, cfg.clips + 1) for c in classes]
     from tqdm import tqdm
     for cls, g, k in tqdm(jobs, desc="demo videos", unit="video", disable=not progress):

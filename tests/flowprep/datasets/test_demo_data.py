@@ -3,6 +3,7 @@ one flow field the kind of movement, and only a stack of flows the order of the 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -87,6 +88,46 @@ def test_reuses_a_finished_dataset_replaces_another_demo_and_refuses_other_files
     (tmp_path / "mine" / "thesis.tex").write_text("not a demo")
     with pytest.raises(FlowprepError, match="holds no demo dataset"):
         make_demo_dataset(tmp_path / "mine", **SMALL)
+
+
+def test_a_stopped_run_is_replaced_and_a_damaged_marker_touches_nothing_but_what_it_wrote(tmp_path, monkeypatch):
+    """The marker was written last: a run stopped part-way left a folder every later run refused ("holds no demo
+    dataset"). The marker is a file anyone can edit: a class named ``..`` deleted the folder above the demo, and a
+    marker that was no object was an AttributeError."""
+    import flowprep.datasets.demo as demo_mod
+
+    root = tmp_path / "parent" / "ds"
+    root.parent.mkdir()
+    (tmp_path / "parent" / "precious.txt").write_text("keep me")
+    real, written = demo_mod._write_avi, []
+
+    def stop_after_two(path, frames, fps):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real(path, frames, fps)
+        written.append(path)
+
+    monkeypatch.setattr(demo_mod, "_write_avi", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_dataset(root, **SMALL)
+    monkeypatch.undo()
+    assert make_demo_dataset(root, **SMALL)["reused"] is False  # replaced, not refused
+    assert make_demo_dataset(root, **SMALL)["reused"] is True
+    marker = root / "demo.json"
+    done = json.loads(marker.read_text())
+    (root / "Notes").mkdir()
+    (root / "Notes" / "mine.txt").write_text("mine")
+    marker.write_text(json.dumps({**done, "classes": [*done["classes"], "..", "Notes", "/etc"], "version": 0}))
+    make_demo_dataset(root, **SMALL)  # another version: replaced
+    assert (tmp_path / "parent" / "precious.txt").read_text() == "keep me"
+    assert (root / "Notes" / "mine.txt").exists()  # not a folder of demo videos
+    for bad in ("[1, 2]", "{garbage"):
+        marker.write_text(bad)
+        with pytest.raises(FlowprepError, match=f"{marker} cannot be read .*delete that file"):
+            make_demo_dataset(root, **SMALL)
+    with pytest.raises(ValueError, match="the seed must be a whole number >= 0, got -1"):
+        make_demo_dataset(tmp_path / "neg", seed=-1, **SMALL)
+    assert not (tmp_path / "neg").exists()
 
 
 def test_cli_writes_the_dataset(tmp_path: Path, capsys) -> None:
