@@ -45,12 +45,25 @@ READERS = {
 }
 
 
-def identity(fmt: str, in_dir: Path, bound: float, zero: float) -> dict:
+def identity(fmt: str, in_dir: Path, bound: float, zero: float, rgb: bool = True) -> dict:
     """The settings an imported folder is bound to (a resumed import must ask for the same)."""
     return {"format_version": FORMAT_VERSION, "flow": {"algo": "imported", "params": {"format": fmt,
                                                                                       "from": str(in_dir)}},
             "quantization": {"mode": "imported", "bound": float(bound), "zero": float(zero)}, "jpeg_quality": None,
-            "rgb": True, "rgb_quality": None, "resize": None}
+            "rgb": rgb, "rgb_quality": None, "resize": None}
+
+
+def holds_rgb(fmt: str, tasks: list[VideoTask]) -> bool:
+    """Whether the layout's videos come with RGB images, as the first whose folder lists says: a flow-only set
+    (an export with --no-rgb) imported as holding RGB gave shards whose every reader then failed on it."""
+    for task in tasks:
+        try:
+            files = READERS[fmt][2](Path(task.path), task.key)
+        except (FlowprepError, OSError):
+            continue
+        files.close()
+        return bool(files.rgb)
+    return True
 
 
 def _key_of(fmt: str, folder: Path, in_dir: Path) -> str:
@@ -94,6 +107,7 @@ class ImportWork:
     bound: float = DEFAULT_BOUND
     zero: float = DEFAULT_ZERO_CODE
     settings: dict | None = None
+    rgb: bool = True  # the folder's videos come with RGB images (each must, or none)
     spill_bytes: int = SPILL_BYTES  # JPEG bytes of a video held before they go to the shard (bounded memory)
 
     def __post_init__(self) -> None:
@@ -108,8 +122,13 @@ class ImportWork:
             return VideoRecord.failed(task.key, task.path, f"{folder}: no such folder (the layout is "
                                                            f"{READERS[self.fmt][0]})")
         try:
-            return build_record(READERS[self.fmt][2](folder, task.key, self.bound, self.zero), spill,
-                                self.spill_bytes)
+            files = READERS[self.fmt][2](folder, task.key, self.bound, self.zero)
+            if bool(files.rgb) != self.rgb:
+                files.close()
+                raise FlowprepError(f"{folder}: {'no' if self.rgb else len(files.rgb)} RGB images, where this "
+                                    f"import's first video has {'some' if self.rgb else 'none'}: import the videos "
+                                    "with RGB and those without into separate folders")
+            return build_record(files, spill, self.spill_bytes)
         except (FlowprepError, OSError) as e:
             return VideoRecord.failed(task.key, task.path, str(e))
         except Exception as e:  # anything else one folder's files provoke fails that video, not the whole import
@@ -136,12 +155,12 @@ class ImportWork:
         return self
 
 
-def _spec(fmt: str, src: Path, bound: float, zero: float, runner: Runner | None, videos_per_shard: int,
+def _spec(fmt: str, src: Path, bound: float, zero: float, rgb: bool, runner: Runner | None, videos_per_shard: int,
           retry_failed: bool, show_progress: bool) -> BatchSpec:
     # the batch run of an import: the work, and the identity it binds the output folder to
-    ident = identity(fmt, src, bound, zero)
+    ident = identity(fmt, src, bound, zero, rgb)
     work = ImportWork(fmt, bound, zero, {**ident, "solver": {"backend": "imported", "format": fmt},
-                                         "flowprep_version": __version__})
+                                         "flowprep_version": __version__}, rgb)
     return BatchSpec(work, ident, {"backend": "imported", "format": fmt}, runner or LocalRunner(),
                      videos_per_shard, retry_failed, show_progress, verb="import")
 
@@ -156,7 +175,7 @@ def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt
     """
     src = Path(in_dir).resolve()
     tasks, listed = list_import(fmt, src)
-    spec = _spec(fmt, src, bound, zero, runner, videos_per_shard, retry_failed, show_progress)
+    spec = _spec(fmt, src, bound, zero, holds_rgb(fmt, tasks), runner, videos_per_shard, retry_failed, show_progress)
     report = run_batch(tasks, shards_dir, spec)
     written = mmaction2.write_trainer_splits(listed, Path(shards_dir) / "splits") if listed else []
     return report, written
@@ -173,11 +192,12 @@ def reimport(tasks: list[VideoTask], shards_dir: str | os.PathLike, ident: dict,
     try:
         params, quant = ident["flow"]["params"], ident["quantization"]
         fmt, src, bound, zero = params["format"], Path(params["from"]), float(quant["bound"]), float(quant["zero"])
+        rgb = bool(ident.get("rgb", True))
     except (KeyError, TypeError, ValueError) as e:
         raise FlowprepError(f"{shards_dir}: its settings do not say how it was imported ({e}); run the original "
                             "`flowprep import` command again") from None
     if fmt not in READERS:
         raise FlowprepError(f"{shards_dir} was imported from the unknown format {fmt!r}; run the original `flowprep "
                             "import` command again")
-    spec = _spec(fmt, src, bound, zero, runner, IMPORT_VIDEOS_PER_SHARD, False, show_progress)
+    spec = _spec(fmt, src, bound, zero, rgb, runner, IMPORT_VIDEOS_PER_SHARD, False, show_progress)
     return run_batch(tasks, shards_dir, spec)

@@ -106,3 +106,26 @@ def test_class_and_video_folders_reached_through_links_are_imported(shards, tmp_
     os.symlink(dest, dest / "Right" / "loop")  # a link back up: each real folder is read once
     assert _import(dest, tmp_path / "back") == 0
     assert sorted(flowprep.open_shards(tmp_path / "back").keys()) == sorted(flowprep.open_shards(shards[0]).keys())
+
+
+def test_a_flow_only_export_imports_as_flow_only_and_exports_again(shards, tmp_path, capsys):
+    """The import claimed RGB for every folder: flow-only folders gave shards that said 'rgb' and held none, and
+    every reader of them failed ("rgb holds 0 images ... run verify --repair", while verify said OK)."""
+    dest = tmp_path / "exp"
+    assert main(["export", "--no-rgb", str(shards[0]), str(dest), "--no-progress"]) == 0
+    assert _import(dest, tmp_path / "back") == 0
+    back = flowprep.open_shards(tmp_path / "back")
+    assert back.settings["rgb"] is False
+    assert main(["export", str(tmp_path / "back"), str(tmp_path / "again"), "--no-progress"]) == 0
+    key = back.keys()[0]
+    assert not list((tmp_path / "again" / key).glob("img_*")) and list((tmp_path / "again" / key).glob("flow_x_*"))
+    # one video with RGB among flow-only ones: refused by name, not stored as a kind the folder does not hold
+    assert main(["export", str(shards[0]), str(tmp_path / "rgb"), "--no-progress"]) == 0
+    last = back.keys()[-1]  # the first video listed decides: flow only
+    for img in (tmp_path / "rgb" / last).glob("img_*.jpg"):
+        shutil.copy(img, dest / last / img.name)
+    capsys.readouterr()
+    assert _import(dest, tmp_path / "mixed") == 1
+    said = capsys.readouterr()
+    assert f"{last}: 6 RGB images, where this import's first video has none" in said.out + said.err
+    assert len(flowprep.open_shards(tmp_path / "mixed").keys()) == 3
