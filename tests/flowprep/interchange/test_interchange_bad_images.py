@@ -104,15 +104,19 @@ def test_a_nan_or_zero_scale_in_the_sidecar_fails_the_video(tmp_path):
 
 
 def test_rgb_images_are_one_per_frame_one_per_flow_or_none(tmp_path):
-    """denseflow and flowprep write flows + 1 RGB frames, TSN's dense_flow one per flow; fewer is a cut video."""
-    for rgb in (FLOWS + 1, FLOWS, 0, FLOWS - 2):
+    """denseflow and flowprep write flows + 1 RGB frames, TSN's dense_flow one per flow; fewer is a cut video; none
+    is a flow-only set (a folder of its own: test_interchange_messy)."""
+    for rgb in (FLOWS + 1, FLOWS, FLOWS - 2):
         write_video(tmp_path / "in" / f"rgb{rgb}", rgb, rgb=rgb)
     rc, failed, ok = _import(tmp_path / "in", tmp_path / "out")
-    assert rc == 1 and ok == [f"rgb{n}" for n in (0, FLOWS, FLOWS + 1)]
+    assert rc == 1 and ok == [f"rgb{n}" for n in (FLOWS, FLOWS + 1)]
     assert f"{FLOWS - 2} RGB images for {FLOWS} flows; expected {FLOWS + 1} (one per frame), {FLOWS} (one per " \
            "flow, as TSN's dense_flow writes) or none" in failed[f"rgb{FLOWS - 2}"]
     got = flowprep.open_shards(tmp_path / "out")
-    assert [got.meta(k).frames for k in ok] == [FLOWS + 1, FLOWS, FLOWS + 1]
+    assert [got.meta(k).frames for k in ok] == [FLOWS, FLOWS + 1]
+    write_video(tmp_path / "flow_only" / "rgb0", 0, rgb=0)
+    rc, failed, ok = _import(tmp_path / "flow_only", tmp_path / "out0")
+    assert rc == 0 and ok == ["rgb0"] and flowprep.open_shards(tmp_path / "out0").meta("rgb0").frames == FLOWS + 1
 
 
 def test_a_folder_named_like_an_image_fails_its_video_with_a_message(tmp_path):
