@@ -16,6 +16,7 @@ The largest rebuild error of an unclipped value is scale / 2 (half a step).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,13 @@ def code_dtype(bits: int) -> type:
     return np.uint8 if bits == 8 else np.uint16
 
 
+def check_bound(bound: float, flag: str = "the flow bound") -> None:
+    """ValueError unless ``bound`` is a finite number of pixels above 0 (an infinite one makes every code the
+    zero code, a NaN every comparison false)."""
+    if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+        raise ValueError(f"{flag} must be a finite number of pixels > 0, got {bound}")
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """How flow is turned into codes: ``mode`` is 'fixed' (clip to +-bound) or 'adaptive' (per-frame range);
@@ -47,8 +55,8 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown quantization mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.mode == "fixed" and not self.bound > 0:
-            raise ValueError(f"the flow bound must be > 0 pixels, got {self.bound}")
+        if self.mode == "fixed":
+            check_bound(self.bound)
         if self.bits not in BITS:
             raise ValueError(f"flow codes have 8 or 12 bits, got {self.bits}")
 

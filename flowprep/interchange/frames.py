@@ -20,6 +20,7 @@ import numpy as np
 
 from flowprep.base.durable import write_text
 from flowprep.codecs.jpeg import decode_gray, frame_header, jpeg_problem
+from flowprep.codecs.quantize import check_bound
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.store import format as F
@@ -94,10 +95,17 @@ def aligned(streams: dict[str, dict[int, object]], folder: str | Path) -> list[l
     return [consecutive(files, name, folder) for name, files in streams.items()]
 
 
+def check_foreign(bound: float, zero: float) -> None:
+    """ValueError unless another tool's ``bound`` (pixels) and ``zero`` code (0..255) can rebuild flow."""
+    check_bound(bound, "--bound")
+    if not (isinstance(zero, (int, float)) and 0 <= zero <= 255):  # NaN fails too
+        raise ValueError(f"--zero-code must be an 8-bit code, 0 to 255 (127.5 or 128 in the tools that circulate), "
+                         f"got {zero}")
+
+
 def foreign_quant(flows: int, bound: float, zero: float = DEFAULT_ZERO_CODE) -> np.ndarray:
     """(flows, 2, 2) (scale, zero) of flow written by another tool with bound ``bound`` and zero at ``zero``."""
-    if not bound > 0:
-        raise ValueError(f"--bound must be > 0 pixels, got {bound}")
+    check_foreign(bound, zero)
     return np.tile(np.array([[2.0 * bound / 255.0, float(zero)]]), (flows, 2, 1))
 
 

@@ -28,7 +28,7 @@ from flowprep.interchange import (
     mmaction2,
     tsn_zip,
 )
-from flowprep.interchange.frames import REDO, build_record
+from flowprep.interchange.frames import REDO, build_record, check_foreign
 from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
@@ -111,8 +111,7 @@ class ImportWork:
     spill_bytes: int = SPILL_BYTES  # JPEG bytes of a video held before they go to the shard (bounded memory)
 
     def __post_init__(self) -> None:
-        if not self.bound > 0:  # checked here, before any worker starts, not once per video inside them
-            raise ValueError(f"--bound must be > 0 pixels, got {self.bound}")
+        check_foreign(self.bound, self.zero)  # here, before any worker starts, not once per video inside them
 
     def _record(self, task: VideoTask, spill: Callable[[VideoRecord], None]) -> VideoRecord:
         if task.error:

@@ -43,6 +43,8 @@ def write_pngs(flows: np.ndarray, frames: np.ndarray | None, indices: Sequence[i
         prefix: file-name prefix (made safe for file systems).
         max_flow: colour scale; None: the largest motion over all flows.
     """
+    if max_flow is not None and not (np.isfinite(max_flow) and max_flow > 0):  # NaN: an IndexError in the wheel
+        raise ValueError(f"the colour scale (--max-flow) must be a finite speed > 0 pixels, got {max_flow}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scale = max(max_motion(flows), 1e-6) if max_flow is None else float(max_flow)

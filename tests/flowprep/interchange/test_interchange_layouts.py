@@ -135,8 +135,12 @@ def test_an_unknown_layout_and_unpaired_images_are_named(shards, tmp_path, capsy
     assert f"{bad} (expected <video>/flow_x_%05d.jpg, flow_y_%05d.jpg" in reasons["Down/v_Down_g01_c01"]
     assert "5 x and 4 y flow images" in reasons["Down/v_Down_g01_c01"]
     assert len(flowprep.open_shards(tmp_path / "b").keys()) == 3  # the rest imported
-    assert main(["import", "--format", "tsn", "--bound", "0", str(dest), str(tmp_path / "c")]) == 2
-    assert "--bound must be > 0 pixels, got 0.0" in capsys.readouterr().err
+    for flag, value, said in (("--bound", "0", "--bound must be a finite number of pixels > 0, got 0.0"),
+                              ("--bound", "inf", "--bound must be a finite number of pixels > 0, got inf"),
+                              ("--zero-code", "nan", "--zero-code must be an 8-bit code, 0 to 255"),
+                              ("--zero-code", "300", "--zero-code must be an 8-bit code, 0 to 255")):
+        assert main(["import", "--format", "tsn", flag, value, str(dest), str(tmp_path / "c")]) == 2
+        assert said in capsys.readouterr().err
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # refused before any work
 
 

@@ -93,3 +93,12 @@ def test_visualize_rejects_bad_counts(tmp_path, capsys, args):
     video = write_video(tmp_path / "v.avi", n=3)
     assert main(["visualize", str(video), "--out", str(tmp_path / "o"), "--algo", "dis", *args]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", ["nan", "0", "-1", "inf"])
+def test_a_colour_scale_that_is_no_speed_is_one_line(tmp_path, capsys, scale):
+    """--max-flow nan was an IndexError from inside the colour wheel; 0 and -1 drew meaningless pictures."""
+    video = tmp_path / "v_move.avi"
+    write_shift_video(video, [(1, 0)] * 3)
+    rc = main(["visualize", str(video), "--out", str(tmp_path / "png"), "--algo", "dis", "--max-flow", scale])
+    assert rc == 2 and "the colour scale (--max-flow) must be a finite speed > 0 pixels" in capsys.readouterr().err
