@@ -22,6 +22,7 @@ from flowprep.base.durable import replacing
 from flowprep.datasets.splits import SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from flowprep.store.reader import ShardSet
+from flowprep.store.settings import shard_identity
 from train import distributed as D
 from train.config import RESUME_FIXED, FitConfig, saved_config
 from train.engine import (
@@ -105,17 +106,19 @@ def resume_path(cfg: FitConfig) -> str | None:
     return str(own) if own.is_file() else None
 
 
-def _resume(cfg: FitConfig, path: str, state: dict, metrics: MetricsLog, rank: int, world_size: int) -> int:
+def _resume(cfg: FitConfig, path: str, state: dict, data: dict, metrics: MetricsLog, info: D.DistInfo) -> int:
     """Load checkpoint ``path`` into the run's objects (``state``: model, optimizer, lr_scheduler, scaler); returns
-    the first epoch to run."""
+    the first epoch to run. ``data``: the classes and shard settings this run reads, which must be the
+    checkpoint's."""
     ck = load_checkpoint(path)
     _check_resumable(ck["config"], cfg, path)
+    _check_same_data(ck, data, path)
     load_weights(unwrap(state["model"]), ck["model"], path)
     for name in ("optimizer", "lr_scheduler", "scaler"):
         state[name].load_state_dict(ck[name])
     metrics.history = list(ck["history"])
-    if len(ck["rng"]) == world_size:
-        set_rng_state(ck["rng"][rank])
+    if len(ck["rng"]) == info.world_size:
+        set_rng_state(ck["rng"][info.rank])
     if ck["epoch"] + 1 >= cfg.epochs:
         log.info("%s: already trained for %d epochs; nothing to do (--restart trains again)", path, ck["epoch"] + 1)
     else:
@@ -123,11 +126,25 @@ def _resume(cfg: FitConfig, path: str, state: dict, metrics: MetricsLog, rank: i
     return ck["epoch"] + 1
 
 
-def _save_epoch(cfg: FitConfig, state: dict, epoch: int, classes: list, metrics: MetricsLog, states: list,
+def _check_same_data(ck: dict, data: dict, path: str) -> None:
+    # the split folder and the shards may move between a run and its resumption, but not change: classes in
+    # another order give the head's outputs other meanings half-way, other shards other inputs
+    if ck["classes"] != data["classes"]:
+        k = next(k for k, (a, b) in enumerate(zip(ck["classes"], data["classes"])) if a != b) \
+            if len(ck["classes"]) == len(data["classes"]) else 0
+        raise ValueError(f"{path}: was trained on the classes {ck['classes'][k][:4]}..., this run's split lists "
+                         f"{data['classes'][k][:4]}... (another order or other classes): resume with the split "
+                         "folder it was trained with, --restart, or give a new --out")
+    if "shards_identity" in ck and ck["shards_identity"] != data["shards_identity"]:
+        raise ValueError(f"{path}: was trained on shards extracted with other settings than those given now "
+                         "(another extraction): resume on the same shards, --restart, or give a new --out")
+
+
+def _save_epoch(cfg: FitConfig, state: dict, epoch: int, data: dict, metrics: MetricsLog, states: list,
                 path: Path) -> None:
     save_checkpoint({"model": unwrap(state["model"]).state_dict(), "optimizer": state["optimizer"].state_dict(),
                      "lr_scheduler": state["lr_scheduler"].state_dict(), "scaler": state["scaler"].state_dict(),
-                     "epoch": epoch, "config": dataclasses.asdict(cfg), "classes": classes,
+                     "epoch": epoch, "config": dataclasses.asdict(cfg), **data,
                      "sampler": {"seed": cfg.seed, "next_epoch": epoch + 1, "balanced": cfg.balanced},
                      "rng": states, "history": metrics.history}, path)
 
@@ -188,7 +205,8 @@ def fit(cfg: FitConfig) -> dict:
         device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
                                      "world_size": info.world_size, "dist_backend": D.backend_name()})
-    start = _resume(cfg, resume, state, metrics, info.rank, info.world_size) if (resume := resume_path(cfg)) else 0
+    data = {"classes": classes, "shards_identity": [shard_identity(src.settings) for src in sources]}
+    start = _resume(cfg, resume, state, data, metrics, info) if (resume := resume_path(cfg)) else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
     test_loader = _monitor_loader(cfg, sources[0], test_items, data_cfg, info)
@@ -208,7 +226,7 @@ def fit(cfg: FitConfig) -> dict:
         states = D.all_gather_objects(rng_state())
         if info.is_main:
             metrics.history.append(row)
-            _save_epoch(cfg, state, epoch, classes, metrics, states, out / "checkpoint.pt")
+            _save_epoch(cfg, state, epoch, data, metrics, states, out / "checkpoint.pt")
             metrics.write()
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()
                                                       if isinstance(v, float)))

@@ -133,6 +133,38 @@ def test_resume_refuses_a_run_made_with_other_settings(motion_data, tmp_path, ch
         fit(FitConfig(**{**base, **change}, resume=str(tmp_path / "checkpoint.pt")))
 
 
+def test_resume_refuses_other_classes_or_other_shards_and_fit_records_paths_that_hold_anywhere(motion_data,
+                                                                                             tmp_path, monkeypatch):
+    """The split folder and the shards may move between a run and its resume, and were not checked at all: a split
+    folder listing the classes in another order trained the head's outputs on other meanings half-way, exit 0.
+    Relative --shards were recorded as typed, and `train test` run from another folder scored other shards."""
+    from train.cli import main as train_main
+    from train.engine import save_checkpoint
+
+    from twostream_synth import write_ucf_splits
+
+    monkeypatch.chdir(motion_data.shards.parent)
+    args = ["fit", "--shards", motion_data.shards.name, "--split-dir", str(motion_data.split_dir), "--stream",
+            "temporal", "--arch", "tiny", "--crop-size", "40", "--flow-length", "2", "--batch-size", "8",
+            "--num-workers", "0", "--val-frames", "0", "--no-progress", "--epochs", "1", "--device", "cpu",
+            "--out", str(tmp_path / "run")]
+    assert train_main(args) == 0
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck["config"]["shards"] == str(motion_data.shards)  # absolute
+    split = load_split("ucf101", motion_data.split_dir, 1)
+    write_ucf_splits(tmp_path / "swapped", list(reversed(split.classes)),
+                     [k.removesuffix(".avi") for k, _ in split.train], [k.removesuffix(".avi") for k, _ in split.test])
+    base = dict(shards=str(motion_data.shards), stream="temporal", arch="tiny", crop_size=40, flow_length=2,
+                batch_size=8, num_workers=0, val_frames=0, progress=False, epochs=1, device="cpu",
+                out=str(tmp_path / "run"), resume=str(tmp_path / "run" / "checkpoint.pt"))
+    with pytest.raises(ValueError, match=r"was trained on the classes .*\(another order or other classes\)"):
+        fit(FitConfig(**base, split_dir=str(tmp_path / "swapped")))
+    save_checkpoint({**ck, "shards_identity": [{**ck["shards_identity"][0], "jpeg_quality": 1}]},
+                    tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="was trained on shards extracted with other settings"):
+        fit(FitConfig(**base, split_dir=str(motion_data.split_dir)))
+
+
 def test_an_empty_training_list_is_refused_instead_of_training_nothing(motion_data, tmp_path):
     """It trained on 0 samples for every epoch, wrote a best.pt of untrained weights and exited 0."""
     import shutil

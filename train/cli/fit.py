@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from functools import partial
 
 from flowprep.base.defaults import default_of, from_fields
@@ -94,8 +95,14 @@ def run(a: argparse.Namespace) -> int:
     """Run ``python -m train fit``; exit 0."""
     from train.fit import fit
     # every flag whose dest is a field goes in by name; the two that differ in name or type are converted
+    # paths made absolute: the checkpoint records them, and `train test` run from another folder read other shards
     cfg = from_fields(FitConfig, vars(a), milestones=tuple(a.lr_milestones) if a.lr_milestones else None,
-                      also=tuple(TaskSpec(d, s, sd) for d, s, sd in a.also),
-                      add_classes=tuple(TaskSpec(d, s, sd) for d, s, sd in a.add_classes))
+                      shards=_abs(a.shards), split_dir=_abs(a.split_dir),
+                      also=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.also),
+                      add_classes=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.add_classes))
     fit(cfg)
     return 0
+
+
+def _abs(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else path
