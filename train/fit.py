@@ -249,11 +249,19 @@ def _monitor_loader(cfg: FitConfig, shards: ShardSet, items: list[VideoItem], da
                        sampler=D.test_sampler(len(test_set), info))
 
 
+# what `train test` writes beside a checkpoint (scores[_subset][_taskN].npz, ...): an earlier model's results
+EARLIER_RESULTS = ("scores*.npz", "test_metrics*.json", "confusion*.png")
+
+
 def _drop_earlier_best(path: Path) -> None:
-    """Remove an earlier run's best.pt before training (--restart, or --resume of another run): killed midway,
-    this run left it beside a checkpoint.pt of other weights."""
-    path.unlink()
-    log.info("%s: an earlier run's final model, removed: this run writes its own when it ends", path)
+    """Remove an earlier run's best.pt and its test results before training (--restart, or --resume of another
+    run): killed midway, this run left best.pt beside a checkpoint.pt of other weights, and `train table` read the
+    earlier model's scores as this one's."""
+    gone = [path] + [p for pattern in EARLIER_RESULTS for p in sorted(path.parent.glob(pattern)) if p.is_file()]
+    for p in gone:
+        p.unlink()
+    log.info("%s: an earlier run's final model%s removed: this run writes its own when it ends", path,
+             f" and its test results ({', '.join(p.name for p in gone[1:])})" if gone[1:] else "")
 
 
 def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: int, progress: bool,

@@ -135,6 +135,9 @@ def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] |
     if out and Path(out).suffix != ".npz":  # X.json: the report, written beside as X.json, replaced the scores
         raise ValueError(f"--out {out}: the fused scores are an .npz file (the report goes beside it as .json); "
                          "give a name ending in .npz")
+    if out and any(Path(out).resolve() == Path(p).resolve() for p in [*paths, *(train_paths or ())]):
+        raise ValueError(f"--out {out} is one of the score files fused: writing it would replace that stream's "
+                         "scores; give another name (e.g. OUT/fusion/avg.npz)")
     test = align([load_scores(p) for p in paths], list(paths))
     check_streams(test, paths)
     names = [Path(p).parent.name + "/" + Path(p).name for p in paths]

@@ -158,3 +158,15 @@ def test_a_multi_task_nets_head_fuses_with_a_single_task_net(tmp_path):
                  stream="temporal", subset="test", dataset="ucf101", split=1, task=1)
     assert fuse([s, head])["fusion:avg"]["videos"] == 2
     assert train_scores_path(head).name == "scores_train_task1.npz"  # where `test --subset train --task 1` writes
+
+
+def test_an_out_naming_an_input_is_refused_before_it_replaces_that_streams_scores(tmp_path, monkeypatch):
+    """`fuse --out spatial/scores.npz` replaced the spatial stream's scores with the fusion's, exit 0."""
+    a = _save(tmp_path / "a.npz", [[.6, .3, .1], [.1, .8, .1]], [0, 1], ["v1", "v2"])
+    b = _save(tmp_path / "b.npz", [[.1, .1, .8], [.2, .7, .1]], [0, 1], ["v1", "v2"])
+    before = (tmp_path / "a.npz").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for out in (a, "a.npz", "./a.npz"):
+        with pytest.raises(ValueError, match="is one of the score files fused: writing it would replace"):
+            fuse([a, b], "avg", out=out)
+    assert (tmp_path / "a.npz").read_bytes() == before

@@ -165,6 +165,24 @@ def test_resume_refuses_other_classes_or_other_shards_and_fit_records_paths_that
         fit(FitConfig(**base, split_dir=str(motion_data.split_dir)))
 
 
+def test_a_restart_removes_the_earlier_models_test_results(motion_data, tmp_path):
+    """--restart removed best.pt only: the earlier model's scores.npz and test_metrics.json stayed, and `train
+    table` reported them as the new model's."""
+    from train import evaluate
+
+    cfg = FitConfig(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal",
+                    arch="tiny", crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0,
+                    progress=False, epochs=1, device="cpu", out=str(tmp_path))
+    fit(cfg)
+    evaluate.test(evaluate.TestConfig(str(tmp_path / "best.pt"), frames=2, crops=1, num_workers=0, progress=False,
+                                      device="cpu"))
+    assert (tmp_path / "scores.npz").is_file() and (tmp_path / "test_metrics.json").is_file()
+    (tmp_path / "notes.txt").write_text("mine")
+    fit(FitConfig(**{**cfg.__dict__, "restart": True, "lr": 0.05}))
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "notes.txt").is_file()
+    assert not list(tmp_path.glob("scores*")) and not list(tmp_path.glob("test_metrics*"))
+
+
 def test_an_empty_training_list_is_refused_instead_of_training_nothing(motion_data, tmp_path):
     """It trained on 0 samples for every epoch, wrote a best.pt of untrained weights and exited 0."""
     import shutil
