@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,13 @@ _SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's
 _HOW_IT_RAN = ("num_workers", "device", "amp", "resume", "restart", "val_frames", "val_every", "deterministic",
                "threads", "progress")
 _WHERE = ("shards", "split_dir", "out")  # where its files are: they may move between a run and its resumption
+
+
+def check_ranges(*rules: tuple[str, object, bool, str]) -> None:
+    """ValueError naming the first (flag, value, ok, what it must be) that is not ok."""
+    for flag, value, ok, want in rules:
+        if not ok:
+            raise ValueError(f"{flag} must be {want}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -78,19 +86,20 @@ class FitConfig:
     init_from: str | None = None  # a checkpoint of a trained net: its trunk (not its classifiers) starts this one
 
     def __post_init__(self) -> None:
-        for flag, value, ok, want in (
+        check_ranges(
                 ("--epochs", self.epochs, self.epochs >= 1, "1 or more"),  # 0 exited 0 and wrote nothing
                 ("--batch-size", self.batch_size, self.batch_size >= 1, "1 or more"),
-                ("--lr", self.lr, self.lr > 0, "above 0"),
+                ("--lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number above 0"),
+                ("--momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),  # torch's words named no flag
+                ("--weight-decay", self.weight_decay, 0 <= self.weight_decay < math.inf, "0 or more"),
+                ("--seed", self.seed, self.seed >= 0, "0 or more"),
                 ("--dropout", self.dropout, self.dropout is None or 0 <= self.dropout < 1, "in [0, 1)"),
                 ("--lr-milestones", self.milestones, all(0 < f <= 1 for f in self.milestones or ()),
                  "fractions of the run, each in (0, 1]"),
                 ("--val-frames", self.val_frames, self.val_frames >= 0, "0 (off) or more"),
                 ("--val-every", self.val_every, self.val_every >= 1, "1 or more"),
                 ("--num-workers", self.num_workers, self.num_workers >= 0, "0 or more"),
-                ("--threads", self.threads, self.threads is None or self.threads >= 1, "1 or more")):
-            if not ok:
-                raise ValueError(f"{flag} must be {want}, got {value}")
+                ("--threads", self.threads, self.threads is None or self.threads >= 1, "1 or more"))
         if self.train_layers not in ("all", "last"):
             raise ValueError(f"--train-layers must be last or all, got {self.train_layers!r}")
         if self.train_layers == "last" and not self.pretrained:

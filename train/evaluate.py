@@ -16,7 +16,7 @@ from flowprep.datasets.splits import Split, SplitError, find_split_dir, load_spl
 from flowprep.loading.clips import DataConfig, EvalClips, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
-from train.config import FitConfig, saved_config
+from train.config import FitConfig, check_ranges, saved_config
 from train.engine import load_checkpoint, load_weights, predict
 from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
 from train.models import build_model
@@ -42,6 +42,13 @@ class TestConfig:
     threads: int | None = None
     progress: bool = True
     task: int = 0  # a multi-task model: which dataset (0: the main one, k: the k-th --also) and so which head
+
+    def __post_init__(self) -> None:
+        check_ranges(("--test-frames", self.frames, self.frames >= 1, "1 or more"),
+                     ("--batch-size", self.batch_size, self.batch_size >= 1, "1 or more"),
+                     ("--num-workers", self.num_workers, self.num_workers >= 0, "0 or more"),
+                     ("--threads", self.threads, self.threads is None or self.threads >= 1, "1 or more"),
+                     ("--task", self.task, self.task >= 0, "0 or more"))
 
 
 def _check_classes(trained: list[str], split: tuple[str, ...], checkpoint: str, added: int) -> None:

@@ -205,6 +205,8 @@ def build_model(arch: str, num_classes: list[int], in_channels: int, input_size:
         trunk = TinyNet(3 if pretrained else in_channels)
         features, first, head = trunk.out_features, "features.0", None
     elif arch in TORCHVISION_ARCHS:
+        if arch.startswith("vgg") and input_size < 32:  # five 2x poolings: a torch error in the first batch
+            raise ValueError(f"{arch} needs a crop of at least 32 pixels, got {input_size}")
         trunk, features, first, head = TORCHVISION_ARCHS[arch]()
         if arch.startswith("vgg"):
             for m in trunk.classifier:

@@ -177,13 +177,35 @@ def test_a_bad_init_from_says_to_give_another_run_not_to_restart(motion_data, tm
 
 @pytest.mark.parametrize("change, said", [
     ({"epochs": 0}, "--epochs must be 1 or more"), ({"batch_size": 0}, "--batch-size must be 1 or more"),
-    ({"lr": 0.0}, "--lr must be above 0"), ({"dropout": 1.0}, "--dropout must be in \\[0, 1\\)"),
+    ({"lr": 0.0}, "--lr must be a finite number above 0"), ({"lr": float("inf")}, "--lr must be a finite number"),
+    ({"momentum": -5.0}, "--momentum must be in"), ({"weight_decay": -1.0}, "--weight-decay must be 0 or more"),
+    ({"seed": -1}, "--seed must be 0 or more"), ({"dropout": 1.0}, "--dropout must be in \\[0, 1\\)"),
     ({"milestones": (2.0,)}, "--lr-milestones must be fractions"), ({"val_frames": -1}, "--val-frames must be 0"),
     ({"num_workers": -1}, "--num-workers must be 0 or more"), ({"threads": 0}, "--threads must be 1 or more")])
 def test_settings_out_of_range_name_their_flag(motion_data, tmp_path, change, said):
     """--epochs 0 exited 0 having written nothing; the others gave torch's words without the flag."""
     with pytest.raises(ValueError, match=said):
         _cfg(motion_data, tmp_path, **change)
+
+
+@pytest.mark.parametrize("change, said", [({"threads": -2}, "--threads must be 1 or more"),
+                                          ({"batch_size": 0}, "--batch-size must be 1 or more"),
+                                          ({"num_workers": -1}, "--num-workers must be 0 or more"),
+                                          ({"frames": 0}, "--test-frames must be 1 or more")])
+def test_test_settings_out_of_range_name_their_flag(change, said):
+    """`test --threads -2` was torch's RuntimeError from set_num_threads: TestConfig checked nothing."""
+    from train.evaluate import TestConfig
+
+    with pytest.raises(ValueError, match=said):
+        TestConfig("best.pt", **change)
+
+
+def test_a_crop_too_small_for_vgg_is_one_line_before_training():
+    """--arch vgg16 --crop-size 8 failed inside the first batch with torch's 'Output size is too small'."""
+    from train.models import build_model
+
+    with pytest.raises(ValueError, match="vgg16 needs a crop of at least 32 pixels, got 16"):
+        build_model("vgg16", [4], 20, 16)
 
 
 def test_a_device_that_is_not_there_is_one_line(motion_data, tmp_path, capsys):
