@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export; exit 0."""
+    """Export; exit 0, or 1 when a video could not be read (named; the rest is exported)."""
     if args.format == "mmaction2":
         return _mmaction2(args)
     from flowprep.interchange.tsn_lists import export_folders
@@ -44,7 +44,18 @@ def run(args: argparse.Namespace) -> int:
     _left_out(args.shards_dir, args.format)
     for line in done.usage:
         print(line)
-    return 0
+    return _failed(done.failed, args.shards_dir)
+
+
+def _failed(failed: dict[str, str], shards_dir: str) -> int:
+    # videos whose stored bytes did not read: named (their folders are not in the lists); exit 1
+    if not failed:
+        return 0
+    print(f"not exported: {len(failed)} video(s) whose shard data cannot be read (not in the lists):")
+    for key, why in sorted(failed.items()):
+        print(f"  {key}: {why}")
+    print(f"repair the shards with `flowprep verify --repair {shards_dir}`, then export again")
+    return 1
 
 
 def _left_out(shards_dir: str, layout: str) -> None:
@@ -82,4 +93,4 @@ def _mmaction2(args: argparse.Namespace) -> int:
         print(f"  {line}")
     for line in done.flip:
         print(line)
-    return 0
+    return _failed(done.failed, args.shards_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from flowprep.codecs.quantize import DEFAULT_BOUND
-from flowprep.errors import FlowprepError
+from flowprep.errors import FlowprepError, ShardError
 from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import (
     VideoFiles,
@@ -62,15 +62,29 @@ def export_video(src: ShardSet, key: str, folder: Path, start: int, rgb: bool = 
     write_sidecar(folder, quant, quantization, start)
 
 
+def export_each(src: ShardSet, jobs: list[tuple[str, Path]], start: int, rgb: bool = True,
+                show_progress: bool = True) -> dict[str, str]:
+    """``export_video`` of each (key, folder), with a progress bar. A video whose stored bytes do not read (a damaged
+    shard) is named and the rest go on (the first stopped the export, with no list written); its folder's sidecar
+    stays marked incomplete. Returns key -> why, for those."""
+    failed = {}
+    for key, folder in tqdm(jobs, unit="video", desc="export", disable=not show_progress):
+        try:
+            export_video(src, key, folder, start, rgb)
+        except ShardError as e:
+            failed[key] = str(e)
+            log.warning("not exported: %s (`flowprep verify --repair %s` repairs the shards)", e, src.root)
+    return failed
+
+
 def export_denseflow(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, start: int = 0,
                      rgb: bool = True, show_progress: bool = True) -> int:
-    """Write every ok video of a shard folder as a denseflow/TSN folder; return the number of videos written."""
+    """Write every ok video of a shard folder as a denseflow/TSN folder; return the number of videos written (one
+    that cannot be read is named in a warning)."""
     src = open_for_export(shards_dir, "denseflow/TSN")
-    out = Path(out_dir)
     keys = src.keys()
-    for key in tqdm(keys, unit="video", desc="export", disable=not show_progress):
-        export_video(src, key, safe_dir(out, key), start, rgb)
-    return len(keys)
+    failed = export_each(src, [(k, safe_dir(Path(out_dir), k)) for k in keys], start, rgb, show_progress)
+    return len(keys) - len(failed)
 
 
 def list_folders(in_dir: Path) -> list[Path]:

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from flowprep.base.durable import write_text
 from flowprep.datasets import DATASETS, exportable
 from flowprep.datasets.listing import VideoTask
 from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
-from flowprep.interchange.denseflow import export_video, open_for_export
+from flowprep.interchange.denseflow import export_each, open_for_export
 from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.store.reader import ShardSet
@@ -57,6 +56,7 @@ class Export:
     videos: int = 0
     lists: list[str] = field(default_factory=list)  # file names, RGB then flow for each subset
     not_listed: list[str] = field(default_factory=list)  # keys mmaction2's lines cannot hold (whitespace)
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be read (not in the lists)
     config: list[str] = field(default_factory=list)  # the lines to put in an mmaction2 config
     flip: list[str] = field(default_factory=list)  # FLIP_WARNING and what to use instead of Flip for Flow
 
@@ -100,20 +100,19 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                 if lines is None:
                     done.not_listed.append(key)
                     continue
-                rgb.append(lines[0])
-                flow.append(lines[1])
+                rgb.append((key, lines[0]))
+                flow.append((key, lines[1]))
                 if (tree, frame_dir) not in written:
                     written.add((tree, frame_dir))
-                    jobs.append((tree, frame_dir, key))
+                    jobs.append((key, safe_dir(out / tree, frame_dir)))
             for what, lines in (("rawframes", rgb), ("flow", flow)):
                 done.lists.append(_list_name(s, subset, what))
-                pending.append((_list_name(s, subset, what), "".join(lines)))
-    for tree, frame_dir, key in tqdm(jobs, unit="video", desc="export", disable=not show_progress):
-        export_video(src, key, safe_dir(out / tree, frame_dir), start=1)
+                pending.append((_list_name(s, subset, what), lines))
+    done.failed = export_each(src, jobs, 1, show_progress=show_progress)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in pending:  # last: a list on disk names only frames that are all there (a kill, a bad shard)
-        write_text(out / name, text)
-    done.videos = len(jobs)
+    for name, lines in pending:  # last: a list on disk names only frames that are all there (a kill, a bad shard)
+        write_text(out / name, "".join(line for key, line in lines if key not in done.failed))
+    done.videos = len(jobs) - len(done.failed)
     done.not_listed = sorted(set(done.not_listed))
     done.config = config_lines(out, splits[0])
     name = splits[0].dataset

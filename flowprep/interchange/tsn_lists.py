@@ -22,14 +22,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from flowprep.base.durable import write_text
 from flowprep.datasets import DATASETS, exportable
 from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange import FOLDER_FORMATS
-from flowprep.interchange.denseflow import export_video, open_for_export
+from flowprep.interchange.denseflow import export_each, open_for_export
 from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.store.reader import ShardSet
@@ -47,6 +45,7 @@ class FolderExport:
     rgb_lists: list[str] = field(default_factory=list)  # file names: train then val, for each split
     flow_lists: list[str] = field(default_factory=list)
     not_listed: list[str] = field(default_factory=list)  # keys whose folder path holds whitespace
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be read (not in the lists)
     usage: list[str] = field(default_factory=list)  # how to point TSN's (or another) loader at the lists
 
 
@@ -98,15 +97,17 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
     if re.search(r"\s", str(out)):  # every video was left out of the lists, with exit 0
         raise FlowprepError(f"{out}: the path holds whitespace, and TSN's lists name each video by its full folder "
                             "path, split on whitespace; export to a path without spaces")
-    done = FolderExport(videos=len(keys), start=FOLDER_FORMATS[fmt])
+    done = FolderExport(start=FOLDER_FORMATS[fmt])
     groups = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir), str(shards_dir))
-    for key in tqdm(keys, unit="video", desc="export", disable=not show_progress):
-        export_video(src, key, safe_dir(out, key), done.start, rgb)
+    done.failed = export_each(src, [(k, safe_dir(out, k)) for k in keys], done.start, rgb, show_progress)
+    done.videos = len(keys) - len(done.failed)
     with_rgb = rgb and src.settings.get("rgb", True)
     out.mkdir(parents=True, exist_ok=True)  # the lists, even of no video
     for (rgb_name, flow_name), rows in groups:
         rgb_lines, flow_lines = [], []
         for key, label in rows:
+            if key in done.failed:
+                continue
             lines = list_lines(src, key, safe_dir(out, key).as_posix(), label)
             if lines is None:
                 done.not_listed.append(key)

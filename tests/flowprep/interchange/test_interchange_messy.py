@@ -129,3 +129,26 @@ def test_a_flow_only_export_imports_as_flow_only_and_exports_again(shards, tmp_p
     said = capsys.readouterr()
     assert f"{last}: 6 RGB images, where this import's first video has none" in said.out + said.err
     assert len(flowprep.open_shards(tmp_path / "mixed").keys()) == 3
+
+
+def test_a_video_whose_shard_bytes_do_not_read_is_named_and_the_rest_exported(shards, tmp_path, capsys):
+    """The first damaged video stopped the export: the videos after it were not written, no list either."""
+    import h5py
+
+    src = tmp_path / "shards"
+    shutil.copytree(shards[0], src)
+    s = flowprep.open_shards(src)
+    victim = s.keys()[1]
+    shard = src / Path(s.meta(victim).shard).name
+    with h5py.File(shard, "r") as f:
+        blob = bytes(f["videos"][victim]["flow_x"][1])
+    data = bytearray(shard.read_bytes())
+    data[data.find(blob) + len(blob) // 2] ^= 0x04  # its CRC-32 no longer matches
+    shard.write_bytes(bytes(data))
+    assert main(["export", str(src), str(tmp_path / "exp"), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "not exported: 1 video(s) whose shard data cannot be read" in out and f"  {victim}: " in out
+    assert f"flowprep verify --repair {src}" in out and "exported 3 videos" in out
+    listed = (tmp_path / "exp" / "flow_list.txt").read_text()
+    assert victim not in listed and all(k in listed for k in s.keys() if k != victim)
+    assert json.loads((tmp_path / "exp" / victim / SIDECAR).read_text())["complete"] is False  # import refuses it

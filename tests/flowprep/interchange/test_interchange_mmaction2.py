@@ -202,9 +202,9 @@ def test_lists_of_another_dataset_keyed_by_stem_get_folder_splits_not_kinetics_c
 
 def test_the_lists_are_written_after_the_frames_they_name(extracted, tmp_path, monkeypatch):
     """They were written first: a kill or a bad shard mid-way left complete lists naming frames not there."""
-    from flowprep.interchange import mmaction2
+    from flowprep.interchange import denseflow, mmaction2
 
-    real, calls = mmaction2.export_video, []
+    real, calls = denseflow.export_video, []
 
     def dies_on_the_third(*args, **kwargs):
         calls.append(args[1])
@@ -212,7 +212,7 @@ def test_the_lists_are_written_after_the_frames_they_name(extracted, tmp_path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mmaction2, "export_video", dies_on_the_third)
+    monkeypatch.setattr(denseflow, "export_video", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         mmaction2.export_mmaction2(extracted, tmp_path / "out", "ucf101", 1, show_progress=False)
     assert (tmp_path / "out" / "rawframes").is_dir() and not list((tmp_path / "out").glob("*.txt"))
