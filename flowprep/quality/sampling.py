@@ -91,8 +91,14 @@ def measure_videos(source: str, settings: Sequence[Setting], solver: SolverConfi
     Returns (the report, the raw flow fields it was measured on).
     """
     by_name = {t.key: t.path for t in find_videos(source)}
-    plan = [(k, by_name[k], spread_indices(_flow_count(by_name[k]), n))
-            for k, n in choose_videos(list(by_name), sample, seed)]
+    plan = []
+    for k, n in choose_videos(list(by_name), sample, seed):
+        try:
+            plan.append((k, by_name[k], spread_indices(_flow_count(by_name[k]), n)))
+        except VideoDecodeError as e:  # one broken file of a dataset: named, the others measured
+            if len(by_name) == 1:
+                raise
+            log.warning("skipped %s: %s", k, e.reason)
     return _measure(plan, make_solver(solver), resize, settings, str(source), epe_target, show_progress)
 
 
@@ -120,10 +126,13 @@ def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = 
     for key, n in choose_videos(keys, sample, seed):
         meta = shards.meta(key)
         source = next((s for s in (recorded.get(key), meta.source) if s and Path(s).is_file()), None)
-        if source is None:
-            raise FlowprepError(f"{meta.source}: the source video of {key} is not there; `quality --shards` "
-                                "recomputes raw flow from the original videos, so they must be reachable")
+        if source is None:  # one video moved or deleted: named, the others measured
+            log.warning("skipped %s: its source video %s is not there", key, meta.source)
+            continue
         plan.append((key, source, spread_indices(meta.flows, n)))
+    if not plan:
+        raise FlowprepError(f"{shards_dir}: no sampled video's source is there (e.g. {shards.meta(keys[0]).source}); "
+                            "`quality --shards` recomputes raw flow from the original videos: make them reachable")
     solver = make_solver(replace(config.solver, batch_size=batch_size))
     report, fields = _measure(plan, solver, config.resize, settings, str(shards_dir), epe_target, show_progress)
     report.stored = evaluate_stored(shards, report.samples, fields, setting_of(config.quant, config.quality))

@@ -228,3 +228,25 @@ def test_quality_on_shards_works_from_another_folder_than_the_extraction(tmp_pat
     capsys.readouterr()
     assert main(["quality", "--shards", str(tmp_path / "shards"), "--sample", "2", "--quality", "95", "--json"]) == 0
     assert [s["video"] for s in json.loads(capsys.readouterr().out)["samples"]] == ["Move/v_move"] * 2
+
+
+def test_one_broken_or_missing_video_is_skipped_by_name_and_the_rest_measured(tmp_path, capsys, caplog):
+    """A dataset holding one truncated file, or shards one of whose sources was deleted, stopped the whole run."""
+    for cls in ("A", "B", "C"):
+        write_shift_video(tmp_path / "data" / cls / f"v_{cls}.avi", [(3, 0)] * 5, size=(96, 64), seed=ord(cls))
+    (tmp_path / "data" / "C" / "v_C.avi").write_bytes(b"RIFF" + b"\0" * 60)  # a header and nothing
+    assert main(["quality", str(tmp_path / "data"), "--algo", "dis", "--sample", "6", "--quality", "95",
+                 "--bound", "20", "--json"]) == 0
+    assert {s["video"] for s in json.loads(capsys.readouterr().out)["samples"]} == {"A/v_A", "B/v_B"}
+    assert "skipped C/v_C" in caplog.text
+    (tmp_path / "data" / "C" / "v_C.avi").unlink()
+    assert main(["extract", "--dataset", "ucf101", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "s"),
+                 "--jobs", "1", "--algo", "dis", "--no-progress"]) == 0
+    (tmp_path / "data" / "B" / "v_B.avi").unlink()
+    capsys.readouterr()
+    assert main(["quality", "--shards", str(tmp_path / "s"), "--sample", "4", "--quality", "95", "--json"]) == 0
+    assert {s["video"] for s in json.loads(capsys.readouterr().out)["samples"]} == {"A/v_A"}
+    assert "skipped B/v_B: its source video" in caplog.text
+    (tmp_path / "data" / "A" / "v_A.avi").unlink()
+    assert main(["quality", "--shards", str(tmp_path / "s"), "--sample", "4", "--quality", "95"]) == 2
+    assert "no sampled video's source is there" in capsys.readouterr().err
