@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from flowprep.base import interrupts
 from flowprep.base.durable import open_replacing, write_text
 from flowprep.loading.augment import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
@@ -69,6 +70,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
     pixels = None  # the previous batch's CPU pixels, overwritten by the next (see to_pixels)
     for x, y, task in bar:
+        interrupts.check()  # a Ctrl-C or SIGTERM dropped inside the loader's bookkeeping stops here
         x, y, task = to_pixels(x, device, out=pixels), y.to(device), task.to(device)
         with torch.autocast(device.type, enabled=amp):
             logits = model(x)
@@ -99,6 +101,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, head: int 
     amp = device.type == "cuda"
     prob_all = []
     for x, _video, _label in tqdm(loader, desc="scoring", disable=not progress, leave=False, dynamic_ncols=True):
+        interrupts.check()
         b, crops = x.shape[:2]
         with torch.autocast(device.type, enabled=amp):
             logits = model(x.to(device, non_blocking=True).flatten(0, 1))[head]

@@ -8,11 +8,10 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
 
 from flowprep import __version__
+from flowprep.base import interrupts
 from flowprep.errors import FlowprepError
 from flowprep.solvers.torch_cache import use_compile_cache
 
@@ -81,24 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     use_compile_cache()  # the command owns its process: compiled kernels persist across runs (and its workers)
-    old = sigterm_as_ctrl_c()
+    old = interrupts.install()  # Slurm's SIGTERM stops every verb as cleanly as Ctrl-C (repair died with no word)
     try:
         return _run_verb(args)
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def sigterm_as_ctrl_c():
-    """Slurm and other schedulers send SIGTERM before killing a job: every verb stops as cleanly as on Ctrl-C
-    (verify --repair died with no word). Returns the handler replaced (None off the main thread: none is set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+        interrupts.restore(old)
 
 
 def os_error_line(e: OSError) -> str:

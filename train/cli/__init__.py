@@ -12,12 +12,12 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import sys
 
 try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
+    from flowprep.base import interrupts
     from flowprep.base.durable import is_disk_full
-    from flowprep.cli import DefaultsHelpFormatter, sigterm_as_ctrl_c
+    from flowprep.cli import DefaultsHelpFormatter
     from flowprep.datasets.splits import SplitError
     from flowprep.errors import FlowprepError
     from train.cli import evaluate, fit, fuse, table
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", 0))  # only rank 0 logs under torchrun
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.WARNING,
                         format="%(levelname)s %(message)s")
-    old = sigterm_as_ctrl_c()  # a scheduler's SIGTERM stops a run as a Ctrl-C does
+    old = interrupts.install()  # a scheduler's SIGTERM stops a run as a Ctrl-C does
     try:
         return int(args._run(args) or 0)
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"twostream {args.verb}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        interrupts.restore(old)
         from train.distributed import cleanup
         cleanup()

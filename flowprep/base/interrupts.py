@@ -1,0 +1,38 @@
+"""Ctrl-C and a scheduler's SIGTERM (Slurm's warning before a kill) stop a command the same way: as a
+KeyboardInterrupt, remembered. A KeyboardInterrupt that lands inside a ``__del__`` or a weakref callback (a
+DataLoader's worker bookkeeping) is printed by Python and dropped, and the run went on for another hundred epochs;
+long loops call ``check`` where stopping is safe, which raises it again."""
+from __future__ import annotations
+
+import signal
+import threading
+
+_pending = threading.Event()
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise(signum, frame) -> None:
+    _pending.set()
+    raise KeyboardInterrupt
+
+
+def install() -> dict | None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, remembered for ``check``. Returns the handlers replaced, for
+    ``restore`` (None off the main thread: none is set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    _pending.clear()
+    return {s: signal.signal(s, _raise) for s in SIGNALS}
+
+
+def restore(old: dict | None) -> None:
+    """Put back the handlers ``install`` replaced and forget any signal."""
+    for s, handler in (old or {}).items():
+        signal.signal(s, handler)
+    _pending.clear()
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a signal came (and was dropped where it landed)."""
+    if _pending.is_set():
+        raise KeyboardInterrupt
