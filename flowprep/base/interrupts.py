@@ -5,6 +5,7 @@ long loops call ``check`` where stopping is safe, which raises it again."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _pending = threading.Event()
@@ -16,18 +17,29 @@ def _raise(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(u, default=sys.unraisablehook) -> None:
+    # a dropped interrupt is remembered: no "Exception ignored ... Traceback" on the terminal for it
+    if not isinstance(u.exc_value, KeyboardInterrupt):
+        default(u)
+
+
 def install() -> dict | None:
     """SIGINT and SIGTERM raise KeyboardInterrupt, remembered for ``check``. Returns the handlers replaced, for
     ``restore`` (None off the main thread: none is set there)."""
     if threading.current_thread() is not threading.main_thread():
         return None
     _pending.clear()
-    return {s: signal.signal(s, _raise) for s in SIGNALS}
+    old = {s: signal.signal(s, _raise) for s in SIGNALS}
+    old["unraisablehook"], sys.unraisablehook = sys.unraisablehook, _unraisable
+    return old
 
 
 def restore(old: dict | None) -> None:
     """Put back the handlers ``install`` replaced and forget any signal."""
-    for s, handler in (old or {}).items():
+    old = dict(old or {})
+    if "unraisablehook" in old:
+        sys.unraisablehook = old.pop("unraisablehook")
+    for s, handler in old.items():
         signal.signal(s, handler)
     _pending.clear()
 
