@@ -116,9 +116,11 @@ def test(cfg: TestConfig) -> dict:
         out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
         out.mkdir(parents=True, exist_ok=True)
         suffix = ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
+        # split_videos beside the summary's videos: a test over fewer videos than the split says so in its file
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
                 "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops,
-                "checkpoint": str(cfg.checkpoint)}
+                "checkpoint": str(cfg.checkpoint), "shards": str(Path(shards_dir).resolve()),
+                "split_videos": len(split.subset(cfg.subset))}
         for stale in (f"test_metrics{suffix}.json", f"confusion{suffix}.png"):  # an earlier test's: kept beside new
             (out / stale).unlink(missing_ok=True)  # scores by a write that failed, table would report them
         save_scores(Scores(scores, labels, np.array([it.key for it in items]), np.array(split.classes), meta),

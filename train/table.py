@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from flowprep.base.durable import write_json, zip_crc_failure
+
+log = logging.getLogger(__name__)
 
 # (key, label, the paper's top-1 on UCF-101 in %, where the paper has it)
 ROWS = (
@@ -108,6 +111,11 @@ def collect(run: str | Path) -> dict:
     shared = _same_rows(rows)
     res.update({"test_videos": int(shared["videos"])} if "videos" in shared else {},
                **{k: shared[k] for k in ("frames", "crops") if k in shared})
+    listed = rows[0][1].get("split_videos")
+    if isinstance(listed, int) and res.get("test_videos", listed) < listed:  # the shards lacked some: said
+        res["split_videos"] = listed
+        log.warning("the rows scored %d of the split's %d test videos (the others are not in the shards: extract "
+                    "them, or `flowprep info` names the failed ones)", res["test_videos"], listed)
     first = next((run / k / "scores.npz" for k in ("temporal", "spatial") if (run / k / "scores.npz").is_file()),
                  None)
     if first is None:

@@ -3,6 +3,7 @@ or as a warning when the run can go on correctly; before, each gave a traceback 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import zipfile
@@ -101,6 +102,21 @@ def test_an_empty_test_list_is_said_by_fit_and_refused_by_test(motion_data, tmp_
     with pytest.raises(SplitError, match="the test list of split 1 names no video"):  # was "cannot reshape"
         evaluate.test(evaluate.TestConfig(str(tmp_path / "out" / "best.pt"), split_dir=str(d), num_workers=0,
                                           progress=False, device="cpu"))
+
+
+def test_a_test_over_fewer_videos_than_the_split_says_so_in_its_metrics(motion_data, tmp_path, caplog):
+    """Shards lacking half the test videos gave a warning and a test_metrics.json of "videos": 3, nothing saying
+    the split has 6: the accuracy of a smaller test set, read as the split's."""
+    lines = _lines(motion_data, "test")
+    cls = lines[0].split("/")[0]
+    d = _splits(motion_data, tmp_path, test="\n".join([*lines, f"{cls}/v_{cls}_g99_c01.avi"]) + "\n")
+    fit(_cfg(motion_data, tmp_path / "out", split_dir=str(d)))
+    with caplog.at_level("WARNING"):
+        evaluate.test(evaluate.TestConfig(str(tmp_path / "out" / "best.pt"), frames=2, crops=1, num_workers=0,
+                                          progress=False, device="cpu"))
+    assert f"1 of {len(lines) + 1} videos of the split are not in" in caplog.text
+    m = json.loads((tmp_path / "out" / "test_metrics.json").read_text())
+    assert (m["videos"], m["split_videos"], m["shards"]) == (len(lines), len(lines) + 1, str(motion_data.shards))
 
 
 def _weights(tmp_path):
