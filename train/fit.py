@@ -6,6 +6,7 @@ top-1, clip-level top-1 on the test split for monitoring, learning rate, seconds
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -23,6 +24,7 @@ from flowprep.datasets.splits import SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
 from flowprep.store.reader import ShardSet
 from flowprep.store.settings import shard_identity
+from flowprep.store.workspace import RunLock
 from train import distributed as D
 from train.config import RESUME_FIXED, FitConfig, saved_config
 from train.engine import (
@@ -189,6 +191,13 @@ def fit(cfg: FitConfig) -> dict:
         torch.use_deterministic_algorithms(True)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    # one fit per --out: two wrote one checkpoint.pt.tmp (one died renaming it) or resumed from the other's
+    with RunLock(out, "twostream fit") if info.is_main else contextlib.nullcontext():
+        return _train(cfg, info, device, out)
+
+
+def _train(cfg: FitConfig, info: D.DistInfo, device: torch.device, out: Path) -> dict:
+    """fit's training, its folder held: data, net, resume, the epochs; returns the last epoch's metrics."""
     data_cfg = cfg.data_config(test_frames=max(cfg.val_frames, 1), test_crops=1)
     sources, items, classes, test_items, main_classes = _load_data(cfg)
     model = _build(cfg, classes, data_cfg, device)

@@ -119,6 +119,29 @@ def test_a_test_over_fewer_videos_than_the_split_says_so_in_its_metrics(motion_d
     assert (m["videos"], m["split_videos"], m["shards"]) == (len(lines), len(lines) + 1, str(motion_data.shards))
 
 
+def test_a_second_fit_on_the_same_out_is_refused_while_the_first_runs(motion_data, tmp_path):
+    """Two fits on one --out wrote the same checkpoint.pt.tmp: one died renaming it, or resumed from the other's."""
+    import subprocess
+    import sys
+
+    from flowprep.errors import FlowprepError
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from flowprep.store.workspace import RunLock; "
+                               "RunLock(sys.argv[1], 'twostream fit').acquire(); print('held', flush=True); "
+                               "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FlowprepError, match=r"in use by another flowprep run \(.*twostream fit"):
+            fit(_cfg(motion_data, out))
+        assert not (out / "checkpoint.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    fit(_cfg(motion_data, out))  # free again
+    assert (out / "best.pt").is_file()
+
+
 def _weights(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(build_model("tiny", [4], 3, 40).trunk.state_dict(), path)
