@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from flowprep.base.defaults import default_of
 from flowprep.codecs.quantize import QuantConfig
@@ -43,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
           f"{report.videos_already_done} already there)")
     for f in report.failures:
         print(f"  FAILED {shown(f['key'])}: {shown(f['reason'])}")
+    if report.failed_in_output:  # exit 1 says so; a rerun that failed nothing new named nothing
+        print(f"{len(report.failed_in_output)} video(s) in {args.shards_dir} failed; `flowprep info "
+              f"{args.shards_dir}` lists them (--retry-failed tries them again)", file=sys.stderr)
     if splits:
         print(f"split files for the trainer in {args.shards_dir}/splits: {', '.join(splits)} "
               f"(python -m train fit --shards {args.shards_dir} --split-dir {args.shards_dir}/splits "

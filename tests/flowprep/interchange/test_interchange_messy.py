@@ -95,6 +95,9 @@ def test_images_that_do_not_start_at_the_same_number_are_named(shards, tmp_path,
     assert f"the images are not numbered alike (flow_x from 0, flow_y from {1 if shift == 'flow_y' else 0}" \
         in said.out + said.err
     assert len(flowprep.open_shards(tmp_path / "back").keys()) == 3  # the rest imported
+    assert _import(dest, tmp_path / "back") == 1  # again: nothing new fails, and the exit 1 says why
+    said = capsys.readouterr()
+    assert "0 failed; 3 already there" in said.out and "1 video(s) in" in said.err and "--retry-failed" in said.err
 
 
 def test_class_and_video_folders_reached_through_links_are_imported(shards, tmp_path):
