@@ -86,6 +86,7 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     src = open_for_export(shards_dir, "mmaction2")
     out, done = Path(out_dir), Export()
     ok = set(src.keys())
+    with_rgb = src.settings.get("rgb", True)
     written: set[tuple[str, str]] = set()
     splits = dataset_splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
     jobs, pending = [], []  # (tree, frame_dir, key) to write; (list name, its text), written after them
@@ -106,25 +107,32 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                     written.add((tree, frame_dir))
                     jobs.append((key, safe_dir(out / tree, frame_dir)))
             for what, lines in (("rawframes", rgb), ("flow", flow)):
-                done.lists.append(_list_name(s, subset, what))
-                pending.append((_list_name(s, subset, what), lines))
+                pending.append((_list_name(s, subset, what), lines if what == "flow" or with_rgb else None))
+    if ok and not jobs and not done.not_listed:  # "exported 0 videos", exit 0
+        raise FlowprepError(f"the {dataset} split files name none of the {len(ok)} videos in {shards_dir} (e.g. "
+                            f"{sorted(ok)[0]}): check --dataset, --split and --split-dir")
     done.failed = export_each(src, jobs, 1, show_progress=show_progress)
     out.mkdir(parents=True, exist_ok=True)
     for name, lines in pending:  # last: a list on disk names only frames that are all there (a kill, a bad shard)
+        if lines is None:  # no RGB images (--no-rgb): no RGB list, and none of an earlier export left naming them
+            (out / name).unlink(missing_ok=True)
+            continue
         write_text(out / name, "".join(line for key, line in lines if key not in done.failed))
+        done.lists.append(name)
     done.videos = len(jobs) - len(done.failed)
     done.not_listed = sorted(set(done.not_listed))
-    done.config = config_lines(out, splits[0])
+    done.config = config_lines(out, splits[0], with_rgb)
     name = splits[0].dataset
     done.flip = ([FLIP_WARNING, *flip_lines(flow_zero(src))] if DATASETS[name].horizontal_flips else
                  [f"Flow and RGB train pipelines: no Flip ({name}'s classes change meaning in a mirror)"])
     return done
 
 
-def config_lines(out: Path, split: Split) -> list[str]:
-    """The dataset settings of an mmaction2 config for the exported RGB and flow lists of ``split``."""
+def config_lines(out: Path, split: Split, rgb: bool = True) -> list[str]:
+    """The dataset settings of an mmaction2 config for the exported RGB (when ``rgb``) and flow lists of ``split``."""
     lines = []
-    for modality, what, tmpl in (("RGB", "rawframes", "img_{:05}.jpg"), ("Flow", "flow", "flow_{}_{:05d}.jpg")):
+    for modality, what, tmpl in (("RGB", "rawframes", "img_{:05}.jpg"), ("Flow", "flow", "flow_{}_{:05d}.jpg"))[
+            0 if rgb else 1:]:
         for subset in ("train", "val"):
             tree = out / _tree(split, subset)
             lines.append(f"{modality} {subset}: dataset=dict(type='RawframeDataset', "

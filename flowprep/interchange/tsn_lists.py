@@ -114,9 +114,11 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
                 continue
             rgb_lines.append(lines[0])
             flow_lines.append(lines[1])
-        if with_rgb:  # no RGB list for a folder without RGB images (--no-rgb)
+        if with_rgb:  # no RGB list for a folder without RGB images (--no-rgb), nor an earlier export's naming them
             write_text(out / rgb_name, "".join(rgb_lines))
             done.rgb_lists.append(rgb_name)
+        else:
+            (out / rgb_name).unlink(missing_ok=True)
         write_text(out / flow_name, "".join(flow_lines))
         done.flow_lists.append(flow_name)
     done.not_listed = sorted(set(done.not_listed))

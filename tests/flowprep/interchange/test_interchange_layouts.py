@@ -159,3 +159,4 @@ def test_an_export_over_another_leaves_none_of_its_images(shards, tmp_path, caps
     assert _streams(flowprep.open_shards(tmp_path / "back"), key) == _streams(s, key)
     assert main(["export", "--format", "denseflow", "--no-rgb", str(shards), str(dest), "--no-progress"]) == 0
     assert not list((dest / key).glob("img_*.jpg"))  # an earlier export's RGB is not left to import as this one's
+    assert not (dest / "rgb_list.txt").exists() and (dest / "flow_list.txt").is_file()  # nor its list naming it

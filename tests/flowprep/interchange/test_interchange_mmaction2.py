@@ -219,3 +219,34 @@ def test_the_lists_are_written_after_the_frames_they_name(extracted, tmp_path, m
     monkeypatch.undo()
     mmaction2.export_mmaction2(extracted, tmp_path / "out", "ucf101", 1, show_progress=False)  # again: whole
     assert len(list((tmp_path / "out").glob("*.txt"))) == 4
+
+
+def test_flow_only_shards_get_no_rgb_lists_and_a_split_naming_none_of_the_videos_is_refused(extracted, tmp_path,
+                                                                                            capsys):
+    """An export of --no-rgb shards wrote RGB lists and config lines naming img files that were not there (and an
+    older export's stayed); a split naming none of the shards' videos exported 0 videos, exit 0."""
+    import shutil
+
+    root = tmp_path / "ucf"
+    for k, (cls, step) in enumerate(zip(CLASSES, ((2, 0), (0, 2)))):
+        for g in (1, 2, 3):
+            write_shift_video(root / cls / f"v_{cls}_g{g:02d}_c01.avi", [step] * 5, size=(40, 32), seed=10 * k + g)
+    flow_only = tmp_path / "shards"
+    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(flow_only), "--jobs", "1",
+                 "--no-rgb", *FAST]) == 0
+    for name in ("classInd.txt", "trainlist01.txt", "testlist01.txt"):
+        shutil.copy(extracted / name, flow_only / name)
+    dest = tmp_path / "mm"
+    args = ["--format", "mmaction2", "--dataset", "ucf101", "--split", "1", "--no-progress"]
+    assert main(["export", str(extracted), str(dest), *args]) == 0
+    assert list(dest.glob("*_rawframes.txt"))
+    capsys.readouterr()
+    assert main(["export", str(flow_only), str(dest), *args]) == 0
+    out = capsys.readouterr().out
+    assert not list(dest.glob("*_rawframes.txt")) and list(dest.glob("*_flow.txt"))
+    assert "modality='RGB'" not in out and "modality='Flow'" in out
+    (flow_only / "testlist01.txt").write_text("Up/v_Up_g03_c01.avi\n")
+    (flow_only / "trainlist01.txt").write_text("Up/v_Up_g01_c01.avi 1\n")
+    (flow_only / "classInd.txt").write_text("1 Up\n")
+    assert main(["export", str(flow_only), str(tmp_path / "none"), *args]) == 2
+    assert "split files name none of the 6 videos" in capsys.readouterr().err
