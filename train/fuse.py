@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from flowprep.base.durable import write_json
+from flowprep.base.durable import file_sha256, write_json
 from train.metrics import Scores, load_scores, save_scores, summary
 
 METHODS = ("avg", "svm")
@@ -152,10 +152,13 @@ def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] |
         fused = fuse_svm(train, test, c=c)
     report[f"fusion:{method}"] = summary(fused, test[0].labels)
     if out:
-        meta = {"fusion": method, "inputs": [str(p) for p in paths]}
+        # the inputs' SHA-256: `train table` tells a fusion of the scores beside it from one of scores since tested
+        # again (it printed the old fusion beside the new streams)
+        inputs = {"paths": [str(p) for p in paths], "sha256": [file_sha256(p) for p in paths]}
+        meta = {"fusion": method, "inputs": inputs["paths"], "inputs_sha256": inputs["sha256"]}
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_scores(Scores(fused, test[0].labels, test[0].videos, test[0].classes, meta), out)
-        write_json(Path(out).with_suffix(".json"), report, sort_keys=False)
+        write_json(Path(out).with_suffix(".json"), {**report, "inputs": inputs}, sort_keys=False)
     return report
 
 
@@ -166,3 +169,4 @@ def format_report(report: dict) -> str:
     for k, r in report.items():
         lines.append(f"{k:{width}}  {r['top1']:7.4f} {r['top5']:7.4f} {r['mean_class_accuracy']:8.4f} {r['videos']:6d}")
     return "\n".join(lines)
+

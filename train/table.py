@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.base.durable import write_json, zip_crc_failure
+from flowprep.base.durable import file_sha256, write_json, zip_crc_failure
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,19 @@ def _classes(path: Path) -> int:
         raise ValueError(f"{path}: unreadable ({' '.join(str(e).split())[:120]}); {_AGAIN}") from e
 
 
+def _check_fused(path: Path, data: dict, run: Path) -> None:
+    """A fusion must be of the streams' scores beside it: the SHA-256s it records (since they were recorded) are
+    those of spatial/ and temporal/scores.npz (a stream tested again, or a fusion copied from another run, printed
+    an old fusion beside new rows)."""
+    fused = (data.get("inputs") or {}).get("sha256") if isinstance(data.get("inputs"), dict) else None
+    if not isinstance(fused, list):
+        return
+    here = [run / s / "scores.npz" for s in ("spatial", "temporal")]
+    if sorted(fused) != sorted(file_sha256(p) for p in here if p.is_file()):
+        raise ValueError(f"{path}: fused other scores than {here[0]} and {here[1]} (tested again since, or another "
+                         "run's): run `train fuse` again")
+
+
 def collect(run: str | Path) -> dict:
     """Every row's top-1 found in a run folder, the chance level, the test set's size and how it was tested."""
     run = Path(run)
@@ -102,9 +115,14 @@ def collect(run: str | Path) -> dict:
             path = run / "fusion" / f"{method}.json"
             if path.is_file():
                 data = _read_json(path)
+                _check_fused(path, data, run)
                 res[key] = _top1(data.get(f"fusion:{method}") or {}, path)
         elif (path := run / key / "test_metrics.json").is_file():
             rows.append((path, _read_json(path)))
+            stream = "spatial" if key == "spatial" else "temporal"
+            if rows[-1][1].get("stream", stream) != stream:  # a spatial net's test written into temporal/
+                raise ValueError(f"{path}: scores a {rows[-1][1]['stream']} net, where the row {key} is of the "
+                                 f"{stream} stream: {_AGAIN}")
             res[key] = _top1(rows[-1][1], path)
     if "spatial" not in res and "temporal" not in res:
         raise FileNotFoundError(f"{run}: no spatial/ or temporal/ test_metrics.json; run `train test` first")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import zipfile
@@ -125,3 +126,9 @@ def zip_crc_failure(path: str | os.PathLike) -> str | None:
     torch.load read none: a flipped byte would load). Raises zipfile.BadZipFile or OSError: not a whole zip."""
     with zipfile.ZipFile(path) as zf:
         return zf.testzip()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes (read in pieces)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

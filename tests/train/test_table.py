@@ -121,6 +121,30 @@ def test_a_broken_fusion_file_or_score_file_is_refused_naming_it(tmp_path):
         collect(run)
 
 
+def test_a_row_of_the_other_stream_or_a_fusion_of_other_scores_is_refused(tmp_path):
+    """A spatial net's test written into temporal/ was printed as the temporal row; a fusion made before a stream
+    was tested again (or copied from another run) was printed beside the new rows, exit 0."""
+    from train.fuse import fuse
+    from train.metrics import Scores, save_scores
+
+    run = _run_folder(tmp_path, GOOD)
+    (run / "temporal" / "test_metrics.json").write_text(json.dumps({"top1": 0.8, "videos": 72, "stream": "spatial"}))
+    with pytest.raises(ValueError, match="temporal/test_metrics.json: scores a spatial net, where the row temporal"):
+        collect(run)
+    run = _run_folder(tmp_path / "b", GOOD)
+    classes = np.array([f"c{i}" for i in range(6)])
+    for k, stream in enumerate(("spatial", "temporal")):
+        save_scores(Scores(np.eye(6)[[k, 1, 2]], np.array([0, 1, 2]), np.array(["a", "b", "c"]), classes, {}),
+                    run / stream / "scores.npz")
+    fuse([str(run / "spatial" / "scores.npz"), str(run / "temporal" / "scores.npz")], "avg",
+         out=str(run / "fusion" / "avg.npz"))
+    assert collect(run)["fusion_avg"] == pytest.approx(1.0)  # the fusion of the scores beside it
+    save_scores(Scores(np.eye(6)[[2, 1, 2]], np.array([0, 1, 2]), np.array(["a", "b", "c"]), classes, {}),
+                run / "temporal" / "scores.npz")  # tested again
+    with pytest.raises(ValueError, match="fusion/avg.json: fused other scores than .* run `train fuse` again"):
+        collect(run)
+
+
 def test_the_title_says_how_the_rows_were_tested(tmp_path):
     run = _run_folder(tmp_path, {"spatial": 0.5, "temporal": 0.9})
     for key in ("spatial", "temporal"):
