@@ -94,7 +94,10 @@ def os_error_line(e: OSError) -> str:
             "the disk has room; finished work is kept, run the same command again)"
     if isinstance(e, (FileExistsError, NotADirectoryError)):  # `--out file.txt`: "File exists" read as the opposite
         return f"{e.filename}: a file is where a folder must be: give a folder's path (new, or an earlier run's)"
-    return (f"{e.filename}: {e.strerror or e} (check that the path exists, is writable and has room; finished work "
+    name = e.filename2 or e.filename  # a rename's: its destination, not our temporary name
+    if isinstance(e, IsADirectoryError):
+        return f"{name}: a folder is where a file must be written: move it away, or give another path"
+    return (f"{name}: {e.strerror or e} (check that the path exists, is writable and has room; finished work "
             "is kept, run the same command again)")
 
 

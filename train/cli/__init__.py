@@ -17,7 +17,7 @@ import sys
 try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.base import interrupts
     from flowprep.base.durable import is_disk_full
-    from flowprep.cli import DefaultsHelpFormatter
+    from flowprep.cli import DefaultsHelpFormatter, os_error_line
     from flowprep.datasets.splits import SplitError
     from flowprep.errors import FlowprepError
     from train.cli import evaluate, fit, fuse, table
@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OSError, RuntimeError) as e:
         line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else (
-            f"{e.filename}: {e.strerror or e} (check that the path exists and is writable; finished work is kept, "
-            "run the same command again)" if e.filename else  # permissions, a vanished mount
+            os_error_line(e) if e.filename else  # permissions, a vanished mount, a file where a folder must be
             f"{type(e).__name__}: {e} (finished work is kept; run the same command again)")  # a network error
         if line is None:
             raise

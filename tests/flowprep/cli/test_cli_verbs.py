@@ -127,3 +127,11 @@ def test_an_os_error_is_one_line_that_names_the_path_and_what_to_do(tmp_path, ca
     gone = os_error_line(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "/proc/x"))
     assert gone.startswith("/proc/x: No such file or directory (check that the path exists") and "Errno" not in gone
     assert os_error_line(FileNotFoundError("split file x.txt not found")) == "split file x.txt not found"
+    # a folder where results.json goes: the rename of results.json.tmp failed, and the temporary name was given
+    folder = IsADirectoryError(errno.EISDIR, "Is a directory", "run/results.json.tmp", None, "run/results.json")
+    assert os_error_line(folder) == "run/results.json: a folder is where a file must be written: move it away, or " \
+                                    "give another path"
+    from train.cli import main as train_main  # the trainer's --out naming a file: said as flowprep says it
+
+    assert train_main(["fit", "--shards", str(tmp_path), "--out", str(afile), "--device", "cpu"]) == 2
+    assert f"{afile}: a file is where a folder must be" in capsys.readouterr().err
