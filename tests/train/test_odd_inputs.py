@@ -316,7 +316,7 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(motion_data, tmp_path, ca
     rc = main(["fit", "--shards", str(motion_data.shards), "--arch", "tiny", "--device", "cpu",
                "--out", str(tmp_path / "file" / "run"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "file/run: Not a directory (check that the path exists" in err[0], err
+    assert rc == 2 and len(err) == 1 and "file/run: a file is where a folder must be" in err[0], err
 
 
 def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(motion_data, tmp_path):
