@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
     annotated clip has no file (the report says which)."""
     from flowprep.extraction.batch import extract_dataset
 
-    if args.videos_per_shard < 1:
-        raise ValueError(f"--videos-per-shard must be at least 1, got {args.videos_per_shard}")
     config = config_from_args(args)  # settings first: a bad flag is refused before a large dataset is listed
     videos, missing = videos_from_args(args)
     runner = runner_from_args(args)

@@ -69,6 +69,12 @@ class BatchSpec:
     verb: str = "extract"  # what the lock file and the progress bar call the run
     missing: tuple[str, ...] = ()  # annotated videos that no file holds: counted, and listed in one file
 
+    def __post_init__(self) -> None:
+        # extract's and import's (0 and -1 were taken as 1 by import)
+        if isinstance(self.videos_per_shard, bool) or not isinstance(self.videos_per_shard, int) \
+                or self.videos_per_shard < 1:
+            raise ValueError(f"--videos-per-shard must be at least 1, got {self.videos_per_shard}")
+
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
                     runner: Runner | None = None, videos_per_shard: int = VIDEOS_PER_SHARD, retry_failed: bool = False,

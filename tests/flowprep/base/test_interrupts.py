@@ -52,7 +52,10 @@ def test_the_training_loop_stops_on_a_dropped_signal(monkeypatch):
 def test_a_sigterm_while_torch_loads_is_an_interrupt_not_a_silent_exit(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "train", "fit", "--shards", str(tmp_path / "none")], cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # torch takes 2-3 s to import
+    time.sleep(1.0)  # torch takes 2-3 s to import; a signal after it is a Ctrl-C in the verb: 130 too
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 130 and "interrupted" in err, (p.returncode, err)
+    # 130, or Python's own re-raised SIGINT (-2) when the interrupt lands inside an import: said either way, and
+    # never the silent SIGTERM death (-15) it was
+    assert p.returncode in (130, -signal.SIGINT) and "interrupted" in err and "Traceback" not in err, (p.returncode,
+                                                                                                     err)

@@ -155,3 +155,12 @@ def test_a_video_whose_shard_bytes_do_not_read_is_named_and_the_rest_exported(sh
     listed = (tmp_path / "exp" / "flow_list.txt").read_text()
     assert victim not in listed and all(k in listed for k in s.keys() if k != victim)
     assert json.loads((tmp_path / "exp" / victim / SIDECAR).read_text())["complete"] is False  # import refuses it
+
+
+def test_videos_per_shard_below_one_is_refused_by_import_as_by_extract(shards, tmp_path, capsys):
+    """import took 0 and -1 as 1."""
+    dest = tmp_path / "exp"
+    assert main(["export", str(shards[0]), str(dest), "--no-progress"]) == 0
+    for n in ("0", "-1"):
+        assert main(["import", "--format", "denseflow", str(dest), str(tmp_path / "s"), "--videos-per-shard", n]) == 2
+        assert f"--videos-per-shard must be at least 1, got {n}" in capsys.readouterr().err
