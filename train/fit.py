@@ -75,6 +75,9 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
         if k == 0:
             main = split  # its test list is the monitor's
     for spec in cfg.add_classes:  # more classes for the main head: labels after those it has, its own shards
+        if Path(spec.shards).resolve() == Path(cfg.shards).resolve():  # every video trained under two labels
+            raise ValueError(f"--add-classes {spec.shards}: these are the main dataset's own shards; give another "
+                             "dataset's")
         shards = ShardSet(spec.shards)
         split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
         offset = len(classes[0])

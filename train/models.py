@@ -146,7 +146,8 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a local file: a plain state dict, or a checkpoint holding one under 'model'/'state_dict'."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: weights file not found; give a local .pth file (nothing is downloaded)")
-    again = "give a complete copy of the weights file (--pretrained)"
+    again = ("give a complete copy of the weights file (--pretrained takes a state dict, e.g. ImageNet weights; a "
+             "checkpoint of `train fit` goes to --init-from)")
     obj = read_torch_file(path, again, weights_only=True, legacy=True)  # CRCs checked: a flipped bit trained
     for k in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(k), dict):

@@ -7,6 +7,7 @@ every entry's CRC is checked before loading, and whatever still fails is one lin
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from typing import Any
 
@@ -45,5 +46,5 @@ def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, leg
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # what the CRCs cannot see (a file of another program): one line, not a traceback
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        reason = (re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [""])[0][:200]  # no ANSI colours
         raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {reason}); {again}") from e

@@ -54,7 +54,8 @@ class ShardSet:
     def __init__(self, out_dir: str | os.PathLike, verify: bool = True):
         self.root = Path(out_dir)
         if not self.root.is_dir():
-            raise ShardError(str(self.root), "no such folder; give the --out folder of `flowprep extract`")
+            said = "a file, not a folder" if self.root.exists() else "no such folder"  # `export afile`: not "no such"
+            raise ShardError(str(self.root), f"{said}; give the --out folder of `flowprep extract`")
         self.verify = verify
         self.settings: dict = {}
         self._where: dict[str, tuple[str, str]] = {}  # key -> (shard path, status)

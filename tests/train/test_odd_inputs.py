@@ -214,6 +214,24 @@ def test_a_bad_init_from_says_to_give_another_run_not_to_restart(motion_data, tm
     assert "--restart" not in str(e.value)
 
 
+def test_a_fit_checkpoint_given_as_pretrained_points_to_init_from_and_own_shards_are_not_added(motion_data,
+                                                                                               tmp_path):
+    """--pretrained runs/t/best.pt gave torch's words in terminal colours; --add-classes naming the main dataset's
+    own shards trained every video under two labels."""
+    fit(_cfg(motion_data, tmp_path / "run"))
+    with pytest.raises(CheckpointError, match="a checkpoint of `train fit` goes to --init-from") as e:
+        fit(_cfg(motion_data, tmp_path / "out", pretrained=str(tmp_path / "run" / "best.pt")))
+    assert "\x1b" not in str(e.value)
+    with pytest.raises(ValueError, match="these are the main dataset's own shards"):
+        fit(_cfg(motion_data, tmp_path / "out", add_classes=(TaskSpec("ucf101", str(motion_data.shards),
+                                                                      str(motion_data.split_dir)),)))
+    from flowprep.errors import ShardError
+    from flowprep.store.reader import open_shards
+
+    with pytest.raises(ShardError, match="a file, not a folder; give the --out folder"):  # said "no such folder"
+        open_shards(tmp_path / "run" / "best.pt")
+
+
 @pytest.mark.parametrize("change, said", [
     ({"epochs": 0}, "--epochs must be 1 or more"), ({"batch_size": 0}, "--batch-size must be 1 or more"),
     ({"lr": 0.0}, "--lr must be a finite number above 0"), ({"lr": float("inf")}, "--lr must be a finite number"),
