@@ -73,13 +73,15 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
         items += load_items(shards, check_classes(bind(split.train, shards), split, split_dir, need), task=k)
         classes.append(list(split.classes))
         if k == 0:
-            main = split  # its test list is the monitor's
+            main, main_dir = split, split_dir  # its test list is the monitor's
     for spec in cfg.add_classes:  # more classes for the main head: labels after those it has, its own shards
-        if Path(spec.shards).resolve() == Path(cfg.shards).resolve():  # every video trained under two labels
-            raise ValueError(f"--add-classes {spec.shards}: these are the main dataset's own shards; give another "
-                             "dataset's")
+        split_dir = find_split_dir(spec.dataset, spec.shards, spec.split_dir)
+        if (spec.dataset, Path(spec.shards).resolve(), Path(split_dir).resolve()) == \
+                (cfg.dataset, Path(cfg.shards).resolve(), Path(main_dir).resolve()):  # each video under two labels
+            raise ValueError(f"--add-classes {spec.shards}: this is the main dataset itself (its shards and split "
+                             "files); give another dataset's")
         shards = ShardSet(spec.shards)
-        split = load_split(spec.dataset, find_split_dir(spec.dataset, spec.shards, spec.split_dir), cfg.split)
+        split = load_split(spec.dataset, split_dir, cfg.split)
         offset = len(classes[0])
         sources.append(shards)
         added = load_items(shards, check_classes(bind(split.train, shards), split, spec.split_dir or spec.shards, 1))

@@ -222,7 +222,7 @@ def test_a_fit_checkpoint_given_as_pretrained_points_to_init_from_and_own_shards
     with pytest.raises(CheckpointError, match="a checkpoint of `train fit` goes to --init-from") as e:
         fit(_cfg(motion_data, tmp_path / "out", pretrained=str(tmp_path / "run" / "best.pt")))
     assert "\x1b" not in str(e.value)
-    with pytest.raises(ValueError, match="these are the main dataset's own shards"):
+    with pytest.raises(ValueError, match="this is the main dataset itself"):
         fit(_cfg(motion_data, tmp_path / "out", add_classes=(TaskSpec("ucf101", str(motion_data.shards),
                                                                       str(motion_data.split_dir)),)))
     from flowprep.errors import ShardError
