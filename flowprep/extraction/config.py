@@ -94,6 +94,10 @@ def folder_config(out_dir: str | Path, backend: str = "auto", device: str = "aut
     ident = read_identity(out_dir)
     if ident is None:
         raise FlowprepError(f"{out_dir} has neither {SETTINGS_FILE} nor a readable shard: its settings are unknown")
+    if (ident.get("flow") or {}).get("algo") == "imported":  # not "unknown flow algorithm 'imported'" and a dict
+        raise FlowprepError(f"{out_dir} was imported (`flowprep import`), not extracted: the algorithm and settings "
+                            "that made its flow are unknown, and `quality --shards` recomputes flow with them; run "
+                            "`flowprep quality` on the source videos instead")
     try:
         return ExtractConfig.from_identity(ident, backend, device)
     except ValueError as e:

@@ -164,3 +164,14 @@ def test_videos_per_shard_below_one_is_refused_by_import_as_by_extract(shards, t
     for n in ("0", "-1"):
         assert main(["import", "--format", "denseflow", str(dest), str(tmp_path / "s"), "--videos-per-shard", n]) == 2
         assert f"--videos-per-shard must be at least 1, got {n}" in capsys.readouterr().err
+
+
+def test_quality_of_imported_shards_says_they_were_imported(shards, tmp_path, capsys):
+    """It said "unknown flow algorithm 'imported'" and printed the settings as a dict."""
+    dest = tmp_path / "exp"
+    assert main(["export", str(shards[0]), str(dest), "--no-progress"]) == 0
+    assert _import(dest, tmp_path / "back") == 0
+    capsys.readouterr()
+    assert main(["quality", "--shards", str(tmp_path / "back"), "--sample", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "was imported (`flowprep import`), not extracted" in err and "{" not in err
