@@ -15,6 +15,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
+from flowprep.store.settings import read_identity
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
 from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
 
@@ -72,6 +73,10 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
     if not is_output_folder(out):
         raise FlowprepError(f"{out_dir}: {NOT_AN_OUTPUT}")
+    try:
+        read_identity(out)
+    except FlowprepError as e:  # export and the trainer refuse the folder: said here too, with its fix
+        log.warning("%s", e)
     settings, videos, problems = read_folder_catalog(out)
     shards = F.list_shards(out)
     vids = [videos[k] for k in sorted(videos)]

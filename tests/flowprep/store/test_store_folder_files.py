@@ -47,8 +47,10 @@ def _repair(out: Path) -> int:
     return main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"])
 
 
-def test_a_damaged_settings_file_is_named_and_rewritten(out, pristine, capsys):
+def test_a_damaged_settings_file_is_named_and_rewritten(out, pristine, capsys, caplog):
     (out / "flowprep.json").write_text("{garbage")
+    assert main(["info", str(out)]) == 0  # info still reports, and says it (export and training refuse the folder)
+    assert "flowprep.json cannot be read" in caplog.text and "verify --repair" in caplog.text
     assert main(["verify", str(out)]) == 1
     assert "flowprep.json cannot be read" in capsys.readouterr().out
     assert _repair(out) == 0 and verify_folder(out).clean

@@ -57,7 +57,7 @@ def test_settings_that_no_extraction_made_say_so(tmp_path):
     imported = {"format_version": 1, "flow": {"algo": "imported", "params": {}}, "quantization": {"mode": "imported"},
                 "jpeg_quality": None, "rgb": True, "rgb_quality": None, "resize": None}
     (tmp_path / SETTINGS_FILE).write_text(json.dumps({"identity": imported}))
-    with pytest.raises(FlowprepError, match="not those of a `flowprep extract` run"):
+    with pytest.raises(FlowprepError, match=r"was imported \(`flowprep import`\), not extracted"):
         folder_config(tmp_path)
     for doc in ([], {"identity": "tvl1"}, {"identity": {k: v for k, v in imported.items() if k != "quantization"}}):
         (tmp_path / SETTINGS_FILE).write_text(json.dumps(doc))  # damaged: said so, not a TypeError or a setting
