@@ -3,11 +3,12 @@ import sys
 
 from flowprep.base import interrupts
 
-interrupts.install()  # before torch loads (2-3 s): a SIGTERM then ended the run silently, exit 143
-try:
-    from train.cli import main
-except KeyboardInterrupt:  # a Ctrl-C or SIGTERM while the modules load
-    print("twostream: interrupted", file=sys.stderr)
-    raise SystemExit(130) from None
+# While the modules load (torch: 2-3 s) a Ctrl-C or SIGTERM is only remembered: raised inside torch's C++ init it
+# aborted the process (pybind11's "terminate called"), and before this a SIGTERM ended it silently (exit 143).
+interrupts.install(defer=True)
+from train.cli import main  # noqa: E402
 
+if interrupts.pending():
+    print("twostream: interrupted", file=sys.stderr)
+    raise SystemExit(130)
 sys.exit(main())

@@ -23,13 +23,18 @@ def _unraisable(u, default=sys.unraisablehook) -> None:
         default(u)
 
 
-def install() -> dict | None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, remembered for ``check``. Returns the handlers replaced, for
-    ``restore`` (None off the main thread: none is set there)."""
+def _remember(signum, frame) -> None:
+    _pending.set()
+
+
+def install(defer: bool = False) -> dict | None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, remembered for ``check`` (``defer``: only remembered, for while
+    native code runs that a KeyboardInterrupt raised inside would abort: torch's import). Returns the handlers
+    replaced, for ``restore`` (None off the main thread: none is set there)."""
     if threading.current_thread() is not threading.main_thread():
         return None
     _pending.clear()
-    old = {s: signal.signal(s, _raise) for s in SIGNALS}
+    old = {s: signal.signal(s, _remember if defer else _raise) for s in SIGNALS}
     old["unraisablehook"], sys.unraisablehook = sys.unraisablehook, _unraisable
     return old
 
@@ -44,7 +49,12 @@ def restore(old: dict | None) -> None:
     _pending.clear()
 
 
+def pending() -> bool:
+    """Whether a signal came since ``install``."""
+    return _pending.is_set()
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if a signal came (and was dropped where it landed)."""
-    if _pending.is_set():
+    if pending():
         raise KeyboardInterrupt
