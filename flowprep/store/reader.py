@@ -17,7 +17,7 @@ from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
-from flowprep.store.settings import read_identity, settings_mismatch
+from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
 from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
 
@@ -64,9 +64,13 @@ class ShardSet:
         # Kept as read when the folder is opened (parsed by meta), so that meta opens no file for it.
         self._catalogs: dict[str, dict[str, dict] | None] = {}
         self._raw_catalogs: dict[str, str | bytes | None] = {}
-        identity = read_identity(self.root)
+        # flowprep.json's settings bind the folder; without one (a folder older than it), the first shard's: read
+        # here, not by read_identity, which would read that header a second time
+        identity = read_identity(self.root) if (self.root / SETTINGS_FILE).exists() else None
         for path in F.list_shards(self.root):
             header = read_checked_header(path)
+            if identity is None:
+                identity = shard_identity(header.settings)
             # its keys, statuses or catalog cannot be trusted, or its flow is of another kind than the folder's
             # (a shard copied in from elsewhere): not a video of it is read
             why = header.damage or settings_mismatch(header.settings, identity)

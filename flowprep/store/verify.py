@@ -173,11 +173,12 @@ def _check_folder_files(out: Path, f: Findings, headers: dict[Path, Header | Sha
     """flowprep.json must read (else the shards' settings bind, when they agree) and every line of index.jsonl
     must be a record."""
     readable = [h for h in headers.values() if not isinstance(h, ShardError)]
-    try:
-        f.identity = read_identity(out)
+    first = shard_identity(readable[0].settings) if readable else None  # the first readable shard's
+    try:  # without flowprep.json (a folder older than it) the shards' settings bind it: read above, not again
+        f.identity = read_identity(out) if (out / SETTINGS_FILE).exists() else first
     except FlowprepError as e:
         f.folder.append(str(e))
-        f.identity = shard_identity(readable[0].settings) if readable else None  # the first readable shard's
+        f.identity = first
     else:
         agreed = _agreed_identity([h for h in readable if h.damage is None])
         if (out / SETTINGS_FILE).exists() and agreed is not None and agreed != f.identity:

@@ -182,14 +182,25 @@ def test_a_key_changed_in_the_index_is_not_extracted_again_as_a_video_of_its_own
     assert "index.jsonl: rewritten without 1 key(s) no shard holds" in caplog.text
 
 
-def test_verify_reads_each_shard_header_once(out, monkeypatch):
+@pytest.mark.parametrize("settings_file", ["damaged", "absent"])
+def test_verify_and_readers_read_each_shard_header_once(out, pristine, monkeypatch, settings_file):
     """The folder's settings and each shard's checks come from one read of each header (two passes cost 1.2 s more
-    on UCF-101's 833 shards)."""
-    from flowprep.store import verify
+    on UCF-101's 833 shards); without flowprep.json (a folder older than it), read_identity read the first header a
+    second time, in verify and in every reader."""
+    from flowprep.store import reader, settings, verify
 
-    calls, real = [], verify.read_checked_header
-    monkeypatch.setattr(verify, "read_checked_header", lambda p: calls.append(p) or real(p))
-    monkeypatch.setattr(verify, "read_shard_header", lambda p: pytest.fail(f"{p}'s header read again"))
-    (out / "flowprep.json").write_text("{garbage")  # the folder's settings then come from the shards
-    assert verify_folder(out).identity is not None
+    calls = []
+    for module in (verify, reader):
+        real = module.read_checked_header
+        monkeypatch.setattr(module, "read_checked_header", lambda p, real=real: calls.append(p) or real(p))
+    for module in (verify, settings):
+        monkeypatch.setattr(module, "read_shard_header", lambda p: pytest.fail(f"{p}'s header read again"))
+    if settings_file == "damaged":
+        (out / "flowprep.json").write_text("{garbage")  # the folder's settings then come from the shards
+    else:
+        (out / "flowprep.json").unlink()
+    assert verify_folder(out).identity == json.loads((pristine / "flowprep.json").read_text())["identity"]
     assert sorted(calls) == list_shards(out)
+    if settings_file == "absent":
+        calls.clear()
+        assert open_shards(out).keys() and sorted(calls) == list_shards(out)
