@@ -155,7 +155,7 @@ def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] |
         # the inputs' SHA-256: `train table` tells a fusion of the scores beside it from one of scores since tested
         # again (it printed the old fusion beside the new streams)
         inputs = {"paths": [str(p) for p in paths], "sha256": [file_sha256(p) for p in paths]}
-        meta = {"fusion": method, "inputs": inputs["paths"], "inputs_sha256": inputs["sha256"]}
+        meta = {"fusion": method, "inputs": inputs["paths"]}
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_scores(Scores(fused, test[0].labels, test[0].videos, test[0].classes, meta), out)
         write_json(Path(out).with_suffix(".json"), {**report, "inputs": inputs}, sort_keys=False)
@@ -169,4 +169,3 @@ def format_report(report: dict) -> str:
     for k, r in report.items():
         lines.append(f"{k:{width}}  {r['top1']:7.4f} {r['top5']:7.4f} {r['mean_class_accuracy']:8.4f} {r['videos']:6d}")
     return "\n".join(lines)
-

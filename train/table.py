@@ -95,7 +95,8 @@ def _check_fused(path: Path, data: dict, run: Path) -> None:
     """A fusion must be of the streams' scores beside it: the SHA-256s it records (since they were recorded) are
     those of spatial/ and temporal/scores.npz (a stream tested again, or a fusion copied from another run, printed
     an old fusion beside new rows)."""
-    fused = (data.get("inputs") or {}).get("sha256") if isinstance(data.get("inputs"), dict) else None
+    inputs = data.get("inputs")
+    fused = inputs.get("sha256") if isinstance(inputs, dict) else None
     if not isinstance(fused, list):
         return
     here = [run / s / "scores.npz" for s in ("spatial", "temporal")]

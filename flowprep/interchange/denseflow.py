@@ -54,7 +54,7 @@ def export_video(src: ShardSet, key: str, folder: Path, start: int, rgb: bool = 
     meta = src.meta(key)
     names = [("flow_x", "flow_x", meta.flows), ("flow_y", "flow_y", meta.flows)]
     # no RGB written: an earlier export's img_* in the folder would be imported as this video's (0: removed)
-    names.append(("rgb", "img", meta.frames if rgb and src.settings.get("rgb", True) else 0))
+    names.append(("rgb", "img", meta.frames if rgb and src.has_rgb else 0))
     quant, quantization = src.quant(key), src.settings.get("quantization")
     folder.mkdir(parents=True, exist_ok=True)
     write_sidecar(folder, quant, quantization, start, complete=False)

@@ -86,10 +86,10 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     src = open_for_export(shards_dir, "mmaction2")
     out, done = Path(out_dir), Export()
     ok = set(src.keys())
-    with_rgb = src.settings.get("rgb", True)
+    with_rgb = src.has_rgb
     written: set[tuple[str, str]] = set()
     splits = dataset_splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
-    jobs, pending = [], []  # (tree, frame_dir, key) to write; (list name, its text), written after them
+    jobs, pending = [], []  # (key, folder) to write; (list name, its (key, line)s or None: no list), written after
     for s in splits:
         listed = members(src, s, ok)  # failed or never extracted: not in the lists (as build_file_list.py)
         for subset in SUBSETS:

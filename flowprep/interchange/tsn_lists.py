@@ -101,7 +101,7 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
     groups = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir), str(shards_dir))
     done.failed = export_each(src, [(k, safe_dir(out, k)) for k in keys], done.start, rgb, show_progress)
     done.videos = len(keys) - len(done.failed)
-    with_rgb = rgb and src.settings.get("rgb", True)
+    with_rgb = rgb and src.has_rgb
     out.mkdir(parents=True, exist_ok=True)  # the lists, even of no video
     for (rgb_name, flow_name), rows in groups:
         rgb_lines, flow_lines = [], []

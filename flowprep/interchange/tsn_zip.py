@@ -54,11 +54,11 @@ class _Zips:
 
 def _members(path: Path, prefix: str, folder: Path) -> dict[int, _Member]:
     # the JPEG members of ``prefix`` by index
-    found: dict[int, str] = {}
     if not path.exists():
         return {}
     try:
         with zipfile.ZipFile(path) as z:
+            found: dict[int, str] = {}
             for name in z.namelist():
                 m = _MEMBER.match(name)
                 if m and m.group(1) == prefix:

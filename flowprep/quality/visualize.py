@@ -89,7 +89,7 @@ def from_shards(root: str, name: str | None, every: int, most: int) -> tuple[str
     if meta.status != "ok":
         raise FlowprepError(f"{root}: video {key} failed at extraction ({meta.reason}); it has no flow to draw")
     idx = _indices(meta.flows, every, most)
-    frames = shards.rgb(key, idx) if shards.settings.get("rgb", True) else None
+    frames = shards.rgb(key, idx) if shards.has_rgb else None
     return key, shards.flow(key, idx), frames, idx
 
 

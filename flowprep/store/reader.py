@@ -89,8 +89,7 @@ class ShardSet:
         if lost:  # a shard deleted or moved: its videos would be left out of a split without a word
             raise ShardError(str(self.root), f"{len(lost)} video(s) that index.jsonl records as extracted are in no "
                                              f"shard (e.g. {lost[0]}): a shard was lost or moved, or index.jsonl "
-                                             f"damaged; run `flowprep "
-                                             f"verify --repair {self.root}`")
+                                             f"damaged; run `flowprep verify --repair {self.root}`")
         # flat keys (a layout without class folders, e.g. an imported feichtenhofer set) by their file name
         names: dict[str, list[str]] = {}
         for k in self._where:
@@ -237,7 +236,7 @@ class ShardSet:
         if m.status == F.FAILED:
             raise ShardError(self._where[key][0], f"the video failed at extraction ({m.reason}): it holds no "
                              "frames; `flowprep extract --retry-failed` tries it again", key)
-        if name == "rgb" and not self.settings.get("rgb", True):
+        if name == "rgb" and not self.has_rgb:
             raise ShardError(str(self.root), "holds no RGB frames: it was extracted with --no-rgb", key)
         n = m.frames if name == "rgb" else m.flows
         bad = next((i for i in idx if not 0 <= i < n), None)
@@ -266,6 +265,11 @@ class ShardSet:
     def has_backward(self) -> bool:
         """Whether this folder was extracted with ``--backward`` (every video holds its backward flow too)."""
         return bool(self.settings.get("backward"))
+
+    @property
+    def has_rgb(self) -> bool:
+        """Whether this folder holds RGB frames (not extracted or imported flow-only)."""
+        return bool(self.settings.get("rgb", True))
 
     def require_backward(self, reader: str = "") -> None:
         """Raise ShardError unless this folder holds backward flow (``reader``: what needs it, for the message)."""
