@@ -14,7 +14,7 @@ Public API (the CLI is a thin layer over these):
 """
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from flowprep.base import moved as _moved  # noqa: E402
 from flowprep.codecs.quantize import QuantConfig, dequantize_flow, quantize_flow  # noqa: E402

@@ -45,6 +45,12 @@ def test_demo_pipeline_trains_tests_and_prints_every_row(tmp_path: Path) -> None
         assert label in out, label
     assert "81.0%  (Table 1b)" in out and str(tmp_path / "run" / "results.json") in out
     assert f"{tmp_path / 'run' / 'temporal' / 'confusion.png'}" in out  # the plots' paths are printed
+    # docs/DEMO.md's "What it leaves behind" named report.md, report.json, report.csv
+    listed = next(line for line in (REPO / "docs" / "DEMO.md").read_text().splitlines()
+                  if line.startswith("runs/demo/quality/")).split(None, 1)[1].split(", ")
+    for name in listed[:3]:
+        assert (tmp_path / "run" / "quality" / name).is_file(), name
+    assert list((tmp_path / "run" / "quality").glob(listed[3].split()[0]))
 
     again = _pipeline(tmp_path)  # every stage is reused: nothing is extracted or trained again
     assert again.returncode == 0, again.stderr[-3000:]

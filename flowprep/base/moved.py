@@ -23,6 +23,9 @@ MOVED = {f"flowprep.{old}": f"flowprep.{new}" for old, new in {
     "flow_metrics": "quality.metrics", "colorwheel": "quality.colorwheel", "quality_report": "quality.report",
     "quality_sampling": "quality.sampling", "visualize": "quality.visualize", "evaluate_gt": "quality.ground_truth",
 }.items()}
+# the trainer's sample code moved down into flowprep's loading layer (imported once flowprep is)
+MOVED.update({"train.data": "flowprep.loading.clips", "train.transforms": "flowprep.loading.augment",
+              "train.stacking": "flowprep.loading.stacking"})
 
 
 class _Forward(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -55,5 +58,7 @@ def install() -> None:
 def forward(module_name: str, old: str, names: set[str], name: str):
     """For a package's ``__getattr__``: ``name`` of the old module ``old``, from its new home ``module_name``."""
     if name in names:
+        warnings.warn(f"{old}.{name} moved to {module_name}.{name}; import it from there (the old path goes in 0.4)",
+                      DeprecationWarning, stacklevel=3)
         return getattr(importlib.import_module(module_name), name)
     raise AttributeError(f"module {old!r} has no attribute {name!r}")

@@ -19,8 +19,8 @@ from flowprep.solvers.torch_cache import use_compile_cache
 VERBS: dict[str, tuple[str, str]] = {
     "extract": ("flowprep.cli.extract", "videos -> TV-L1 flow + RGB as JPEG in HDF5 shards (resumable, parallel)"),
     "info": ("flowprep.cli.info", "what is in an output folder: videos, frames, bytes, settings, failures"),
-    "export": ("flowprep.cli.export", "shards -> denseflow/TSN folders of flow_x/flow_y/img JPEGs"),
-    "import": ("flowprep.cli.import_", "denseflow/TSN folders -> shards"),
+    "export": ("flowprep.cli.export", "shards -> denseflow, TSN or mmaction2 folders of JPEGs, with their lists"),
+    "import": ("flowprep.cli.import_", "denseflow, TSN (also zipped), mmaction2 or Feichtenhofer folders -> shards"),
     "quality": ("flowprep.cli.quality", "what JPEG quantization costs in EPE and saves in bytes"),
     "evaluate-gt": ("flowprep.cli.evaluate_gt",
                     "a solver's EPE and angular error against Middlebury .flo ground truth"),
@@ -28,6 +28,11 @@ VERBS: dict[str, tuple[str, str]] = {
     "verify": ("flowprep.cli.verify", "find truncated or corrupt shards and videos; --repair re-extracts only those"),
     "make-demo": ("flowprep.cli.make_demo", "write the bundled demo dataset (UCF-101 layout, colour x motion)"),
 }
+
+
+DESCRIPTION = ("Optical flow for two-stream action recognition: videos -> TV-L1 flow and RGB frames as JPEG in HDF5 "
+               "shards, checked, exported and imported; `python -m train` trains on them. `flowprep VERB --help` "
+               "says more.")
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -43,7 +48,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per available verb."""
-    p = argparse.ArgumentParser(prog="flowprep", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog="flowprep", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"flowprep {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
@@ -118,9 +123,9 @@ def _run_verb(args: argparse.Namespace) -> int:
     except OSError as e:  # permissions, a full disk, a vanished mount: say which file and what to check
         print(f"flowprep {args.verb}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # a batch's says what it kept
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
-            print(f"flowprep {args.verb}: interrupted", file=sys.stderr)
+            print(f"flowprep {args.verb}: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
 
 

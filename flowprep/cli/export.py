@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("shards_dir", help="an output folder of `flowprep extract`")
     p.add_argument("out_dir", help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, img_%%05d.jpg "
                                    "and the lists (mmaction2: rawframes/ and the lists)")
-    p.add_argument("--no-rgb", action="store_true", help="write flow images only (denseflow, tsn)")
+    p.add_argument("--no-rgb", action="store_true", help="write flow images only (and no RGB lists)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs of batch jobs)")
     g = p.add_argument_group("lists")
     g.add_argument("--dataset", choices=exportable(), default=None,
@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export; exit 0, or 1 when a video could not be read (named; the rest is exported)."""
+    if args.dataset is None and (args.split is not None or args.split_dir is not None):
+        given = "--split" if args.split is not None else "--split-dir"
+        raise ValueError(f"{given} picks a dataset's split files: give --dataset too (without it the list holds every "
+                         "video, labelled by class folder)")
     if args.format == "mmaction2":
         return _mmaction2(args)
     from flowprep.interchange.tsn_lists import export_folders
@@ -37,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     done = export_folders(args.shards_dir, args.out_dir, args.format, args.dataset, args.split, args.split_dir,
                           rgb=not args.no_rgb, show_progress=not args.no_progress)
     print(f"exported {done.videos} videos to {args.out_dir} ({args.format} layout, numbered from {done.start})")
-    print("TSN-style lists (<folder> <count> <label>; RGB: N frames, flow: N - 1 flows):")
+    if done.no_lists:
+        print(f"no lists: {done.no_lists}")
+    else:
+        print("TSN-style lists (<folder> <count> <label>; RGB: N frames, flow: N - 1 flows):")
     for name in done.rgb_lists + done.flow_lists:
         print(f"  {name}")
     _not_listed(done.not_listed, "TSN's")
@@ -81,7 +88,7 @@ def _mmaction2(args: argparse.Namespace) -> int:
         raise ValueError(f"--format mmaction2 needs --dataset {', '.join(known[:-1])} or {known[-1]} (its list names "
                          "and labels)")
     done = export_mmaction2(args.shards_dir, args.out_dir, args.dataset, args.split, args.split_dir,
-                            show_progress=not args.no_progress)
+                            rgb=not args.no_rgb, show_progress=not args.no_progress)
     print(f"exported {done.videos} videos to {args.out_dir} (mmaction2 rawframes, numbered from 1)")
     print("annotation lists (*_rawframes.txt: RGB, N frames; *_flow.txt: flow, N - 1 flows):")
     for name in done.lists:

@@ -17,14 +17,17 @@ from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep extract``."""
     src = p.add_argument_group("input")
+    by_path = ", ".join(n for n, d in DATASETS.items() if not d.by_stem)
+    by_stem = ", ".join(n for n, d in DATASETS.items() if d.by_stem)
     src.add_argument("--dataset", choices=list(DATASETS), default="folder",
-                     help="layout of --root: <root>/<class>/<video> (ucf101/hmdb51: .avi; folder: any video type); "
-                          "kinetics: every video anywhere below --root, keyed by its file stem "
-                          "<youtube_id>_<start:06d>_<end:06d>")
+                     help=f"layout of --root: {by_path}: <root>/<class>/<video>, keyed by that path; {by_stem}: every "
+                          "video anywhere below --root, keyed by its file stem (Kinetics': "
+                          "<youtube_id>_<start:06d>_<end:06d>)")
     src.add_argument("--root", help="the dataset folder; keys are video paths relative to it, without extension")
     src.add_argument("--split-dir", metavar="DIR",
-                     help="kinetics: the folder of the official CSVs (train.csv, validate.csv or val.csv, test.csv): "
-                          "annotated clips with no file are counted and listed in OUT/reports/missing.txt")
+                     help=f"--dataset {' or '.join(n for n, d in DATASETS.items() if d.annotated_keys)}: the folder of "
+                          "its split files (Kinetics: train.csv, validate.csv or val.csv, test.csv): annotated clips "
+                          "with no file are counted and listed in OUT/reports/missing.txt")
     src.add_argument("--list", dest="list_file", metavar="FILE",
                      help="a text file of video paths (relative to --root if given, else to the file); "
                           "UCF-101 train/test lists work as they are")
@@ -127,13 +130,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # settings first: a bad flag is refused before a large dataset is listed
     videos, missing = videos_from_args(args)
     runner = runner_from_args(args)
-    try:  # SIGTERM (Slurm's warning before a kill) arrives as a Ctrl-C: flowprep.cli.main
-        report = extract_dataset(videos, args.out, config, runner=runner, videos_per_shard=args.videos_per_shard,
-                                 retry_failed=args.retry_failed, show_progress=not args.no_progress, missing=missing)
-    except KeyboardInterrupt:
-        print(f"Interrupted. Complete shards in {args.out} are kept; run the same command again to resume.",
-              file=sys.stderr)
-        return 130
+    # Ctrl-C, or SIGTERM (Slurm's warning before a kill), ends in one line of flowprep.cli: how far it got
+    report = extract_dataset(videos, args.out, config, runner=runner, videos_per_shard=args.videos_per_shard,
+                             retry_failed=args.retry_failed, show_progress=not args.no_progress, missing=missing)
     _print_report(report, args.out)
     return 0 if report.clean else 1
 

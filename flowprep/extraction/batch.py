@@ -37,6 +37,7 @@ from flowprep.store.workspace import (
     Scan,
     adopt_orphans,
     chunk_name,
+    recorded_keys,
     remove_staging,
     remove_stale_temporaries,
     scan_output,
@@ -101,7 +102,8 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         SettingsMismatchError: ``out_dir`` holds output made with other settings.
         FlowprepError: another run holds the folder, or the disk filled up (complete shards are kept; free
             space and run again).
-        KeyboardInterrupt: Ctrl-C; complete shards are kept and the report says "interrupted".
+        KeyboardInterrupt: Ctrl-C; complete shards are kept, the report says "interrupted" and the exception's
+            message how far the run got.
     """
     if config.quant.bits != 8:  # before any work: otherwise every video would fail in its worker
         from flowprep.codecs.jpeg import require_12bit
@@ -134,7 +136,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
     # absolute sources in shards and index: a repair or an adopted chunk may run from another folder
     videos = [replace(t, path=os.path.abspath(t.path)) if t.path else t for t in videos]
     with RunLock(out, spec.verb) as lock:
-        bind_settings(out, spec.identity)
+        bind_settings(out, spec.identity, empty=not F.list_shards(out) and not recorded_keys(out))
         _write_missing(out, spec.missing)
         remove_stale_temporaries(out)
         # partial videos count in the exit status as failed ones do, those of earlier runs too
@@ -159,8 +161,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                     res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
                 results.append(res)
         except KeyboardInterrupt:
-            state = "interrupted"
-            raise
+            state = "interrupted"  # raised again below, saying what is kept, once the report is written
         except Exception as e:
             state = "stopped"
             if is_disk_full(e):
@@ -176,9 +177,12 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
             report = _report(videos, (done, partial_before, changed), results, spec, jobs, started,
                              time.perf_counter() - t0, state, unreadable, adopted)
             write_report(out, report, started)
-            if state != "complete":
-                log.warning("%s after %d of %d shards; complete shards are kept. Run the same command again to "
-                            "resume.", state.capitalize(), _written(results), len(chunks))
+            kept = (f"after {_written(results)} of {len(chunks)} shards; complete shards are kept: run the same "
+                    "command again to resume")
+            if state == "stopped":  # its error follows; an interrupt's one line is the KeyboardInterrupt's
+                log.warning("Stopped %s", kept)
+    if state == "interrupted":
+        raise KeyboardInterrupt(f"interrupted {kept}")
     return report
 
 

@@ -78,15 +78,16 @@ def _list_name(split: Split, subset: str, what: str) -> str:
 
 def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, dataset: str,
                      split: int | None = None, split_dir: str | os.PathLike | None = None,
-                     show_progress: bool = True) -> Export:
+                     rgb: bool = True, show_progress: bool = True) -> Export:
     """The rawframes tree of every listed ok video and the annotation lists of each split (all three, or
-    ``split``), as mmaction2 reads them; returns what was written and the config lines to use."""
+    ``split``), as mmaction2 reads them (RGB only when ``rgb`` and the shards hold it); returns what was written
+    and the config lines to use."""
     if dataset not in (known := exportable()):
         raise FlowprepError(f"--dataset {dataset}: mmaction2 export knows {', '.join(known[:-1])} and {known[-1]}")
     src = open_for_export(shards_dir, "mmaction2")
     out, done = Path(out_dir), Export()
     ok = set(src.keys())
-    with_rgb = src.has_rgb
+    with_rgb = rgb and src.has_rgb
     written: set[tuple[str, str]] = set()
     splits = dataset_splits(dataset, str(shards_dir), split, None if split_dir is None else str(split_dir))
     jobs, pending = [], []  # (key, folder) to write; (list name, its (key, line)s or None: no list), written after
@@ -111,7 +112,7 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     if ok and not jobs and not done.not_listed:  # "exported 0 videos", exit 0
         raise FlowprepError(f"the {dataset} split files name none of the {len(ok)} videos in {shards_dir} (e.g. "
                             f"{sorted(ok)[0]}): check --dataset, --split and --split-dir")
-    done.failed = export_each(src, jobs, 1, show_progress=show_progress)
+    done.failed = export_each(src, jobs, 1, with_rgb, show_progress)
     out.mkdir(parents=True, exist_ok=True)
     for name, lines in pending:  # last: a list on disk names only frames that are all there (a kill, a bad shard)
         if lines is None:  # no RGB images (--no-rgb): no RGB list, and none of an earlier export left naming them
@@ -168,6 +169,7 @@ class Listed:
     labels: dict[str, int]
     subsets: dict[tuple[str, int, str], list[str]]  # (dataset name, split, subset) -> keys
     by_stem: bool  # lists of a dataset keyed by clip stem (Kinetics'): frame dirs are <label>/<key>
+    classless: frozenset[str] = frozenset()  # keys whose frame dir is in no class folder (Something-Something's)
 
 
 def _tree_for(in_dir: Path, frame_dirs: list[str]) -> Path:
@@ -199,6 +201,7 @@ def list_mmaction2(in_dir: Path) -> Listed:
     tasks: dict[str, VideoTask] = {}
     labels: dict[str, int] = {}
     subsets: dict[tuple[str, int, str], list[str]] = {}
+    classless: set[str] = set()
     by_stem = all(_keyed_by_stem(_LIST.match(p.name)["name"]) for p in files)
     for path in files:
         m = _LIST.match(path.name)
@@ -212,9 +215,11 @@ def list_mmaction2(in_dir: Path) -> Listed:
             if labels.setdefault(key, label) != label:
                 raise FlowprepError(f"{path}: {frame_dir} has label {label}, another list gives {labels[key]}")
             tasks.setdefault(key, VideoTask(key, str(tree / frame_dir)))
+            if "/" not in frame_dir.strip("/"):
+                classless.add(key)
             if key not in keys:
                 keys.append(key)
-    return Listed(sorted(tasks.values(), key=lambda t: t.key), labels, subsets, by_stem)
+    return Listed(sorted(tasks.values(), key=lambda t: t.key), labels, subsets, by_stem, frozenset(classless))
 
 
 def _keyed_by_stem(list_name: str) -> bool:
@@ -223,12 +228,14 @@ def _keyed_by_stem(list_name: str) -> bool:
 
 
 def _class_names(listed: Listed) -> dict[int, str]:
-    """label -> class name: the class folder of the label's videos (``label_<n>`` where they disagree)."""
+    """label -> class name: the class folder of the label's videos (``label_<n>`` where they disagree, or where
+    the frame dirs are in no class folder: mmaction2's Something-Something tree)."""
     names: dict[int, set[str]] = {}
     for t in listed.tasks:
-        folder = Path(t.path).parent.name
+        folder = None if t.key in listed.classless else Path(t.path).parent.name
         names.setdefault(listed.labels[t.key], set()).add(folder)
-    return {label: (next(iter(n)) if len(n) == 1 else f"label_{label}") for label, n in names.items()}
+    return {label: (next(iter(n)) if len(n) == 1 and None not in n else f"label_{label}")
+            for label, n in names.items()}
 
 
 def _is_clip_key(key: str) -> bool:

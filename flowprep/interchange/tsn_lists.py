@@ -12,7 +12,8 @@ last one: FileNotFoundError on short videos, even in test mode); ``<label>`` cou
 List names are build_file_list.py's: ``<dataset>_{rgb,flow}_{train,val}_split_<N>.txt`` for each split
 (Kinetics: ``kinetics_{rgb,flow}_{train,val}_list.txt``; each dataset's ``exports.tsn_list`` in
 ``flowprep.datasets.DATASETS``); without a dataset, ``rgb_list.txt`` and ``flow_list.txt`` name every video,
-labelled by its class folder's place among the sorted class folders.
+labelled by its class folder's place among the sorted class folders (none are written when a key has no class
+folder: Kinetics' clips, labelled by its split files only).
 TSNDataSet splits a line on single spaces, so a folder whose path holds whitespace is left out, and reported.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ class FolderExport:
     not_listed: list[str] = field(default_factory=list)  # keys whose folder path holds whitespace
     failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be read (not in the lists)
     usage: list[str] = field(default_factory=list)  # how to point TSN's (or another) loader at the lists
+    no_lists: str = ""  # why no list was written (the frames are)
 
 
 def list_names(split: Split | None, subset: str) -> tuple[str, str]:
@@ -66,18 +68,22 @@ def folder_labels(keys: list[str]) -> dict[str, int]:
 
 
 def _groups(src: ShardSet, keys: list[str], dataset: str | None, split: int | None, split_dir: str | None,
-            shards_dir: str) -> list[tuple[tuple[str, str], list[tuple[str, int]]]]:
-    """((RGB list name, flow list name), [(key, label), ...]) for each pair of lists to write."""
+            shards_dir: str) -> tuple[list[tuple[tuple[str, str], list[tuple[str, int]]]], str]:
+    """((RGB list name, flow list name), [(key, label), ...]) for each pair of lists to write, and why there are
+    none ("" when there are)."""
     if dataset is None:
+        if flat := [k for k in keys if "/" not in k]:  # Kinetics' clips: every label 0, said nowhere
+            return [], (f"{len(flat)} of the {len(keys)} videos have no class folder in their key (e.g. {flat[0]}) "
+                        "to label them by: give --dataset, whose split files label them")
         labels = folder_labels(keys)
-        return [(list_names(None, "all"), [(k, labels[k]) for k in keys])]
+        return [(list_names(None, "all"), [(k, labels[k]) for k in keys])], ""
     if dataset not in exportable():
         raise FlowprepError(f"--dataset {dataset}: the TSN lists know {', '.join(exportable())}")
     groups = []
     for s in dataset_splits(dataset, shards_dir, split, split_dir):
         listed = members(src, s, set(keys))  # failed or never extracted: not in the lists
         groups += [(list_names(s, subset), [(k, label) for k, _, label in listed[subset]]) for subset in SUBSETS]
-    return groups
+    return groups, ""
 
 
 def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "tsn",
@@ -98,11 +104,15 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
         raise FlowprepError(f"{out}: the path holds whitespace, and TSN's lists name each video by its full folder "
                             "path, split on whitespace; export to a path without spaces")
     done = FolderExport(start=FOLDER_FORMATS[fmt])
-    groups = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir), str(shards_dir))
+    groups, done.no_lists = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir),
+                                    str(shards_dir))
     done.failed = export_each(src, [(k, safe_dir(out, k)) for k in keys], done.start, rgb, show_progress)
     done.videos = len(keys) - len(done.failed)
     with_rgb = rgb and src.has_rgb
     out.mkdir(parents=True, exist_ok=True)  # the lists, even of no video
+    if not groups:  # nor an earlier export's, naming other folders
+        for name in list_names(None, "all"):
+            (out / name).unlink(missing_ok=True)
     for (rgb_name, flow_name), rows in groups:
         rgb_lines, flow_lines = [], []
         for key, label in rows:
@@ -122,7 +132,7 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
         write_text(out / flow_name, "".join(flow_lines))
         done.flow_lists.append(flow_name)
     done.not_listed = sorted(set(done.not_listed))
-    done.usage = usage_lines(out, done, dataset)
+    done.usage = usage_lines(out, done, dataset) if groups else []
     return done
 
 

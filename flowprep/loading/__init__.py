@@ -12,14 +12,16 @@ this layer turns them into network input. Modules, one job each:
 
 A plain loop over temporal stacks (README, "Your own training loop", has it with Lightning too)::
 
+    import torch
+
     from flowprep.loading import DataConfig, TrainClips, load_items, make_loader, to_pixels
     from flowprep.store.reader import ShardSet
 
-    shards = ShardSet("runs/demo/flow")
+    shards = ShardSet("runs/demo/shards")  # the demo's frames are 64 x 64: crops of 56
     items = load_items(shards, [(key, 0) for key in shards.keys()])
-    clips = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=10, crop_size=112))
+    clips = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=10, crop_size=56), compact=True)
     for x, label, _task in make_loader(clips, batch_size=8, shuffle=True):
-        x = to_pixels(x, torch.device("cpu"))  # (8, 20, 112, 112) float32 flow in pixels
+        x = to_pixels(x, torch.device("cpu"))  # (8, 20, 56, 56) float32 flow in pixels
 """
 from __future__ import annotations
 

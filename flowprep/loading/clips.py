@@ -10,6 +10,8 @@ any number of DDP ranks see the same crops and flips for the same sample.
 """
 from __future__ import annotations
 
+import logging
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,6 +27,7 @@ from flowprep.store import format as F
 from flowprep.store.reader import ShardSet
 
 STREAMS = ("spatial", "temporal")
+log = logging.getLogger("flowprep")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class DataConfig:
     seed: int = 0
     test_frames: int = 25
     test_crops: int = 10  # 1 (centre), 2 (centre + flip), 5 (corners + centre) or 10 (and their flips)
-    rgb_jitter: float = 0.0  # std of AlexNet's PCA colour jitter of training frames (0: off; the paper: 0.1)
+    rgb_jitter: float = T.RGB_JITTER_STD  # std of AlexNet's PCA colour jitter of spatial training frames (0: off)
     # "optical" (Eq. 1), "trajectory" (Eq. 2) or "bidirectional" (L/2 backward, L/2 forward flows; shards made
     # with --backward), in training and at test time
     stacking: str = "optical"
@@ -106,7 +109,14 @@ def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0
 
 def check_items(sources: Sequence[ShardSet], items: Sequence[VideoItem], config: DataConfig) -> None:
     """Refuse, when a dataset is built, samples its first batch would fail on inside a loader worker: a crop
-    larger than a video's frames, bidirectional stacks from a folder without backward flow."""
+    larger than a video's frames, bidirectional stacks from a folder without backward flow. Videos with fewer
+    flows than a stack holds are said (their stacks repeat the last flow)."""
+    short = [it for it in items if it.flows < config.flow_length] if config.stream == "temporal" else []
+    if short:
+        least = min(short, key=lambda it: it.flows)
+        log.warning("%d of %d videos hold fewer than L = %d flows (e.g. %s: %d): their stacks repeat the last flow; a "
+                    "smaller flow_length (--flow-length) avoids it", len(short), len(items), config.flow_length,
+                    least.key, least.flows)
     if items:
         small = min(items, key=lambda it: min(it.height, it.width))
         if config.crop_size > min(small.height, small.width):
@@ -195,10 +205,22 @@ def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
     if kwargs.get("persistent_workers") and hasattr(dataset, "set_epoch"):
         raise ValueError("persistent_workers keeps each worker's copy of the dataset, which set_epoch then never "
                          "reaches: every epoch would repeat the first one's crops and flips; leave it off")
-    prepare_workers(num_workers)
     if hasattr(dataset, "__getitems__"):
         kwargs.setdefault("collate_fn", collated)
-    return DataLoader(dataset, num_workers=num_workers, worker_init_fn=worker_init, **kwargs)
+    return _Loader(dataset, num_workers=num_workers, worker_init_fn=worker_init, **kwargs)
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose workers fork with OpenCV on one thread (prepare_workers); the caller's own thread count
+    is given back once they have (it stayed 1 for the rest of the caller's program)."""
+
+    def __iter__(self):
+        before = cv2.getNumThreads()
+        prepare_workers(self.num_workers)
+        try:
+            return super().__iter__()  # the workers are forked here, as the iterator starts
+        finally:
+            cv2.setNumThreads(before)
 
 
 def read_flow_stack(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box,
@@ -347,5 +369,15 @@ def prepare_workers(num_workers: int) -> None:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader worker setup: numpy seeded from torch's per-worker seed (OpenCV: see prepare_workers)."""
+    """DataLoader worker setup: numpy seeded from torch's per-worker seed (OpenCV: see prepare_workers), and the
+    worker's tracebacks of a parent gone (see _quiet_when_parent_gone)."""
     np.random.seed(torch.initial_seed() % 2**32)
+    sys.excepthook = _quiet_when_parent_gone
+
+
+def _quiet_when_parent_gone(kind, value, tb, default=sys.__excepthook__) -> None:
+    # multiprocessing's resource_sharer thread, which hands a batch's shared memory to the parent, reports a
+    # parent that stopped mid-transfer (Ctrl-C) through sys.excepthook: a BrokenPipe traceback under the interrupt
+    # line. Nothing is lost (the parent stopped reading); anything else still prints.
+    if not issubclass(kind, (BrokenPipeError, ConnectionResetError, EOFError)):
+        default(kind, value, tb)

@@ -68,10 +68,15 @@ def gather(plan: Plan, solver: Solver, resize: Resize, show_progress: bool = Tru
                     fields.append(f)
                     samples.append((name, t))
             except VideoDecodeError as e:
-                if len(plan) == 1:
-                    raise
-                log.warning("skipped %s: %s", name, e.reason)
+                _skip(name, e, alone=len(plan) == 1)
     return fields, samples
+
+
+def _skip(name: str, e: VideoDecodeError, alone: bool) -> None:
+    # one broken file of a dataset is named and the others measured; a single video's error is the command's
+    if alone:
+        raise e
+    log.warning("skipped %s: %s", name, e.reason)
 
 
 def _measure(plan: Plan, solver: Solver, resize: Resize, settings: Sequence[Setting], source: str,
@@ -95,10 +100,8 @@ def measure_videos(source: str, settings: Sequence[Setting], solver: SolverConfi
     for k, n in choose_videos(list(by_name), sample, seed):
         try:
             plan.append((k, by_name[k], spread_indices(_flow_count(by_name[k]), n)))
-        except VideoDecodeError as e:  # one broken file of a dataset: named, the others measured
-            if len(by_name) == 1:
-                raise
-            log.warning("skipped %s: %s", k, e.reason)
+        except VideoDecodeError as e:
+            _skip(k, e, alone=len(by_name) == 1)
     return _measure(plan, make_solver(solver), resize, settings, str(source), epe_target, show_progress)
 
 

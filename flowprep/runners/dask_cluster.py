@@ -31,7 +31,7 @@ def connect(address: str, timeout: str | None = None):
     try:
         return Client(address, timeout=timeout or CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as e:
-        raise FlowprepError(f"cannot reach the Dask scheduler at {address} ({e}); start it with `dask-scheduler` "
+        raise FlowprepError(f"cannot reach the Dask scheduler at {address} ({e}); start it with `dask scheduler` "
                             "(or dask-jobqueue) and check the address and port") from e
 
 
@@ -51,7 +51,7 @@ def wait_for_workers(client, address: str, timeout: float = WORKER_WAIT_S) -> No
         client.wait_for_workers(1, timeout=timeout)
     except (TimeoutError, asyncio.TimeoutError):  # distributed's is asyncio's, not the built-in, before 3.11
         raise FlowprepError(f"no Dask worker connected to {address} in {timeout:g} s: start workers with "
-                            f"`dask-worker {address}` on machines with flowprep installed and the output folder "
+                            f"`dask worker {address}` on machines with flowprep installed and the output folder "
                             "at the same path") from None
 
 

@@ -7,6 +7,7 @@ ask for the same identity, so that one folder never mixes two kinds of flow. Fol
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from flowprep import __version__
@@ -16,6 +17,7 @@ from flowprep.store import format as F
 from flowprep.store.shardfile import read_shard_header
 
 SETTINGS_FILE = "flowprep.json"
+log = logging.getLogger("flowprep")
 
 
 def read_identity(out_dir: str | Path) -> dict | None:
@@ -79,18 +81,31 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def bind_settings(out_dir: str | Path, identity: dict) -> None:
+def _made_by(identity: dict) -> str:
+    # which command wrote a folder of this identity (flowprep.interchange.importing.identity: algo "imported")
+    return "import" if (identity.get("flow") or {}).get("algo") == "imported" else "extract"
+
+
+def bind_settings(out_dir: str | Path, identity: dict, empty: bool = False) -> None:
     """Bind an output folder to a settings identity; refuse to mix other settings into it. Needs the run lock.
+    ``empty``: the folder holds no video yet (no shard, none recorded), and is bound anew: a first run that
+    failed before its first shard (no Dask scheduler, a typo in a flag) must not fix the folder's settings.
 
     Raises:
         SettingsMismatchError: the folder was written with different settings (each difference is listed).
     """
     out = Path(out_dir)
     have = read_identity(out)
-    if have is not None and have != identity:
+    if have is not None and have != identity and not empty:
+        made, asked = _made_by(have), _made_by(identity)
+        if made != asked:  # every setting differs: one line, not a screen of them
+            raise SettingsMismatchError(f"{out} holds flow made by `flowprep {made}`, which `flowprep {asked}` "
+                                        "cannot add to: use a new --out folder")
         diffs = "\n  ".join(_diff(have, identity))
         raise SettingsMismatchError(
             f"{out} was extracted with other settings:\n  {diffs}\n"
             f"Use a new --out folder, or repeat the original settings to resume.")
-    if not (out / SETTINGS_FILE).exists():
+    if have is not None and have != identity:
+        log.info("%s holds no video yet: bound to the settings asked now, not an earlier run's", out)
+    if have != identity or not (out / SETTINGS_FILE).exists():
         write_json(out / SETTINGS_FILE, {"identity": identity, "flowprep_version": __version__})

@@ -15,7 +15,7 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
-from flowprep.store.settings import read_identity
+from flowprep.store.settings import read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
 from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
 
@@ -33,8 +33,10 @@ def _entry(e: dict, shard: str) -> dict:
     return {"name" if n == "key" else n: v[n] for n in _LISTED}
 
 
-def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
-    """(settings of the first readable shard, key -> the entry that counts, unreadable shards with reasons)."""
+def read_folder_catalog(out: Path, identity: dict | None = None) -> tuple[dict, dict[str, dict], list[dict]]:
+    """(settings of the first readable shard, key -> the entry that counts, unreadable shards with reasons). A
+    shard of other settings than ``identity`` (the folder's; None: the first shard's) is one of the latter, as
+    the readers refuse it."""
     videos: dict[str, dict] = {}
     settings: dict = {}
     problems = []
@@ -42,9 +44,11 @@ def read_folder_catalog(out: Path) -> tuple[dict, dict[str, dict], list[dict]]:
         try:
             with open_h5(path) as f:
                 s, keys, _, damage, catalog = checked_header(f, path)
-                if damage:  # a damaged catalog must not be taken as the truth
-                    problems.append({"shard": path.name, "reason": f"{path}: {damage}; run `flowprep verify "
-                                                                   "--repair`"})
+                identity = identity or shard_identity(s)
+                why = damage or settings_mismatch(s, identity)  # damaged: its catalog is not the truth
+                if why:
+                    problems.append({"shard": path.name, "reason": f"{path}: {why}; run `flowprep verify --repair "
+                                                                   f"{out}`"})
                     continue
                 settings = settings or s
                 for e in catalog_entries(catalog) if catalog is not None else read_catalog(f, keys):
@@ -73,11 +77,12 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
     if not is_output_folder(out):
         raise FlowprepError(f"{out_dir}: {NOT_AN_OUTPUT}")
+    identity = None
     try:
-        read_identity(out)
+        identity = read_identity(out)
     except FlowprepError as e:  # export and the trainer refuse the folder: said here too, with its fix
         log.warning("%s", e)
-    settings, videos, problems = read_folder_catalog(out)
+    settings, videos, problems = read_folder_catalog(out, identity)
     shards = F.list_shards(out)
     vids = [videos[k] for k in sorted(videos)]
     ok = [v for v in vids if v["status"] == F.OK]

@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", default=d("pretrained"), help="local RGB weights file (.pth) of the same arch; "
                    "temporal nets get the cross-modality init. Nothing is downloaded")
     p.add_argument("--out", default=d("out"), help="folder for checkpoint.pt, best.pt, metrics.csv/json")
-    p.add_argument("--epochs", type=int, default=d("epochs"), help="passes over the training videos (one sample each)")
+    p.add_argument("--epochs", type=int, default=d("epochs"),
+                   help="passes over the training videos (one sample each; the last partial batch is dropped, other "
+                        "videos each epoch)")
     p.add_argument("--batch-size", type=int, default=d("batch_size"), help="global batch (divided over DDP processes)")
     p.add_argument("--lr", type=float, default=d("lr"), help="initial learning rate (the paper: 1e-2)")
     p.add_argument("--momentum", type=float, default=d("momentum"), help="SGD momentum")

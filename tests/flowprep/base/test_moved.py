@@ -24,6 +24,10 @@ def test_old_names_of_the_two_modules_that_became_packages():
     from flowprep.datasets.listing import list_videos
     from flowprep.quality.compression import evaluate
 
-    assert flowprep.datasets.list_videos is list_videos and flowprep.quality.evaluate is evaluate
+    with pytest.warns(DeprecationWarning, match="flowprep.datasets.list_videos moved to "
+                                                "flowprep.datasets.listing.list_videos"):
+        assert flowprep.datasets.list_videos is list_videos
+    with pytest.warns(DeprecationWarning, match="flowprep.quality.evaluate moved to"):
+        assert flowprep.quality.evaluate is evaluate
     with pytest.raises(AttributeError):
         flowprep.datasets.no_such_name  # noqa: B018

@@ -131,6 +131,27 @@ def test_other_settings_are_refused_with_the_differences_listed(shift_dataset, t
         extract_dataset(videos, out, ExtractConfig(quality=90), runner=LocalRunner(1), show_progress=False)
 
 
+def test_a_first_run_that_failed_before_any_video_does_not_fix_the_folders_settings(shift_dataset, tmp_path):
+    """No Dask scheduler there: the run stopped with no shard, and its flowprep.json refused every other setting."""
+    from flowprep.errors import FlowprepError
+
+    class Unreachable(LocalRunner):
+        def run(self, work, chunks, progress):
+            raise FlowprepError("cannot reach the Dask scheduler")
+            yield
+
+    out = tmp_path / "out"
+    videos = list_videos("ucf101", shift_dataset)[:1]
+    with pytest.raises(FlowprepError, match="cannot reach"):
+        extract_dataset(videos, out, runner=Unreachable(1), show_progress=False)
+    assert (out / "flowprep.json").is_file() and not flowprep.open_shards(out).keys()
+    other = ExtractConfig(quant=QuantConfig("fixed", 10))
+    extract_dataset(videos, out, other, runner=LocalRunner(1), show_progress=False)  # bound anew
+    assert json.loads((out / "flowprep.json").read_text())["identity"]["quantization"]["bound"] == 10.0
+    with pytest.raises(SettingsMismatchError, match=r"quantization.bound: existing 10.0, asked 20.0"):
+        extract_dataset(videos, out, runner=LocalRunner(1), show_progress=False)  # now it holds a video
+
+
 def test_settings_of_the_wrong_type_are_refused_when_made():
     """A setting from a config file or a script ("90") is refused in one line, not a TypeError in a worker."""
     with pytest.raises(ValueError, match=re.escape("JPEG quality must be a whole number 1..100, got '90'")):

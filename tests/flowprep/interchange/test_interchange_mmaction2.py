@@ -250,3 +250,68 @@ def test_flow_only_shards_get_no_rgb_lists_and_a_split_naming_none_of_the_videos
     (flow_only / "classInd.txt").write_text("1 Up\n")
     assert main(["export", str(flow_only), str(tmp_path / "none"), *args]) == 2
     assert "split files name none of the 6 videos" in capsys.readouterr().err
+
+
+def test_no_rgb_export_of_rgb_shards_writes_flow_only_and_a_split_without_dataset_is_refused(extracted, tmp_path,
+                                                                                              capsys):
+    """--no-rgb was read by the denseflow/TSN exports only: the mmaction2 export wrote every RGB frame and list
+    anyway; --split without --dataset was dropped (one list of every video), exit 0."""
+    dest = tmp_path / "mm"
+    args = ["--format", "mmaction2", "--dataset", "ucf101", "--split", "1", "--no-progress"]
+    assert main(["export", str(extracted), str(dest), *args]) == 0
+    assert list(dest.rglob("img_*.jpg")) and list(dest.glob("*_rawframes.txt"))
+    capsys.readouterr()
+    assert main(["export", str(extracted), str(dest), *args, "--no-rgb"]) == 0
+    out = capsys.readouterr().out
+    assert not list(dest.rglob("img_*.jpg")) and not list(dest.glob("*_rawframes.txt"))
+    assert list(dest.rglob("flow_x_*.jpg")) and list(dest.glob("*_flow.txt"))
+    assert "modality='RGB'" not in out and "modality='Flow'" in out
+    for extra in (["--split", "1"], ["--split-dir", str(extracted)]):
+        assert main(["export", str(extracted), str(tmp_path / "tsn"), "--format", "tsn", *extra]) == 2
+        assert f"{extra[0]} picks a dataset's split files: give --dataset too" in capsys.readouterr().err
+        assert not (tmp_path / "tsn").exists()
+
+
+def test_importing_into_an_extracted_folder_and_back_is_refused_in_one_line(extracted, tmp_path, capsys):
+    """Every setting of an import differs from an extraction's: the refusal listed all 21 of them."""
+    import shutil
+
+    dest, copy, back = tmp_path / "mm", tmp_path / "copy", tmp_path / "back"
+    shutil.copytree(extracted, copy)
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(dest),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["import", "--format", "mmaction2", str(dest), str(copy), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "made by `flowprep extract`, which `flowprep import` cannot add to" in err
+    assert main(["import", "--format", "mmaction2", str(dest), str(back), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["extract", "--dataset", "ucf101", "--root", str(extracted.parent / "ucf"), "--out", str(back),
+                 "--jobs", "1", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "made by `flowprep import`, which `flowprep extract` cannot add to" in err
+
+
+def test_a_tree_without_class_folders_keeps_its_labels_on_import(extracted, tmp_path, capsys):
+    """mmaction2's Something-Something tree (rawframes/<id>/, lines '<id> <frames> <label>') came back with every
+    class named 'rawframes': the trainer then saw one class and refused."""
+    import shutil
+
+    dest, back = tmp_path / "mm", tmp_path / "back"
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(dest),
+                 "--no-progress"]) == 0
+    for name, subset in (("ucf101_train_split_1", "train"), ("ucf101_val_split_1", "val")):
+        for what in ("rawframes", "flow"):
+            rows = [line.split() for line in (dest / f"{name}_{what}.txt").read_text().splitlines()]
+            (dest / f"{name}_{what}.txt").unlink()
+            (dest / f"sth_{subset}_list_{what}.txt").write_text("".join(
+                f"{Path(d).name} {n} {label}\n" for d, n, label in rows))
+    for frame_dir in [p for p in (dest / "rawframes").glob("*/*") if p.is_dir()]:
+        shutil.move(frame_dir, dest / "rawframes" / frame_dir.name)  # rawframes/<id>: no class folder
+    assert main(["import", "--format", "mmaction2", str(dest), str(back), "--no-progress"]) == 0
+    split = load_split("folder", back / "splits", 1)
+    assert split.classes == ("label_0", "label_1")
+    shards = flowprep.open_shards(back)
+    want = {Path(d).name: int(label) for d, _, label in (line.split() for line in
+                                                       (dest / "sth_train_list_flow.txt").read_text().splitlines())}
+    assert {shards.resolve(name): label for name, label in split.train} == want and len(set(want.values())) == 2

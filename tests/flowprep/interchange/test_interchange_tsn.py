@@ -209,3 +209,23 @@ def test_an_out_path_with_a_space_is_refused_before_any_image(shards, tmp_path, 
     assert main(["export", "--format", "tsn", str(shards), str(dest), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the path holds whitespace" in err[0] and not dest.exists()
+
+
+def test_videos_without_a_class_folder_get_no_lists_rather_than_label_0(shards, tmp_path, capsys):
+    """Kinetics' clips (keys without a class folder) exported without --dataset were all labelled 0, said nowhere."""
+    flat = tmp_path / "flat"
+    for i in range(2):
+        write_shift_video(flat / f"clip_{i}.avi", [(1, 0)] * 4, size=(32, 24), seed=i)
+    (tmp_path / "list.txt").write_text("clip_0.avi\nclip_1.avi\n")
+    out, dest = tmp_path / "shards", tmp_path / "tsn"
+    assert main(["extract", "--list", str(tmp_path / "list.txt"), "--root", str(flat), "--out", str(out),
+                 "--jobs", "1", *FAST]) == 0
+    dest.mkdir()
+    (dest / "flow_list.txt").write_text("an earlier export's list\n")
+    capsys.readouterr()
+    assert main(["export", "--format", "tsn", str(out), str(dest), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert ("no lists: 2 of the 2 videos have no class folder in their key (e.g. clip_0) to label them by: give "
+            "--dataset") in printed and "python main.py" not in printed
+    assert not list(dest.glob("*.txt"))
+    assert sorted(p.name for p in dest.iterdir()) == ["clip_0", "clip_1"] and list(dest.rglob("flow_x_00001.jpg"))

@@ -205,7 +205,7 @@ def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
 _FORK_SCRIPT = r'''
 import cv2, numpy as np, torch
 from torch.utils.data import DataLoader, Dataset
-from flowprep.loading.clips import prepare_workers, worker_init
+from flowprep.loading.clips import make_loader, prepare_workers, worker_init
 
 class Decode(Dataset):  # what a loader worker does: JPEG decode and resize with OpenCV
     def __len__(self):
@@ -214,16 +214,24 @@ class Decode(Dataset):  # what a loader worker does: JPEG decode and resize with
         ok, buf = cv2.imencode(".jpg", np.full((256, 340), i, np.uint8))
         return torch.from_numpy(cv2.resize(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), (224, 224)))
 
+threads = 4  # whatever the machine's cores: a count make_loader must give back
+cv2.setNumThreads(threads)
 for epoch in range(4):  # the parent uses OpenCV's thread pool, then forks new workers every epoch
     cv2.GaussianBlur(np.zeros((240, 320), np.uint8), (0, 0), 2.0)  # runs on the pool's threads
     prepare_workers(1)
     assert sum(b.shape[0] for b in DataLoader(Decode(), batch_size=2, num_workers=1, worker_init_fn=worker_init)) == 4
+cv2.setNumThreads(threads)
+for epoch in range(4):  # make_loader: the same, and the parent's thread count given back after each fork
+    cv2.GaussianBlur(np.zeros((240, 320), np.uint8), (0, 0), 2.0)
+    assert sum(b.shape[0] for b in make_loader(Decode(), 1, batch_size=2)) == 4
+    assert cv2.getNumThreads() == threads > 1, cv2.getNumThreads()
 print("ok")
 '''
 
 
 def test_loader_workers_do_not_deadlock_after_the_parent_used_opencv_threads() -> None:
-    """Regression: cv2.setNumThreads in a forked worker hung (OpenCV's pthreads pool is not fork-safe)."""
+    """Regression: cv2.setNumThreads in a forked worker hung (OpenCV's pthreads pool is not fork-safe). And
+    make_loader left the caller's OpenCV on one thread for good (README: no process-wide setting changed)."""
     import subprocess
     import sys
     try:
@@ -325,3 +333,35 @@ def test_trainer_reads_12_bit_shards_bit_for_bit_in_compact_batches(tmp_path, wo
     flow = read_flow(shards, items[0], 0, DataConfig(stream="temporal", flow_length=4, mean_subtract=False),
                      T.Box(0, 0, 48, 48))
     np.testing.assert_array_equal(flow, shards.flow(items[0].key, range(4)))
+
+
+def test_videos_shorter_than_a_stack_are_said_once_when_the_dataset_is_built(motion_data, caplog):
+    """A stack longer than a video repeats its last flow (as TSN's loaders do); it did so silently."""
+    shards, items = _items(motion_data)  # 12 frames: 11 flows each
+    with caplog.at_level("WARNING", logger="flowprep"):
+        TrainClips(shards, items, DataConfig(stream="temporal", flow_length=11, crop_size=32))
+        TrainClips(shards, items, DataConfig(stream="spatial", flow_length=12, crop_size=32))
+        assert not caplog.records
+        EvalClips(shards, items[:3], DataConfig(stream="temporal", flow_length=12, crop_size=32))
+    assert len(caplog.records) == 1
+    assert f"3 of 3 videos hold fewer than L = 12 flows (e.g. {items[0].key}: 11)" in caplog.text
+    assert "--flow-length" in caplog.text
+
+
+def test_a_worker_stays_quiet_when_its_parent_stops_mid_transfer(capsys):
+    """multiprocessing's resource_sharer thread printed a BrokenPipe traceback under a stopped fit's interrupt
+    line; the worker's hook drops a lost parent's connection errors and prints anything else."""
+    import sys
+
+    from flowprep.loading.clips import worker_init
+
+    before = sys.excepthook
+    try:
+        worker_init(0)
+        for err in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(), EOFError()):
+            sys.excepthook(type(err), err, None)
+        assert capsys.readouterr().err == ""
+        sys.excepthook(ValueError, ValueError("a real error"), None)
+        assert "ValueError: a real error" in capsys.readouterr().err
+    finally:
+        sys.excepthook = before

@@ -29,3 +29,17 @@ def test_the_readme_loop_trains_a_model_on_the_shards(motion_data):
     exec(compile(code, str(README), "exec"), namespace)
     assert seen and all(s[1:] == (20, 32, 32) for s in seen) and namespace["loss"].isfinite()
     assert len(namespace["test"]) == 0
+
+
+def test_the_loading_packages_plain_loop_runs_as_printed(motion_data):
+    """Its docstring's loop (README points to it) lacked ``import torch``, named a folder the demo does not make
+    and cut crops larger than the demo's frames."""
+    import flowprep.loading
+
+    code = flowprep.loading.__doc__.split("::", 1)[1]
+    code = "\n".join(line[4:] for line in code.splitlines())
+    assert '"runs/demo/shards"' in code
+    code = code.replace('"runs/demo/shards"', repr(str(motion_data.shards))).replace("crop_size=56", "crop_size=40")
+    namespace: dict = {}
+    exec(compile(code, "flowprep/loading/__init__.py", "exec"), namespace)
+    assert namespace["x"].dtype == torch.float32 and namespace["x"].shape[1:] == (20, 40, 40)

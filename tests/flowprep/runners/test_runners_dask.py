@@ -91,7 +91,7 @@ def test_a_cluster_without_workers_is_one_line_not_a_wait_forever(tmp_path, caps
         rc = main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(tmp_path / "o"), *FAST,
                    "--scheduler", c.scheduler_address, "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and "no Dask worker connected to" in err[-1] and "dask-worker" in err[-1], err
+    assert rc == 2 and "no Dask worker connected to" in err[-1] and "dask worker" in err[-1], err
 
 
 class _Client:
@@ -141,3 +141,21 @@ def test_a_scheduler_lost_mid_run_is_one_line(tmp_path, monkeypatch):
                                   dashboard_address=":0") as c:
         with pytest.raises(FlowprepError, match="lost the Dask scheduler at .*scheduler-connection-lost.*run the same"):
             list(DaskRunner(c.scheduler_address).run(None, [Chunk(0, (), str(tmp_path / "c.h5"))], lambda *a: None))
+
+
+def test_the_commands_the_docs_and_messages_name_exist():
+    """README, docs/SCALE.md and the runner's messages said `dask-scheduler` / `dask-worker`, which today's dask
+    no longer installs; `dask scheduler` and `dask worker` are the commands."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    texts = [repo / "README.md", repo / "docs" / "SCALE.md", repo / "flowprep" / "runners" / "dask_cluster.py"]
+    named = {m for p in texts for m in re.findall(r"\bdask[ -](?:scheduler|worker)\b", p.read_text())}
+    assert named == {"dask scheduler", "dask worker"}, named
+    dask = Path(sys.executable).parent / "dask"
+    for verb in ("scheduler", "worker"):
+        r = subprocess.run([str(dask), verb, "--help"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "Usage" in r.stdout, r.stderr[-500:]

@@ -142,8 +142,9 @@ def test_a_folder_that_lost_a_shard_is_refused_by_every_reader_until_repaired(pr
     assert set(gone) <= set(ShardSet(out).keys())
 
 
-def test_a_shard_of_other_settings_copied_in_is_refused_by_the_reader(pristine, tmp_path):
-    """Its videos were served beside the folder's (another bound, another size), the later copy winning."""
+def test_a_shard_of_other_settings_copied_in_is_refused_by_the_reader_and_info(pristine, tmp_path, capsys):
+    """Its videos were served beside the folder's (another bound, another size), the later copy winning; info
+    counted them and exited 0."""
     out, shard = _copy(pristine, tmp_path)
     stranger = out / F.shard_name(99)
     shutil.copy(shard, stranger)
@@ -154,6 +155,13 @@ def test_a_shard_of_other_settings_copied_in_is_refused_by_the_reader(pristine, 
         del f.attrs[F.ATTR_DIGEST]  # as a shard written that way would be: its own digest right, or none
     with pytest.raises(ShardError, match=r"other settings than flowprep.json \(quantization"):
         ShardSet(out)
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert f"UNREADABLE {stranger.name}: {stranger}: it was written with other settings than flowprep.json" in text
+    assert f"verify --repair {out}" in text
+    ok = sum(1 for k in ShardSet(pristine).keys())
+    assert f"videos: {ok} ok" in text  # the stranger's copies of them are not counted twice
 
 
 def test_a_nan_in_the_stored_quantization_stops_the_reader_instead_of_giving_nan_flow(pristine, tmp_path):
