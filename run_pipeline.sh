@@ -14,8 +14,8 @@ Usage: ./run_pipeline.sh [options]
 
 Runs every stage of the two-stream pipeline and prints a table like the paper's (spatial, temporal, average
 fusion, SVM fusion; with --all-rows also the temporal net's settings of Table 1b, and for the demo Table 2).
-With no options: the bundled demo, every row, on the CPU (about 8 minutes on 2 cores, the first-time install
-included).
+With no options: the bundled demo, every row, on the CPU (about 6 minutes on 2 cores, the first-time install
+included; docs/DEMO.md has each stage's time).
 
 Options:
   --dataset NAME     demo (default), ucf101, hmdb51 or kinetics

@@ -4,6 +4,7 @@ softmax averaged per video, per-video scores saved, top-1 / top-5 / mean class a
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from flowprep.base.defaults import default_of
-from flowprep.base.durable import write_json
+from flowprep.base.durable import file_sha256, write_json
 from flowprep.datasets.splits import Split, SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, load_items, make_loader
 from flowprep.store.reader import ShardSet
@@ -86,6 +87,8 @@ def test(cfg: TestConfig) -> dict:
     device = torch.device(info.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # before the load: a fit writing a new one meanwhile makes the record older than the weights, never newer
+    checkpoint_sha256 = file_sha256(cfg.checkpoint) if os.path.isfile(cfg.checkpoint) else None
     ck = load_checkpoint(cfg.checkpoint)
     fc = saved_config(ck["config"], cfg.checkpoint)
     tasks = fc.tasks
@@ -119,7 +122,8 @@ def test(cfg: TestConfig) -> dict:
         # split_videos beside the summary's videos: a test over fewer videos than the split says so in its file
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
                 "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops,
-                "checkpoint": str(cfg.checkpoint), "shards": str(Path(shards_dir).resolve()),
+                "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": checkpoint_sha256,
+                "shards": str(Path(shards_dir).resolve()),
                 "split_videos": len(split.subset(cfg.subset))}
         for stale in (f"test_metrics{suffix}.json", f"confusion{suffix}.png"):  # an earlier test's: kept beside new
             (out / stale).unlink(missing_ok=True)  # scores by a write that failed, table would report them

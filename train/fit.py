@@ -197,7 +197,7 @@ def fit(cfg: FitConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     # one fit per --out: two wrote one checkpoint.pt.tmp (one died renaming it) or resumed from the other's
-    with RunLock(out, "twostream fit") if info.is_main else contextlib.nullcontext():
+    with RunLock(out, "python -m train fit") if info.is_main else contextlib.nullcontext():
         return _train(cfg, info, device, out)
 
 

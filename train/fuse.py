@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from flowprep.base.durable import file_sha256, write_json
-from train.metrics import Scores, load_scores, save_scores, summary
+from train.metrics import Scores, load_scores, save_scores, stale_model, summary
 
 METHODS = ("avg", "svm")
 
@@ -45,6 +45,8 @@ def check_streams(test: Sequence[Scores], paths: Sequence[str]) -> None:
         if "fusion" in s.meta:
             raise ValueError(f"{p}: is the output of a fusion, not a stream's scores; give the score files "
                              "`python -m train test` wrote for each stream")
+        if why := stale_model(s.meta, Path(p).parent):
+            raise ValueError(f"{p}: {why}; run `python -m train test` on it again")
     for k, (s, p) in enumerate(zip(test, paths)):
         for q, other in zip(paths[:k], test[:k]):
             if np.array_equal(s.scores, other.scores):

@@ -10,10 +10,11 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from flowprep.base.durable import open_replacing, zip_crc_failure
+from flowprep.base.durable import file_sha256, open_replacing, zip_crc_failure
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,17 @@ def load_scores(path: str | os.PathLike) -> Scores:
         raise ValueError(f"{path}: its scores are {s.scores.shape} for {shape} (videos, classes), or not all "
                          f"finite; {again}")
     return s
+
+
+def stale_model(meta: dict, folder: Path) -> str | None:
+    """Why results in ``folder`` are not of the checkpoint there now, or None: the SHA-256 ``train test`` recorded
+    is not that of the checkpoint of that name beside them (a fit --restart, or a new best, wrote it while the
+    test ran: the old model's results were read as the new one's)."""
+    sha, name = meta.get("checkpoint_sha256"), Path(str(meta.get("checkpoint") or "")).name
+    beside = folder / name if name else None
+    if not sha or beside is None or not beside.is_file() or file_sha256(beside) == sha:
+        return None
+    return f"scores an earlier {name} than the one beside it (trained again since the test)"
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:

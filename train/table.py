@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.base.durable import file_sha256, write_json, zip_crc_failure
+from train.metrics import stale_model
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ def collect(run: str | Path) -> dict:
             if rows[-1][1].get("stream", stream) != stream:  # a spatial net's test written into temporal/
                 raise ValueError(f"{path}: scores a {rows[-1][1]['stream']} net, where the row {key} is of the "
                                  f"{stream} stream: {_AGAIN}")
+            if why := stale_model(rows[-1][1], path.parent):
+                raise ValueError(f"{path}: {why}: {_AGAIN}")
             res[key] = _top1(rows[-1][1], path)
     if "spatial" not in res and "temporal" not in res:
         raise FileNotFoundError(f"{run}: no spatial/ or temporal/ test_metrics.json; run `train test` first")

@@ -14,15 +14,18 @@ from flowprep.datasets.listing import list_videos, read_video_list, shown
 from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
 
 
+def _layouts() -> str:
+    # --dataset's help, from the table: a dataset added there is described too
+    by_path = ", ".join(n for n, d in DATASETS.items() if not d.by_stem)
+    by_stem = ", ".join(n for n, d in DATASETS.items() if d.by_stem)
+    return (f"layout of --root: {by_path}: <root>/<class>/<video>, keyed by that path; {by_stem}: every video "
+            "anywhere below --root, keyed by its file stem (Kinetics': <youtube_id>_<start:06d>_<end:06d>)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep extract``."""
     src = p.add_argument_group("input")
-    by_path = ", ".join(n for n, d in DATASETS.items() if not d.by_stem)
-    by_stem = ", ".join(n for n, d in DATASETS.items() if d.by_stem)
-    src.add_argument("--dataset", choices=list(DATASETS), default="folder",
-                     help=f"layout of --root: {by_path}: <root>/<class>/<video>, keyed by that path; {by_stem}: every "
-                          "video anywhere below --root, keyed by its file stem (Kinetics': "
-                          "<youtube_id>_<start:06d>_<end:06d>)")
+    src.add_argument("--dataset", choices=list(DATASETS), default="folder", help=_layouts())
     src.add_argument("--root", help="the dataset folder; keys are video paths relative to it, without extension")
     src.add_argument("--split-dir", metavar="DIR",
                      help=f"--dataset {' or '.join(n for n, d in DATASETS.items() if d.annotated_keys)}: the folder of "

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         return _status(s)
     st = s["settings"]
     print(f"{s['folder']}: {s['shards']} shards, {s['shard_bytes'] / 1e6:.1f} MB")
+    if s["writing"]:
+        print(f"being written now ({s['writing']}): this is the part done so far")
     print(f"videos: {s['videos_ok']} ok ({s['videos_partial']} of them partial), {s['videos_failed']} failed; "
           f"{s['frames']} frames, {s['flows']} flows")
     if st:

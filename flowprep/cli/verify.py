@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from flowprep.base.defaults import default_of
 from flowprep.solvers import SolverConfig
@@ -36,6 +37,20 @@ def _print_findings(out: str, f) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print what is damaged (and repair it with --repair); exit 0 when the folder ends up clean."""
+    from flowprep.store.workspace import RunLock, is_output_folder, writer
+
+    if not args.repair or not is_output_folder(Path(args.out)):  # no lock file left in a folder not ours
+        if who := writer(args.out):
+            print(f"{args.out} is being written now ({who}): what is checked is the part done so far")
+        return _verify(args, None)
+    # the lock first: a repair acting on findings made before another run changed the folder moved a healthy new
+    # shard aside, or extracted videos again from sources replaced since
+    with RunLock(Path(args.out), "verify --repair", advice="then run verify --repair again") as lock:
+        return _verify(args, lock)
+
+
+def _verify(args: argparse.Namespace, lock: object) -> int:
+    # verify (and repair, under ``lock``: the folder's RunLock, held) one folder; the exit status
     from flowprep.extraction.repair import is_imported, repair
     from flowprep.interchange.importing import reimport
     from flowprep.runners import make_runner
@@ -56,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
               "--repair`")
         return 1
     report = repair(args.out, f, runner=make_runner(jobs=args.jobs), backend=args.backend, device=args.device,
-                    reimport=reimport)
+                    reimport=reimport, lock=lock)
     after = verify_folder(args.out)
     again = "imported" if is_imported(f.identity if f.identity is not None else after.identity) else "extracted"
     print(f"repaired: {report.videos_processed} video(s) {again} again "

@@ -69,6 +69,7 @@ class BatchSpec:
     show_progress: bool = True
     verb: str = "extract"  # what the lock file and the progress bar call the run
     missing: tuple[str, ...] = ()  # annotated videos that no file holds: counted, and listed in one file
+    lock: RunLock | None = None  # the folder's lock, held already by the caller (verify --repair); else taken here
 
     def __post_init__(self) -> None:
         # extract's and import's (0 and -1 were taken as 1 by import)
@@ -79,7 +80,8 @@ class BatchSpec:
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
                     runner: Runner | None = None, videos_per_shard: int = VIDEOS_PER_SHARD, retry_failed: bool = False,
-                    show_progress: bool = True, missing: tuple[str, ...] = ()) -> RunReport:
+                    show_progress: bool = True, missing: tuple[str, ...] = (), lock: RunLock | None = None
+                    ) -> RunReport:
     """Extract every video not yet in ``out_dir`` into new shards there; return the run report.
 
     The folder is locked for the run, workers write into a private staging folder and the driver publishes
@@ -96,6 +98,7 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         show_progress: draw a tqdm bar (videos/s, pairs/s, ETA).
         missing: videos the annotations name but no file holds (Kinetics): counted in the report and listed in
             ``out_dir/reports/missing.txt``.
+        lock: ``out_dir``'s RunLock when the caller holds it already (it stays held); else one is taken.
     Returns:
         the report (also written to ``out_dir/reports/``): counts, failures, timings.
     Raises:
@@ -109,7 +112,7 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         from flowprep.codecs.jpeg import require_12bit
         require_12bit()
     spec = BatchSpec(ExtractWork(config), config.identity(), asdict(config.solver), runner or LocalRunner(),
-                     videos_per_shard, retry_failed, show_progress, missing=tuple(missing))
+                     videos_per_shard, retry_failed, show_progress, missing=tuple(missing), lock=lock)
     return run_batch(videos, out_dir, spec)
 
 
@@ -135,7 +138,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
     videos = check_keys(videos)  # two files with one key, names HDF5 cannot store: failed, named, before any work
     # absolute sources in shards and index: a repair or an adopted chunk may run from another folder
     videos = [replace(t, path=os.path.abspath(t.path)) if t.path else t for t in videos]
-    with RunLock(out, spec.verb) as lock:
+    with contextlib.nullcontext(spec.lock) if spec.lock else RunLock(out, spec.verb) as lock:
         bind_settings(out, spec.identity, empty=not F.list_shards(out) and not recorded_keys(out))
         _write_missing(out, spec.missing)
         remove_stale_temporaries(out)

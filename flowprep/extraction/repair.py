@@ -3,6 +3,7 @@ from their recorded sources with the folder's own settings (or, for a folder ``f
 them again from their recorded folders, through the ``reimport`` the caller passes: importing is a layer above)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import replace
@@ -21,8 +22,8 @@ from flowprep.store.workspace import RunLock, remove_staging
 
 log = logging.getLogger("flowprep")
 IMPORTED = "imported"  # the flow algorithm in the identity of a folder `flowprep import` wrote
-# (videos, the output folder, its identity, runner, show_progress) -> the run's report
-Reimport = Callable[[list[VideoTask], Path, dict, "Runner | None", bool], RunReport]
+# (videos, the output folder, its identity, runner, show_progress, the folder's lock held) -> the run's report
+Reimport = Callable[[list[VideoTask], Path, dict, "Runner | None", bool, RunLock], RunReport]
 
 
 def is_imported(identity: dict | None) -> bool:
@@ -46,12 +47,16 @@ def _keep_without_source(findings: Findings) -> Findings:
 
 
 def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None = None, backend: str = "auto",
-           device: str = "auto", show_progress: bool = False, reimport: Reimport | None = None) -> RunReport:
+           device: str = "auto", show_progress: bool = False, reimport: Reimport | None = None,
+           lock: RunLock | None = None) -> RunReport:
     """Remove the damage found and extract (or import) the missing videos again; return that run's report.
 
     Args:
         out_dir: the output folder.
-        findings: what ``verify_folder`` found there.
+        findings: what ``verify_folder`` found there: found under ``lock``, so that no run changed the folder
+            since (``flowprep verify --repair`` takes the lock, then verifies).
+        lock: the folder's RunLock, held by the caller for the whole repair (else taken here, after the
+            findings were made: another run may have changed the folder in between).
         runner: where the re-extraction runs (default: local worker processes).
         backend, device: the flow solver's (the folder's settings decide everything else).
         show_progress: draw the extraction's progress bar.
@@ -72,22 +77,22 @@ def repair(out_dir: str | os.PathLike, findings: Findings, runner: Runner | None
         config = ExtractConfig.from_identity(findings.identity, backend, device) if findings.identity is not None \
             else folder_config(out, backend, device)
     findings = _keep_without_source(findings)
-    with RunLock(out, "verify --repair") as lock:
+    with contextlib.nullcontext(lock) if lock else RunLock(out, "verify --repair", advice="") as held:
         try:
-            for a in repair_folder_files(out, findings) + remove_damage(out, findings, lock.run_id):
+            for a in repair_folder_files(out, findings) + remove_damage(out, findings, held.run_id):
                 log.info("%s", a)
         finally:
-            remove_staging(out, lock.run_id)
-    # what verify found missing stays missing: removing the damage keeps every intact video and the index
-    # (verifying again would also lose a damaged video that the index does not record); remove_damage adds the
-    # videos of a shard it had to move aside whole
-    missing = findings.missing
-    unknown = [k for k in missing if not findings.sources.get(k)]
-    if unknown:
-        again = "import" if imported else "extract"
-        raise FlowprepError(f"the sources of {', '.join(unknown)} are not recorded; run the original "
-                            f"`flowprep {again}` command again to {again} them")
-    tasks = [VideoTask(k, findings.sources[k]) for k in missing]
-    if imported:
-        return reimport(tasks, out, ident, runner, show_progress)
-    return extract_dataset(tasks, out, config, runner=runner, show_progress=show_progress)
+            remove_staging(out, held.run_id)
+        # what verify found missing stays missing: removing the damage keeps every intact video and the index
+        # (verifying again would also lose a damaged video that the index does not record); remove_damage adds
+        # the videos of a shard it had to move aside whole
+        missing = findings.missing
+        unknown = [k for k in missing if not findings.sources.get(k)]
+        if unknown:
+            again = "import" if imported else "extract"
+            raise FlowprepError(f"the sources of {', '.join(unknown)} are not recorded; run the original "
+                                f"`flowprep {again}` command again to {again} them")
+        tasks = [VideoTask(k, findings.sources[k]) for k in missing]
+        if imported:
+            return reimport(tasks, out, ident, runner, show_progress, held)
+        return extract_dataset(tasks, out, config, runner=runner, show_progress=show_progress, lock=held)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,7 @@ from flowprep.runners import Chunk, Progress, Runner
 from flowprep.runners.local import LocalRunner
 from flowprep.store.format import FORMAT_VERSION
 from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
+from flowprep.store.workspace import RunLock
 from flowprep.store.writer import SPILL_BYTES, ShardWriter, drop_dead_space
 
 # format -> (the layout's description, its folder lister, its reader)
@@ -181,9 +182,10 @@ def import_folders(in_dir: str | os.PathLike, shards_dir: str | os.PathLike, fmt
 
 
 def reimport(tasks: list[VideoTask], shards_dir: str | os.PathLike, ident: dict, runner: Runner | None = None,
-             show_progress: bool = False) -> RunReport:
+             show_progress: bool = False, lock: RunLock | None = None) -> RunReport:
     """Import ``tasks`` (key, the video's recorded folder) again into ``shards_dir`` with the layout, bound and zero
-    its identity ``ident`` records: how ``flowprep verify --repair`` gets back the videos of an imported folder.
+    its identity ``ident`` records: how ``flowprep verify --repair`` gets back the videos of an imported folder
+    (``lock``: the folder's, held by the caller).
 
     Raises:
         FlowprepError: ``ident`` is not that of a folder ``flowprep import`` wrote.
@@ -198,5 +200,5 @@ def reimport(tasks: list[VideoTask], shards_dir: str | os.PathLike, ident: dict,
     if fmt not in READERS:
         raise FlowprepError(f"{shards_dir} was imported from the unknown format {fmt!r}; run the original `flowprep "
                             "import` command again")
-    spec = _spec(fmt, src, bound, zero, rgb, runner, IMPORT_VIDEOS_PER_SHARD, False, show_progress)
+    spec = replace(_spec(fmt, src, bound, zero, rgb, runner, IMPORT_VIDEOS_PER_SHARD, False, show_progress), lock=lock)
     return run_batch(tasks, shards_dir, spec)

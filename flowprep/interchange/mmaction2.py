@@ -34,6 +34,7 @@ from flowprep.interchange.denseflow import export_each, open_for_export
 from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.store.reader import ShardSet
+from flowprep.store.workspace import RunLock
 
 LAYOUT = ("rawframes/<Class>/<video>/img_%05d.jpg, flow_x_%05d.jpg, flow_y_%05d.jpg from 1, and annotation lists "
           "such as ucf101_train_split_1_rawframes.txt (lines '<frame_dir> <frames> <label>')")
@@ -112,14 +113,15 @@ def export_mmaction2(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     if ok and not jobs and not done.not_listed:  # "exported 0 videos", exit 0
         raise FlowprepError(f"the {dataset} split files name none of the {len(ok)} videos in {shards_dir} (e.g. "
                             f"{sorted(ok)[0]}): check --dataset, --split and --split-dir")
-    done.failed = export_each(src, jobs, 1, with_rgb, show_progress)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, lines in pending:  # last: a list on disk names only frames that are all there (a kill, a bad shard)
-        if lines is None:  # no RGB images (--no-rgb): no RGB list, and none of an earlier export left naming them
-            (out / name).unlink(missing_ok=True)
-            continue
-        write_text(out / name, "".join(line for key, line in lines if key not in done.failed))
-        done.lists.append(name)
+    with RunLock(out, "export", advice="or export to another folder", remove=True):  # two exports mixed files
+        done.failed = export_each(src, jobs, 1, with_rgb, show_progress)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, lines in pending:  # last: a list names only frames that are all there (a kill, a bad shard)
+            if lines is None:  # no RGB images (--no-rgb): no RGB list, nor an earlier export's naming them
+                (out / name).unlink(missing_ok=True)
+                continue
+            write_text(out / name, "".join(line for key, line in lines if key not in done.failed))
+            done.lists.append(name)
     done.videos = len(jobs) - len(done.failed)
     done.not_listed = sorted(set(done.not_listed))
     done.config = config_lines(out, splits[0], with_rgb)

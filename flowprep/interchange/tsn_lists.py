@@ -32,6 +32,7 @@ from flowprep.interchange.denseflow import export_each, open_for_export
 from flowprep.interchange.frames import safe_dir
 from flowprep.interchange.labels import SUBSETS, dataset_splits, list_lines, members
 from flowprep.store.reader import ShardSet
+from flowprep.store.workspace import RunLock
 
 RGB_TEMPLATE = "img_{:05d}.jpg"  # tsn-pytorch's image_tmpl for RGB
 FLOW_PREFIX = "flow_"  # --flow_prefix: tsn-pytorch's Flow image_tmpl is flow_prefix + "{}_{:05d}.jpg"
@@ -106,31 +107,32 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
     done = FolderExport(start=FOLDER_FORMATS[fmt])
     groups, done.no_lists = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir),
                                     str(shards_dir))
-    done.failed = export_each(src, [(k, safe_dir(out, k)) for k in keys], done.start, rgb, show_progress)
-    done.videos = len(keys) - len(done.failed)
-    with_rgb = rgb and src.has_rgb
-    out.mkdir(parents=True, exist_ok=True)  # the lists, even of no video
-    if not groups:  # nor an earlier export's, naming other folders
-        for name in list_names(None, "all"):
-            (out / name).unlink(missing_ok=True)
-    for (rgb_name, flow_name), rows in groups:
-        rgb_lines, flow_lines = [], []
-        for key, label in rows:
-            if key in done.failed:
-                continue
-            lines = list_lines(src, key, safe_dir(out, key).as_posix(), label)
-            if lines is None:
-                done.not_listed.append(key)
-                continue
-            rgb_lines.append(lines[0])
-            flow_lines.append(lines[1])
-        if with_rgb:  # no RGB list for a folder without RGB images (--no-rgb), nor an earlier export's naming them
-            write_text(out / rgb_name, "".join(rgb_lines))
-            done.rgb_lists.append(rgb_name)
-        else:
-            (out / rgb_name).unlink(missing_ok=True)
-        write_text(out / flow_name, "".join(flow_lines))
-        done.flow_lists.append(flow_name)
+    with RunLock(out, "export", advice="or export to another folder", remove=True):  # two exports mixed files
+        done.failed = export_each(src, [(k, safe_dir(out, k)) for k in keys], done.start, rgb, show_progress)
+        done.videos = len(keys) - len(done.failed)
+        with_rgb = rgb and src.has_rgb
+        out.mkdir(parents=True, exist_ok=True)  # the lists, even of no video
+        if not groups:  # nor an earlier export's, naming other folders
+            for name in list_names(None, "all"):
+                (out / name).unlink(missing_ok=True)
+        for (rgb_name, flow_name), rows in groups:
+            rgb_lines, flow_lines = [], []
+            for key, label in rows:
+                if key in done.failed:
+                    continue
+                lines = list_lines(src, key, safe_dir(out, key).as_posix(), label)
+                if lines is None:
+                    done.not_listed.append(key)
+                    continue
+                rgb_lines.append(lines[0])
+                flow_lines.append(lines[1])
+            if with_rgb:  # no RGB list without RGB images (--no-rgb), nor an earlier export's naming them
+                write_text(out / rgb_name, "".join(rgb_lines))
+                done.rgb_lists.append(rgb_name)
+            else:
+                (out / rgb_name).unlink(missing_ok=True)
+            write_text(out / flow_name, "".join(flow_lines))
+            done.flow_lists.append(flow_name)
     done.not_listed = sorted(set(done.not_listed))
     done.usage = usage_lines(out, done, dataset) if groups else []
     return done

@@ -1,6 +1,7 @@
 """The reader: ``ShardSet``, the one door through which the trainer and the tools read an output folder."""
 from __future__ import annotations
 
+import logging
 import os
 import unicodedata
 from collections import OrderedDict
@@ -19,8 +20,9 @@ from flowprep.store import format as F
 from flowprep.store.record import VideoInfo, read_info
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
-from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
+from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys, writer
 
+log = logging.getLogger("flowprep")
 _HANDLE_CACHE = 4096  # videos whose handles and small arrays a reader keeps per process
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
 # shards made opening 3x slower per file than 833 did), so the least recently used one is closed past this
@@ -67,6 +69,7 @@ class ShardSet:
         # flowprep.json's settings bind the folder; without one (a folder older than it), the first shard's: read
         # here, not by read_identity, which would read that header a second time
         identity = read_identity(self.root) if (self.root / SETTINGS_FILE).exists() else None
+        recorded = recorded_keys(self.root)  # before the shards are listed: a run links a shard, then records it
         for path in F.list_shards(self.root):
             header = read_checked_header(path)
             if identity is None:
@@ -85,7 +88,7 @@ class ShardSet:
                     self._lower[_folded(k)] = k
         if not self._raw_catalogs and not is_output_folder(self.root):
             raise ShardError(str(self.root), NOT_AN_OUTPUT)
-        lost = sorted(recorded_keys(self.root) - set(self._where))
+        lost = sorted(recorded - set(self._where))
         if lost:  # a shard deleted or moved: its videos would be left out of a split without a word
             raise ShardError(str(self.root), f"{len(lost)} video(s) that index.jsonl records as extracted are in no "
                                              f"shard (e.g. {lost[0]}): a shard was lost or moved, or index.jsonl "
@@ -96,6 +99,8 @@ class ShardSet:
             names.setdefault(_folded(k.rsplit("/", 1)[-1]), []).append(k)
         self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
         self._reset()
+        if who := writer(self.root):
+            log.warning("%s is being written now (%s): what is read is the part done so far", self.root, who)
 
     def _reset(self) -> None:
         """Forget every h5py handle (after a fork, or on close)."""

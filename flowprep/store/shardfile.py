@@ -71,7 +71,8 @@ def unreadable(path: str | os.PathLike, e: BaseException) -> FlowprepError:
     text = " ".join(str(e).split())  # HDF5's messages run over several lines, with buffers, offsets and times
     if m := re.search(r"^(.*?) \(.*error message = '([^']*)'", text):
         text = f"{m.group(1)}: {m.group(2)}"
-    return ShardError(str(path), f"cannot be read ({text[:300]}); it may be truncated: run `flowprep verify`")
+    return ShardError(str(path), f"cannot be read ({text[:300]}); it may be truncated: `flowprep verify --repair` "
+                                 "on its folder extracts its videos again")
 
 
 def read_shard_header(path: str | os.PathLike) -> tuple[dict, list[str], list[str]]:

@@ -17,7 +17,7 @@ from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
 from flowprep.store.settings import read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
-from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys
+from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys, writer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         identity = read_identity(out)
     except FlowprepError as e:  # export and the trainer refuse the folder: said here too, with its fix
         log.warning("%s", e)
+    recorded = recorded_keys(out)  # before the shards are listed: a run links a shard, then records it
     settings, videos, problems = read_folder_catalog(out, identity)
     shards = F.list_shards(out)
     vids = [videos[k] for k in sorted(videos)]
@@ -99,7 +100,8 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         "flows": sum(v["flows"] for v in ok),
         "unreadable_shards": problems,
         # in index.jsonl but in no shard (one deleted or moved away): verify --repair brings them back
-        "videos_missing": sorted(recorded_keys(out) - set(videos)),
+        "videos_missing": sorted(recorded - set(videos)),
+        "writing": writer(out),  # the run writing the folder now (what is listed is the part done so far), or None
         "last_run": _last_run(last),
         "videos": vids,
     }

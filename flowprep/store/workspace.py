@@ -18,6 +18,7 @@ The rules that make a kill, a crash or a second run harmless:
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -58,11 +59,14 @@ _HELD: set[str] = set()
 class RunLock:
     """The exclusive right to write to an output folder, held until ``release`` or process death."""
 
-    def __init__(self, out_dir: Path, what: str = "extract"):
+    def __init__(self, out_dir: Path, what: str = "extract", advice: str = "or use another --out",
+                 remove: bool = False):
         self.out = Path(out_dir)
         self.path = self.out / LOCK_FILE
         self.run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.what = what
+        self.what = what  # the command, as another run names it: "extract" is `flowprep extract`
+        self.advice = advice  # what the refused run may do besides waiting
+        self.remove = remove  # the lock file goes with the lock (a folder for other tools: an export)
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
@@ -71,21 +75,13 @@ class RunLock:
         real = os.path.realpath(self.out)
         if real in _HELD:
             raise FlowprepError(f"{self.out} is already in use by this process; runs on one folder cannot nest")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+        for _ in range(10):  # a lock file removed by its holder between our open and our lock: open it anew
+            fd = self._lock_file()
+            if _same_file(fd, self.path):
+                break
             os.close(fd)
-            if e.errno in (errno.EACCES, errno.EAGAIN):
-                raise FlowprepError(
-                    f"{self.out} is in use by another flowprep run ({_holder(self.path)}); wait for it to finish "
-                    f"(only one run may write to a folder at a time), or use another --out") from None
-            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks
-                log.warning("%s: file locks are not supported here (%s); make sure no other run uses this "
-                            "folder at the same time", self.path, e.strerror)
-                fd = os.open(self.path, os.O_RDWR)
-            else:
-                raise
+        else:
+            raise FlowprepError(f"{self.path} keeps being removed while runs start; see that no tool deletes it")
         self._fd = fd
         _HELD.add(real)
         info = {"run": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "what": self.what,
@@ -94,9 +90,32 @@ class RunLock:
         os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
         return self
 
+    def _lock_file(self) -> int:
+        # the lock file opened and locked, or FlowprepError naming the run that holds it
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EACCES, errno.EAGAIN):
+                raise FlowprepError(
+                    f"{self.out} is in use by another flowprep run ({_holder(self.path)}); wait for it to finish "
+                    f"(only one run may write to a folder at a time){', ' if self.advice else ''}{self.advice}"
+                ) from None
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks
+                log.warning("%s: file locks are not supported here (%s); make sure no other run uses this "
+                            "folder at the same time", self.path, e.strerror)
+                fd = os.open(self.path, os.O_RDWR)
+            else:
+                raise
+        return fd
+
     def release(self) -> None:
         """Give the folder up (closing the descriptor drops the POSIX lock)."""
         if self._fd is not None:
+            if self.remove:  # still held: a run that opened the file meanwhile finds it gone, and opens anew
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
             os.close(self._fd)
             self._fd = None
             _HELD.discard(os.path.realpath(self.out))
@@ -108,12 +127,42 @@ class RunLock:
         self.release()
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is the file at ``path`` now (not one unlinked since it was opened)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+
+
 def _holder(path: Path) -> str:
     try:
         h = json.loads(path.read_text(encoding="utf-8"))
-        return f"pid {h['pid']} on {h['host']}, `flowprep {h.get('what', '?')}` started {h['started']}"
+        what = str(h.get("what", "?"))
+        command = what if what.startswith(("flowprep ", "python ")) else f"flowprep {what}"
+        return f"pid {h['pid']} on {h['host']}, `{command}` started {h['started']}"
     except (OSError, ValueError, KeyError):
         return "holder unknown"
+
+
+def writer(out_dir: str | os.PathLike) -> str | None:
+    """Who is writing ``out_dir`` now (a run holding its lock, as ``_holder`` names it), or None: for readers, whose
+    view of a folder being written is the part done so far. A shared lock is only tested, never kept."""
+    out = Path(out_dir)
+    if os.path.realpath(out) in _HELD:  # this process writes it (and testing would drop its POSIX lock)
+        return None
+    try:
+        fd = os.open(out / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return _holder(out / LOCK_FILE) if e.errno in (errno.EACCES, errno.EAGAIN) else None
+    finally:
+        os.close(fd)  # also drops the shared lock, if it was granted
+    return None
 
 
 def staging_dir(out: Path, run_id: str) -> Path:
@@ -191,14 +240,17 @@ class Publisher:
         self.next = F.next_shard_index(out)
 
     def publish(self, staged: str | os.PathLike, tasks: list[VideoTask]) -> Path:
-        """Give a complete staged shard its real name; return that name."""
+        """Give a complete staged shard its real name, then record it in the index; return that name.
+
+        In this order a reader, which reads the index before it lists the shards, never finds a video recorded
+        and its shard not there yet (it called a healthy folder being written damaged). A kill between the two
+        leaves a shard the index does not record: the next run records it (``scan_output``)."""
         staged = Path(staged)
         while True:
             final = self.out / F.shard_name(self.next)
             self.next += 1
             if final.exists():
                 continue
-            append_index(self.out, final.name, tasks)
             try:
                 os.link(staged, final)  # never replaces an existing shard
             except FileExistsError:
@@ -207,8 +259,9 @@ class Publisher:
                 if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                     raise
                 os.rename(staged, final)  # no hard links here; the lock keeps the name ours
-            staged.unlink(missing_ok=True)
             fsync_dir(self.out)
+            append_index(self.out, final.name, tasks)
+            staged.unlink(missing_ok=True)
             return final
 
 
@@ -268,6 +321,7 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
             videos must not count as done (``flowprep verify --repair`` deals with it).
     """
     scan = Scan({}, [], set(), {})
+    indexed = read_index(out_dir)
     for shard in F.list_shards(out_dir):
         try:
             settings, keys, status, damage, catalog = read_checked_header(shard)
@@ -282,6 +336,9 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
         if reason:
             raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
                                          f"--repair {shard.parent}` (or move the shard out of the folder)")
+        if shard.name not in indexed:  # a run killed between publishing it and recording it
+            append_index(out_dir, shard.name, [VideoTask(k, s) for k, s in zip(keys, sources_of(shard, keys))])
+            log.info("%s recorded in %s (its run stopped before it could)", shard.name, INDEX_FILE)
         entries = catalog_entries(catalog) if catalog is not None else []  # (none before catalogs)
         in_part, sizes = partial_of(entries), {e["key"]: int(e.get("source_bytes", 0)) for e in entries}
         for k, s in zip(keys, status):

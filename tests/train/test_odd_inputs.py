@@ -128,11 +128,13 @@ def test_a_second_fit_on_the_same_out_is_refused_while_the_first_runs(motion_dat
 
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from flowprep.store.workspace import RunLock; "
-                               "RunLock(sys.argv[1], 'twostream fit').acquire(); print('held', flush=True); "
+                               "RunLock(sys.argv[1], 'python -m train fit').acquire(); print('held', flush=True); "
                                "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(FlowprepError, match=r"in use by another flowprep run \(.*twostream fit"):
+        # named as a user types it (it said `flowprep twostream fit`, no command at all)
+        said = r"in use by another flowprep run \(pid \d+ on .*, `python -m train fit` started .*\); wait for it"
+        with pytest.raises(FlowprepError, match=said + r" to finish .*, or use another --out$"):
             fit(_cfg(motion_data, out))
         assert not (out / "checkpoint.pt").exists()
     finally:

@@ -196,3 +196,33 @@ def test_an_empty_training_list_is_refused_instead_of_training_nothing(motion_da
     with pytest.raises(ValueError, match="the training list of split 1 names no video"):
         fit(cfg)
     assert not (tmp_path / "out" / "best.pt").exists()
+
+
+def test_results_of_a_model_trained_again_while_it_was_tested_are_refused(motion_data, tmp_path):
+    """A `train test` of the old best.pt still running when a fit --restart (or a new best) replaced it wrote the old
+    model's scores beside the new best.pt after the restart had cleared them: table and fuse printed them."""
+    import os
+    import shutil
+
+    from train import evaluate
+    from train.fuse import fuse
+    from train.table import collect
+
+    run = tmp_path / "temporal"
+    cfg = FitConfig(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal",
+                    arch="tiny", crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0,
+                    progress=False, epochs=1, device="cpu", out=str(run))
+    fit(cfg)
+    evaluate.test(evaluate.TestConfig(str(run / "best.pt"), frames=2, crops=1, num_workers=0, progress=False,
+                                      device="cpu"))
+    assert collect(tmp_path)["temporal"] >= 0  # the model's own results: read
+    late = tmp_path / "late"
+    shutil.copytree(run, late)  # what the late test writes: the old model's results
+    fit(FitConfig(**{**cfg.__dict__, "restart": True, "lr": 0.05, "seed": 9}))
+    for name in ("scores.npz", "test_metrics.json"):
+        shutil.copy(late / name, run / name)  # ... after the restart cleared the folder
+    with pytest.raises(ValueError, match=r"test_metrics.json: scores an earlier best.pt than the one beside it"):
+        collect(tmp_path)
+    os.symlink(run / "scores.npz", tmp_path / "other.npz")
+    with pytest.raises(ValueError, match=r"scores.npz: scores an earlier best.pt than the one beside it .* test` on"):
+        fuse([str(run / "scores.npz"), str(tmp_path / "other.npz")])

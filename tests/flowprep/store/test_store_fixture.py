@@ -36,7 +36,7 @@ def test_keys_flow_in_pixels_and_rgb_read_back_identically(folder):
 
 
 # what `info --json` gained after 0.1, with the values an 0.1 folder gives them
-LATER_TOP = {"videos_partial": 0, "videos_missing": []}
+LATER_TOP = {"videos_partial": 0, "videos_missing": [], "writing": None}
 LATER_VIDEO = {"announced_frames": 0, "partial_reason": ""}
 
 
