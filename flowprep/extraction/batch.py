@@ -160,6 +160,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         try:
             for res in spec.runner.run(spec.work, chunks, bar):
                 if res.shard:  # "": a chunk whose worker died (runners.local.died); its videos failed, no shard
+                    lock.check()  # still ours: publishing beside another run would mix two runs' work
                     check_staged(res.shard, spec.identity)
                     res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
                 results.append(res)

@@ -110,6 +110,14 @@ class RunLock:
                 raise
         return fd
 
+    def check(self) -> None:
+        """Raise FlowprepError when the lock file was removed since this run locked it: another run could have
+        started on the folder meanwhile (it removes the staging folders of runs it cannot see)."""
+        if self._fd is not None and not _same_file(self._fd, self.path):
+            raise FlowprepError(f"{self.path} was removed while this run held it, and another run may have started "
+                                f"on {self.out}: stopped; the complete shards are kept (leave that file where it is), "
+                                "run the same command again once no other run uses the folder")
+
     def release(self) -> None:
         """Give the folder up (closing the descriptor drops the POSIX lock)."""
         if self._fd is not None:
@@ -125,6 +133,25 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _live_run(run_id: str) -> bool:
+    """Whether the run of a staging folder (``<host>-<pid>-<hex>``) is another process alive on this machine: one
+    whose lock file was removed (its staging folder was deleted under it). A zombie is not alive."""
+    host, pid, _ = (run_id.rsplit("-", 2) + ["", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -279,7 +306,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     root = out / STAGING_DIR
     if not root.is_dir():
         return adopted
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != run_id):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != run_id and not _live_run(p.name)):
         for f in sorted(d.glob("chunk-*.h5")):
             try:
                 settings, keys, status, damage, catalog = read_checked_header(f)

@@ -161,3 +161,35 @@ def test_a_lock_file_removed_with_its_lock_is_opened_anew(tmp_path):
     os.close(stale)
     with W.RunLock(tmp_path, "export") as again:
         assert W._same_file(again._fd, tmp_path / W.LOCK_FILE)
+
+
+def test_a_run_whose_lock_file_was_removed_stops_and_its_staging_is_not_taken(tmp_path):
+    """Deleted (it looks stale: it stays after every run), the lock let a second run in, which deleted the first's
+    live staging folder as an orphan's; the first died on "No such file or directory"."""
+    import socket
+    import time
+
+    lock = W.RunLock(tmp_path, "extract").acquire()
+    lock.check()
+    (tmp_path / W.LOCK_FILE).unlink()
+    with pytest.raises(FlowprepError, match="flowprep.lock was removed while this run held it, and another run may "):
+        lock.check()
+    lock.release()
+    assert not W._live_run(f"{socket.gethostname()}-{os.getpid()}-abcdef")  # this process: its own, as before
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+            time.sleep(0.05)  # exited, not reaped: a zombie is not a live run
+        live_id = f"{socket.gethostname()}-{alive.pid}-abcdef"
+        assert W._live_run(live_id) and not W._live_run(f"{socket.gethostname()}-{zombie.pid}-abcdef")
+        assert not W._live_run(f"another-host-{alive.pid}-abcdef")
+        W.staging_dir(tmp_path, live_id)
+        W.staging_dir(tmp_path, f"{socket.gethostname()}-{zombie.pid}-abcdef")
+        with W.RunLock(tmp_path) as mine:
+            W.adopt_orphans(tmp_path, mine.run_id, {}, W.Publisher(tmp_path))
+        assert [p.name for p in (tmp_path / W.STAGING_DIR).iterdir()] == [live_id]  # the dead run's: cleaned
+    finally:
+        alive.kill()
+        alive.wait()
+        zombie.wait()
