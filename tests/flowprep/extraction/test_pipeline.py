@@ -3,6 +3,7 @@ video or a failing batch costs only its own videos."""
 import numpy as np
 import pytest
 
+from flowprep.codecs.video import iter_frames, to_gray
 from flowprep.datasets.listing import VideoTask
 from flowprep.extraction.config import ExtractConfig
 from flowprep.extraction.extract import encode_settings
@@ -18,13 +19,15 @@ class RecordingSolver:
     """Wraps OpenCV's DIS (fast, deterministic) with a chosen batch size, and records each call's batch size."""
 
     def __init__(self, batch_size: int, fail_on_call: int | None = None, nan_on_call: int | None = None,
-                 huge_on_call: int | None = None):
+                 huge_on_call: int | None = None, huge_on_frame: np.ndarray | None = None):
         self.batch_size = batch_size
         self.inner = make_solver(SolverConfig(algo="dis", backend="opencv", device="cpu"))
         self.calls: list[int] = []
         self.fail_on_call = fail_on_call
         self.nan_on_call = nan_on_call
-        self.huge_on_call = huge_on_call  # a finite value that the test's encoder refuses
+        # a finite value that the test's encoder refuses: in the first pair of a call (batches depend on the order
+        # in which decode threads deliver: one thread only), or in the pair from a given first frame
+        self.huge_on_call, self.huge_on_frame = huge_on_call, huge_on_frame
 
     def compute(self, f0, f1):
         self.calls.append(len(f0))
@@ -35,6 +38,9 @@ class RecordingSolver:
             flow[-1, 0, 3, 4] = np.nan  # a solver bug: one value of the batch's last pair
         if len(self.calls) == self.huge_on_call:
             flow[0, 1, 2, 2] = HUGE
+        for i in range(len(f0) if self.huge_on_frame is not None else 0):
+            if np.array_equal(f0[i], self.huge_on_frame):
+                flow[i, 1, 2, 2] = HUGE
         return flow
 
     def describe(self):
@@ -144,8 +150,10 @@ def test_an_encoding_error_fails_only_its_video_and_the_run_goes_on(short_videos
         return quantize(flow, cfg)
 
     monkeypatch.setattr(P, "quantize_flow", fragile)
-    s = RecordingSolver(2, huge_on_call=3)  # batches: [v0 0-1], [v1 0-1], [v1 2-3] refused, [v1 4, v2 0], ...
-    recs = list(run_pipeline(short_videos, s, encode_settings(ExtractConfig()), threads=threads))
+    settings = encode_settings(ExtractConfig())
+    v1_frame2 = to_gray(list(iter_frames(short_videos[1].path, settings.resize))[2])
+    s = RecordingSolver(2, huge_on_frame=v1_frame2)  # v1's pair 2-3: the run holding it is refused
+    recs = list(run_pipeline(short_videos, s, settings, threads=threads))
     status = {r.key: (r.status, r.reason) for r in recs}
     assert [r.key for r in recs] == ["v0", "v1", "v2", "v3"]
     assert status["v1"] == ("failed", "encoding failed: MemoryError: cannot allocate the codes (simulated)")
