@@ -48,6 +48,9 @@ def test_temporal_beats_spatial_and_fusion_keeps_the_best(motion_data, tmp_path,
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["fit", "--shards", str(tmp_path / "none"), "--no-progress"]) == 2
     assert "twostream fit: error:" in capsys.readouterr().err
+    # `python -m train` is named as typed (it said `twostream`, a command the README never shows)
+    assert main(["fit", "--shards", str(tmp_path / "none"), "--no-progress"], prog="python -m train") == 2
+    assert capsys.readouterr().err.startswith("python -m train fit: error:")
     assert main(["test", "--checkpoint", str(tmp_path / "best.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
@@ -64,6 +67,6 @@ def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130():
             "            raise KeyboardInterrupt\n"
             "sys.meta_path.insert(0, Interrupt())\n"
             "sys.argv = ['twostream', 'fuse', '--help']\n"
-            "runpy.run_module('train', run_name='__main__')\n")
+            "runpy.run_module('train', run_name='__main__', alter_sys=True)\n")  # as `python -m train` does
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 130 and r.stderr.strip() == "twostream: interrupted", r.stderr
+    assert r.returncode == 130 and r.stderr.strip() == "python -m train: interrupted", r.stderr

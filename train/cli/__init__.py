@@ -22,8 +22,12 @@ try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.errors import FlowprepError
     from train.cli import evaluate, fit, fuse, table
 except KeyboardInterrupt:
-    print("twostream: interrupted", file=sys.stderr)
+    _main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    print(f"{'python -m train' if getattr(_main, 'name', '') == 'train.__main__' else 'twostream'}: interrupted",
+          file=sys.stderr)
     raise SystemExit(130) from None
+
+PROG = "twostream"  # the installed command's name; `python -m train` passes its own (messages say what was typed)
 
 # verb -> (module with add_arguments and run, help)
 VERBS = {
@@ -34,9 +38,9 @@ VERBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per verb."""
-    p = argparse.ArgumentParser(prog="twostream", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, (mod, help_) in VERBS.items():
@@ -71,9 +75,10 @@ def disk_full_error(e: BaseException, args: argparse.Namespace) -> str:
                                                                    if args.verb == "fit" else ""))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``twostream`` / ``python -m train``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Entry point of ``twostream`` / ``python -m train`` (``prog``: the command as typed, for its messages);
+    returns the exit status."""
+    args = build_parser(prog).parse_args(argv)
     rank = int(os.environ.get("RANK", 0))  # only rank 0 logs under torchrun
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.WARNING,
                         format="%(levelname)s %(message)s")
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
-        print(f"twostream {args.verb}: error: {e}", file=sys.stderr)
+        print(f"{prog} {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as e:
         line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else (
@@ -89,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{type(e).__name__}: {e} (finished work is kept; run the same command again)")  # a network error
         if line is None:
             raise
-        print(f"twostream {args.verb}: error: {line}", file=sys.stderr)
+        print(f"{prog} {args.verb}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
-            print(f"twostream {args.verb}: interrupted", file=sys.stderr)
+            print(f"{prog} {args.verb}: interrupted", file=sys.stderr)
         return 130
     finally:
         interrupts.restore(old)

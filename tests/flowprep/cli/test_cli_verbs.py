@@ -77,7 +77,7 @@ def test_a_ctrl_c_whose_message_meets_a_closed_stderr_still_exits_130(monkeypatc
 
     args = argparse.Namespace(verb="extract", verbose=False, _run=run)
     monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
-    monkeypatch.setattr(train_cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(train_cli, "build_parser", lambda *a: type("P", (), {"parse_args": lambda self, argv: args})())
     monkeypatch.setattr(sys, "stderr", Closed())
     assert cli.main([]) == 130 and train_cli.main([]) == 130
 
@@ -101,7 +101,7 @@ def test_sigterm_stops_every_verb_as_a_ctrl_c_does_and_the_handler_is_given_back
     before = signal.getsignal(signal.SIGTERM)
     args = argparse.Namespace(verb="verify", verbose=False, _run=run)
     for prog, module in (("flowprep", cli), ("twostream", train_cli)):
-        monkeypatch.setattr(module, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+        monkeypatch.setattr(module, "build_parser", lambda *a: type("P", (), {"parse_args": lambda self, argv: args})())
         t0 = time.monotonic()
         assert module.main([]) == 130 and time.monotonic() - t0 < 5
         assert capsys.readouterr().err == f"{prog} verify: interrupted\n"
