@@ -165,17 +165,23 @@ def test_resume_refuses_other_classes_or_other_shards_and_fit_records_paths_that
         fit(FitConfig(**base, split_dir=str(motion_data.split_dir)))
 
 
-def test_a_restart_removes_the_earlier_models_test_results(motion_data, tmp_path):
-    """--restart removed best.pt only: the earlier model's scores.npz and test_metrics.json stayed, and `train
-    table` reported them as the new model's."""
+def _fit_and_test(motion_data, out) -> FitConfig:
+    """One epoch of a tiny temporal net into ``out``, then its test; returns the fit's settings."""
     from train import evaluate
 
     cfg = FitConfig(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal",
                     arch="tiny", crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0,
-                    progress=False, epochs=1, device="cpu", out=str(tmp_path))
+                    progress=False, epochs=1, device="cpu", out=str(out))
     fit(cfg)
-    evaluate.test(evaluate.TestConfig(str(tmp_path / "best.pt"), frames=2, crops=1, num_workers=0, progress=False,
+    evaluate.test(evaluate.TestConfig(str(out / "best.pt"), frames=2, crops=1, num_workers=0, progress=False,
                                       device="cpu"))
+    return cfg
+
+
+def test_a_restart_removes_the_earlier_models_test_results(motion_data, tmp_path):
+    """--restart removed best.pt only: the earlier model's scores.npz and test_metrics.json stayed, and `train
+    table` reported them as the new model's."""
+    cfg = _fit_and_test(motion_data, tmp_path)
     assert (tmp_path / "scores.npz").is_file() and (tmp_path / "test_metrics.json").is_file()
     (tmp_path / "notes.txt").write_text("mine")
     fit(FitConfig(**{**cfg.__dict__, "restart": True, "lr": 0.05}))
@@ -204,17 +210,11 @@ def test_results_of_a_model_trained_again_while_it_was_tested_are_refused(motion
     import os
     import shutil
 
-    from train import evaluate
     from train.fuse import fuse
     from train.table import collect
 
     run = tmp_path / "temporal"
-    cfg = FitConfig(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal",
-                    arch="tiny", crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0,
-                    progress=False, epochs=1, device="cpu", out=str(run))
-    fit(cfg)
-    evaluate.test(evaluate.TestConfig(str(run / "best.pt"), frames=2, crops=1, num_workers=0, progress=False,
-                                      device="cpu"))
+    cfg = _fit_and_test(motion_data, run)
     assert collect(tmp_path)["temporal"] >= 0  # the model's own results: read
     late = tmp_path / "late"
     shutil.copytree(run, late)  # what the late test writes: the old model's results
