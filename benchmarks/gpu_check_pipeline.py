@@ -105,15 +105,15 @@ def _epoch(ctx: Context, folder: str) -> dict:
 def _device_lookup(ctx: Context) -> bool:
     """Compact flow batches of the demo shards become the same pixels on the GPU as on the CPU."""
     import torch
-    from torch.utils.data import DataLoader
 
     from flowprep.loading.augment import to_pixels
-    from flowprep.loading.clips import DataConfig, TrainClips, collated, load_items
+    from flowprep.loading.clips import DataConfig, TrainClips, load_items
+    from flowprep.loading.loader import make_loader
     from flowprep.store.reader import open_shards
     shards = open_shards(ctx.out / "demo-shards")
     items = load_items(shards, [(k, 0) for k in shards.keys()[:16]])
     data = TrainClips(shards, items, DataConfig(stream="temporal", crop_size=56), compact=True)
-    for (codes, tables), _, _ in DataLoader(data, batch_size=8, sampler=range(16), collate_fn=collated):
+    for (codes, tables), _, _ in make_loader(data, batch_size=8, sampler=range(16)):
         if not torch.equal(to_pixels((codes, tables), torch.device(ctx.device)).cpu(),
                            to_pixels((codes, tables), torch.device("cpu"))):
             return False

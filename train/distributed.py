@@ -1,20 +1,20 @@
-"""Distributed training under torchrun: process group from the environment, samplers, gathering results.
+"""Distributed training under torchrun: process group from the environment, the training sampler, gathering results.
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything runs as one process (world size 1)
 through the same code path. The gloo backend serves CPUs (and the tests), nccl serves GPUs.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
+
+from flowprep.loading.sampling import ClassBalancedSampler
 
 
 @dataclass(frozen=True)
@@ -88,33 +88,6 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
             t = t.cuda()
         dist.all_reduce(t)
     return t.cpu().tolist()
-
-
-class ClassBalancedSampler(Sampler[int]):
-    """The paper's mini-batches: each sample picks a class uniformly, then one of its videos uniformly.
-
-    One epoch draws ``len(labels)`` samples; like DistributedSampler it is seeded by (seed, epoch) and split
-    across ranks, so all ranks draw from one shared sequence without overlap.
-    """
-
-    def __init__(self, labels: Sequence[int], num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        self.by_class = [np.flatnonzero(np.asarray(labels) == c) for c in sorted(set(labels))]
-        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
-        self.num_samples = math.ceil(len(labels) / num_replicas)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's draw."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        total = self.num_samples * self.num_replicas
-        classes = rng.integers(len(self.by_class), size=total)
-        picks = [int(self.by_class[c][rng.integers(len(self.by_class[c]))]) for c in classes]
-        return iter(picks[self.rank::self.num_replicas])
 
 
 def train_sampler(labels: Sequence[int], info: DistInfo, seed: int, balanced: bool) -> Sampler[int]:

@@ -14,7 +14,8 @@ import torch
 from flowprep.base.defaults import default_of
 from flowprep.base.durable import file_sha256, write_json
 from flowprep.datasets.splits import Split, SplitError, find_split_dir, load_split
-from flowprep.loading.clips import DataConfig, EvalClips, load_items, make_loader
+from flowprep.loading.clips import DataConfig, EvalClips, load_items
+from flowprep.loading.loader import make_loader
 from flowprep.store.reader import ShardSet
 from train import distributed as D
 from train.config import FitConfig, check_ranges, saved_config

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 
 from flowprep.base.durable import replacing
 from flowprep.datasets.splits import SplitError, find_split_dir, load_split
-from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
+from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items
+from flowprep.loading.loader import make_loader
 from flowprep.store.reader import ShardSet
 from flowprep.store.settings import shard_identity
 from flowprep.store.workspace import RunLock

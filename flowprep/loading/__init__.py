@@ -7,8 +7,10 @@ this layer turns them into network input. Modules, one job each:
   code -> pixel tables and their lookup (numpy on the CPU, ``torch.gather`` on CUDA: ``to_pixels``);
 * ``stacking``: how L flows become 2L channels (optical flow stacking or trajectory stacking);
 * ``clips``: the PyTorch datasets: ``TrainClips`` (one random crop per video per visit) and ``EvalClips`` (the
-  paper's 25 frames x 10 crops), with ``DataConfig`` (the paper's values by default), ``load_items`` and
-  ``make_loader``.
+  paper's 25 frames x 10 crops), with ``DataConfig`` (the paper's values by default) and ``load_items``;
+* ``loader``: ``make_loader``, the DataLoader over them (whole batches, OpenCV on one thread per worker);
+* ``sampling``: which videos an epoch visits: the paper's class-balanced draw (``ClassBalancedSampler``), and
+  ``DistinctDraws`` for any sampler that draws a video more than once an epoch (each draw its own crop and flip).
 
 A plain loop over temporal stacks (README, "Your own training loop", has it with Lightning too)::
 
@@ -26,6 +28,9 @@ A plain loop over temporal stacks (README, "Your own training loop", has it with
 from __future__ import annotations
 
 from flowprep.loading.augment import to_pixels
-from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items, make_loader
+from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items
+from flowprep.loading.loader import make_loader
+from flowprep.loading.sampling import ClassBalancedSampler, DistinctDraws
 
-__all__ = ["DataConfig", "EvalClips", "TrainClips", "VideoItem", "load_items", "make_loader", "to_pixels"]
+__all__ = ["ClassBalancedSampler", "DataConfig", "DistinctDraws", "EvalClips", "TrainClips", "VideoItem", "load_items",
+           "make_loader", "to_pixels"]

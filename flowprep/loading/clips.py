@@ -11,14 +11,12 @@ any number of DDP ranks see the same crops and flips for the same sample.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from flowprep.errors import ShardError
 from flowprep.loading import augment as T
@@ -194,35 +192,6 @@ def empty_tensor(shape: Sequence[int], dtype: torch.dtype, shared: bool) -> torc
     return torch.empty((0,), dtype=dtype).set_(storage).view(*shape)
 
 
-def collated(batch):
-    """collate_fn for datasets whose ``__getitems__`` already returns a whole batch."""
-    return batch
-
-
-def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
-    """A DataLoader over one of these datasets: OpenCV set up before the fork (prepare_workers), workers seeded
-    (worker_init), and batches that ``__getitems__`` collates itself passed through as they are."""
-    if kwargs.get("persistent_workers") and hasattr(dataset, "set_epoch"):
-        raise ValueError("persistent_workers keeps each worker's copy of the dataset, which set_epoch then never "
-                         "reaches: every epoch would repeat the first one's crops and flips; leave it off")
-    if hasattr(dataset, "__getitems__"):
-        kwargs.setdefault("collate_fn", collated)
-    return _Loader(dataset, num_workers=num_workers, worker_init_fn=worker_init, **kwargs)
-
-
-class _Loader(DataLoader):
-    """A DataLoader whose workers fork with OpenCV on one thread (prepare_workers); the caller's own thread count
-    is given back once they have (it stayed 1 for the rest of the caller's program)."""
-
-    def __iter__(self):
-        before = cv2.getNumThreads()
-        prepare_workers(self.num_workers)
-        try:
-            return super().__iter__()  # the workers are forked here, as the iterator starts
-        finally:
-            cv2.setNumThreads(before)
-
-
 def read_flow_stack(shards: ShardSet, item: VideoItem, start: int, config: DataConfig, box: T.Box,
                     flip: bool) -> np.ndarray:
     """(2L, S, S) float32 stack x1, y1, x2, y2, ... of the flows in ``box``, resized to S if needed, maybe flipped."""
@@ -250,9 +219,11 @@ def rgb_frame(shards: ShardSet, key: str, index: int) -> np.ndarray:
 class TrainClips(Dataset):
     """One random sample per video per visit: a random frame (spatial) or stack start (temporal), random crop, flip.
 
-    Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32. Batches (``__getitems__``; build the
-    DataLoader with ``make_loader``, which passes them through) are collated here; with ``compact`` a temporal
-    batch's x is ``(codes, tables)`` (see flowprep.loading.augment), turned into pixels by ``augment.to_pixels`` on the
+    Item i is ``(x, label, task)`` with x (3, S, S) or (2L, S, S) float32, from video ``i % len(self)``: a sampler
+    that draws a video again passes ``i + k * len(self)`` for a new sample (``flowprep.loading.sampling``).
+    ``batch`` builds a whole batch, each sample written straight into it (``make_loader`` reads batches so; a plain
+    DataLoader, or your own collate_fn, takes samples one by one); with ``compact`` a temporal batch's x is
+    ``(codes, tables)`` (see flowprep.loading.augment), turned into pixels by ``augment.to_pixels`` on the
     training device.
     """
 
@@ -263,7 +234,8 @@ class TrainClips(Dataset):
         check_items(self.sources, items, config)
         self.items = items
         self.config = config
-        self.epoch = 0
+        # in shared memory: set_epoch in the parent reaches workers that outlive an epoch (persistent_workers)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # multi-scale boxes are resized in float, trajectories sampled in float: only fixed S x S optical-flow
         # stacks can travel as codes
         self.compact = compact and config.stream == "temporal" and not config.multi_scale \
@@ -271,16 +243,22 @@ class TrainClips(Dataset):
         # uint16 codes with 4096-entry tables as soon as one source holds 12-bit flow
         self.code_format = max((s.flow_code_format for s in self.sources), key=lambda f: f[1])
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose random stream samples come from."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's random stream (call before iterating; workers get it when they start)."""
-        self.epoch = int(epoch)
+        """Select the epoch's random stream (call before iterating; workers, persistent ones too, see it)."""
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _choose(self, i: int) -> tuple[VideoItem, int, T.Box, bool]:
-        # sample i's random choices: a pure function of (seed, epoch, i)
-        item, cfg = self.items[i], self.config
+        # sample i's random choices: a pure function of (seed, epoch, i); i + k * len is the video's k-th draw of
+        # the epoch (loading.sampling: a sampler that repeats a video)
+        item, cfg = self.items[int(i) % len(self.items)], self.config
         rng = np.random.default_rng([cfg.seed, self.epoch, int(i)])
         pos = int(rng.integers(num_positions(item, cfg)))
         box = T.random_box(item.height, item.width, cfg.crop_size, rng, cfg.multi_scale)
@@ -301,7 +279,7 @@ class TrainClips(Dataset):
             x = read_flow_stack(self.sources[item.shards_index], item, pos, self.config, box, flip)
         return torch.from_numpy(x), item.label, item.task
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple:
+    def batch(self, indices: Sequence[int]) -> tuple:
         """A collated batch ``(x, labels, tasks)``, each sample written straight into it (no stacking copy)."""
         if not self.compact:
             return default_collate([self[i] for i in indices])
@@ -356,28 +334,3 @@ class EvalClips(Dataset):
             crops = [stack[:, b.y:b.y + b.h, b.x:b.x + b.w] for b in boxes]
             crops += [T.flip_stack(c) for c in crops] if len(flips) == 2 else []
         return torch.from_numpy(np.stack(crops)), v, item.label
-
-
-def prepare_workers(num_workers: int) -> None:
-    """Call before a DataLoader forks its workers: one OpenCV thread each, set here in the parent.
-
-    OpenCV's pthreads pool is not fork-safe: ``cv2.setNumThreads`` in a forked worker deadlocks once the parent
-    has used the pool (seen in the test suite). Set before the fork, the workers inherit a pool without threads.
-    """
-    if num_workers > 0:
-        cv2.setNumThreads(1)
-
-
-def worker_init(worker_id: int) -> None:
-    """DataLoader worker setup: numpy seeded from torch's per-worker seed (OpenCV: see prepare_workers), and the
-    worker's tracebacks of a parent gone (see _quiet_when_parent_gone)."""
-    np.random.seed(torch.initial_seed() % 2**32)
-    sys.excepthook = _quiet_when_parent_gone
-
-
-def _quiet_when_parent_gone(kind, value, tb, default=sys.__excepthook__) -> None:
-    # multiprocessing's resource_sharer thread, which hands a batch's shared memory to the parent, reports a
-    # parent that stopped mid-transfer (Ctrl-C) through sys.excepthook: a BrokenPipe traceback under the interrupt
-    # line. Nothing is lost (the parent stopped reading); anything else still prints.
-    if not issubclass(kind, (BrokenPipeError, ConnectionResetError, EOFError)):
-        default(kind, value, tb)

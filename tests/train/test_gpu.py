@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from flowprep.loading.augment import to_pixels
-from flowprep.loading.clips import DataConfig, TrainClips, collated, load_items
+from flowprep.loading.clips import DataConfig, TrainClips, load_items
+from flowprep.loading.loader import make_loader
 from train.engine import train_one_epoch
 from train.models import build_model
 
@@ -19,7 +20,7 @@ def _batches(motion_data, n: int = 2):
     shards = open_shards(motion_data.shards)
     items = load_items(shards, [(k, i % 4) for i, k in enumerate(shards.keys()[:8])])
     data = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=4, crop_size=32), compact=True)
-    loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=range(8), collate_fn=collated)
+    loader = make_loader(data, batch_size=4, sampler=range(8))
     return list(loader)[:n]
 
 

@@ -50,7 +50,7 @@ def test_training_and_test_samples_hold_the_backward_then_the_forward_flows(both
     assert np.abs(stack[:2]).max() > 0.5
     train = TrainClips(shards, items, cfg, compact=True)
     assert train.compact  # travels as codes and tables like optical stacks
-    codes, tables = train.__getitems__([0, 1, 2])[0]
+    codes, tables = train.batch([0, 1, 2])[0]
     pixels = T.to_pixels((codes, tables), torch.device("cpu")).numpy()
     for b in range(3):
         np.testing.assert_allclose(pixels[b], TrainClips(shards, items, cfg)[b][0].numpy(), atol=1e-6)
@@ -93,18 +93,6 @@ def test_a_dataset_refuses_at_construction_what_its_first_batch_would_fail_on(mo
     with pytest.raises(ShardError, match="holds no backward flow, which bidirectional stacking reads"):
         TrainClips(shards, items, DataConfig(stream="temporal", flow_length=2, crop_size=16,
                                              stacking="bidirectional"))
-
-
-def test_persistent_workers_are_refused_for_a_training_set(motion_data):
-    """Its workers kept the first epoch's copy of the dataset: set_epoch never reached them, every epoch the same."""
-    from flowprep.loading.clips import DataConfig, TrainClips, load_items, make_loader
-    from flowprep.store.reader import open_shards
-
-    shards = open_shards(motion_data.shards)
-    train = TrainClips(shards, load_items(shards, [(k, 0) for k in shards.keys()[:2]]),
-                       DataConfig(stream="temporal", flow_length=2, crop_size=16))
-    with pytest.raises(ValueError, match="persistent_workers keeps each worker's copy"):
-        make_loader(train, num_workers=2, batch_size=2, persistent_workers=True)
 
 
 @pytest.mark.parametrize("field", ["flow_length", "crop_size"])

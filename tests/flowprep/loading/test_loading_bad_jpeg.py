@@ -35,7 +35,7 @@ def test_an_empty_stored_image_names_its_shard_and_video(shards, stream, compact
     clips = TrainClips(shards, items, DataConfig(stream=stream, flow_length=2, crop_size=16), compact=compact)
     clips[0]
     with pytest.raises(ShardError) as e:
-        clips.__getitems__([0, 1])
+        clips.batch([0, 1])
     what = "flow_y image" if stream == "temporal" else "rgb image"
     assert str(e.value).startswith(f"{shards.meta('Move/v_1').shard} (video Move/v_1): {what} ")
     assert "cannot be decoded (not a decodable JPEG (0 bytes: empty)); import or extract that video again" \

@@ -1,8 +1,6 @@
 """Samples from the shards: stacking order, flips that negate dx, rebuilt flow vs the extractor's, crops, samplers."""
 from __future__ import annotations
 
-from collections import Counter
-
 import cv2
 import numpy as np
 import pytest
@@ -17,7 +15,6 @@ from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, evenly_spa
 from flowprep.solvers import SolverConfig, make_solver
 from flowprep.store.reader import open_shards
 from flowprep.store.writer import ShardWriter
-from train.distributed import ClassBalancedSampler
 from train.splits import bind
 
 
@@ -142,15 +139,6 @@ def test_test_protocol_clips(motion_data):
         EvalClips(shards, items, DataConfig(crop_size=64))[0]
 
 
-def test_class_balanced_sampler_is_uniform_over_classes():
-    labels = [0] * 90 + [1] * 9 + [2] * 1
-    s = ClassBalancedSampler(labels, seed=3)
-    counts = Counter(labels[i] for e in range(30) for i in (s.set_epoch(e) or list(s)))
-    assert all(abs(c / 3000 - 1 / 3) < 0.04 for c in counts.values()) and len(counts) == 3
-    ranks = [ClassBalancedSampler(labels, 2, r, seed=3) for r in range(2)]
-    assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(list(s.__class__(labels, 1, 0, seed=3)))
-
-
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("mean_subtract", [False, True])
 def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtract):
@@ -169,10 +157,9 @@ def test_fast_crop_path_equals_the_reference_path(motion_data, flip, mean_subtra
 @pytest.mark.parametrize("workers", [0, 1])
 def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
     """Temporal batches travel as uint8 codes + tables and become, on the device, exactly the float samples."""
-    from torch.utils.data import DataLoader
 
     from flowprep.loading.augment import gather_planes, to_pixels
-    from flowprep.loading.clips import collated, prepare_workers
+    from flowprep.loading.loader import make_loader
     shards, items = _items(motion_data)
     cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=True, seed=3)
     compact = TrainClips(shards, items, cfg, compact=True)
@@ -180,8 +167,7 @@ def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
     plain = TrainClips(shards, items, cfg)
     plain.set_epoch(2)
     order = [5, 0, 7, 3, 9, 1]
-    prepare_workers(workers)
-    batches = list(DataLoader(compact, batch_size=3, sampler=order, num_workers=workers, collate_fn=collated))
+    batches = list(make_loader(compact, workers, batch_size=3, sampler=order))
     assert len(batches) == 2
     flips, x = 0, None
     for j, ((codes, tables), labels, tasks) in enumerate(batches):
@@ -205,7 +191,7 @@ def test_compact_batches_rebuild_the_samples_bit_for_bit(motion_data, workers):
 _FORK_SCRIPT = r'''
 import cv2, numpy as np, torch
 from torch.utils.data import DataLoader, Dataset
-from flowprep.loading.clips import make_loader, prepare_workers, worker_init
+from flowprep.loading.loader import make_loader, prepare_workers, worker_init
 
 class Decode(Dataset):  # what a loader worker does: JPEG decode and resize with OpenCV
     def __len__(self):
@@ -262,7 +248,7 @@ def test_hdf5_files_are_opened_in_each_worker_not_before_the_fork(motion_data):
 
     from torch.utils.data import DataLoader
 
-    from flowprep.loading.clips import prepare_workers
+    from flowprep.loading.loader import prepare_workers
     shards, items = _items(motion_data)
     assert not shards._files  # load_items closes what it opened: no handle is open at the fork
     clips = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=4, crop_size=32))
@@ -311,18 +297,16 @@ def _twelve_bit_shards(root):
 def test_trainer_reads_12_bit_shards_bit_for_bit_in_compact_batches(tmp_path, workers):
     """12-bit shards: uint16 codes + 4096-entry tables, equal to the float samples and to flowprep's flow."""
     pytest.importorskip("imagecodecs")
-    from torch.utils.data import DataLoader
 
     from flowprep.loading.augment import gather_planes, to_pixels
-    from flowprep.loading.clips import collated, prepare_workers, read_flow
+    from flowprep.loading.clips import read_flow
+    from flowprep.loading.loader import make_loader
     shards = _twelve_bit_shards(tmp_path)
     items = load_items(shards, [(k, 0) for k in shards.keys()])
     cfg = DataConfig(stream="temporal", flow_length=4, crop_size=32, mean_subtract=True, seed=1)
     compact, plain = TrainClips(shards, items, cfg, compact=True), TrainClips(shards, items, cfg)
     assert compact.code_format == (np.uint16, 4096)
-    prepare_workers(workers)
-    batches = list(DataLoader(compact, batch_size=2, sampler=[0, 1, 2, 3], num_workers=workers,
-                              collate_fn=collated))
+    batches = list(make_loader(compact, workers, batch_size=2, sampler=[0, 1, 2, 3]))
     for j, ((codes, tables), _, _) in enumerate(batches):
         assert codes.dtype == torch.uint16 and tables.shape == (2, 8, 4096)
         x = to_pixels((codes, tables), torch.device("cpu"))
@@ -353,7 +337,7 @@ def test_a_worker_stays_quiet_when_its_parent_stops_mid_transfer(capsys):
     line; the worker's hook drops a lost parent's connection errors and prints anything else."""
     import sys
 
-    from flowprep.loading.clips import worker_init
+    from flowprep.loading.loader import worker_init
 
     before = sys.excepthook
     try:

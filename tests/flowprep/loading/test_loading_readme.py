@@ -22,13 +22,21 @@ def test_the_readme_loop_trains_a_model_on_the_shards(motion_data):
                      ("num_workers=4", "num_workers=0"), ("crop_size=224", "crop_size=32")):
         assert old in code, old
         code = code.replace(old, new)
-    labels = {k: motion_data.classes.index(k.split("/")[0]) for k in motion_data.train}
+    from flowprep.loading import load_items
+    from flowprep.store.reader import ShardSet
+
+    def label(k):
+        return motion_data.classes.index(k.split("/")[0])
+    labels = {k: label(k) for k in motion_data.train}
+    test_items = load_items(ShardSet(motion_data.shards), [(k, label(k)) for k in motion_data.test[:2]])
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(len(motion_data.classes)))
     seen = []
-    namespace = {"my_labels": labels, "model": lambda x: seen.append(x.shape) or model(x), "test_items": []}
+    namespace = {"my_labels": labels, "model": lambda x: seen.append(x.shape) or model(x), "test_items": test_items}
     exec(compile(code, str(README), "exec"), namespace)
     assert seen and all(s[1:] == (20, 32, 32) for s in seen) and namespace["loss"].isfinite()
-    assert len(namespace["test"]) == 0
+    assert len(namespace["test"]) == 2 * 25 and namespace["scores"].shape == (2 * 10, len(motion_data.classes))
+    # the last batch: positions 48 and 49, both of the second video, as the loop's unpacking names them
+    assert namespace["video"].tolist() == [1, 1] and namespace["labels"].tolist() == [label(motion_data.test[1])] * 2
 
 
 def test_the_loading_packages_plain_loop_runs_as_printed(motion_data):

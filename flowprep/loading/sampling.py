@@ -1,0 +1,74 @@
+"""Which videos an epoch visits: the paper's class-balanced draw, and distinct draws for any sampler that repeats.
+
+``TrainClips`` takes a sample's random choices (frame or stack start, crop, flip, jitter) from its index alone, so
+that a run is the same with any number of workers. A sampler that draws with replacement visits a video several
+times an epoch; each visit must be a new sample, not the first one again. So index ``v + k * n`` (n videos) is
+video v's k-th draw of the epoch: ``distinct_draws`` numbers a sequence of picks that way, ``DistinctDraws`` wraps
+any sampler (torch's ``WeightedRandomSampler``, say), and ``ClassBalancedSampler`` does it itself.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+def distinct_draws(picks: Iterable[int], n: int) -> list[int]:
+    """TrainClips indices for video picks over ``n`` videos: the k-th repeat of video v becomes ``v + k * n``."""
+    seen: Counter[int] = Counter()
+    out = []
+    for v in picks:
+        v = int(v)
+        out.append(v + seen[v] * n)
+        seen[v] += 1
+    return out
+
+
+class DistinctDraws(Sampler[int]):
+    """Any sampler over a ``TrainClips`` of ``n`` videos, each repeat of a video made a draw of its own."""
+
+    def __init__(self, sampler: Sampler[int], n: int):
+        self.sampler, self.n = sampler, n
+
+    def set_epoch(self, epoch: int) -> None:
+        """Passed on to the wrapped sampler, if it has epochs."""
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(distinct_draws(self.sampler, self.n))
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """The paper's mini-batches: each sample picks a class uniformly, then one of its videos uniformly.
+
+    One epoch draws ``len(labels)`` samples; like DistributedSampler it is seeded by (seed, epoch) and split
+    across ranks, so all ranks draw from one shared sequence without overlap. A video drawn again is a new sample
+    (``distinct_draws``, counted over all ranks): drawn by video index alone, it was the same crop and flip.
+    """
+
+    def __init__(self, labels: Sequence[int], num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.by_class = [np.flatnonzero(np.asarray(labels) == c) for c in sorted(set(labels))]
+        self.n = len(labels)
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.num_samples = math.ceil(len(labels) / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's draw."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        total = self.num_samples * self.num_replicas
+        classes = rng.integers(len(self.by_class), size=total)
+        picks = [int(self.by_class[c][rng.integers(len(self.by_class[c]))]) for c in classes]
+        return iter(distinct_draws(picks, self.n)[self.rank::self.num_replicas])

@@ -1,0 +1,48 @@
+"""Which videos an epoch visits: class-balanced draws, and a video drawn again being a new sample."""
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+
+import torch
+from test_loading_clips import _items
+
+from flowprep.loading import ClassBalancedSampler, DataConfig, DistinctDraws, TrainClips
+from flowprep.loading.sampling import distinct_draws
+
+
+def test_class_balanced_sampler_is_uniform_over_classes():
+    labels = [0] * 90 + [1] * 9 + [2] * 1
+    s = ClassBalancedSampler(labels, seed=3)
+    counts = Counter(labels[i % 100] for e in range(30) for i in (s.set_epoch(e) or list(s)))
+    assert all(abs(c / 3000 - 1 / 3) < 0.04 for c in counts.values()) and len(counts) == 3
+    ranks = [ClassBalancedSampler(labels, 2, r, seed=3) for r in range(2)]
+    together = list(ranks[0]) + list(ranks[1])
+    assert sorted(together) == sorted(list(s.__class__(labels, 1, 0, seed=3)))
+    assert len(set(together)) == len(together)  # a video's draws are told apart over all ranks, not per rank
+
+
+def test_a_video_drawn_again_is_a_new_sample_not_the_first_one_again(motion_data):
+    """Each sample's crop, flip and stack start came from (seed, epoch, video index): a class-balanced epoch that
+    drew the rare class's one video many times trained on that one sample many times (half the demo's Table 2
+    draws were such copies)."""
+    shards, items = _items(motion_data)
+    n = len(items)
+    labels = [0] * (n - 1) + [1]  # the last video is its class: about half the draws
+    draws = list(ClassBalancedSampler(labels, seed=0))
+    last = [i for i in draws if i % n == n - 1]
+    assert len(last) >= 3 and len(set(last)) == len(last)
+    cfg = DataConfig(stream="spatial", crop_size=32, rgb_jitter=0.0)  # textured frames (the flow is one shift)
+    clips = TrainClips(shards, items, cfg)
+    samples = [clips[i] for i in last]
+    assert all(s[1] == items[-1].label for s in samples)  # the same video ...
+    assert not any(torch.equal(a[0], b[0]) for a, b in combinations(samples, 2))  # ... a new crop, flip or start
+    first = TrainClips(shards, items, cfg)
+    assert torch.equal(first[last[0]][0], samples[0][0])  # still a pure function of the index
+
+
+def test_distinct_draws_numbers_each_repeat_and_wraps_any_sampler():
+    assert distinct_draws([2, 0, 2, 2, 1, 0], 3) == [2, 0, 5, 8, 1, 3]
+    weighted = torch.utils.data.WeightedRandomSampler([0.0, 1.0, 0.0], 4)  # video 1, four times
+    wrapped = DistinctDraws(weighted, 3)
+    assert len(wrapped) == 4 and list(wrapped) == [1, 4, 7, 10]
