@@ -29,8 +29,9 @@ Options:
   --device DEV       auto (default), cpu, cuda or cuda:N: for extraction, training and testing
   --jobs N           extraction processes (default: the number of cores)
   --arch NAME        network of both streams (demo: tiny; real data: resnet18; also cnn_m_2048, resnet50, vgg16)
-  --pretrained FILE  local ImageNet weights of --arch (.pth): the spatial net is fine-tuned from them and the
-                     temporal net gets the cross-modality initialisation (nothing is downloaded)
+  --pretrained FILE  local ImageNet weights of --arch (.pth) for the spatial net, whose last layer then learns
+                     (the paper's Table 1a; nothing is downloaded); the temporal nets train from scratch, as in
+                     the paper (`--fit-args "--pretrained FILE"` gives them the cross-modality initialisation)
   --epochs N         training epochs of each stream (one random sample per video per epoch)
   --batch-size N     training batch (default: demo 16, real data 256 as in the paper)
   --demo-args "…"   more flags for `flowprep make-demo` (e.g. "--train-groups 3 --clips 1"; see its --help)
@@ -57,7 +58,7 @@ EOF
 
 die() { echo "run_pipeline: $*" >&2; exit 2; }
 
-DATASET=demo ROOT="" SPLIT_DIR="" SPLIT=1 OUT="" DEVICE=auto JOBS="" ARCH="" PRETRAINED="" EPOCHS="" BATCH=""
+SIZE_DEFAULT=() DATASET=demo ROOT="" SPLIT_DIR="" SPLIT=1 OUT="" DEVICE=auto JOBS="" ARCH="" PRETRAINED="" EPOCHS="" BATCH=""
 DEMO_ARGS="" EXTRACT_ARGS="" FIT_ARGS="" FRESH=0 ALL_ROWS="" TABLE2=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -140,17 +141,21 @@ case "$DATASET" in
         [ "$DATASET" != kinetics ] || [ "$SPLIT" = 1 ] || die "Kinetics has one split (train.csv / validate.csv)"
         FORMAT="$DATASET" ARCH="${ARCH:-resnet18}" EPOCHS_S="${EPOCHS:-30}" EPOCHS_T="${EPOCHS:-100}"
         BATCH="${BATCH:-256}"
-        TRAIN_ARGS=(--num-workers "$JOBS")
+        # the paper's batches, uniform over classes; its frames, rescaled to a short side of 256 (UCF-101 and
+        # HMDB-51 are 320x240: 341x256, as mmaction2 and TSN extract them; Kinetics' default is already 256)
+        TRAIN_ARGS=(--num-workers "$JOBS" --balanced)
         TEST_ARGS=(--num-workers "$JOBS")
         SVM_TRAIN_ARGS=() EXTRACT_DEFAULTS=()
+        [ "$DATASET" = kinetics ] || SIZE_DEFAULT=(--short-side 256)
         ALL_ROWS="${ALL_ROWS:-0}"
         QUALITY_SAMPLE=100 ;;
     *) die "unknown --dataset $DATASET; choose demo, ucf101, hmdb51 or kinetics" ;;
 esac
 [ -z "$PRETRAINED" ] || [ -f "$PRETRAINED" ] || die "--pretrained $PRETRAINED: no such file"
-PRE_ARGS=(); [ -z "$PRETRAINED" ] || PRE_ARGS=(--pretrained "$PRETRAINED")
 # shellcheck disable=SC2206  # word-splitting the pass-through flags is the point
 EXTRA_D=($DEMO_ARGS) EXTRA_X=($EXTRACT_ARGS) EXTRA_F=($FIT_ARGS)
+# a frame size of the user's own replaces the paper's short side (extract takes one of the two)
+[[ " ${EXTRA_X[*]:-} " != *" --size "* && " ${EXTRA_X[*]:-} " != *" --short-side "* ]] || SIZE_DEFAULT=()
 
 echo "== two-stream pipeline: $DATASET split $SPLIT -> $OUT (device $DEVICE, $JOBS jobs)"
 T0=$SECONDS
@@ -271,14 +276,15 @@ stage() {
 # fit NAME STREAM EPOCHS [FLAGS...]: train one row of the table (an interrupted run continues from its last
 # checkpoint) into $OUT/NAME.
 fit() {
-    local name="$1" stream="$2" epochs="$3" out="$OUT/$1"
+    local name="$1" stream="$2" epochs="$3" out="$OUT/$1" pre=()
     shift 3
+    [ "$stream" != spatial ] || [ -z "$PRETRAINED" ] || pre=(--pretrained "$PRETRAINED")  # the paper's spatial net
     RESUME_FILE="$out/checkpoint.pt"
     BAR_EPOCHS="$epochs" stage "fit-$name" "train the $stream ConvNet ($ARCH, $epochs epochs${*:+, $*})" \
         "${TRAIN[@]}" fit --shards "${FIT_SHARDS:-$SHARDS}" --dataset "$FORMAT" --split "$SPLIT" \
         --split-dir "${FIT_SPLIT_DIR:-$SPLIT_DIR}" \
         --stream "$stream" --arch "$ARCH" --epochs "$epochs" --batch-size "$BATCH" --device "$DEVICE" \
-        --out "$out" --no-progress "${TRAIN_ARGS[@]}" "${PRE_ARGS[@]:+${PRE_ARGS[@]}}" "$@" \
+        --out "$out" --no-progress "${TRAIN_ARGS[@]}" "${pre[@]:+${pre[@]}}" "$@" \
         "${EXTRA_F[@]:+${EXTRA_F[@]}}"
 }
 
@@ -294,6 +300,7 @@ fi
 KINETICS_ARGS=(); [ "$FORMAT" != kinetics ] || KINETICS_ARGS=(--split-dir "$SPLIT_DIR")
 EXTRACT=("${FLOWPREP[@]}" extract --dataset "$FORMAT" --root "$ROOT" --out "$SHARDS" --jobs "$JOBS" --device "$DEVICE"
     "${KINETICS_ARGS[@]:+${KINETICS_ARGS[@]}}" "${EXTRACT_DEFAULTS[@]:+${EXTRACT_DEFAULTS[@]}}"
+    "${SIZE_DEFAULT[@]:+${SIZE_DEFAULT[@]}}"
     "${EXTRA_X[@]:+${EXTRA_X[@]}}")
 # the settings of the shards, not how they are made (--jobs, --device): others (e.g. a newer demo's) start afresh
 SETTINGS_KEY="$(printf '%s\n' "${EXTRACT[@]}" | sed '/^--jobs$/,+1d; /^--device$/,+1d' | tr '\n' ' ')"

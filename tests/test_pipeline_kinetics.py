@@ -58,6 +58,11 @@ def test_kinetics_pipeline_end_to_end_with_a_missing_and_a_partial_clip(tmp_path
     assert report["annotated_missing"] == 1 and report["videos_partial"] == 1 and report["failures"] == []
     assert (out / "shards" / "reports" / "missing.txt").read_text() == "missingclip_000000_000010\n"
     assert "going on with the rest" in run.stdout
+    # the paper's class-uniform batches on real data; the user's frame size alone (not also the paper's 256)
+    fits = [ln for ln in run.stdout.splitlines() if " fit --shards" in ln]
+    assert fits and all("--balanced" in ln for ln in fits)
+    extract = next(ln for ln in run.stdout.splitlines() if " extract --dataset" in ln)
+    assert extract.count("--short-side") == 1 and "--short-side 64" in extract
     res = json.loads((out / "results.json").read_text())
     assert res["classes"] == 3 and res["test_videos"] == 3
     assert all(0.0 <= res[k] <= 1.0 for k in ("spatial", "temporal", "fusion_avg", "fusion_svm"))

@@ -122,7 +122,7 @@ def test(cfg: TestConfig) -> dict:
         suffix = ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
         # split_videos beside the summary's videos: a test over fewer videos than the split says so in its file
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
-                "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": cfg.crops,
+                "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": data_cfg.test_crops,
                 "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": checkpoint_sha256,
                 "shards": str(Path(shards_dir).resolve()),
                 "split_videos": len(split.subset(cfg.subset))}

@@ -15,21 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.base.durable import file_sha256, write_json, zip_crc_failure
+from flowprep.datasets import paper_figures
 from train.metrics import stale_model
 
 log = logging.getLogger(__name__)
 
-# (key, label, the paper's top-1 on UCF-101 in %, where the paper has it)
+# (key, label) of each row; the paper's figure beside it is its dataset's (flowprep.datasets.paper_figures)
 ROWS = (
-    ("spatial", "Spatial ConvNet", 73.0, "Table 3"),
-    ("temporal_L1", "Temporal ConvNet, L = 1", 73.9, "Table 1b"),
-    ("temporal_L5", "Temporal ConvNet, L = 5", 80.4, "Table 1b"),
-    ("temporal", "Temporal ConvNet, L = 10", 81.0, "Table 1b"),
-    ("temporal_no_mean_subtraction", "  L = 10, no mean subtraction", 79.9, "Table 1b"),
-    ("temporal_trajectory", "  L = 10, trajectory stacking", 80.2, "Table 1b"),
-    ("temporal_bidirectional", "  L = 10, bi-directional", 81.2, "Table 1b"),
-    ("fusion_avg", "Fusion by averaging", 86.9, "Table 3"),
-    ("fusion_svm", "Fusion by SVM", 88.0, "Table 3"),
+    ("spatial", "Spatial ConvNet"),
+    ("temporal_L1", "Temporal ConvNet, L = 1"),
+    ("temporal_L5", "Temporal ConvNet, L = 5"),
+    ("temporal", "Temporal ConvNet, L = 10"),
+    ("temporal_no_mean_subtraction", "  L = 10, no mean subtraction"),
+    ("temporal_trajectory", "  L = 10, trajectory stacking"),
+    ("temporal_bidirectional", "  L = 10, bi-directional"),
+    ("fusion_avg", "Fusion by averaging"),
+    ("fusion_svm", "Fusion by SVM"),
 )
 KEYS = tuple(r[0] for r in ROWS)
 # Table 2 (multi-task learning; the paper: the temporal net on HMDB-51, helped by UCF-101): the small companion
@@ -227,14 +228,19 @@ def targets(res: dict) -> list[tuple[str, bool]]:
 def format_table(res: dict, dataset: str, split: int, spread: dict | None = None) -> str:
     """The table beside the paper's figures (``spread``: key -> std over seeds, printed as +-)."""
     frames, crops = res.get("frames", 25), res.get("crops", 10)  # a run's own, where its files say
+    name, paper = paper_figures(dataset)
+    title = f"paper ({name})" if name else "paper"
     lines = [f"Two-stream results: {dataset} split {split}, {res.get('test_videos', '?')} test videos, "
              f"{res['classes']} classes (chance {100 * res['chance']:.1f}%), top-1, {frames} frames x {crops} "
              f"crops" + (" (the paper's protocol)" if (frames, crops) == (25, 10) else ""),
-             f"  {'':38} {'this run':>12} {'paper (UCF-101)':>16}"]
-    for key, label, paper, where in ROWS:
+             f"  {'':38} {'this run':>12} {title:>16}"]
+    for key, label in ROWS:
         if key in res:
             ours = f"{100 * res[key]:.1f}%" + (f" +-{100 * spread[key]:.1f}" if spread and key in spread else "")
-            lines.append(f"  {label:38} {ours:>12} {paper:15.1f}%  ({where})")
+            fig, where = paper.get(key, (None, ""))
+            lines.append(f"  {label:38} {ours:>12} " + (f"{fig:15.1f}%  ({where})" if fig else f"{'-':>16}"))
+    if dataset != "demo" and any(where.startswith("Table 3") for key, (_, where) in paper.items() if key in res):
+        lines.append("  (the paper's Table 3 figures are means over its three splits; its Table 1 figures, split 1)")
     t2 = res.get("table2", {})
     if any(k in t2 for k in TABLE2_KEYS):
         lines.append(f"Table 2 (multi-task learning): the temporal net on the small dataset's test split "

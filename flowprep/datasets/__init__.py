@@ -8,6 +8,8 @@ is one module and one line below (docs/EXTENDING.md).
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 from flowprep.base.moved import forward
 from flowprep.datasets import folder, hmdb51, kinetics, ucf101
 from flowprep.datasets.base import Dataset
@@ -32,3 +34,9 @@ def __getattr__(name: str):
 def exportable() -> tuple[str, ...]:
     """The datasets whose lists mmaction2 and TSN name (``flowprep export --dataset``)."""
     return tuple(n for n, d in DATASETS.items() if d.exports is not None)
+
+
+def paper_figures(name: str) -> tuple[str, Mapping[str, tuple[float, str]]]:
+    """(the dataset's name in the paper, the paper's top-1 by ``train table`` row) for ``--dataset`` ``name``; the
+    demo is UCF-101 in miniature (its layout, its table); ("", {}) for a dataset the paper did not test."""
+    return DATASETS["ucf101" if name == "demo" else name].paper if name in (*DATASETS, "demo") else ("", {})

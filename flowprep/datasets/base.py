@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from flowprep.datasets.listing import VIDEO_EXTENSIONS
 
@@ -58,6 +59,8 @@ class Dataset:
             files' order (UCF-101's classInd.txt).
         class_folder: a class's folder name in mmaction2's tree, and its sort key.
         exports: how mmaction2 and TSN name its lists (None: ``flowprep export`` has no lists for it).
+        paper: its name as the two-stream paper writes it and the paper's top-1 (%) on it, by ``train table``
+            row ("spatial", "temporal", "fusion_svm", ...) with where the figure stands; ("", {}): not in the paper.
     """
 
     name: str
@@ -73,3 +76,4 @@ class Dataset:
     sorted_labels: bool = True
     class_folder: Callable[[str], str] = same_name
     exports: Exports | None = None
+    paper: tuple[str, Mapping[str, tuple[float, str]]] = ("", MappingProxyType({}))

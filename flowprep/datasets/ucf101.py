@@ -7,6 +7,7 @@ Split files (the official ucfTrainTestlist folder): ``classInd.txt`` ("1 ApplyEy
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from flowprep.datasets.base import Dataset, Exports
 from flowprep.datasets.splits import Split, class_lookup, read_class_index, read_list
@@ -23,6 +24,13 @@ def load_ucf101(split_dir: Path, split: int) -> Split:
     return Split(NAME, split, classes, train, test)
 
 
+# the paper's top-1 (%) on UCF-101: Table 1b (split 1) and Table 3 (the mean of the three splits)
+PAPER = MappingProxyType({
+    "spatial": (73.0, "Table 3"), "temporal_L1": (73.9, "Table 1b"), "temporal_L5": (80.4, "Table 1b"),
+    "temporal": (81.0, "Table 1b"), "temporal_no_mean_subtraction": (79.9, "Table 1b"),
+    "temporal_trajectory": (80.2, "Table 1b"), "temporal_bidirectional": (81.2, "Table 1b"),
+    "fusion_avg": (86.9, "Table 3"), "fusion_svm": (88.0, "Table 3")})
+
 DATASET = Dataset(name=NAME, read_split=load_ucf101, split_marker="classInd.txt",
                   split_files=("trainlist{n:02d}.txt", "testlist{n:02d}.txt"), extensions=(".avi",),
-                  sorted_labels=False, exports=Exports())
+                  sorted_labels=False, exports=Exports(), paper=("UCF-101", PAPER))

@@ -29,7 +29,8 @@ from flowprep.errors import ShardError
 from flowprep.store import format as F
 from flowprep.store.reader import ShardSet
 
-# torchvision's ImageNet statistics: every RGB backbone here (and the paper's CNN-M) expects them.
+# torchvision's ImageNet statistics, which every torchvision RGB backbone here expects (CNN-M weights converted from
+# Caffe or MatConvNet expect 0-255 input minus their own mean: normalise them to these before --pretrained).
 RGB_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
 RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 # Multi-scale crop sides as fractions of the short side (the TSN trainers' choice; the paper crops at one scale).

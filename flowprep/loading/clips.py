@@ -107,7 +107,8 @@ def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0
 
 def check_items(sources: Sequence[ShardSet], items: Sequence[VideoItem], config: DataConfig) -> None:
     """Refuse, when a dataset is built, samples its first batch would fail on inside a loader worker: a crop
-    larger than a video's frames, bidirectional stacks from a folder without backward flow. Videos with fewer
+    larger than a video's frames, bidirectional stacks from a folder without backward flow, spatial samples from
+    one without RGB. Videos with fewer
     flows than a stack holds are said (their stacks repeat the last flow)."""
     short = [it for it in items if it.flows < config.flow_length] if config.stream == "temporal" else []
     if short:
@@ -119,9 +120,12 @@ def check_items(sources: Sequence[ShardSet], items: Sequence[VideoItem], config:
         small = min(items, key=lambda it: min(it.height, it.width))
         if config.crop_size > min(small.height, small.width):
             T.check_fits(small.height, small.width, config.crop_size)  # its message: what size fits
-    if config.stream == "temporal" and config.stacking == "bidirectional":
-        for src in {min(it.shards_index, len(sources) - 1) for it in items}:
+    for src in {min(it.shards_index, len(sources) - 1) for it in items}:  # EvalClips: one ShardSet, any task
+        if config.stream == "temporal" and config.stacking == "bidirectional":
             sources[src].require_backward("bidirectional stacking")
+        if config.stream == "spatial" and not sources[src].has_rgb:
+            raise ShardError(str(sources[src].root), "holds no RGB frames (extracted with --no-rgb), which the "
+                                                     "spatial stream reads: use stream='temporal', or extract RGB")
 
 
 def evenly_spaced(count: int, num: int) -> np.ndarray:
@@ -231,6 +235,9 @@ class TrainClips(Dataset):
                  compact: bool = False):
         # one ShardSet per dataset (multi-task): item.task picks it
         self.sources = list(shards) if isinstance(shards, (list, tuple)) else [shards]
+        if items and (need := max(it.shards_index for it in items)) >= len(self.sources):
+            raise ValueError(f"items of task {need} need a ShardSet for each task 0..{need}, got "
+                             f"{len(self.sources)}: pass a list of ShardSets, one per load_items(..., task=k)")
         check_items(self.sources, items, config)
         self.items = items
         self.config = config

@@ -54,7 +54,7 @@ class ShardSet:
     """
 
     def __init__(self, out_dir: str | os.PathLike, verify: bool = True):
-        self.root = Path(out_dir)
+        self.root = Path(out_dir).absolute()  # a relative one broke after os.chdir (called a truncated shard)
         if not self.root.is_dir():
             said = "a file, not a folder" if self.root.exists() else "no such folder"  # `export afile`: not "no such"
             raise ShardError(str(self.root), f"{said}; give the --out folder of `flowprep extract`")
@@ -214,7 +214,7 @@ class ShardSet:
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
         """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y', 'flow_x_backward',
         'flow_y_backward'), CRC-checked."""
-        idx = [int(i) for i in indices]
+        idx = self._indices(key, name, indices)
         self._check_indices(key, name, idx)
         if not idx:
             return []
@@ -233,6 +233,28 @@ class ShardSet:
                                  "run `flowprep verify --repair`", key)
         return out
 
+    def _indices(self, key: str, name: str, indices) -> list[int]:
+        """Frame or flow numbers as a list of ints: an iterable of whole numbers, a slice, or a boolean mask over
+        the stream (True and False were read as 1 and 0, floats were cut); anything else is refused in a line."""
+        if isinstance(indices, slice):
+            return list(range(self._length(key, name))[indices])
+        if isinstance(indices, (int, np.integer, str, bytes)):
+            raise TypeError(f"{name} indices of {key}: give a list (e.g. [{indices!r}]) or a slice, not one value")
+        arr = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
+        if arr.dtype == bool:
+            if arr.shape != (self._length(key, name),):
+                raise IndexError(f"a mask over {name} of {key} needs {self._length(key, name)} entries, got "
+                                 f"{arr.shape}")
+            return np.flatnonzero(arr).tolist()
+        if arr.size and (arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"{name} indices of {key} must be whole numbers in a flat list, got {arr.dtype} "
+                            f"{list(arr.shape)}")
+        return arr.astype(np.int64).tolist()
+
+    def _length(self, key: str, name: str) -> int:
+        m = self.meta(key)
+        return m.frames if name == "rgb" else m.flows
+
     def _check_indices(self, key: str, name: str, idx: list[int]) -> None:
         """Refuse what the catalog says a stream cannot hold, before reading: a failed video, RGB of a folder
         extracted without it, an index out of range. Each was reported as damage ("run verify --repair"), which
@@ -243,7 +265,7 @@ class ShardSet:
                              "frames; `flowprep extract --retry-failed` tries it again", key)
         if name == "rgb" and not self.has_rgb:
             raise ShardError(str(self.root), "holds no RGB frames: it was extracted with --no-rgb", key)
-        n = m.frames if name == "rgb" else m.flows
+        n = self._length(key, name)
         bad = next((i for i in idx if not 0 <= i < n), None)
         if bad is not None:
             raise IndexError(f"{name} index {bad} of video {key} is out of range: it has {n} "
@@ -301,8 +323,8 @@ class ShardSet:
     def flow_codes(self, key: str, indices: Iterable[int], direction: str = "forward") -> tuple[np.ndarray, np.ndarray]:
         """(T, 2, H, W) codes (uint8, or uint16 for 12 bits) and (T, 2, 2) (scale, zero) parameters of the given
         flow indices (``direction="backward"``: of the backward flow, frame t+1 -> t)."""
-        idx = list(indices)
         x_name, y_name, _, _ = self._names(direction)
+        idx = self._indices(key, x_name, indices)
         xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))  # (checked: a failed video is refused)
         if not idx:
             m = self.meta(key)
@@ -324,7 +346,7 @@ class ShardSet:
         """(T, H, W, 3) uint8 RGB frames of the given frame indices (default: all)."""
         if indices is None:
             indices = range(self.meta(key).frames)
-        idx = list(indices)
+        idx = self._indices(key, "rgb", indices)
         blobs = self.jpegs(key, "rgb", idx)
         if not blobs:
             m = self.meta(key)

@@ -68,6 +68,9 @@ def unreadable(path: str | os.PathLike, e: BaseException) -> FlowprepError:
     if isinstance(e, PermissionError) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM):
         return FlowprepError(f"{path}: permission denied: give this user read access to it (chmod, chown) and run "
                              "again")
+    if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) == errno.ENOENT:
+        return ShardError(str(path), "is missing (no such file): if the folder was moved, open it where it is now; "
+                                     "else `flowprep verify --repair` on its folder extracts its videos again")
     text = " ".join(str(e).split())  # HDF5's messages run over several lines, with buffers, offsets and times
     if m := re.search(r"^(.*?) \(.*error message = '([^']*)'", text):
         text = f"{m.group(1)}: {m.group(2)}"

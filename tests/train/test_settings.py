@@ -103,7 +103,7 @@ def test_train_layers_last_learns_only_the_classifier(motion_data, tmp_path):
     with pytest.raises(ValueError, match="give --pretrained"):
         FitConfig(**{**base, "pretrained": None}, out=str(tmp_path / "x"), train_layers="last")
     fit(FitConfig(**base, out=str(tmp_path / "last"), train_layers="last"))
-    fit(FitConfig(**base, out=str(tmp_path / "all")))
+    fit(FitConfig(**base, out=str(tmp_path / "all"), train_layers="all"))
     torch.manual_seed(0)  # as fit does with its seed (0) before building the model: the same starting head
     start = build_model("tiny", [4], 3, pretrained=str(weights)).state_dict()
     last = load_checkpoint(tmp_path / "last" / "best.pt")

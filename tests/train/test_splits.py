@@ -51,6 +51,7 @@ def test_ucf101_handstand_quirk_resolves_to_the_shard_key(tmp_path):
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_hmdb51_70_train_30_test_per_class(split):
     s = load_split("hmdb51", HMDB, split)
+    assert list(s.classes) == sorted(s.classes) and s.classes.index("climb") + 1 == s.classes.index("climb_stairs")
     assert len(s.classes) == 51 and s.classes[0] == "brush_hair"
     for c in range(51):
         assert sum(lab == c for _, lab in s.train) == 70
@@ -105,3 +106,13 @@ def test_names_that_differ_after_a_dot_are_two_videos_not_a_repeat(tmp_path):
     (tmp_path / "test.txt").write_text("run/a.v2\n")
     s = load_split("folder", tmp_path, 1)
     assert [n for n, _ in s.train] == ["walk/p1.take1", "walk/p1.take2", "run/a.v1"]  # .mp4: the same video
+
+
+def test_hmdb51_classes_are_numbered_in_sorted_order_as_mmaction2_and_tsn_do(tmp_path):
+    """They were numbered in file-name order: "climb_stairs_test_split1.txt" sorts before "climb_test_split1.txt"
+    ('_' < 't'), so climb_stairs, kick_ball and sword_exercise took the index of climb, kick and sword."""
+    for cls in ("sword_exercise", "climb_stairs", "climb", "sword"):
+        (tmp_path / f"{cls}_test_split1.txt").write_text(f"{cls}_a.avi 1\n{cls}_b.avi 2\n")
+    s = load_split("hmdb51", tmp_path, 1)
+    assert s.classes == ("climb", "climb_stairs", "sword", "sword_exercise")
+    assert dict(s.train)["climb_stairs/climb_stairs_a.avi"] == 1

@@ -52,6 +52,21 @@ def test_the_table_prints_each_row_beside_the_papers_figure(tmp_path):
     assert "+-1.5" in format_table(res, "demo", 1, spread={"spatial": 0.015})
 
 
+def test_each_dataset_is_printed_beside_the_papers_figures_for_it(tmp_path):
+    """An HMDB-51 (or Kinetics) run was printed beside UCF-101's figures, under "paper (UCF-101)"."""
+    res = collect(_run_folder(tmp_path, GOOD))
+    hmdb = format_table(res, "hmdb51", 1).splitlines()
+    assert "paper (HMDB-51)" in hmdb[1]
+    row = {line[:40].strip(): line for line in hmdb[2:]}
+    assert row["Spatial ConvNet"].endswith("40.5%  (Table 3)") and "59.4%" in row["Fusion by SVM"]
+    assert row["Temporal ConvNet, L = 10"].endswith("54.6%  (Table 3, multi-task)")
+    assert row["Temporal ConvNet, L = 5"].endswith(" -")  # UCF-101 only in the paper
+    assert "means over its three splits" in hmdb[-1]
+    kinetics = format_table(res, "kinetics", 1)
+    assert "UCF" not in kinetics and "HMDB" not in kinetics and "%  (Table" not in kinetics
+    assert "81.0%  (Table 1b)" in format_table(res, "ucf101", 1)
+
+
 def test_a_run_with_only_the_two_streams_has_only_their_rows(tmp_path):
     res = collect(_run_folder(tmp_path, {"spatial": 0.5, "temporal": 0.9}))
     assert set(res) == {"spatial", "temporal", "chance", "classes", "test_videos"}

@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fractions of the run where the rate drops 10x (default: the paper's 50/80, 70/80 "
                         "from scratch; 14/20 fine-tuning)")
     p.add_argument("--dropout", type=float, default=d("dropout"),
-                   help="dropout ratio (default: the paper's 0.9; 0.5 for a fine-tuned spatial net)")
+                   help="dropout ratio (default: the best of the paper's Table 1a: 0.5 when only a --pretrained "
+                        "spatial net's last layer learns, 0.9 otherwise)")
     p.add_argument("--crop-size", type=int, default=d("crop_size"), help="side of the square training crop")
     p.add_argument("--flow-length", type=int, default=d("flow_length"), help="L: flows per stack (2L input channels)")
     p.add_argument("--no-mean-subtraction", dest="mean_subtract", action="store_false", default=d("mean_subtract"),
@@ -51,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="spatial stream: AlexNet's PCA colour jitter of training frames, std 0.1, the paper's "
                         "\"RGB jittering\" (default: on for the spatial stream)")
     p.add_argument("--train-layers", default=d("train_layers"), choices=("all", "last"),
-                   help="last: only the classifier of a --pretrained net learns (the paper's Table 1a)")
+                   help="last: only the classifier of a --pretrained net learns (the paper's choice for the "
+                        "spatial net, Table 1a); all: every layer (default: last for a --pretrained spatial net, "
+                        "all otherwise)")
     p.add_argument("--stacking", default=d("stacking"), choices=STACKINGS,
                    help="temporal input: optical flow stacking (Eq. 1), stacking along the trajectories the "
                         "flows trace (Eq. 2), or bidirectional: L/2 backward and L/2 forward flows (shards "

@@ -140,6 +140,8 @@ def test_the_trainer_does_not_flip_a_dataset_that_forbids_it(toy):
     assert FitConfig(shards="s", dataset="toy").data_config(test_crops=2).test_crops == 1
     assert FitConfig(shards="s", dataset="ucf101").data_config(test_crops=10).test_crops == 10
     assert FitConfig(shards="s", also=(TaskSpec("toy", "t"),)).data_config().flip is False  # one head's data
+    # a dataset whose classes join the head (--add-classes) is trained on as much as the main one
+    assert FitConfig(shards="s", add_classes=(TaskSpec("toy", "t"),)).data_config().flip is False
     p = argparse.ArgumentParser()
     fit_cli.add_arguments(p)
     assert p.parse_args(["--shards", "s", "--dataset", "toy"]).dataset == "toy"

@@ -1,0 +1,63 @@
+"""ShardSet as a library user calls it: indices of every kind numpy users pass, a relative folder after chdir,
+a shard gone since the folder was opened, and datasets refused when built rather than in a loader worker."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from flowprep.errors import ShardError
+from flowprep.loading import DataConfig, TrainClips, load_items
+from flowprep.store.reader import ShardSet, open_shards
+
+
+def test_masks_slices_and_arrays_select_what_numpy_would(motion_data):
+    """A boolean mask was read as indices 0 and 1 (N frames, mostly frame 0); a float was cut by rgb and an
+    IndexError of numpy's in flow."""
+    s = open_shards(motion_data.shards)
+    key = s.keys()[0]
+    flows, frames = s.meta(key).flows, s.meta(key).frames
+    mask = np.zeros(flows, bool)
+    mask[[2, 5]] = True
+    np.testing.assert_array_equal(s.flow(key, mask), s.flow(key, [2, 5]))
+    np.testing.assert_array_equal(s.flow(key, np.array([2, 5], np.int32)), s.flow(key, [2, 5]))
+    np.testing.assert_array_equal(s.rgb(key, slice(1, 4)), s.rgb(key, [1, 2, 3]))
+    assert s.flow(key, slice(None)).shape[0] == flows and s.rgb(key, np.ones(frames, bool)).shape[0] == frames
+    with pytest.raises(IndexError, match=f"a mask over flow_x of {key} needs {flows} entries"):
+        s.flow(key, np.ones(flows + 1, bool))
+    for bad, said in (([1.5], "must be whole numbers in a flat list, got float64"), (3, r"give a list \(e.g. \[3\]\)")):
+        for read in (s.flow, s.rgb):
+            with pytest.raises(TypeError, match=said):
+                read(key, bad)
+
+
+def test_a_relative_folder_still_reads_after_chdir_and_a_missing_shard_is_said_so(motion_data, tmp_path,
+                                                                                  monkeypatch):
+    """Opened as "shards", it read "shards/shard-00000.h5" against the new working folder after os.chdir, and
+    called the shard possibly truncated (advice: extract it again)."""
+    monkeypatch.chdir(os.path.dirname(motion_data.shards))
+    s = ShardSet(os.path.basename(motion_data.shards))
+    key = s.keys()[0]
+    monkeypatch.chdir(tmp_path)
+    assert s.flow(key, [0]).shape[0] == 1
+    gone = tmp_path / "copy"
+    shutil.copytree(motion_data.shards, gone)
+    moved = ShardSet(gone)
+    shutil.rmtree(gone)
+    with pytest.raises(ShardError, match="is missing \\(no such file\\): if the folder was moved, open it where"):
+        moved.flow(key, [0])
+
+
+def test_datasets_refuse_when_built_what_a_worker_would_fail_on(motion_data, monkeypatch):
+    """A spatial set over a --no-rgb folder, and task-1 items with one ShardSet, built fine and failed in the first
+    batch, in a worker (a wrapped traceback; a bare IndexError)."""
+    s = open_shards(motion_data.shards)
+    items = load_items(s, [(k, 0) for k in s.keys()[:2]])
+    with pytest.raises(ValueError, match="items of task 1 need a ShardSet for each task 0..1, got 1"):
+        TrainClips(s, load_items(s, [(k, 0) for k in s.keys()[:2]], task=1), DataConfig(stream="temporal",
+                                                                                         crop_size=16))
+    monkeypatch.setitem(s.settings, "rgb", False)
+    with pytest.raises(ShardError, match="holds no RGB frames .* which the spatial stream reads"):
+        TrainClips(s, items, DataConfig(stream="spatial", crop_size=16))
