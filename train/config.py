@@ -85,6 +85,9 @@ class FitConfig:
     # datasets whose training videos join the main one's with their classes added to its head (the paper's
     # Table 2, "adding classes"); the test scores only the main dataset's classes
     add_classes: tuple[TaskSpec, ...] = field(default_factory=tuple)
+    # classes of the added datasets left out, with their videos (the paper added the 78 of UCF-101's classes that
+    # match none of HMDB-51's)
+    add_leave_out: tuple[str, ...] = ()
     init_from: str | None = None  # a checkpoint of a trained net: its trunk (not its classifiers) starts this one
 
     def __post_init__(self) -> None:
@@ -163,6 +166,7 @@ def saved_config(saved: dict, path: str | Path) -> FitConfig:
     saved = {k: v for k, v in saved.items() if k not in _HOW_IT_RAN}
     saved = dict(saved, also=tuple(TaskSpec(**t) for t in saved.get("also", ())),
                  add_classes=tuple(TaskSpec(**t) for t in saved.get("add_classes", ())),
+                 add_leave_out=tuple(saved.get("add_leave_out", ())),
                  milestones=tuple(saved["milestones"]) if saved.get("milestones") else None)
     try:
         return FitConfig(**saved)

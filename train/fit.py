@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from flowprep.base.durable import replacing
-from flowprep.datasets.splits import SplitError, find_split_dir, load_split
+from flowprep.datasets.splits import Split, SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items
 from flowprep.loading.loader import make_loader
 from flowprep.store.reader import ShardSet
@@ -41,7 +41,7 @@ from train.engine import (
     unwrap,
 )
 from train.models import build_model
-from train.splits import bind, check_classes
+from train.splits import bind, check_classes, leave_out, same_actions
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +75,43 @@ def _load_data(cfg: FitConfig) -> tuple[list, list[VideoItem], list[list[str]], 
         classes.append(list(split.classes))
         if k == 0:
             main, main_dir = split, split_dir  # its test list is the monitor's
-    for spec in cfg.add_classes:  # more classes for the main head: labels after those it has, its own shards
-        split_dir = find_split_dir(spec.dataset, spec.shards, spec.split_dir)
-        if (spec.dataset, Path(spec.shards).resolve(), Path(split_dir).resolve()) == \
-                (cfg.dataset, Path(cfg.shards).resolve(), Path(main_dir).resolve()):  # each video under two labels
-            raise ValueError(f"--add-classes {spec.shards}: this is the main dataset itself (its shards and split "
-                             "files); give another dataset's")
-        shards = ShardSet(spec.shards)
-        split = load_split(spec.dataset, split_dir, cfg.split)
-        offset = len(classes[0])
-        sources.append(shards)
-        added = load_items(shards, check_classes(bind(split.train, shards), split, spec.split_dir or spec.shards, 1))
-        items += [replace(it, label=it.label + offset, source=len(sources) - 1) for it in added]
-        classes[0] += [f"{spec.dataset}:{c}" for c in split.classes]
+    added: list[str] = []  # more classes for the main head: labels after those it has, its own shards
+    for spec in cfg.add_classes:
+        added += _add_classes(cfg, spec, main, main_dir, sources, items, classes)
+    if unknown := sorted(set(cfg.add_leave_out) - set(added)):  # a typo left the class in
+        raise ValueError(f"--add-leave-out names no class of the --add-classes datasets: {', '.join(unknown)} "
+                         f"(theirs are e.g. {', '.join(added[:3])})")
     if cfg.add_classes and len({it.label for it in items if it.task == 0}) < 2:
         raise SplitError("the training videos of the main head, --add-classes included, are of one class; a "
                          "classifier needs two or more")
     if not main.test and cfg.val_frames > 0:
         log.warning("the test list of split %d names no video: no per-epoch monitor", cfg.split)
     return sources, items, classes, load_items(sources[0], bind(main.test, sources[0])), len(main.classes)
+
+
+def _add_classes(cfg: FitConfig, spec, main: Split, main_dir: str, sources: list, items: list,
+                 classes: list[list[str]]) -> tuple[str, ...]:
+    """One --add-classes dataset into the main head: its shards after ``sources``, its training videos (less the
+    classes --add-leave-out names) into ``items`` labelled after the head's classes, its classes into the head;
+    returns all its classes."""
+    split_dir = find_split_dir(spec.dataset, spec.shards, spec.split_dir)
+    if (spec.dataset, Path(spec.shards).resolve(), Path(split_dir).resolve()) == \
+            (cfg.dataset, Path(cfg.shards).resolve(), Path(main_dir).resolve()):  # each video under two labels
+        raise ValueError(f"--add-classes {spec.shards}: this is the main dataset itself (its shards and split "
+                         "files); give another dataset's")
+    shards = ShardSet(spec.shards)
+    whole = load_split(spec.dataset, split_dir, cfg.split)
+    split = leave_out(whole, cfg.add_leave_out)
+    if same := same_actions(main.classes, split.classes):
+        log.warning("--add-classes %s: %d of its classes name an action of the main dataset's (e.g. %s and %s): "
+                    "each is learnt under two labels; the paper added only classes with no such match (leave them "
+                    "out with --add-leave-out)", spec.dataset, len(same), *same[0])
+    offset = len(classes[0])
+    sources.append(shards)
+    added = load_items(shards, check_classes(bind(split.train, shards), split, spec.split_dir or spec.shards, 1))
+    items += [replace(it, label=it.label + offset, source=len(sources) - 1) for it in added]
+    classes[0] += [f"{spec.dataset}:{c}" for c in split.classes]
+    return whole.classes
 
 
 def sampling_labels(items: list[VideoItem], classes: list[list[str]]) -> list[int]:

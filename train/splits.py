@@ -1,8 +1,11 @@
-"""The trainer's side of a split: each split-file name bound to its key in the shards (the split files
-themselves are read by ``flowprep.datasets.splits``)."""
+"""The trainer's side of a split: each split-file name bound to its key in the shards, the classes checked, and
+the classes an added dataset leaves out (the split files themselves are read by ``flowprep.datasets.splits``)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
+from typing import Iterable, Sequence
 
 from flowprep.datasets.splits import Split, SplitError
 from flowprep.store.reader import ShardSet
@@ -59,3 +62,23 @@ def check_classes(pairs: list[tuple[str, int]], split: Split, where: object, nee
                     "of these classes): the net can never name them", where, len(lacking), len(split.classes),
                     lacking[0], tested)
     return pairs
+
+
+def leave_out(split: Split, names: Iterable[str]) -> Split:
+    """``split`` without the classes named in ``names`` (and their videos), its labels renumbered in order."""
+    drop = set(names)
+    kept = [c for c in split.classes if c not in drop]
+    new = {split.classes.index(c): i for i, c in enumerate(kept)}
+
+    def keep(pairs: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+        return tuple((name, new[label]) for name, label in pairs if label in new)
+    return dataclasses.replace(split, classes=tuple(kept), train=keep(split.train), test=keep(split.test))
+
+
+def same_actions(main: Sequence[str], added: Sequence[str]) -> list[tuple[str, str]]:
+    """(main, added) class pairs whose names say the same action ("PushUps" and "pushup": case, separators and a
+    plural's s aside): added under a label of their own, such videos teach the head two answers for one action."""
+    def norm(name: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", name.lower()).removesuffix("s")
+    by = {norm(c): c for c in main}
+    return [(by[norm(a)], a) for a in added if norm(a) in by]

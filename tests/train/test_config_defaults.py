@@ -18,8 +18,9 @@ from train.config import FitConfig
 # verb -> (its config, a shortest command line, renamed flags: dest -> field)
 VERBS = {"fit": (FitConfig, ["--shards", "s"], {"lr_milestones": "milestones"}),
          "test": (train.evaluate.TestConfig, ["--checkpoint", "c"], {"test_frames": "frames", "test_crops": "crops"})}
-# --also and --add-classes append to a list (FitConfig holds a tuple); --dataset's line is the dataset change's
-_NOT_READ = {"also", "add_classes", "dataset"}
+# --also, --add-classes and --add-leave-out append to a list (FitConfig holds a tuple); --dataset's line is the
+# dataset change's
+_NOT_READ = {"also", "add_classes", "add_leave_out", "dataset"}
 
 
 def _flags(verb: str) -> dict[str, str]:

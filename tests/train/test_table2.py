@@ -70,6 +70,28 @@ def test_added_classes_train_one_head_and_the_test_scores_the_main_classes(motio
     assert saved["dataset"] == "ucf101"
 
 
+def test_added_classes_that_match_the_main_ones_are_said_and_may_be_left_out(motion_data, other, tmp_path, caplog):
+    """--add-classes added every class of the other dataset, those naming the main dataset's actions too (the
+    paper added 78 of UCF-101's 101 classes, those matching no HMDB-51 class), without a word."""
+    from train.cli.fit import _names
+
+    added = (TaskSpec("ucf101", str(motion_data.shards), str(motion_data.split_dir)),)
+    _, _, classes, _, _ = _load_data(_cfg(other, tmp_path / "all", add_classes=added))
+    main = classes[0][:4]
+    assert f"4 of its classes name an action of the main dataset's (e.g. {main[0]} and {main[0]})" in caplog.text
+    (tmp_path / "drop.txt").write_text(f"{main[1]}\n\n{main[2]}\n")
+    leave = _names([main[0], str(tmp_path / "drop.txt")])
+    assert leave == tuple(main[:3])
+    caplog.clear()
+    _, items, classes, _, n_main = _load_data(_cfg(other, tmp_path / "some", add_classes=added, add_leave_out=leave))
+    assert classes[0] == main + [f"ucf101:{main[3]}"] and n_main == 4
+    extra = [it for it in items if it.source is not None]
+    assert {it.label for it in extra} == {4} and len(extra) == 8  # the one class left, its 8 training videos
+    assert "1 of its classes name an action" in caplog.text
+    with pytest.raises(ValueError, match="--add-leave-out names no class of the --add-classes datasets: Nope"):
+        _load_data(_cfg(other, tmp_path / "typo", add_classes=added, add_leave_out=("Nope",)))
+
+
 def test_the_small_demo_has_the_demos_motion_programs_in_colours_of_its_own(tmp_path):
     s = make_demo_dataset(tmp_path / "small", small=True, frames=9, width=32, height=32, **SMALL_DEFAULTS)
     assert s["classes"] == list(SMALL_CLASSES) and s["train"] == 8 and s["test"] == 48

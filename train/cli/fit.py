@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 from functools import partial
+from pathlib import Path
 
 from flowprep.base.defaults import default_of, from_fields
 from flowprep.datasets import DATASETS
@@ -89,11 +90,24 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    metavar=("DATASET", "SHARDS", "SPLIT_DIR"),
                    help="another dataset's training videos and classes added to the main dataset's (one head; "
                         "the test scores the main dataset's classes only; repeatable)")
+    p.add_argument("--add-leave-out", nargs="+", action="extend", default=list(d("add_leave_out")),
+                   metavar="CLASS_OR_FILE",
+                   help="classes of the --add-classes datasets to leave out, with their videos: names, or files "
+                        "of one name a line (the paper added only the 78 UCF-101 classes that match no HMDB-51 "
+                        "class; fit warns of classes whose names match)")
     p.add_argument("--init-from", default=d("init_from"), metavar="CHECKPOINT",
                    help="start the net's trunk from a trained one (best.pt of a run with the same --arch, "
                         "--stream and input), its classifier anew: fine-tuning from another dataset")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=d("progress"),
                    help="no progress bar (logs only)")
+
+
+def _names(given: list[str]) -> tuple[str, ...]:
+    """Class names from --add-leave-out: each value a name, or a file of one name a line."""
+    out: list[str] = []
+    for g in given:
+        out += [ln.strip() for ln in Path(g).read_text().splitlines() if ln.strip()] if Path(g).is_file() else [g]
+    return tuple(out)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -104,7 +118,8 @@ def run(a: argparse.Namespace) -> int:
     cfg = from_fields(FitConfig, vars(a), milestones=tuple(a.lr_milestones) if a.lr_milestones else None,
                       shards=_abs(a.shards), split_dir=_abs(a.split_dir),
                       also=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.also),
-                      add_classes=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.add_classes))
+                      add_classes=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.add_classes),
+                      add_leave_out=_names(a.add_leave_out))
     fit(cfg)
     return 0
 
