@@ -53,6 +53,7 @@ class FitConfig:
     pretrained: str | None = None
     out: str = "runs/x"
     epochs: int = 1
+    iterations: int | None = None  # SGD steps, the paper's unit: the epochs that hold them, whatever `epochs` says
     batch_size: int = 256  # global: divided over DDP ranks
     lr: float = 1e-2
     momentum: float = 0.9
@@ -93,6 +94,7 @@ class FitConfig:
     def __post_init__(self) -> None:
         check_ranges(
                 ("--epochs", self.epochs, self.epochs >= 1, "1 or more"),  # 0 exited 0 and wrote nothing
+                ("--iterations", self.iterations, self.iterations is None or self.iterations >= 1, "1 or more"),
                 ("--batch-size", self.batch_size, self.batch_size >= 1, "1 or more"),
                 ("--lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number above 0"),
                 ("--momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),  # torch's words named no flag

@@ -230,6 +230,9 @@ def _train(cfg: FitConfig, info: D.DistInfo, device: torch.device, out: Path) ->
     sampler = D.train_sampler(sampling_labels(items, classes), info, cfg.seed, cfg.balanced)
     loader = _make_loader(train_set, sampler, cfg.batch_size // info.world_size, cfg.num_workers,
                           device.type == "cuda", cfg.seed)
+    if cfg.iterations:  # the paper counts steps (80,000 from scratch): the epochs that hold them
+        cfg = replace(cfg, epochs=math.ceil(cfg.iterations / len(loader)))
+        log.info("--iterations %d: %d epochs of %d steps", cfg.iterations, cfg.epochs, len(loader))
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     milestones = cfg.milestones or (FINETUNE_MILESTONES if cfg.pretrained or cfg.init_from else SCRATCH_MILESTONES)

@@ -226,3 +226,16 @@ def test_results_of_a_model_trained_again_while_it_was_tested_are_refused(motion
     os.symlink(run / "scores.npz", tmp_path / "other.npz")
     with pytest.raises(ValueError, match=r"scores.npz: scores an earlier best.pt than the one beside it .* test` on"):
         fuse([str(run / "scores.npz"), str(tmp_path / "other.npz")])
+
+
+def test_iterations_train_the_epochs_that_hold_that_many_steps(motion_data, tmp_path):
+    """The paper counts SGD steps (80,000 from scratch); --epochs could only approximate them by hand."""
+    cfg = FitConfig(shards=str(motion_data.shards), split_dir=str(motion_data.split_dir), stream="temporal",
+                    arch="tiny", crop_size=40, flow_length=2, batch_size=8, num_workers=0, val_frames=0,
+                    progress=False, epochs=50, iterations=7, device="cpu", out=str(tmp_path))
+    fit(cfg)  # 36 training videos: 4 steps of 8 an epoch, so 7 steps take 2 epochs (the --epochs 50 given aside)
+    ck = load_checkpoint(tmp_path / "best.pt")
+    assert ck["epoch"] == 1 and ck["config"]["epochs"] == 2 and ck["config"]["iterations"] == 7
+    assert ck["lr_scheduler"]["last_epoch"] == 8
+    with pytest.raises(ValueError, match="--iterations must be 1 or more"):
+        FitConfig(shards="s", iterations=0)

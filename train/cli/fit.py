@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", default=d("pretrained"), help="local RGB weights file (.pth) of the same arch; "
                    "temporal nets get the cross-modality init. Nothing is downloaded")
     p.add_argument("--out", default=d("out"), help="folder for checkpoint.pt, best.pt, metrics.csv/json")
+    p.add_argument("--iterations", type=int, default=d("iterations"), metavar="STEPS",
+                   help="train this many SGD steps, the paper's unit (80000 from scratch, 20000 fine-tuning): the "
+                        "epochs that hold them, whatever --epochs says")
     p.add_argument("--epochs", type=int, default=d("epochs"),
                    help="passes over the training videos (one sample each; the last partial batch is dropped, other "
                         "videos each epoch)")
