@@ -40,7 +40,7 @@ def check_bound(bound: float, flag: str = "the flow bound") -> None:
     """ValueError unless ``bound`` is a finite number of pixels above 0 (an infinite one makes every code the
     zero code, a NaN every comparison false)."""
     if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
-        raise ValueError(f"{flag} must be a finite number of pixels > 0, got {bound}")
+        raise ValueError(f"{flag} must be a finite number of pixels > 0, got {bound!r}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ class DataConfig:
             value = getattr(self, name)  # 2.5 was taken: in_channels said 5.0 where samples had 6 channels
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"DataConfig.{name} must be a whole number, got {value!r}")
+        if self.seed < 0:  # numpy's "expected non-negative integer" came from the first sample
+            raise ValueError(f"DataConfig.seed must be 0 or more, got {self.seed}")
         if self.stream not in STREAMS:
             raise ValueError(f"unknown stream {self.stream!r}; choose one of {', '.join(STREAMS)}")
         if self.stacking not in STACKINGS:
@@ -88,12 +90,16 @@ class VideoItem:
         return self.task if self.source is None else self.source
 
 
-def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]], task: int = 0) -> list[VideoItem]:
-    """Read frame counts and sizes of (key, label) pairs from the shards.
+def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]] | Mapping[str, int], task: int = 0
+               ) -> list[VideoItem]:
+    """Read frame counts and sizes of (key, label) pairs (or a {key: label} mapping) from the shards.
 
     Raises:
         ShardError: a video that failed at extraction (0 frames: it failed later, inside a loader worker).
     """
+    pairs = list(pairs.items()) if isinstance(pairs, Mapping) else pairs
+    if isinstance(pairs, (str, bytes)) or any(not (isinstance(p, (tuple, list)) and len(p) == 2) for p in pairs):
+        raise TypeError("load_items takes (key, label) pairs or a {key: label} mapping, e.g. [('Class/v_1', 0)]")
     items = []
     for key, label in pairs:
         m = shards.meta(key)
@@ -278,7 +284,14 @@ class TrainClips(Dataset):
         rng = np.random.default_rng([self.config.seed, self.epoch, int(i), 1])
         return T.rgb_jitter(rng.normal(0.0, self.config.rgb_jitter, 3))
 
+    def _draw(self, i: int) -> int:
+        # -1 is the last video, as a sequence has it; the random streams take indices of 0 or more
+        if int(i) < -len(self.items):
+            raise IndexError(f"TrainClips index {i} is out of range: it holds {len(self.items)} videos")
+        return int(i) + (len(self.items) if int(i) < 0 else 0)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        i = self._draw(i)
         item, pos, box, flip = self._choose(i)
         if self.config.stream == "spatial":
             x = read_frame(self.sources[item.shards_index], item, pos, self.config, box, flip, self._jitter(i))
@@ -300,7 +313,7 @@ class TrainClips(Dataset):
         c, t = codes.numpy(), tables.numpy()
         labels, tasks = [], []
         for b, i in enumerate(indices):
-            item, pos, box, flip = self._choose(i)
+            item, pos, box, flip = self._choose(self._draw(i))
             _stacked(self.sources[item.shards_index], item, pos, self.config, _box(box), flip, codes=c[b], tables=t[b])
             labels.append(item.label)
             tasks.append(item.task)
@@ -325,7 +338,9 @@ class EvalClips(Dataset):
 
     def __getitem__(self, j: int) -> tuple[torch.Tensor, int, int]:
         cfg = self.config
-        v, k = divmod(int(j), cfg.test_frames)
+        if not -len(self) <= int(j) < len(self):  # -1 gave "video -1"
+            raise IndexError(f"EvalClips index {j} is out of range: it holds {len(self)} (videos x test_frames)")
+        v, k = divmod(int(j) % len(self), cfg.test_frames)
         item = self.items[v]
         pos = int(evenly_spaced(num_positions(item, cfg), cfg.test_frames)[k])
         boxes = T.five_boxes(item.height, item.width, cfg.crop_size)

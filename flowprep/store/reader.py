@@ -54,6 +54,8 @@ class ShardSet:
     """
 
     def __init__(self, out_dir: str | os.PathLike, verify: bool = True):
+        if not isinstance(out_dir, (str, os.PathLike)):  # pathlib's TypeError named no folder
+            raise TypeError(f"a shards folder is a path (str or Path), got {type(out_dir).__name__}")
         self.root = Path(out_dir).absolute()  # a relative one broke after os.chdir (called a truncated shard)
         if not self.root.is_dir():
             said = "a file, not a folder" if self.root.exists() else "no such folder"  # `export afile`: not "no such"
@@ -109,8 +111,14 @@ class ShardSet:
         self._cache: dict[str, dict] = {}
         self._pid = os.getpid()
 
-    def __len__(self) -> int:
-        return len(self._where)
+    def __len__(self) -> int:  # as keys(): the videos that are ok (`in` and meta() know the failed ones too)
+        return sum(1 for _, status in self._where.values() if status == F.OK)
+
+    def __enter__(self) -> ShardSet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __contains__(self, key: str) -> bool:
         return key in self._where

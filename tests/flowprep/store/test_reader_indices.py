@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from flowprep.errors import ShardError
 from flowprep.loading import DataConfig, TrainClips, load_items
@@ -61,3 +62,34 @@ def test_datasets_refuse_when_built_what_a_worker_would_fail_on(motion_data, mon
     monkeypatch.setitem(s.settings, "rgb", False)
     with pytest.raises(ShardError, match="holds no RGB frames .* which the spatial stream reads"):
         TrainClips(s, items, DataConfig(stream="spatial", crop_size=16))
+
+
+def test_small_misuses_are_one_clear_line(motion_data):
+    """Each gave numpy's, pathlib's or unpacking's own words (or, for EvalClips[-1], "video -1")."""
+    from flowprep.codecs.quantize import QuantConfig
+    from flowprep.loading import EvalClips
+
+    s = open_shards(motion_data.shards)
+    keys = s.keys()
+    items = load_items(s, {k: 0 for k in keys[:2]})  # a mapping is taken as (key, label) pairs
+    assert [it.key for it in items] == keys[:2]
+    for bad in ("Class/v_1", [keys[0]]):
+        with pytest.raises(TypeError, match=r"load_items takes \(key, label\) pairs or a \{key: label\} mapping"):
+            load_items(s, bad)
+    with pytest.raises(TypeError, match="a shards folder is a path .*, got NoneType"):
+        ShardSet(None)
+    with pytest.raises(ValueError, match="DataConfig.seed must be 0 or more, got -1"):
+        DataConfig(seed=-1)
+    with pytest.raises(ValueError, match="got '20'"):  # a str shown as one
+        QuantConfig(bound="20")
+    train = TrainClips(s, items, DataConfig(stream="temporal", flow_length=2, crop_size=16))
+    assert torch.equal(train[-1][0], train[1][0])
+    with pytest.raises(IndexError, match="TrainClips index -3 is out of range: it holds 2 videos"):
+        train[-3]
+    test = EvalClips(s, items, DataConfig(stream="temporal", flow_length=2, crop_size=16, test_crops=1))
+    assert test[-1][1] == 1 and torch.equal(test[-1][0], test[len(test) - 1][0])
+    with pytest.raises(IndexError, match="EvalClips index 50 is out of range: it holds 50"):
+        test[50]
+    assert len(s) == len(keys)  # the videos that are ok, as keys() lists them
+    with open_shards(motion_data.shards) as t:
+        assert t.keys() == keys
