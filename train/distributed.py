@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
-from flowprep.loading.sampling import ClassBalancedSampler
+from flowprep.loading.sampling import ClassBalancedSampler, ShuffledSampler
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,10 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
 
 
 def train_sampler(labels: Sequence[int], info: DistInfo, seed: int, balanced: bool) -> Sampler[int]:
-    """The training sampler: shuffled DistributedSampler (one rank in a single process) or class-balanced."""
+    """The training sampler: shuffled like DistributedSampler (one rank in a single process), or class-balanced."""
     if balanced:
         return ClassBalancedSampler(labels, info.world_size, info.rank, seed)
-    return DistributedSampler(range(len(labels)), num_replicas=info.world_size, rank=info.rank,
-                              shuffle=True, seed=seed, drop_last=False)
+    return ShuffledSampler(len(labels), info.world_size, info.rank, seed)
 
 
 def test_sampler(n: int, info: DistInfo) -> Sampler[int]:

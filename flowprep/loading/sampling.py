@@ -4,7 +4,8 @@
 that a run is the same with any number of workers. A sampler that draws with replacement visits a video several
 times an epoch; each visit must be a new sample, not the first one again. So index ``v + k * n`` (n videos) is
 video v's k-th draw of the epoch: ``distinct_draws`` numbers a sequence of picks that way, ``DistinctDraws`` wraps
-any sampler (torch's ``WeightedRandomSampler``, say), and ``ClassBalancedSampler`` does it itself.
+any sampler (torch's ``WeightedRandomSampler``, say), and ``ShuffledSampler`` and ``ClassBalancedSampler`` do it
+themselves.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections import Counter
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 
@@ -43,6 +45,30 @@ class DistinctDraws(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(distinct_draws(self.sampler, self.n))
+
+
+class ShuffledSampler(Sampler[int]):
+    """torch's DistributedSampler (shuffled, padded to a multiple of the ranks, the same order for the same seed and
+    epoch) with the padding's repeats made draws of their own: they fell on other ranks as the same samples."""
+
+    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.n, self.num_replicas, self.rank, self.seed, self.epoch = n, num_replicas, rank, seed, 0
+        self.num_samples = math.ceil(n / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's order."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)  # as DistributedSampler seeds it
+        order = torch.randperm(self.n, generator=g).tolist()
+        total = self.num_samples * self.num_replicas
+        order = (order * math.ceil(total / max(1, len(order))))[:total]
+        return iter(distinct_draws(order, self.n)[self.rank::self.num_replicas])
 
 
 class ClassBalancedSampler(Sampler[int]):

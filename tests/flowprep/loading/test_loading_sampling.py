@@ -46,3 +46,24 @@ def test_distinct_draws_numbers_each_repeat_and_wraps_any_sampler():
     weighted = torch.utils.data.WeightedRandomSampler([0.0, 1.0, 0.0], 4)  # video 1, four times
     wrapped = DistinctDraws(weighted, 3)
     assert len(wrapped) == 4 and list(wrapped) == [1, 4, 7, 10]
+
+
+def test_the_shuffled_sampler_is_torchs_order_with_the_paddings_repeats_drawn_anew():
+    """DistributedSampler pads an epoch to a multiple of the ranks with its first indices: those videos fell on two
+    ranks as the same sample. The order is torch's (a single-process run trains as it did)."""
+    from torch.utils.data import DistributedSampler
+
+    from flowprep.loading.sampling import ShuffledSampler
+
+    n = 7
+    for epoch in (0, 3):
+        ranks = [ShuffledSampler(n, 3, r, seed=5) for r in range(3)]
+        theirs = [DistributedSampler(range(n), num_replicas=3, rank=r, shuffle=True, seed=5) for r in range(3)]
+        for s in ranks + theirs:
+            s.set_epoch(epoch)
+        ours = [list(s) for s in ranks]
+        assert [[i % n for i in o] for o in ours] == [list(t) for t in theirs]  # the same videos, rank by rank
+        flat = [i for o in ours for i in o]
+        assert len(flat) == 9 and len(set(flat)) == 9  # the two padded draws are draws of their own
+    one = ShuffledSampler(n, seed=5)
+    assert list(one) == list(DistributedSampler(range(n), num_replicas=1, rank=0, shuffle=True, seed=5))
