@@ -142,7 +142,8 @@ case "$DATASET" in
         FORMAT="$DATASET" ARCH="${ARCH:-resnet18}" EPOCHS_S="${EPOCHS:-30}" EPOCHS_T="${EPOCHS:-100}"
         BATCH="${BATCH:-256}"
         # the paper's batches, uniform over classes; its frames, rescaled to a short side of 256 (UCF-101 and
-        # HMDB-51 are 320x240: 341x256, as mmaction2 and TSN extract them; Kinetics' default is already 256)
+        # HMDB-51 are 320x240: 341x256, as the paper rescales them; mmaction2 and TSN use 340x256; Kinetics'
+        # default is already 256)
         TRAIN_ARGS=(--num-workers "$JOBS" --balanced)
         TEST_ARGS=(--num-workers "$JOBS")
         SVM_TRAIN_ARGS=() EXTRACT_DEFAULTS=()
@@ -154,8 +155,13 @@ esac
 [ -z "$PRETRAINED" ] || [ -f "$PRETRAINED" ] || die "--pretrained $PRETRAINED: no such file"
 # shellcheck disable=SC2206  # word-splitting the pass-through flags is the point
 EXTRA_D=($DEMO_ARGS) EXTRA_X=($EXTRACT_ARGS) EXTRA_F=($FIT_ARGS)
-# a frame size of the user's own replaces the paper's short side (extract takes one of the two)
-[[ " ${EXTRA_X[*]:-} " != *" --size "* && " ${EXTRA_X[*]:-} " != *" --short-side "* ]] || SIZE_DEFAULT=()
+# a frame size of the user's own (--size W x H, --short-side N, or their =forms) replaces the paper's short side
+for a in "${EXTRA_X[@]:+${EXTRA_X[@]}}"; do
+    case "${a%%=*}" in --size|--short-side|--short*) SIZE_DEFAULT=() ;; esac
+done
+# --train-layers in --fit-args reaches the temporal nets too, which get no --pretrained weights
+[[ " ${EXTRA_F[*]:-} " != *" --train-layers"* ]] || die "--fit-args: --train-layers reaches every net, and the" \
+    "temporal ones train from scratch; with --pretrained the spatial net trains its last layer by default"
 
 echo "== two-stream pipeline: $DATASET split $SPLIT -> $OUT (device $DEVICE, $JOBS jobs)"
 T0=$SECONDS
@@ -168,6 +174,16 @@ STATE="$OUT/.stages" LOGS="$OUT/logs"
 mkdir -p "$STATE" "$LOGS" 2>/dev/null || die "cannot create $OUT (read-only, full, or not a folder): give a writable --out"
 [ "$FRESH" = 0 ] || rm -f "$STATE"/*.done
 SHARDS="$OUT/shards"
+if [ ${#SIZE_DEFAULT[@]} -gt 0 ] && [ -f "$SHARDS/flowprep.json" ]; then
+    # shards extracted at another frame size (before the paper's short side was the default): resumed at theirs
+    made="$("$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))["identity"]["resize"]
+print(r.get("short_side"), r.get("size"))' "$SHARDS/flowprep.json" 2>/dev/null || true)"
+    if [ "$made" != "256 None" ]; then
+        SIZE_DEFAULT=()
+        echo "note: $SHARDS was extracted at another frame size ($made); it goes on at that size (a new --out" \
+            "extracts at the paper's short side of 256)"
+    fi
+fi
 STAGE_N=0 STAGE_TOTAL=10 RERUN=0
 [ "$ALL_ROWS" = 1 ] && STAGE_TOTAL=$((STAGE_TOTAL + 8))
 BACKWARD=0  # the extraction stores backward flow: the bi-directional row can be trained

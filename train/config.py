@@ -109,11 +109,15 @@ class FitConfig:
                 ("--threads", self.threads, self.threads is None or self.threads >= 1, "1 or more"))
         if self.train_layers is None:  # resolved here, so that a checkpoint records what ran
             object.__setattr__(self, "train_layers", "last" if self.pretrained and self.stream == "spatial" else "all")
+        if self.dropout is None:  # the same: a resume then compares the ratios that train
+            object.__setattr__(self, "dropout", self._table_1a_dropout())
         if self.train_layers not in ("all", "last"):
             raise ValueError(f"--train-layers must be last or all, got {self.train_layers!r}")
         if self.train_layers == "last" and not self.pretrained:
             raise ValueError("--train-layers last trains only the classifier of a pre-trained net: give --pretrained "
                              "(or --train-layers all to train every layer)")
+        if self.add_leave_out and not self.add_classes:
+            raise ValueError("--add-leave-out leaves out classes of the --add-classes datasets: give --add-classes")
         if self.stacking not in STACKINGS:
             raise ValueError(f"--stacking must be one of {', '.join(STACKINGS)}, got {self.stacking!r}")
         if self.rgb_jitter and self.stream != "spatial":
@@ -139,11 +143,13 @@ class FitConfig:
                           rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
 
     def resolved_dropout(self) -> float:
-        """The ratio unless given: the best of the paper's Table 1a for the setting, 0.5 when only a pre-trained
-        spatial net's last layer learns (72.7% against 59.9 at 0.9), 0.9 otherwise (fine-tuning every layer: 72.8
-        against 70.8 at 0.5; from scratch: 52.3 against 42.5)."""
-        if self.dropout is not None:
-            return self.dropout
+        """The dropout ratio (given, or _table_1a_dropout's)."""
+        return self._table_1a_dropout() if self.dropout is None else self.dropout
+
+    def _table_1a_dropout(self) -> float:
+        # the best of the paper's Table 1a for the setting: 0.5 when only a pre-trained spatial net's last layer
+        # learns (72.7% against 59.9 at 0.9), 0.9 otherwise (every layer fine-tuned: 72.8 against 70.8 at 0.5;
+        # from scratch: 52.3 against 42.5)
         return 0.5 if (self.pretrained and self.stream == "spatial" and self.train_layers == "last") else 0.9
 
 
@@ -166,6 +172,9 @@ def saved_config(saved: dict, path: str | Path) -> FitConfig:
     # how that run ran (threads, workers, monitoring...) is not the net's: its defaults, so that a value older
     # versions took (--threads 0) does not make the checkpoint unreadable
     saved = {k: v for k, v in saved.items() if k not in _HOW_IT_RAN}
+    if "iterations" not in saved and saved.get("dropout") is None:  # flowprep 0.2 recorded None and trained
+        pre_spatial = saved.get("pretrained") and saved.get("stream") == "spatial"  # a pre-trained spatial net at 0.5
+        saved["dropout"] = 0.5 if pre_spatial else 0.9
     saved = dict(saved, also=tuple(TaskSpec(**t) for t in saved.get("also", ())),
                  add_classes=tuple(TaskSpec(**t) for t in saved.get("add_classes", ())),
                  add_leave_out=tuple(saved.get("add_leave_out", ())),

@@ -53,20 +53,27 @@ class TestConfig:
                      ("--task", self.task, self.task >= 0, "0 or more"))
 
 
-def _check_classes(trained: list[str], split: tuple[str, ...], checkpoint: str, added: int) -> None:
-    """Refuse a split whose classes are not those the net's head was trained on, in order (``added``: classes of
-    other datasets after them, fit --add-classes): its scores would be read under other names."""
+def _check_classes(trained: list[str], split: tuple[str, ...], checkpoint: str, added: int) -> list[int]:
+    """The head's output for each of the split's classes, in the split's order (``added``: classes of other
+    datasets after the net's own, fit --add-classes). The same classes in another order are read by name (HMDB-51's
+    were numbered by file name before flowprep 0.3); other classes are refused: scores read under other names."""
     own = trained[:len(trained) - added]
+    if own != list(split) and sorted(own) == sorted(split):
+        log.warning("%s: the net numbers the split's classes in another order (HMDB-51's were numbered by file name "
+                    "before flowprep 0.3): its scores are read by class name", checkpoint)
+        return [own.index(c) for c in split]
     if own != list(split):
         k = next((i for i, (a, b) in enumerate(zip(own, split)) if a != b), 0)
         said = (f"{len(split)} classes where the net has {len(own)}" if len(own) != len(split) else
                 f"class {k} is {split[k]!r} where the net's is {own[k]!r}")
         raise SplitError(f"{checkpoint}: the split's classes are not the ones the net was trained on ({said}); give "
                          "the --split-dir it was trained with")
+    return list(range(len(split)))
 
 
-def _split(cfg: TestConfig, fc: FitConfig, classes: list[list[str]], shards_dir: str) -> Split:
-    """The split ``cfg`` scores, checked against the net: a subset that names videos, the net's classes."""
+def _split(cfg: TestConfig, fc: FitConfig, classes: list[list[str]], shards_dir: str) -> tuple[Split, list[int]]:
+    """The split ``cfg`` scores, checked against the net (a subset that names videos, the net's classes), and the
+    head's output for each of its classes (_check_classes)."""
     spec = fc.tasks[cfg.task]
     split = load_split(spec.dataset, find_split_dir(spec.dataset, shards_dir, cfg.split_dir or spec.split_dir),
                        fc.split)
@@ -75,8 +82,7 @@ def _split(cfg: TestConfig, fc: FitConfig, classes: list[list[str]], shards_dir:
                          "lists name this dataset's videos (--split-dir)")
     # fit --add-classes names the classes it adds "<dataset>:<class>", after the main dataset's
     added = 0 if cfg.task else sum(any(c.startswith(f"{t.dataset}:") for t in fc.add_classes) for c in classes[0])
-    _check_classes(list(classes[cfg.task]), split.classes, cfg.checkpoint, added)
-    return split
+    return split, _check_classes(list(classes[cfg.task]), split.classes, cfg.checkpoint, added)
 
 
 def test(cfg: TestConfig) -> dict:
@@ -99,7 +105,7 @@ def test(cfg: TestConfig) -> dict:
     spec = tasks[cfg.task]
     shards_dir = cfg.shards or spec.shards
     shards = ShardSet(shards_dir)
-    split = _split(cfg, fc, ck["classes"], shards_dir)
+    split, columns = _split(cfg, fc, ck["classes"], shards_dir)
     items = load_items(shards, bind(split.subset(cfg.subset), shards))
     data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
     model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,
@@ -113,7 +119,7 @@ def test(cfg: TestConfig) -> dict:
     per_item = np.zeros((len(dataset), probs.shape[1]))
     per_item[order] = probs  # DistributedSampler's padding repeats items: the duplicates carry equal scores
     # a head with other datasets' classes added (fit --add-classes) is scored on this dataset's classes only
-    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)[:, :len(split.classes)]
+    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)[:, columns]
     labels = np.array([it.label for it in items], dtype=np.int64)
     result = summary(scores, labels)
     if info.is_main:

@@ -102,6 +102,9 @@ def _add_classes(cfg: FitConfig, spec, main: Split, main_dir: str, sources: list
     shards = ShardSet(spec.shards)
     whole = load_split(spec.dataset, split_dir, cfg.split)
     split = leave_out(whole, cfg.add_leave_out)
+    if not split.classes:
+        raise ValueError(f"--add-leave-out leaves none of {spec.dataset}'s {len(whole.classes)} classes: leave out "
+                         "fewer, or drop that --add-classes")
     if same := same_actions(main.classes, split.classes):
         log.warning("--add-classes %s: %d of its classes name an action of the main dataset's (e.g. %s and %s): "
                     "each is learnt under two labels; the paper added only classes with no such match (leave them "
@@ -155,6 +158,10 @@ def _resume(cfg: FitConfig, path: str, state: dict, data: dict, metrics: Metrics
 def _check_same_data(ck: dict, data: dict, path: str) -> None:
     # the split folder and the shards may move between a run and its resumption, but not change: classes in
     # another order give the head's outputs other meanings half-way, other shards other inputs
+    if ck["classes"] != data["classes"] and [sorted(c) for c in ck["classes"]] == [sorted(c) for c in data["classes"]]:
+        raise ValueError(f"{path}: was trained on these classes in another order (HMDB-51's were numbered by file "
+                         "name before flowprep 0.3): its head cannot go on in this one; --restart, or give a new "
+                         "--out (train test still scores it: by class name)")
     if ck["classes"] != data["classes"]:
         k = next(k for k, (a, b) in enumerate(zip(ck["classes"], data["classes"])) if a != b) \
             if len(ck["classes"]) == len(data["classes"]) else 0

@@ -10,6 +10,7 @@ any number of DDP ranks see the same crops and flips for the same sample.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from flowprep.base.moved import forward
 from flowprep.errors import ShardError
 from flowprep.loading import augment as T
 from flowprep.loading.stacking import STACKINGS, stack_parts, trajectory_stack
@@ -97,8 +99,10 @@ def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]] | Mapping[str,
     Raises:
         ShardError: a video that failed at extraction (0 frames: it failed later, inside a loader worker).
     """
-    pairs = list(pairs.items()) if isinstance(pairs, Mapping) else pairs
-    if isinstance(pairs, (str, bytes)) or any(not (isinstance(p, (tuple, list)) and len(p) == 2) for p in pairs):
+    if isinstance(pairs, (str, bytes)):
+        raise TypeError("load_items takes (key, label) pairs or a {key: label} mapping, e.g. [('Class/v_1', 0)]")
+    pairs = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)  # zip() and generators: once
+    if any(not (isinstance(p, (tuple, list)) and len(p) == 2) for p in pairs):
         raise TypeError("load_items takes (key, label) pairs or a {key: label} mapping, e.g. [('Class/v_1', 0)]")
     items = []
     for key, label in pairs:
@@ -256,6 +260,21 @@ class TrainClips(Dataset):
         # uint16 codes with 4096-entry tables as soon as one source holds 12-bit flow
         self.code_format = max((s.flow_code_format for s in self.sources), key=lambda f: f[1])
 
+    builds_batches = True  # make_loader reads whole batches (``batch``)
+
+    def __iter__(self):
+        # each video once: indices past len(self) are further draws (so the sequence protocol never ended)
+        return (self[i] for i in range(len(self)))
+
+    def __deepcopy__(self, memo: dict) -> TrainClips:
+        # a copy's epoch is shared memory of its own, at this epoch (copied, it was private: persistent workers of
+        # the copy never saw set_epoch)
+        new = TrainClips.__new__(TrainClips)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy({k: v for k, v in self.__dict__.items() if k != "_epoch"}, memo))
+        new._epoch = self._epoch.clone().share_memory_()
+        return new
+
     @property
     def epoch(self) -> int:
         """The epoch whose random stream samples come from."""
@@ -356,3 +375,9 @@ class EvalClips(Dataset):
             crops = [stack[:, b.y:b.y + b.h, b.x:b.x + b.w] for b in boxes]
             crops += [T.flip_stack(c) for c in crops] if len(flips) == 2 else []
         return torch.from_numpy(np.stack(crops)), v, item.label
+
+
+# make_loader and its helpers lived here (and train.data, flowprep 0.2's module, forwards here): they still read
+def __getattr__(name: str):
+    return forward("flowprep.loading.loader", "flowprep.loading.clips",
+                   {"make_loader", "collated", "prepare_workers", "worker_init"}, name)

@@ -2,19 +2,19 @@
 
 ``make_loader`` is a ``torch.utils.data.DataLoader`` that takes the same arguments; what it adds:
 
-* a dataset that builds whole batches itself (``TrainClips.batch``: each sample written straight into the batch,
-  compact flow codes for ``to_pixels``) is read a batch at a time; given a ``collate_fn`` of your own, samples
-  come one by one to it instead (a plain DataLoader does the same);
+* a dataset that builds whole batches itself (``builds_batches``, ``TrainClips.batch``: each sample written
+  straight into the batch, compact flow codes for ``to_pixels``) is read a batch at a time; given a
+  ``collate_fn`` of your own, samples come one by one to it instead (a plain DataLoader does the same);
 * each worker runs OpenCV on one thread (a pool per worker on every core oversubscribes the machine), set in the
-  parent before a fork (OpenCV's pool is not fork-safe) or in the worker under spawn and forkserver, and the
-  caller's own thread count is given back;
+  parent before a fork (OpenCV's pool is not fork-safe) or in a spawned worker, and the caller's own thread count
+  is given back;
 * numpy is seeded per worker, your ``worker_init_fn`` runs after that, and a worker whose parent stopped mid-batch
   (Ctrl-C) prints no traceback.
 """
 from __future__ import annotations
 
 import functools
-import multiprocessing
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -30,10 +30,16 @@ def collated(batch):
 
 
 class _Batched(Dataset):
-    """A dataset with a ``batch(indices)`` method seen by the DataLoader as one whose ``__getitems__`` is it."""
+    """A dataset with a ``batch(indices)`` method seen by the DataLoader as one whose ``__getitems__`` is it; its
+    other attributes (``set_epoch``, ``items``...) are the dataset's."""
 
     def __init__(self, dataset):
         self.dataset = dataset
+
+    def __getattr__(self, name: str):  # only for names _Batched lacks
+        if name == "dataset":  # unpickling: not set yet
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -47,12 +53,9 @@ class _Batched(Dataset):
 
 def make_loader(dataset: Dataset, num_workers: int = 0, **kwargs) -> DataLoader:
     """A DataLoader over ``dataset`` (any of torch's arguments in ``kwargs``), as the module docstring says."""
-    if hasattr(dataset, "batch") and "collate_fn" not in kwargs:
+    if getattr(dataset, "builds_batches", False) and "collate_fn" not in kwargs:
         dataset, kwargs["collate_fn"] = _Batched(dataset), collated
-    context = kwargs.get("multiprocessing_context")
-    method = (context if isinstance(context, str) else context.get_start_method() if context is not None
-              else multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0])
-    init = functools.partial(worker_init, forked=method == "fork", then=kwargs.pop("worker_init_fn", None))
+    init = functools.partial(worker_init, then=kwargs.pop("worker_init_fn", None))
     return _Loader(dataset, num_workers=num_workers, worker_init_fn=init, **kwargs)
 
 
@@ -79,12 +82,15 @@ def prepare_workers(num_workers: int) -> None:
         cv2.setNumThreads(1)
 
 
-def worker_init(worker_id: int, forked: bool = True, then: Callable[[int], None] | None = None) -> None:
+_IMPORTED_IN = os.getpid()  # a forked worker has its parent's; a spawned one imports this module afresh
+
+
+def worker_init(worker_id: int, then: Callable[[int], None] | None = None) -> None:
     """DataLoader worker setup: numpy seeded from torch's per-worker seed, OpenCV on one thread in a worker that
-    was not forked (a forked one has it from prepare_workers), quiet tracebacks of a parent gone
+    was spawned (a forked one has it from prepare_workers), quiet tracebacks of a parent gone
     (_quiet_when_parent_gone), then ``then(worker_id)``: the caller's own worker_init_fn."""
     np.random.seed(torch.initial_seed() % 2**32)
-    if not forked:  # a fresh interpreter: its pool has never run, so this is safe
+    if _IMPORTED_IN == os.getpid():  # spawned: a fresh interpreter, whose pool has never run, so this is safe
         cv2.setNumThreads(1)
     sys.excepthook = _quiet_when_parent_gone
     if then is not None:

@@ -18,22 +18,24 @@ import torch
 from torch.utils.data import Sampler
 
 
-def distinct_draws(picks: Iterable[int], n: int) -> list[int]:
-    """TrainClips indices for video picks over ``n`` videos: the k-th repeat of video v becomes ``v + k * n``."""
+def distinct_draws(picks: Iterable[int], n: int, num_replicas: int = 1, rank: int = 0) -> list[int]:
+    """TrainClips indices for video picks over ``n`` videos: the k-th repeat of video v becomes
+    ``v + (k * num_replicas + rank) * n``, so that the draws of every rank (DDP) differ too."""
     seen: Counter[int] = Counter()
     out = []
     for v in picks:
         v = int(v)
-        out.append(v + seen[v] * n)
+        out.append(v + (seen[v] * num_replicas + rank) * n)
         seen[v] += 1
     return out
 
 
 class DistinctDraws(Sampler[int]):
-    """Any sampler over a ``TrainClips`` of ``n`` videos, each repeat of a video made a draw of its own."""
+    """Any sampler over a ``TrainClips`` of ``n`` videos, each repeat of a video made a draw of its own; under DDP
+    give each rank's sampler its ``num_replicas`` and ``rank``, so that two ranks drawing one video differ."""
 
-    def __init__(self, sampler: Sampler[int], n: int):
-        self.sampler, self.n = sampler, n
+    def __init__(self, sampler: Sampler[int], n: int, num_replicas: int = 1, rank: int = 0):
+        self.sampler, self.n, self.num_replicas, self.rank = sampler, n, num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
         """Passed on to the wrapped sampler, if it has epochs."""
@@ -44,7 +46,7 @@ class DistinctDraws(Sampler[int]):
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(distinct_draws(self.sampler, self.n))
+        return iter(distinct_draws(self.sampler, self.n, self.num_replicas, self.rank))
 
 
 class ShuffledSampler(Sampler[int]):

@@ -246,7 +246,7 @@ class ShardSet:
         the stream (True and False were read as 1 and 0, floats were cut); anything else is refused in a line."""
         if isinstance(indices, slice):
             return list(range(self._length(key, name))[indices])
-        if isinstance(indices, (int, np.integer, str, bytes)):
+        if isinstance(indices, (int, np.integer, np.bool_, str, bytes)):
             raise TypeError(f"{name} indices of {key}: give a list (e.g. [{indices!r}]) or a slice, not one value")
         arr = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
         if arr.dtype == bool:

@@ -80,3 +80,21 @@ def test_train_layers_and_dropout_default_to_table_1a_best(stream, pretrained, l
     the paper trains its last layer (72.7%)."""
     cfg = FitConfig(shards="s", stream=stream, pretrained=pretrained, train_layers=layers)
     assert (cfg.train_layers, cfg.resolved_dropout()) == want
+
+
+def test_a_checkpoint_of_flowprep_0_2_reads_back_with_the_dropout_it_trained_at():
+    """0.2 recorded dropout None and trained a pre-trained spatial net (every layer) at 0.5; read back under the new
+    rule it said 0.9, and a resume with --train-layers all went on at 0.9 without a word."""
+    from train.config import saved_config
+
+    old = {"shards": "s", "stream": "spatial", "pretrained": "w.pth", "train_layers": "all", "dropout": None}
+    assert saved_config(old, "ck").dropout == 0.5
+    assert saved_config({**old, "stream": "temporal"}, "ck").dropout == 0.9
+    now = FitConfig(shards="s", stream="spatial", pretrained="w.pth", train_layers="all")
+    assert now.dropout == 0.9 and saved_config(old, "ck").dropout != now.dropout  # a resume is refused: it differs
+    assert FitConfig(shards="s", stream="spatial", pretrained="w.pth").dropout == 0.5  # recorded as it trains
+
+
+def test_add_leave_out_needs_added_classes():
+    with pytest.raises(ValueError, match="--add-leave-out leaves out classes of the --add-classes datasets: give "):
+        FitConfig(shards="s", add_leave_out=("x",))

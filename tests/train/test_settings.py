@@ -157,8 +157,13 @@ def test_resume_refuses_other_classes_or_other_shards_and_fit_records_paths_that
     base = dict(shards=str(motion_data.shards), stream="temporal", arch="tiny", crop_size=40, flow_length=2,
                 batch_size=8, num_workers=0, val_frames=0, progress=False, epochs=1, device="cpu",
                 out=str(tmp_path / "run"), resume=str(tmp_path / "run" / "checkpoint.pt"))
-    with pytest.raises(ValueError, match=r"was trained on the classes .*\(another order or other classes\)"):
+    with pytest.raises(ValueError, match=r"was trained on these classes in another order .*: its head cannot go on"):
         fit(FitConfig(**base, split_dir=str(tmp_path / "swapped")))
+    kept = [[k.removesuffix(".avi") for k, _ in subset if not k.startswith(split.classes[-1])]
+            for subset in (split.train, split.test)]
+    write_ucf_splits(tmp_path / "other", [*split.classes[:-1], "Else"], *kept)  # another class: refused as before
+    with pytest.raises(ValueError, match=r"was trained on the classes .*\(another order or other classes\)"):
+        fit(FitConfig(**base, split_dir=str(tmp_path / "other")))
     save_checkpoint({**ck, "shards_identity": [{**ck["shards_identity"][0], "jpeg_quality": 1}]},
                     tmp_path / "run" / "checkpoint.pt")
     with pytest.raises(ValueError, match="was trained on shards extracted with other settings"):

@@ -90,6 +90,10 @@ def test_added_classes_that_match_the_main_ones_are_said_and_may_be_left_out(mot
     assert "1 of its classes name an action" in caplog.text
     with pytest.raises(ValueError, match="--add-leave-out names no class of the --add-classes datasets: Nope"):
         _load_data(_cfg(other, tmp_path / "typo", add_classes=added, add_leave_out=("Nope",)))
+    with pytest.raises(ValueError, match="--add-leave-out leaves none of ucf101's 4 classes"):
+        _load_data(_cfg(other, tmp_path / "none", add_classes=added, add_leave_out=tuple(main)))
+    (tmp_path / "bom.txt").write_text(f"\ufeff{main[0]}\n", encoding="utf-8")  # as Notepad saves it
+    assert _names([str(tmp_path / "bom.txt")]) == (main[0],)
 
 
 def test_the_small_demo_has_the_demos_motion_programs_in_colours_of_its_own(tmp_path):

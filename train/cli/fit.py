@@ -108,8 +108,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def _names(given: list[str]) -> tuple[str, ...]:
     """Class names from --add-leave-out: each value a name, or a file of one name a line."""
     out: list[str] = []
-    for g in given:
-        out += [ln.strip() for ln in Path(g).read_text().splitlines() if ln.strip()] if Path(g).is_file() else [g]
+    for g in given:  # utf-8-sig: a file saved by Notepad starts with a BOM
+        out += ([ln.strip() for ln in Path(g).read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+                if Path(g).is_file() else [g])
     return tuple(out)
 
 

@@ -75,3 +75,57 @@ def test_own_worker_init_fn_runs_after_ours_and_workers_run_opencv_on_one_thread
     core (the one-thread setting reached forked workers only)."""
     loader = make_loader(_Threads(), 1, batch_size=2, worker_init_fn=_record_threads, multiprocessing_context=context)
     assert next(iter(loader)).tolist() == [1, 1]  # the worker ran ours (1 thread), then the caller's
+
+
+class _HasBatch(torch.utils.data.Dataset):
+    batch = 3  # a dataset's own attribute of that name (HuggingFace datasets have a batch() method)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return i
+
+
+def test_only_flowprep_datasets_are_read_a_batch_at_a_time_and_the_loader_shows_the_dataset(motion_data):
+    """make_loader took any dataset with a `batch` attribute for one of ours (TypeError: 'int' object is not
+    callable), and loader.dataset was its wrapper, without set_epoch."""
+    assert next(iter(make_loader(_HasBatch(), batch_size=4))).tolist() == [0, 1, 2, 3]
+    train = _train(motion_data)
+    loader = make_loader(train, batch_size=4)
+    loader.dataset.set_epoch(2)
+    assert train.epoch == 2 and loader.dataset.items is train.items
+
+
+def test_the_moved_loader_names_still_import_from_their_old_homes():
+    """make_loader, collated, prepare_workers and worker_init left flowprep.loading.clips (where train.data, 0.2's
+    module, forwards): README promises the old paths until 0.4."""
+    import flowprep.loading.clips as clips
+    from flowprep.loading import loader
+
+    with pytest.warns(DeprecationWarning, match="moved to flowprep.loading.loader.make_loader"):
+        assert clips.make_loader is loader.make_loader
+    with pytest.warns(DeprecationWarning):
+        from train.data import worker_init
+    assert worker_init is loader.worker_init
+
+
+def test_a_spawn_chosen_after_the_loader_was_built_still_gets_one_opencv_thread():
+    """The start method was read when make_loader ran: a loader switched to spawn later kept OpenCV on every core."""
+    loader = make_loader(_Threads(), 1, batch_size=2, worker_init_fn=_record_threads)
+    loader.multiprocessing_context = "spawn"
+    assert next(iter(loader)).tolist() == [1, 1]
+
+
+def test_a_deep_copy_keeps_an_epoch_of_its_own_in_shared_memory(motion_data):
+    import copy
+
+    train = _train(motion_data)
+    train.set_epoch(3)
+    twin = copy.deepcopy(train)
+    assert twin.epoch == 3 and twin._epoch.is_shared()
+    twin.set_epoch(5)
+    assert train.epoch == 3 and twin.epoch == 5
+    fresh = _train(motion_data)
+    fresh.set_epoch(5)
+    assert torch.equal(twin[0][0], fresh[0][0])

@@ -67,3 +67,10 @@ def test_the_shuffled_sampler_is_torchs_order_with_the_paddings_repeats_drawn_an
         assert len(flat) == 9 and len(set(flat)) == 9  # the two padded draws are draws of their own
     one = ShuffledSampler(n, seed=5)
     assert list(one) == list(DistributedSampler(range(n), num_replicas=1, rank=0, shuffle=True, seed=5))
+
+
+def test_distinct_draws_differ_across_ranks_too():
+    """Two ranks whose own samplers drew one video got the same index, so the same crop, in one global batch."""
+    ranks = [list(DistinctDraws([9, 9, 3], 10, num_replicas=2, rank=r)) for r in range(2)]
+    assert ranks == [[9, 29, 3], [19, 39, 13]]
+    assert len(set(ranks[0] + ranks[1])) == 6 and {i % 10 for i in ranks[0] + ranks[1]} == {9, 3}

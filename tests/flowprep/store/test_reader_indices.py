@@ -92,4 +92,18 @@ def test_small_misuses_are_one_clear_line(motion_data):
         test[50]
     assert len(s) == len(keys)  # the videos that are ok, as keys() lists them
     with open_shards(motion_data.shards) as t:
-        assert t.keys() == keys
+        assert t.flow(keys[0], [0]).shape[0] == 1 and t._files
+    assert not t._files  # closed on leaving (they reopen on the next read)
+
+
+def test_iterators_and_iteration_end_where_they_should(motion_data):
+    """load_items read a zip() or generator twice (once to check it: no video, no error); a for loop over
+    TrainClips never ended (indices past its length are further draws, never an IndexError)."""
+    s = open_shards(motion_data.shards)
+    keys = s.keys()[:3]
+    assert len(load_items(s, zip(keys, [0, 1, 2]))) == 3 and len(load_items(s, ((k, 0) for k in keys))) == 3
+    train = TrainClips(s, load_items(s, zip(keys, [0, 1, 2])), DataConfig(stream="temporal", flow_length=2,
+                                                                        crop_size=16))
+    assert [label for _, label, _ in train] == [0, 1, 2]
+    with pytest.raises(TypeError, match="give a list"):
+        s.flow(keys[0], np.bool_(True))

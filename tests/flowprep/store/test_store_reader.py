@@ -33,6 +33,7 @@ def folder(tmp_path):
 def test_a_later_success_replaces_a_failure_and_a_success_stays(folder):
     s = open_shards(folder)
     assert s.keys() == ["Move/v_0", "Move/v_1"] and s.keys(None) == ["Move/v_0", "Move/v_1", "Move/v_2"]
+    assert len(s) == 2 and "Move/v_2" in s  # len counts what keys() lists (it counted the failed video: 3)
     assert s.failures() == [("Move/v_2", "second reason")]  # the latest failure's reason
     assert F.supersedes(None, "failed") and F.supersedes("failed", "ok") and F.supersedes("ok", "ok")
     assert not F.supersedes("ok", "failed") and F.supersedes("failed", "failed")
