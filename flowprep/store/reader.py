@@ -114,6 +114,12 @@ class ShardSet:
     def __len__(self) -> int:  # as keys(): the videos that are ok (`in` and meta() know the failed ones too)
         return sum(1 for _, status in self._where.values() if status == F.OK)
 
+    def __getattr__(self, name: str):  # only for names a ShardSet lacks
+        if name == "flow_sample":  # 0.2's method: the loading layer's now (the store cannot import it)
+            raise AttributeError("ShardSet.flow_sample moved in 0.3: flowprep.loading.augment.flow_sample(shards, key, "
+                                 "indices, ...)")
+        raise AttributeError(f"'ShardSet' object has no attribute {name!r}")
+
     def __enter__(self) -> ShardSet:
         return self
 

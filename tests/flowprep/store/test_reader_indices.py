@@ -94,6 +94,8 @@ def test_small_misuses_are_one_clear_line(motion_data):
     with open_shards(motion_data.shards) as t:
         assert t.flow(keys[0], [0]).shape[0] == 1 and t._files
     assert not t._files  # closed on leaving (they reopen on the next read)
+    with pytest.raises(AttributeError, match=r"moved in 0.3: flowprep.loading.augment.flow_sample\(shards"):
+        s.flow_sample(keys[0], [0])  # 0.2's method (a bare AttributeError)
 
 
 def test_iterators_and_iteration_end_where_they_should(motion_data):
