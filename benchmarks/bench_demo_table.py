@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         spread.update({f"t2.{k}": float(np.std([t[k] for t in t2])) for k in TABLE2_KEYS})
     mean.update(classes=runs[0]["classes"], test_videos=runs[0]["test_videos"])
     print()
-    print(format_table(mean, f"demo, mean of seeds {', '.join(map(str, args.seeds))}", 1, spread))
+    print(format_table(mean, "demo", 1, spread, runs=f"mean of seeds {', '.join(map(str, args.seeds))}"))
     print(f"  (+- is the standard deviation over the {len(runs)} seeds; the paper's figures are UCF-101's, "
           "so no ratio: the demo shows the shape of the table, not its numbers)")
     print_margins([(f"seed {s}", r) for s, r in zip(args.seeds, runs)] + [("mean", mean)])

@@ -225,12 +225,14 @@ def targets(res: dict) -> list[tuple[str, bool]]:
     return list(met.items())
 
 
-def format_table(res: dict, dataset: str, split: int, spread: dict | None = None) -> str:
-    """The table beside the paper's figures (``spread``: key -> std over seeds, printed as +-)."""
+def format_table(res: dict, dataset: str, split: int, spread: dict | None = None, runs: str = "") -> str:
+    """The table beside the paper's figures for ``dataset`` (``spread``: key -> std over seeds, printed as +-;
+    ``runs``: what the title says of the runs, e.g. "mean of seeds 0, 1, 2")."""
     frames, crops = res.get("frames", 25), res.get("crops", 10)  # a run's own, where its files say
     name, paper = paper_figures(dataset)
     title = f"paper ({name})" if name else "paper"
-    lines = [f"Two-stream results: {dataset} split {split}, {res.get('test_videos', '?')} test videos, "
+    who = f"{dataset}, {runs}" if runs else dataset
+    lines = [f"Two-stream results: {who} split {split}, {res.get('test_videos', '?')} test videos, "
              f"{res['classes']} classes (chance {100 * res['chance']:.1f}%), top-1, {frames} frames x {crops} "
              f"crops" + (" (the paper's protocol)" if (frames, crops) == (25, 10) else ""),
              f"  {'':38} {'this run':>12} {title:>16}"]

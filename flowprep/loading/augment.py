@@ -89,7 +89,7 @@ def check_fits(height: int, width: int, size: int) -> None:
     """ValueError unless a size x size crop fits in the frame."""
     if size > height or size > width:
         raise ValueError(f"crop size {size} is larger than the {width}x{height} frames in the shards; "
-                         f"use --crop-size {min(height, width)} or less, or extract at a larger size")
+                         f"use a crop_size (--crop-size) of {min(height, width)} or less, or extract at a larger size")
 
 
 def crop_rgb(frame: np.ndarray, box: Box, size: int, flip: bool, jitter: np.ndarray | None = None) -> np.ndarray:

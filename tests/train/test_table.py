@@ -50,6 +50,9 @@ def test_the_table_prints_each_row_beside_the_papers_figure(tmp_path):
     assert "80.0%" in row["L = 10, bi-directional"] and "81.2%" in row["L = 10, bi-directional"]
     assert "92.0%" in row["Fusion by SVM"] and "88.0%" in row["Fusion by SVM"]
     assert "+-1.5" in format_table(res, "demo", 1, spread={"spatial": 0.015})
+    # the 3-seed benchmark's table: its title names the runs, the figures stay the demo's (they were all "-")
+    seeds = format_table(res, "demo", 1, spread={"spatial": 0.015}, runs="mean of seeds 0, 1, 2")
+    assert seeds.startswith("Two-stream results: demo, mean of seeds 0, 1, 2 split 1") and "81.0%  (Table 1b)" in seeds
 
 
 def test_each_dataset_is_printed_beside_the_papers_figures_for_it(tmp_path):
