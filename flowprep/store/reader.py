@@ -17,6 +17,7 @@ from flowprep.codecs.quantize import DEFAULT_BITS, code_dtype, dequantize_flow
 from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import ShardError
 from flowprep.store import format as F
+from flowprep.store.indices import as_indices
 from flowprep.store.record import VideoInfo, read_info
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
@@ -248,22 +249,7 @@ class ShardSet:
         return out
 
     def _indices(self, key: str, name: str, indices) -> list[int]:
-        """Frame or flow numbers as a list of ints: an iterable of whole numbers, a slice, or a boolean mask over
-        the stream (True and False were read as 1 and 0, floats were cut); anything else is refused in a line."""
-        if isinstance(indices, slice):
-            return list(range(self._length(key, name))[indices])
-        if isinstance(indices, (int, np.integer, np.bool_, str, bytes)):
-            raise TypeError(f"{name} indices of {key}: give a list (e.g. [{indices!r}]) or a slice, not one value")
-        arr = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
-        if arr.dtype == bool:
-            if arr.shape != (self._length(key, name),):
-                raise IndexError(f"a mask over {name} of {key} needs {self._length(key, name)} entries, got "
-                                 f"{arr.shape}")
-            return np.flatnonzero(arr).tolist()
-        if arr.size and (arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer)):
-            raise TypeError(f"{name} indices of {key} must be whole numbers in a flat list, got {arr.dtype} "
-                            f"{list(arr.shape)}")
-        return arr.astype(np.int64).tolist()
+        return as_indices(indices, self._length(key, name), f"{name} of {key}")
 
     def _length(self, key: str, name: str) -> int:
         m = self.meta(key)
