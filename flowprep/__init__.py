@@ -41,6 +41,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'flowprep' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:  # the lazy names too (tab completion listed none of them)
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "__version__", "FORMAT_VERSION", "FlowprepError", "VideoDecodeError", "ShardError", "SettingsMismatchError",
     "QuantConfig", "quantize_flow", "dequantize_flow", *_LAZY,

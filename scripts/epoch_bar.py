@@ -2,9 +2,10 @@
 one line per epoch.
 
 Reads ``python -m train fit``'s output on stdin (run_pipeline.sh has already copied all of it, every per-epoch
-line included, into the stage's log file), advances the bar on each ``INFO epoch N: ...`` line, hides the other
-INFO lines (they are in the log) and passes everything else through (warnings, errors, tracebacks). At the end
-it prints the last epoch's figures in one line.
+line included, into the stage's log file), advances the bar on each ``INFO epoch N: ...`` line (its total the
+epochs fit says ``--iterations`` takes, where it says so), hides the other INFO lines (they are in the log) and
+passes everything else through (warnings, errors, tracebacks). At the end it prints the last epoch's figures in
+one line.
 
     python -m train fit ... 2>&1 | tee LOG | python scripts/epoch_bar.py --epochs 100 --desc fit-temporal
 """
@@ -18,6 +19,7 @@ import sys
 from tqdm import tqdm
 
 EPOCH = re.compile(r"^INFO epoch (\d+): (.*)$")
+ITERATIONS = re.compile(r"^INFO --iterations \d+: (\d+) epochs of \d+ steps$")  # fit's own count of the epochs
 SHOWN = {"train_loss": "loss", "train_top1": "train", "val_clip_top1": "val"}  # figures the bar shows
 
 
@@ -48,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in sys.stdin:
         line = line.rstrip("\n")
         m = EPOCH.match(line)
-        if m:
+        if (n := ITERATIONS.match(line)) is not None:  # --iterations: the epochs are fit's, not --epochs
+            bar.total = int(n.group(1))
+            bar.refresh()
+        elif m:
             last = {**last, **figures(m.group(2))}  # (with --val-every the monitor's figure is the latest)
             bar.set_postfix(last, refresh=False)
             bar.update(int(m.group(1)) + 1 - bar.n)  # redrawn as often as mininterval allows

@@ -17,3 +17,12 @@ def test_the_bar_keeps_the_latest_monitor_figure_and_passes_warnings_through():
     assert r.returncode == 0, r.stderr
     assert "WARNING a bad video" in r.stdout and "INFO" not in r.stdout
     assert r.stdout.rstrip().endswith("last epoch: loss 1.5, train 0.5, val 0.5")
+
+
+def test_with_iterations_the_bar_counts_the_epochs_fit_takes():
+    """--fit-args "--iterations N": the bar's total was the stage's --epochs (100 while 2,163 ran; 5 of 2)."""
+    lines = ["INFO --iterations 7: 3 epochs of 3 steps", *(f"INFO epoch {e}: train_loss=1.0" for e in range(3))]
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "epoch_bar.py"), "--epochs", "100", "--desc", "fit-x"],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
+    final = r.stdout.split("    last epoch:")[0].rsplit("\r", 1)[-1]  # the bar as last drawn
+    assert r.returncode == 0 and "3/3" in final and "100%" in final, r.stdout

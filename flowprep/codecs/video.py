@@ -9,6 +9,7 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -105,6 +106,28 @@ def opencv_can_name(path: str) -> bool:
 
 
 _HAS_FFMPEG = cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
+_QUIET_LOCK = threading.Lock()
+_quiet = [0, None]  # opens in progress, and the log level to give back when the last one ends
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's log at errors only while videos open: a file it cannot open printed "[ WARN:0@0.021] global
+    cap.cpp:212 open VIDEOIO(FFMPEG): backend is generally available but can't be used to capture by name" beside
+    our own line. The caller's level is given back (counted: decode threads open videos at once)."""
+    log = cv2.utils.logging
+    with _QUIET_LOCK:
+        if _quiet[0] == 0:
+            _quiet[1] = log.getLogLevel()
+            log.setLogLevel(min(_quiet[1], log.LOG_LEVEL_ERROR))
+        _quiet[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet[0] -= 1
+            if _quiet[0] == 0:
+                log.setLogLevel(_quiet[1])
 
 
 @contextlib.contextmanager
@@ -126,7 +149,8 @@ def _capture(path: str) -> Iterator[cv2.VideoCapture]:
                                          "rename its folders to UTF-8 (convmv -f latin1 -t utf8)") from None
     # FFmpeg only: when it cannot open a file (a cut AVI), OpenCV's own MJPEG reader tries next and prints the
     # file's bytes to the terminal ("Expected: LIST. Got: ^[[2J"), escape sequences and all
-    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG) if _HAS_FFMPEG else cv2.VideoCapture(target)
+    with _opencv_quiet():
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG) if _HAS_FFMPEG else cv2.VideoCapture(target)
     try:
         yield cap
     finally:

@@ -31,3 +31,12 @@ def test_old_names_of_the_two_modules_that_became_packages():
         assert flowprep.quality.evaluate is evaluate
     with pytest.raises(AttributeError):
         flowprep.datasets.no_such_name  # noqa: B018
+
+
+def test_the_lazy_public_names_are_listed_and_import():
+    """dir(flowprep) lacked the names that load on first use (open_shards, ShardSet, extract_dataset...): tab
+    completion and help() did not show them."""
+    import flowprep
+
+    assert set(flowprep.__all__) <= set(dir(flowprep))
+    assert all(getattr(flowprep, name) is not None for name in flowprep.__all__)
