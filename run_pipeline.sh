@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole two-stream pipeline, stage by stage, through the public commands (flowprep, python -m train):
 #   data -> extract -> quality -> fit spatial/temporal -> test (25 frames x 10 crops) -> fuse (avg, SVM) -> results
-# With no arguments it runs the bundled demo (a motion-only dataset generated into data/sample/) end to end.
+# With no arguments it runs the bundled demo (colour and motion classes, generated into data/sample/) end to end.
 # Safe to run again: a stage whose command has not changed since it finished is reused; an interrupted stage
 # resumes (extraction skips finished shards, training continues from its last checkpoint).
 set -euo pipefail
@@ -32,10 +32,13 @@ Options:
   --pretrained FILE  local ImageNet weights of --arch (.pth) for the spatial net, whose last layer then learns
                      (the paper's Table 1a; nothing is downloaded); the temporal nets train from scratch, as in
                      the paper (`--fit-args "--pretrained FILE"` gives them the cross-modality initialisation)
-  --epochs N         training epochs of each stream (one random sample per video per epoch)
+  --epochs N         training epochs of each stream (an epoch: as many samples as training videos; real data
+                     draws them uniformly over classes, --balanced)
   --batch-size N     training batch (default: demo 16, real data 256 as in the paper)
   --demo-args "…"   more flags for `flowprep make-demo` (e.g. "--train-groups 3 --clips 1"; see its --help)
-  --extract-args "…" more flags for `flowprep extract` (e.g. "--short-side 256 --backend torch")
+  --extract-args "…" more flags for `flowprep extract` (e.g. "--size 340x256 --backend torch"; real data is
+                     extracted at --short-side 256, 341x256, unless a --size or --short-side is given here:
+                     --short-side 0 keeps the videos' size)
   --fit-args "…"     more flags for `python -m train fit` (both streams)
   --all-rows         also the temporal net's settings of the paper's Table 1b: L = 1 and 5 flows, no mean
                      subtraction, trajectory stacking, and bi-directional flow when the extraction has

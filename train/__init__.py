@@ -5,7 +5,7 @@ The trainer never decodes videos or computes flow: its samples come from flowpre
 Modules, in the order data flows:
     splits       official UCF-101 / HMDB-51 / folder split files -> (shard key, label)
     models       CNN-M-2048, torchvision backbones, cross-modality init, multi-task heads
-    distributed  torchrun / DDP, samplers
+    distributed  torchrun / DDP: process group, the training sampler (flowprep.loading.sampling's), gathering
     engine       train_one_epoch, predict, checkpoints, metrics log
-    fit, evaluate, fuse   the three verbs; cli   the command line
+    fit, evaluate, fuse, table   the four verbs; cli   the command line
 """

@@ -34,7 +34,7 @@ ROWS = (
 )
 KEYS = tuple(r[0] for r in ROWS)
 # Table 2 (multi-task learning; the paper: the temporal net on HMDB-51, helped by UCF-101): the small companion
-# dataset's test split (``run_pipeline.sh --table2``), each row a run folder ``table2_<row>``
+# dataset's test split (run_pipeline.sh's demo, unless --no-table2), each row a run folder ``table2_<row>``
 TABLE2 = (
     ("scratch", "Training on the small set alone", 46.6),
     ("fine_tune", "Fine-tuning a net trained on the demo", 49.0),
@@ -258,10 +258,15 @@ def format_table(res: dict, dataset: str, split: int, spread: dict | None = None
     return "\n".join(lines)
 
 
-def write_results(run: str | Path, dataset: str, split: int, seconds: int | None = None) -> dict:
-    """Collect a run's rows into ``run/results.json`` (and return them). Without ``seconds`` (a run that only
+def write_results(run: str | Path, dataset: str | None, split: int, seconds: int | None = None) -> dict:
+    """Collect a run's rows into ``run/results.json`` (and return them). ``dataset`` None: the one the rows' tests
+    record (the paper's figures beside them are that dataset's), else "demo". Without ``seconds`` (a run that only
     reused finished stages) the earlier file's duration is kept: it had been overwritten with 0."""
-    res = {"dataset": dataset, "split": int(split), **collect(run)}
+    rows = collect(run)
+    if dataset is None:
+        tested = next((p for p in sorted(Path(run).glob("*/test_metrics.json"))), None)
+        dataset = (_read_json(tested).get("dataset") if tested else None) or "demo"
+    res = {"dataset": dataset, "split": int(split), **rows}
     path = Path(run) / "results.json"
     if seconds is None and path.is_file():
         with contextlib.suppress(ValueError, OSError, AttributeError):

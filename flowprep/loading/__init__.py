@@ -5,7 +5,7 @@ this layer turns them into network input. Modules, one job each:
 
 * ``augment``: every change to a sample's pixels: crops, flips, colour jitter, mean subtraction, and the
   code -> pixel tables and their lookup (numpy on the CPU, ``torch.gather`` on CUDA: ``to_pixels``);
-* ``stacking``: how L flows become 2L channels (optical flow stacking or trajectory stacking);
+* ``stacking``: how L flows become 2L channels (optical flow, trajectory or bi-directional stacking);
 * ``clips``: the PyTorch datasets: ``TrainClips`` (one random crop per video per visit) and ``EvalClips`` (the
   paper's 25 frames x 10 crops), with ``DataConfig`` (the paper's values by default) and ``load_items``;
 * ``loader``: ``make_loader``, the DataLoader over them (whole batches, OpenCV on one thread per worker);

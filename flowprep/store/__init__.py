@@ -12,7 +12,9 @@ Modules, one job each:
 * ``workspace``: who may write to a folder (the run lock), staging, publication, the index;
 * ``settings``: the folder's ``flowprep.json`` (bind, read back, compare with a shard's);
 * ``verify``: find damaged shards and videos, and remove the damage;
-* ``summary``: what ``flowprep info`` reports, from metadata only.
+* ``summary``: what ``flowprep info`` reports, from metadata only;
+* ``indices``: the frame and flow numbers a reader takes (lists, slices, masks, integer arrays) as ints, or
+  refused in a line.
 
 
 Import the module you need (``from flowprep.store.reader import ShardSet``); the public entry points are

@@ -178,3 +178,12 @@ def test_a_run_that_only_reused_its_stages_keeps_its_duration(tmp_path):
     write_results(_run_folder(tmp_path, GOOD), "demo", 1, seconds=632)
     assert write_results(tmp_path, "demo", 1)["seconds"] == 632
     assert json.loads((tmp_path / "results.json").read_text())["seconds"] == 632
+
+
+def test_without_dataset_the_table_takes_the_one_the_tests_record(tmp_path):
+    """`train table --runs runs/hmdb51` without --dataset printed UCF-101's figures and wrote "dataset": "demo"."""
+    run = _run_folder(tmp_path, GOOD)
+    for m in run.glob("*/test_metrics.json"):
+        m.write_text(json.dumps({**json.loads(m.read_text()), "dataset": "hmdb51"}))
+    res = write_results(run, None, 1)
+    assert res["dataset"] == "hmdb51" and "paper (HMDB-51)" in format_table(res, res["dataset"], 1)

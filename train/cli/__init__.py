@@ -1,4 +1,4 @@
-"""The ``twostream`` command (also ``python -m train``): fit, test and fuse two-stream ConvNets on flowprep shards.
+"""python -m train (installed also as twostream): fit, test, fuse and tabulate two-stream ConvNets on flowprep shards.
 
     python -m train fit  --shards DIR --dataset ucf101 --split 1 --stream temporal [--arch cnn_m_2048] --out runs/t
     python -m train test --shards DIR --checkpoint runs/t/best.pt [--subset test|train]

@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train this many SGD steps, the paper's unit (80000 from scratch, 20000 fine-tuning): the "
                         "epochs that hold them, whatever --epochs says")
     p.add_argument("--epochs", type=int, default=d("epochs"),
-                   help="passes over the training videos (one sample each; the last partial batch is dropped, other "
-                        "videos each epoch)")
+                   help="passes over the training set: as many samples as training videos (each video once; with "
+                        "--balanced class-uniform draws, a video maybe several times or not at all); the last "
+                        "partial batch is dropped, other videos each epoch")
     p.add_argument("--batch-size", type=int, default=d("batch_size"), help="global batch (divided over DDP processes)")
     p.add_argument("--lr", type=float, default=d("lr"), help="initial learning rate (the paper: 1e-2)")
     p.add_argument("--momentum", type=float, default=d("momentum"), help="SGD momentum")
