@@ -288,6 +288,11 @@ class ShardSet:
         """(flows, 2, 2) float64 (scale, zero) of every flow of a video: flow = (code - zero) * scale."""
         return self._small(key, self._names(direction)[2])
 
+    def clipped(self, key: str, direction: str = "forward") -> np.ndarray:
+        """(flows,) int64: how many of each flow's vectors had a component beyond the quantization bound, stored
+        at it (0 in adaptive mode; docs/FORMAT.md): a large share of the pixels says the bound was too small."""
+        return self._small(key, self._names(direction)[3])
+
     @property
     def has_backward(self) -> bool:
         """Whether this folder was extracted with ``--backward`` (every video holds its backward flow too)."""

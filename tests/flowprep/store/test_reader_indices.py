@@ -109,3 +109,23 @@ def test_iterators_and_iteration_end_where_they_should(motion_data):
     assert [label for _, label, _ in train] == [0, 1, 2]
     with pytest.raises(TypeError, match="give a list"):
         s.flow(keys[0], np.bool_(True))
+
+
+def test_the_clipped_counts_have_a_public_reader(tmp_path):
+    """The shards record how many vectors of each flow lay beyond the bound; only a private method read them."""
+    from flowprep.codecs.quantize import QuantConfig
+    from flowprep.extraction.config import ExtractConfig
+    from flowprep.extraction.extract import extract_video
+    from flowprep.solvers import SolverConfig
+    from flowprep.store.writer import ShardWriter
+
+    from videogen import write_shift_video
+
+    video = tmp_path / "v.avi"
+    write_shift_video(video, [(6, 0)] * 4, size=(64, 48))  # 6 px a frame
+    cfg = ExtractConfig(solver=SolverConfig(algo="dis", backend="opencv", device="cpu"), quant=QuantConfig(bound=2.0))
+    with ShardWriter(tmp_path / "out" / "shard-00000.h5", {"jpeg_quality": 95}) as w:
+        w.add(extract_video(str(video), "v", cfg))
+    s = ShardSet(tmp_path / "out")
+    clipped = s.clipped("v")
+    assert clipped.shape == (4,) and clipped.dtype == np.int64 and clipped.max() > 0.5 * 64 * 48
