@@ -110,6 +110,7 @@ def _run_verb(args: argparse.Namespace) -> int:
     """Run the verb; every error a user can fix is one line on stderr and an exit status."""
     try:
         status = int(args._run(args) or 0)
+        interrupts.check()  # a Ctrl-C dropped where it landed (a __del__, a weakref callback) is not exit 0
         sys.stdout.flush()  # a reader that has gone shows here, where it is handled, not at exit
         return status
     except (FlowprepError, ValueError) as e:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from flowprep import __version__
+from flowprep.base import interrupts
 from flowprep.base.durable import is_disk_full, write_text
 from flowprep.datasets.listing import VideoTask, check_keys, shown
 from flowprep.errors import FlowprepError
@@ -164,6 +165,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                     check_staged(res.shard, spec.identity)
                     res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
                 results.append(res)
+                interrupts.check()  # a Ctrl-C that landed in a __del__ was dropped there: it stops here, shard kept
         except KeyboardInterrupt:
             state = "interrupted"  # raised again below, saying what is kept, once the report is written
         except Exception as e:

@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
                         format="%(levelname)s %(message)s")
     old = interrupts.install()  # a scheduler's SIGTERM stops a run as a Ctrl-C does
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        interrupts.check()  # a Ctrl-C dropped where it landed (a DataLoader's weakref callback) is not exit 0
+        return status
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
         print(f"{prog} {args.verb}: error: {e}", file=sys.stderr)
         return 2
