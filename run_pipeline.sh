@@ -160,7 +160,7 @@ esac
 EXTRA_D=($DEMO_ARGS) EXTRA_X=($EXTRACT_ARGS) EXTRA_F=($FIT_ARGS)
 # a frame size of the user's own (--size W x H, --short-side N, or their =forms) replaces the paper's short side
 for a in "${EXTRA_X[@]:+${EXTRA_X[@]}}"; do
-    case "${a%%=*}" in --size|--short-side|--short*) SIZE_DEFAULT=() ;; esac
+    case "${a%%=*}" in --size|--short*) SIZE_DEFAULT=() ;; esac  # --short*: argparse takes abbreviations
 done
 # --train-layers in --fit-args reaches the temporal nets too, which get no --pretrained weights
 [[ " ${EXTRA_F[*]:-} " != *" --train-layers"* ]] || die "--fit-args: --train-layers reaches every net, and the" \

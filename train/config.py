@@ -143,8 +143,8 @@ class FitConfig:
                           rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
 
     def resolved_dropout(self) -> float:
-        """The dropout ratio (given, or _table_1a_dropout's)."""
-        return self._table_1a_dropout() if self.dropout is None else self.dropout
+        """The dropout ratio: given, or _table_1a_dropout's (resolved when the config is built)."""
+        return self.dropout
 
     def _table_1a_dropout(self) -> float:
         # the best of the paper's Table 1a for the setting: 0.5 when only a pre-trained spatial net's last layer

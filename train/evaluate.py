@@ -58,17 +58,17 @@ def _check_classes(trained: list[str], split: tuple[str, ...], checkpoint: str, 
     datasets after the net's own, fit --add-classes). The same classes in another order are read by name (HMDB-51's
     were numbered by file name before flowprep 0.3); other classes are refused: scores read under other names."""
     own = trained[:len(trained) - added]
-    if own != list(split) and sorted(own) == sorted(split):
+    if own == list(split):
+        return list(range(len(split)))
+    if sorted(own) == sorted(split):
         log.warning("%s: the net numbers the split's classes in another order (HMDB-51's were numbered by file name "
                     "before flowprep 0.3): its scores are read by class name", checkpoint)
         return [own.index(c) for c in split]
-    if own != list(split):
-        k = next((i for i, (a, b) in enumerate(zip(own, split)) if a != b), 0)
-        said = (f"{len(split)} classes where the net has {len(own)}" if len(own) != len(split) else
-                f"class {k} is {split[k]!r} where the net's is {own[k]!r}")
-        raise SplitError(f"{checkpoint}: the split's classes are not the ones the net was trained on ({said}); give "
-                         "the --split-dir it was trained with")
-    return list(range(len(split)))
+    k = next((i for i, (a, b) in enumerate(zip(own, split)) if a != b), 0)
+    said = (f"{len(split)} classes where the net has {len(own)}" if len(own) != len(split) else
+            f"class {k} is {split[k]!r} where the net's is {own[k]!r}")
+    raise SplitError(f"{checkpoint}: the split's classes are not the ones the net was trained on ({said}); give "
+                     "the --split-dir it was trained with")
 
 
 def _split(cfg: TestConfig, fc: FitConfig, classes: list[list[str]], shards_dir: str) -> tuple[Split, list[int]]:

@@ -158,11 +158,11 @@ def _resume(cfg: FitConfig, path: str, state: dict, data: dict, metrics: Metrics
 def _check_same_data(ck: dict, data: dict, path: str) -> None:
     # the split folder and the shards may move between a run and its resumption, but not change: classes in
     # another order give the head's outputs other meanings half-way, other shards other inputs
-    if ck["classes"] != data["classes"] and [sorted(c) for c in ck["classes"]] == [sorted(c) for c in data["classes"]]:
-        raise ValueError(f"{path}: was trained on these classes in another order (HMDB-51's were numbered by file "
-                         "name before flowprep 0.3): its head cannot go on in this one; --restart, or give a new "
-                         "--out (train test still scores it: by class name)")
     if ck["classes"] != data["classes"]:
+        if [sorted(c) for c in ck["classes"]] == [sorted(c) for c in data["classes"]]:
+            raise ValueError(f"{path}: was trained on these classes in another order (HMDB-51's were numbered by file "
+                             "name before flowprep 0.3): its head cannot go on in this one; --restart, or give a new "
+                             "--out (train test still scores it: by class name)")
         k = next(k for k, (a, b) in enumerate(zip(ck["classes"], data["classes"])) if a != b) \
             if len(ck["classes"]) == len(data["classes"]) else 0
         raise ValueError(f"{path}: was trained on the classes {ck['classes'][k][:4]}..., this run's split lists "

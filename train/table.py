@@ -108,7 +108,8 @@ def _check_fused(path: Path, data: dict, run: Path) -> None:
 
 
 def collect(run: str | Path) -> dict:
-    """Every row's top-1 found in a run folder, the chance level, the test set's size and how it was tested."""
+    """Every row's top-1 found in a run folder, the chance level, the test set's size, how and on which dataset it
+    was tested."""
     run = Path(run)
     res: dict = {}
     rows = []
@@ -133,7 +134,7 @@ def collect(run: str | Path) -> dict:
         raise FileNotFoundError(f"{run}: no spatial/ or temporal/ test_metrics.json; run `train test` first")
     shared = _same_rows(rows)
     res.update({"test_videos": int(shared["videos"])} if "videos" in shared else {},
-               **{k: shared[k] for k in ("frames", "crops") if k in shared})
+               **{k: shared[k] for k in ("frames", "crops", "dataset") if k in shared})
     listed = rows[0][1].get("split_videos")
     if isinstance(listed, int) and res.get("test_videos", listed) < listed:  # the shards lacked some: said
         res["split_videos"] = listed
@@ -263,10 +264,8 @@ def write_results(run: str | Path, dataset: str | None, split: int, seconds: int
     record (the paper's figures beside them are that dataset's), else "demo". Without ``seconds`` (a run that only
     reused finished stages) the earlier file's duration is kept: it had been overwritten with 0."""
     rows = collect(run)
-    if dataset is None:
-        tested = next((p for p in sorted(Path(run).glob("*/test_metrics.json"))), None)
-        dataset = (_read_json(tested).get("dataset") if tested else None) or "demo"
-    res = {"dataset": dataset, "split": int(split), **rows}
+    tested = rows.pop("dataset", None)
+    res = {"dataset": dataset or tested or "demo", "split": int(split), **rows}
     path = Path(run) / "results.json"
     if seconds is None and path.is_file():
         with contextlib.suppress(ValueError, OSError, AttributeError):

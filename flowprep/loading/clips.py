@@ -99,10 +99,9 @@ def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]] | Mapping[str,
     Raises:
         ShardError: a video that failed at extraction (0 frames: it failed later, inside a loader worker).
     """
-    if isinstance(pairs, (str, bytes)):
-        raise TypeError("load_items takes (key, label) pairs or a {key: label} mapping, e.g. [('Class/v_1', 0)]")
+    text = isinstance(pairs, (str, bytes))
     pairs = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)  # zip() and generators: once
-    if any(not (isinstance(p, (tuple, list)) and len(p) == 2) for p in pairs):
+    if text or any(not (isinstance(p, (tuple, list)) and len(p) == 2) for p in pairs):
         raise TypeError("load_items takes (key, label) pairs or a {key: label} mapping, e.g. [('Class/v_1', 0)]")
     items = []
     for key, label in pairs:
@@ -118,8 +117,7 @@ def load_items(shards: ShardSet, pairs: Sequence[tuple[str, int]] | Mapping[str,
 def check_items(sources: Sequence[ShardSet], items: Sequence[VideoItem], config: DataConfig) -> None:
     """Refuse, when a dataset is built, samples its first batch would fail on inside a loader worker: a crop
     larger than a video's frames, bidirectional stacks from a folder without backward flow, spatial samples from
-    one without RGB. Videos with fewer
-    flows than a stack holds are said (their stacks repeat the last flow)."""
+    one without RGB. Videos with fewer flows than a stack holds are said (their stacks repeat the last flow)."""
     short = [it for it in items if it.flows < config.flow_length] if config.stream == "temporal" else []
     if short:
         least = min(short, key=lambda it: it.flows)

@@ -229,7 +229,10 @@ class ShardSet:
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
         """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y', 'flow_x_backward',
         'flow_y_backward'), CRC-checked."""
-        idx = self._indices(key, name, indices)
+        return self._jpegs(key, name, self._indices(key, name, indices))
+
+    def _jpegs(self, key: str, name: str, idx: list[int]) -> list[np.ndarray]:
+        # jpegs of indices already made a list of ints (flow_codes and rgb make it once for their streams)
         self._check_indices(key, name, idx)
         if not idx:
             return []
@@ -330,7 +333,7 @@ class ShardSet:
         flow indices (``direction="backward"``: of the backward flow, frame t+1 -> t)."""
         x_name, y_name, _, _ = self._names(direction)
         idx = self._indices(key, x_name, indices)
-        xs, ys = (self.jpegs(key, name, idx) for name in (x_name, y_name))  # (checked: a failed video is refused)
+        xs, ys = (self._jpegs(key, name, idx) for name in (x_name, y_name))  # (checked: a failed video is refused)
         if not idx:
             m = self.meta(key)
             return np.zeros((0, 2, m.height, m.width), code_dtype(self.flow_bits)), np.zeros((0, 2, 2))
@@ -352,7 +355,7 @@ class ShardSet:
         if indices is None:
             indices = range(self.meta(key).frames)
         idx = self._indices(key, "rgb", indices)
-        blobs = self.jpegs(key, "rgb", idx)
+        blobs = self._jpegs(key, "rgb", idx)
         if not blobs:
             m = self.meta(key)
             return np.zeros((0, m.height, m.width, 3), np.uint8)
