@@ -76,7 +76,7 @@ class BatchSpec:
         # extract's and import's (0 and -1 were taken as 1 by import)
         if isinstance(self.videos_per_shard, bool) or not isinstance(self.videos_per_shard, int) \
                 or self.videos_per_shard < 1:
-            raise ValueError(f"--videos-per-shard must be at least 1, got {self.videos_per_shard}")
+            raise ValueError(f"videos_per_shard (--videos-per-shard) must be at least 1, got {self.videos_per_shard}")
 
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),

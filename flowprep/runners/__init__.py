@@ -72,7 +72,7 @@ def make_runner(jobs: int | None = None, devices: Sequence[str] | None = None,
     if scheduler and devices:
         raise ValueError("give either a Dask scheduler or local devices, not both")
     if jobs is not None and jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+        raise ValueError(f"jobs (--jobs) must be at least 1, got {jobs}")
     if scheduler:
         from flowprep.runners.dask_cluster import DaskRunner
         return DaskRunner(scheduler, jobs)

@@ -44,19 +44,19 @@ def parse_devices(text: str, visible: list[str]) -> list[str]:
         ValueError: no GPU is visible, an id is not a visible position, or an id repeats.
     """
     if not visible:
-        raise ValueError("--devices needs CUDA GPUs, but none is visible (torch sees none and "
-                         "CUDA_VISIBLE_DEVICES is empty); leave --devices out to run on CPU cores")
+        raise ValueError("devices (--devices) needs CUDA GPUs, but none is visible (torch sees none and "
+                         "CUDA_VISIBLE_DEVICES is empty); leave them out to run on CPU cores")
     if text.strip().lower() == "all":
         return list(visible)
     out = []
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or int(part) >= len(visible):
-            raise ValueError(f"--devices: {part!r} is not a visible GPU; visible are 0..{len(visible) - 1} "
+            raise ValueError(f"devices (--devices): {part!r} is not a visible GPU; visible are 0..{len(visible) - 1} "
                              f"(physical {','.join(visible)}), or say 'all'")
         dev = visible[int(part)]
         if dev in out:
-            raise ValueError(f"--devices: GPU {part} is listed twice")
+            raise ValueError(f"devices (--devices): GPU {part} is listed twice")
         out.append(dev)
     return out
 
@@ -74,11 +74,21 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
     pending = deque(items)
     running: dict[Future, tuple[str, T]] = {}
     deaths: dict[int, int] = {}
+
+    def start(w: str, item: T) -> None:
+        try:
+            f = submit(w, item)
+        except BrokenProcessPool:  # the worker died idle, since its last item: a fresh one takes this item
+            if restart is None:
+                raise
+            restart(w)
+            f = submit(w, item)
+        running[f] = (w, item)
+
     try:
         for w in workers:
             if pending:
-                item = pending.popleft()
-                running[submit(w, item)] = (w, item)
+                start(w, pending.popleft())
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -96,8 +106,7 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
                     else:
                         result = died(item, e)
                 if pending:
-                    nxt = pending.popleft()
-                    running[submit(w, nxt)] = (w, nxt)
+                    start(w, pending.popleft())
                 if result is not None:
                     yield w, result
     finally:

@@ -127,13 +127,21 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
     pending, suspects, deaths = deque(chunks), deque(), Counter()
     inflight: dict = {}  # future -> (chunk, ran alone)
     executor = fresh()
+
+    def start(c: Chunk, alone: bool) -> None:
+        nonlocal executor
+        try:
+            f = submit(executor, c)
+        except BrokenProcessPool:  # a worker died since the last wait (its chunk's future fails below); c never ran
+            executor = fresh()
+            f = submit(executor, c)
+        inflight[f] = (c, alone)
+
     while pending or suspects or inflight:
         if suspects and not inflight:  # a suspect runs alone, in a fresh worker
-            c = suspects.popleft()
-            inflight[submit(executor, c)] = (c, True)
+            start(suspects.popleft(), True)
         while pending and not suspects and len(inflight) < n:
-            c = pending.popleft()
-            inflight[submit(executor, c)] = (c, False)
+            start(pending.popleft(), False)
         done, _ = wait(inflight, return_when=FIRST_COMPLETED)
         for f in done:
             chunk, alone = inflight.pop(f)

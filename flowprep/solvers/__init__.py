@@ -154,7 +154,8 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device.startswith("cuda") and not cuda_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use device='cpu' "
+                         "(--device cpu)")
     return device
 
 

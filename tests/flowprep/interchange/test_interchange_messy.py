@@ -163,7 +163,7 @@ def test_videos_per_shard_below_one_is_refused_by_import_as_by_extract(shards, t
     assert main(["export", str(shards[0]), str(dest), "--no-progress"]) == 0
     for n in ("0", "-1"):
         assert main(["import", "--format", "denseflow", str(dest), str(tmp_path / "s"), "--videos-per-shard", n]) == 2
-        assert f"--videos-per-shard must be at least 1, got {n}" in capsys.readouterr().err
+        assert f"videos_per_shard (--videos-per-shard) must be at least 1, got {n}" in capsys.readouterr().err
 
 
 def test_quality_of_imported_shards_says_they_were_imported(shards, tmp_path, capsys):

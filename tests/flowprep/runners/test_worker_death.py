@@ -143,3 +143,64 @@ def test_a_chunk_of_other_settings_or_out_of_sight_is_not_published(tmp_path, ho
         run_batch(list_videos("ucf101", root), tmp_path / "out", spec)
     assert not list((tmp_path / "out").glob("shard-*.h5"))
     assert not (tmp_path / "out" / "index.jsonl").exists() or not (tmp_path / "out" / "index.jsonl").read_text()
+
+
+class _BreakingPool:
+    """A fake executor whose first future fails as a dead worker's does, and which then refuses every submit, as
+    loky's broken pool does: the case of a worker killed between two waits (caught once by CI)."""
+
+    def __init__(self, first: bool):
+        self.first, self.broken, self.ran = first, False, []
+
+    def submit(self, chunk: Chunk):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self.broken:
+            raise BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated")
+        f = Future()
+        if self.first:
+            self.broken = True
+            f.set_exception(BrokenProcessPool("The exit codes of the workers are {SIGKILL(-9)}"))
+        else:
+            self.ran.append(chunk.index)
+            f.set_result(ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.0))
+        return f
+
+
+def test_a_pool_that_broke_between_waits_takes_the_chunk_on_a_fresh_one():
+    from flowprep.runners.local import supervise
+
+    pools = []
+
+    def fresh():
+        pools.append(_BreakingPool(first=not pools))
+        return pools[-1]
+
+    results = list(supervise(fresh, lambda ex, c: ex.submit(c), _chunks(4), 2))
+    assert sorted(v.key for r in results for v in r.videos) == ["v0", "v1", "v2", "v3"]
+    assert all(v.status == "ok" for r in results for v in r.videos)
+    assert sorted(i for p in pools for i in p.ran) == [0, 1, 2, 3]  # chunk 0 again (alone), 1 on a fresh pool
+
+
+def test_a_device_worker_that_died_idle_is_restarted_for_its_next_item():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from flowprep.runners.gpus import schedule
+
+    dead, restarts = {"0"}, []
+
+    def submit(dev: str, item: int) -> Future:
+        if dev in dead:
+            raise BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated")
+        f = Future()
+        f.set_result(item)
+        return f
+
+    def restart(dev: str) -> None:
+        restarts.append(dev)
+        dead.discard(dev)
+
+    out = list(schedule([0, 1, 2, 3], ["0", "1"], submit, restart=restart, died=lambda item, e: None))
+    assert sorted(r for _, r in out) == [0, 1, 2, 3] and restarts == ["0"]

@@ -37,7 +37,7 @@ def test_auto_device_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_impossible_choices_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(solvers, "cuda_available", lambda: False)
-    with pytest.raises(ValueError, match="sees no CUDA device; use --device cpu"):
+    with pytest.raises(ValueError, match=r"sees no CUDA device; use device='cpu' \(--device cpu\)"):
         resolve_device("cuda")
     with pytest.raises(ValueError, match="use --backend torch for --device cuda"):
         resolve_backend("tvl1", "opencv", "cuda")
