@@ -5,7 +5,8 @@ Resume works at shard granularity. The driver locks the output folder, plans chu
 run's staging folder; it publishes each finished shard under its real name (flowprep.store.workspace). A shard
 under its real name is therefore always whole. A restarted run reads the keys of the complete shards, adopts
 finished-but-unpublished chunks of a killed run, and does only the videos no complete shard holds. A kill loses
-at most the chunks in flight (``videos_per_shard`` videos per worker).
+at most the chunks in flight (``videos_per_shard`` videos per worker). A video whose worker dies each time it runs
+(the out-of-memory killer) fails alone; the runner splits its chunk so that the others of its shard are done.
 """
 from __future__ import annotations
 
@@ -157,13 +158,13 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         results: list[ChunkResult] = []
         state = "complete"
         bar = _Bar(len(todo), spec.show_progress, spec.verb)
-        by_staged = {c.staged: c for c in chunks}
+        by_key = {t.key: t for t in todo}  # a chunk split by its runner (runners.singles) comes back in parts
         try:
             for res in spec.runner.run(spec.work, chunks, bar):
                 if res.shard:  # "": a chunk whose worker died (runners.local.died); its videos failed, no shard
                     lock.check()  # still ours: publishing beside another run would mix two runs' work
                     check_staged(res.shard, spec.identity)
-                    res.shard = str(publisher.publish(res.shard, list(by_staged[res.shard].tasks)))
+                    res.shard = str(publisher.publish(res.shard, [by_key[v.key] for v in res.videos]))
                 results.append(res)
                 interrupts.check()  # a Ctrl-C that landed in a __del__ was dropped there: it stops here, shard kept
         except KeyboardInterrupt:

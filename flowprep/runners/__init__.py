@@ -15,6 +15,7 @@ extractor's.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence
 
@@ -31,6 +32,14 @@ class Chunk:
     index: int
     tasks: tuple[VideoTask, ...]
     staged: str
+
+
+def singles(chunk: Chunk) -> list[Chunk]:
+    """Each video of ``chunk`` as a chunk of its own, staged beside it (``chunk-00003-0.h5``, ...). A runner splits
+    a chunk whose worker died also when the chunk ran alone, so that only the video that kills its worker is lost,
+    not the others of its shard."""
+    stem, ext = os.path.splitext(chunk.staged)
+    return [Chunk(chunk.index, (t,), f"{stem}-{k}{ext}") for k, t in enumerate(chunk.tasks)]
 
 
 class Work(Protocol):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
+from collections import deque
 from concurrent.futures import CancelledError
 from typing import Iterator, Sequence
 
 from flowprep.errors import FlowprepError
-from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners import Chunk, Progress, Work, singles
 from flowprep.runners.local import lost, run_chunk
 from flowprep.store.record import ChunkResult
 
@@ -101,8 +103,8 @@ class DaskRunner:
 
         A chunk whose workers kept dying (Dask's ``KilledWorker``: a crash, or the out-of-memory killer) runs
         again alone once the rest are done, since Dask also blames the tasks that shared the dying workers; if its
-        workers die again it is lost (its videos failed with the reason, retried by the next run), as with local
-        workers, and the rest of the batch goes on.
+        workers die again each of its videos runs alone, and the one whose workers die then is lost (failed with
+        the reason, retried by the next run), as with local workers; the rest of the batch goes on.
         On an error or Ctrl-C the chunks not yet finished are cancelled; a task that is already running finishes
         into a staging folder that the next run deletes or adopts, never into a published shard.
         """
@@ -126,15 +128,20 @@ class DaskRunner:
                     continue
                 progress(len(res.videos), res.pairs)
                 yield res
-            for c in suspects:  # each alone on the cluster: only a chunk that kills its workers itself is lost
+            alone = deque(suspects)  # each alone on the cluster: only a video that kills its workers itself is lost
+            while alone:
+                c = alone.popleft()
                 futures.append(client.submit(run_chunk, work, c, threads=1, pure=False,
-                                             key=f"flowprep-chunk-{token}-{c.index:05d}-alone"))
+                                             key=f"flowprep-{token}-{os.path.basename(c.staged)}-alone"))
                 try:
                     res = futures[-1].result()
                 except KilledWorker:
-                    res = lost(c, "every Dask worker that ran it died, also when it ran alone (KilledWorker: a crash "
-                                  "or the out-of-memory killer; the workers' logs say which); the rest of the batch "
-                                  "went on")
+                    if len(c.tasks) > 1:  # which of its videos: each alone
+                        alone.extendleft(reversed(singles(c)))
+                        continue
+                    res = lost(c, "every Dask worker that ran this video died, also when it ran alone (KilledWorker: "
+                                  "a crash or the out-of-memory killer; the workers' logs say which); the rest of the "
+                                  "batch went on")
                 progress(len(res.videos), res.pairs)
                 yield res
         except (CancelledError, CommClosedError) as e:  # a traceback when the scheduler died mid-run

@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners import Chunk, Progress, Work, singles
 from flowprep.runners.local import died, run_chunk
 from flowprep.runners.worker import prepare_worker
 from flowprep.store.record import ChunkResult
@@ -62,14 +62,15 @@ def parse_devices(text: str, visible: list[str]) -> list[str]:
 
 
 def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Future],
-             restart: Callable[[str], None] | None = None,
-             died: Callable[[T, BaseException], R] | None = None) -> Iterator[tuple[str, R]]:
+             restart: Callable[[str], None] | None = None, died: Callable[[T, BaseException], R] | None = None,
+             split: Callable[[T], list[T]] | None = None) -> Iterator[tuple[str, R]]:
     """Run items on workers, one in flight per worker, the next item going to whichever finishes first.
 
     Yields (worker, result) in completion order; the first error cancels what is not started and propagates,
-    except a worker's death when ``restart`` is given: its one item in flight is known, so the worker is
-    restarted (``restart(worker)``) and the item tried once more there; dying again, ``died(item, error)`` is its
-    result.
+    except a worker's death when ``restart`` and ``died`` are given: its one item in flight is known, so the worker
+    is restarted (``restart(worker)``) and the item tried once more; dying again, the item is split into parts
+    (``split(item)``, when given and it has several), each of which dies only once, and ``died(item, error)`` is
+    the result of an item that died its last time.
     """
     pending = deque(items)
     running: dict[Future, tuple[str, T]] = {}
@@ -85,6 +86,18 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
             f = submit(w, item)
         running[f] = (w, item)
 
+    def death(item: T, e: BaseException) -> R | None:
+        deaths[id(item)] = deaths.get(id(item), 0) + 1
+        if deaths[id(item)] < 2:  # tried once more
+            pending.appendleft(item)
+            return None
+        parts = split(item) if split is not None else []
+        if len(parts) > 1:  # which part kills its worker: each once
+            deaths.update({id(p): 1 for p in parts})
+            pending.extendleft(reversed(parts))
+            return None
+        return died(item, e)
+
     try:
         for w in workers:
             if pending:
@@ -99,12 +112,7 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
                     if restart is None or died is None:
                         raise
                     restart(w)
-                    deaths[id(item)] = deaths.get(id(item), 0) + 1
-                    if deaths[id(item)] < 2:
-                        pending.appendleft(item)
-                        result = None
-                    else:
-                        result = died(item, e)
+                    result = death(item, e)
                 if pending:
                     start(w, pending.popleft())
                 if result is not None:
@@ -173,7 +181,9 @@ class GpuRunner:
             def submit(dev: str, chunk: Chunk) -> Future:
                 return pool.submit(dev, run_chunk, gpu_work, chunk, parent=me, threads=None)
 
-            # a worker that dies (out of memory) costs only its chunk: tried once more, then its videos fail
-            for _, res in schedule(list(chunks), self.devices, submit, restart=pool.restart, died=died):
+            # a worker that dies (out of memory) costs only its video: its chunk is tried once more, then each of
+            # its videos once, and the one whose worker dies then fails
+            for _, res in schedule(list(chunks), self.devices, submit, restart=pool.restart, died=died,
+                                   split=singles):
                 progress(len(res.videos), res.pairs)
                 yield res

@@ -1,10 +1,10 @@
 """Chunks on this machine: in this process when one chunk at a time is all there is to do, else on loky worker
 processes (joblib's) that each own one core and die with the driver.
 
-A worker that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) costs only its chunk. Loky then
+A worker that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) costs only its video. Loky then
 fails every chunk in flight and nobody can tell which one killed it, so each of them is run again alone in a
-fresh worker; a chunk whose worker also dies when it runs alone has its videos recorded as failed with the reason,
-and the rest of the batch goes on.
+fresh worker; a chunk whose worker also dies when it runs alone is split into its videos, each run alone, and the
+video whose worker dies then is recorded as failed with the reason; the rest of the batch goes on.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
 
-from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners import Chunk, Progress, Work, singles
 from flowprep.runners.worker import capped_threads, prepare_worker
 from flowprep.store.record import ChunkResult, VideoOutcome
 
@@ -148,21 +148,26 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
             try:
                 yield f.result()
             except BrokenProcessPool as e:
-                deaths[chunk.index] += 1
-                if alone and deaths[chunk.index] >= 2:
-                    yield died(chunk, e)
-                else:
+                deaths[chunk.staged] += 1
+                if not alone or deaths[chunk.staged] < 2:
                     suspects.append(chunk)
+                elif len(chunk.tasks) > 1:  # which of its videos kills it: each alone, where one death is enough
+                    parts = singles(chunk)
+                    deaths.update({p.staged: 1 for p in parts})
+                    suspects.extend(parts)
+                else:
+                    yield died(chunk, e)
                 executor = fresh()  # loky gives a new pool once the old one is broken
 
 
 def died(chunk: Chunk, error: BaseException) -> ChunkResult:
-    """The result of a chunk whose worker died twice: every video failed, with the signal named; no shard."""
+    """The result of a video whose worker died each time it ran, the last time alone: failed, with the signal
+    named; no shard."""
     sig = re.search(r"(SIG[A-Z]+)\(-?\d+\)", str(error))
-    how = f"killed by {sig.group(1)}" if sig else "died"
-    oom = ", possibly out of memory" if sig and sig.group(1) == "SIGKILL" else ""
-    return lost(chunk, f"the extraction worker {how}{oom}, twice (the second time alone); the rest of the batch "
-                       "went on")
+    how = f"was killed by {sig.group(1)}" if sig else "died"
+    oom = " (possibly out of memory)" if sig and sig.group(1) == "SIGKILL" else ""
+    return lost(chunk, f"the extraction worker {how} each time it ran this video, the last time alone{oom}; the "
+                       "rest of the batch went on")
 
 
 def lost(chunk: Chunk, reason: str) -> ChunkResult:

@@ -50,10 +50,12 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, capsys, monkeypatch
     assert rc == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
 
 
-def test_a_chunk_whose_dask_workers_keep_dying_fails_alone_and_the_batch_completes(tmp_path):
+@pytest.mark.parametrize("per_shard", [1, 2])
+def test_a_chunk_whose_dask_workers_keep_dying_fails_alone_and_the_batch_completes(tmp_path, per_shard):
     """Dask gives up on a task after its workers died ``allowed-failures`` + 1 times (KilledWorker), and on the
-    tasks that shared those workers too: each such chunk runs again alone; the one that kills its workers then
-    too has its videos failed with the reason, the others are published, and the next run retries only it."""
+    tasks that shared those workers too: each such chunk runs again alone; one that kills its workers then too
+    runs again video by video, the video that kills them is failed with the reason, the others are published,
+    and the next run retries only it."""
     from dataclasses import asdict
 
     import dask
@@ -73,11 +75,13 @@ def test_a_chunk_whose_dask_workers_keep_dying_fails_alone_and_the_batch_complet
                                      dashboard_address=":0") as c:
         def spec(w):
             return BatchSpec(w, CPU.identity(), asdict(CPU.solver), DaskRunner(c.scheduler_address),
-                             videos_per_shard=1, show_progress=False)
+                             videos_per_shard=per_shard, show_progress=False)
         report = run_batch(videos, tmp_path / "out", spec(work))
         assert report.state == "complete" and report.videos_ok == 3 and report.videos_failed == 1
         assert report.failures[0]["key"] == videos[1].key and "KilledWorker" in report.failures[0]["reason"]
-        assert len(list((tmp_path / "markers").iterdir())) == 4  # twice among the others, twice alone
+        # twice among the others, twice alone, and with a sibling twice more alone as a video of its own
+        assert len(list((tmp_path / "markers").iterdir())) == 4 + 2 * (per_shard > 1)
+        assert len(report.shards_written) == (3 if per_shard == 1 else 2)  # [v0] split from [v0, v1], and [v2, v3]
         again = run_batch(videos, tmp_path / "out", spec(ExtractWork(CPU)))
         assert again.videos_processed == 1 and again.videos_ok == 1
 

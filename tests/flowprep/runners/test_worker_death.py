@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowprep.cli import main
 from flowprep.datasets.listing import VideoTask, list_videos
 from flowprep.extraction.batch import BatchSpec, run_batch
 from flowprep.extraction.config import ExtractConfig
@@ -42,8 +43,9 @@ class KillOn:
         return ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.3)
 
 
-def _chunks(n: int) -> list[Chunk]:
-    return [Chunk(i, (VideoTask(f"v{i}", f"/nowhere/v{i}.avi"),), f"/tmp/staged-{i}.h5") for i in range(n)]
+def _chunks(n: int, per: int = 1) -> list[Chunk]:
+    return [Chunk(i, tuple(VideoTask(f"v{j}", f"/nowhere/v{j}.avi") for j in range(i * per, (i + 1) * per)),
+                  f"/tmp/staged-{i}.h5") for i in range(n)]
 
 
 @pytest.mark.parametrize("times, culprit_fails", [(1, False), (99, True)])
@@ -55,25 +57,39 @@ def test_a_killed_worker_costs_only_its_chunk(tmp_path, times, culprit_fails):
     assert all(by_key[k].status == "ok" for k in by_key if k != "v2")  # innocent chunks in flight: run again, ok
     if culprit_fails:
         v2 = by_key["v2"]
-        assert v2.status == "failed" and "killed by SIGKILL, possibly out of memory" in v2.reason
+        assert v2.status == "failed" and v2.reason.startswith(
+            "the extraction worker was killed by SIGKILL each time it ran this video, the last time alone (possibly "
+            "out of memory)")
         assert len(list(tmp_path.iterdir())) == 2  # retried once: in the shared pool, then alone
         assert [r.shard for r in results if r.videos[0].key == "v2"] == [""]  # no shard to publish
     else:
         assert by_key["v2"].status == "ok"
 
 
-def test_the_batch_completes_around_a_chunk_that_kills_its_worker(tmp_path):
+def test_a_chunk_that_kills_its_worker_alone_is_split_and_only_the_culprit_fails(tmp_path):
+    results = list(LocalRunner(2).run_pool(KillOn("v4", 99, tmp_path), _chunks(3, per=3), lambda *a: None, 2))
+    by_key = {v.key: (v, r.shard) for r in results for v in r.videos}
+    assert sorted(by_key) == [f"v{i}" for i in range(9)]
+    assert [k for k, (v, _) in by_key.items() if v.status != "ok"] == ["v4"]
+    assert "killed by SIGKILL" in by_key["v4"][0].reason and by_key["v4"][1] == ""
+    assert by_key["v3"][1] == "/tmp/staged-1-0.h5" and by_key["v5"][1] == "/tmp/staged-1-2.h5"  # its siblings
+    assert len(list(tmp_path.iterdir())) == 3  # in the shared pool, its chunk alone, then itself alone
+
+
+@pytest.mark.parametrize("per_shard, shards", [(1, 5), (3, 3)])
+def test_the_batch_completes_around_a_chunk_that_kills_its_worker(tmp_path, per_shard, shards):
     root = make_dataset(tmp_path / "data", 6)
     videos = list_videos("ucf101", root)
     culprit = videos[3].key
     (tmp_path / "markers").mkdir()
     work = KillOn(culprit, 99, tmp_path / "markers", inner=ExtractWork(CPU))
-    spec = BatchSpec(work, CPU.identity(), asdict(CPU.solver), LocalRunner(2), videos_per_shard=1,
+    spec = BatchSpec(work, CPU.identity(), asdict(CPU.solver), LocalRunner(2), videos_per_shard=per_shard,
                      show_progress=False)
     report = run_batch(videos, tmp_path / "out", spec)
     assert report.state == "complete" and report.videos_ok == 5 and report.videos_failed == 1
     assert report.failures[0]["key"] == culprit and "SIGKILL" in report.failures[0]["reason"]
-    assert len(report.shards_written) == 5 and "" not in report.shards_written
+    assert len(report.shards_written) == shards and "" not in report.shards_written  # 3: [0 1 2], [4], [5]
+    assert main(["verify", str(tmp_path / "out")]) == 0  # the split chunk's shards are whole and indexed
     again = run_batch(videos, tmp_path / "out", BatchSpec(ExtractWork(CPU), CPU.identity(), asdict(CPU.solver),
                                                           LocalRunner(2), videos_per_shard=1, show_progress=False))
     assert again.videos_processed == 1 and again.videos_ok == 1  # the next run does the one that was lost
@@ -204,3 +220,26 @@ def test_a_device_worker_that_died_idle_is_restarted_for_its_next_item():
 
     out = list(schedule([0, 1, 2, 3], ["0", "1"], submit, restart=restart, died=lambda item, e: None))
     assert sorted(r for _, r in out) == [0, 1, 2, 3] and restarts == ["0"]
+
+
+def test_a_device_chunk_that_dies_twice_is_split_and_only_its_culprit_fails():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from flowprep.runners.gpus import schedule
+
+    tries: list[tuple] = []
+
+    def submit(dev: str, item: tuple) -> Future:
+        tries.append(item)
+        f = Future()
+        if "x" in item:
+            f.set_exception(BrokenProcessPool("The exit codes of the workers are {SIGKILL(-9)}"))
+        else:
+            f.set_result(item)
+        return f
+
+    out = list(schedule([("a", "x", "b"), ("c",)], ["0", "1"], submit, restart=lambda dev: None,
+                        died=lambda item, e: ("died", *item), split=lambda t: [(v,) for v in t]))
+    assert sorted(r for _, r in out) == [("a",), ("b",), ("c",), ("died", "x")]
+    assert tries.count(("a", "x", "b")) == 2 and tries.count(("x",)) == 1  # each part dies once
