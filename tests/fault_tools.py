@@ -23,6 +23,25 @@ from videogen import write_shift_video
 FAST = ["--device", "cpu", "--backend", "opencv", "--no-progress"]  # no torch import: fast worker start
 
 
+def wait_for_handler(pid: int, sig: int = signal.SIGTERM, limit: float = 60.0) -> None:
+    """Return once process ``pid`` handles ``sig`` (its SigCgt mask in /proc; elsewhere after 3 s): a signal sent
+    before the interpreter reached its handler killed it silently, on a loaded machine after any fixed sleep."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        time.sleep(3.0)
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            caught = next(int(ln.split()[1], 16) for ln in status.read_text().splitlines() if ln.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            return  # it has ended: the test's own assertions say how
+        if caught >> (sig - 1) & 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not handle signal {sig} within {limit:g} s")
+
+
 def make_dataset(root: Path, n: int, frames: int = 4, size: tuple[int, int] = (32, 24)) -> Path:
     """n tiny videos (TV-L1 takes ~50 ms a pair at 32x24) in UCF-101 layout, two classes moving differently."""
     for i in range(n):

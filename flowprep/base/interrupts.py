@@ -39,8 +39,17 @@ def install(defer: bool = False) -> dict | None:
     return old
 
 
+def handled() -> None:
+    """Forget CPython's mark of an unhandled KeyboardInterrupt. One raised inside an ``exec`` of a string (the
+    dataclasses that torch's imports build) sets it even when the caller catches it, and at exit CPython then
+    kills the process with SIGINT (-2) instead of exiting with the status chosen (130); an ``exec`` that ends
+    normally clears it."""
+    exec("")  # noqa: S102 (an empty program: the side effect is the point)
+
+
 def restore(old: dict | None) -> None:
-    """Put back the handlers ``install`` replaced and forget any signal."""
+    """Put back the handlers ``install`` replaced and forget any signal (and CPython's mark: ``handled``)."""
+    handled()
     old = dict(old or {})
     if "unraisablehook" in old:
         sys.unraisablehook = old.pop("unraisablehook")

@@ -12,6 +12,7 @@ from flowprep.codecs.video import Resize, parse_size
 from flowprep.datasets import DATASETS
 from flowprep.datasets.listing import list_videos, read_video_list, shown
 from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
+from flowprep.runners.watchdog import STALL_S
 
 
 def _layouts() -> str:
@@ -66,8 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "frames come in mixed sizes; 0 keeps the size)")
     r.add_argument("--size", help="resize to WIDTHxHEIGHT, e.g. 340x256 (TSN's size), 342x256 (kinetics-i3d's flow "
                                   "of 320x240 videos)")
-    p.add_argument("--videos-per-shard", type=int, default=VIDEOS_PER_SHARD,
-                   help="videos per shard file; a kill loses at most this many videos per worker")
+    _add_run_arguments(p)
     p.add_argument("--retry-failed", action="store_true",
                    help="try again the videos that failed or decoded only in part in earlier runs (a video whose "
                         "file changed since is extracted again without it)")
@@ -79,6 +79,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "solver's work; `python -m train fit --stacking bidirectional` needs it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_solver_arguments(p)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """How the batch is cut up and watched."""
+    p.add_argument("--videos-per-shard", type=int, default=VIDEOS_PER_SHARD,
+                   help="videos per shard file; a kill loses at most this many videos per worker")
+    p.add_argument("--stall-timeout", type=float, default=STALL_S, metavar="SECONDS",
+                   help="stop a worker that makes no progress for this long (a decoder, GPU or file system that "
+                        "hangs) and fail the video it was on; the batch goes on (0: never; --jobs 1, or a single "
+                        "video, works in this process, unwatched)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
@@ -135,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     runner = runner_from_args(args)
     # Ctrl-C, or SIGTERM (Slurm's warning before a kill), ends in one line of flowprep.cli: how far it got
     report = extract_dataset(videos, args.out, config, runner=runner, videos_per_shard=args.videos_per_shard,
-                             retry_failed=args.retry_failed, show_progress=not args.no_progress, missing=missing)
+                             retry_failed=args.retry_failed, show_progress=not args.no_progress, missing=missing,
+                             stall_s=args.stall_timeout or None)
     _print_report(report, args.out)
     return 0 if report.clean else 1
 

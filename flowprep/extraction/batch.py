@@ -29,6 +29,7 @@ from flowprep.extraction.extract import ExtractWork
 from flowprep.extraction.report import RunReport, write_report
 from flowprep.runners import Chunk, Runner, Work
 from flowprep.runners.local import LocalRunner
+from flowprep.runners.watchdog import STALL_S
 from flowprep.store import format as F
 from flowprep.store.record import ChunkResult
 from flowprep.store.settings import bind_settings, settings_mismatch
@@ -82,8 +83,8 @@ class BatchSpec:
 
 def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
                     runner: Runner | None = None, videos_per_shard: int = VIDEOS_PER_SHARD, retry_failed: bool = False,
-                    show_progress: bool = True, missing: tuple[str, ...] = (), lock: RunLock | None = None
-                    ) -> RunReport:
+                    show_progress: bool = True, missing: tuple[str, ...] = (), lock: RunLock | None = None,
+                    stall_s: float | None = STALL_S) -> RunReport:
     """Extract every video not yet in ``out_dir`` into new shards there; return the run report.
 
     The folder is locked for the run, workers write into a private staging folder and the driver publishes
@@ -101,6 +102,8 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         missing: videos the annotations name but no file holds (Kinetics): counted in the report and listed in
             ``out_dir/reports/missing.txt``.
         lock: ``out_dir``'s RunLock when the caller holds it already (it stays held); else one is taken.
+        stall_s: a worker process that makes no progress for this long (a decoder, GPU or file system that
+            hangs) is stopped and its video failed; None: never (flowprep.runners.watchdog).
     Returns:
         the report (also written to ``out_dir/reports/``): counts, failures, timings.
     Raises:
@@ -110,27 +113,36 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         KeyboardInterrupt: Ctrl-C; complete shards are kept, the report says "interrupted" and the exception's
             message how far the run got.
     """
+    if stall_s is not None and not (0 < stall_s < math.inf):
+        raise ValueError(f"stall_s (--stall-timeout) must be a number of seconds above 0 (None, or 0 on the command "
+                         f"line: never), got {stall_s}")
     if config.quant.bits != 8:  # before any work: otherwise every video would fail in its worker
         from flowprep.codecs.jpeg import require_12bit
         require_12bit()
-    spec = BatchSpec(ExtractWork(config), config.identity(), asdict(config.solver), runner or LocalRunner(),
+    spec = BatchSpec(ExtractWork(config, stall_s), config.identity(), asdict(config.solver), runner or LocalRunner(),
                      videos_per_shard, retry_failed, show_progress, missing=tuple(missing), lock=lock)
     return run_batch(videos, out_dir, spec)
 
 
 class _Bar:
-    """The progress bar: videos done, with pairs/s beside them."""
+    """The progress bar: videos done, with the pairs solved and pairs/s beside them. Pairs come as each solver
+    batch ends (local workers), so a long video shows progress before it is done."""
 
     def __init__(self, total: int, show: bool, desc: str):
         from tqdm import tqdm
         self.bar = tqdm(total=total, unit="video", disable=not show, dynamic_ncols=True, desc=desc)
-        self.t0, self.pairs = time.perf_counter(), 0
+        self.t0, self.pairs, self.shown = time.perf_counter(), 0, 0.0
 
     def __call__(self, videos: int, pairs: int) -> None:
         self.pairs += pairs
-        self.bar.update(videos)
-        el = max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix_str(f"{self.pairs / el:.1f} pairs/s", refresh=False)
+        now = time.perf_counter()
+        self.bar.set_postfix_str(f"{self.pairs} pairs, {self.pairs / max(now - self.t0, 1e-9):.1f} pairs/s",
+                                 refresh=False)
+        if videos:
+            self.bar.update(videos)
+        elif now - self.shown >= 1.0:  # pairs within a video: drawn once a second
+            self.bar.refresh()
+            self.shown = now
 
 
 def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSpec) -> RunReport:

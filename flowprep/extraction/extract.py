@@ -15,6 +15,7 @@ from flowprep.errors import VideoDecodeError
 from flowprep.extraction.config import ExtractConfig
 from flowprep.extraction.pipeline import EncodeSettings, run_pipeline
 from flowprep.runners import Chunk, Progress
+from flowprep.runners.watchdog import STALL_S
 from flowprep.solvers import Solver, SolverConfig, make_solver
 from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
 from flowprep.store.writer import ShardWriter, drop_dead_space
@@ -84,13 +85,15 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
     t_prev = time.perf_counter()
     with ShardWriter(shard_path, shard_settings(config, solver)) as writer:
         # a long video goes to the shard in pieces as it is extracted (bounded memory)
-        for rec in run_pipeline(list(tasks), solver, encode_settings(config), spill=writer.spill):
+        # pairs are counted as each solver batch ends, not when the video does: a long one shows progress too
+        solved = (lambda n: progress(0, n)) if progress is not None else None
+        for rec in run_pipeline(list(tasks), solver, encode_settings(config), spill=writer.spill, solved=solved):
             writer.add(rec)
             now = time.perf_counter()
             out.append(VideoOutcome.of(rec, now - t_prev))
             t_prev = now
             if progress is not None:
-                progress(1, rec.flows)
+                progress(1, 0)
     drop_dead_space(writer)
     return ChunkResult(shard=str(shard_path), videos=out, seconds=time.perf_counter() - t0)
 
@@ -100,6 +103,7 @@ class ExtractWork:
     """The extractor as a runner's work: a chunk of videos -> a shard at the chunk's staging path."""
 
     config: ExtractConfig
+    stall_s: float | None = STALL_S  # a worker without progress this long is stopped (runners.watchdog); None: never
 
     def __call__(self, chunk: Chunk, progress: Progress | None = None) -> ChunkResult:
         """Extract the chunk's videos into ``chunk.staged``."""
@@ -109,4 +113,4 @@ class ExtractWork:
         """The work for a worker that sees one GPU: its device is "cuda" (a CPU config is kept, for tests)."""
         if self.config.solver.device == "cpu":
             return self
-        return ExtractWork(replace(self.config, solver=replace(self.config.solver, device="cuda")))
+        return replace(self, config=replace(self.config, solver=replace(self.config.solver, device="cuda")))

@@ -34,6 +34,7 @@ from flowprep.codecs.quantize import QuantConfig, quantize_flow
 from flowprep.codecs.video import Resize, TruncatedStream, iter_frames, probe, to_gray
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
+from flowprep.runners.watchdog import beat
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
 from flowprep.store.writer import SPILL_BYTES
@@ -102,8 +103,9 @@ class _Segments:
         self.grays = self.grays[-1:]
 
 
-def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segments) -> None:
-    """Decode one video into ``v.rec`` (RGB JPEGs, size, counts) and its gray frames into segments."""
+def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segments, stop: threading.Event) -> None:
+    """Decode one video into ``v.rec`` (RGB JPEGs, size, counts) and its gray frames into segments, until its end,
+    the video failing (a solver or encoder error: the rest would be wasted, and held) or ``stop``."""
     rec = v.rec
     info = probe(task.path)
     rec.source_bytes, rec.fps = info.bytes, info.fps
@@ -111,6 +113,8 @@ def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segm
     rec.announced_frames = info.frame_count
     try:
         for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
+            if stop.is_set() or v.error is not None:  # an interrupt: a thread left decoding was killed in OpenCV
+                return                                # at exit (SIGABRT, exit 134 instead of 130)
             if rec.frames == 0:
                 rec.height, rec.width = frame.shape[:2]  # iter_frames keeps every frame at this size
             rec.frames += 1
@@ -158,7 +162,7 @@ def _decode(tasks: list[tuple[VideoTask, _Video]], s: EncodeSettings, out: queue
         try:
             if task.error:
                 raise FlowprepError(task.error)
-            _decode_video(task, v, s, _Segments(v, segment, put))
+            _decode_video(task, v, s, _Segments(v, segment, put), stop)
         except Exception as e:  # any decoder problem fails this video only
             v.error = _failure_reason(e)
         v.t_dec += time.perf_counter() - t0
@@ -216,6 +220,14 @@ def _maybe_spill(v: _Video, spill, limit: int) -> None:
         spill(v.rec)
 
 
+def _spill_started(order: list[_Video], spill, limit: int) -> None:
+    """``_maybe_spill`` each video the decode threads have started (they take videos in order)."""
+    for v in order:
+        if not v.started:
+            break
+        _maybe_spill(v, spill, limit)
+
+
 def _finish(v: _Video, solver) -> VideoRecord:
     _collect(v, wait=True)
     if v.error is not None:
@@ -232,8 +244,9 @@ class _Batcher:
     """Packs frame pairs into solver batches across segment and video boundaries; solves a batch when it is full
     (or at the end) and hands each video's share of the flow to the encode thread."""
 
-    def __init__(self, solver, settings: EncodeSettings, encoder: ThreadPoolExecutor, encoders: int):
-        self.solver, self.settings, self.encoder = solver, settings, encoder
+    def __init__(self, solver, settings: EncodeSettings, encoder: ThreadPoolExecutor, encoders: int,
+                 solved: Callable[[int], None] | None = None):
+        self.solver, self.settings, self.encoder, self.solved = solver, settings, encoder, solved
         self.size = max(1, int(solver.batch_size))
         self.runs: list[tuple[_Video, np.ndarray, np.ndarray]] = []  # (video, frames0, frames1) runs of pairs
         self.pairs = 0
@@ -248,6 +261,8 @@ class _Batcher:
     def add(self, v: _Video, frames: np.ndarray) -> None:
         """Queue the pairs of a segment of frames, solving each batch that fills up (or that holds frames of
         another size: a batch is one array; a dataset of many sizes gets partial batches at its size changes)."""
+        if v.error is not None:  # failed already (a solver or encoder error): its remaining pairs are not wanted
+            return
         if self.runs and self.runs[0][1].shape[1:] != frames.shape[1:]:
             self.solve()
         start = 0
@@ -276,6 +291,8 @@ class _Batcher:
                 v.error = v.error or f"solver failed: {_failure_reason(e)}"
             return
         dt = (time.perf_counter() - t0) / len(f0)
+        if self.solved is not None:
+            self.solved(len(f0))
         i = 0
         for v, a, _ in runs:
             n = len(a)
@@ -291,10 +308,17 @@ class _Batcher:
             wait(self.encoding[:len(self.encoding) - self.max_encoding])  # the oldest (an error: _collect)
 
 
+def _videos(tasks: list[VideoTask], solver, settings: EncodeSettings) -> list[_Video]:
+    """An empty record for each task, tagged with the solver's backend and device."""
+    d = solver.describe()
+    tag = {"backend": d.get("backend"), "device": d.get("device")}
+    return [_Video(VideoRecord(t.key, t.path, solver=dict(tag), backward=settings.backward)) for t in tasks]
+
+
 def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segment: int = 32,
                  queue_segments: int = 4, threads: tuple[int, int] | None = None,
-                 spill: Callable[[VideoRecord], None] | None = None,
-                 spill_bytes: int = SPILL_BYTES) -> Iterator[VideoRecord]:
+                 spill: Callable[[VideoRecord], None] | None = None, spill_bytes: int = SPILL_BYTES,
+                 solved: Callable[[int], None] | None = None) -> Iterator[VideoRecord]:
     """Extract videos, yielding one VideoRecord per task in task order (status "failed" with a reason on error).
 
     Args:
@@ -307,17 +331,17 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
         spill: called (in this generator's thread) with the record of an unfinished video once it holds
             ``spill_bytes`` of JPEG, to move them out (``ShardWriter.spill``): memory does not grow with a video's
             length. None: every record comes out whole.
+        solved: called (in this generator's thread) with the number of pairs each solver batch solved: progress
+            within a long video.
     """
-    d = solver.describe()
-    tag = {"backend": d.get("backend"), "device": d.get("device")}
     decoders, encoders = threads or host_threads(solver)
     decoders = max(1, min(decoders, len(tasks)))
-    videos = [_Video(VideoRecord(t.key, t.path, solver=dict(tag), backward=settings.backward)) for t in tasks]
+    videos = _videos(tasks, solver, settings)
     todo = list(zip(tasks, videos))  # shared by the decode threads
     q: queue.Queue = queue.Queue(maxsize=queue_segments * decoders)
     stop = threading.Event()
     encoder = ThreadPoolExecutor(max_workers=encoders)  # results are put back in order by _finish
-    batcher = _Batcher(solver, settings, encoder, encoders)
+    batcher = _Batcher(solver, settings, encoder, encoders, solved)
     ths = [threading.Thread(target=_decode, args=(todo, settings, q, stop, max(segment, batcher.size)), daemon=True)
            for _ in range(decoders)]
     for th in ths:
@@ -326,6 +350,8 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
     try:
         ended = 0  # decode threads that have finished
         while ended < len(ths) or order:
+            if order:  # progress, for a worker's watchdog: the oldest video is the one a hang holds up
+                beat(order[0].rec.key)
             if ended < len(ths):
                 kind, v, frames = q.get()
                 if kind is _END:
@@ -338,10 +364,8 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
                     batcher.add(v, frames)
                 else:  # "done": every segment of v has been sent
                     v.decoded = True
-                for w in order if spill is not None else ():
-                    if not w.started:
-                        break  # the threads take videos in order: the rest have not started
-                    _maybe_spill(w, spill, spill_bytes)
+                if spill is not None:
+                    _spill_started(order, spill, spill_bytes)
             # yield the finished videos at the head of the order; pairs still waiting in a partial batch keep
             # their video back until the batch fills (or the input ends), so GPU batches stay full
             while order and order[0].decoded and not batcher.holds(order[0]):

@@ -15,7 +15,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from flowprep.codecs.video import Resize, probe
-from flowprep.datasets.listing import VIDEO_EXTENSIONS, VideoTask, list_videos, read_video_list
+from flowprep.datasets.listing import VIDEO_EXTENSIONS, VideoTask, list_videos, read_video_list, shown
 from flowprep.errors import FlowprepError, VideoDecodeError
 from flowprep.quality.compression import (
     EPE_TARGET,
@@ -64,11 +64,17 @@ def gather(plan: Plan, solver: Solver, resize: Resize, show_progress: bool = Tru
               disable=not show_progress) as bar:
         for name, path, indices in plan:
             try:
-                for t, f in compute_raw_flows(path, indices, solver, resize, progress=bar.update):
-                    fields.append(f)
-                    samples.append((name, t))
+                got = compute_raw_flows(path, indices, solver, resize, progress=bar.update)
             except VideoDecodeError as e:
                 _skip(name, e, alone=len(plan) == 1)
+                continue
+            for t, f in got:
+                fields.append(f)
+                samples.append((name, t))
+            if len(got) < len(set(indices)):  # the header announced more frames than decode
+                log.warning("%s: %d of the %d pairs sampled lie past its last decoded frame (its header announces "
+                            "more frames than decode: a truncated or corrupt file); measured on the other %d",
+                            shown(name), len(set(indices)) - len(got), len(set(indices)), len(got))
     return fields, samples
 
 

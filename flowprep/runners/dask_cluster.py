@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections import deque
 from concurrent.futures import CancelledError
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 from flowprep.errors import FlowprepError
 from flowprep.runners import Chunk, Progress, Work, singles
-from flowprep.runners.local import lost, run_chunk
+from flowprep.runners.local import after_stall, lost, run_chunk
 from flowprep.store.record import ChunkResult
 
 CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
@@ -108,40 +108,24 @@ class DaskRunner:
         On an error or Ctrl-C the chunks not yet finished are cancelled; a task that is already running finishes
         into a staging folder that the next run deletes or adopts, never into a published shard.
         """
-        from dask.distributed import as_completed
         from distributed.comm.core import CommClosedError
-        from distributed.scheduler import KilledWorker
 
         client = connect(self.address)
         token = uuid.uuid4().hex[:8]
-        futures = []
+        futures: list = []  # every task submitted, cancelled at the end if unfinished
+
+        def submit(c: Chunk, tag: str = ""):
+            futures.append(client.submit(run_chunk, work, c, threads=1, pure=False,
+                                         key=f"flowprep-{token}-{Path(c.staged).stem}{tag}"))
+            return futures[-1]
+
         try:
             check_workers(client, self.address)
-            futures = [client.submit(run_chunk, work, c, threads=1, pure=False,
-                                     key=f"flowprep-chunk-{token}-{c.index:05d}") for c in chunks]
-            chunk_of, suspects = dict(zip((f.key for f in futures), chunks)), []
-            for fut in as_completed(futures, loop=client.loop):
-                try:
-                    res = fut.result()
-                except KilledWorker:  # it, or a chunk beside it on the same workers, kills them
-                    suspects.append(chunk_of[fut.key])
-                    continue
+            suspects: list[Chunk] = []
+            for res in _together(client, chunks, submit, suspects):
                 progress(len(res.videos), res.pairs)
                 yield res
-            alone = deque(suspects)  # each alone on the cluster: only a video that kills its workers itself is lost
-            while alone:
-                c = alone.popleft()
-                futures.append(client.submit(run_chunk, work, c, threads=1, pure=False,
-                                             key=f"flowprep-{token}-{os.path.basename(c.staged)}-alone"))
-                try:
-                    res = futures[-1].result()
-                except KilledWorker:
-                    if len(c.tasks) > 1:  # which of its videos: each alone
-                        alone.extendleft(reversed(singles(c)))
-                        continue
-                    res = lost(c, "every Dask worker that ran this video died, also when it ran alone (KilledWorker: "
-                                  "a crash or the out-of-memory killer; the workers' logs say which); the rest of the "
-                                  "batch went on")
+            for res in _alone(suspects, submit):
                 progress(len(res.videos), res.pairs)
                 yield res
         except (CancelledError, CommClosedError) as e:  # a traceback when the scheduler died mid-run
@@ -153,3 +137,55 @@ class DaskRunner:
                 if futures:
                     client.cancel(futures)
                 client.close()
+
+
+def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[Chunk]) -> Iterator[ChunkResult]:
+    """Every chunk at once; those Dask gave up on (``KilledWorker``: it, or a chunk beside it on the same workers,
+    kills them) go to ``suspects``, unless the worker stopped itself for want of progress, saying which video
+    (then that video fails and the chunk's others are submitted again)."""
+    from dask.distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    first = [submit(c) for c in chunks]
+    chunk_of = {f.key: c for f, c in zip(first, chunks)}
+    done = as_completed(first, loop=client.loop)
+    for fut in done:
+        try:
+            res = fut.result()
+        except KilledWorker:
+            after = after_stall(chunk_of[fut.key])
+            if after is None:
+                suspects.append(chunk_of[fut.key])
+                continue
+            res, again = after
+            if again is not None:
+                f = submit(again)
+                chunk_of[f.key] = again
+                done.add(f)
+        yield res
+
+
+def _alone(suspects: list[Chunk], submit: Callable) -> Iterator[ChunkResult]:
+    """Each suspect alone on the cluster, then each video of one whose workers die again: only a video that
+    kills its workers itself is lost (or one whose worker stopped for want of progress)."""
+    from distributed.scheduler import KilledWorker
+
+    alone = deque(suspects)
+    while alone:
+        c = alone.popleft()
+        try:
+            res = submit(c, "-alone").result()
+        except KilledWorker:
+            after = after_stall(c)
+            if after is not None:
+                res, again = after
+                if again is not None:
+                    alone.appendleft(again)
+            elif len(c.tasks) > 1:  # which of its videos: each alone
+                alone.extendleft(reversed(singles(c)))
+                continue
+            else:
+                res = lost(c, "every Dask worker that ran this video died, also when it ran alone (KilledWorker: a "
+                              "crash or the out-of-memory killer; the workers' logs say which); the rest of the batch "
+                              "went on")
+        yield res

@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from flowprep.runners import Chunk, Progress, Work, singles
-from flowprep.runners.local import died, run_chunk
+from flowprep.runners.local import after_stall, died, run_chunk
 from flowprep.runners.worker import prepare_worker
 from flowprep.store.record import ChunkResult
 
@@ -63,14 +63,16 @@ def parse_devices(text: str, visible: list[str]) -> list[str]:
 
 def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Future],
              restart: Callable[[str], None] | None = None, died: Callable[[T, BaseException], R] | None = None,
-             split: Callable[[T], list[T]] | None = None) -> Iterator[tuple[str, R]]:
+             split: Callable[[T], list[T]] | None = None,
+             stalled: Callable[[T], tuple[R, T | None] | None] | None = None) -> Iterator[tuple[str, R]]:
     """Run items on workers, one in flight per worker, the next item going to whichever finishes first.
 
     Yields (worker, result) in completion order; the first error cancels what is not started and propagates,
     except a worker's death when ``restart`` and ``died`` are given: its one item in flight is known, so the worker
     is restarted (``restart(worker)``) and the item tried once more; dying again, the item is split into parts
     (``split(item)``, when given and it has several), each of which dies only once, and ``died(item, error)`` is
-    the result of an item that died its last time.
+    the result of an item that died its last time. A worker that stopped itself for want of progress says so:
+    ``stalled(item)`` is then (the result, the item's rest to run again or None), and nothing is tried again.
     """
     pending = deque(items)
     running: dict[Future, tuple[str, T]] = {}
@@ -86,18 +88,6 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
             f = submit(w, item)
         running[f] = (w, item)
 
-    def death(item: T, e: BaseException) -> R | None:
-        deaths[id(item)] = deaths.get(id(item), 0) + 1
-        if deaths[id(item)] < 2:  # tried once more
-            pending.appendleft(item)
-            return None
-        parts = split(item) if split is not None else []
-        if len(parts) > 1:  # which part kills its worker: each once
-            deaths.update({id(p): 1 for p in parts})
-            pending.extendleft(reversed(parts))
-            return None
-        return died(item, e)
-
     try:
         for w in workers:
             if pending:
@@ -112,7 +102,7 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
                     if restart is None or died is None:
                         raise
                     restart(w)
-                    result = death(item, e)
+                    result = _death(item, e, deaths, pending, died, split, stalled)
                 if pending:
                     start(w, pending.popleft())
                 if result is not None:
@@ -120,6 +110,27 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
     finally:
         for fut in running:
             fut.cancel()
+
+
+def _death(item: T, e: BaseException, deaths: dict[int, int], pending: deque, died: Callable, split: Callable | None,
+           stalled: Callable | None) -> R | None:
+    """What ``schedule`` does when the worker running ``item`` died: its result, or None with what is to run
+    again put first in ``pending`` (the item; its parts; a stalled item's rest)."""
+    after = stalled(item) if stalled is not None else None
+    if after is not None:
+        if after[1] is not None:
+            pending.appendleft(after[1])
+        return after[0]
+    deaths[id(item)] = deaths.get(id(item), 0) + 1
+    if deaths[id(item)] < 2:  # tried once more
+        pending.appendleft(item)
+        return None
+    parts = split(item) if split is not None else []
+    if len(parts) > 1:  # which part kills its worker: each once
+        deaths.update({id(p): 1 for p in parts})
+        pending.extendleft(reversed(parts))
+        return None
+    return died(item, e)
 
 
 class DevicePool:
@@ -184,6 +195,6 @@ class GpuRunner:
             # a worker that dies (out of memory) costs only its video: its chunk is tried once more, then each of
             # its videos once, and the one whose worker dies then fails
             for _, res in schedule(list(chunks), self.devices, submit, restart=pool.restart, died=died,
-                                   split=singles):
+                                   split=singles, stalled=after_stall):
                 progress(len(res.videos), res.pairs)
                 yield res

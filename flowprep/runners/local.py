@@ -4,10 +4,13 @@ processes (joblib's) that each own one core and die with the driver.
 A worker that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) costs only its video. Loky then
 fails every chunk in flight and nobody can tell which one killed it, so each of them is run again alone in a
 fresh worker; a chunk whose worker also dies when it runs alone is split into its videos, each run alone, and the
-video whose worker dies then is recorded as failed with the reason; the rest of the batch goes on.
+video whose worker dies then is recorded as failed with the reason; the rest of the batch goes on. A worker that
+stops itself for want of progress (runners.watchdog) leaves a note naming its video: that video fails at once,
+its chunk's others run again, and the chunks that shared its pool are not suspected.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -16,17 +19,23 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
 
+from flowprep.datasets.listing import shown
 from flowprep.runners import Chunk, Progress, Work, singles
+from flowprep.runners.watchdog import read_stall, watching
 from flowprep.runners.worker import capped_threads, prepare_worker
 from flowprep.store.record import ChunkResult, VideoOutcome
+
+log = logging.getLogger("flowprep")
 
 
 def run_chunk(work: Work, chunk: Chunk, progress: Progress | None = None, *, parent: int | None = None,
               threads: int | None = 1) -> ChunkResult:
     """A worker's task: make sure the process is prepared (tied to the driver ``parent``, ``threads`` threads;
-    see runners.worker), then do the chunk."""
+    see runners.worker), then do the chunk, watched when the work says how long it may go without progress
+    (its ``stall_s``; runners.watchdog)."""
     prepare_worker(parent, threads)
-    return work(chunk, progress)
+    with watching(chunk.staged, chunk.tasks[0].key if chunk.tasks else "", getattr(work, "stall_s", None)):
+        return work(chunk, progress)
 
 
 class _QueueProgress:
@@ -123,9 +132,11 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "B
 
 def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int) -> Iterator[ChunkResult]:
     """Run ``chunks`` on the executor ``fresh()`` makes (``submit(executor, chunk)`` -> future), ``n`` at a time,
-    yielding results as they finish; a broken pool's chunks are run again alone (module docstring)."""
+    yielding results as they finish; a broken pool's chunks are run again alone (module docstring), unless a
+    worker that stalled broke it (its note names the video; the others are innocent)."""
     pending, suspects, deaths = deque(chunks), deque(), Counter()
-    inflight: dict = {}  # future -> (chunk, ran alone)
+    inflight: dict = {}  # future -> (chunk, ran alone, its executor)
+    stalled: set[int] = set()  # the executors (by id) a stalled worker broke
     executor = fresh()
 
     def start(c: Chunk, alone: bool) -> None:
@@ -135,29 +146,63 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
         except BrokenProcessPool:  # a worker died since the last wait (its chunk's future fails below); c never ran
             executor = fresh()
             f = submit(executor, c)
-        inflight[f] = (c, alone)
+        inflight[f] = (c, alone, executor)
+
+    def innocent(ex) -> bool:  # its pool was broken by another chunk's stalled worker
+        return id(ex) in stalled or any(read_stall(c.staged, remove=False) for c, _, x in inflight.values() if x is ex)
 
     while pending or suspects or inflight:
         if suspects and not inflight:  # a suspect runs alone, in a fresh worker
             start(suspects.popleft(), True)
-        while pending and not suspects and len(inflight) < n:
+        solo = any(a for _, a, _ in inflight.values())  # nothing else starts beside it until it ends
+        while pending and not suspects and not solo and len(inflight) < n:
             start(pending.popleft(), False)
         done, _ = wait(inflight, return_when=FIRST_COMPLETED)
         for f in done:
-            chunk, alone = inflight.pop(f)
+            chunk, alone, ex = inflight.pop(f)
             try:
                 yield f.result()
+                continue
             except BrokenProcessPool as e:
-                deaths[chunk.staged] += 1
-                if not alone or deaths[chunk.staged] < 2:
-                    suspects.append(chunk)
-                elif len(chunk.tasks) > 1:  # which of its videos kills it: each alone, where one death is enough
-                    parts = singles(chunk)
-                    deaths.update({p.staged: 1 for p in parts})
-                    suspects.extend(parts)
-                else:
-                    yield died(chunk, e)
-                executor = fresh()  # loky gives a new pool once the old one is broken
+                error = e
+            executor = fresh()  # loky gives a new pool once the old one is broken
+            after = after_stall(chunk)
+            if after is not None:  # its own watchdog stopped it: the video is known
+                stalled.add(id(ex))
+                if after[1] is not None:
+                    pending.appendleft(after[1])
+                yield after[0]
+                continue
+            if innocent(ex):
+                pending.appendleft(chunk)
+                continue
+            deaths[chunk.staged] += 1
+            if not alone or deaths[chunk.staged] < 2:
+                suspects.append(chunk)
+            elif len(chunk.tasks) > 1:  # which of its videos kills it: each alone, where one death is enough
+                parts = singles(chunk)
+                deaths.update({p.staged: 1 for p in parts})
+                suspects.extend(parts)
+            else:
+                yield died(chunk, error)
+
+
+def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None] | None:
+    """If the worker of ``chunk`` stopped itself for want of progress (runners.watchdog): the result of the video
+    it stalled on (failed, with the reason; where its threads were goes to the log) and the chunk of its other
+    videos to run again (None: there are none); else None (it died otherwise)."""
+    stall = read_stall(chunk.staged)
+    if stall is None:
+        return None
+    stuck = next((t for t in chunk.tasks if t.key == stall.key), chunk.tasks[0])
+    log.warning("%s: no progress for %g s, its worker was stopped; its threads were at:\n%s", shown(stuck.key),
+                stall.seconds, stall.threads)
+    rest = tuple(t for t in chunk.tasks if t is not stuck)
+    stem, ext = os.path.splitext(chunk.staged)
+    again = Chunk(chunk.index, rest, f"{stem}-r{ext}") if rest else None
+    return lost(Chunk(chunk.index, (stuck,), chunk.staged),
+                f"no progress for {stall.seconds:g} s while extracting it, so its worker was stopped (a decoder, GPU "
+                "or file system that hangs; the log shows where); the rest of the batch went on"), again
 
 
 def died(chunk: Chunk, error: BaseException) -> ChunkResult:

@@ -264,5 +264,19 @@ def test_progress_bar_shows_videos_and_pairs_per_second_and_an_eta(shift_dataset
     err = capsys.readouterr().err
     bar = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("extract:")]
     assert bar and "4/4" in bar[-1], err[-500:]
-    assert any(re.search(r"video/s, [\d.]+ pairs/s\]", ln) for ln in bar), bar  # both rates
+    assert any(re.search(r"video/s, \d+ pairs, [\d.]+ pairs/s\]", ln) for ln in bar), bar  # both rates
     assert any(re.search(r"<\d\d:\d\d", ln) for ln in bar), bar  # tqdm's ETA
+
+
+def test_pairs_are_reported_as_each_solver_batch_ends_not_when_the_video_does(tmp_path):
+    """The bar sat at 0/1 with no pairs for the whole of a long video: pairs now come per solver batch."""
+    from flowprep.datasets.listing import VideoTask
+    from flowprep.extraction.extract import extract_chunk
+
+    path = tmp_path / "long.avi"
+    write_shift_video(path, [(1, 0)] * 30, seed=3)
+    calls: list[tuple[int, int]] = []
+    cfg = ExtractConfig(solver=SolverConfig(algo="dis", backend="opencv", device="cpu"))
+    res = extract_chunk([VideoTask("v", str(path))], tmp_path / "s.h5", cfg, lambda v, p: calls.append((v, p)))
+    assert calls[-1] == (1, 0) and all(v == 0 for v, _ in calls[:-1])  # the video's end, after its pairs
+    assert len(calls) > 2 and sum(p for _, p in calls) == res.pairs == 30  # one per batch (of 1 pair, OpenCV)

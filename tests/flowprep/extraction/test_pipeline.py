@@ -205,3 +205,59 @@ def test_auto_backend_on_the_cpu_with_the_c_loop_takes_every_size_and_records_it
     assert with_gamma.backend_for(48, 64) == "opencv"  # no illumination term in C: the old rule
 
 
+
+
+def _endless_frames(monkeypatch, frames: int = 100_000, pause: float = 0.002) -> dict:
+    """iter_frames made a long, slow stream (a feature-length video), counting the frames it gave."""
+    import time
+
+    import flowprep.extraction.pipeline as pipeline
+
+    count = {"frames": 0}
+
+    def frames_(path, resize, expected=None):
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        for i in range(frames):
+            time.sleep(pause)
+            count["frames"] += 1
+            yield np.roll(base, i, axis=1)
+
+    monkeypatch.setattr(pipeline, "iter_frames", frames_)
+    return count
+
+
+def _decoding() -> list:
+    import threading
+    return [t for t in threading.enumerate() if "_decode" in t.name and t.is_alive()]
+
+
+def test_an_interrupt_in_a_long_video_stops_its_decoder_at_once(monkeypatch, short_videos):
+    """Ctrl-C (here: a KeyboardInterrupt from the solver) ended the generator while its decode thread went on to
+    the end of the video; at exit Python killed it inside OpenCV (SIGABRT: exit 134, not 130)."""
+    count = _endless_frames(monkeypatch)
+
+    class Interrupting(RecordingSolver):
+        def compute(self, f0, f1):
+            if len(self.calls) == 3:
+                raise KeyboardInterrupt
+            return super().compute(f0, f1)
+
+    with pytest.raises(KeyboardInterrupt):
+        list(run_pipeline(short_videos[:1], Interrupting(4), encode_settings(ExtractConfig()), segment=8))
+    assert not _decoding()  # joined: it stopped at its next frame, not after the 5 s join timeout
+    seen = count["frames"]
+    import time
+    time.sleep(0.2)
+    assert count["frames"] == seen and seen < 1000
+
+
+def test_a_video_that_fails_midway_is_not_decoded_and_solved_to_its_end(monkeypatch, short_videos):
+    """A solver error (a transient out-of-memory) fails the video; its remaining frames were still decoded (their
+    RGB JPEGs piling up in memory, never spilled) and solved, for nothing."""
+    count = _endless_frames(monkeypatch, frames=3000, pause=0.0)
+    solver = RecordingSolver(4, fail_on_call=3)
+    (rec,) = run_pipeline(short_videos[:1], solver, encode_settings(ExtractConfig()), segment=8)
+    assert rec.status == "failed" and "CUDA out of memory (simulated)" in rec.reason
+    assert len(solver.calls) <= 3 + 2  # what was queued when it failed, not the 750 batches of the whole video
+    assert count["frames"] < 200

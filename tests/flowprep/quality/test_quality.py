@@ -250,3 +250,16 @@ def test_one_broken_or_missing_video_is_skipped_by_name_and_the_rest_measured(tm
     (tmp_path / "data" / "A" / "v_A.avi").unlink()
     assert main(["quality", "--shards", str(tmp_path / "s"), "--sample", "4", "--quality", "95"]) == 2
     assert "no sampled video's source is there" in capsys.readouterr().err
+
+
+def test_pairs_past_a_truncated_videos_last_frame_are_named_not_dropped_silently(tmp_path, capsys, caplog):
+    """The pairs are spread over the frames the header announces: on a truncated file half of them lay past its
+    end and the run measured the rest without a word (exit 0, the bar stopping half way)."""
+    path = tmp_path / "v.avi"
+    write_shift_video(path, [(1, 0)] * 39, size=(96, 64), seed=1)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # the header still announces 40 frames
+    assert main(["quality", str(path), "--algo", "dis", "--sample", "8", "--quality", "95", "--json"]) == 0
+    got = len(json.loads(capsys.readouterr().out)["samples"])
+    assert 0 < got < 8
+    assert f"v: {8 - got} of the 8 pairs sampled lie past its last decoded frame" in caplog.text

@@ -163,3 +163,32 @@ def test_the_commands_the_docs_and_messages_name_exist():
     for verb in ("scheduler", "worker"):
         r = subprocess.run([str(dask), verb, "--help"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "Usage" in r.stdout, r.stderr[-500:]
+
+
+def test_a_dask_worker_whose_video_hangs_stops_itself_and_only_that_video_fails(tmp_path):
+    """The watchdog on a cluster: the worker ends itself, Dask retries the task (``allowed-failures``) and gives up
+    (KilledWorker); the note names the video, which fails; the chunk's other video runs again."""
+    from dataclasses import asdict
+
+    import dask
+    from test_watchdog import HangInDecode
+    from test_worker_death import CPU
+
+    from flowprep.datasets.listing import list_videos
+    from flowprep.extraction.batch import BatchSpec, run_batch
+    from flowprep.extraction.extract import ExtractWork
+    from flowprep.runners.dask_cluster import DaskRunner
+
+    root = make_dataset(tmp_path / "ds", 4, frames=6)
+    videos = list_videos("ucf101", root)
+    work = HangInDecode(ExtractWork(CPU), videos[1].key)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=":0") as c:
+        spec = BatchSpec(work, CPU.identity(), asdict(CPU.solver), DaskRunner(c.scheduler_address),
+                         videos_per_shard=2, show_progress=False)
+        report = run_batch(videos, tmp_path / "out", spec)
+    assert report.state == "complete" and report.videos_ok == 3 and report.videos_failed == 1
+    assert report.failures[0]["key"] == videos[1].key
+    assert report.failures[0]["reason"].startswith("no progress for 2 s while extracting it")
+    assert len(report.shards_written) == 2  # [v2 v3], and [v0] run again without the culprit

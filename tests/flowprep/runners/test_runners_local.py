@@ -85,7 +85,8 @@ def _sleepy(chunk, progress=None):
 
     from flowprep.store.record import ChunkResult
 
-    Path(chunk.staged).write_text(str(os.getpid()))
+    Path(chunk.staged + ".part").write_text(str(os.getpid()))
+    os.replace(chunk.staged + ".part", chunk.staged)  # whole when it appears: the test reads it as soon as it exists
     if chunk.index == 0:
         time.sleep(60)
     return ChunkResult(shard="", videos=[], seconds=0.0)

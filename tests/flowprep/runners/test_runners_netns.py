@@ -5,6 +5,7 @@ where namespaces cannot be made (not root, no `ip`)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,11 +23,19 @@ from flowprep.store.format import list_shards
 from fault_tools import FAST, assert_same_output, make_dataset
 
 distributed = pytest.importorskip("dask.distributed")
-SUBNET = "10.231.{}.{}"  # one /24 per worker host: .1 is this side of its veth pair, .2 the namespace's
 
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+
+
+def _free_subnet() -> str:
+    """``"10.B.{}.{}"`` for a B no address on this machine uses, chosen at random: one /24 per worker host (.1 this
+    side of its veth pair, .2 the namespace's). A fixed one met the same test of another run on the same kernel,
+    and replies went down the other run's veth."""
+    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=20).stdout
+    free = [b for b in range(64, 250) if f" 10.{b}." not in used]
+    return f"10.{random.choice(free)}.{{}}.{{}}"
 
 
 def _free_port() -> int:
@@ -40,7 +49,7 @@ def hosts():
     """Two namespaces ``(name, its address, this side's address)``, removed afterwards."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("network namespaces need root and iproute2's `ip`")
-    tag = uuid.uuid4().hex[:6]
+    tag, subnet = uuid.uuid4().hex[:6], _free_subnet()
     made = []
     try:
         for i in (1, 2):
@@ -49,15 +58,15 @@ def hosts():
             made.append((ns, here))
             _ip("link", "add", here, "type", "veth", "peer", "name", there)
             _ip("link", "set", there, "netns", ns)
-            _ip("addr", "add", SUBNET.format(i, 1) + "/24", "dev", here)
+            _ip("addr", "add", subnet.format(i, 1) + "/24", "dev", here)
             _ip("link", "set", here, "up")
-            for cmd in (["addr", "add", SUBNET.format(i, 2) + "/24", "dev", there], ["link", "set", there, "up"],
+            for cmd in (["addr", "add", subnet.format(i, 2) + "/24", "dev", there], ["link", "set", there, "up"],
                         ["link", "set", "lo", "up"]):
                 _ip("netns", "exec", ns, "ip", *cmd)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         _remove(made)
         pytest.skip(f"cannot make network namespaces here ({e})")
-    yield [(ns, SUBNET.format(i, 2), SUBNET.format(i, 1)) for i, (ns, _) in enumerate(made, 1)]
+    yield [(ns, subnet.format(i, 2), subnet.format(i, 1)) for i, (ns, _) in enumerate(made, 1)]
     _remove(made)
 
 

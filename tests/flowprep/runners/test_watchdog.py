@@ -1,0 +1,228 @@
+"""A worker that makes no progress for the stall timeout ends itself, naming the video in its note; the driver
+fails that video only, runs its chunk's others again, and does not suspect the chunks that shared the pool."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+from test_worker_death import CPU, _chunks
+
+from flowprep.cli import main
+from flowprep.datasets.listing import list_videos
+from flowprep.extraction.batch import BatchSpec, run_batch
+from flowprep.extraction.extract import ExtractWork
+from flowprep.runners import Chunk
+from flowprep.runners.local import LocalRunner, supervise
+from flowprep.runners.watchdog import note_path, read_stall
+from flowprep.store.record import ChunkResult, VideoOutcome
+
+from fault_tools import FAST, make_dataset
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_worker_stuck_in_a_call_that_holds_the_gil_ends_and_its_note_names_the_video(tmp_path):
+    staged = tmp_path / "chunk-00000.h5"
+    p = _run(f"""
+        import re
+        from flowprep.runners.watchdog import beat, watching
+        with watching({str(staged)!r}, "first", 1.0):
+            beat("Up/v_Up_g01_c01")
+            re.match(r"(a+)+$", "a" * 40 + "b")  # catastrophic backtracking: minutes, the GIL held throughout
+        print("not reached")
+        """)
+    assert p.returncode == 1 and "not reached" not in p.stdout
+    stall = read_stall(str(staged))
+    assert stall is not None and stall.key == "Up/v_Up_g01_c01" and stall.seconds == 1.0
+    assert "in match" in stall.threads  # where each thread was
+    assert not Path(note_path(str(staged))).exists()  # read once
+
+
+def test_a_watched_block_that_ends_disarms_the_timer_and_leaves_no_note(tmp_path):
+    staged = tmp_path / "chunk-00000.h5"
+    p = _run(f"""
+        import time
+        from flowprep.runners.watchdog import beat, watching
+        with watching({str(staged)!r}, "a", 0.5):
+            for _ in range(8):  # progress every 0.2 s: never stalls
+                time.sleep(0.2)
+                beat("a")
+        time.sleep(1.0)
+        print("alive")
+        """)
+    assert p.returncode == 0 and "alive" in p.stdout
+    assert not Path(note_path(str(staged))).exists() and read_stall(str(staged)) is None
+
+
+def test_the_note_of_a_worker_killed_while_it_made_progress_is_no_stall(tmp_path):
+    staged = str(tmp_path / "chunk-00000.h5")
+    Path(note_path(staged)).write_text("Up/v\n")  # the key line only: killed (out of memory), not stalled
+    assert read_stall(staged) is None
+
+
+@dataclass(frozen=True)
+class HangInDecode:
+    """The extractor, in a worker whose decoder hangs after two frames of ``key`` (a damaged file can do this)."""
+
+    inner: ExtractWork
+    key: str
+    stall_s: float = 2.0
+
+    def __call__(self, chunk: Chunk, progress=None) -> ChunkResult:
+        import flowprep.extraction.pipeline as pipeline
+
+        real = pipeline.iter_frames
+        path = next((t.path for t in chunk.tasks if t.key == self.key), None)
+
+        def frames(p, *a, **kw):
+            for i, f in enumerate(real(p, *a, **kw)):
+                if p == path and i == 2:
+                    time.sleep(3600)
+                yield f
+
+        pipeline.iter_frames = frames
+        try:
+            return self.inner(chunk, progress)
+        finally:
+            pipeline.iter_frames = real
+
+    def on_gpu(self) -> "HangInDecode":
+        return self
+
+
+@pytest.mark.parametrize("per_shard, shards", [(1, 5), (3, 2)])
+def test_a_video_whose_decoder_hangs_fails_alone_after_the_timeout_and_the_batch_completes(tmp_path, per_shard,
+                                                                                           shards):
+    root = make_dataset(tmp_path / "data", 6, frames=6)
+    videos = list_videos("ucf101", root)
+    culprit = videos[4].key
+    spec = BatchSpec(HangInDecode(ExtractWork(CPU), culprit), CPU.identity(), asdict(CPU.solver), LocalRunner(2),
+                     videos_per_shard=per_shard, show_progress=False)
+    report = run_batch(videos, tmp_path / "out", spec)
+    assert report.state == "complete" and report.videos_ok == 5 and report.videos_failed == 1
+    assert report.failures[0]["key"] == culprit
+    assert report.failures[0]["reason"].startswith("no progress for 2 s while extracting it, so its worker was "
+                                                   "stopped")
+    assert len(report.shards_written) == shards  # 2: [0 1 2], and [3 5] run again without the culprit
+    assert main(["verify", str(tmp_path / "out")]) == 0
+    assert not list((tmp_path / "out").rglob("*.stalled"))
+
+
+class _Pools:
+    """Fake executors: the first breaks as a stalled worker does (every future fails; chunk 1's worker left a
+    stall note naming v1); later ones succeed. Records, for each submit, how many futures were still unread."""
+
+    def __init__(self, note: bool = True):
+        self.made, self.log, self.futures, self.note = 0, [], [], note
+
+    def fresh(self):
+        self.made += 1
+        return self.made
+
+    def submit(self, pool: int, chunk: Chunk) -> Future:
+        self.log.append((pool, chunk.staged, sum(1 for f in self.futures if not f.read)))
+        f = _Read()
+        self.futures.append(f)
+        if pool == 1:
+            if chunk.index == 1 and self.note:
+                Path(note_path(chunk.staged)).write_text("v1\nTimeout (0:00:02)!\nThread 0x1 (most recent call "
+                                                         "first):\n")
+            f.set_exception(BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated"))
+        else:
+            f.set_result(ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.0))
+        return f
+
+
+class _Read(Future):
+    read = False
+
+    def result(self, timeout=None):
+        self.read = True
+        return super().result(timeout)
+
+
+def test_the_chunks_beside_a_stalled_worker_are_not_suspected_and_run_together_again(tmp_path):
+    chunks = [Chunk(c.index, c.tasks, str(tmp_path / Path(c.staged).name)) for c in _chunks(3)]
+    pools = _Pools()
+    results = list(supervise(pools.fresh, pools.submit, chunks, 2))
+    by_key = {v.key: v for r in results for v in r.videos}
+    assert sorted(by_key) == ["v0", "v1", "v2"] and by_key["v1"].reason.startswith("no progress for 2 s")
+    assert by_key["v0"].status == by_key["v2"].status == "ok"
+    later = [(staged, unread) for pool, staged, unread in pools.log if pool > 1]
+    assert sorted(Path(s).name for s, _ in later) == ["staged-0.h5", "staged-2.h5"]  # v1 is not run again
+    assert max(unread for _, unread in later) == 1  # side by side, as before: not each alone
+
+
+def test_a_device_worker_that_stalled_is_not_tried_again():
+    from flowprep.runners.gpus import schedule
+
+    tries: list[str] = []
+
+    def submit(dev: str, item: str) -> Future:
+        tries.append(item)
+        f = Future()
+        if item == "ax":
+            f.set_exception(BrokenProcessPool("exit code 1"))
+        else:
+            f.set_result(item)
+        return f
+
+    out = list(schedule(["ax", "c"], ["0", "1"], submit, restart=lambda dev: None, died=lambda item, e: "died",
+                        split=list, stalled=lambda item: ("stalled x", "a")))
+    assert sorted(r for _, r in out) == ["a", "c", "stalled x"] and tries.count("ax") == 1
+
+
+def test_the_stall_timeout_flag(tmp_path, capsys):
+    root = make_dataset(tmp_path / "data", 1)
+    args = ["extract", "--dataset", "ucf101", "--root", str(root), *FAST]
+    assert main([*args, "--out", str(tmp_path / "a"), "--stall-timeout", "-1"]) == 2
+    assert "stall_s (--stall-timeout) must be a number of seconds above 0" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--stall-timeout", "0"]) == 0  # 0: never
+
+
+def test_a_suspect_runs_with_nothing_beside_it():
+    """Without a note nobody knows which chunk broke the pool: each runs again alone, and nothing pending starts
+    beside the last of them (a chunk that broke the pool then had the suspect blamed, or a video of it failed)."""
+    pools = _Pools(note=False)
+    results = list(supervise(pools.fresh, pools.submit, _chunks(3), 2))
+    assert sorted(v.key for r in results for v in r.videos) == ["v0", "v1", "v2"]
+    later = [(Path(staged).name, unread) for pool, staged, unread in pools.log if pool > 1]
+    assert sorted(later) == [("staged-0.h5", 0), ("staged-1.h5", 0), ("staged-2.h5", 0)]
+
+
+def test_one_chunk_per_process_is_watched_and_only_its_own_thread_beats(tmp_path):
+    """A Dask worker with several threads runs chunks side by side: the one timer of the process stays the first
+    chunk's, and another thread's beats neither keep it alive nor rename its video."""
+    import threading
+
+    from flowprep.runners.watchdog import beat, watching
+
+    a, b = str(tmp_path / "chunk-a.h5"), str(tmp_path / "chunk-b.h5")
+    with watching(a, "first", 300.0):
+        beat("va")
+
+        seen = []
+
+        def other() -> None:
+            with watching(b, "vb", 300.0):
+                beat("vb")
+                seen.append(Path(note_path(b)).exists())
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert seen == [False]  # not watched: the timer is taken
+        assert Path(note_path(a)).read_text() == "va\n"
+    assert not Path(note_path(a)).exists()
