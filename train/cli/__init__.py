@@ -22,6 +22,8 @@ try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.errors import FlowprepError
     from train.cli import evaluate, fit, fuse, table
 except KeyboardInterrupt:
+    from flowprep.base.interrupts import handled
+    handled()  # else CPython may end the process with SIGINT, not 130
     _main = getattr(sys.modules.get("__main__"), "__spec__", None)
     print(f"{'python -m train' if getattr(_main, 'name', '') == 'train.__main__' else 'twostream'}: interrupted",
           file=sys.stderr)
