@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -85,6 +85,7 @@ class DaskRunner:
         self.address = address
         self.jobs = jobs
         self._slots: int | None = None
+        self.events: Counter = Counter()  # chunks Dask gave up on (KilledWorker) and stalls in the last run
 
     def slots(self) -> int:
         """The jobs asked for, else the cluster's threads (asked once)."""
@@ -96,7 +97,7 @@ class DaskRunner:
 
     def describe(self) -> dict:
         """{"kind": "dask", "scheduler": address}."""
-        return {"kind": "dask", "scheduler": self.address}
+        return {"kind": "dask", "scheduler": self.address, **self.events}
 
     def run(self, work: Work, chunks: Sequence[Chunk], progress: Progress) -> Iterator[ChunkResult]:
         """Submit one task per chunk and yield results as they finish (progress per chunk).
@@ -122,10 +123,11 @@ class DaskRunner:
         try:
             check_workers(client, self.address)
             suspects: list[Chunk] = []
-            for res in _together(client, chunks, submit, suspects):
+            self.events.clear()
+            for res in _together(client, chunks, submit, suspects, self.events):
                 progress(len(res.videos), res.pairs)
                 yield res
-            for res in _alone(suspects, submit):
+            for res in _alone(suspects, submit, self.events):
                 progress(len(res.videos), res.pairs)
                 yield res
         except (CancelledError, CommClosedError) as e:  # a traceback when the scheduler died mid-run
@@ -139,7 +141,8 @@ class DaskRunner:
                 client.close()
 
 
-def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[Chunk]) -> Iterator[ChunkResult]:
+def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[Chunk],
+              events: Counter) -> Iterator[ChunkResult]:
     """Every chunk at once; those Dask gave up on (``KilledWorker``: it, or a chunk beside it on the same workers,
     kills them) go to ``suspects``, unless the worker stopped itself for want of progress, saying which video
     (then that video fails and the chunk's others are submitted again)."""
@@ -154,6 +157,7 @@ def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[
             res = fut.result()
         except KilledWorker:
             after = after_stall(chunk_of[fut.key])
+            events["killed_worker" if after is None else "stalls"] += 1
             if after is None:
                 suspects.append(chunk_of[fut.key])
                 continue
@@ -165,7 +169,7 @@ def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[
         yield res
 
 
-def _alone(suspects: list[Chunk], submit: Callable) -> Iterator[ChunkResult]:
+def _alone(suspects: list[Chunk], submit: Callable, events: Counter) -> Iterator[ChunkResult]:
     """Each suspect alone on the cluster, then each video of one whose workers die again: only a video that
     kills its workers itself is lost (or one whose worker stopped for want of progress)."""
     from distributed.scheduler import KilledWorker
@@ -177,6 +181,7 @@ def _alone(suspects: list[Chunk], submit: Callable) -> Iterator[ChunkResult]:
             res = submit(c, "-alone").result()
         except KilledWorker:
             after = after_stall(c)
+            events["killed_worker" if after is None else "stalls"] += 1
             if after is not None:
                 res, again = after
                 if again is not None:

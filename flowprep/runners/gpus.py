@@ -9,7 +9,7 @@ GPU simply does fewer chunks. Device ids are positions in the GPUs this process 
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -173,6 +173,7 @@ class GpuRunner:
         if len(set(map(str, devices))) != len(devices):
             raise ValueError(f"GpuRunner: a device is listed twice in {list(devices)}")
         self.devices = [str(d) for d in devices]
+        self.events: Counter = Counter()  # worker deaths and stalls in the last run, for its report
 
     def slots(self) -> int:
         """One chunk in flight per device."""
@@ -180,7 +181,7 @@ class GpuRunner:
 
     def describe(self) -> dict:
         """{"kind": "gpus", "devices": [...]}."""
-        return {"kind": "gpus", "devices": self.devices}
+        return {"kind": "gpus", "devices": self.devices, **self.events}
 
     def run(self, work: Work, chunks: Sequence[Chunk], progress: Progress) -> Iterator[ChunkResult]:
         """Run the chunks with one worker per device; yield results as they finish (progress per chunk)."""
@@ -194,7 +195,18 @@ class GpuRunner:
 
             # a worker that dies (out of memory) costs only its video: its chunk is tried once more, then each of
             # its videos once, and the one whose worker dies then fails
-            for _, res in schedule(list(chunks), self.devices, submit, restart=pool.restart, died=died,
-                                   split=singles, stalled=after_stall):
+            def restart(dev: str) -> None:
+                self.events["worker_deaths"] += 1
+                pool.restart(dev)
+
+            def stalled(chunk: Chunk):
+                after = after_stall(chunk)
+                if after is not None:
+                    self.events["stalls"] += 1
+                return after
+
+            self.events.clear()
+            for _, res in schedule(list(chunks), self.devices, submit, restart=restart, died=died,
+                                   split=singles, stalled=stalled):
                 progress(len(res.videos), res.pairs)
                 yield res

@@ -60,14 +60,15 @@ class LocalRunner:
         if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
             raise ValueError(f"jobs must be a whole number >= 1 (or None: one per core), got {jobs!r}")
         self.jobs = jobs
+        self.events: Counter = Counter()  # worker deaths and stalls in the last run, for its report
 
     def slots(self) -> int:
         """The jobs asked for, or the number of cores."""
         return self.jobs or os.cpu_count() or 1
 
     def describe(self) -> dict:
-        """{"kind": "local", "jobs": N}."""
-        return {"kind": "local", "jobs": self.slots()}
+        """{"kind": "local", "jobs": N}, with the last run's worker deaths and stalls when there were any."""
+        return {"kind": "local", "jobs": self.slots(), **self.events}
 
     def run(self, work: Work, chunks: Sequence[Chunk], progress: Progress) -> Iterator[ChunkResult]:
         """Run the chunks here (one at a time, threads capped only while they run) or on worker processes."""
@@ -113,8 +114,9 @@ class LocalRunner:
 
         finished = False
         try:
+            self.events.clear()
             yield from supervise(fresh, lambda ex, c: ex.submit(run_chunk, work, c, _QueueProgress(queue), parent=me),
-                                 chunks, n)
+                                 chunks, n, self.events)
             finished = True
         finally:
             if not finished and executors:
@@ -130,13 +132,17 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "B
                 "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")  # what joblib caps too
 
 
-def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int) -> Iterator[ChunkResult]:
+def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int,
+              events: Counter | None = None) -> Iterator[ChunkResult]:
     """Run ``chunks`` on the executor ``fresh()`` makes (``submit(executor, chunk)`` -> future), ``n`` at a time,
     yielding results as they finish; a broken pool's chunks are run again alone (module docstring), unless a
-    worker that stalled broke it (its note names the video; the others are innocent)."""
+    worker that stalled broke it (its note names the video; the others are innocent). ``events`` counts the
+    "worker_deaths" (the worker of a chunk ended: killed, or stalled) and of them the "stalls"."""
+    events = Counter() if events is None else events
     pending, suspects, deaths = deque(chunks), deque(), Counter()
     inflight: dict = {}  # future -> (chunk, ran alone, its executor)
     stalled: set[int] = set()  # the executors (by id) a stalled worker broke
+    counted: set[int] = set()  # the executors (by id) whose break is counted and logged
     executor = fresh()
 
     def start(c: Chunk, alone: bool) -> None:
@@ -169,6 +175,8 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
             after = after_stall(chunk)
             if after is not None:  # its own watchdog stopped it: the video is known
                 stalled.add(id(ex))
+                events["worker_deaths"] += 1
+                events["stalls"] += 1
                 if after[1] is not None:
                     pending.appendleft(after[1])
                 yield after[0]
@@ -176,15 +184,28 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
             if innocent(ex):
                 pending.appendleft(chunk)
                 continue
-            deaths[chunk.staged] += 1
-            if not alone or deaths[chunk.staged] < 2:
-                suspects.append(chunk)
-            elif len(chunk.tasks) > 1:  # which of its videos kills it: each alone, where one death is enough
-                parts = singles(chunk)
-                deaths.update({p.staged: 1 for p in parts})
-                suspects.extend(parts)
-            else:
-                yield died(chunk, error)
+            if id(ex) not in counted:  # one death per broken pool: loky fails every chunk in flight with it
+                counted.add(id(ex))
+                events["worker_deaths"] += 1
+                log.warning("an extraction worker died (%s); the chunks in flight run again, each alone",
+                            _how(error))
+            if (result := _blame(chunk, alone, error, deaths, suspects)) is not None:
+                yield result
+
+
+def _blame(chunk: Chunk, alone: bool, error: BaseException, deaths: Counter, suspects: deque) -> ChunkResult | None:
+    """A chunk whose pool broke: a suspect (run again alone), split into its videos (it died alone again), or,
+    a single video that died alone once more, failed (the result)."""
+    deaths[chunk.staged] += 1
+    if not alone or deaths[chunk.staged] < 2:
+        suspects.append(chunk)
+    elif len(chunk.tasks) > 1:  # which of its videos kills it: each alone, where one death is enough
+        parts = singles(chunk)
+        deaths.update({p.staged: 1 for p in parts})
+        suspects.extend(parts)
+    else:
+        return died(chunk, error)
+    return None
 
 
 def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None] | None:
@@ -208,11 +229,17 @@ def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None] | None:
 def died(chunk: Chunk, error: BaseException) -> ChunkResult:
     """The result of a video whose worker died each time it ran, the last time alone: failed, with the signal
     named; no shard."""
+    return lost(chunk, f"the extraction worker died each time it ran this video, the last time alone ({_how(error)}); "
+                       "the rest of the batch went on")
+
+
+def _how(error: BaseException) -> str:
+    """How a pool's error says its worker died: "killed by SIGKILL, possibly out of memory", "killed by SIGSEGV",
+    or "no signal named"."""
     sig = re.search(r"(SIG[A-Z]+)\(-?\d+\)", str(error))
-    how = f"was killed by {sig.group(1)}" if sig else "died"
-    oom = " (possibly out of memory)" if sig and sig.group(1) == "SIGKILL" else ""
-    return lost(chunk, f"the extraction worker {how} each time it ran this video, the last time alone{oom}; the "
-                       "rest of the batch went on")
+    if sig is None:
+        return "no signal named"
+    return f"killed by {sig.group(1)}" + (", possibly out of memory" if sig.group(1) == "SIGKILL" else "")
 
 
 def lost(chunk: Chunk, reason: str) -> ChunkResult:

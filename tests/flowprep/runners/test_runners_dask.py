@@ -81,6 +81,8 @@ def test_a_chunk_whose_dask_workers_keep_dying_fails_alone_and_the_batch_complet
         assert report.failures[0]["key"] == videos[1].key and "KilledWorker" in report.failures[0]["reason"]
         # twice among the others, twice alone, and with a sibling twice more alone as a video of its own
         assert len(list((tmp_path / "markers").iterdir())) == 4 + 2 * (per_shard > 1)
+        # the culprit's chunk shared, alone, (split) itself alone; and any task Dask blamed beside it
+        assert report.runner["killed_worker"] >= 2 + (per_shard > 1)
         assert len(report.shards_written) == (3 if per_shard == 1 else 2)  # [v0] split from [v0, v1], and [v2, v3]
         again = run_batch(videos, tmp_path / "out", spec(ExtractWork(CPU)))
         assert again.videos_processed == 1 and again.videos_ok == 1
@@ -192,3 +194,4 @@ def test_a_dask_worker_whose_video_hangs_stops_itself_and_only_that_video_fails(
     assert report.failures[0]["key"] == videos[1].key
     assert report.failures[0]["reason"].startswith("no progress for 2 s while extracting it")
     assert len(report.shards_written) == 2  # [v2 v3], and [v0] run again without the culprit
+    assert report.runner["stalls"] == 1

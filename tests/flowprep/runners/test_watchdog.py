@@ -118,6 +118,7 @@ def test_a_video_whose_decoder_hangs_fails_alone_after_the_timeout_and_the_batch
     assert len(report.shards_written) == shards  # 2: [0 1 2], and [3 5] run again without the culprit
     assert main(["verify", str(tmp_path / "out")]) == 0
     assert not list((tmp_path / "out").rglob("*.stalled"))
+    assert report.runner["stalls"] == report.runner["worker_deaths"] == 1
 
 
 class _Pools:
@@ -226,3 +227,18 @@ def test_one_chunk_per_process_is_watched_and_only_its_own_thread_beats(tmp_path
         assert seen == [False]  # not watched: the timer is taken
         assert Path(note_path(a)).read_text() == "va\n"
     assert not Path(note_path(a)).exists()
+
+
+def test_a_device_worker_whose_decoder_hangs_fails_only_that_video(tmp_path):
+    """The same through the one-process-per-GPU runner (here with CPU work): the device's process ends itself,
+    is restarted, and the chunk's other videos run there again; nothing is tried twice."""
+    from flowprep.runners.gpus import GpuRunner
+
+    root = make_dataset(tmp_path / "data", 4, frames=6)
+    videos = list_videos("ucf101", root)
+    spec = BatchSpec(HangInDecode(ExtractWork(CPU), videos[1].key), CPU.identity(), asdict(CPU.solver),
+                     GpuRunner(["0", "1"]), videos_per_shard=2, show_progress=False)
+    report = run_batch(videos, tmp_path / "out", spec)
+    assert report.videos_ok == 3 and [f["key"] for f in report.failures] == [videos[1].key]
+    assert report.failures[0]["reason"].startswith("no progress for 2 s")
+    assert report.runner["stalls"] == report.runner["worker_deaths"] == 1

@@ -58,8 +58,8 @@ def test_a_killed_worker_costs_only_its_chunk(tmp_path, times, culprit_fails):
     if culprit_fails:
         v2 = by_key["v2"]
         assert v2.status == "failed" and v2.reason.startswith(
-            "the extraction worker was killed by SIGKILL each time it ran this video, the last time alone (possibly "
-            "out of memory)")
+            "the extraction worker died each time it ran this video, the last time alone (killed by SIGKILL, "
+            "possibly out of memory)")
         assert len(list(tmp_path.iterdir())) == 2  # retried once: in the shared pool, then alone
         assert [r.shard for r in results if r.videos[0].key == "v2"] == [""]  # no shard to publish
     else:
@@ -90,6 +90,8 @@ def test_the_batch_completes_around_a_chunk_that_kills_its_worker(tmp_path, per_
     assert report.failures[0]["key"] == culprit and "SIGKILL" in report.failures[0]["reason"]
     assert len(report.shards_written) == shards and "" not in report.shards_written  # 3: [0 1 2], [4], [5]
     assert main(["verify", str(tmp_path / "out")]) == 0  # the split chunk's shards are whole and indexed
+    # the report says workers died: in the shared pool, alone, (split) the culprit alone
+    assert report.runner["worker_deaths"] == (2 if per_shard == 1 else 3) and "stalls" not in report.runner
     again = run_batch(videos, tmp_path / "out", BatchSpec(ExtractWork(CPU), CPU.identity(), asdict(CPU.solver),
                                                           LocalRunner(2), videos_per_shard=1, show_progress=False))
     assert again.videos_processed == 1 and again.videos_ok == 1  # the next run does the one that was lost
