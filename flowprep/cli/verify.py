@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 from flowprep.base.defaults import default_of
@@ -37,11 +39,15 @@ def _print_findings(out: str, f) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print what is damaged (and repair it with --repair); exit 0 when the folder ends up clean."""
-    from flowprep.store.workspace import RunLock, is_output_folder, writer
+    from flowprep.store.workspace import STAGING_DIR, RunLock, is_output_folder, leftover_bytes, writer
 
     if not args.repair or not is_output_folder(Path(args.out)):  # no lock file left in a folder not ours
         if who := writer(args.out):
             print(f"{args.out} is being written now ({who}): what is checked is the part done so far")
+        elif left := leftover_bytes(args.out):  # a killed run's unfinished chunks: disk the user may look for
+            print(f"note: {os.path.join(args.out, STAGING_DIR)} holds {left / 1e6:.1f} MB a stopped run left (chunks "
+                  "it had not finished); the next `flowprep extract` into this folder keeps the finished ones and "
+                  "deletes the rest", file=sys.stderr)
         return _verify(args, None)
     # the lock first: a repair acting on findings made before another run changed the folder moved a healthy new
     # shard aside, or extracted videos again from sources replaced since

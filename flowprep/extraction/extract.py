@@ -15,7 +15,7 @@ from flowprep.errors import VideoDecodeError
 from flowprep.extraction.config import ExtractConfig
 from flowprep.extraction.pipeline import EncodeSettings, run_pipeline
 from flowprep.runners import Chunk, Progress
-from flowprep.runners.watchdog import STALL_S
+from flowprep.runners.watchdog import STALL_S, pause
 from flowprep.solvers import Solver, SolverConfig, make_solver
 from flowprep.store.record import ChunkResult, VideoOutcome, VideoRecord
 from flowprep.store.writer import ShardWriter, drop_dead_space
@@ -94,6 +94,7 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
             t_prev = now
             if progress is not None:
                 progress(1, 0)
+        pause()  # closing the shard is no video's doing: a slow disk here must not fail the last one
     drop_dead_space(writer)
     return ChunkResult(shard=str(shard_path), videos=out, seconds=time.perf_counter() - t0)
 

@@ -161,7 +161,7 @@ def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[
             if after is None:
                 suspects.append(chunk_of[fut.key])
                 continue
-            res, again = after
+            res, again, _ = after
             if again is not None:
                 f = submit(again)
                 chunk_of[f.key] = again
@@ -183,7 +183,7 @@ def _alone(suspects: list[Chunk], submit: Callable, events: Counter) -> Iterator
             after = after_stall(c)
             events["killed_worker" if after is None else "stalls"] += 1
             if after is not None:
-                res, again = after
+                res, again, _ = after
                 if again is not None:
                     alone.appendleft(again)
             elif len(c.tasks) > 1:  # which of its videos: each alone

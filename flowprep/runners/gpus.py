@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 from flowprep.runners import Chunk, Progress, Work, singles
 from flowprep.runners.local import after_stall, died, run_chunk
+from flowprep.runners.watchdog import check_stalls
 from flowprep.runners.worker import prepare_worker
 from flowprep.store.record import ChunkResult
 
@@ -76,7 +77,7 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
     """
     pending = deque(items)
     running: dict[Future, tuple[str, T]] = {}
-    deaths: dict[int, int] = {}
+    deaths: dict = {}  # item -> how often its worker died (items are hashable: a Chunk is)
 
     def start(w: str, item: T) -> None:
         try:
@@ -112,7 +113,7 @@ def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Futu
             fut.cancel()
 
 
-def _death(item: T, e: BaseException, deaths: dict[int, int], pending: deque, died: Callable, split: Callable | None,
+def _death(item: T, e: BaseException, deaths: dict, pending: deque, died: Callable, split: Callable | None,
            stalled: Callable | None) -> R | None:
     """What ``schedule`` does when the worker running ``item`` died: its result, or None with what is to run
     again put first in ``pending`` (the item; its parts; a stalled item's rest)."""
@@ -121,13 +122,13 @@ def _death(item: T, e: BaseException, deaths: dict[int, int], pending: deque, di
         if after[1] is not None:
             pending.appendleft(after[1])
         return after[0]
-    deaths[id(item)] = deaths.get(id(item), 0) + 1
-    if deaths[id(item)] < 2:  # tried once more
+    deaths[item] = deaths.get(item, 0) + 1
+    if deaths[item] < 2:  # tried once more
         pending.appendleft(item)
         return None
     parts = split(item) if split is not None else []
     if len(parts) > 1:  # which part kills its worker: each once
-        deaths.update({id(p): 1 for p in parts})
+        deaths.update({p: 1 for p in parts})
         pending.extendleft(reversed(parts))
         return None
     return died(item, e)
@@ -199,14 +200,21 @@ class GpuRunner:
                 self.events["worker_deaths"] += 1
                 pool.restart(dev)
 
+            streak: list[str] = []  # the videos of the stalls since a chunk last finished
+
             def stalled(chunk: Chunk):
                 after = after_stall(chunk)
-                if after is not None:
-                    self.events["stalls"] += 1
-                return after
+                if after is None:
+                    return None
+                self.events["stalls"] += 1
+                streak.append(after[0].videos[0].key)
+                check_stalls(streak, after[2])
+                return after[:2]
 
             self.events.clear()
             for _, res in schedule(list(chunks), self.devices, submit, restart=restart, died=died,
                                    split=singles, stalled=stalled):
+                if res.shard:
+                    streak.clear()
                 progress(len(res.videos), res.pairs)
                 yield res

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 
 from flowprep.datasets.listing import shown
 from flowprep.runners import Chunk, Progress, Work, singles
-from flowprep.runners.watchdog import read_stall, watching
+from flowprep.runners.watchdog import check_stalls, read_stall, watching
 from flowprep.runners.worker import capped_threads, prepare_worker
 from flowprep.store.record import ChunkResult, VideoOutcome
 
@@ -143,6 +143,7 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
     inflight: dict = {}  # future -> (chunk, ran alone, its executor)
     stalled: set[int] = set()  # the executors (by id) a stalled worker broke
     counted: set[int] = set()  # the executors (by id) whose break is counted and logged
+    streak: list[str] = []  # the videos of the stalls since a chunk last finished
     executor = fresh()
 
     def start(c: Chunk, alone: bool) -> None:
@@ -167,10 +168,13 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
         for f in done:
             chunk, alone, ex = inflight.pop(f)
             try:
-                yield f.result()
-                continue
+                result = f.result()
             except BrokenProcessPool as e:
                 error = e
+            else:
+                streak.clear()
+                yield result
+                continue
             executor = fresh()  # loky gives a new pool once the old one is broken
             after = after_stall(chunk)
             if after is not None:  # its own watchdog stopped it: the video is known
@@ -180,6 +184,8 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
                 if after[1] is not None:
                     pending.appendleft(after[1])
                 yield after[0]
+                streak.append(after[0].videos[0].key)
+                check_stalls(streak, after[2])
                 continue
             if innocent(ex):
                 pending.appendleft(chunk)
@@ -208,10 +214,10 @@ def _blame(chunk: Chunk, alone: bool, error: BaseException, deaths: Counter, sus
     return None
 
 
-def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None] | None:
+def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None, float] | None:
     """If the worker of ``chunk`` stopped itself for want of progress (runners.watchdog): the result of the video
-    it stalled on (failed, with the reason; where its threads were goes to the log) and the chunk of its other
-    videos to run again (None: there are none); else None (it died otherwise)."""
+    it stalled on (failed, with the reason; where its threads were goes to the log), the chunk of its other
+    videos to run again (None: there are none) and the timeout; else None (it died otherwise)."""
     stall = read_stall(chunk.staged)
     if stall is None:
         return None
@@ -223,7 +229,7 @@ def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None] | None:
     again = Chunk(chunk.index, rest, f"{stem}-r{ext}") if rest else None
     return lost(Chunk(chunk.index, (stuck,), chunk.staged),
                 f"no progress for {stall.seconds:g} s while extracting it, so its worker was stopped (a decoder, GPU "
-                "or file system that hangs; the log shows where); the rest of the batch went on"), again
+                "or file system that hangs; the log shows where); the rest of the batch went on"), again, stall.seconds
 
 
 def died(chunk: Chunk, error: BaseException) -> ChunkResult:

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Iterator
 
+from flowprep.datasets.listing import shown
+from flowprep.errors import FlowprepError
+
 STALL_S = 600.0  # seconds without progress before a worker is stopped: a solver batch or a compile takes far less
 _REARM_S = 1.0  # the timer is re-armed at most once a second (each arm starts a C thread), or a tenth of its time
 _TIMEOUT_MARK = "Timeout ("  # how faulthandler's dump begins
+STALLS_IN_A_ROW = 3  # workers stalled with nothing finished between them: the machine is hung, not a video
 
 
 @dataclass
@@ -75,16 +80,26 @@ def beat(key: str) -> None:
     if w is None or w.thread != threading.get_ident():
         return
     now = time.monotonic()
-    if key != w.key:  # the note's first line names the video that stalls
-        w.note.seek(0)
+    if key != w.key:  # the note's first line names the video that stalls (JSON: a newline or a byte that is not
+        w.note.seek(0)  # UTF-8 in a name stays on the line)
         w.note.truncate()
-        w.note.write(f"{key}\n")
+        w.note.write(json.dumps(key) + "\n")
         w.note.flush()
         w.key = key
     elif now - w.armed < min(_REARM_S, w.seconds / 10):
         return
     w.armed = now
     faulthandler.dump_traceback_later(w.seconds, exit=True, file=w.note)
+
+
+def pause() -> None:
+    """The work left is not the videos' (closing the shard, its fsync and rename, dropping dead space): the timer
+    stops, so that a slow disk at the end of a chunk does not fail its last video. A no-op where nothing is
+    watched."""
+    w = _CURRENT
+    if w is not None and w.thread == threading.get_ident():
+        faulthandler.cancel_dump_traceback_later()
+        w.key, w.armed = "", float("inf")  # a beat after this arms it again
 
 
 @dataclass(frozen=True)
@@ -104,11 +119,25 @@ def read_stall(staged: str, remove: bool = True) -> Stall | None:
             text = f.read()
     except OSError:
         return None
-    key, _, dump = text.partition("\n")
+    line, _, dump = text.partition("\n")
     if not dump.startswith(_TIMEOUT_MARK):
         return None  # the worker died otherwise (killed) while it was still making progress
     if remove:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    h, m, s = (float(x) for x in dump[len(_TIMEOUT_MARK):].split(")", 1)[0].split(":"))
-    return Stall(key, h * 3600 + m * 60 + s, dump.partition("\n")[2].rstrip())
+    try:
+        key = json.loads(line)
+        h, m, s = (float(x) for x in dump[len(_TIMEOUT_MARK):].split(")", 1)[0].split(":"))
+    except ValueError:  # a note cut short (a full disk): still a stall, of the chunk's first video
+        return Stall("", 0.0, dump.partition("\n")[2].rstrip())
+    return Stall(key if isinstance(key, str) else "", h * 3600 + m * 60 + s, dump.partition("\n")[2].rstrip())
+
+
+def check_stalls(keys: list[str], seconds: float) -> None:
+    """FlowprepError once ``STALLS_IN_A_ROW`` workers in a row stalled (``keys``: their videos) with nothing
+    finished between them: a hung GPU, driver or mount fails every video in turn, each after the timeout."""
+    if len(keys) >= STALLS_IN_A_ROW:
+        raise FlowprepError(f"{len(keys)} workers in a row made no progress for {seconds:g} s (on "
+                            f"{', '.join(shown(k) for k in keys[-STALLS_IN_A_ROW:])}) and nothing finished between "
+                            "them: the GPU, its driver or the file system looks hung, not a video; fix it and run "
+                            "the same command again (the shards finished are kept, those videos are tried again)")

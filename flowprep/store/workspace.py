@@ -173,6 +173,17 @@ def _holder(path: Path) -> str:
         return "holder unknown"
 
 
+def leftover_bytes(out_dir: str | os.PathLike) -> int:
+    """The bytes in ``out_dir``'s staging folder: what runs that were stopped left there (no run is writing)."""
+    root = Path(out_dir) / STAGING_DIR
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
 def writer(out_dir: str | os.PathLike) -> str | None:
     """Who is writing ``out_dir`` now (a run holding its lock, as ``_holder`` names it), or None: for readers, whose
     view of a folder being written is the part done so far. A shared lock is only tested, never kept."""

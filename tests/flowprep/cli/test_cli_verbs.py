@@ -169,3 +169,20 @@ def test_a_ctrl_c_dropped_where_it_landed_still_ends_the_verb_with_130(monkeypat
     monkeypatch.setattr(module, "build_parser", lambda *a: type("P", (), {"parse_args": lambda self, argv: args})())
     assert module.main([]) == 130
     assert capsys.readouterr().err == f"{prog} extract: interrupted\n"
+
+
+def test_verify_names_what_a_stopped_run_left_in_the_staging_folder(tmp_path, capsys):
+    """After a kill -9 verify said OK while 18 MB of an unfinished chunk sat in OUT/tmp until the next run."""
+    from flowprep.cli import main
+
+    from fault_tools import FAST, make_dataset
+
+    root = make_dataset(tmp_path / "data", 1)
+    out = tmp_path / "out"
+    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0 and "a stopped run left" not in capsys.readouterr().err
+    (out / "tmp" / "host-1-abc").mkdir(parents=True)
+    (out / "tmp" / "host-1-abc" / "chunk-00000.h5.tmp").write_bytes(b"\0" * 2_000_000)
+    assert main(["verify", str(out)]) == 0
+    assert "holds 2.0 MB a stopped run left" in capsys.readouterr().err

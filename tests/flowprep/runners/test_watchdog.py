@@ -68,7 +68,7 @@ def test_a_watched_block_that_ends_disarms_the_timer_and_leaves_no_note(tmp_path
 
 def test_the_note_of_a_worker_killed_while_it_made_progress_is_no_stall(tmp_path):
     staged = str(tmp_path / "chunk-00000.h5")
-    Path(note_path(staged)).write_text("Up/v\n")  # the key line only: killed (out of memory), not stalled
+    Path(note_path(staged)).write_text('"Up/v"\n')  # the key line only: killed (out of memory), not stalled
     assert read_stall(staged) is None
 
 
@@ -138,8 +138,8 @@ class _Pools:
         self.futures.append(f)
         if pool == 1:
             if chunk.index == 1 and self.note:
-                Path(note_path(chunk.staged)).write_text("v1\nTimeout (0:00:02)!\nThread 0x1 (most recent call "
-                                                         "first):\n")
+                Path(note_path(chunk.staged)).write_text('"v1"\nTimeout (0:00:02)!\nThread 0x1 (most recent call '
+                                                         'first):\n')
             f.set_exception(BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated"))
         else:
             f.set_result(ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.0))
@@ -225,7 +225,7 @@ def test_one_chunk_per_process_is_watched_and_only_its_own_thread_beats(tmp_path
         t.start()
         t.join()
         assert seen == [False]  # not watched: the timer is taken
-        assert Path(note_path(a)).read_text() == "va\n"
+        assert Path(note_path(a)).read_text() == '"va"\n'
     assert not Path(note_path(a)).exists()
 
 
@@ -242,3 +242,94 @@ def test_a_device_worker_whose_decoder_hangs_fails_only_that_video(tmp_path):
     assert report.videos_ok == 3 and [f["key"] for f in report.failures] == [videos[1].key]
     assert report.failures[0]["reason"].startswith("no progress for 2 s")
     assert report.runner["stalls"] == report.runner["worker_deaths"] == 1
+
+
+def test_a_name_with_a_newline_stays_one_line_of_the_note(tmp_path):
+    staged = tmp_path / "chunk-00000.h5"
+    key = "Up/v_Up\nodd name \udc80"  # a newline, and a byte that was not UTF-8 (a surrogate escape)
+    p = _run(f"""
+        import re
+        from flowprep.runners.watchdog import beat, watching
+        with watching({str(staged)!r}, "first", 1.0):
+            beat({key!r})
+            re.match(r"(a+)+$", "a" * 40 + "b")
+        """)
+    assert p.returncode == 1, p.stderr
+    stall = read_stall(str(staged))
+    assert stall is not None and stall.key == key and stall.seconds == 1.0
+
+
+@dataclass(frozen=True)
+class SlowFinish:
+    """The extractor, in a worker whose disk takes 3 s to finish each shard (an NFS mount): longer than the
+    stall timeout, but no video's doing."""
+
+    inner: ExtractWork
+    stall_s: float = 2.0
+
+    def __call__(self, chunk: Chunk, progress=None) -> ChunkResult:
+        import flowprep.extraction.extract as extract
+
+        real = extract.drop_dead_space
+
+        def slow(writer):
+            time.sleep(3.0)
+            return real(writer)
+
+        extract.drop_dead_space = slow
+        try:
+            return self.inner(chunk, progress)
+        finally:
+            extract.drop_dead_space = real
+
+    def on_gpu(self) -> "SlowFinish":
+        return self
+
+
+def test_a_slow_end_of_a_shard_does_not_fail_its_last_video(tmp_path):
+    root = make_dataset(tmp_path / "data", 4, frames=4)
+    spec = BatchSpec(SlowFinish(ExtractWork(CPU)), CPU.identity(), asdict(CPU.solver), LocalRunner(2),
+                     videos_per_shard=2, show_progress=False)
+    report = run_batch(list_videos("ucf101", root), tmp_path / "out", spec)
+    assert report.videos_ok == 4 and not report.failures and "stalls" not in report.runner
+
+
+def test_a_hung_machine_stops_the_batch_after_three_stalls_in_a_row(tmp_path):
+    """A GPU, driver or mount that hangs fails every video in turn, each after the timeout: three stalls with
+    nothing finished between them stop the run in one line."""
+    from flowprep.errors import FlowprepError
+
+    class AllStall(_Pools):
+        def submit(self, pool: int, chunk: Chunk) -> Future:
+            Path(note_path(chunk.staged)).write_text(f'"{chunk.tasks[0].key}"\nTimeout (0:10:00)!\nThread 0x1:\n')
+            f = _Read()
+            f.set_exception(BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated"))
+            return f
+
+    chunks = [Chunk(c.index, c.tasks, str(tmp_path / Path(c.staged).name)) for c in _chunks(5)]
+    pools, got = AllStall(), []
+    with pytest.raises(FlowprepError, match=r"^3 workers in a row made no progress for 600 s \(on v\d, v\d, v\d\)"):
+        for r in supervise(pools.fresh, pools.submit, chunks, 2):
+            got.append(r)
+    assert len(got) == 3 and all(r.videos[0].reason.startswith("no progress for 600 s") for r in got)
+
+
+def test_the_rest_of_a_stalled_chunk_is_tried_once_more_when_its_worker_dies():
+    """Its deaths are its own (the GPU schedule counted deaths by id(item), and the rest, a new object, often got
+    the id of one freed before it, with that one's deaths: its first death failed it with no retry)."""
+    from flowprep.runners.gpus import schedule
+
+    tries: list[str] = []
+
+    def submit(dev: str, item: str) -> Future:
+        tries.append(item)
+        f = Future()
+        if item == "ax" or (item == "rest" and tries.count("rest") == 1):
+            f.set_exception(BrokenProcessPool("exit code 1"))
+        else:
+            f.set_result(item)
+        return f
+
+    out = list(schedule(["ax"], ["0"], submit, restart=lambda dev: None, died=lambda item, e: "died " + item,
+                        split=lambda t: [t], stalled=lambda item: ("stalled x", "rest") if item == "ax" else None))
+    assert sorted(r for _, r in out) == ["rest", "stalled x"] and tries.count("rest") == 2
