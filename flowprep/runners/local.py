@@ -176,13 +176,10 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
                 yield result
                 continue
             executor = fresh()  # loky gives a new pool once the old one is broken
-            after = after_stall(chunk)
-            if after is not None:  # its own watchdog stopped it: the video is known
+            if (after := after_stall(chunk)) is not None:  # its own watchdog stopped it: the video is known
                 stalled.add(id(ex))
-                events["worker_deaths"] += 1
-                events["stalls"] += 1
-                if after[1] is not None:
-                    pending.appendleft(after[1])
+                events.update(worker_deaths=1, stalls=1)
+                pending.extendleft([after[1]] if after[1] is not None else [])
                 yield after[0]
                 streak.append(after[0].videos[0].key)
                 check_stalls(streak, after[2])
@@ -192,11 +189,15 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
                 continue
             if id(ex) not in counted:  # one death per broken pool: loky fails every chunk in flight with it
                 counted.add(id(ex))
-                events["worker_deaths"] += 1
-                log.warning("an extraction worker died (%s); the chunks in flight run again, each alone",
-                            _how(error))
+                _count_death(error, events)
             if (result := _blame(chunk, alone, error, deaths, suspects)) is not None:
                 yield result
+
+
+def _count_death(error: BaseException, events: Counter) -> None:
+    """A pool broke (not by a stall): count it, and say so in the log."""
+    events["worker_deaths"] += 1
+    log.warning("an extraction worker died (%s); the chunks in flight run again, each alone", _how(error))
 
 
 def _blame(chunk: Chunk, alone: bool, error: BaseException, deaths: Counter, suspects: deque) -> ChunkResult | None:
