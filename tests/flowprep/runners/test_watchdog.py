@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from test_worker_death import CPU, _chunks
@@ -92,11 +93,8 @@ class HangInDecode:
                     time.sleep(3600)
                 yield f
 
-        pipeline.iter_frames = frames
-        try:
+        with mock.patch.object(pipeline, "iter_frames", frames):
             return self.inner(chunk, progress)
-        finally:
-            pipeline.iter_frames = real
 
     def on_gpu(self) -> "HangInDecode":
         return self
@@ -276,11 +274,8 @@ class SlowFinish:
             time.sleep(3.0)
             return real(writer)
 
-        extract.drop_dead_space = slow
-        try:
+        with mock.patch.object(extract, "drop_dead_space", slow):
             return self.inner(chunk, progress)
-        finally:
-            extract.drop_dead_space = real
 
     def on_gpu(self) -> "SlowFinish":
         return self
