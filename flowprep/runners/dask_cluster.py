@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 from flowprep.errors import FlowprepError
 from flowprep.runners import Chunk, Progress, Work, singles
 from flowprep.runners.local import after_stall, lost, run_chunk
+from flowprep.runners.watchdog import check_stalls
 from flowprep.store.record import ChunkResult
 
 CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
@@ -124,10 +125,11 @@ class DaskRunner:
             check_workers(client, self.address)
             suspects: list[Chunk] = []
             self.events.clear()
-            for res in _together(client, chunks, submit, suspects, self.events):
+            streak: list[str] = []  # the videos of the stalls since a chunk last finished
+            for res in _together(client, chunks, submit, suspects, (self.events, streak)):
                 progress(len(res.videos), res.pairs)
                 yield res
-            for res in _alone(suspects, submit, self.events):
+            for res in _alone(suspects, submit, (self.events, streak)):
                 progress(len(res.videos), res.pairs)
                 yield res
         except (CancelledError, CommClosedError) as e:  # a traceback when the scheduler died mid-run
@@ -142,10 +144,11 @@ class DaskRunner:
 
 
 def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[Chunk],
-              events: Counter) -> Iterator[ChunkResult]:
+              seen: tuple[Counter, list[str]]) -> Iterator[ChunkResult]:
     """Every chunk at once; those Dask gave up on (``KilledWorker``: it, or a chunk beside it on the same workers,
     kills them) go to ``suspects``, unless the worker stopped itself for want of progress, saying which video
-    (then that video fails and the chunk's others are submitted again)."""
+    (then that video fails and the chunk's others are submitted again). ``seen``: the run's events and stalls in
+    a row (``_stalled``)."""
     from dask.distributed import as_completed
     from distributed.scheduler import KilledWorker
 
@@ -156,20 +159,21 @@ def _together(client, chunks: Sequence[Chunk], submit: Callable, suspects: list[
         try:
             res = fut.result()
         except KilledWorker:
-            after = after_stall(chunk_of[fut.key])
-            events["killed_worker" if after is None else "stalls"] += 1
+            after = _stalled(chunk_of[fut.key], seen)
             if after is None:
                 suspects.append(chunk_of[fut.key])
                 continue
-            res, again, _ = after
+            res, again = after
             if again is not None:
                 f = submit(again)
                 chunk_of[f.key] = again
                 done.add(f)
+        else:
+            seen[1].clear()
         yield res
 
 
-def _alone(suspects: list[Chunk], submit: Callable, events: Counter) -> Iterator[ChunkResult]:
+def _alone(suspects: list[Chunk], submit: Callable, seen: tuple[Counter, list[str]]) -> Iterator[ChunkResult]:
     """Each suspect alone on the cluster, then each video of one whose workers die again: only a video that
     kills its workers itself is lost (or one whose worker stopped for want of progress)."""
     from distributed.scheduler import KilledWorker
@@ -179,11 +183,11 @@ def _alone(suspects: list[Chunk], submit: Callable, events: Counter) -> Iterator
         c = alone.popleft()
         try:
             res = submit(c, "-alone").result()
+            seen[1].clear()
         except KilledWorker:
-            after = after_stall(c)
-            events["killed_worker" if after is None else "stalls"] += 1
+            after = _stalled(c, seen)
             if after is not None:
-                res, again, _ = after
+                res, again = after
                 if again is not None:
                     alone.appendleft(again)
             elif len(c.tasks) > 1:  # which of its videos: each alone
@@ -194,3 +198,16 @@ def _alone(suspects: list[Chunk], submit: Callable, events: Counter) -> Iterator
                               "crash or the out-of-memory killer; the workers' logs say which); the rest of the batch "
                               "went on")
         yield res
+
+
+def _stalled(chunk: Chunk, seen: tuple[Counter, list[str]]) -> tuple[ChunkResult, Chunk | None] | None:
+    """``after_stall`` for a chunk Dask gave up on, counted in the run's events; the third stall in a row with
+    nothing finished between stops the run (``check_stalls``)."""
+    events, streak = seen
+    after = after_stall(chunk)
+    events["killed_worker" if after is None else "stalls"] += 1
+    if after is None:
+        return None
+    streak.append(after[0].videos[0].key)
+    check_stalls(streak, after[2])
+    return after[:2]

@@ -195,3 +195,26 @@ def test_a_dask_worker_whose_video_hangs_stops_itself_and_only_that_video_fails(
     assert report.failures[0]["reason"].startswith("no progress for 2 s while extracting it")
     assert len(report.shards_written) == 2  # [v2 v3], and [v0] run again without the culprit
     assert report.runner["stalls"] == 1
+
+
+def test_a_hung_cluster_stops_after_three_stalls_in_a_row(tmp_path):
+    from dataclasses import asdict
+
+    import dask
+    from test_watchdog import HangInDecode
+    from test_worker_death import CPU
+
+    from flowprep.datasets.listing import list_videos
+    from flowprep.errors import FlowprepError
+    from flowprep.extraction.batch import BatchSpec, run_batch
+    from flowprep.extraction.extract import ExtractWork
+    from flowprep.runners.dask_cluster import DaskRunner
+
+    root = make_dataset(tmp_path / "ds", 4, frames=6)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=":0") as c:
+        spec = BatchSpec(HangInDecode(ExtractWork(CPU), "*"), CPU.identity(), asdict(CPU.solver),
+                         DaskRunner(c.scheduler_address), videos_per_shard=1, show_progress=False)
+        with pytest.raises(FlowprepError, match="^3 workers in a row made no progress for 2 s"):
+            run_batch(list_videos("ucf101", root), tmp_path / "out", spec)

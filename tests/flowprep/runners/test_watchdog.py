@@ -85,11 +85,11 @@ class HangInDecode:
         import flowprep.extraction.pipeline as pipeline
 
         real = pipeline.iter_frames
-        path = next((t.path for t in chunk.tasks if t.key == self.key), None)
+        paths = {t.path for t in chunk.tasks if self.key in (t.key, "*")}  # "*": every video hangs
 
         def frames(p, *a, **kw):
             for i, f in enumerate(real(p, *a, **kw)):
-                if p == path and i == 2:
+                if p in paths and i == 2:
                     time.sleep(3600)
                 yield f
 
@@ -328,3 +328,14 @@ def test_the_rest_of_a_stalled_chunk_is_tried_once_more_when_its_worker_dies():
     out = list(schedule(["ax"], ["0"], submit, restart=lambda dev: None, died=lambda item, e: "died " + item,
                         split=lambda t: [t], stalled=lambda item: ("stalled x", "rest") if item == "ax" else None))
     assert sorted(r for _, r in out) == ["rest", "stalled x"] and tries.count("rest") == 2
+
+
+def test_a_hung_gpu_stops_the_gpu_runner_after_three_stalls(tmp_path):
+    from flowprep.errors import FlowprepError
+    from flowprep.runners.gpus import GpuRunner
+
+    root = make_dataset(tmp_path / "data", 4, frames=6)
+    spec = BatchSpec(HangInDecode(ExtractWork(CPU), "*"), CPU.identity(), asdict(CPU.solver), GpuRunner(["0", "1"]),
+                     videos_per_shard=1, show_progress=False)
+    with pytest.raises(FlowprepError, match="^3 workers in a row made no progress for 2 s"):
+        run_batch(list_videos("ucf101", root), tmp_path / "out", spec)
