@@ -10,6 +10,7 @@ its chunk's others run again, and the chunks that shared its pool are not suspec
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -39,13 +40,38 @@ def run_chunk(work: Work, chunk: Chunk, progress: Progress | None = None, *, par
 
 
 class _QueueProgress:
-    """Picklable progress callback for worker processes: sends (videos, pairs) to the driver."""
+    """Picklable progress callback for worker processes: sends (submission, videos, pairs) to the driver."""
 
-    def __init__(self, queue):
-        self.queue = queue
+    def __init__(self, queue, token: int):
+        self.queue, self.token = queue, token
 
     def __call__(self, videos: int, pairs: int) -> None:
-        self.queue.put((videos, pairs))
+        self.queue.put((self.token, videos, pairs))
+
+
+class _Ledger:
+    """What each submission's worker reported, so that a chunk run again after a worker death is not counted
+    twice (the bar passed its total): a failed submission's counts are taken back, and what still arrives from it
+    is dropped. Called from the progress thread and the driver's, hence the lock."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.sent, self.dropped, self.lock = progress, {}, set(), threading.Lock()
+
+    def add(self, token: int, videos: int, pairs: int) -> None:
+        with self.lock:
+            if token not in self.dropped:
+                v, p = self.sent.get(token, (0, 0))
+                self.sent[token] = (v + videos, p + pairs)
+                self.progress(videos, pairs)
+
+    def take_back(self, future) -> None:
+        """The submission behind ``future`` failed: its counts come off."""
+        with self.lock:
+            token = getattr(future, "progress_token", None)
+            self.dropped.add(token)
+            v, p = self.sent.pop(token, (0, 0))
+            if v or p:
+                self.progress(-v, -p)
 
 
 def _init_manager(parent: int) -> None:
@@ -88,15 +114,21 @@ class LocalRunner:
 
         manager = SyncManager()
         manager.start(_init_manager, (os.getpid(),))  # the progress queue's process must not outlive us either
-        queue = manager.Queue()
-        stop = threading.Event()
+        queue, ledger = manager.Queue(), _Ledger(progress)
+        stop, tokens = threading.Event(), itertools.count()
 
         def drain() -> None:
             while not stop.is_set():
                 try:
-                    progress(*queue.get(timeout=0.2))
+                    ledger.add(*queue.get(timeout=0.2))
                 except Exception:  # queue.Empty, or the manager going away at shutdown
                     continue
+
+        def submit(ex, c: Chunk):
+            token = next(tokens)
+            f = ex.submit(run_chunk, work, c, _QueueProgress(queue, token), parent=me)
+            f.progress_token = token
+            return f
 
         th = threading.Thread(target=drain, daemon=True, name="flowprep-progress")
         th.start()
@@ -115,8 +147,7 @@ class LocalRunner:
         finished = False
         try:
             self.events.clear()
-            yield from supervise(fresh, lambda ex, c: ex.submit(run_chunk, work, c, _QueueProgress(queue), parent=me),
-                                 chunks, n, self.events)
+            yield from supervise(fresh, submit, chunks, n, self.events, ledger.take_back)
             finished = True
         finally:
             if not finished and executors:
@@ -132,17 +163,20 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "B
                 "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")  # what joblib caps too
 
 
-def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int,
-              events: Counter | None = None) -> Iterator[ChunkResult]:
+def _nothing(_future) -> None:
+    """No one to tell that a submission failed."""
+
+
+def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int, events: Counter | None = None,
+              failed: Callable = _nothing) -> Iterator[ChunkResult]:
     """Run ``chunks`` on the executor ``fresh()`` makes (``submit(executor, chunk)`` -> future), ``n`` at a time,
     yielding results as they finish; a broken pool's chunks are run again alone (module docstring), unless a
     worker that stalled broke it (its note names the video; the others are innocent). ``events`` counts the
-    "worker_deaths" (the worker of a chunk ended: killed, or stalled) and of them the "stalls"."""
-    events = Counter() if events is None else events
-    pending, suspects, deaths = deque(chunks), deque(), Counter()
+    "worker_deaths" (the worker of a chunk ended: killed, or stalled) and of them the "stalls"; ``failed`` is
+    called with each future whose worker died (its progress is taken back: the chunk runs again)."""
+    events, pending, suspects, deaths = Counter() if events is None else events, deque(chunks), deque(), Counter()
     inflight: dict = {}  # future -> (chunk, ran alone, its executor)
-    stalled: set[int] = set()  # the executors (by id) a stalled worker broke
-    counted: set[int] = set()  # the executors (by id) whose break is counted and logged
+    stalled, counted = set(), set()  # the executors (by id) a stalled worker broke; those counted and logged
     streak: list[str] = []  # the videos of the stalls since a chunk last finished
     executor = fresh()
 
@@ -171,6 +205,7 @@ def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int
                 result = f.result()
             except BrokenProcessPool as e:
                 error = e
+                failed(f)
             else:
                 streak.clear()
                 yield result

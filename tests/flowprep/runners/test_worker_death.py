@@ -245,3 +245,39 @@ def test_a_device_chunk_that_dies_twice_is_split_and_only_its_culprit_fails():
                         died=lambda item, e: ("died", *item), split=lambda t: [(v,) for v in t]))
     assert sorted(r for _, r in out) == [("a",), ("b",), ("c",), ("died", "x")]
     assert tries.count(("a", "x", "b")) == 2 and tries.count(("x",)) == 1  # each part dies once
+
+
+class ReportThenDie:
+    """Reports each video done (1 video, 3 pairs), and SIGKILLs its worker after the first video of the chunk
+    holding ``key`` (the first try only: a marker file)."""
+
+    def __init__(self, key: str, markers: Path):
+        self.key, self.markers = key, markers
+
+    def __call__(self, chunk: Chunk, progress=None) -> ChunkResult:
+        for i, t in enumerate(chunk.tasks):
+            progress(1, 3)
+            if i == 0 and any(x.key == self.key for x in chunk.tasks) and not list(self.markers.iterdir()):
+                (self.markers / "tried").touch()
+                time.sleep(0.5)  # the progress message reaches the driver first
+                os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.2)
+        return ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.2)
+
+
+def test_a_chunk_run_again_after_a_death_is_counted_once(tmp_path):
+    """The progress its worker had sent before dying was counted, then the chunk's run again: the bar passed its
+    total (7/6). It is taken back now, and what still arrives from the dead worker is dropped."""
+    import threading
+
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def progress(videos: int, pairs: int) -> None:
+        with lock:
+            seen.append((videos, pairs))
+
+    results = list(LocalRunner(2).run_pool(ReportThenDie("v2", tmp_path), _chunks(3, per=2), progress, 2))
+    assert sorted(v.key for r in results for v in r.videos) == [f"v{i}" for i in range(6)]
+    assert sum(v for v, _ in seen) == 6 and sum(p for _, p in seen) == 18  # exact, after the taking back
+    assert any(v < 0 for v, _ in seen)  # something was taken back
