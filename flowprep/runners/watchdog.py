@@ -6,9 +6,11 @@ The work beats (``beat(key)``, from the extraction pipeline's loop) while it mak
 for the timeout it writes the video's key and every thread's traceback to the chunk's stall note
 (``<staged>.stalled``) and ends the process (exit code 1). The runner then reads the note (``read_stall``): the
 video named fails with the reason, the chunk's other videos run again, and the chunks that shared the pool are
-not suspected of anything (flowprep.runners.local).
+not suspected of anything (flowprep.runners.local). Three stalls in a row with nothing finished between them
+stop the run (``check_stalls``): a hung GPU or mount, not a video.
 
-Work runs in this process only when one chunk at a time is all there is to do (``--jobs 1``): that is not watched.
+Work runs in the driver's process only when one chunk at a time is all there is to do (``--jobs 1``, or a single
+video): that is not watched.
 """
 from __future__ import annotations
 
