@@ -255,7 +255,7 @@ class ReportThenDie:
         self.key, self.markers = key, markers
 
     def __call__(self, chunk: Chunk, progress=None) -> ChunkResult:
-        for i, t in enumerate(chunk.tasks):
+        for i in range(len(chunk.tasks)):
             progress(1, 3)
             if i == 0 and any(x.key == self.key for x in chunk.tasks) and not list(self.markers.iterdir()):
                 (self.markers / "tried").touch()
