@@ -134,22 +134,29 @@ def _death(item: T, e: BaseException, deaths: dict, pending: deque, died: Callab
     return died(item, e)
 
 
-class DevicePool:
-    """One single-process executor per device, with CUDA_VISIBLE_DEVICES set at its start (a context manager)."""
+def _device_env(device: str) -> dict[str, str]:
+    return {"CUDA_VISIBLE_DEVICES": device}
 
-    def __init__(self, devices: list[str], initializer: Callable | None = None, initargs: tuple = ()):
+
+class DevicePool:
+    """One single-process executor per slot (a context manager): a worker's death breaks only its own executor,
+    so whose chunk it was is known. ``env(slot)`` is set at each process's start (default: a GPU per slot, its
+    CUDA_VISIBLE_DEVICES)."""
+
+    def __init__(self, devices: list[str], initializer: Callable | None = None, initargs: tuple = (),
+                 env: Callable[[str], dict[str, str]] = _device_env):
+        self._init = (initializer, initargs, env)
+        self.executors = {d: self._start(d) for d in devices}
+
+    def _start(self, device: str):
         from joblib.externals.loky import ProcessPoolExecutor
-        self._init = (initializer, initargs)
-        self.executors = {d: ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": d},
-                                                 initializer=initializer, initargs=initargs) for d in devices}
+        initializer, initargs, env = self._init
+        return ProcessPoolExecutor(max_workers=1, env=env(device), initializer=initializer, initargs=initargs)
 
     def restart(self, device: str) -> None:
         """A fresh process for ``device`` (its old one died)."""
-        from joblib.externals.loky import ProcessPoolExecutor
-        old = self.executors[device]
-        old.shutdown(wait=False, kill_workers=True)
-        self.executors[device] = ProcessPoolExecutor(max_workers=1, env={"CUDA_VISIBLE_DEVICES": device},
-                                                     initializer=self._init[0], initargs=self._init[1])
+        self.executors[device].shutdown(wait=False, kill_workers=True)
+        self.executors[device] = self._start(device)
 
     def submit(self, device: str, fn: Callable, *args, **kwargs) -> Future:
         """Run ``fn(*args, **kwargs)`` in the device's process."""
@@ -194,27 +201,35 @@ class GpuRunner:
             def submit(dev: str, chunk: Chunk) -> Future:
                 return pool.submit(dev, run_chunk, gpu_work, chunk, parent=me, threads=None)
 
-            # a worker that dies (out of memory) costs only its video: its chunk is tried once more, then each of
-            # its videos once, and the one whose worker dies then fails
-            def restart(dev: str) -> None:
-                self.events["worker_deaths"] += 1
-                pool.restart(dev)
-
-            streak: list[str] = []  # the videos of the stalls since a chunk last finished
-
-            def stalled(chunk: Chunk):
-                after = after_stall(chunk)
-                if after is None:
-                    return None
-                self.events["stalls"] += 1
-                streak.append(after[0].videos[0].key)
-                check_stalls(streak, after[2])
-                return after[:2]
-
-            self.events.clear()
-            for _, res in schedule(list(chunks), self.devices, submit, restart=restart, died=died,
-                                   split=singles, stalled=stalled):
-                if res.shard:
-                    streak.clear()
+            for res in run_slots(chunks, self.devices, submit, pool.restart, self.events):
                 progress(len(res.videos), res.pairs)
                 yield res
+
+
+def run_slots(chunks: Sequence[Chunk], slots: list[str], submit: Callable[[str, Chunk], Future],
+              restart: Callable[[str], None], events: Counter) -> Iterator[ChunkResult]:
+    """``schedule`` for chunks, one in flight per slot (a process of its own). A worker that dies (out of memory)
+    costs only its video: its chunk is tried once more, then each of its videos once, and the one whose worker
+    dies then fails; a worker that stalled names its video, which fails at once. ``events`` counts the
+    "worker_deaths" and "stalls"; the third stall in a row with nothing finished between stops the run."""
+    streak: list[str] = []  # the videos of the stalls since a chunk last finished
+
+    def restarted(slot: str) -> None:
+        events["worker_deaths"] += 1
+        restart(slot)
+
+    def stalled(chunk: Chunk):
+        after = after_stall(chunk)
+        if after is None:
+            return None
+        events["stalls"] += 1
+        streak.append(after[0].videos[0].key)
+        check_stalls(streak, after[2])
+        return after[:2]
+
+    events.clear()
+    for _, res in schedule(list(chunks), slots, submit, restart=restarted, died=died, split=singles,
+                           stalled=stalled):
+        if res.shard:
+            streak.clear()
+        yield res

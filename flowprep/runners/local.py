@@ -1,12 +1,13 @@
 """Chunks on this machine: in this process when one chunk at a time is all there is to do, else on loky worker
 processes (joblib's) that each own one core and die with the driver.
 
-A worker that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) costs only its video. Loky then
-fails every chunk in flight and nobody can tell which one killed it, so each of them is run again alone in a
-fresh worker; a chunk whose worker also dies when it runs alone is split into its videos, each run alone, and the
-video whose worker dies then is recorded as failed with the reason; the rest of the batch goes on. A worker that
-stops itself for want of progress (runners.watchdog) leaves a note naming its video: that video fails at once,
-its chunk's others run again, and the chunks that shared its pool are not suspected.
+Each worker is an executor of its own (``gpus.DevicePool``'s shape, scheduled by ``gpus.run_slots``), so a worker
+that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) breaks only its own and whose chunk it was
+is known: the chunk runs once more in a fresh worker, then each of its videos once, and the video whose worker
+dies then is recorded as failed with the reason; the rest of the batch goes on, on every core (one shared pool
+failed every chunk in flight with a death, and each had to run again alone, the other cores idle). A worker that
+stops itself for want of progress (runners.watchdog) leaves a note naming its video: that video fails at once and
+its chunk's others run again.
 """
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ import logging
 import os
 import re
 import threading
-from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, wait
-from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator, Sequence
+from collections import Counter
+from concurrent.futures import Future
+from typing import Iterator, Sequence
 
 from flowprep.datasets.listing import shown
-from flowprep.runners import Chunk, Progress, Work, singles
-from flowprep.runners.watchdog import check_stalls, read_stall, watching
+from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners.watchdog import read_stall, watching
 from flowprep.runners.worker import capped_threads, prepare_worker
 from flowprep.store.record import ChunkResult, VideoOutcome
 
@@ -107,15 +107,17 @@ class LocalRunner:
         yield from self.run_pool(work, chunks, progress, n)
 
     def run_pool(self, work: Work, chunks: Sequence[Chunk], progress: Progress, n: int) -> Iterator[ChunkResult]:
-        """Run the chunks on ``n`` worker processes (even when there are fewer chunks than workers)."""
+        """Run the chunks on ``n`` worker processes (even when there are fewer chunks than workers), each its own
+        executor: a worker that dies breaks only its own, so whose chunk it was is known (module docstring)."""
         from multiprocessing.managers import SyncManager
 
-        from joblib.externals.loky import get_reusable_executor
+        from flowprep.runners.gpus import DevicePool, run_slots
 
         manager = SyncManager()
         manager.start(_init_manager, (os.getpid(),))  # the progress queue's process must not outlive us either
         queue, ledger = manager.Queue(), _Ledger(progress)
-        stop, tokens = threading.Event(), itertools.count()
+        stop, tokens, me = threading.Event(), itertools.count(), os.getpid()
+        current: dict[str, Future] = {}  # slot -> its latest submission
 
         def drain() -> None:
             while not stop.is_set():
@@ -124,36 +126,29 @@ class LocalRunner:
                 except Exception:  # queue.Empty, or the manager going away at shutdown
                     continue
 
-        def submit(ex, c: Chunk):
-            token = next(tokens)
-            f = ex.submit(run_chunk, work, c, _QueueProgress(queue, token), parent=me)
-            f.progress_token = token
-            return f
-
         th = threading.Thread(target=drain, daemon=True, name="flowprep-progress")
         th.start()
-        me = os.getpid()
-
-        executors = []
-
-        def fresh():
-            # each worker owns one core (BLAS threads by environment, OpenCV/torch by prepare_worker). The
-            # initializer ties each worker to this process as soon as it starts, not at its first chunk: a driver
-            # killed while its workers were still starting up left them idle for minutes, holding its stdout open.
-            executors.append(get_reusable_executor(max_workers=n, initializer=prepare_worker, initargs=(me, 1),
-                                                   env={v: "1" for v in _THREAD_VARS}))
-            return executors[-1]
-
-        finished = False
         try:
-            self.events.clear()
-            yield from supervise(fresh, submit, chunks, n, self.events, ledger.take_back)
-            finished = True
+            # each worker owns one core (BLAS threads by environment, OpenCV/torch by prepare_worker); the
+            # initializer ties it to this process as soon as it starts (a driver killed while its workers started
+            # up left them idle for minutes, holding its stdout open)
+            with DevicePool([str(i) for i in range(n)], initializer=prepare_worker, initargs=(me, 1),
+                            env=lambda slot: dict.fromkeys(_THREAD_VARS, "1")) as pool:
+                def submit(slot: str, chunk: Chunk) -> Future:
+                    token = next(tokens)
+                    f = current[slot] = pool.submit(slot, run_chunk, work, chunk, _QueueProgress(queue, token),
+                                                    parent=me)
+                    f.progress_token = token
+                    return f
+
+                def restart(slot: str) -> None:  # its worker died: what it reported of its chunk comes off
+                    if current[slot].done() and current[slot].exception() is not None:
+                        ledger.take_back(current[slot])
+                        log.warning("an extraction worker died (%s)", _how(current[slot].exception()))
+                    pool.restart(slot)
+
+                yield from run_slots(chunks, list(pool.executors), submit, restart, self.events)
         finally:
-            if not finished and executors:
-                # interrupted (Ctrl-C, SIGTERM, the caller stopped): the chunks in flight are thrown away, so their
-                # workers stop now; loky would wait for them at exit (a whole chunk, and a second Ctrl-C hung there)
-                executors[-1].shutdown(wait=False, kill_workers=True)
             stop.set()
             th.join(timeout=2)
             manager.shutdown()
@@ -161,93 +156,6 @@ class LocalRunner:
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")  # what joblib caps too
-
-
-def _nothing(_future) -> None:
-    """No one to tell that a submission failed."""
-
-
-def supervise(fresh: Callable, submit: Callable, chunks: Sequence[Chunk], n: int, events: Counter | None = None,
-              failed: Callable = _nothing) -> Iterator[ChunkResult]:
-    """Run ``chunks`` on the executor ``fresh()`` makes (``submit(executor, chunk)`` -> future), ``n`` at a time,
-    yielding results as they finish; a broken pool's chunks are run again alone (module docstring), unless a
-    worker that stalled broke it (its note names the video; the others are innocent). ``events`` counts the
-    "worker_deaths" (the worker of a chunk ended: killed, or stalled) and of them the "stalls"; ``failed`` is
-    called with each future whose worker died (its progress is taken back: the chunk runs again)."""
-    events, pending, suspects, deaths = Counter() if events is None else events, deque(chunks), deque(), Counter()
-    inflight: dict = {}  # future -> (chunk, ran alone, its executor)
-    stalled, counted = set(), set()  # the executors (by id) a stalled worker broke; those counted and logged
-    streak: list[str] = []  # the videos of the stalls since a chunk last finished
-    executor = fresh()
-
-    def start(c: Chunk, alone: bool) -> None:
-        nonlocal executor
-        try:
-            f = submit(executor, c)
-        except BrokenProcessPool:  # a worker died since the last wait (its chunk's future fails below); c never ran
-            executor = fresh()
-            f = submit(executor, c)
-        inflight[f] = (c, alone, executor)
-
-    def innocent(ex) -> bool:  # its pool was broken by another chunk's stalled worker
-        return id(ex) in stalled or any(read_stall(c.staged, remove=False) for c, _, x in inflight.values() if x is ex)
-
-    while pending or suspects or inflight:
-        if suspects and not inflight:  # a suspect runs alone, in a fresh worker
-            start(suspects.popleft(), True)
-        solo = any(a for _, a, _ in inflight.values())  # nothing else starts beside it until it ends
-        while pending and not suspects and not solo and len(inflight) < n:
-            start(pending.popleft(), False)
-        done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-        for f in done:
-            chunk, alone, ex = inflight.pop(f)
-            try:
-                result = f.result()
-            except BrokenProcessPool as e:
-                error = e
-                failed(f)
-            else:
-                streak.clear()
-                yield result
-                continue
-            executor = fresh()  # loky gives a new pool once the old one is broken
-            if (after := after_stall(chunk)) is not None:  # its own watchdog stopped it: the video is known
-                stalled.add(id(ex))
-                events.update(worker_deaths=1, stalls=1)
-                pending.extendleft([after[1]] if after[1] is not None else [])
-                yield after[0]
-                streak.append(after[0].videos[0].key)
-                check_stalls(streak, after[2])
-                continue
-            if innocent(ex):
-                pending.appendleft(chunk)
-                continue
-            if id(ex) not in counted:  # one death per broken pool: loky fails every chunk in flight with it
-                counted.add(id(ex))
-                _count_death(error, events)
-            if (result := _blame(chunk, alone, error, deaths, suspects)) is not None:
-                yield result
-
-
-def _count_death(error: BaseException, events: Counter) -> None:
-    """A pool broke (not by a stall): count it, and say so in the log."""
-    events["worker_deaths"] += 1
-    log.warning("an extraction worker died (%s); the chunks in flight run again, each alone", _how(error))
-
-
-def _blame(chunk: Chunk, alone: bool, error: BaseException, deaths: Counter, suspects: deque) -> ChunkResult | None:
-    """A chunk whose pool broke: a suspect (run again alone), split into its videos (it died alone again), or,
-    a single video that died alone once more, failed (the result)."""
-    deaths[chunk.staged] += 1
-    if not alone or deaths[chunk.staged] < 2:
-        suspects.append(chunk)
-    elif len(chunk.tasks) > 1:  # which of its videos kills it: each alone, where one death is enough
-        parts = singles(chunk)
-        deaths.update({p.staged: 1 for p in parts})
-        suspects.extend(parts)
-    else:
-        return died(chunk, error)
-    return None
 
 
 def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None, float] | None:

@@ -13,16 +13,16 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from test_worker_death import CPU, _chunks
+from test_worker_death import CPU
 
 from flowprep.cli import main
 from flowprep.datasets.listing import list_videos
 from flowprep.extraction.batch import BatchSpec, run_batch
 from flowprep.extraction.extract import ExtractWork
 from flowprep.runners import Chunk
-from flowprep.runners.local import LocalRunner, supervise
+from flowprep.runners.local import LocalRunner
 from flowprep.runners.watchdog import note_path, read_stall
-from flowprep.store.record import ChunkResult, VideoOutcome
+from flowprep.store.record import ChunkResult
 
 from fault_tools import FAST, make_dataset
 
@@ -119,51 +119,6 @@ def test_a_video_whose_decoder_hangs_fails_alone_after_the_timeout_and_the_batch
     assert report.runner["stalls"] == report.runner["worker_deaths"] == 1
 
 
-class _Pools:
-    """Fake executors: the first breaks as a stalled worker does (every future fails; chunk 1's worker left a
-    stall note naming v1); later ones succeed. Records, for each submit, how many futures were still unread."""
-
-    def __init__(self, note: bool = True):
-        self.made, self.log, self.futures, self.note = 0, [], [], note
-
-    def fresh(self):
-        self.made += 1
-        return self.made
-
-    def submit(self, pool: int, chunk: Chunk) -> Future:
-        self.log.append((pool, chunk.staged, sum(1 for f in self.futures if not f.read)))
-        f = _Read()
-        self.futures.append(f)
-        if pool == 1:
-            if chunk.index == 1 and self.note:
-                Path(note_path(chunk.staged)).write_text('"v1"\nTimeout (0:00:02)!\nThread 0x1 (most recent call '
-                                                         'first):\n')
-            f.set_exception(BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated"))
-        else:
-            f.set_result(ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.0))
-        return f
-
-
-class _Read(Future):
-    read = False
-
-    def result(self, timeout=None):
-        self.read = True
-        return super().result(timeout)
-
-
-def test_the_chunks_beside_a_stalled_worker_are_not_suspected_and_run_together_again(tmp_path):
-    chunks = [Chunk(c.index, c.tasks, str(tmp_path / Path(c.staged).name)) for c in _chunks(3)]
-    pools = _Pools()
-    results = list(supervise(pools.fresh, pools.submit, chunks, 2))
-    by_key = {v.key: v for r in results for v in r.videos}
-    assert sorted(by_key) == ["v0", "v1", "v2"] and by_key["v1"].reason.startswith("no progress for 2 s")
-    assert by_key["v0"].status == by_key["v2"].status == "ok"
-    later = [(staged, unread) for pool, staged, unread in pools.log if pool > 1]
-    assert sorted(Path(s).name for s, _ in later) == ["staged-0.h5", "staged-2.h5"]  # v1 is not run again
-    assert max(unread for _, unread in later) == 1  # side by side, as before: not each alone
-
-
 def test_a_device_worker_that_stalled_is_not_tried_again():
     from flowprep.runners.gpus import schedule
 
@@ -189,16 +144,6 @@ def test_the_stall_timeout_flag(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "a"), "--stall-timeout", "-1"]) == 2
     assert "stall_s (--stall-timeout) must be a number of seconds above 0" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b"), "--stall-timeout", "0"]) == 0  # 0: never
-
-
-def test_a_suspect_runs_with_nothing_beside_it():
-    """Without a note nobody knows which chunk broke the pool: each runs again alone, and nothing pending starts
-    beside the last of them (a chunk that broke the pool then had the suspect blamed, or a video of it failed)."""
-    pools = _Pools(note=False)
-    results = list(supervise(pools.fresh, pools.submit, _chunks(3), 2))
-    assert sorted(v.key for r in results for v in r.videos) == ["v0", "v1", "v2"]
-    later = [(Path(staged).name, unread) for pool, staged, unread in pools.log if pool > 1]
-    assert sorted(later) == [("staged-0.h5", 0), ("staged-1.h5", 0), ("staged-2.h5", 0)]
 
 
 def test_one_chunk_per_process_is_watched_and_only_its_own_thread_beats(tmp_path):
@@ -294,19 +239,11 @@ def test_a_hung_machine_stops_the_batch_after_three_stalls_in_a_row(tmp_path):
     nothing finished between them stop the run in one line."""
     from flowprep.errors import FlowprepError
 
-    class AllStall(_Pools):
-        def submit(self, pool: int, chunk: Chunk) -> Future:
-            Path(note_path(chunk.staged)).write_text(f'"{chunk.tasks[0].key}"\nTimeout (0:10:00)!\nThread 0x1:\n')
-            f = _Read()
-            f.set_exception(BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated"))
-            return f
-
-    chunks = [Chunk(c.index, c.tasks, str(tmp_path / Path(c.staged).name)) for c in _chunks(5)]
-    pools, got = AllStall(), []
-    with pytest.raises(FlowprepError, match=r"^3 workers in a row made no progress for 600 s \(on v\d, v\d, v\d\)"):
-        for r in supervise(pools.fresh, pools.submit, chunks, 2):
-            got.append(r)
-    assert len(got) == 3 and all(r.videos[0].reason.startswith("no progress for 600 s") for r in got)
+    root = make_dataset(tmp_path / "data", 5, frames=6)
+    spec = BatchSpec(HangInDecode(ExtractWork(CPU), "*"), CPU.identity(), asdict(CPU.solver), LocalRunner(2),
+                     videos_per_shard=1, show_progress=False)
+    with pytest.raises(FlowprepError, match="^3 workers in a row made no progress for 2 s"):
+        run_batch(list_videos("ucf101", root), tmp_path / "out", spec)
 
 
 def test_the_rest_of_a_stalled_chunk_is_tried_once_more_when_its_worker_dies():

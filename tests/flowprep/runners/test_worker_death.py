@@ -163,44 +163,6 @@ def test_a_chunk_of_other_settings_or_out_of_sight_is_not_published(tmp_path, ho
     assert not (tmp_path / "out" / "index.jsonl").exists() or not (tmp_path / "out" / "index.jsonl").read_text()
 
 
-class _BreakingPool:
-    """A fake executor whose first future fails as a dead worker's does, and which then refuses every submit, as
-    loky's broken pool does: the case of a worker killed between two waits (caught once by CI)."""
-
-    def __init__(self, first: bool):
-        self.first, self.broken, self.ran = first, False, []
-
-    def submit(self, chunk: Chunk):
-        from concurrent.futures import Future
-        from concurrent.futures.process import BrokenProcessPool
-
-        if self.broken:
-            raise BrokenProcessPool("A worker process managed by the executor was unexpectedly terminated")
-        f = Future()
-        if self.first:
-            self.broken = True
-            f.set_exception(BrokenProcessPool("The exit codes of the workers are {SIGKILL(-9)}"))
-        else:
-            self.ran.append(chunk.index)
-            f.set_result(ChunkResult(chunk.staged, [VideoOutcome(t.key, "ok") for t in chunk.tasks], 0.0))
-        return f
-
-
-def test_a_pool_that_broke_between_waits_takes_the_chunk_on_a_fresh_one():
-    from flowprep.runners.local import supervise
-
-    pools = []
-
-    def fresh():
-        pools.append(_BreakingPool(first=not pools))
-        return pools[-1]
-
-    results = list(supervise(fresh, lambda ex, c: ex.submit(c), _chunks(4), 2))
-    assert sorted(v.key for r in results for v in r.videos) == ["v0", "v1", "v2", "v3"]
-    assert all(v.status == "ok" for r in results for v in r.videos)
-    assert sorted(i for p in pools for i in p.ran) == [0, 1, 2, 3]  # chunk 0 again (alone), 1 on a fresh pool
-
-
 def test_a_device_worker_that_died_idle_is_restarted_for_its_next_item():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
@@ -281,3 +243,27 @@ def test_a_chunk_run_again_after_a_death_is_counted_once(tmp_path):
     assert sorted(v.key for r in results for v in r.videos) == [f"v{i}" for i in range(6)]
     assert sum(v for v, _ in seen) == 6 and sum(p for _, p in seen) == 18  # exact, after the taking back
     assert any(v < 0 for v, _ in seen)  # something was taken back
+
+
+class CountStarts(KillOn):
+    """KillOn that also records each start of each chunk (a file per start, named by its first video)."""
+
+    def __init__(self, key: str, times: int, markers: Path, starts: Path):
+        super().__init__(key, times, markers)
+        self.starts = starts
+
+    def __call__(self, chunk: Chunk, progress=None) -> ChunkResult:
+        (self.starts / f"{chunk.tasks[0].key}-{time.monotonic_ns()}").touch()
+        return super().__call__(chunk, progress)
+
+
+def test_a_death_costs_the_other_workers_nothing(tmp_path):
+    """One shared pool failed every chunk in flight with a worker's death, and each ran again alone (on 64 cores,
+    63 idle); each worker is its own executor now: only the dead one's chunk runs again."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "s").mkdir()
+    work = CountStarts("v1", 1, tmp_path / "m", tmp_path / "s")
+    results = list(LocalRunner(2).run_pool(work, _chunks(4), lambda *a: None, 2))
+    assert sorted(v.key for r in results for v in r.videos) == ["v0", "v1", "v2", "v3"]
+    starts = sorted(p.name.split("-")[0] for p in (tmp_path / "s").iterdir())
+    assert starts == ["v0", "v1", "v1", "v2", "v3"]  # v0 ran beside v1 when its worker died: once
