@@ -173,7 +173,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
         by_key = {t.key: t for t in todo}  # a chunk split by its runner (runners.singles) comes back in parts
         try:
             for res in spec.runner.run(spec.work, chunks, bar):
-                if res.shard:  # "": a chunk whose worker died (runners.local.died); its videos failed, no shard
+                if res.shard:  # "": a chunk whose worker died (runners.slots.died); its videos failed, no shard
                     lock.check()  # still ours: publishing beside another run would mix two runs' work
                     check_staged(res.shard, spec.identity)
                     res.shard = str(publisher.publish(res.shard, [by_key[v.key] for v in res.videos]))

@@ -17,7 +17,8 @@ from typing import Callable, Iterator, Sequence
 
 from flowprep.errors import FlowprepError
 from flowprep.runners import Chunk, Progress, Work, singles
-from flowprep.runners.local import after_stall, lost, run_chunk
+from flowprep.runners.local import run_chunk
+from flowprep.runners.slots import after_stall, lost
 from flowprep.runners.watchdog import check_stalls
 from flowprep.store.record import ChunkResult
 

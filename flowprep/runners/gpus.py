@@ -9,19 +9,15 @@ GPU simply does fewer chunks. Device ids are positions in the GPUs this process 
 from __future__ import annotations
 
 import os
-from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator, Sequence, TypeVar
+from collections import Counter
+from concurrent.futures import Future
+from typing import Iterator, Sequence
 
-from flowprep.runners import Chunk, Progress, Work, singles
-from flowprep.runners.local import after_stall, died, run_chunk
-from flowprep.runners.watchdog import check_stalls
+from flowprep.runners import Chunk, Progress, Work
+from flowprep.runners.local import run_chunk
+from flowprep.runners.slots import SlotPool, run_slots
 from flowprep.runners.worker import prepare_worker
 from flowprep.store.record import ChunkResult
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def visible_devices(count: int | None = None) -> list[str]:
@@ -62,112 +58,9 @@ def parse_devices(text: str, visible: list[str]) -> list[str]:
     return out
 
 
-def schedule(items: list[T], workers: list[str], submit: Callable[[str, T], Future],
-             restart: Callable[[str], None] | None = None, died: Callable[[T, BaseException], R] | None = None,
-             split: Callable[[T], list[T]] | None = None,
-             stalled: Callable[[T], tuple[R, T | None] | None] | None = None) -> Iterator[tuple[str, R]]:
-    """Run items on workers, one in flight per worker, the next item going to whichever finishes first.
-
-    Yields (worker, result) in completion order; the first error cancels what is not started and propagates,
-    except a worker's death when ``restart`` and ``died`` are given: its one item in flight is known, so the worker
-    is restarted (``restart(worker)``) and the item tried once more; dying again, the item is split into parts
-    (``split(item)``, when given and it has several), each of which dies only once, and ``died(item, error)`` is
-    the result of an item that died its last time. A worker that stopped itself for want of progress says so:
-    ``stalled(item)`` is then (the result, the item's rest to run again or None), and nothing is tried again.
-    """
-    pending = deque(items)
-    running: dict[Future, tuple[str, T]] = {}
-    deaths: dict = {}  # item -> how often its worker died (items are hashable: a Chunk is)
-
-    def start(w: str, item: T) -> None:
-        try:
-            f = submit(w, item)
-        except BrokenProcessPool:  # the worker died idle, since its last item: a fresh one takes this item
-            if restart is None:
-                raise
-            restart(w)
-            f = submit(w, item)
-        running[f] = (w, item)
-
-    try:
-        for w in workers:
-            if pending:
-                start(w, pending.popleft())
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                w, item = running.pop(fut)
-                try:
-                    result = fut.result()
-                except BrokenProcessPool as e:
-                    if restart is None or died is None:
-                        raise
-                    restart(w)
-                    result = _death(item, e, deaths, pending, died, split, stalled)
-                if pending:
-                    start(w, pending.popleft())
-                if result is not None:
-                    yield w, result
-    finally:
-        for fut in running:
-            fut.cancel()
-
-
-def _death(item: T, e: BaseException, deaths: dict, pending: deque, died: Callable, split: Callable | None,
-           stalled: Callable | None) -> R | None:
-    """What ``schedule`` does when the worker running ``item`` died: its result, or None with what is to run
-    again put first in ``pending`` (the item; its parts; a stalled item's rest)."""
-    after = stalled(item) if stalled is not None else None
-    if after is not None:
-        if after[1] is not None:
-            pending.appendleft(after[1])
-        return after[0]
-    deaths[item] = deaths.get(item, 0) + 1
-    if deaths[item] < 2:  # tried once more
-        pending.appendleft(item)
-        return None
-    parts = split(item) if split is not None else []
-    if len(parts) > 1:  # which part kills its worker: each once
-        deaths.update({p: 1 for p in parts})
-        pending.extendleft(reversed(parts))
-        return None
-    return died(item, e)
-
-
-def _device_env(device: str) -> dict[str, str]:
+def device_env(device: str) -> dict[str, str]:
+    """The environment of a device's worker: it sees that GPU only."""
     return {"CUDA_VISIBLE_DEVICES": device}
-
-
-class DevicePool:
-    """One single-process executor per slot (a context manager): a worker's death breaks only its own executor,
-    so whose chunk it was is known. ``env(slot)`` is set at each process's start (default: a GPU per slot, its
-    CUDA_VISIBLE_DEVICES)."""
-
-    def __init__(self, devices: list[str], initializer: Callable | None = None, initargs: tuple = (),
-                 env: Callable[[str], dict[str, str]] = _device_env):
-        self._init = (initializer, initargs, env)
-        self.executors = {d: self._start(d) for d in devices}
-
-    def _start(self, device: str):
-        from joblib.externals.loky import ProcessPoolExecutor
-        initializer, initargs, env = self._init
-        return ProcessPoolExecutor(max_workers=1, env=env(device), initializer=initializer, initargs=initargs)
-
-    def restart(self, device: str) -> None:
-        """A fresh process for ``device`` (its old one died)."""
-        self.executors[device].shutdown(wait=False, kill_workers=True)
-        self.executors[device] = self._start(device)
-
-    def submit(self, device: str, fn: Callable, *args, **kwargs) -> Future:
-        """Run ``fn(*args, **kwargs)`` in the device's process."""
-        return self.executors[device].submit(fn, *args, **kwargs)
-
-    def __enter__(self) -> "DevicePool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for ex in self.executors.values():
-            ex.shutdown(wait=exc[0] is None, kill_workers=exc[0] is not None)
 
 
 class GpuRunner:
@@ -197,39 +90,10 @@ class GpuRunner:
         me = os.getpid()
         # tied to this process at start-up, not at its first chunk (see runners.local); threads left alone: a GPU
         # worker decodes and encodes with the host's threads
-        with DevicePool(self.devices, initializer=prepare_worker, initargs=(me, None)) as pool:
+        with SlotPool(self.devices, device_env, initializer=prepare_worker, initargs=(me, None)) as pool:
             def submit(dev: str, chunk: Chunk) -> Future:
                 return pool.submit(dev, run_chunk, gpu_work, chunk, parent=me, threads=None)
 
             for res in run_slots(chunks, self.devices, submit, pool.restart, self.events):
                 progress(len(res.videos), res.pairs)
                 yield res
-
-
-def run_slots(chunks: Sequence[Chunk], slots: list[str], submit: Callable[[str, Chunk], Future],
-              restart: Callable[[str], None], events: Counter) -> Iterator[ChunkResult]:
-    """``schedule`` for chunks, one in flight per slot (a process of its own). A worker that dies (out of memory)
-    costs only its video: its chunk is tried once more, then each of its videos once, and the one whose worker
-    dies then fails; a worker that stalled names its video, which fails at once. ``events`` counts the
-    "worker_deaths" and "stalls"; the third stall in a row with nothing finished between stops the run."""
-    streak: list[str] = []  # the videos of the stalls since a chunk last finished
-
-    def restarted(slot: str) -> None:
-        events["worker_deaths"] += 1
-        restart(slot)
-
-    def stalled(chunk: Chunk):
-        after = after_stall(chunk)
-        if after is None:
-            return None
-        events["stalls"] += 1
-        streak.append(after[0].videos[0].key)
-        check_stalls(streak, after[2])
-        return after[:2]
-
-    events.clear()
-    for _, res in schedule(list(chunks), slots, submit, restart=restarted, died=died, split=singles,
-                           stalled=stalled):
-        if res.shard:
-            streak.clear()
-        yield res

@@ -1,7 +1,7 @@
 """Chunks on this machine: in this process when one chunk at a time is all there is to do, else on loky worker
 processes (joblib's) that each own one core and die with the driver.
 
-Each worker is an executor of its own (``gpus.DevicePool``'s shape, scheduled by ``gpus.run_slots``), so a worker
+Each worker is an executor of its own (``slots.SlotPool``, scheduled by ``slots.run_slots``), so a worker
 that dies (a signal; the kernel's out-of-memory killer sends SIGKILL) breaks only its own and whose chunk it was
 is known: the chunk runs once more in a fresh worker, then each of its videos once, and the video whose worker
 dies then is recorded as failed with the reason; the rest of the batch goes on, on every core (one shared pool
@@ -14,17 +14,16 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import threading
 from collections import Counter
 from concurrent.futures import Future
 from typing import Iterator, Sequence
 
-from flowprep.datasets.listing import shown
 from flowprep.runners import Chunk, Progress, Work
-from flowprep.runners.watchdog import read_stall, watching
+from flowprep.runners.slots import SlotPool, how_it_died, run_slots
+from flowprep.runners.watchdog import watching
 from flowprep.runners.worker import capped_threads, prepare_worker
-from flowprep.store.record import ChunkResult, VideoOutcome
+from flowprep.store.record import ChunkResult
 
 log = logging.getLogger("flowprep")
 
@@ -64,10 +63,9 @@ class _Ledger:
                 self.sent[token] = (v + videos, p + pairs)
                 self.progress(videos, pairs)
 
-    def take_back(self, future) -> None:
-        """The submission behind ``future`` failed: its counts come off."""
+    def take_back(self, token: int) -> None:
+        """Submission ``token`` failed: its counts come off."""
         with self.lock:
-            token = getattr(future, "progress_token", None)
             self.dropped.add(token)
             v, p = self.sent.pop(token, (0, 0))
             if v or p:
@@ -111,13 +109,11 @@ class LocalRunner:
         executor: a worker that dies breaks only its own, so whose chunk it was is known (module docstring)."""
         from multiprocessing.managers import SyncManager
 
-        from flowprep.runners.gpus import DevicePool, run_slots
-
         manager = SyncManager()
         manager.start(_init_manager, (os.getpid(),))  # the progress queue's process must not outlive us either
         queue, ledger = manager.Queue(), _Ledger(progress)
         stop, tokens, me = threading.Event(), itertools.count(), os.getpid()
-        current: dict[str, Future] = {}  # slot -> its latest submission
+        current: dict[str, tuple[Future, int]] = {}  # slot -> its latest submission and its progress token
 
         def drain() -> None:
             while not stop.is_set():
@@ -132,19 +128,19 @@ class LocalRunner:
             # each worker owns one core (BLAS threads by environment, OpenCV/torch by prepare_worker); the
             # initializer ties it to this process as soon as it starts (a driver killed while its workers started
             # up left them idle for minutes, holding its stdout open)
-            with DevicePool([str(i) for i in range(n)], initializer=prepare_worker, initargs=(me, 1),
-                            env=lambda slot: dict.fromkeys(_THREAD_VARS, "1")) as pool:
+            with SlotPool([str(i) for i in range(n)], lambda slot: dict.fromkeys(_THREAD_VARS, "1"),
+                          initializer=prepare_worker, initargs=(me, 1)) as pool:
                 def submit(slot: str, chunk: Chunk) -> Future:
                     token = next(tokens)
-                    f = current[slot] = pool.submit(slot, run_chunk, work, chunk, _QueueProgress(queue, token),
-                                                    parent=me)
-                    f.progress_token = token
+                    f = pool.submit(slot, run_chunk, work, chunk, _QueueProgress(queue, token), parent=me)
+                    current[slot] = (f, token)
                     return f
 
                 def restart(slot: str) -> None:  # its worker died: what it reported of its chunk comes off
-                    if current[slot].done() and current[slot].exception() is not None:
-                        ledger.take_back(current[slot])
-                        log.warning("an extraction worker died (%s)", _how(current[slot].exception()))
+                    f, token = current[slot]
+                    if f.done() and f.exception() is not None:
+                        ledger.take_back(token)
+                        log.warning("an extraction worker died (%s)", how_it_died(f.exception()))
                     pool.restart(slot)
 
                 yield from run_slots(chunks, list(pool.executors), submit, restart, self.events)
@@ -156,43 +152,3 @@ class LocalRunner:
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")  # what joblib caps too
-
-
-def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None, float] | None:
-    """If the worker of ``chunk`` stopped itself for want of progress (runners.watchdog): the result of the video
-    it stalled on (failed, with the reason; where its threads were goes to the log), the chunk of its other
-    videos to run again (None: there are none) and the timeout; else None (it died otherwise)."""
-    stall = read_stall(chunk.staged)
-    if stall is None:
-        return None
-    stuck = next((t for t in chunk.tasks if t.key == stall.key), chunk.tasks[0])
-    log.warning("%s: no progress for %g s, its worker was stopped; its threads were at:\n%s", shown(stuck.key),
-                stall.seconds, stall.threads)
-    rest = tuple(t for t in chunk.tasks if t is not stuck)
-    stem, ext = os.path.splitext(chunk.staged)
-    again = Chunk(chunk.index, rest, f"{stem}-r{ext}") if rest else None
-    return lost(Chunk(chunk.index, (stuck,), chunk.staged),
-                f"no progress for {stall.seconds:g} s while extracting it, so its worker was stopped (a decoder, GPU "
-                "or file system that hangs; the log shows where); the rest of the batch went on"), again, stall.seconds
-
-
-def died(chunk: Chunk, error: BaseException) -> ChunkResult:
-    """The result of a video whose worker died each time it ran, the last time alone: failed, with the signal
-    named; no shard."""
-    return lost(chunk, f"the extraction worker died each time it ran this video, the last time alone ({_how(error)}); "
-                       "the rest of the batch went on")
-
-
-def _how(error: BaseException) -> str:
-    """How a pool's error says its worker died: "killed by SIGKILL, possibly out of memory", "killed by SIGSEGV",
-    or "no signal named"."""
-    sig = re.search(r"(SIG[A-Z]+)\(-?\d+\)", str(error))
-    if sig is None:
-        return "no signal named"
-    return f"killed by {sig.group(1)}" + (", possibly out of memory" if sig.group(1) == "SIGKILL" else "")
-
-
-def lost(chunk: Chunk, reason: str) -> ChunkResult:
-    """The result of a chunk that no worker could finish: every video failed with ``reason``; no shard."""
-    return ChunkResult(shard="", videos=[VideoOutcome(key=t.key, status="failed", reason=reason)
-                                         for t in chunk.tasks], seconds=0.0)

@@ -5,9 +5,8 @@ The work beats (``beat(key)``, from the extraction pipeline's loop) while it mak
 ``faulthandler``'s: it runs in a C thread, so it fires even while the hung call holds the GIL. When no beat came
 for the timeout it writes the video's key and every thread's traceback to the chunk's stall note
 (``<staged>.stalled``) and ends the process (exit code 1). The runner then reads the note (``read_stall``): the
-video named fails with the reason, the chunk's other videos run again, and the chunks that shared the pool are
-not suspected of anything (flowprep.runners.local). Three stalls in a row with nothing finished between them
-stop the run (``check_stalls``): a hung GPU or mount, not a video.
+video named fails with the reason and the chunk's other videos run again (flowprep.runners.slots). Three stalls
+in a row with nothing finished between them stop the run (``check_stalls``): a hung GPU or mount, not a video.
 
 Work runs in the driver's process only when one chunk at a time is all there is to do (``--jobs 1``, or a single
 video): that is not watched.

@@ -14,7 +14,8 @@ from flowprep.datasets.listing import list_videos
 from flowprep.errors import FlowprepError
 from flowprep.extraction.batch import extract_dataset, is_disk_full
 from flowprep.extraction.config import ExtractConfig
-from flowprep.runners.local import LocalRunner, died
+from flowprep.runners.local import LocalRunner
+from flowprep.runners.slots import died
 from flowprep.solvers import SolverConfig
 
 from fault_tools import assert_same_output, extract_cmd, make_dataset

@@ -13,8 +13,9 @@ from flowprep.datasets.listing import list_videos
 from flowprep.extraction.batch import extract_dataset
 from flowprep.extraction.config import ExtractConfig
 from flowprep.extraction.extract import ExtractWork
-from flowprep.runners.gpus import DevicePool, GpuRunner, parse_devices, schedule, visible_devices
+from flowprep.runners.gpus import GpuRunner, device_env, parse_devices, visible_devices
 from flowprep.runners.local import LocalRunner
+from flowprep.runners.slots import SlotPool, schedule
 from flowprep.solvers import SolverConfig
 
 from fault_tools import assert_same_output, make_dataset
@@ -61,7 +62,7 @@ def test_schedule_keeps_one_chunk_in_flight_per_device_and_feeds_the_free_one():
 
 
 def test_each_device_worker_sees_only_its_gpu():
-    with DevicePool(["0", "1"]) as pool:
+    with SlotPool(["0", "1"], device_env) as pool:
         seen = [pool.submit(d, os.getenv, "CUDA_VISIBLE_DEVICES").result() for d in ("0", "1")]
         pids = {pool.submit(d, os.getpid).result() for d in ("0", "1")}
     assert seen == ["0", "1"] and len(pids) == 2 and os.getpid() not in pids

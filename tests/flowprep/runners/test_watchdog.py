@@ -120,7 +120,7 @@ def test_a_video_whose_decoder_hangs_fails_alone_after_the_timeout_and_the_batch
 
 
 def test_a_device_worker_that_stalled_is_not_tried_again():
-    from flowprep.runners.gpus import schedule
+    from flowprep.runners.slots import schedule
 
     tries: list[str] = []
 
@@ -249,7 +249,7 @@ def test_a_hung_machine_stops_the_batch_after_three_stalls_in_a_row(tmp_path):
 def test_the_rest_of_a_stalled_chunk_is_tried_once_more_when_its_worker_dies():
     """Its deaths are its own (the GPU schedule counted deaths by id(item), and the rest, a new object, often got
     the id of one freed before it, with that one's deaths: its first death failed it with no retry)."""
-    from flowprep.runners.gpus import schedule
+    from flowprep.runners.slots import schedule
 
     tries: list[str] = []
 

@@ -110,9 +110,10 @@ def _kill_on_two(item: int, markers: str, times: int) -> int:
 def test_a_dead_gpu_worker_is_restarted_and_costs_only_its_chunk(tmp_path, times):
     """GpuRunner's schedule: one chunk in flight per device, so the dead worker's chunk is known; the device's
     process is restarted and the chunk tried once more there, then given up (``died``)."""
-    from flowprep.runners.gpus import DevicePool, schedule
+    from flowprep.runners.gpus import device_env
+    from flowprep.runners.slots import SlotPool, schedule
 
-    with DevicePool(["0", "1"]) as pool:
+    with SlotPool(["0", "1"], device_env) as pool:
         out = list(schedule(list(range(6)), ["0", "1"], lambda d, i: pool.submit(d, _kill_on_two, i, str(tmp_path),
                                                                                    times),
                             restart=pool.restart, died=lambda item, e: f"died: {item}"))
@@ -167,7 +168,7 @@ def test_a_device_worker_that_died_idle_is_restarted_for_its_next_item():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from flowprep.runners.gpus import schedule
+    from flowprep.runners.slots import schedule
 
     dead, restarts = {"0"}, []
 
@@ -190,7 +191,7 @@ def test_a_device_chunk_that_dies_twice_is_split_and_only_its_culprit_fails():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from flowprep.runners.gpus import schedule
+    from flowprep.runners.slots import schedule
 
     tries: list[tuple] = []
 
