@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import sys
 from typing import Callable, Sequence
@@ -66,6 +67,10 @@ class _Loader(DataLoader):
     def __iter__(self):
         before = cv2.getNumThreads()
         prepare_workers(self.num_workers)
+        init = self.worker_init_fn  # told how its workers start, read now: the context may have changed since
+        if isinstance(init, functools.partial) and init.func is worker_init:
+            forked = _start_method(self.multiprocessing_context) == "fork"
+            self.worker_init_fn = functools.partial(worker_init, *init.args, **{**init.keywords, "forked": forked})
         try:
             return super().__iter__()  # the workers are forked here, as the iterator starts
         finally:
@@ -82,15 +87,29 @@ def prepare_workers(num_workers: int) -> None:
         cv2.setNumThreads(1)
 
 
+def _start_method(context) -> str:
+    """How a DataLoader given ``multiprocessing_context=context`` starts its workers: fork, spawn or forkserver."""
+    if isinstance(context, str):
+        return context
+    return (context or multiprocessing).get_start_method()
+
+
 _IMPORTED_IN = os.getpid()  # a forked worker has its parent's; a spawned one imports this module afresh
 
 
-def worker_init(worker_id: int, then: Callable[[int], None] | None = None) -> None:
+def worker_init(worker_id: int, then: Callable[[int], None] | None = None, forked: bool | None = None) -> None:
     """DataLoader worker setup: numpy seeded from torch's per-worker seed, OpenCV on one thread in a worker that
-    was spawned (a forked one has it from prepare_workers), quiet tracebacks of a parent gone
-    (_quiet_when_parent_gone), then ``then(worker_id)``: the caller's own worker_init_fn."""
+    was not forked from the loader's process (a forked one has it from prepare_workers), quiet tracebacks of a
+    parent gone (_quiet_when_parent_gone), then ``then(worker_id)``: the caller's own worker_init_fn.
+
+    ``forked`` is how make_loader's workers start; left None (a plain DataLoader's worker_init_fn), a worker that
+    imported this module afresh counts as spawned."""
     np.random.seed(torch.initial_seed() % 2**32)
-    if _IMPORTED_IN == os.getpid():  # spawned: a fresh interpreter, whose pool has never run, so this is safe
+    if forked is None:
+        forked = _IMPORTED_IN != os.getpid()
+    # Spawned, or forked from a forkserver (which may have imported this module, so the pid test misses it): a
+    # process whose own pool never ran, where setting the count is safe.
+    if not forked:
         cv2.setNumThreads(1)
     sys.excepthook = _quiet_when_parent_gone
     if then is not None:

@@ -9,7 +9,8 @@ video named fails with the reason and the chunk's other videos run again (flowpr
 in a row with nothing finished between them stop the run (``check_stalls``): a hung GPU or mount, not a video.
 
 Work runs in the driver's process only when one chunk at a time is all there is to do (``--jobs 1``, or a single
-video): that is not watched.
+video): that is not watched. Chunks side by side in the threads of one process (a Dask worker started with
+several threads) each have their own deadline; a stall ends the process, and Dask runs its other chunks again.
 """
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ STALLS_IN_A_ROW = 3  # workers stalled with nothing finished between them: the m
 class _Watch:
     note: IO[str]
     seconds: float
-    thread: int  # the thread doing the chunk: only its beats count
     key: str = ""
-    armed: float = 0.0
+    armed: float = 0.0  # when its last beat re-armed the timer
+    deadline: float = float("inf")  # when the timer fires for it (inf: paused)
 
 
-_CURRENT: _Watch | None = None
+_WATCHES: dict[int, _Watch] = {}  # by the thread doing the chunk: only its beats count for it
 _LOCK = threading.Lock()
 
 
@@ -51,15 +52,15 @@ def note_path(staged: str) -> str:
 
 @contextlib.contextmanager
 def watching(staged: str, first: str, seconds: float | None) -> Iterator[None]:
-    """Arm the timer for the block (``seconds``: None or 0, no timer); ``first`` is the key blamed until a beat
-    names another. The note is removed when the block ends, however it ends. The timer is one per process: a
-    chunk that starts while another is watched here (a Dask worker with several threads) is not watched."""
-    global _CURRENT
+    """Watch the block, run by this thread (``seconds``: None or 0, not watched); ``first`` is the key blamed until
+    a beat names another. The note is removed when the block ends, however it ends. Chunks run side by side in
+    threads of one process (a Dask worker with several threads) are each watched: the one timer of the process
+    is armed for the earliest deadline among them, and writes into that chunk's note."""
+    me = threading.get_ident()
     with _LOCK:
-        mine = bool(seconds) and _CURRENT is None
+        mine = bool(seconds) and me not in _WATCHES
         if mine:
-            _CURRENT = _Watch(open(note_path(staged), "w", encoding="utf-8"), float(seconds or 0),
-                              threading.get_ident())
+            _WATCHES[me] = _Watch(open(note_path(staged), "w", encoding="utf-8"), float(seconds or 0))
     if not mine:
         yield
         return
@@ -67,40 +68,51 @@ def watching(staged: str, first: str, seconds: float | None) -> Iterator[None]:
         beat(first)
         yield
     finally:
-        faulthandler.cancel_dump_traceback_later()
         with _LOCK:
-            _CURRENT.note.close()
-            _CURRENT = None
+            w = _WATCHES.pop(me)
+            _arm()  # for the others, or off
+        w.note.close()
         with contextlib.suppress(OSError):
             os.unlink(note_path(staged))
 
 
+def _arm() -> None:
+    """The timer, for the watch whose deadline comes first (under _LOCK); cancelled when none has one."""
+    due = min(_WATCHES.values(), key=lambda w: w.deadline, default=None)
+    if due is None or due.deadline == float("inf"):
+        faulthandler.cancel_dump_traceback_later()
+    else:
+        faulthandler.dump_traceback_later(max(due.deadline - time.monotonic(), 0.001), exit=True, file=due.note)
+
+
 def beat(key: str) -> None:
-    """Progress on video ``key``: the timer starts again (a no-op where nothing is watched)."""
-    w = _CURRENT
-    if w is None or w.thread != threading.get_ident():
+    """Progress on video ``key``: this thread's deadline moves on (a no-op where nothing is watched)."""
+    w = _WATCHES.get(threading.get_ident())
+    if w is None:
         return
     now = time.monotonic()
-    if key != w.key:  # the note's first line names the video that stalls (JSON: a newline or a byte that is not
-        w.note.seek(0)  # UTF-8 in a name stays on the line)
-        w.note.truncate()
-        w.note.write(json.dumps(key) + "\n")
+    if key != w.key:  # the note's first line names the video that stalls and the timeout (JSON: a newline or a
+        w.note.seek(0)  # byte that is not UTF-8 in a name stays on the line; the timer's own figure is the time
+        w.note.truncate()  # left when another thread armed it)
+        w.note.write(json.dumps([key, w.seconds]) + "\n")
         w.note.flush()
         w.key = key
     elif now - w.armed < min(_REARM_S, w.seconds / 10):
         return
-    w.armed = now
-    faulthandler.dump_traceback_later(w.seconds, exit=True, file=w.note)
+    with _LOCK:
+        w.armed, w.deadline = now, now + w.seconds
+        _arm()
 
 
 def pause() -> None:
-    """The work left is not the videos' (closing the shard, its fsync and rename, dropping dead space): the timer
-    stops, so that a slow disk at the end of a chunk does not fail its last video. A no-op where nothing is
-    watched."""
-    w = _CURRENT
-    if w is not None and w.thread == threading.get_ident():
-        faulthandler.cancel_dump_traceback_later()
-        w.key, w.armed = "", float("inf")  # a beat after this arms it again
+    """The work left is not the videos' (closing the shard, its fsync and rename, dropping dead space): this
+    thread's deadline is lifted, so that a slow disk at the end of a chunk does not fail its last video. A no-op
+    where nothing is watched."""
+    w = _WATCHES.get(threading.get_ident())
+    if w is not None:
+        with _LOCK:
+            w.key, w.armed, w.deadline = "", float("inf"), float("inf")  # a beat after this sets one again
+            _arm()
 
 
 @dataclass(frozen=True)
@@ -127,11 +139,11 @@ def read_stall(staged: str, remove: bool = True) -> Stall | None:
         with contextlib.suppress(OSError):
             os.unlink(path)
     try:
-        key = json.loads(line)
-        h, m, s = (float(x) for x in dump[len(_TIMEOUT_MARK):].split(")", 1)[0].split(":"))
-    except ValueError:  # a note cut short (a full disk): still a stall, of the chunk's first video
+        key, seconds = json.loads(line)
+        seconds = float(seconds)
+    except (ValueError, TypeError):  # a note cut short (a full disk): still a stall, of the chunk's first video
         return Stall("", 0.0, dump.partition("\n")[2].rstrip())
-    return Stall(key if isinstance(key, str) else "", h * 3600 + m * 60 + s, dump.partition("\n")[2].rstrip())
+    return Stall(key if isinstance(key, str) else "", seconds, dump.partition("\n")[2].rstrip())
 
 
 def check_stalls(keys: list[str], seconds: float) -> None:

@@ -129,3 +129,14 @@ def test_a_deep_copy_keeps_an_epoch_of_its_own_in_shared_memory(motion_data):
     fresh = _train(motion_data)
     fresh.set_epoch(5)
     assert torch.equal(twin[0][0], fresh[0][0])
+
+
+def test_a_forkserver_that_imported_flowprep_still_gives_its_workers_one_opencv_thread():
+    """A worker forked from a forkserver that had imported flowprep (a preload) looked forked from the loader's
+    process, and kept OpenCV's default thread count."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["flowprep.loading.loader", "cv2"])
+    loader = make_loader(_Threads(), 1, batch_size=2, worker_init_fn=_record_threads, multiprocessing_context=context)
+    assert next(iter(loader)).tolist() == [1, 1]

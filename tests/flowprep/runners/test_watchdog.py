@@ -69,7 +69,7 @@ def test_a_watched_block_that_ends_disarms_the_timer_and_leaves_no_note(tmp_path
 
 def test_the_note_of_a_worker_killed_while_it_made_progress_is_no_stall(tmp_path):
     staged = str(tmp_path / "chunk-00000.h5")
-    Path(note_path(staged)).write_text('"Up/v"\n')  # the key line only: killed (out of memory), not stalled
+    Path(note_path(staged)).write_text('["Up/v", 600.0]\n')  # the key line only: killed (out of memory), not stalled
     assert read_stall(staged) is None
 
 
@@ -146,29 +146,53 @@ def test_the_stall_timeout_flag(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "b"), "--stall-timeout", "0"]) == 0  # 0: never
 
 
-def test_one_chunk_per_process_is_watched_and_only_its_own_thread_beats(tmp_path):
-    """A Dask worker with several threads runs chunks side by side: the one timer of the process stays the first
-    chunk's, and another thread's beats neither keep it alive nor rename its video."""
+@pytest.mark.parametrize("stuck", ["main", "other"])
+def test_chunks_in_threads_side_by_side_are_each_watched(tmp_path, stuck):
+    """A Dask worker with several threads runs chunks side by side: only the first was watched (the one timer of
+    the process was its), so a stall in another thread hung the worker for good, and the first chunk's end left
+    the others without a timer. Now each thread has its deadline; the one that stops beating ends the process, its
+    note names its video, and the busy thread's beats do not keep it alive."""
+    a, b = str(tmp_path / "chunk-a.h5"), str(tmp_path / "chunk-b.h5")
+    p = _run(f"""
+        import threading, time
+        from flowprep.runners.watchdog import beat, watching
+        stuck = {stuck!r}
+
+        def work(staged, key, seconds, hang):
+            with watching(staged, key, seconds):
+                for i in range(100 if hang else 60):  # 0.1 s steps: 6 s of progress, or one beat then a hang
+                    if not hang or i == 0:
+                        beat(key)
+                    time.sleep(0.1)
+
+        with watching({str(tmp_path / "done.h5")!r}, "short", 0.5):  # a chunk that ends first: the others go on
+            beat("short")
+        t = threading.Thread(target=work, args=({b!r}, "vb", 1.0, stuck == "other"))
+        t.start()
+        work({a!r}, "va", 1.0, stuck == "main")
+        t.join()
+        print("not reached")
+        """)
+    assert p.returncode == 1 and "not reached" not in p.stdout, p.stdout + p.stderr
+    hung, busy = (a, b) if stuck == "main" else (b, a)
+    stall = read_stall(hung)
+    assert stall is not None and stall.key == ("va" if stuck == "main" else "vb") and stall.seconds == 1.0
+    assert read_stall(busy) is None  # its note names its video, with no timeout under it
+
+
+def test_only_a_threads_own_beats_count_for_its_chunk(tmp_path):
+    """Another thread's beats neither keep a chunk's timer alive nor rename its video."""
     import threading
 
     from flowprep.runners.watchdog import beat, watching
 
-    a, b = str(tmp_path / "chunk-a.h5"), str(tmp_path / "chunk-b.h5")
+    a = str(tmp_path / "chunk-a.h5")
     with watching(a, "first", 300.0):
         beat("va")
-
-        seen = []
-
-        def other() -> None:
-            with watching(b, "vb", 300.0):
-                beat("vb")
-                seen.append(Path(note_path(b)).exists())
-
-        t = threading.Thread(target=other)
+        t = threading.Thread(target=beat, args=("vb",))
         t.start()
         t.join()
-        assert seen == [False]  # not watched: the timer is taken
-        assert Path(note_path(a)).read_text() == '"va"\n'
+        assert Path(note_path(a)).read_text() == '["va", 300.0]\n'
     assert not Path(note_path(a)).exists()
 
 
