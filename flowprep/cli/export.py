@@ -3,6 +3,7 @@ annotation lists their loaders need and the settings to give them."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from flowprep.datasets import exportable
 from flowprep.interchange import EXPORT_FORMATS
@@ -49,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}")
     _not_listed(done.not_listed, "TSN's")
     _left_out(args.shards_dir, args.format)
+    if done.not_listed and not done.listed:  # empty lists, exit 0, and commands to train on them
+        print(f"flowprep export: error: every list is empty: the folders of all {len(done.not_listed)} videos of the "
+              "lists hold whitespace; "
+              "rename the class folders without it (e.g. air_drumming), or use --format mmaction2 --dataset kinetics "
+              "for Kinetics", file=sys.stderr)
+        return 1
     for line in done.usage:
         print(line)
     return _failed(done.failed, args.shards_dir)

@@ -1,11 +1,14 @@
 """A folder dataset: ``<root>/<class>/<video>`` of any video type, with lists of its own.
 
 Split files: ``trainlist0N.txt``/``testlist0N.txt`` (or ``train.txt``/``test.txt``) with "Class/video" lines
-('#' comments allowed), optionally ``classInd.txt``; without it the classes are the sorted folder names of both
-lists. ``flowprep export`` writes no dataset lists for it (mmaction2 and TSN name none).
+('#' comments allowed; a line naming a video of a class in classInd.txt is no comment), optionally
+``classInd.txt``; without it the classes are the sorted folder names of both lists. A name that ends in
+" <number>" needs its label after it ("Class/clip 2 1"). ``flowprep export`` writes no dataset lists for it
+(mmaction2 and TSN name none).
 """
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from flowprep.datasets.base import Dataset
@@ -36,8 +39,8 @@ def load_folder(split_dir: Path, split: int) -> Split:
     if (split_dir / "classInd.txt").is_file():
         classes = read_class_index(split_dir / "classInd.txt")
     else:
-        folders = {name_label(ln)[0].replace("\\", "/").split("/")[0] for p in names.values()
-                   for ln in split_lines(p, True)}
+        folders = {unicodedata.normalize("NFC", name_label(ln)[0].replace("\\", "/").split("/")[0])
+                   for p in names.values() for ln in split_lines(p, True)}  # NFC: "Café" and "Café" are one class
         classes = tuple(sorted(folders))
     lookup = class_lookup(classes)
     return Split(NAME, split, classes, read_list(names["train"], lookup, True), read_list(names["test"], lookup, True))

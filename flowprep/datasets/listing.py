@@ -77,6 +77,7 @@ def list_videos(dataset: str, root: str | os.PathLike) -> list[VideoTask]:
     root_p = _root(root)
     ds = DATASETS[dataset]
     tasks = _walk_stems(root_p, ds.extensions) if ds.by_stem else _class_folders(root_p, ds.extensions)
+    tasks = _once(tasks, root_p)
     if not tasks:
         where = f"{root} (any depth)" if ds.by_stem else f"{root}/<class>/"
         raise FlowprepError(f"no videos ({', '.join(ds.extensions)}) found in {where}; check --root and --dataset")
@@ -86,7 +87,7 @@ def list_videos(dataset: str, root: str | os.PathLike) -> list[VideoTask]:
 def _class_folders(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
     """Every video file in a folder of ``root`` (<root>/<class>/<video>), keyed by its path below ``root``."""
     tasks = []
-    loose = sorted(e.name for e in os.scandir(root) if not e.is_dir() and _looks_like_video(e, exts))
+    loose = sorted(e.name for e in os.scandir(root) if not _is_dir(e) and _looks_like_video(e, exts))
     if loose:
         log.warning("%d video file(s) directly in %s are in no class folder (<root>/<class>/<video>) and are left "
                     "out (e.g. %s): move each into its class's folder, or name them with --list", len(loose), root,
@@ -100,6 +101,33 @@ def _class_folders(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
             if _looks_like_video(entry, exts):
                 tasks.append(_named(key_for(Path(entry.path), root), entry.path))
     return tasks
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop (ELOOP) is no folder, and must not stop the listing
+        return False
+
+
+def _once(tasks: list[VideoTask], root: Path) -> list[VideoTask]:
+    """One task per file: a file also reached through a link (a class folder linked under a second name, a video
+    linked into another class, a Kinetics folder linked twice) is listed once, under the key of its path without
+    links below the root where it has one (else its first key), with a warning, as ``--list`` does. A link made
+    it a second video, and a second class with it. Hard links stay one video per name."""
+    by_file: dict[str, list[VideoTask]] = defaultdict(list)
+    for t in tasks:
+        by_file[os.path.realpath(t.path)].append(t)
+    real_root, out, again = os.path.realpath(root), [], []
+    for real, group in by_file.items():
+        direct = [t for t in group if os.path.join(real_root, os.path.relpath(t.path, root)) == real]
+        keep = (direct or group)[0]
+        out.append(keep)
+        again += [f"{t.path} is {keep.path}" for t in group if t is not keep]
+    if again:
+        log.warning("%d files below %s are reached through a link as well (e.g. %s): each is extracted once, under "
+                    "the key of its own path", len(again), root, shown(again[0]))
+    return out
 
 
 def _named(key: str, path: str) -> VideoTask:
@@ -120,10 +148,15 @@ def _unlistable(e: OSError) -> None:
 
 
 def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
-    """A ``by_stem`` dataset (Kinetics): every video file below ``root`` (links to folders are not followed: no
-    loops), keyed by stem."""
-    tasks = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_unlistable):  # os.walk skips such folders
+    """A ``by_stem`` dataset (Kinetics): every video file below ``root``, keyed by stem. Links to folders are
+    followed (a split's folder on another disk), each folder once (a link loop ends there)."""
+    tasks, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unlistable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
         names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in exts]  # folders named x.mp4
         for name in sorted(names):
@@ -137,7 +170,8 @@ def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
 def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[VideoTask]:
     """Videos named in a text file, one path per line (UCF-101 train lists with their labels work too).
 
-    Relative paths are taken from ``root`` when given, else from the list file's folder. Keys are relative to
+    Relative paths are taken from ``root`` when given, else from the list file's folder. A line that starts with
+    '#' is a comment unless it names a file (HMDB-51's "#20_Rhythm_clap_...avi"). Keys are relative to
     that base; an entry outside it (an absolute path elsewhere, or ``../``) is keyed by its file name, with a
     warning. Files that do not exist are still listed: the extractor records them as failed ("file not found").
     A file named twice, under any spelling (``a/x.avi``, ``a/./x.avi``, through a link), is listed once; two
@@ -154,7 +188,7 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     # finds its file: a name that is not UTF-8 then fails for that reason, not as "file not found"
     for raw in lf.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
         line = _TRAILING_LABEL.sub("", raw.strip().lstrip("\ufeff"))
-        if not line or line.startswith("#"):
+        if not line or (line.startswith("#") and not os.path.lexists(base / line)):  # a comment, not "#20_..."
             continue
         p = Path(os.path.normpath(line if os.path.isabs(line) else base / line))
         try:
@@ -184,10 +218,17 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _case_insensitive(path: str) -> bool:
-    """Whether the folder of ``path`` ignores case (macOS, Windows shares): its name in another case is it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    other = folder.swapcase()
-    return other != folder and _same_file(folder, other)
+    """Whether the file system of ``path`` ignores case (macOS, Windows shares, exFAT): the nearest part of the
+    path that has letters, in the other case, is it. (The whole path swapped missed a case-insensitive mount below
+    a case-sensitive one: /media/usb.)"""
+    p = os.path.abspath(path)
+    while True:
+        head, tail = os.path.split(p)
+        if tail.swapcase() != tail:
+            return _same_file(p, os.path.join(head, tail.swapcase()))
+        if head == p:
+            return False
+        p = head
 
 
 def check_keys(tasks: list[VideoTask]) -> list[VideoTask]:
@@ -250,7 +291,8 @@ def _utf8(text: str) -> bool:
         return False
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# control characters, and the bidirectional controls that reorder how the rest of a line is shown
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def shown(text: str) -> str:

@@ -15,9 +15,10 @@ import importlib
 import logging
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Container
 
 from flowprep.datasets.listing import VIDEO_EXTENSIONS
 from flowprep.errors import FlowprepError
@@ -53,15 +54,21 @@ class Split:
         return self.train if name == "train" else self.test
 
 
-def split_lines(path: Path, comments: bool = False) -> list[str]:
-    """The non-blank lines of a split file, stripped ('#' comments dropped if ``comments``)."""
+def split_lines(path: Path, comments: bool = False, classes: Container[str] = ()) -> list[str]:
+    """The non-blank lines of a split file, stripped ('#' comments dropped if ``comments``, but for a line naming
+    a video of one of ``classes``: a class named '#x', whose videos the mmaction2 import lists as '#x/v')."""
     if not path.is_file():
         raise SplitError(f"{path}: split file not found; give --split-dir, the folder holding the split files")
     # universal newlines: the official UCF-101 lists end lines with CRLF
     text = path.read_text(encoding="utf-8", errors="replace").lstrip("\ufeff")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     # '#' starts comments only in our own folder lists: HMDB-51 has videos named "#20_Rhythm_clap_..."
-    return [ln for ln in lines if not (comments and ln.startswith("#"))]
+    return [ln for ln in lines if not (comments and ln.startswith("#") and _folder(ln) not in classes)]
+
+
+def _folder(line: str) -> str:
+    """The class folder a list line names: "Class/v_x.avi 1" -> "Class"."""
+    return name_label(line)[0].replace("\\", "/").split("/")[0]
 
 
 def read_class_index(path: Path) -> tuple[str, ...]:
@@ -80,7 +87,7 @@ def read_class_index(path: Path) -> tuple[str, ...]:
 
 def _class_of(name: str, lookup: dict[str, int], path: Path) -> int:
     folder = name.replace("\\", "/").split("/")[0]
-    label = lookup.get(folder, lookup.get(folder.lower()))
+    label = lookup.get(folder, lookup.get(_nfc(folder).lower()))
     if label is None or "/" not in name.replace("\\", "/"):
         raise SplitError(f"{path}: {name!r} is not '<Class>/<video>' with a class from the class list")
     return label
@@ -100,7 +107,7 @@ def read_list(path: Path, lookup: dict[str, int], comments: bool = False) -> tup
     """(name, label) of each "<Class>/<video> [label]" line, the label from the class folder (``lookup``, from
     ``class_lookup``; with its ``__one_based__`` entry, a line's own label must agree)."""
     out = []
-    for ln in split_lines(path, comments):
+    for ln in split_lines(path, comments, lookup):
         name, given = name_label(ln)
         label = _class_of(name, lookup, path)
         if given is not None and lookup.get("__one_based__") and int(given) - 1 != label:
@@ -110,10 +117,14 @@ def read_list(path: Path, lookup: dict[str, int], comments: bool = False) -> tup
 
 
 def class_lookup(classes: tuple[str, ...]) -> dict[str, int]:
-    """Class name (as written and lower-cased) -> its label."""
+    """Class name (as written, and NFC-normalised and lower-cased: "Café" typed on macOS is NFD) -> its label."""
     d = {c: i for i, c in enumerate(classes)}
-    d.update({c.lower(): i for i, c in enumerate(classes)})
+    d.update({_nfc(c).lower(): i for i, c in enumerate(classes)})
     return d
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _table() -> dict[str, Dataset]:

@@ -11,9 +11,12 @@ the fixed bound ``--bound`` with zero at ``--zero-code`` (see flowprep.interchan
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import unicodedata
+from collections import defaultdict
 from pathlib import Path
 
 from tqdm import tqdm
@@ -66,14 +69,40 @@ def export_each(src: ShardSet, jobs: list[tuple[str, Path]], start: int, rgb: bo
                 show_progress: bool = True) -> dict[str, str]:
     """``export_video`` of each (key, folder), with a progress bar. A video whose stored bytes do not read (a damaged
     shard) is named and the rest go on (the first stopped the export, with no list written); its folder's sidecar
-    stays marked incomplete. Returns key -> why, for those."""
-    failed = {}
-    for key, folder in tqdm(jobs, unit="video", desc="export", disable=not show_progress):
+    stays marked incomplete; videos whose folders are one on this file system are named too (``_shared``).
+    Returns key -> why, for those."""
+    failed = _shared(jobs)
+    for key, folder in tqdm([j for j in jobs if j[0] not in failed], unit="video", desc="export",
+                            disable=not show_progress):
         try:
             export_video(src, key, folder, start, rgb)
         except ShardError as e:
             failed[key] = str(e)
             log.warning("not exported: %s (`flowprep verify --repair %s` repairs the shards)", e, src.root)
+    return failed
+
+
+def _shared(jobs: list[tuple[str, Path]]) -> dict[str, str]:
+    """key -> why, for the videos whose folders differ only in case or Unicode form where the output's file system
+    ignores that (exFAT, a macOS or Windows share): one folder would hold both, the second video's images over the
+    first's, and both would be listed. Decided by making the first folder and asking whether the others are it."""
+    groups: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+    for key, folder in jobs:
+        groups[unicodedata.normalize("NFC", str(folder)).casefold()].append((key, folder))
+    failed = {}
+    for group in (g for g in groups.values() if len(g) > 1):
+        group[0][1].mkdir(parents=True, exist_ok=True)
+        same = [(k, f) for k, f in group if f == group[0][1] or (f.exists() and os.path.samefile(f, group[0][1]))]
+        for key, _ in same if len(same) > 1 else ():
+            others = ", ".join(k for k, _ in same if k != key)
+            failed[key] = (f"its folder and that of {others} are one on this file system (it ignores case or Unicode "
+                           "form); export to a file system that tells them apart (ext4, xfs)")
+        if len(same) > 1:
+            with contextlib.suppress(OSError):  # made for the question, left empty: not an export's folder
+                group[0][1].rmdir()
+    if failed:
+        log.warning("not exported: %d videos whose folders are one on this file system (e.g. %s: %s)", len(failed),
+                    *next(iter(failed.items())))
     return failed
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from flowprep.base.durable import write_text
 from flowprep.datasets import DATASETS, exportable
-from flowprep.datasets.listing import VideoTask
+from flowprep.datasets.listing import VideoTask, printable
 from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange.denseflow import export_each, open_for_export
@@ -137,9 +137,9 @@ def config_lines(out: Path, split: Split, rgb: bool = True) -> list[str]:
     for modality, what, tmpl in (("RGB", "rawframes", "img_{:05}.jpg"), ("Flow", "flow", "flow_{}_{:05d}.jpg"))[
             0 if rgb else 1:]:
         for subset in ("train", "val"):
-            tree = out / _tree(split, subset)
-            lines.append(f"{modality} {subset}: dataset=dict(type='RawframeDataset', "
-                         f"ann_file='{out / _list_name(split, subset, what)}', data_prefix=dict(img='{tree}'), "
+            ann, tree = str(out / _list_name(split, subset, what)), str(out / _tree(split, subset))
+            lines.append(f"{modality} {subset}: dataset=dict(type='RawframeDataset', "  # repr: a quote in a path
+                         f"ann_file={ann!r}, data_prefix=dict(img={tree!r}), "
                          f"filename_tmpl='{tmpl}', start_index=1, modality='{modality}')")
     return lines
 
@@ -185,7 +185,7 @@ def _tree_for(in_dir: Path, frame_dirs: list[str]) -> Path:
 
 def _parse_list(path: Path) -> list[tuple[str, int]]:
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="surrogateescape").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -250,7 +250,7 @@ def write_trainer_splits(listed: Listed, split_dir: Path) -> list[str]:
     """Split files beside the imported shards that ``python -m train`` reads: the folder format (classInd.txt,
     trainlist0N.txt, testlist0N.txt) for UCF-101/HMDB-51 lists and any other, train.csv/validate.csv for Kinetics
     lists.
-    Returns the files written."""
+    Names that are not UTF-8 are written as the shards key them, with \\xNN escapes. Returns the files written."""
     names = _class_names(listed)
     split_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -263,13 +263,15 @@ def write_trainer_splits(listed: Listed, split_dir: Path) -> list[str]:
                 yid, start, end = k.rsplit("_", 2)
                 rows.append(f'"{names[listed.labels[k]]}",{yid},{int(start)},{int(end)},{subset}')
             fname = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}[subset]
-            write_text(split_dir / fname, "\n".join(rows) + "\n")
+            write_text(split_dir / fname, printable("\n".join(rows) + "\n"))
             written.append(fname)
         return written
-    write_text(split_dir / "classInd.txt", "".join(f"{i + 1} {names[i]}\n" for i in sorted(names)))
+    write_text(split_dir / "classInd.txt", printable("".join(f"{i + 1} {names[i]}\n" for i in sorted(names))))
     written.append("classInd.txt")
     for (_, n, subset), keys in sorted(listed.subsets.items()):
         fname = f"{'train' if subset == 'train' else 'test'}list{n:02d}.txt"
-        write_text(split_dir / fname, "".join(f"{names[listed.labels[k]]}/{k.rsplit('/', 1)[-1]}\n" for k in keys))
+        # each line ends with its 1-based label, as UCF-101's do: a name that ends in " 2" stays whole
+        write_text(split_dir / fname, printable("".join(f"{names[listed.labels[k]]}/{k.rsplit('/', 1)[-1]} "
+                                                        f"{listed.labels[k] + 1}\n" for k in keys)))
         written.append(fname)
     return sorted(set(written))

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowprep.base.durable import write_text
 from flowprep.datasets import DATASETS, exportable
+from flowprep.datasets.listing import printable
 from flowprep.datasets.splits import Split
 from flowprep.errors import FlowprepError
 from flowprep.interchange import FOLDER_FORMATS
@@ -47,6 +49,7 @@ class FolderExport:
     rgb_lists: list[str] = field(default_factory=list)  # file names: train then val, for each split
     flow_lists: list[str] = field(default_factory=list)
     not_listed: list[str] = field(default_factory=list)  # keys whose folder path holds whitespace
+    listed: int = 0  # lines in the flow lists
     failed: dict[str, str] = field(default_factory=dict)  # key -> why it could not be read (not in the lists)
     usage: list[str] = field(default_factory=list)  # how to point TSN's (or another) loader at the lists
     no_lists: str = ""  # why no list was written (the frames are)
@@ -104,6 +107,9 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
     if re.search(r"\s", str(out)):  # every video was left out of the lists, with exit 0
         raise FlowprepError(f"{out}: the path holds whitespace, and TSN's lists name each video by its full folder "
                             "path, split on whitespace; export to a path without spaces")
+    if printable(str(out)) != str(out):  # the lists were not written, after every image (a raw encoder error)
+        raise FlowprepError(f"{printable(str(out))}: the path is not valid UTF-8, and TSN's lists (UTF-8 text) name "
+                            "each video by its full folder path; export to a path whose name is UTF-8")
     done = FolderExport(start=FOLDER_FORMATS[fmt])
     groups, done.no_lists = _groups(src, keys, dataset, split, None if split_dir is None else str(split_dir),
                                     str(shards_dir))
@@ -133,6 +139,7 @@ def export_folders(shards_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
                 (out / rgb_name).unlink(missing_ok=True)
             write_text(out / flow_name, "".join(flow_lines))
             done.flow_lists.append(flow_name)
+            done.listed += len(flow_lines)
     done.not_listed = sorted(set(done.not_listed))
     done.usage = usage_lines(out, done, dataset) if groups else []
     return done
@@ -143,7 +150,7 @@ def usage_lines(out: Path, done: FolderExport, dataset: str | None) -> list[str]
     flow_tmpl = FLOW_PREFIX + "{}_{:05d}.jpg"
     if done.start != 1:
         return [f"files are numbered from {done.start}: a loader must start there (mmaction2: RawframeDataset("
-                f"ann_file='{out / done.flow_lists[0]}', data_prefix=dict(img=''), filename_tmpl='{flow_tmpl}', "
+                f"ann_file={str(out / done.flow_lists[0])!r}, data_prefix=dict(img=''), filename_tmpl='{flow_tmpl}', "
                 f"start_index={done.start}, modality='Flow')); tsn-pytorch reads from 1: export with --format tsn"]
     lines = []
     for modality, names, tmpl, flags in (("RGB", done.rgb_lists, RGB_TEMPLATE, ""),
@@ -151,6 +158,7 @@ def usage_lines(out: Path, done: FolderExport, dataset: str | None) -> list[str]
         if names:
             train, val = out / names[0], out / names[min(1, len(names) - 1)]
             head = f"tsn-pytorch {modality} (image_tmpl '{tmpl}', from 1):"
+            train, val = shlex.quote(str(train)), shlex.quote(str(val))  # a quote in a path: still one argument
             lines.append(f"{head} python main.py {dataset or 'DATASET'} {modality} {train} {val}{flags}")
             lines.append(f"{head} python test_models.py {dataset or 'DATASET'} {modality} {val} WEIGHTS{flags}")
     return lines

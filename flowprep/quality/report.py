@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from flowprep.base.durable import open_replacing, write_text
-from flowprep.codecs.images import write_png
+from flowprep.codecs.images import file_part, write_png
 from flowprep.quality.colorwheel import flow_to_rgb, max_motion
 from flowprep.quality.compression import HIST_EDGES, QualityReport, SettingResult, rebuild
 
@@ -172,8 +171,7 @@ def write_panels(report: QualityReport, fields: Sequence[np.ndarray], out: Path,
                  _label(flow_to_rgb(rebuilt, scale), f"rebuilt {setting.name}"),
                  _label(flow_to_rgb(diff), f"difference (max {dmax:.3f} px)")]
         video, t = report.samples[i]
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(video).stem or "pair")
-        name = f"flow_{stem}_{t:05d}.png"
+        name = f"flow_{file_part(video)}_{t:05d}.png"  # the whole key: Run/v1 and Walk/v1 are two files
         write_png(out / name, np.hstack(tiles))
         names.append(name)
     return names

@@ -7,14 +7,13 @@ coding of flow t (frame t -> t+1); all PNGs of a run share one colour scale (the
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from flowprep.codecs.images import write_png
+from flowprep.codecs.images import file_part, write_png
 from flowprep.codecs.video import iter_frames, to_gray
 from flowprep.errors import FlowprepError
 from flowprep.quality.colorwheel import flow_to_rgb, max_motion, wheel_legend
@@ -48,7 +47,7 @@ def write_pngs(flows: np.ndarray, frames: np.ndarray | None, indices: Sequence[i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scale = max(max_motion(flows), 1e-6) if max_flow is None else float(max_flow)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix).strip("_") or "video"
+    safe = file_part(prefix) or "video"
     paths = []
     for i, t in enumerate(indices):
         img = side_by_side(flows[i], None if frames is None else frames[i], scale)

@@ -78,6 +78,16 @@ def test_keys_that_differ_only_in_case_collide_where_the_file_system_ignores_cas
     assert "v_x.avi" in checked["A/V_X"] and not checked["A/other"]
 
 
+def test_a_case_insensitive_mount_below_a_case_sensitive_folder_is_seen(tmp_path):
+    """The whole path was swapped (/TMP/...: not there on the case-sensitive root), so a case-insensitive mount
+    (/media/usb) was never seen; the nearest part of the path is asked now. A link stands in for the mount."""
+    (tmp_path / "usb").mkdir()
+    (tmp_path / "usb" / "v_x.avi").write_bytes(b"x")
+    assert not D._case_insensitive(str(tmp_path / "usb" / "v_x.avi"))
+    os.symlink("v_x.avi", tmp_path / "usb" / "V_X.AVI")  # what such a mount answers for the other spelling
+    assert D._case_insensitive(str(tmp_path / "usb" / "v_x.avi"))
+
+
 def test_a_file_name_that_is_not_utf8_fails_alone(tmp_path):
     root = tmp_path / "ds"
     write_shift_video(root / "C" / "v_ok.avi", [(1, 0)] * 2, size=(32, 24))

@@ -28,6 +28,7 @@ def test_a_printed_name_stays_on_one_line():
     assert shown("Class/v\nfake OK line\t\x1b[2J") == "Class/v\\nfake OK line\\t\\x1b[2J"
     assert shown("Café/v_ü.avi") == "Café/v_ü.avi"  # printable text is left alone
     assert shown("a\udce9b") == "a\\xe9b"  # bytes that are not UTF-8, as before
+    assert shown("v_\u202egpj.avi") == "v_\\u202egpj.avi"  # a right-to-left override reordered the line's display
 
 
 def test_one_file_under_two_spellings_is_one_entry_and_outside_entries_are_warned_about(tmp_path, caplog):
@@ -166,11 +167,59 @@ def test_listing_says_what_it_leaves_out_or_lists_once(tmp_path, caplog):
     assert {t.key: t.error for t in tasks} == {
         "Walk/back%5Cslash": "its name holds a backslash, which keys and split files read as a folder separator; "
                              "rename the file",
-        "Walk/v_1": "", "Walk/v_2": ""}
+        "Walk/v_1": ""}  # v_2 is a link to v_1: one video, as --list has it
     assert f"1 video file(s) directly in {root} are in no class folder" in caplog.text and "loose.avi" in caplog.text
+    assert f"1 files below {root} are reached through a link as well (e.g. {root}/Walk/v_2.avi is" in caplog.text
     caplog.clear()
     lst = tmp_path / "list.txt"
     lst.write_text("Walk/v_1.avi\nWalk/v_2.avi\n")
     with caplog.at_level(logging.WARNING):
         assert [t.key for t in read_video_list(lst, root)] == ["Walk/v_1"]
     assert "1 entries of" in caplog.text and "listed already under another key (e.g. Walk/v_2.avi is" in caplog.text
+
+
+def test_links_in_a_dataset_add_no_video_nor_class_and_a_link_loop_stops_nothing(tmp_path, caplog):
+    """A class folder linked under a second name made a phantom class of copies, a video linked into another
+    class was extracted again under that label, a link loop at the root stopped the listing ('Too many levels of
+    symbolic links', nothing extracted), and Kinetics clips in a linked folder (a split on another disk) were left
+    out without a word."""
+    from flowprep.datasets.listing import list_videos
+
+    root, other = tmp_path / "ds", tmp_path / "disk2"
+    for f in ("Jump/j1.avi", "Jump/j2.avi", "Run/r1.avi", "train/a/aaaaaaaaaaa_000010_000020.mp4"):
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_bytes(b"x")
+    (other / "zumba").mkdir(parents=True)
+    (other / "zumba" / "zzzzzzzzzzz_000005_000015.mp4").write_bytes(b"x")
+    os.symlink("Jump", root / "Aliased")  # sorts before the real folder: the key without a link still wins
+    os.symlink("../Jump/j1.avi", root / "Run" / "j1_link.avi")
+    os.symlink("loop", root / "loop")
+    with caplog.at_level(logging.WARNING):
+        assert [t.key for t in list_videos("folder", root)] == ["Jump/j1", "Jump/j2", "Run/r1"]
+    assert "3 files below" in caplog.text and "each is extracted once, under the key of its own path" in caplog.text
+    os.symlink(other, root / "train" / "val")
+    os.symlink("..", root / "train" / "a" / "up")  # a loop: each real folder is walked once
+    assert [t.key for t in list_videos("kinetics", root / "train")] == ["aaaaaaaaaaa_000010_000020",
+                                                                        "zzzzzzzzzzz_000005_000015"]
+
+
+def test_a_list_line_starting_with_a_hash_is_a_video_when_it_names_a_file(tmp_path):
+    """HMDB-51 names videos "#20_Rhythm_clap_...": listed with --list (or below a class '#x') they were dropped
+    as comments, and the batch reported success without them."""
+    root = tmp_path / "data"
+    for name in ("#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi", "#Hcls/h1.avi", "Walk/v_1.avi"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    lst = tmp_path / "list.txt"
+    lst.write_text("# my videos\n#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi\n#Hcls/h1.avi\nWalk/v_1.avi\n#Walk/v_2.avi\n")
+    assert [t.key for t in read_video_list(lst, root)] == ["#20_Rhythm_clap_u_nm_np1_fr_goo_0", "#Hcls/h1",
+                                                           "Walk/v_1"]
+
+
+def test_a_class_spelled_in_nfc_and_nfd_is_one_class(tmp_path):
+    """"Café" typed on macOS (NFD) and on Linux (NFC) looks the same: a folder dataset's lists made two classes of
+    it, and the test videos of one got a label the net never trained."""
+    (tmp_path / "trainlist01.txt").write_text("Caf\u00e9/v1.avi\nRun/r1.avi\n")
+    (tmp_path / "testlist01.txt").write_text("Cafe\u0301/v2.avi\nRun/r2.avi\n")
+    split = load_folder(tmp_path, 1)
+    assert len(split.classes) == 2 and split.test[0][1] == split.train[0][1] == 0

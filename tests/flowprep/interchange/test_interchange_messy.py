@@ -175,3 +175,70 @@ def test_quality_of_imported_shards_says_they_were_imported(shards, tmp_path, ca
     assert main(["quality", "--shards", str(tmp_path / "back"), "--sample", "2"]) == 2
     err = capsys.readouterr().err
     assert "was imported (`flowprep import`), not extracted" in err and "{" not in err
+
+
+def test_export_paths_with_a_quote_or_bytes_that_are_not_utf8(shards, tmp_path, capsys):
+    """The printed mmaction2 config lines broke on a quote in the path (ann_file='...bob's data...': a
+    SyntaxError), and a TSN export to a path that is not UTF-8 wrote every image, then stopped on a raw encoder
+    error with no list written."""
+    import ast
+
+    fixed, _ = shards
+    (fixed / "classInd.txt").write_text("1 Right\n2 Down\n")
+    (fixed / "trainlist01.txt").write_text("Right/v_Right_g01_c01.avi 1\nDown/v_Down_g01_c01.avi 2\n")
+    (fixed / "testlist01.txt").write_text("Right/v_Right_g02_c01.avi\nDown/v_Down_g02_c01.avi\n")
+    dest = tmp_path / "bob's data"
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(fixed), str(dest), "--no-progress"]) == 0
+    config = [ln.split(": ", 1)[1] for ln in capsys.readouterr().out.splitlines() if "dataset=dict(" in ln]
+    assert len(config) == 4
+    for line in config:
+        call = ast.parse(line.split("=", 1)[1], mode="eval").body  # the dict(...) parses as Python
+        assert Path(ast.literal_eval(next(k.value for k in call.keywords if k.arg == "ann_file"))).is_file()
+    odd = os.fsencode(tmp_path) + b"/caf\xe9"
+    assert main(["export", "--format", "tsn", str(fixed), os.fsdecode(odd), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is not valid UTF-8" in err and "export to a path whose name is UTF-8" in err and len(err.splitlines()) == 1
+    assert not os.path.exists(odd)  # refused before any image
+
+
+def test_a_tsn_export_whose_every_video_has_whitespace_in_its_folder_fails(tmp_path, capsys):
+    """Class folders like "air drumming": the lists were empty, the exit 0, and tsn-pytorch commands were printed
+    for them."""
+    from flowprep.datasets.listing import list_videos as listing
+
+    root = tmp_path / "ds"
+    for k, cls in enumerate(("air drumming", "hand waving")):
+        write_shift_video(root / cls / "v1.avi", [(1, 0)] * 3, size=(48, 40), seed=k)
+    out = tmp_path / "shards"
+    extract_dataset(listing("folder", root), out, ExtractConfig(solver=SolverConfig(backend="opencv", device="cpu")),
+                    runner=LocalRunner(1), show_progress=False)
+    assert main(["export", "--format", "tsn", str(out), str(tmp_path / "tsn"), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "every list is empty" in captured.err and "python main.py" not in captured.out
+
+
+def test_videos_whose_export_folders_are_one_are_named_not_overwritten(shards, tmp_path, caplog):
+    """On a file system that ignores case (exFAT, a macOS or Windows share), Class/Case and Class/case were one
+    folder: the second video's images over the first's, both listed, exit 0; imported back, one held the other's
+    frames. A link stands in for such a file system here: the second folder is the first."""
+    import logging
+
+    from flowprep.interchange.denseflow import export_each
+
+    fixed, _ = shards
+    src = flowprep.open_shards(fixed)
+    keys = src.keys()[:3]
+    out = tmp_path / "exp"
+    (out / "Right").mkdir(parents=True)
+    os.symlink("v", out / "Right" / "V")  # what a case-insensitive mount answers for the other spelling
+    jobs = [(keys[0], out / "Right" / "v"), (keys[1], out / "Right" / "V"), (keys[2], out / "Down" / "v")]
+    with caplog.at_level(logging.WARNING):
+        failed = export_each(src, jobs, 1, show_progress=False)
+    assert sorted(failed) == sorted(keys[:2]) and "are one on this file system" in failed[keys[0]]
+    assert keys[1] in failed[keys[0]] and not (out / "Right" / "v").exists()  # neither written
+    assert (out / "Down" / "v" / "flow_x_00001.jpg").is_file()
+    assert "not exported: 2 videos whose folders are one" in caplog.text
+    os.unlink(out / "Right" / "V")
+    (out / "Right" / "V").mkdir()  # a file system that tells them apart: both exported
+    assert export_each(src, [(keys[0], out / "Right" / "v"), (keys[1], out / "Right" / "V")], 1,
+                       show_progress=False) == {}

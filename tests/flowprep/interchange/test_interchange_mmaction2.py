@@ -315,3 +315,38 @@ def test_a_tree_without_class_folders_keeps_its_labels_on_import(extracted, tmp_
     want = {Path(d).name: int(label) for d, _, label in (line.split() for line in
                                                        (dest / "sth_train_list_flow.txt").read_text().splitlines())}
     assert {shards.resolve(name): label for name, label in split.train} == want and len(set(want.values())) == 2
+
+
+def test_imported_names_ending_in_a_number_or_starting_with_a_hash_keep_their_videos_in_the_splits(tmp_path):
+    """The trainer's lists written by the import named "jump/clip 2", which the folder reader took for the video
+    "jump/clip" with label 2 (two videos became one, a training set empty), and "#Hcls/h1", which it took for a
+    comment (the class lost every video)."""
+    from flowprep.datasets.listing import VideoTask
+    from flowprep.interchange.mmaction2 import Listed, write_trainer_splits
+
+    keys = {"jump/clip 2": 0, "jump/clip 3": 0, "#Hcls/h1": 1, "#Hcls/h2": 1, "run/r 2": 2}
+    listed = Listed([VideoTask(k, str(tmp_path / "rawframes" / k)) for k in keys], keys,
+                    {("x", 1, "train"): ["jump/clip 2", "#Hcls/h1", "run/r 2"], ("x", 1, "val"): ["jump/clip 3",
+                                                                                                  "#Hcls/h2"]}, False)
+    write_trainer_splits(listed, tmp_path / "splits")
+    s = load_split("folder", tmp_path / "splits", 1)
+    assert s.train == (("jump/clip 2", 0), ("#Hcls/h1", 1), ("run/r 2", 2))
+    assert s.test == (("jump/clip 3", 0), ("#Hcls/h2", 1))
+
+
+def test_a_frame_folder_whose_name_is_not_utf8_fails_alone(extracted, tmp_path, capsys):
+    """The lists were read with bytes that are not UTF-8 replaced, so no listed folder was found: the whole import
+    stopped, saying the frame folders were not there. Now that video fails, saying why, and the rest imports."""
+    import os
+
+    dest, back = tmp_path / "ucf101", tmp_path / "back"
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(dest)]) == 0
+    odd = "Right/v_caf\udce9"  # b"caf\xe9": Latin-1, as a Windows share writes it
+    for tree in ("rawframes",):
+        os.rename(dest / tree / "Right" / "v_Right_g01_c01", os.fsencode(dest / tree / odd))
+    for lst in dest.glob("*.txt"):
+        text = lst.read_text(encoding="utf-8", errors="surrogateescape").replace("Right/v_Right_g01_c01", odd)
+        lst.write_bytes(text.encode("utf-8", "surrogateescape"))
+    assert main(["import", "--format", "mmaction2", str(dest), str(back), "--no-progress"]) == 1
+    out = capsys.readouterr()
+    assert "not valid UTF-8" in out.out + out.err and len(flowprep.open_shards(back).keys()) == 6

@@ -102,3 +102,14 @@ def test_a_colour_scale_that_is_no_speed_is_one_line(tmp_path, capsys, scale):
     write_shift_video(video, [(1, 0)] * 3)
     rc = main(["visualize", str(video), "--out", str(tmp_path / "png"), "--algo", "dis", "--max-flow", scale])
     assert rc == 2 and "the colour scale (--max-flow) must be a finite speed > 0 pixels" in capsys.readouterr().err
+
+
+def test_image_names_of_videos_stay_apart_and_short():
+    """Quality panels were named by the file name alone (Run/dup and Walk/dup: one file, overwritten), every
+    name in Hebrew or emoji became "__", and a 240-byte name stopped the report after all the measuring."""
+    from flowprep.codecs.images import file_part
+
+    assert file_part("Move/v_move") == "Move_v_move"
+    names = {file_part(k) for k in ("Run/dup", "Walk/dup", "\u05e9\u05dc\u05d5\u05dd/a", "\u05d1\u05d5\u05e7\u05e8/a",
+                                    "x" * 240, "x" * 239 + "y")}
+    assert len(names) == 6 and max(len(n) for n in names) <= 89
