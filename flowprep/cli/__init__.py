@@ -35,6 +35,15 @@ DESCRIPTION = ("Optical flow for two-stream action recognition: videos -> TV-L1 
                "says more.")
 
 
+def folder(text: str) -> str:
+    """argparse type of a folder a verb writes: an empty path ('' from an unset shell variable) meant the current
+    folder, whose tmp/ then became the run's staging folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path would mean the current folder; give the folder's path "
+                                         "(is a shell variable unset?)")
+    return text
+
+
 class DefaultsHelpFormatter(argparse.HelpFormatter):
     """Adds "(default: X)" to an option's help unless it already names its default or has none worth saying."""
 

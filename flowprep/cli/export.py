@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flowprep.cli import folder
 from flowprep.datasets import exportable
 from flowprep.interchange import EXPORT_FORMATS
 
@@ -16,8 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(<folder> <count> <label>: RGB N frames, flow N - 1); mmaction2 writes its rawframes tree "
                         "and annotation lists (RGB and flow) for --dataset")
     p.add_argument("shards_dir", help="an output folder of `flowprep extract`")
-    p.add_argument("out_dir", help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, img_%%05d.jpg "
-                                   "and the lists (mmaction2: rawframes/ and the lists)")
+    p.add_argument("out_dir", type=folder, help="where to write <key>/flow_x_%%05d.jpg, flow_y_%%05d.jpg, "
+                                                "img_%%05d.jpg and the lists (mmaction2: rawframes/ and the lists)")
     p.add_argument("--no-rgb", action="store_true", help="write flow images only (and no RGB lists)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs of batch jobs)")
     g = p.add_argument_group("lists")

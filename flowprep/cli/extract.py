@@ -6,6 +6,7 @@ import os
 import sys
 
 from flowprep.base.defaults import default_of
+from flowprep.cli import folder
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
 from flowprep.codecs.quantize import BITS, DEFAULT_BOUND, QuantConfig
 from flowprep.codecs.video import Resize, parse_size
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--list", dest="list_file", metavar="FILE",
                      help="a text file of video paths (relative to --root if given, else to the file); "
                           "UCF-101 train/test lists work as they are")
-    p.add_argument("--out", required=True, help="output folder for the shards and run reports")
+    p.add_argument("--out", required=True, type=folder, help="output folder for the shards and run reports")
     p.add_argument("--jobs", type=int, default=None,
                    help=f"worker processes, one video chunk each (default: all cores, here {os.cpu_count() or 1}; "
                         "with --scheduler: chunks in flight, default the cluster's threads)")

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from flowprep.base.defaults import default_of
+from flowprep.cli import folder
 from flowprep.codecs.quantize import QuantConfig
 from flowprep.interchange import DEFAULT_ZERO_CODE, IMPORT_FORMATS, IMPORT_VIDEOS_PER_SHARD
 
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "u/<video>/frame%%06d.jpg, v/..., jpegs_256/...; mmaction2: rawframes/ and its annotation "
                         "lists (keys and labels from the lists)")
     p.add_argument("in_dir", help="the folder of that layout")
-    p.add_argument("shards_dir", help="where to write the shards")
+    p.add_argument("shards_dir", type=folder, help="where to write the shards")
     p.add_argument("--bound", type=float, default=default_of(QuantConfig, "bound"),
                    help="the bound the flow was quantized with (ignored where flowprep_quant.json is present)")
     p.add_argument("--zero-code", type=float, default=DEFAULT_ZERO_CODE,

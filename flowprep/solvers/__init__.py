@@ -114,6 +114,9 @@ class SolverConfig:
             raise ValueError(f"unknown flow algorithm {self.algo!r}; choose one of {', '.join(ALGO_DEFAULTS)}")
         if self.backend != "auto" and self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        if not any(self.algo in BACKEND_ALGOS.get(b, ()) for b in (BACKENDS if self.backend == "auto" else
+                                                                  (self.backend,))):  # here, not in every worker
+            resolve_backend(self.algo, self.backend, "cpu")  # the error that says which backends run it
         unknown = set(self.params) - set(ALGO_DEFAULTS[self.algo])
         if unknown:
             raise ValueError(
@@ -160,7 +163,8 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_backend(algo: str, backend: str, device: str) -> str:
-    """'auto' -> torch on a CUDA device, else OpenCV (make_solver sends TV-L1 on the CPU to auto_cpu first)."""
+    """'auto' -> torch on a CUDA device, else OpenCV (make_solver sends TV-L1 on the CPU to auto_cpu first); an
+    algorithm neither runs (one added after docs/EXTENDING.md) -> the first backend of BACKEND_ALGOS that runs it."""
     if backend != "auto":
         if algo not in BACKEND_ALGOS[backend]:
             raise ValueError(f"backend {backend!r} does not implement {algo!r}; "
@@ -170,7 +174,12 @@ def resolve_backend(algo: str, backend: str, device: str) -> str:
         return backend
     if device.startswith("cuda") and algo in BACKEND_ALGOS["torch"] and _backend_importable("torch"):
         return "torch"
-    return "opencv"
+    if algo in BACKEND_ALGOS["opencv"]:
+        return "opencv"
+    runs = [b for b, algos in BACKEND_ALGOS.items() if algo in algos]
+    if not runs:
+        raise ValueError(f"no backend implements {algo!r}; add it to BACKEND_ALGOS (docs/EXTENDING.md)")
+    return runs[0]
 
 
 def _backend_importable(name: str) -> bool:

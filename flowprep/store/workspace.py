@@ -14,7 +14,10 @@ The rules that make a kill, a crash or a second run harmless:
   keys and absolute sources) is appended first, so ``flowprep verify`` can name and re-extract the videos of a
   shard even when the shard itself is destroyed.
 * **Recovery.** A new run adopts the complete staged chunks of dead runs whose videos no published shard holds
-  (work is not lost to a kill between a chunk's end and its publication) and deletes everything else there.
+  (work is not lost to a kill between a chunk's end and its publication) and deletes the rest of what they
+  staged. Only folders named as runs are (``<host>-<pid>-<hex>``) and only the files flowprep stages in them
+  (``chunk-*``): ``OUT/tmp`` of an ``--out`` given by mistake (``/``, a home folder) is someone's ``/tmp``, and
+  every folder there was deleted.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import fcntl
 import json
 import logging
 import os
-import shutil
+import re
 import socket
 import uuid
 from datetime import datetime, timezone
@@ -43,6 +46,8 @@ log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
 STAGING_DIR = "tmp"
 INDEX_FILE = "index.jsonl"
+_RUN_FOLDER = re.compile(r".+-\d+-[0-9a-f]{6}")  # RunLock.run_id: what a run names its staging folder
+_STAGED_FILE = "chunk-"  # how every file a run stages begins: chunks, their temporaries and stall notes
 # why a folder is refused as an output folder (a mistyped path read as an output of 0 videos, with exit 0)
 NOT_AN_OUTPUT = ("holds no shard and no flowprep.json: not an output folder of `flowprep extract` or `import`; "
                  "give that --out folder")
@@ -175,13 +180,39 @@ def _holder(path: Path) -> str:
 
 def leftover_bytes(out_dir: str | os.PathLike) -> int:
     """The bytes in ``out_dir``'s staging folder: what runs that were stopped left there (no run is writing)."""
-    root = Path(out_dir) / STAGING_DIR
     total = 0
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+    for f in (f for d in _run_folders(Path(out_dir)) for f in _staged_files(d)):
+        with contextlib.suppress(OSError):  # gone since it was listed
+            total += os.lstat(f).st_size
     return total
+
+
+def _run_folders(out: Path) -> list[Path]:
+    """The runs' staging folders in ``OUT/tmp`` (nothing else there is flowprep's)."""
+    try:
+        return sorted(p for p in (out / STAGING_DIR).iterdir() if _RUN_FOLDER.fullmatch(p.name) and p.is_dir())
+    except OSError:  # none
+        return []
+
+
+def _staged_files(folder: Path) -> list[Path]:
+    """The files a run staged in ``folder``."""
+    try:
+        return [p for p in folder.iterdir() if p.name.startswith(_STAGED_FILE) and not p.is_dir()]
+    except OSError:
+        return []
+
+
+def _clear(folder: Path) -> None:
+    """Delete what a run staged in ``folder``, then the folder once empty; anything else there is kept, said."""
+    for f in _staged_files(folder):
+        f.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("%s holds files flowprep did not write (its staged files are deleted); they are kept", folder)
 
 
 def writer(out_dir: str | os.PathLike) -> str | None:
@@ -217,7 +248,7 @@ def chunk_name(i: int) -> str:
 
 def remove_staging(out: Path, run_id: str) -> None:
     """Delete this run's staging folder (whatever is left in it was never complete)."""
-    shutil.rmtree(out / STAGING_DIR / run_id, ignore_errors=True)
+    _clear(out / STAGING_DIR / run_id)
     try:
         (out / STAGING_DIR).rmdir()  # only when empty
     except OSError:
@@ -314,10 +345,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     shards adopted.
     """
     adopted = []
-    root = out / STAGING_DIR
-    if not root.is_dir():
-        return adopted
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != run_id and not _live_run(p.name)):
+    for d in (p for p in _run_folders(out) if p.name != run_id and not _live_run(p.name)):
         for f in sorted(d.glob("chunk-*.h5")):
             try:
                 settings, keys, status, damage, catalog = read_checked_header(f)
@@ -334,7 +362,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
                     partial |= partial_of(catalog_entries(catalog))
                 adopted.append(final.name)
                 log.info("adopted %s (finished by an interrupted run) as %s", f.name, final.name)
-        shutil.rmtree(d, ignore_errors=True)
+        _clear(d)
     return adopted
 
 

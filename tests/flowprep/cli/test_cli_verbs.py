@@ -182,7 +182,17 @@ def test_verify_names_what_a_stopped_run_left_in_the_staging_folder(tmp_path, ca
     assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), *FAST]) == 0
     capsys.readouterr()
     assert main(["verify", str(out)]) == 0 and "a stopped run left" not in capsys.readouterr().err
-    (out / "tmp" / "host-1-abc").mkdir(parents=True)
-    (out / "tmp" / "host-1-abc" / "chunk-00000.h5.tmp").write_bytes(b"\0" * 2_000_000)
+    (out / "tmp" / "host-1-abcdef").mkdir(parents=True)
+    (out / "tmp" / "host-1-abcdef" / "chunk-00000.h5.tmp").write_bytes(b"\0" * 2_000_000)
     assert main(["verify", str(out)]) == 0
     assert "holds 2.0 MB a stopped run left" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["extract", "--root", "r", "--out", ""], ["import", "in", " "], ["export", "s", ""]])
+def test_an_empty_output_path_is_refused(argv, capsys):
+    """'' (an unset shell variable) meant the current folder: a home folder's tmp/ became the staging folder."""
+    from flowprep.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "an empty path would mean the current folder" in capsys.readouterr().err

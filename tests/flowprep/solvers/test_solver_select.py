@@ -172,3 +172,15 @@ def test_frames_too_small_for_the_torch_solver_say_what_to_do() -> None:
     with pytest.raises(FlowprepError, match=r"frames of 2x2 px are too small for the torch TV-L1 \(3x3 at least\): "
                                             r"use --backend opencv, or --size"):
         TVL1(TVL1Params())(tiny, tiny)
+
+
+def test_auto_picks_the_backend_that_runs_an_added_algorithm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An algorithm added as docs/EXTENDING.md says, with a backend of its own: 'auto' still meant OpenCV, whose
+    factory table has no such key (a KeyError traceback from every worker)."""
+    monkeypatch.setitem(solvers.BACKEND_ALGOS, "zero", ("zero",))
+    assert resolve_backend("zero", "auto", "cpu") == "zero"
+    assert resolve_backend("zero", "auto", "cuda") == "zero"
+    with pytest.raises(ValueError, match="no backend implements 'none'; add it to BACKEND_ALGOS"):
+        resolve_backend("none", "auto", "cpu")
+    with pytest.raises(ValueError, match="backend 'torch' does not implement 'farneback'"):
+        SolverConfig(algo="farneback", backend="torch")  # refused with the settings, before any worker starts

@@ -45,7 +45,7 @@ def test_a_dead_runs_finished_chunk_is_adopted_once_and_unreadable_shards_move_a
     (tmp_path / F.shard_name(1)).write_bytes(b"truncated")
     done, bad, *_ = scan_output(tmp_path)
     assert done == {"A/v0": "ok"} and bad == [str(tmp_path / (F.shard_name(1) + ".unreadable"))]
-    dead = staging_dir(tmp_path, "dead-run")
+    dead = staging_dir(tmp_path, "deadhost-1-abcdef")
     _shard(dead / chunk_name(0), ["A/v1"])  # finished, never published
     _shard(dead / chunk_name(1), ["A/v0"])  # published already (killed between link and unlink)
     with RunLock(tmp_path) as lock:
@@ -69,7 +69,7 @@ def test_partial_videos_are_found_in_the_shards_and_in_an_adopted_chunk(tmp_path
     write(tmp_path / F.shard_name(3), "A/redone", False)  # extracted again, whole: no longer partial
     done, _, partial, _ = scan_output(tmp_path)
     assert set(done) == {"A/cut", "A/whole", "A/redone"} and partial == {"A/cut"}
-    write(staging_dir(tmp_path, "dead") / chunk_name(0), "B/cut", True)
+    write(staging_dir(tmp_path, "deadhost-1-abcdef") / chunk_name(0), "B/cut", True)
     adopt_orphans(tmp_path, "live", done, Publisher(tmp_path), partial)
     assert partial == {"A/cut", "B/cut"} and done["B/cut"] == F.OK
 
@@ -78,7 +78,7 @@ def test_a_dead_runs_chunk_that_is_damaged_or_of_other_settings_is_not_adopted(t
     """Published, it would count its videos as done, and readers would serve them (verify calls it damaged)."""
     import h5py
 
-    dead = staging_dir(tmp_path, "dead-run")
+    dead = staging_dir(tmp_path, "deadhost-1-abcdef")
     _shard(dead / chunk_name(0), ["A/changed"], {"jpeg_quality": 95})
     with h5py.File(dead / chunk_name(0), "a") as f:
         f.attrs[F.ATTR_CREATED] = "2001-01-01"  # well-formed HDF5: only the header's digest sees it
@@ -91,3 +91,28 @@ def test_a_dead_runs_chunk_that_is_damaged_or_of_other_settings_is_not_adopted(t
     assert len(adopted) == 1 and done == {"A/good": "ok"} and not dead.exists()
     assert "chunk-00000.h5, left by an interrupted run, is not adopted" in caplog.text
     assert "jpeg_quality" in caplog.text
+
+
+def test_only_what_runs_staged_is_deleted_from_the_staging_folder(tmp_path, caplog):
+    """`--out /` (or a home folder) made OUT/tmp someone's /tmp, and every folder in it was deleted as a dead
+    run's staging, silently, with exit 0. Now only folders named as runs are, and only the files runs stage."""
+    import logging
+
+    from flowprep.store.workspace import STAGING_DIR, leftover_bytes, remove_staging
+
+    tmp = tmp_path / STAGING_DIR
+    (tmp / "my_project").mkdir(parents=True)
+    (tmp / "my_project" / "thesis.tex").write_text("years of work")
+    (tmp / "notes.txt").write_text("x")
+    (tmp / "pytest-of-root-1-abcdef").mkdir()  # named like a run, but holds no staged file: kept
+    (tmp / "pytest-of-root-1-abcdef" / "data.bin").write_bytes(b"x")
+    dead = staging_dir(tmp_path, "deadhost-1-abcdef")
+    for name in ("chunk-00000.h5.tmp", "chunk-00001.h5.stalled"):
+        (dead / name).write_bytes(b"12345")
+    assert leftover_bytes(tmp_path) == 10
+    with caplog.at_level(logging.WARNING), RunLock(tmp_path) as lock:
+        adopt_orphans(tmp_path, lock.run_id, {}, Publisher(tmp_path))
+        remove_staging(tmp_path, lock.run_id)
+    assert (tmp / "my_project" / "thesis.tex").read_text() == "years of work" and (tmp / "notes.txt").exists()
+    assert (tmp / "pytest-of-root-1-abcdef" / "data.bin").exists() and not dead.exists()
+    assert "holds files flowprep did not write" in caplog.text and leftover_bytes(tmp_path) == 0

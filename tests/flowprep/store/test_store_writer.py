@@ -215,7 +215,7 @@ def test_a_chunk_adopted_from_a_killed_run_is_rewritten_without_a_failed_videos_
 
     recs = _records(2)
     out = tmp_path / "out"
-    chunk = out / STAGING_DIR / "dead-run" / "chunk-00000.h5"
+    chunk = out / STAGING_DIR / "deadhost-1-abcdef" / "chunk-00000.h5"
     with ShardWriter(chunk, {}) as w:  # the chunk as the worker left it: a failed video's pieces still inside
         w.spill(_piece(recs[0], slice(0, 3), slice(0, 2)))
         w.add(VideoRecord.failed(recs[0].key, "s", "it failed after a piece was written"))
