@@ -203,6 +203,7 @@ def list_mmaction2(in_dir: Path) -> Listed:
     tasks: dict[str, VideoTask] = {}
     labels: dict[str, int] = {}
     subsets: dict[tuple[str, int, str], list[str]] = {}
+    in_subset: dict[tuple[str, int, str], set[str]] = {}
     classless: set[str] = set()
     by_stem = all(_keyed_by_stem(_LIST.match(p.name)["name"]) for p in files)
     for path in files:
@@ -211,7 +212,9 @@ def list_mmaction2(in_dir: Path) -> Listed:
         if not rows:
             continue
         tree = _tree_for(in_dir, [d for d, _ in rows])
-        keys = subsets.setdefault((m["name"], int(m["split"] or 1), m["subset"]), [])
+        subset = (m["name"], int(m["split"] or 1), m["subset"])
+        keys, seen = subsets.setdefault(subset, []), in_subset.setdefault(subset, set())  # a set: the RGB and
+        # flow lists of a subset name the same videos, and a look-up in the list made reading them quadratic
         for frame_dir, label in rows:
             key = frame_dir.rsplit("/", 1)[-1] if by_stem else frame_dir
             if labels.setdefault(key, label) != label:
@@ -219,7 +222,8 @@ def list_mmaction2(in_dir: Path) -> Listed:
             tasks.setdefault(key, VideoTask(key, str(tree / frame_dir)))
             if "/" not in frame_dir.strip("/"):
                 classless.add(key)
-            if key not in keys:
+            if key not in seen:
+                seen.add(key)
                 keys.append(key)
     return Listed(sorted(tasks.values(), key=lambda t: t.key), labels, subsets, by_stem, frozenset(classless))
 

@@ -82,7 +82,10 @@ class ClassBalancedSampler(Sampler[int]):
     """
 
     def __init__(self, labels: Sequence[int], num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        self.by_class = [np.flatnonzero(np.asarray(labels) == c) for c in sorted(set(labels))]
+        # each class's indices in order, from one stable sort (a comparison per class took 15-30 s at 650k videos)
+        order = np.argsort(np.asarray(labels), kind="stable")
+        starts = np.flatnonzero(np.diff(np.asarray(labels)[order], prepend=np.nan))
+        self.by_class = np.split(order, starts[1:]) if len(order) else []
         self.n = len(labels)
         self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
         self.num_samples = math.ceil(len(labels) / num_replicas)
