@@ -172,6 +172,19 @@ source scripts/ensure_venv.sh  # sets $PY; creates the venv and installs the pro
 FLOWPREP=("$PY" -m flowprep)
 TRAIN=("$PY" -m train)
 export PYTHONUNBUFFERED=1
+if [ "$DATASET" != demo ]; then  # the split files, read now: a mistake there surfaced at training, after extraction
+    split_error="$("$PY" - "$FORMAT" "$SPLIT_DIR" "$SPLIT" 2>&1 <<'PYEOF'
+import logging, sys
+from flowprep.datasets.splits import load_split
+from flowprep.errors import FlowprepError
+logging.disable(logging.WARNING)  # fit says those, with the shards at hand
+try:
+    load_split(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+except FlowprepError as e:
+    sys.exit(str(e))
+PYEOF
+)" || die "split $SPLIT of $DATASET in $SPLIT_DIR: $split_error"
+fi
 
 STATE="$OUT/.stages" LOGS="$OUT/logs"
 mkdir -p "$STATE" "$LOGS" 2>/dev/null || die "cannot create $OUT (read-only, full, or not a folder): give a writable --out"

@@ -7,8 +7,10 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FLOWPREP_VENV:-$_root/.venv}"
 PYTHON="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
+    # setup.cfg's python_requires (3.11: hashlib.file_digest; the imagecodecs of the dev extra), said before pip does
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "[setup] $PYTHON is not Python 3.11 or newer (flowprep needs 3.11+): set PYTHON=/path/to/python3.11 or newer" >&2; exit 1; }
     echo "[setup] creating virtual environment in $VENV"
-    "$PYTHON" -m venv "$VENV" || { echo "[setup] could not create a venv with $PYTHON: install python3-venv or set PYTHON=/path/to/python3.10+" >&2; exit 1; }
+    "$PYTHON" -m venv "$VENV" || { echo "[setup] could not create a venv with $PYTHON: install python3-venv or set PYTHON=/path/to/python3.11+" >&2; exit 1; }
 fi
 PY="$VENV/bin/python"
 # Reinstall only when the package's requirements change.

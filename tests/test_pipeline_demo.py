@@ -88,6 +88,21 @@ def test_pipeline_help_and_bad_options() -> None:
         assert bad.returncode == 2 and said in bad.stderr, bad.stderr  # before any work is thrown away
 
 
+def test_a_split_folder_without_the_split_is_said_before_extraction(tmp_path: Path) -> None:
+    """A wrong --split-dir surfaced when training started, after the whole extraction and the quality stage
+    (hours on UCF-101)."""
+    env = {**os.environ, "FLOWPREP_VENV": sys.prefix}
+    if not (Path(sys.prefix) / ".flowprep-installed").exists():
+        pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")
+    (tmp_path / "ucf" / "Walk").mkdir(parents=True)
+    (tmp_path / "lists").mkdir()
+    bad = subprocess.run(["bash", str(REPO / "run_pipeline.sh"), "--dataset", "ucf101", "--root", str(tmp_path / "ucf"),
+                          "--split-dir", str(tmp_path / "lists"), "--out", str(tmp_path / "run")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "classInd.txt: split file not found" in bad.stderr, bad.stderr
+    assert not (tmp_path / "run" / "shards").exists()
+
+
 def _launch(cwd: Path, log: Path, *args: str) -> subprocess.Popen:
     """run_pipeline.sh in its own session (a Ctrl-C reaches its whole process group, as from a terminal)."""
     env = {**os.environ, "FLOWPREP_VENV": sys.prefix}

@@ -51,7 +51,7 @@ class FitConfig:
     stream: str = _SAMPLING("stream")
     arch: str = "cnn_m_2048"
     pretrained: str | None = None
-    out: str = "runs/x"
+    out: str | None = None  # None: runs/<stream> (the README's runs/temporal, runs/spatial)
     epochs: int = 1
     iterations: int | None = None  # SGD steps, the paper's unit: the epochs that hold them, whatever `epochs` says
     batch_size: int = 256  # global: divided over DDP ranks
@@ -107,6 +107,8 @@ class FitConfig:
                 ("--val-every", self.val_every, self.val_every >= 1, "1 or more"),
                 ("--num-workers", self.num_workers, self.num_workers >= 0, "0 or more"),
                 ("--threads", self.threads, self.threads is None or self.threads >= 1, "1 or more"))
+        if self.out is None:  # "runs/x" for both streams: the second refused to resume the first's checkpoint
+            object.__setattr__(self, "out", f"runs/{self.stream}")
         if self.train_layers is None:  # resolved here, so that a checkpoint records what ran
             object.__setattr__(self, "train_layers", "last" if self.pretrained and self.stream == "spatial" else "all")
         if self.dropout is None:  # the same: a resume then compares the ratios that train

@@ -7,6 +7,7 @@ import sys
 
 from flowprep.cli import folder
 from flowprep.datasets import exportable
+from flowprep.datasets.splits import SPLITS
 from flowprep.interchange import EXPORT_FORMATS
 
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=exportable(), default=None,
                    help="which dataset's split files, list names and labels to use (needed with --format "
                         "mmaction2; denseflow/tsn without it: one list of every video, labelled by class folder)")
-    g.add_argument("--split", type=int, choices=(1, 2, 3), default=None,
+    g.add_argument("--split", type=int, choices=SPLITS, default=None,
                    help="one split's lists (default: every split whose files are there; Kinetics has one)")
     g.add_argument("--split-dir", default=None, help="the official split files (default: in or beside the shards)")
 

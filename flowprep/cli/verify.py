@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from flowprep.base.defaults import default_of
-from flowprep.solvers import SolverConfig
+from flowprep.solvers import BACKENDS, SolverConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, help="worker processes for --repair (default: all cores)")
     p.add_argument("--device", default=default_of(SolverConfig, "device"),
                    help="device for --repair's flow solver: auto, cpu, cuda[:N]")
-    p.add_argument("--backend", default=default_of(SolverConfig, "backend"),
-                   help="flow backend for --repair: auto, opencv, torch")
+    p.add_argument("--backend", default=default_of(SolverConfig, "backend"), choices=("auto", *BACKENDS),
+                   help="flow backend for --repair")
     p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
 
 

@@ -179,7 +179,10 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     does for a folder.
     """
     lf = Path(list_file)
-    if not lf.is_file():
+    if lf.is_dir():
+        raise FlowprepError(f"video list {list_file} is a folder; give a text file naming one video per line (or "
+                            "--dataset and --root for a folder of videos)")
+    if not lf.exists():  # a pipe (--list <(ls ...), /dev/stdin) is no regular file, and is read as one
         raise FlowprepError(f"video list {list_file} does not exist; check --list")
     base = _root(root) if root is not None else lf.parent
     tasks: dict[str, VideoTask] = {}  # the file, resolved -> its task

@@ -98,3 +98,11 @@ def test_a_checkpoint_of_flowprep_0_2_reads_back_with_the_dropout_it_trained_at(
 def test_add_leave_out_needs_added_classes():
     with pytest.raises(ValueError, match="--add-leave-out leaves out classes of the --add-classes datasets: give "):
         FitConfig(shards="s", add_leave_out=("x",))
+
+
+def test_each_stream_trains_into_a_folder_of_its_own_by_default():
+    """Both went to runs/x: the README's `fit --stream temporal` then `fit --stream spatial` stopped with "was
+    trained with other settings", and its `test --checkpoint runs/temporal/best.pt` found nothing."""
+    assert FitConfig(shards="s", stream="temporal").out == "runs/temporal"
+    assert FitConfig(shards="s", stream="spatial").out == "runs/spatial"
+    assert FitConfig(shards="s", out="elsewhere").out == "elsewhere"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flowprep.base.defaults import default_of, from_fields
 from flowprep.datasets import DATASETS
+from flowprep.datasets.splits import SPLITS
 from flowprep.loading.stacking import STACKINGS
 from train.config import FitConfig, TaskSpec
 from train.models import ARCHS
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = partial(default_of, FitConfig)
     p.add_argument("--shards", required=True, help="output folder of `flowprep extract`")
     p.add_argument("--dataset", default="ucf101", choices=DATASETS, help="split file format")
-    p.add_argument("--split", type=int, default=d("split"), choices=(1, 2, 3), help="official split number")
+    p.add_argument("--split", type=int, default=d("split"), choices=SPLITS, help="official split number")
     p.add_argument("--split-dir", default=d("split_dir"),
                    help="folder of the split files (default: the shards folder, or splits/ in or beside it)")
     p.add_argument("--stream", default=d("stream"), choices=("spatial", "temporal"),
@@ -26,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=d("arch"), choices=ARCHS, help="network (cnn_m_2048: the paper's)")
     p.add_argument("--pretrained", default=d("pretrained"), help="local RGB weights file (.pth) of the same arch; "
                    "temporal nets get the cross-modality init. Nothing is downloaded")
-    p.add_argument("--out", default=d("out"), help="folder for checkpoint.pt, best.pt, metrics.csv/json")
+    p.add_argument("--out", default=d("out"), help="folder for checkpoint.pt, best.pt, metrics.csv/json "
+                                                   "(default: runs/STREAM)")
     p.add_argument("--iterations", type=int, default=d("iterations"), metavar="STEPS",
                    help="train this many SGD steps, the paper's unit (80000 from scratch, 20000 fine-tuning): the "
                         "epochs that hold them, whatever --epochs says")

@@ -196,3 +196,17 @@ def test_an_empty_output_path_is_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "an empty path would mean the current folder" in capsys.readouterr().err
+
+
+def test_choices_come_from_the_tables_a_newcomer_extends(monkeypatch, capsys):
+    """verify's --backend took any word (help text: "auto, opencv, torch", written by hand), and --split was 1-3
+    by hand in fit and export while docs/EXTENDING.md says splits.SPLITS decides."""
+    from flowprep.cli import build_parser
+    from flowprep.datasets.splits import SPLITS
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["verify", "out", "--backend", "nonsense"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nonsense'" in err and "opencv" in err.split("invalid choice")[1]
+    export = build_parser().parse_args(["export", "s", "o", "--dataset", "ucf101", "--split", str(SPLITS[-1])])
+    assert export.split == SPLITS[-1]

@@ -223,3 +223,22 @@ def test_a_class_spelled_in_nfc_and_nfd_is_one_class(tmp_path):
     (tmp_path / "testlist01.txt").write_text("Cafe\u0301/v2.avi\nRun/r2.avi\n")
     split = load_folder(tmp_path, 1)
     assert len(split.classes) == 2 and split.test[0][1] == split.train[0][1] == 0
+
+
+def test_a_list_given_through_a_pipe_is_read_and_a_folder_is_named_as_one(tmp_path):
+    """`--list <(ls ...)` said the list "does not exist" (a pipe is no regular file); a folder was said not to
+    exist either."""
+    import threading
+
+    from flowprep.errors import FlowprepError
+
+    (tmp_path / "Walk").mkdir()
+    (tmp_path / "Walk" / "v_1.avi").write_bytes(b"x")
+    fifo = tmp_path / "list.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("Walk/v_1.avi\n"))
+    writer.start()
+    assert [t.key for t in read_video_list(fifo, tmp_path)] == ["Walk/v_1"]
+    writer.join()
+    with pytest.raises(FlowprepError, match="is a folder; give a text file naming one video per line"):
+        read_video_list(tmp_path / "Walk", tmp_path)
