@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def _split(cfg: TestConfig, fc: FitConfig, classes: list[list[str]], shards_dir:
     return split, _check_classes(list(classes[cfg.task]), split.classes, cfg.checkpoint, added)
 
 
+def _out_dir(cfg: TestConfig) -> Path:
+    """The folder the scores go to, made and written to once: a read-only one failed after the whole 25 x 10
+    scoring, its scores lost (OSError, which the command line says in one line naming the folder)."""
+    out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:  # named by the folder, not by the probe's random name
+        raise OSError(e.errno, e.strerror, str(out)) from None
+    return out
+
+
 def test(cfg: TestConfig) -> dict:
     """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
 
@@ -97,6 +111,7 @@ def test(cfg: TestConfig) -> dict:
     # before the load: a fit writing a new one meanwhile makes the record older than the weights, never newer
     checkpoint_sha256 = file_sha256(cfg.checkpoint) if os.path.isfile(cfg.checkpoint) else None
     ck = load_checkpoint(cfg.checkpoint)
+    out = _out_dir(cfg) if info.is_main else None
     fc = saved_config(ck["config"], cfg.checkpoint)
     tasks = fc.tasks
     if not 0 <= cfg.task < len(tasks):
@@ -122,9 +137,7 @@ def test(cfg: TestConfig) -> dict:
     scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)[:, columns]
     labels = np.array([it.label for it in items], dtype=np.int64)
     result = summary(scores, labels)
-    if info.is_main:
-        out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         suffix = ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
         # split_videos beside the summary's videos: a test over fewer videos than the split says so in its file
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,

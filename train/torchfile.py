@@ -7,6 +7,7 @@ every entry's CRC is checked before loading, and whatever still fails is one lin
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import zipfile
 from typing import Any
@@ -45,6 +46,13 @@ def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, leg
             raise CheckpointError(f"{path}: damaged ({bad} fails its CRC-32 check); {again}")
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as e:
+        if weights_only and "Weights only load failed" in str(e):  # torch's words: "two options ... trust"
+            raise CheckpointError(f"{path}: holds Python objects besides tensors, which are not read from a weights "
+                                  f"file (a checkpoint, or another tool's pickle); {again}") from e
+        raise CheckpointError(f"{path}: not a torch file ({' '.join(str(e).split())[:120]}); {again}") from e
+    except KeyError as e:  # a pre-1.6 read of a file that is no pickle at all (a text file: KeyError 101)
+        raise CheckpointError(f"{path}: not a torch file (nor any pickle); {again}") from e
     except Exception as e:  # what the CRCs cannot see (a file of another program): one line, not a traceback
         reason = (re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [""])[0][:200]  # no ANSI colours
         raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {reason}); {again}") from e

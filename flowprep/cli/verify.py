@@ -39,7 +39,8 @@ def _print_findings(out: str, f) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print what is damaged (and repair it with --repair); exit 0 when the folder ends up clean."""
-    from flowprep.store.workspace import STAGING_DIR, RunLock, is_output_folder, leftover_bytes, writer
+    from flowprep.store.staging import STAGING_DIR, leftover_bytes
+    from flowprep.store.workspace import RunLock, is_output_folder, writer
 
     if not args.repair or not is_output_folder(Path(args.out)):  # no lock file left in a folder not ours
         if who := writer(args.out):

@@ -34,17 +34,15 @@ from flowprep.store import format as F
 from flowprep.store.record import ChunkResult
 from flowprep.store.settings import bind_settings, settings_mismatch
 from flowprep.store.shardfile import read_shard_header
+from flowprep.store.staging import chunk_name, remove_staging, staging_dir
 from flowprep.store.workspace import (
     Publisher,
     RunLock,
     Scan,
     adopt_orphans,
-    chunk_name,
     recorded_keys,
-    remove_staging,
     remove_stale_temporaries,
     scan_output,
-    staging_dir,
 )
 
 log = logging.getLogger("flowprep")

@@ -17,8 +17,9 @@ from flowprep.extraction.config import ExtractConfig, folder_config
 from flowprep.extraction.report import RunReport
 from flowprep.runners import Runner
 from flowprep.store.settings import read_identity
+from flowprep.store.staging import remove_staging
 from flowprep.store.verify import Findings, remove_damage, repair_folder_files
-from flowprep.store.workspace import RunLock, remove_staging
+from flowprep.store.workspace import RunLock
 
 log = logging.getLogger("flowprep")
 IMPORTED = "imported"  # the flow algorithm in the identity of a folder `flowprep import` wrote

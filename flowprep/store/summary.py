@@ -17,7 +17,7 @@ from flowprep.store.format import LATEST_REPORT
 from flowprep.store.record import read_info
 from flowprep.store.settings import read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
-from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys, writer
+from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, read_index, writer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def read_folder_catalog(out: Path, identity: dict | None = None) -> tuple[dict, 
         except ShardError as e:
             problems.append({"shard": path.name, "reason": str(e)})
         except F.DAMAGE_ERRORS as e:  # HDF5 cannot read it, or a corrupt catalog
-            problems.append({"shard": path.name, "reason": str(unreadable(path, e))})
+            why = unreadable(path, e)
+            problems.append({"shard": path.name, "reason": str(why), "denied": not isinstance(why, ShardError)})
     return settings, videos, problems
 
 
@@ -82,8 +83,11 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         identity = read_identity(out)
     except FlowprepError as e:  # export and the trainer refuse the folder: said here too, with its fix
         log.warning("%s", e)
-    recorded = recorded_keys(out)  # before the shards are listed: a run links a shard, then records it
+    index = read_index(out)  # before the shards are listed: a run links a shard, then records it
     settings, videos, problems = read_folder_catalog(out, identity)
+    # a shard this user may not read holds its videos still: not missing, nor for verify --repair to redo
+    denied = {p["shard"] for p in problems if p.get("denied")}
+    recorded = {t.key for name, tasks in index.items() if name not in denied for t in tasks}
     shards = F.list_shards(out)
     vids = [videos[k] for k in sorted(videos)]
     ok = [v for v in vids if v["status"] == F.OK]

@@ -30,14 +30,15 @@ from flowprep.store.shardfile import (
     read_shard_header,
     sources_of,
 )
+from flowprep.store.staging import chunk_name, staging_dir
 from flowprep.store.workspace import (
     INDEX_FILE,
+    NOT_AN_OUTPUT,
     append_index,
-    chunk_name,
     index_entry,
     index_line,
+    is_output_folder,
     read_index,
-    staging_dir,
 )
 from flowprep.store.writer import ShardWriter
 
@@ -118,11 +119,13 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     """Check every shard of an output folder (read-only).
 
     Raises:
-        FlowprepError: the folder does not exist.
+        FlowprepError: the folder does not exist, or flowprep did not write it.
     """
     out = Path(out_dir)
     if not out.is_dir():
         raise FlowprepError(f"{out_dir} is not a folder; give the --out folder of `flowprep extract`")
+    if not is_output_folder(out) and not any(out.glob(F.SHARD_GLOB + "*")):  # said "OK" of any folder
+        raise FlowprepError(f"{out_dir}: {NOT_AN_OUTPUT}")
     index = read_index(out)
     f = Findings()
     headers = {path: _header(path) for path in F.list_shards(out)}

@@ -27,7 +27,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import socket
 import uuid
 from datetime import datetime, timezone
@@ -40,14 +39,12 @@ from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, settings_mismatch
 from flowprep.store.shardfile import catalog_entries, partial_of, read_checked_header, sources_of
+from flowprep.store.staging import clear, run_folders
 from flowprep.store.writer import drop_slack
 
 log = logging.getLogger("flowprep")
 LOCK_FILE = "flowprep.lock"
-STAGING_DIR = "tmp"
 INDEX_FILE = "index.jsonl"
-_RUN_FOLDER = re.compile(r".+-\d+-[0-9a-f]{6}")  # RunLock.run_id: what a run names its staging folder
-_STAGED_FILE = "chunk-"  # how every file a run stages begins: chunks, their temporaries and stall notes
 # why a folder is refused as an output folder (a mistyped path read as an output of 0 videos, with exit 0)
 NOT_AN_OUTPUT = ("holds no shard and no flowprep.json: not an output folder of `flowprep extract` or `import`; "
                  "give that --out folder")
@@ -178,43 +175,6 @@ def _holder(path: Path) -> str:
         return "holder unknown"
 
 
-def leftover_bytes(out_dir: str | os.PathLike) -> int:
-    """The bytes in ``out_dir``'s staging folder: what runs that were stopped left there (no run is writing)."""
-    total = 0
-    for f in (f for d in _run_folders(Path(out_dir)) for f in _staged_files(d)):
-        with contextlib.suppress(OSError):  # gone since it was listed
-            total += os.lstat(f).st_size
-    return total
-
-
-def _run_folders(out: Path) -> list[Path]:
-    """The runs' staging folders in ``OUT/tmp`` (nothing else there is flowprep's)."""
-    try:
-        return sorted(p for p in (out / STAGING_DIR).iterdir() if _RUN_FOLDER.fullmatch(p.name) and p.is_dir())
-    except OSError:  # none
-        return []
-
-
-def _staged_files(folder: Path) -> list[Path]:
-    """The files a run staged in ``folder``."""
-    try:
-        return [p for p in folder.iterdir() if p.name.startswith(_STAGED_FILE) and not p.is_dir()]
-    except OSError:
-        return []
-
-
-def _clear(folder: Path) -> None:
-    """Delete what a run staged in ``folder``, then the folder once empty; anything else there is kept, said."""
-    for f in _staged_files(folder):
-        f.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except FileNotFoundError:
-        pass
-    except OSError:
-        log.warning("%s holds files flowprep did not write (its staged files are deleted); they are kept", folder)
-
-
 def writer(out_dir: str | os.PathLike) -> str | None:
     """Who is writing ``out_dir`` now (a run holding its lock, as ``_holder`` names it), or None: for readers, whose
     view of a folder being written is the part done so far. A shared lock is only tested, never kept."""
@@ -232,27 +192,6 @@ def writer(out_dir: str | os.PathLike) -> str | None:
     finally:
         os.close(fd)  # also drops the shared lock, if it was granted
     return None
-
-
-def staging_dir(out: Path, run_id: str) -> Path:
-    """This run's private folder for unfinished shards (created)."""
-    d = out / STAGING_DIR / run_id
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def chunk_name(i: int) -> str:
-    """File name of a run's i-th staged chunk."""
-    return f"chunk-{i:05d}.h5"
-
-
-def remove_staging(out: Path, run_id: str) -> None:
-    """Delete this run's staging folder (whatever is left in it was never complete)."""
-    _clear(out / STAGING_DIR / run_id)
-    try:
-        (out / STAGING_DIR).rmdir()  # only when empty
-    except OSError:
-        pass
 
 
 def append_index(out: Path, shard: str, tasks: list[VideoTask]) -> None:
@@ -345,7 +284,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
     shards adopted.
     """
     adopted = []
-    for d in (p for p in _run_folders(out) if p.name != run_id and not _live_run(p.name)):
+    for d in (p for p in run_folders(out) if p.name != run_id and not _live_run(p.name)):
         for f in sorted(d.glob("chunk-*.h5")):
             try:
                 settings, keys, status, damage, catalog = read_checked_header(f)
@@ -362,7 +301,7 @@ def adopt_orphans(out: Path, run_id: str, done: dict[str, str], publisher: Publi
                     partial |= partial_of(catalog_entries(catalog))
                 adopted.append(final.name)
                 log.info("adopted %s (finished by an interrupted run) as %s", f.name, final.name)
-        _clear(d)
+        clear(d)
     return adopted
 
 

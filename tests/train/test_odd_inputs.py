@@ -8,6 +8,7 @@ import os
 import shutil
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,7 +225,11 @@ def test_a_fit_checkpoint_given_as_pretrained_points_to_init_from_and_own_shards
     fit(_cfg(motion_data, tmp_path / "run"))
     with pytest.raises(CheckpointError, match="a checkpoint of `train fit` goes to --init-from") as e:
         fit(_cfg(motion_data, tmp_path / "out", pretrained=str(tmp_path / "run" / "best.pt")))
-    assert "\x1b" not in str(e.value)
+    assert "\x1b" not in str(e.value) and "two options" not in str(e.value)  # torch's "trust the source" text
+    assert "holds Python objects besides tensors" in str(e.value)
+    (tmp_path / "notes.pth").write_text("hello\n")  # a text file: "KeyError: 104"
+    with pytest.raises(CheckpointError, match="not a torch file \\(nor any pickle\\)"):
+        fit(_cfg(motion_data, tmp_path / "out", pretrained=str(tmp_path / "notes.pth")))
     with pytest.raises(ValueError, match="this is the main dataset itself"):
         fit(_cfg(motion_data, tmp_path / "out", add_classes=(TaskSpec("ucf101", str(motion_data.shards),
                                                                       str(motion_data.split_dir)),)))
@@ -435,3 +440,20 @@ def test_metrics_are_whole_after_a_kill_between_the_last_checkpoint_and_its_metr
     monkeypatch.undo()
     fit(_cfg(motion_data, tmp_path, epochs=2))  # the same command: finished, and its metrics made whole
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_a_folder_the_scores_cannot_go_to_is_said_before_the_scoring(motion_data, tmp_path, monkeypatch):
+    """A read-only --out failed writing test_metrics.json after the whole 25 x 10 scoring, the scores lost."""
+    import tempfile
+
+    fit(_cfg(motion_data, tmp_path / "out"))
+    monkeypatch.setattr(evaluate, "predict", lambda *a, **k: pytest.fail("scored before the folder was checked"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(kwargs["dir"]) / "tmpab12cd"))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(PermissionError) as e:
+        evaluate.test(evaluate.TestConfig(str(tmp_path / "out" / "best.pt"), out=str(tmp_path / "ro"), num_workers=0,
+                                          progress=False, device="cpu"))
+    assert e.value.filename == str(tmp_path / "ro")  # the folder, not the probe's name

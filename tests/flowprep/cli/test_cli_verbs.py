@@ -210,3 +210,16 @@ def test_choices_come_from_the_tables_a_newcomer_extends(monkeypatch, capsys):
     assert "invalid choice: 'nonsense'" in err and "opencv" in err.split("invalid choice")[1]
     export = build_parser().parse_args(["export", "s", "o", "--dataset", "ucf101", "--split", str(SPLITS[-1])])
     assert export.split == SPLITS[-1]
+
+
+def test_verify_refuses_a_folder_flowprep_did_not_write(tmp_path, capsys):
+    """It said "OK: every shard reads" with exit 0 of an empty folder or a folder of videos (a mistyped path),
+    where info and export refuse it."""
+    from flowprep.cli import main
+
+    (tmp_path / "videos" / "Walk").mkdir(parents=True)
+    (tmp_path / "videos" / "Walk" / "v_1.avi").write_bytes(b"x")
+    for folder in (tmp_path / "videos", tmp_path / "videos" / "Walk"):
+        assert main(["verify", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert "not an output folder of `flowprep extract` or `import`" in err and len(err.splitlines()) == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import flowprep.store.staging as S
 import flowprep.store.workspace as W
 from flowprep.cli import main
 from flowprep.datasets.listing import list_videos
@@ -184,11 +185,11 @@ def test_a_run_whose_lock_file_was_removed_stops_and_its_staging_is_not_taken(tm
         live_id = f"{socket.gethostname()}-{alive.pid}-abcdef"
         assert W._live_run(live_id) and not W._live_run(f"{socket.gethostname()}-{zombie.pid}-abcdef")
         assert not W._live_run(f"another-host-{alive.pid}-abcdef")
-        W.staging_dir(tmp_path, live_id)
-        W.staging_dir(tmp_path, f"{socket.gethostname()}-{zombie.pid}-abcdef")
+        S.staging_dir(tmp_path, live_id)
+        S.staging_dir(tmp_path, f"{socket.gethostname()}-{zombie.pid}-abcdef")
         with W.RunLock(tmp_path) as mine:
             W.adopt_orphans(tmp_path, mine.run_id, {}, W.Publisher(tmp_path))
-        assert [p.name for p in (tmp_path / W.STAGING_DIR).iterdir()] == [live_id]  # the dead run's: cleaned
+        assert [p.name for p in (tmp_path / S.STAGING_DIR).iterdir()] == [live_id]  # the dead run's: cleaned
     finally:
         alive.kill()
         alive.wait()

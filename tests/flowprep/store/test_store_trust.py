@@ -126,6 +126,26 @@ def test_info_names_the_videos_a_deleted_shard_took_away_and_exits_1(pristine, t
     assert "verify" in text and "--repair" in text
 
 
+def test_info_does_not_call_the_videos_of_a_shard_this_user_may_not_read_missing(pristine, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """It said "permission denied" and also listed the shard's videos as MISSING, `verify --repair brings them
+    back`: advice to extract again what is there, behind a permission."""
+    out, shard = _copy(pristine, tmp_path)
+    import flowprep.store.summary as summary
+
+    real = summary.open_h5
+
+    def denied(path, mode="r"):
+        if str(path) == str(shard):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path, mode)
+    monkeypatch.setattr(summary, "open_h5", denied)
+    assert main(["info", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "permission denied: give this user read access" in text and "MISSING" not in text
+    assert "are missing" not in text
+
+
 def test_a_folder_that_lost_a_shard_is_refused_by_every_reader_until_repaired(pristine, tmp_path, capsys):
     """Export exited 0 with the rest, and the trainer left the lost videos out of the split with a warning: a
     test accuracy on fewer videos than the split's, said nowhere in the results."""

@@ -7,7 +7,8 @@ import pytest
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
 from flowprep.store import format as F
-from flowprep.store.workspace import Publisher, RunLock, adopt_orphans, chunk_name, read_index, scan_output, staging_dir
+from flowprep.store.staging import chunk_name, staging_dir
+from flowprep.store.workspace import Publisher, RunLock, adopt_orphans, read_index, scan_output
 from flowprep.store.writer import ShardWriter
 
 from twostream_synth import make_record, motion_video
@@ -98,7 +99,7 @@ def test_only_what_runs_staged_is_deleted_from_the_staging_folder(tmp_path, capl
     run's staging, silently, with exit 0. Now only folders named as runs are, and only the files runs stage."""
     import logging
 
-    from flowprep.store.workspace import STAGING_DIR, leftover_bytes, remove_staging
+    from flowprep.store.staging import STAGING_DIR, leftover_bytes, remove_staging
 
     tmp = tmp_path / STAGING_DIR
     (tmp / "my_project").mkdir(parents=True)

@@ -211,7 +211,8 @@ def test_a_shard_whose_rewrite_fails_stays_as_it_was(tmp_path, monkeypatch, capl
 def test_a_chunk_adopted_from_a_killed_run_is_rewritten_without_a_failed_videos_space(tmp_path, monkeypatch):
     """Killed between its worker's rename and the rewrite: the next run published it with the dead space."""
     import flowprep.store.writer as writer
-    from flowprep.store.workspace import STAGING_DIR, Publisher, adopt_orphans
+    from flowprep.store.staging import STAGING_DIR
+    from flowprep.store.workspace import Publisher, adopt_orphans
 
     recs = _records(2)
     out = tmp_path / "out"

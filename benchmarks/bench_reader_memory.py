@@ -1,0 +1,103 @@
+"""A DataLoader worker's memory against the videos it has read: the reader's per-process cache of video handles.
+
+An open video holds about 140 KB inside HDF5 (its datasets' headers and indexes); the reader kept the handles of
+4,096 videos per process, about 560 MB per worker once a shuffled epoch had touched that many (a scale hunt,
+2026-12-07). Now it keeps 256. This script writes a folder of tiny videos (3 frames of 32x24, 16 per shard, with
+the project's ShardWriter), then in fresh processes reads every video once in shuffled order through
+``TrainClips`` (the trainer's path) with each cache size, and prints the resident memory each added and the time
+per sample. Targets: ours <= 0.6x the reference's memory, and no slower than 1.1x its time per sample.
+
+    .venv/bin/python benchmarks/bench_reader_memory.py [--videos 3200] [--quick]      (about 2 min)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE, OURS = 4096, None  # the cache as it was; None: the reader's own (_HANDLE_CACHE)
+
+_READ = """
+import json, random, sys, time
+import flowprep.store.reader as reader
+from flowprep.loading.clips import DataConfig, TrainClips, load_items
+if sys.argv[2] != "None":
+    reader._HANDLE_CACHE = int(sys.argv[2])
+def rss():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")) / 1024
+shards = reader.open_shards(sys.argv[1])
+items = load_items(shards, [(k, 0) for k in shards.keys()])
+ds = TrainClips(shards, items, DataConfig(stream="temporal", flow_length=1, crop_size=16), compact=True)
+order = list(range(len(items)))
+random.Random(0).shuffle(order)
+ds.batch(order[:1])
+before, t0 = rss(), time.perf_counter()
+for j in range(0, len(order), 64):
+    ds.batch(order[j:j + 64])
+print(json.dumps({"mb": rss() - before, "ms": (time.perf_counter() - t0) / len(order) * 1e3,
+                  "cache": reader._HANDLE_CACHE}))
+"""
+
+
+def write_folder(out: Path, videos: int, per: int = 16) -> None:
+    """``videos`` tiny videos in shards of ``per``, as a run writes them (settings, index)."""
+    from flowprep.codecs.jpeg import encode_bgr, encode_gray
+    from flowprep.codecs.quantize import QuantConfig, quantize_flow
+    from flowprep.datasets.listing import VideoTask
+    from flowprep.extraction.config import ExtractConfig
+    from flowprep.solvers import SolverConfig
+    from flowprep.store import format as F
+    from flowprep.store.record import VideoRecord
+    from flowprep.store.settings import bind_settings
+    from flowprep.store.workspace import append_index
+    from flowprep.store.writer import ShardWriter
+
+    identity = ExtractConfig(solver=SolverConfig(algo="dis", backend="opencv", device="cpu")).identity()
+    bind_settings(out, identity, empty=True)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)
+    codes, params, clipped = quantize_flow(rng.normal(0, 2, (2, 2, 24, 32)), QuantConfig())
+    base = dict(source="", fps=25.0, width=32, height=24, source_width=32, source_height=24, frames=3,
+                rgb=[encode_bgr(f, 95) for f in rgb], flow_x=[encode_gray(c[0], 95) for c in codes],
+                flow_y=[encode_gray(c[1], 95) for c in codes], quant=params, clipped=clipped, source_bytes=1)
+    for s, first in enumerate(range(0, videos, per)):
+        tasks = [VideoTask(f"c{i % 50:02d}/v{i:06d}", f"/data/c{i % 50:02d}/v{i:06d}.avi")
+                 for i in range(first, min(videos, first + per))]
+        with ShardWriter(out / F.shard_name(s), {**identity, "flowprep_version": "bench"}) as w:
+            for t in tasks:
+                w.add(VideoRecord(key=t.key, **base))
+        append_index(out, F.shard_name(s), tasks)
+
+
+def read(folder: Path, cache: int | None) -> dict:
+    p = subprocess.run([sys.executable, "-c", _READ, str(folder), str(cache)], capture_output=True, text=True,
+                       check=True)
+    return json.loads(p.stdout.splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--videos", type=int, default=3200)
+    p.add_argument("--quick", action="store_true", help="800 videos: a smoke run, not a measurement")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_folder(folder, 800 if args.quick else args.videos)
+        ref, ours = read(folder, REFERENCE), read(folder, OURS)
+    mem, speed = ours["mb"] / max(ref["mb"], 1e-9), ours["ms"] / ref["ms"]
+    print(f"{'handles kept':<24}{'memory added (MB)':>18}{'ms per sample':>15}")
+    for name, r in ((f"reference ({ref['cache']})", ref), (f"ours ({ours['cache']})", ours)):
+        print(f"{name:<24}{r['mb']:>18.0f}{r['ms']:>15.2f}")
+    ok_mem, ok_speed = mem <= 0.6, speed <= 1.1
+    print(f"memory: ours/reference {mem:.2f} (target <= 0.6: {'met' if ok_mem else 'MISSED'}); time per sample "
+          f"{speed:.2f}x (target <= 1.1: {'met' if ok_speed else 'MISSED'})")
+    return 0 if ok_mem and ok_speed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
