@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -27,19 +28,35 @@ from train.distributed import all_gather_objects, all_reduce_sum
 from train.torchfile import CheckpointError, read_torch_file
 
 
-def multitask_loss(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+def multitask_loss(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor,
+                   counts: Sequence[int] | None = None, world: int = 1) -> torch.Tensor:
     """The paper's multi-task loss: each head's mean cross-entropy over the batch's samples of its own dataset,
     summed over the heads present (section 4: "the overall training loss is computed as the sum of the
     individual tasks' losses"), so a small dataset weighs as much as a large one whenever it is in the batch.
 
-    With one head this is the usual mean cross-entropy.
+    With one head this is the usual mean cross-entropy. Under DDP (``world`` ranks), ``counts`` are each task's
+    samples in the whole global batch (``task_counts``): each rank's share is scaled so that DDP's average of the
+    ranks' gradients is the one-process gradient (each rank's per-task mean weighted a sample of a rank with
+    fewer of its task up to 2x), and a head with no sample here stays in the graph at zero (DDP stopped the run
+    on a head that got no gradient on one rank).
     """
     total = logits[0].new_zeros(())
     for k, out in enumerate(logits):
         mask = task == k
-        if mask.any():
-            total = total + F.cross_entropy(out[mask].float(), target[mask])
+        n = int(counts[k]) if counts is not None else int(mask.sum())
+        if n and bool(mask.any()):
+            total = total + F.cross_entropy(out[mask].float(), target[mask], reduction="sum") * (world / n)
+        else:
+            total = total + out[:0].float().sum()  # 0, with the head's parameters in the graph
     return total
+
+
+def task_counts(task: torch.Tensor, heads: int) -> list[int] | None:
+    """Each task's samples in the global batch (summed over DDP ranks), or None with one head or one rank: the
+    plain mean is then the one-process loss already."""
+    if heads == 1 or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    return [int(c) for c in all_reduce_sum(torch.bincount(task.cpu(), minlength=heads).tolist())]
 
 
 def correct_top1(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> int:
@@ -74,7 +91,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         x, y, task = to_pixels(x, device, out=pixels), y.to(device), task.to(device)
         with torch.autocast(device.type, enabled=amp):
             logits = model(x)
-            loss = multitask_loss(logits, y, task)
+            counts = task_counts(task, len(logits))
+            loss = multitask_loss(logits, y, task, counts, dist.get_world_size() if counts else 1)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

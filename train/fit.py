@@ -148,6 +148,9 @@ def _resume(cfg: FitConfig, path: str, state: dict, data: dict, metrics: Metrics
     metrics.history = list(ck["history"])
     if len(ck["rng"]) == info.world_size:
         set_rng_state(ck["rng"][info.rank])
+    else:  # the data order is the sampler's (seed, epoch): the same; dropout's draws are not
+        log.info("%s was written by %d process(es), this run has %d: the same data order from here, not the same "
+                 "dropout draws (a bit-for-bit resume needs the same number)", path, len(ck["rng"]), info.world_size)
     if ck["epoch"] + 1 >= cfg.epochs:
         log.info("%s: already trained for %d epochs; nothing to do (--restart trains again)", path, ck["epoch"] + 1)
     else:

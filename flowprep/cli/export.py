@@ -64,14 +64,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _failed(failed: dict[str, str], shards_dir: str) -> int:
-    # videos whose stored bytes did not read: named (their folders are not in the lists); exit 1
-    if not failed:
-        return 0
-    print(f"not exported: {len(failed)} video(s) whose shard data cannot be read (not in the lists):")
-    for key, why in sorted(failed.items()):
-        print(f"  {key}: {why}")
-    print(f"repair the shards with `flowprep verify --repair {shards_dir}`, then export again")
-    return 1
+    # videos whose stored bytes did not read, or whose folders are one on the output's file system: named (their
+    # folders are not in the lists), each with its own fix; exit 1
+    from flowprep.interchange.denseflow import SHARED_FOLDER
+
+    shared = {k: why for k, why in failed.items() if SHARED_FOLDER in why}
+    unread = {k: why for k, why in failed.items() if k not in shared}
+    for what, group, fix in (
+            ("whose shard data cannot be read", unread, f"repair the shards with `flowprep verify --repair "
+                                                        f"{shards_dir}`, then export again"),
+            ("whose folders are one on this file system (it ignores case)", shared,
+             "export to a file system that tells them apart (ext4, xfs)")):
+        if group:
+            print(f"not exported: {len(group)} video(s) {what} (not in the lists):")
+            for key, why in sorted(group.items()):
+                print(f"  {key}: {why}")
+            print(fix)
+    return 1 if failed else 0
 
 
 def _left_out(shards_dir: str, layout: str) -> None:

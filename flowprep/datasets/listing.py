@@ -111,23 +111,29 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 
 def _once(tasks: list[VideoTask], root: Path) -> list[VideoTask]:
-    """One task per file: a file also reached through a link (a class folder linked under a second name, a video
-    linked into another class, a Kinetics folder linked twice) is listed once, under the key of its path without
-    links below the root where it has one (else its first key), with a warning, as ``--list`` does. A link made
-    it a second video, and a second class with it. Hard links stay one video per name."""
-    by_file: dict[str, list[VideoTask]] = defaultdict(list)
+    """The tasks, less those whose file is listed under its own path too, through no link (a class folder linked
+    under a second name, a video linked into another class, a Kinetics folder linked twice): the link made it a
+    second video, and a second class; each is warned of, as ``--list`` does. Entries that are all links to one
+    file (git-annex, DVC: one object for identical videos) or to one missing target stay a video each, as hard
+    links do. Each folder is resolved once, and only links file by file (realpath stats every part of a path)."""
+    real_root, folders, prefix = os.path.realpath(root), {}, os.path.join(str(root), "")
+    direct: dict[str, VideoTask] = {}
+    linked: list[tuple[str, VideoTask]] = []
     for t in tasks:
-        by_file[os.path.realpath(t.path)].append(t)
-    real_root, out, again = os.path.realpath(root), [], []
-    for real, group in by_file.items():
-        direct = [t for t in group if os.path.join(real_root, os.path.relpath(t.path, root)) == real]
-        keep = (direct or group)[0]
-        out.append(keep)
-        again += [f"{t.path} is {keep.path}" for t in group if t is not keep]
+        folder, name = os.path.split(t.path)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        real = os.path.realpath(t.path) if os.path.islink(t.path) else os.path.join(folders[folder], name)
+        rel = t.path[len(prefix):] if t.path.startswith(prefix) else os.path.relpath(t.path, root)
+        if real == os.path.join(real_root, rel):  # no link on its way from the root
+            direct[real] = t
+        else:
+            linked.append((real, t))
+    again = [f"{t.path} is {direct[real].path}" for real, t in linked if real in direct]
     if again:
         log.warning("%d files below %s are reached through a link as well (e.g. %s): each is extracted once, under "
                     "the key of its own path", len(again), root, shown(again[0]))
-    return out
+    return [*direct.values(), *(t for real, t in linked if real not in direct)]
 
 
 def _named(key: str, path: str) -> VideoTask:
@@ -171,9 +177,10 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     """Videos named in a text file, one path per line (UCF-101 train lists with their labels work too).
 
     Relative paths are taken from ``root`` when given, else from the list file's folder. A line that starts with
-    '#' is a comment unless it names a file (HMDB-51's "#20_Rhythm_clap_...avi"). Keys are relative to
-    that base; an entry outside it (an absolute path elsewhere, or ``../``) is keyed by its file name, with a
-    warning. Files that do not exist are still listed: the extractor records them as failed ("file not found").
+    '#' is a comment unless it names a video (``_names_a_video``: HMDB-51's "#20_Rhythm_clap_...avi"). Keys are
+    relative to that base; an entry outside it (an absolute path elsewhere, or ``../``) is keyed by its file
+    name, with a warning. Files that do not exist are still listed: the extractor records them as failed ("file
+    not found").
     A file named twice, under any spelling (``a/x.avi``, ``a/./x.avi``, through a link), is listed once; two
     files with one key (``v_x.avi`` and ``v_x.mp4``) are both listed, for ``check_keys`` to fail them as it
     does for a folder.
@@ -191,7 +198,7 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
     # finds its file: a name that is not UTF-8 then fails for that reason, not as "file not found"
     for raw in lf.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
         line = _TRAILING_LABEL.sub("", raw.strip().lstrip("\ufeff"))
-        if not line or (line.startswith("#") and not os.path.lexists(base / line)):  # a comment, not "#20_..."
+        if not line or (line.startswith("#") and not _names_a_video(line, base)):
             continue
         p = Path(os.path.normpath(line if os.path.isabs(line) else base / line))
         try:
@@ -211,6 +218,13 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
         log.warning("%d entries of %s are outside %s (e.g. %s): each is keyed by its file name alone",
                     len(outside), list_file, base, shown(outside[0]))
     return sorted(tasks.values(), key=lambda t: (t.key, t.path))
+
+
+def _names_a_video(line: str, base: Path) -> bool:
+    """Whether a list line that starts with '#' is a video, not a comment: a file there, or one word ending in a
+    video extension (HMDB-51's "#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi", missing: it fails as not found)."""
+    return os.path.lexists(base / line) or (not re.search(r"\s", line)
+                                            and os.path.splitext(line)[1].lower() in VIDEO_EXTENSIONS)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -82,6 +82,9 @@ def export_each(src: ShardSet, jobs: list[tuple[str, Path]], start: int, rgb: bo
     return failed
 
 
+SHARED_FOLDER = "are one on this file system"  # how _shared's reasons say it, for the command line to tell them apart
+
+
 def _shared(jobs: list[tuple[str, Path]]) -> dict[str, str]:
     """key -> why, for the videos whose folders differ only in case or Unicode form where the output's file system
     ignores that (exFAT, a macOS or Windows share): one folder would hold both, the second video's images over the
@@ -95,8 +98,8 @@ def _shared(jobs: list[tuple[str, Path]]) -> dict[str, str]:
         same = [(k, f) for k, f in group if f == group[0][1] or (f.exists() and os.path.samefile(f, group[0][1]))]
         for key, _ in same if len(same) > 1 else ():
             others = ", ".join(k for k, _ in same if k != key)
-            failed[key] = (f"its folder and that of {others} are one on this file system (it ignores case or Unicode "
-                           "form); export to a file system that tells them apart (ext4, xfs)")
+            failed[key] = (f"its folder and that of {others} {SHARED_FOLDER} (it ignores case or Unicode form); "
+                           "export to a file system that tells them apart (ext4, xfs)")
         if len(same) > 1:
             with contextlib.suppress(OSError):  # made for the question, left empty: not an export's folder
                 group[0][1].rmdir()

@@ -68,7 +68,7 @@ class _Loader(DataLoader):
         before = cv2.getNumThreads()
         prepare_workers(self.num_workers)
         init = self.worker_init_fn  # told how its workers start, read now: the context may have changed since
-        if isinstance(init, functools.partial) and init.func is worker_init:
+        if self.num_workers > 0 and isinstance(init, functools.partial) and init.func is worker_init:
             forked = _start_method(self.multiprocessing_context) == "fork"
             self.worker_init_fn = functools.partial(worker_init, *init.args, **{**init.keywords, "forked": forked})
         try:
@@ -91,7 +91,10 @@ def _start_method(context) -> str:
     """How a DataLoader given ``multiprocessing_context=context`` starts its workers: fork, spawn or forkserver."""
     if isinstance(context, str):
         return context
-    return (context or multiprocessing).get_start_method()
+    if context is not None:
+        return context.get_start_method()
+    # allow_none: asking must not fix the process's start method (a later set_start_method("spawn") then failed)
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
 
 
 _IMPORTED_IN = os.getpid()  # a forked worker has its parent's; a spawned one imports this module afresh

@@ -9,7 +9,8 @@ Modules, one job each:
 * ``record``: the per-video schema (``VideoInfo``: its metadata, declared once; ``VideoRecord``, ``VideoOutcome``,
   ``ChunkResult``);
 * ``shardfile``: one shard as a file: header, catalog, records, checks;
-* ``workspace``: who may write to a folder (the run lock), staging, publication, the index;
+* ``workspace``: who may write to a folder (the run lock), adopting a dead run's chunks, publication, the index;
+* ``staging``: where runs stage unfinished chunks (``OUT/tmp/<run-id>/``), and what of it may be deleted;
 * ``settings``: the folder's ``flowprep.json`` (bind, read back, compare with a shard's);
 * ``verify``: find damaged shards and videos, and remove the damage;
 * ``summary``: what ``flowprep info`` reports, from metadata only;

@@ -70,3 +70,33 @@ def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130():
             "runpy.run_module('train', run_name='__main__', alter_sys=True)\n")  # as `python -m train` does
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 130 and r.stderr.strip() == "python -m train: interrupted", r.stderr
+
+
+def test_under_torchrun_errors_are_said_once_and_a_peers_stop_in_one_line(monkeypatch, capsys):
+    """Every rank printed the same settings error (8 copies with 8 processes), and a rank whose peer stopped
+    printed a 25-line gloo traceback ("Connection closed by peer ... GLHF!") that looked like the cause."""
+    import pytest
+
+    from flowprep.errors import ShardError
+    from train.cli import fit as fit_cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    args = ["fit", "--shards", "s", "--epochs", "0", "--no-progress"]
+    assert main(args) == 2 and capsys.readouterr().err == ""  # rank 0 says it
+    monkeypatch.setenv("RANK", "0")
+    assert main(args) == 2 and capsys.readouterr().err.count("--epochs must be 1 or more") == 1
+    monkeypatch.setenv("RANK", "1")
+    for raised, said in ((RuntimeError("[../gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+                                       "[127.0.0.1]:29614"), "another process of this torchrun job stopped"),
+                         (ShardError("shard-00000.h5", "flow_x[8] fails its CRC-32 check", "A/v"), "CRC-32")):
+        def fails(_args, e=raised):
+            raise e
+        monkeypatch.setattr(fit_cli, "run", fails)
+        assert main(["fit", "--shards", "s", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m train fit: error: rank 1: ") or err.startswith("twostream fit: error: rank 1")
+        assert said in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(fit_cli, "run", lambda _args: (_ for _ in ()).throw(RuntimeError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):  # anything else is still a traceback
+        main(["fit", "--shards", "s", "--no-progress"])

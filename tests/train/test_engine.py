@@ -119,6 +119,23 @@ def test_two_process_gloo_ddp_matches_one_process(motion_data, tmp_path):
     assert abs(a["history"][-1]["train_loss"] - b["history"][-1]["train_loss"]) < 1e-5
 
 
+def test_multi_task_ddp_matches_one_process_even_when_a_rank_lacks_a_task(motion_data, tmp_path):
+    """Under torchrun, a rank whose batch held no sample of one task left that head without a gradient, and DDP
+    stopped the run ("Expected to have finished reduction..."); where both were present, each rank's per-task
+    mean weighted the samples otherwise than one process's mean over the global batch. Batches of 4 (2 a rank)
+    over two datasets: ranks often lack a task."""
+    also = (TaskSpec("ucf101", str(motion_data.shards), str(motion_data.split_dir)),)
+    torch.set_num_threads(1)
+    fit(_cfg(motion_data, tmp_path / "one", epochs=1, batch_size=4, also=also))
+    ddp = _cfg(motion_data, tmp_path / "two", epochs=1, batch_size=4, also=also)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), ddp), nprocs=2, join=True, start_method="fork")
+    a = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=1e-5)
+    assert abs(a["history"][-1]["train_loss"] - b["history"][-1]["train_loss"]) < 1e-5
+
+
 def test_multitask_run_has_one_head_per_dataset(motion_data, tmp_path):
     also = (TaskSpec("ucf101", str(motion_data.shards), str(motion_data.split_dir)),)
     fit(_cfg(motion_data, tmp_path, epochs=1, also=also))

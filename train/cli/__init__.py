@@ -19,7 +19,7 @@ try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.base.durable import is_disk_full
     from flowprep.cli import DefaultsHelpFormatter, os_error_line
     from flowprep.datasets.splits import SplitError
-    from flowprep.errors import FlowprepError
+    from flowprep.errors import FlowprepError, ShardError
     from train.cli import evaluate, fit, fuse, table
 except KeyboardInterrupt:
     from flowprep.base.interrupts import handled
@@ -77,32 +77,54 @@ def disk_full_error(e: BaseException, args: argparse.Namespace) -> str:
                                                                    if args.verb == "fit" else ""))
 
 
+def peer_gone(e: BaseException) -> str | None:
+    """One line for a collective that failed because another process of the torchrun job stopped (its own
+    message says why), or None: the survivor printed a 25-line gloo traceback that looked like the cause."""
+    if int(os.environ.get("WORLD_SIZE", 1)) < 2 or not isinstance(e, RuntimeError):
+        return None
+    from torch import distributed as dist
+
+    gone = ("Connection closed by peer", "Connection reset by peer", "remote process exited", "Broken pipe")
+    if not (isinstance(e, getattr(dist, "DistBackendError", ())) or any(g in str(e) for g in gone)):
+        return None
+    return ("another process of this torchrun job stopped (its own message says why); run the same command again"
+            " (fit resumes from its last checkpoint)")
+
+
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Entry point of ``twostream`` / ``python -m train`` (``prog``: the command as typed, for its messages);
-    returns the exit status."""
+    returns the exit status. Under torchrun only rank 0 logs and says the errors every rank meets alike (settings,
+    splits, a Ctrl-C); an error of one rank's own (its data, its peer gone) is said by that rank, named."""
     args = build_parser(prog).parse_args(argv)
-    rank = int(os.environ.get("RANK", 0))  # only rank 0 logs under torchrun
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.WARNING,
+    rank = int(os.environ.get("RANK", 0))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.ERROR,
                         format="%(levelname)s %(message)s")
+
+    def say(line: object, own: bool = False) -> None:
+        if rank == 0 or own:
+            print(f"{prog} {args.verb}: error: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr)
+
     old = interrupts.install()  # a scheduler's SIGTERM stops a run as a Ctrl-C does
     try:
         status = int(args._run(args) or 0)
         interrupts.check()  # a Ctrl-C dropped where it landed (a DataLoader's weakref callback) is not exit 0
         return status
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
-        print(f"{prog} {args.verb}: error: {e}", file=sys.stderr)
+        say(e, own=isinstance(e, ShardError))  # a damaged shard is met by the rank that reads it
         return 2
     except (OSError, RuntimeError) as e:
-        line = disk_full_error(e, args) if is_disk_full(e) else worker_error(e) if isinstance(e, RuntimeError) else (
+        line = disk_full_error(e, args) if is_disk_full(e) else (worker_error(e) or peer_gone(e)) if isinstance(
+            e, RuntimeError) else (
             os_error_line(e) if e.filename else  # permissions, a vanished mount, a file where a folder must be
             f"{type(e).__name__}: {e} (finished work is kept; run the same command again)")  # a network error
         if line is None:
             raise
-        print(f"{prog} {args.verb}: error: {line}", file=sys.stderr)
+        say(line, own=True)
         return 2
     except KeyboardInterrupt:
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
-            print(f"{prog} {args.verb}: interrupted", file=sys.stderr)
+            if rank == 0:
+                print(f"{prog} {args.verb}: interrupted", file=sys.stderr)
         return 130
     finally:
         interrupts.restore(old)

@@ -242,3 +242,17 @@ def test_videos_whose_export_folders_are_one_are_named_not_overwritten(shards, t
     (out / "Right" / "V").mkdir()  # a file system that tells them apart: both exported
     assert export_each(src, [(keys[0], out / "Right" / "v"), (keys[1], out / "Right" / "V")], 1,
                        show_progress=False) == {}
+
+
+def test_videos_whose_folders_are_one_are_not_called_damaged(capsys):
+    """They were printed under "whose shard data cannot be read", with `verify --repair` as the fix: no repair
+    helps a file system that ignores case."""
+    from flowprep.cli.export import _failed
+
+    assert _failed({"Run/a": "its folder and that of Run/A are one on this file system (...)", "Run/A": "its folder "
+                    "and that of Run/a are one on this file system (...)", "Walk/b": "shard-00000.h5: cannot be read"},
+                   "OUT") == 1
+    out = capsys.readouterr().out
+    shared = out.split("whose folders are one on this file system")[1]
+    assert "Run/a" in shared and "Walk/b" not in shared and "export to a file system that tells them apart" in shared
+    assert "1 video(s) whose shard data cannot be read" in out and "verify --repair OUT" in out

@@ -140,3 +140,15 @@ def test_a_forkserver_that_imported_flowprep_still_gives_its_workers_one_opencv_
     context.set_forkserver_preload(["flowprep.loading.loader", "cv2"])
     loader = make_loader(_Threads(), 1, batch_size=2, worker_init_fn=_record_threads, multiprocessing_context=context)
     assert next(iter(loader)).tolist() == [1, 1]
+
+
+def test_a_loader_leaves_the_process_start_method_unset():
+    """Asking the start method set it: a later multiprocessing.set_start_method("spawn") failed with "context has
+    already been set", even after a loader without workers."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp; from flowprep.loading.loader import make_loader; "
+            "list(make_loader(list(range(4)), 0, batch_size=2)); mp.set_start_method('spawn'); print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "ok", p.stderr
