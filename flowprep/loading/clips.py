@@ -64,8 +64,10 @@ class DataConfig:
         if self.stacking == "bidirectional" and self.flow_length % 2:
             raise ValueError(f"bi-directional stacking takes L/2 backward and L/2 forward flows: --flow-length must "
                              f"be even, got {self.flow_length}")
-        if self.flow_length < 1 or self.crop_size < 8 or self.test_frames < 1:
-            raise ValueError("flow length, crop size (>= 8) and test frames must be positive")
+        for flag, value, least in (("--flow-length", self.flow_length, 1), ("--crop-size", self.crop_size, 8),
+                                   ("--test-frames", self.test_frames, 1)):  # named: one message said all three
+            if value < least:
+                raise ValueError(f"{flag} must be {least} or more, got {value}")
 
     @property
     def in_channels(self) -> int:

@@ -24,8 +24,8 @@ from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_head
 from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys, writer
 
 log = logging.getLogger("flowprep")
-_HANDLE_CACHE = 256  # videos whose handles a reader keeps per process: ~140 KB each inside HDF5 (at 4,096: 560 MB
-# per worker; 3,200 videos read shuffled: 795 MB, 4.0 ms a sample at 4,096; 366 MB, 2.9 ms at 256)
+_HANDLE_CACHE = 256  # videos whose handles a reader keeps per process: ~140 KB each inside HDF5, 560 MB per worker
+# at 4,096; a second epoch re-reads faster with them only where every file stays open (benchmarks/README.md)
 # files a reader keeps open per process: each HDF5 open gets slower with every file already open (3,750 open
 # shards made opening 3x slower per file than 833 did), so the least recently used one is closed past this
 _MAX_OPEN = 256

@@ -457,3 +457,11 @@ def test_a_folder_the_scores_cannot_go_to_is_said_before_the_scoring(motion_data
         evaluate.test(evaluate.TestConfig(str(tmp_path / "out" / "best.pt"), out=str(tmp_path / "ro"), num_workers=0,
                                           progress=False, device="cpu"))
     assert e.value.filename == str(tmp_path / "ro")  # the folder, not the probe's name
+
+
+@pytest.mark.parametrize("change, said", [({"flow_length": 0}, "--flow-length must be 1 or more, got 0"),
+                                          ({"crop_size": 4}, "--crop-size must be 8 or more, got 4")])
+def test_sampling_settings_out_of_range_name_their_flag(motion_data, tmp_path, change, said):
+    """"flow length, crop size (>= 8) and test frames must be positive" named no flag, and all three at once."""
+    with pytest.raises(ValueError, match=said):
+        _cfg(motion_data, tmp_path, **change).data_config()
