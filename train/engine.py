@@ -56,6 +56,8 @@ def task_counts(task: torch.Tensor, heads: int) -> list[int] | None:
     plain mean is then the one-process loss already."""
     if heads == 1 or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return None
+    if int(task.max()) >= heads:  # a longer list on one rank would make the all-reduce fail or hang
+        raise ValueError(f"a sample of task {int(task.max())} for a model of {heads} head(s)")
     return [int(c) for c in all_reduce_sum(torch.bincount(task.cpu(), minlength=heads).tolist())]
 
 

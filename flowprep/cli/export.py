@@ -73,7 +73,7 @@ def _failed(failed: dict[str, str], shards_dir: str) -> int:
     for what, group, fix in (
             ("whose shard data cannot be read", unread, f"repair the shards with `flowprep verify --repair "
                                                         f"{shards_dir}`, then export again"),
-            ("whose folders are one on this file system (it ignores case)", shared,
+            ("whose folders are one on this file system (it ignores case or Unicode form)", shared,
              "export to a file system that tells them apart (ext4, xfs)")):
         if group:
             print(f"not exported: {len(group)} video(s) {what} (not in the lists):")

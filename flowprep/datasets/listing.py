@@ -113,9 +113,10 @@ def _is_dir(entry: os.DirEntry) -> bool:
 def _once(tasks: list[VideoTask], root: Path) -> list[VideoTask]:
     """The tasks, less those whose file is listed under its own path too, through no link (a class folder linked
     under a second name, a video linked into another class, a Kinetics folder linked twice): the link made it a
-    second video, and a second class; each is warned of, as ``--list`` does. Entries that are all links to one
-    file (git-annex, DVC: one object for identical videos) or to one missing target stay a video each, as hard
-    links do. Each folder is resolved once, and only links file by file (realpath stats every part of a path)."""
+    second video, and a second class; each is warned of, as ``--list`` does, as is a file reached through two
+    linked folders (two class folders linked to one folder elsewhere). File links to one file (git-annex, DVC:
+    one object for identical videos) or to one missing target stay a video each, as hard links do. Each folder is
+    resolved once, and only links file by file (realpath stats every part of a path)."""
     real_root, folders, prefix = os.path.realpath(root), {}, os.path.join(str(root), "")
     direct: dict[str, VideoTask] = {}
     linked: list[tuple[str, VideoTask]] = []
@@ -129,11 +130,20 @@ def _once(tasks: list[VideoTask], root: Path) -> list[VideoTask]:
             direct[real] = t
         else:
             linked.append((real, t))
-    again = [f"{t.path} is {direct[real].path}" for real, t in linked if real in direct]
+    kept, again = list(direct.values()), []
+    by_folder_link: dict[str, VideoTask] = {}  # a file reached through linked folders only: its first path
+    for real, t in linked:
+        first = direct.get(real) or (by_folder_link.get(real) if not os.path.islink(t.path) else None)
+        if first is not None:
+            again.append(f"{t.path} is {first.path}")
+            continue
+        kept.append(t)
+        if not os.path.islink(t.path):  # a file link is one name of an annex object: each stays a video
+            by_folder_link[real] = t
     if again:
         log.warning("%d files below %s are reached through a link as well (e.g. %s): each is extracted once, under "
-                    "the key of its own path", len(again), root, shown(again[0]))
-    return [*direct.values(), *(t for real, t in linked if real not in direct)]
+                    "the key of its own path (or its first)", len(again), root, shown(again[0]))
+    return kept
 
 
 def _named(key: str, path: str) -> VideoTask:
@@ -163,7 +173,7 @@ def _walk_stems(root: Path, exts: tuple[str, ...]) -> list[VideoTask]:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # .git/annex/objects: no videos
         names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in exts]  # folders named x.mp4
         for name in sorted(names):
             stem, ext = os.path.splitext(name)
@@ -221,9 +231,10 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
 
 
 def _names_a_video(line: str, base: Path) -> bool:
-    """Whether a list line that starts with '#' is a video, not a comment: a file there, or one word ending in a
-    video extension (HMDB-51's "#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi", missing: it fails as not found)."""
-    return os.path.lexists(base / line) or (not re.search(r"\s", line)
+    """Whether a list line that starts with '#' is a video, not a comment: a file there, or a bare file name
+    ending in a video extension (HMDB-51's "#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi", missing: it fails as not
+    found); "#Class/v.avi", missing, is a video commented out."""
+    return os.path.lexists(base / line) or (not re.search(r"[\s/\\]", line)  # "#Class/v.avi": commented out
                                             and os.path.splitext(line)[1].lower() in VIDEO_EXTENSIONS)
 
 

@@ -97,6 +97,13 @@ def test_under_torchrun_errors_are_said_once_and_a_peers_stop_in_one_line(monkey
         err = capsys.readouterr().err
         assert err.startswith("python -m train fit: error: rank 1: ") or err.startswith("twostream fit: error: rank 1")
         assert said in err and len(err.splitlines()) == 1
+    from flowprep.errors import FlowprepError
+
+    def denied(_args):  # one rank's own: a shard it may not read (opened by whichever rank reads it first)
+        raise FlowprepError("shard-00001.h5: permission denied: give this user read access to it")
+    monkeypatch.setattr(fit_cli, "run", denied)
+    assert main(["fit", "--shards", "s", "--no-progress"]) == 2 and "rank 1: shard-00001.h5: permission denied" in \
+        capsys.readouterr().err
     monkeypatch.setattr(fit_cli, "run", lambda _args: (_ for _ in ()).throw(RuntimeError("CUDA out of memory")))
     with pytest.raises(RuntimeError, match="out of memory"):  # anything else is still a traceback
         main(["fit", "--shards", "s", "--no-progress"])

@@ -82,10 +82,8 @@ def peer_gone(e: BaseException) -> str | None:
     message says why), or None: the survivor printed a 25-line gloo traceback that looked like the cause."""
     if int(os.environ.get("WORLD_SIZE", 1)) < 2 or not isinstance(e, RuntimeError):
         return None
-    from torch import distributed as dist
-
     gone = ("Connection closed by peer", "Connection reset by peer", "remote process exited", "Broken pipe")
-    if not (isinstance(e, getattr(dist, "DistBackendError", ())) or any(g in str(e) for g in gone)):
+    if not any(g in str(e) for g in gone):  # not every DistBackendError: NCCL's own errors are the cause
         return None
     return ("another process of this torchrun job stopped (its own message says why); run the same command again"
             " (fit resumes from its last checkpoint)")
@@ -110,7 +108,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         interrupts.check()  # a Ctrl-C dropped where it landed (a DataLoader's weakref callback) is not exit 0
         return status
     except (FlowprepError, SplitError, ValueError, FileNotFoundError) as e:
-        say(e, own=isinstance(e, ShardError))  # a damaged shard is met by the rank that reads it
+        # settings, splits, checkpoints (ValueErrors) are met by every rank alike; a shard, a file or a worker's
+        # error may be one rank's own: said by that rank
+        say(worker_error(e) or e, own=not isinstance(e, ValueError) or isinstance(e, ShardError))
         return 2
     except (OSError, RuntimeError) as e:
         line = disk_full_error(e, args) if is_disk_full(e) else (worker_error(e) or peer_gone(e)) if isinstance(

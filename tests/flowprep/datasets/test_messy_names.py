@@ -212,9 +212,10 @@ def test_a_list_line_starting_with_a_hash_is_a_video_when_it_names_a_file(tmp_pa
         (root / name).write_bytes(b"x")
     lst = tmp_path / "list.txt"
     lst.write_text("# my videos\n#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi\n#Hcls/h1.avi\nWalk/v_1.avi\n"
-                   "#Walk/v_2 left out for now.avi\n#21_gone.avi\n")
+                   "#Walk/v_2 left out for now.avi\n#21_gone.avi\n#Walk/v_3.avi\n")
     assert [t.key for t in read_video_list(lst, root)] == ["#20_Rhythm_clap_u_nm_np1_fr_goo_0", "#21_gone",
                                                            "#Hcls/h1", "Walk/v_1"]  # #21_gone: fails, not found
+    # "#Walk/v_3.avi", missing: a video commented out, not one to fail
 
 
 def test_a_class_spelled_in_nfc_and_nfd_is_one_class(tmp_path):
@@ -260,3 +261,23 @@ def test_links_to_one_object_outside_the_root_or_to_one_missing_file_stay_a_vide
         os.symlink(tmp_path / "gone.avi", root / cls / f"broken_{cls}.avi")
     assert [t.key for t in list_videos("folder", root)] == ["Jump/broken_Jump", "Jump/v_Jump", "Run/broken_Run",
                                                             "Run/v_Run"]
+
+
+def test_two_class_folders_linked_to_one_folder_elsewhere_are_one_class_and_dot_folders_hold_no_videos(tmp_path):
+    """Run -> /disk/X and Running -> /disk/X gave two classes of the same videos; a Kinetics root that is a
+    git-annex repository listed .git/annex/objects/SHA...mp4 folders as videos."""
+    from flowprep.datasets.listing import list_videos
+
+    (tmp_path / "disk" / "X").mkdir(parents=True)
+    (tmp_path / "disk" / "X" / "v1.avi").write_bytes(b"x")
+    root = tmp_path / "ds"
+    (root / "Walk").mkdir(parents=True)
+    (root / "Walk" / "w1.avi").write_bytes(b"x")
+    os.symlink(tmp_path / "disk" / "X", root / "Run")
+    os.symlink(tmp_path / "disk" / "X", root / "Running")
+    assert [t.key for t in list_videos("folder", root)] == ["Run/v1", "Walk/w1"]
+    k = tmp_path / "k"
+    (k / ".git" / "annex" / "objects" / "SHA256E-s5--abc.mp4").mkdir(parents=True)
+    (k / "train").mkdir()
+    (k / "train" / "aaaaaaaaaaa_000001_000011.mp4").write_bytes(b"x")
+    assert [t.key for t in list_videos("kinetics", k)] == ["aaaaaaaaaaa_000001_000011"]
