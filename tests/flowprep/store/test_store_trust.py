@@ -68,17 +68,23 @@ def test_a_stream_shorter_than_its_catalog_is_an_error_not_a_hang_or_a_short_exp
     assert "video/s" not in said.err  # no progress bar drawn
 
 
-def test_a_shard_this_user_may_not_read_is_left_where_it_is_and_stops_the_run(pristine, tmp_path, monkeypatch):
-    out, shard = _copy(pristine, tmp_path)
-    import flowprep.store.shardfile as shardfile
-
-    real = shardfile.open_h5
+def _deny(monkeypatch, module, shard) -> None:
+    """``module.open_h5`` refuses ``shard`` as a file this user may not read (root reads every file: chmod 000
+    cannot show it here)."""
+    real = module.open_h5
 
     def denied(path, mode="r"):
         if str(path) == str(shard):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real(path, mode)
-    monkeypatch.setattr(shardfile, "open_h5", denied)  # root reads every file: chmod 000 cannot show it here
+    monkeypatch.setattr(module, "open_h5", denied)
+
+
+def test_a_shard_this_user_may_not_read_is_left_where_it_is_and_stops_the_run(pristine, tmp_path, monkeypatch):
+    out, shard = _copy(pristine, tmp_path)
+    import flowprep.store.shardfile as shardfile
+
+    _deny(monkeypatch, shardfile, shard)
     with pytest.raises(FlowprepError, match="permission denied: give this user read access") as e:
         scan_output(out)
     assert not isinstance(e.value, ShardError)  # not damage: nothing to move aside or extract again
@@ -133,13 +139,7 @@ def test_info_does_not_call_the_videos_of_a_shard_this_user_may_not_read_missing
     out, shard = _copy(pristine, tmp_path)
     import flowprep.store.summary as summary
 
-    real = summary.open_h5
-
-    def denied(path, mode="r"):
-        if str(path) == str(shard):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real(path, mode)
-    monkeypatch.setattr(summary, "open_h5", denied)
+    _deny(monkeypatch, summary, shard)
     assert main(["info", str(out)]) == 1
     text = capsys.readouterr().out
     assert "permission denied: give this user read access" in text and "MISSING" not in text
