@@ -18,8 +18,7 @@ from typing import Callable, Iterator, Sequence
 from flowprep.errors import FlowprepError
 from flowprep.runners import Chunk, Progress, Work, singles
 from flowprep.runners.local import run_chunk
-from flowprep.runners.slots import after_stall, lost
-from flowprep.runners.watchdog import check_stalls
+from flowprep.runners.slots import counted_stall, lost
 from flowprep.store.record import ChunkResult
 
 CONNECT_TIMEOUT = "30s"  # how long to wait for the scheduler before giving up
@@ -202,13 +201,8 @@ def _alone(suspects: list[Chunk], submit: Callable, seen: tuple[Counter, list[st
 
 
 def _stalled(chunk: Chunk, seen: tuple[Counter, list[str]]) -> tuple[ChunkResult, Chunk | None] | None:
-    """``after_stall`` for a chunk Dask gave up on, counted in the run's events; the third stall in a row with
-    nothing finished between stops the run (``check_stalls``)."""
-    events, streak = seen
-    after = after_stall(chunk)
-    events["killed_worker" if after is None else "stalls"] += 1
+    """``counted_stall`` for a chunk Dask gave up on; a death that was no stall is counted as "killed_worker"."""
+    after = counted_stall(chunk, *seen)
     if after is None:
-        return None
-    streak.append(after[0].videos[0].key)
-    check_stalls(streak, after[2])
-    return after[:2]
+        seen[0]["killed_worker"] += 1
+    return after

@@ -138,21 +138,25 @@ def run_slots(chunks: Sequence[Chunk], slots: list[str], submit: Callable[[str, 
         events["worker_deaths"] += 1
         restart(slot)
 
-    def stalled(chunk: Chunk):
-        after = after_stall(chunk)
-        if after is None:
-            return None
-        events["stalls"] += 1
-        streak.append(after[0].videos[0].key)
-        check_stalls(streak, after[2])
-        return after[:2]
-
     events.clear()
     for _, res in schedule(list(chunks), slots, submit, restart=restarted, died=died, split=singles,
-                           stalled=stalled):
+                           stalled=lambda chunk: counted_stall(chunk, events, streak)):
         if res.shard:
             streak.clear()
         yield res
+
+
+def counted_stall(chunk: Chunk, events: Counter, streak: list[str]) -> tuple[ChunkResult, Chunk | None] | None:
+    """``after_stall``'s result and the chunk to run again, the stall counted in ``events`` and its video added to
+    ``streak`` (the stalls since a chunk last finished: the third stops the run, ``check_stalls``); None when the
+    worker died otherwise. Every runner's one rule for a stall."""
+    after = after_stall(chunk)
+    if after is None:
+        return None
+    events["stalls"] += 1
+    streak.append(after[0].videos[0].key)
+    check_stalls(streak, after[2])
+    return after[:2]
 
 
 def after_stall(chunk: Chunk) -> tuple[ChunkResult, Chunk | None, float] | None:
