@@ -8,7 +8,6 @@ Split files: ``trainlist0N.txt``/``testlist0N.txt`` (or ``train.txt``/``test.txt
 """
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
 
 from flowprep.datasets.base import Dataset
@@ -16,7 +15,8 @@ from flowprep.datasets.splits import (
     Split,
     SplitError,
     class_lookup,
-    name_label,
+    line_class,
+    nfc,
     read_class_index,
     read_list,
     split_lines,
@@ -39,8 +39,7 @@ def load_folder(split_dir: Path, split: int) -> Split:
     if (split_dir / "classInd.txt").is_file():
         classes = read_class_index(split_dir / "classInd.txt")
     else:
-        folders = {unicodedata.normalize("NFC", name_label(ln)[0].replace("\\", "/").split("/")[0])
-                   for p in names.values() for ln in split_lines(p, True)}  # NFC: "Café" and "Café" are one class
+        folders = {nfc(line_class(ln)) for p in names.values() for ln in split_lines(p, True)}
         classes = tuple(sorted(folders))
     lookup = class_lookup(classes)
     return Split(NAME, split, classes, read_list(names["train"], lookup, True), read_list(names["test"], lookup, True))

@@ -63,10 +63,10 @@ def split_lines(path: Path, comments: bool = False, classes: Container[str] = ()
     text = path.read_text(encoding="utf-8", errors="replace").lstrip("\ufeff")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     # '#' starts comments only in our own folder lists: HMDB-51 has videos named "#20_Rhythm_clap_..."
-    return [ln for ln in lines if not (comments and ln.startswith("#") and _folder(ln) not in classes)]
+    return [ln for ln in lines if not (comments and ln.startswith("#") and line_class(ln) not in classes)]
 
 
-def _folder(line: str) -> str:
+def line_class(line: str) -> str:
     """The class folder a list line names: "Class/v_x.avi 1" -> "Class"."""
     return name_label(line)[0].replace("\\", "/").split("/")[0]
 
@@ -87,7 +87,7 @@ def read_class_index(path: Path) -> tuple[str, ...]:
 
 def _class_of(name: str, lookup: dict[str, int], path: Path) -> int:
     folder = name.replace("\\", "/").split("/")[0]
-    label = lookup.get(folder, lookup.get(_nfc(folder).lower()))
+    label = lookup.get(folder, lookup.get(nfc(folder).lower()))
     if label is None or "/" not in name.replace("\\", "/"):
         raise SplitError(f"{path}: {name!r} is not '<Class>/<video>' with a class from the class list")
     return label
@@ -119,11 +119,12 @@ def read_list(path: Path, lookup: dict[str, int], comments: bool = False) -> tup
 def class_lookup(classes: tuple[str, ...]) -> dict[str, int]:
     """Class name (as written, and NFC-normalised and lower-cased: "Café" typed on macOS is NFD) -> its label."""
     d = {c: i for i, c in enumerate(classes)}
-    d.update({_nfc(c).lower(): i for i, c in enumerate(classes)})
+    d.update({nfc(c).lower(): i for i, c in enumerate(classes)})
     return d
 
 
-def _nfc(text: str) -> str:
+def nfc(text: str) -> str:
+    """``text`` in one Unicode form (NFC): "Café" typed on macOS spells "é" as "e" and a combining accent."""
     return unicodedata.normalize("NFC", text)
 
 
