@@ -119,27 +119,29 @@ def _once(tasks: list[VideoTask], root: Path) -> list[VideoTask]:
     resolved once, and only links file by file (realpath stats every part of a path)."""
     real_root, folders, prefix = os.path.realpath(root), {}, os.path.join(str(root), "")
     direct: dict[str, VideoTask] = {}
-    linked: list[tuple[str, VideoTask]] = []
+    linked: list[tuple[str, VideoTask, bool]] = []  # (real path, task, the file itself a link)
     for t in tasks:
         folder, name = os.path.split(t.path)
         if folder not in folders:
             folders[folder] = os.path.realpath(folder)
-        real = os.path.realpath(t.path) if os.path.islink(t.path) else os.path.join(folders[folder], name)
+        file_link = os.path.islink(t.path)
+        real = os.path.realpath(t.path) if file_link else os.path.join(folders[folder], name)
         rel = t.path[len(prefix):] if t.path.startswith(prefix) else os.path.relpath(t.path, root)
         if real == os.path.join(real_root, rel):  # no link on its way from the root
             direct[real] = t
         else:
-            linked.append((real, t))
+            linked.append((real, t, file_link))
     kept, again = list(direct.values()), []
     by_folder_link: dict[str, VideoTask] = {}  # a file reached through linked folders only: its first path
-    for real, t in linked:
-        first = direct.get(real) or (by_folder_link.get(real) if not os.path.islink(t.path) else None)
+    for real, t, file_link in linked:
+        # a file link is one name of an annex object: each stays a video, unless the file is listed directly
+        first = direct.get(real) or (None if file_link else by_folder_link.get(real))
         if first is not None:
             again.append(f"{t.path} is {first.path}")
-            continue
-        kept.append(t)
-        if not os.path.islink(t.path):  # a file link is one name of an annex object: each stays a video
-            by_folder_link[real] = t
+        else:
+            kept.append(t)
+            if not file_link:
+                by_folder_link[real] = t
     if again:
         log.warning("%d files below %s are reached through a link as well (e.g. %s): each is extracted once, under "
                     "the key of its own path (or its first)", len(again), root, shown(again[0]))
