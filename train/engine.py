@@ -43,22 +43,22 @@ def multitask_loss(logits: Sequence[torch.Tensor], target: torch.Tensor, task: t
     total = logits[0].new_zeros(())
     for k, out in enumerate(logits):
         mask = task == k
-        n = int(counts[k]) if counts is not None else int(mask.sum())
-        if n and bool(mask.any()):
-            total = total + F.cross_entropy(out[mask].float(), target[mask], reduction="sum") * (world / n)
-        else:
+        if not bool(mask.any()):
             total = total + out[:0].float().sum()  # 0, with the head's parameters in the graph
+            continue
+        n = counts[k] if counts is not None else int(mask.sum())  # the global count holds this rank's: > 0
+        total = total + F.cross_entropy(out[mask].float(), target[mask], reduction="sum") * (world / n)
     return total
 
 
 def task_counts(task: torch.Tensor, heads: int) -> list[int] | None:
-    """Each task's samples in the global batch (summed over DDP ranks), or None with one head or one rank: the
-    plain mean is then the one-process loss already."""
+    """Each task's samples in the global batch (summed over DDP ranks; ``task``: this rank's, on the CPU), or None
+    with one head or one rank: the plain mean is then the one-process loss already."""
     if heads == 1 or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return None
     if int(task.max()) >= heads:  # a longer list on one rank would make the all-reduce fail or hang
         raise ValueError(f"a sample of task {int(task.max())} for a model of {heads} head(s)")
-    return [int(c) for c in all_reduce_sum(torch.bincount(task.cpu(), minlength=heads).tolist())]
+    return [int(c) for c in all_reduce_sum(torch.bincount(task, minlength=heads).tolist())]
 
 
 def correct_top1(logits: Sequence[torch.Tensor], target: torch.Tensor, task: torch.Tensor) -> int:
@@ -90,10 +90,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     pixels = None  # the previous batch's CPU pixels, overwritten by the next (see to_pixels)
     for x, y, task in bar:
         interrupts.check()  # a Ctrl-C or SIGTERM dropped inside the loader's bookkeeping stops here
+        tasks = task  # the loader's CPU copy: counting it makes the GPU wait for nothing
         x, y, task = to_pixels(x, device, out=pixels), y.to(device), task.to(device)
         with torch.autocast(device.type, enabled=amp):
             logits = model(x)
-            counts = task_counts(task, len(logits))
+            counts = task_counts(tasks, len(logits))
             loss = multitask_loss(logits, y, task, counts, dist.get_world_size() if counts else 1)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
