@@ -15,9 +15,7 @@ The rules that make a kill, a crash or a second run harmless:
   shard even when the shard itself is destroyed.
 * **Recovery.** A new run adopts the complete staged chunks of dead runs whose videos no published shard holds
   (work is not lost to a kill between a chunk's end and its publication) and deletes the rest of what they
-  staged. Only folders named as runs are (``<host>-<pid>-<hex>``) and only the files flowprep stages in them
-  (``chunk-*``): ``OUT/tmp`` of an ``--out`` given by mistake (``/``, a home folder) is someone's ``/tmp``, and
-  every folder there was deleted.
+  staged (what that is, and what it never is: ``flowprep.store.staging``).
 """
 from __future__ import annotations
 
