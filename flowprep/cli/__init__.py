@@ -76,6 +76,16 @@ def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.Argument
     return p
 
 
+def parse_verb_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown option is refused by its verb's parser, with that verb's usage: the
+    top-level parser's said `usage: flowprep VERB ...`, as if the verb had not been understood."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        verbs.choices[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _interrupted(e: BaseException | None) -> bool:
     """Whether a KeyboardInterrupt is in ``e``'s chain (an error raised while a Ctrl-C was being handled)."""
     while e is not None:
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     # not open a file; each video's reason says what is wrong. Set before the verbs' modules import cv2.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    args = build_parser().parse_args(argv)
+    args = parse_verb_args(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     use_compile_cache()  # the command owns its process: compiled kernels persist across runs (and its workers)
     old = interrupts.install()  # Slurm's SIGTERM stops every verb as cleanly as Ctrl-C (repair died with no word)

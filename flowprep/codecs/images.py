@@ -20,10 +20,11 @@ from flowprep.errors import FlowprepError
 
 def file_part(name: str, limit: int = 80) -> str:
     """``name`` (a video key) as part of a file name: letters, digits, '_', '.' and '-' only, at most ``limit`` of
-    them ("Run/v_1" -> "Run_v_1"), with 8 hex digits of its hash added where anything else was replaced or cut, so
-    that two names in Hebrew get files of their own and a 240-byte name fits a file system's 255."""
+    them, with 8 hex digits of its hash added where anything was replaced or cut ("Run/v_1" -> "Run_v_1_<hash>", so
+    that it and a video named "Run_v_1" get files of their own, as do two names in Hebrew), and a 240-byte name fits
+    a file system's 255."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")
-    if safe == name.replace("/", "_") and len(safe) <= limit:
+    if safe == name and len(safe) <= limit:
         return safe
     digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{safe[:limit]}_{digest}".lstrip("_")

@@ -25,6 +25,9 @@ from flowprep.errors import VideoDecodeError
 _TRUNCATION_SLACK, _TRUNCATION_SLACK_MAX = 0.05, 25
 
 
+MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION: no frame or flow image can be larger
+
+
 @dataclass(frozen=True)
 class Resize:
     """How frames are resized before flow: keep (both None), ``short_side`` keeps the aspect, or a fixed ``size``."""
@@ -39,6 +42,10 @@ class Resize:
             raise ValueError(f"short side must be at least 8 pixels, got {self.short_side}")
         if self.size is not None and (self.size[0] < 8 or self.size[1] < 8):
             raise ValueError(f"size must be at least 8x8, got {self.size[0]}x{self.size[1]}")
+        sides = [self.short_side] if self.short_side is not None else list(self.size or ())
+        if any(side > MAX_SIDE for side in sides):  # 100000x100000 started decoding, to fail on every video
+            asked = "x".join(map(str, sides)) if self.size else f"a short side of {self.short_side}"
+            raise ValueError(f"a JPEG holds at most {MAX_SIDE} pixels a side, got {asked}: give a smaller size")
 
     def target(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) a frame of the given size is resized to. With ``short_side`` the long side is

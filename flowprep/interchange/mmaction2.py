@@ -183,6 +183,17 @@ def _tree_for(in_dir: Path, frame_dirs: list[str]) -> Path:
                         f"{', '.join(TREES)}; expected {LAYOUT}")
 
 
+def _relative(frame_dir: str) -> str:
+    """A list's frame dir as the video's key: an absolute one (mmaction2 reads it as is, data_prefix unused) is
+    taken from below its tree (/data/rawframes/Run/v_1 -> Run/v_1), else as <class>/<video>: the whole path made
+    every key a path of the machine that wrote the list."""
+    if not frame_dir.startswith("/"):
+        return frame_dir
+    parts = [p for p in frame_dir.split("/") if p]
+    below = [i for i, p in enumerate(parts[:-1]) if p in TREES]
+    return "/".join(parts[below[-1] + 1:] if below else parts[-2:])
+
+
 def _parse_list(path: Path) -> list[tuple[str, int]]:
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8", errors="surrogateescape").splitlines(), 1):
@@ -215,11 +226,12 @@ def list_mmaction2(in_dir: Path) -> Listed:
         subset = (m["name"], int(m["split"] or 1), m["subset"])
         keys, seen = subsets.setdefault(subset, []), in_subset.setdefault(subset, set())  # a set: the RGB and
         # flow lists of a subset name the same videos, and a look-up in the list made reading them quadratic
-        for frame_dir, label in rows:
+        for listed_dir, label in rows:
+            frame_dir = _relative(listed_dir)
             key = frame_dir.rsplit("/", 1)[-1] if by_stem else frame_dir
             if labels.setdefault(key, label) != label:
                 raise FlowprepError(f"{path}: {frame_dir} has label {label}, another list gives {labels[key]}")
-            tasks.setdefault(key, VideoTask(key, str(tree / frame_dir)))
+            tasks.setdefault(key, VideoTask(key, str(tree / listed_dir)))  # an absolute one: as is
             if "/" not in frame_dir.strip("/"):
                 classless.add(key)
             if key not in seen:

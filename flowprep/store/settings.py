@@ -101,10 +101,9 @@ def bind_settings(out_dir: str | Path, identity: dict, empty: bool = False) -> N
         if made != asked:  # every setting differs: one line, not a screen of them
             raise SettingsMismatchError(f"{out} holds flow made by `flowprep {made}`, which `flowprep {asked}` "
                                         "cannot add to: use a new --out folder")
-        diffs = "\n  ".join(_diff(have, identity))
-        raise SettingsMismatchError(
-            f"{out} was extracted with other settings:\n  {diffs}\n"
-            f"Use a new --out folder, or repeat the original settings to resume.")
+        diffs = "; ".join(_diff(have, identity))  # one line (a log's grep finds it whole), every difference in it
+        raise SettingsMismatchError(f"{out} was extracted with other settings ({diffs}): use a new --out folder, or "
+                                    "repeat the original settings to resume")
     if have is not None and have != identity:
         log.info("%s holds no video yet: bound to the settings asked now, not an earlier run's", out)
     if have != identity or not (out / SETTINGS_FILE).exists():

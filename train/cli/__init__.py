@@ -17,7 +17,7 @@ import sys
 try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.base import interrupts
     from flowprep.base.durable import is_disk_full
-    from flowprep.cli import DefaultsHelpFormatter, os_error_line
+    from flowprep.cli import DefaultsHelpFormatter, os_error_line, parse_verb_args
     from flowprep.datasets.splits import SplitError
     from flowprep.errors import FlowprepError, ShardError
     from train.cli import evaluate, fit, fuse, table
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Entry point of ``twostream`` / ``python -m train`` (``prog``: the command as typed, for its messages);
     returns the exit status. Under torchrun only rank 0 logs and says the errors every rank meets alike (settings,
     splits, a Ctrl-C); an error of one rank's own (its data, its peer gone) is said by that rank, named."""
-    args = build_parser(prog).parse_args(argv)
+    args = parse_verb_args(build_parser(prog), argv)
     rank = int(os.environ.get("RANK", 0))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if rank == 0 else logging.ERROR,
                         format="%(levelname)s %(message)s")

@@ -16,6 +16,11 @@ print(sorted(m for m in ("h5py", "torch", "joblib", "tqdm") if m in sys.modules)
 '''
 
 
+def _parser_giving(args):
+    """A stand-in for build_parser whose parser parses any argv into ``args``."""
+    return lambda *a: type("P", (), {"parse_known_args": lambda self, argv: (args, [])})()
+
+
 def test_building_every_verbs_parser_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", _HELP], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -48,8 +53,8 @@ def test_a_broken_pipe_ends_quietly_only_for_a_reader_that_had_enough(monkeypatc
                 raise BrokenPipeError(32, "Broken pipe") from None
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: argparse.Namespace(
-        verb=verb, verbose=False, _run=run)})())
+    args = argparse.Namespace(verb=verb, verbose=False, _run=run)
+    monkeypatch.setattr(cli, "build_parser", _parser_giving(args))
     saved = os.dup(1)
     try:
         assert cli.main([]) == rc
@@ -76,8 +81,8 @@ def test_a_ctrl_c_whose_message_meets_a_closed_stderr_still_exits_130(monkeypatc
         raise KeyboardInterrupt
 
     args = argparse.Namespace(verb="extract", verbose=False, _run=run)
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
-    monkeypatch.setattr(train_cli, "build_parser", lambda *a: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(cli, "build_parser", _parser_giving(args))
+    monkeypatch.setattr(train_cli, "build_parser", _parser_giving(args))
     monkeypatch.setattr(sys, "stderr", Closed())
     assert cli.main([]) == 130 and train_cli.main([]) == 130
 
@@ -101,7 +106,7 @@ def test_sigterm_stops_every_verb_as_a_ctrl_c_does_and_the_handler_is_given_back
     before = signal.getsignal(signal.SIGTERM)
     args = argparse.Namespace(verb="verify", verbose=False, _run=run)
     for prog, module in (("flowprep", cli), ("twostream", train_cli)):
-        monkeypatch.setattr(module, "build_parser", lambda *a: type("P", (), {"parse_args": lambda self, argv: args})())
+        monkeypatch.setattr(module, "build_parser", _parser_giving(args))
         t0 = time.monotonic()
         assert module.main([]) == 130 and time.monotonic() - t0 < 5
         assert capsys.readouterr().err == f"{prog} verify: interrupted\n"
@@ -166,7 +171,7 @@ def test_a_ctrl_c_dropped_where_it_landed_still_ends_the_verb_with_130(monkeypat
         return 0
 
     args = argparse.Namespace(verb="extract", verbose=False, _run=run)
-    monkeypatch.setattr(module, "build_parser", lambda *a: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(module, "build_parser", _parser_giving(args))
     assert module.main([]) == 130
     assert capsys.readouterr().err == f"{prog} extract: interrupted\n"
 
@@ -223,3 +228,17 @@ def test_verify_refuses_a_folder_flowprep_did_not_write(tmp_path, capsys):
         assert main(["verify", str(folder)]) == 2
         err = capsys.readouterr().err
         assert "not an output folder of `flowprep extract` or `import`" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [("flowprep.cli", ["info", "out", "--bogus"], "flowprep info"),
+                                     ("train.cli", ["test", "--bogus", "--checkpoint", "c"], "twostream test")])
+def test_an_unknown_option_is_refused_with_its_verbs_usage(command, capsys):
+    """`flowprep extract ... --bogus` printed `usage: flowprep [-h] [--version] [-v] VERB ...`: the usage of the
+    top-level parser, as if the verb had not been understood."""
+    import importlib
+
+    module, argv, prog = command
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"usage: {prog}" in err and f"{prog}: error: unrecognized arguments: --bogus" in err

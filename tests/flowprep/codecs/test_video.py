@@ -26,6 +26,15 @@ def test_resize_short_side_and_fixed_size(ucf_clip):
         Resize(short_side=256, size=(340, 256))
 
 
+@pytest.mark.parametrize("asked, said", [({"size": (100000, 100)}, "got 100000x100"),
+                                         ({"short_side": 70000}, "got a short side of 70000")])
+def test_a_size_no_jpeg_can_hold_is_refused_before_any_video_is_decoded(asked, said):
+    """--size 100000x100000 was taken: the run decoded every video to fail on each one's JPEG encode."""
+    assert Resize(size=(65500, 8)).target(1, 1) == (65500, 8)
+    with pytest.raises(ValueError, match=f"at most 65500 pixels a side, {said}: give a smaller size"):
+        Resize(**asked)
+
+
 def test_short_side_rounds_the_long_side_to_the_nearest_pixel():
     """As docs/SWITCHING.md says (and mmcv, denseflow, torchvision, ffmpeg's scale=-1:256 do): 320x240 at 256 is
     341x256 (341.33); kinetics-i3d's 342x256 is --size 342x256; an exact half goes to the even neighbour."""

@@ -124,9 +124,10 @@ def test_other_settings_are_refused_with_the_differences_listed(shift_dataset, t
     out = tmp_path / "out"
     videos = list_videos("ucf101", shift_dataset)[:1]
     extract_dataset(videos, out, runner=LocalRunner(1), show_progress=False)
-    with pytest.raises(SettingsMismatchError, match=r"quantization.bound: existing 20.0, asked 10.0"):
+    with pytest.raises(SettingsMismatchError, match=r"quantization.bound: existing 20.0, asked 10.0") as e:
         extract_dataset(videos, out, ExtractConfig(quant=QuantConfig("fixed", 10)), runner=LocalRunner(1),
                         show_progress=False)
+    assert "\n" not in str(e.value) and str(e.value).endswith("repeat the original settings to resume")
     with pytest.raises(SettingsMismatchError, match="jpeg_quality"):
         extract_dataset(videos, out, ExtractConfig(quality=90), runner=LocalRunner(1), show_progress=False)
 

@@ -317,6 +317,28 @@ def test_a_tree_without_class_folders_keeps_its_labels_on_import(extracted, tmp_
     assert {shards.resolve(name): label for name, label in split.train} == want and len(set(want.values())) == 2
 
 
+def test_lists_with_absolute_frame_dirs_import_with_the_keys_of_relative_ones(extracted, tmp_path):
+    """mmaction2 reads an absolute frame dir as is (its data_prefix unused); the import made the whole path each
+    video's key (/home/me/mm/rawframes/Run/v_1), so the shards' keys matched no split file of the dataset."""
+    import shutil
+
+    dest, moved = tmp_path / "mm", tmp_path / "elsewhere" / "frames"
+    assert main(["export", "--format", "mmaction2", "--dataset", "ucf101", str(extracted), str(dest),
+                 "--no-progress"]) == 0
+    relative = main(["import", "--format", "mmaction2", str(dest), str(tmp_path / "rel"), "--no-progress"])
+    shutil.move(dest / "rawframes", moved)  # not below the lists' folder: the paths must be followed as written
+    for lst in dest.glob("*.txt"):
+        lst.write_text("".join(f"{moved}/{line}\n" for line in lst.read_text().splitlines()))
+    assert relative == 0 and main(["import", "--format", "mmaction2", str(dest), str(tmp_path / "abs"),
+                                   "--no-progress"]) == 0
+    rel, absolute = flowprep.open_shards(tmp_path / "rel"), flowprep.open_shards(tmp_path / "abs")
+    assert sorted(absolute.keys()) == sorted(rel.keys()) and all("/" in k and k[0] != "/" for k in rel.keys())
+    assert load_split("folder", tmp_path / "abs" / "splits", 1) == load_split("folder", tmp_path / "rel" / "splits", 1)
+    from flowprep.interchange.mmaction2 import _relative
+
+    assert _relative("/data/x/rawframes_val/Run/v_1") == "Run/v_1" and _relative("/data/rawframes/123") == "123"
+
+
 def test_imported_names_ending_in_a_number_or_starting_with_a_hash_keep_their_videos_in_the_splits(tmp_path):
     """The trainer's lists written by the import named "jump/clip 2", which the folder reader took for the video
     "jump/clip" with label 2 (two videos became one, a training set empty), and "#Hcls/h1", which it took for a
