@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import shutil
@@ -174,6 +175,20 @@ def _check_same_data(ck: dict, data: dict, path: str) -> None:
     if "shards_identity" in ck and ck["shards_identity"] != data["shards_identity"]:
         raise ValueError(f"{path}: was trained on shards extracted with other settings than those given now "
                          "(another extraction): resume on the same shards, --restart, or give a new --out")
+    was, now = ck.get("training_videos"), data["training_videos"]
+    if was is not None and was != now:  # a fit started while extract still ran: its schedule fit fewer steps
+        others = "others" if was["count"] == now["count"] else f"{now['count']}"
+        raise ValueError(f"{path}: was trained on {was['count']} training videos, this run's split and shards give "
+                         f"{others} (an extraction still running when it started, or an edited split list), for which "
+                         "its epochs and learning-rate steps were not planned: --restart, or give a new --out")
+
+
+def training_videos(items: list[VideoItem]) -> dict:
+    """What a run trains on, as its checkpoint records it: how many videos, and a digest of each one's key, label,
+    task, dataset and frame count (a video extracted again whole, after a partial decode, is another video)."""
+    rows = sorted(f"{it.task}\t{it.source}\t{it.key}\t{it.label}\t{it.frames}" for it in items)
+    digest = hashlib.sha256("\n".join(rows).encode("utf-8", "surrogateescape"))
+    return {"count": len(rows), "sha256": digest.hexdigest()}
 
 
 def _save_epoch(cfg: FitConfig, state: dict, epoch: int, data: dict, metrics: MetricsLog, states: list,
@@ -251,7 +266,8 @@ def _train(cfg: FitConfig, info: D.DistInfo, device: torch.device, out: Path) ->
         device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
                                      "world_size": info.world_size, "dist_backend": D.backend_name()})
-    data = {"classes": classes, "shards_identity": [shard_identity(src.settings) for src in sources]}
+    data = {"classes": classes, "shards_identity": [shard_identity(src.settings) for src in sources],
+            "training_videos": training_videos(items)}
     start = _resume(cfg, resume, state, data, metrics, info) if (resume := resume_path(cfg)) else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
@@ -291,8 +307,10 @@ def _monitor_loader(cfg: FitConfig, shards: ShardSet, items: list[VideoItem], da
     if cfg.val_frames == 0 or not items:
         return None
     test_set = EvalClips(shards, items, data_cfg)
+    # its own generator: each pass drew its workers' seed from torch's global one, which dropout draws from, so
+    # --val-every and --val-frames (free to change on a resume) changed the trained weights
     return make_loader(test_set, cfg.num_workers, batch_size=max(1, cfg.batch_size // info.world_size),
-                       sampler=D.test_sampler(len(test_set), info))
+                       sampler=D.test_sampler(len(test_set), info), generator=torch.Generator().manual_seed(cfg.seed))
 
 
 # what `train test` writes beside a checkpoint (scores[_subset][_taskN].npz, ...): an earlier model's results

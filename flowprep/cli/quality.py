@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a video, a dataset folder (<class>/<video> or videos directly in it), or a text list "
                         "of video paths")
     p.add_argument("--shards", metavar="OUT_DIR", help="an output folder of `flowprep extract`: recompute raw flow "
-                   "from its source videos (with the algorithm, parameters and resizing stored in the shards; "
-                   "--algo and the TV-L1 flags are ignored) and also measure what the shards hold")
+                   "from its source videos (with the algorithm, parameters, resizing and backend stored in the "
+                   "shards; --algo and the TV-L1 flags are ignored, --backend other than auto is used) and also "
+                   "measure what the shards hold")
     p.add_argument("--sample", type=int, default=50, help="frame pairs to sample (spread over up to this many "
                    "videos, evenly within each)")
     p.add_argument("--quality", default="75,85,90,95,100", help="JPEG qualities to try, comma-separated")

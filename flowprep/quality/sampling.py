@@ -28,7 +28,7 @@ from flowprep.quality.compression import (
     setting_of,
     spread_indices,
 )
-from flowprep.solvers import Solver, SolverConfig, make_solver
+from flowprep.solvers import BACKENDS, Solver, SolverConfig, make_solver
 
 log = logging.getLogger(__name__)
 Plan = list[tuple[str, str, list[int]]]  # (name, video path, flow indices)
@@ -111,13 +111,19 @@ def measure_videos(source: str, settings: Sequence[Setting], solver: SolverConfi
     return _measure(plan, make_solver(solver), resize, settings, str(source), epe_target, show_progress)
 
 
+def made_with(settings: dict) -> str:
+    """The backend the shards' flow was computed with (``auto``: chosen by machine, or not recorded)."""
+    recorded = (settings.get("solver") or {}).get("backend")
+    return recorded if recorded in BACKENDS else "auto"
+
+
 def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = "auto", device: str = "auto",
                    batch_size: int | None = None, sample: int = 50, seed: int = 0, epe_target: float = EPE_TARGET,
                    show_progress: bool = True) -> tuple[QualityReport, list]:
     """Measure every setting, and what the shards hold, on ``sample`` pairs of an output folder's videos.
 
     The raw flow is recomputed from the source videos the shards name, with the folder's own algorithm,
-    parameters and resizing (only the backend, device and batch size are ours to choose).
+    parameters and resizing, and its backend unless ``backend`` names another (device and batch size are ours).
     """
     from flowprep.extraction.config import folder_config
     from flowprep.store.reader import open_shards  # the storage package only when needed
@@ -127,6 +133,8 @@ def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = 
     keys = shards.keys()
     if not keys:
         raise FlowprepError(f"{shards_dir}: no successfully extracted video to sample")
+    if backend == "auto":  # the shards' own: "auto" recomputed OpenCV's flow with torch, and their differences
+        backend = made_with(shards.settings)  # (3.4x the stored max error) were reported as JPEG's
     config = folder_config(shards_dir, backend, device)
     # a shard records the source as given to extract, often relative to the folder it ran in; index.jsonl
     # records it absolute, so the check works from any folder

@@ -124,3 +124,40 @@ def test_a_torch_file_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path, 
     torch.save(obj, path)
     with pytest.raises(CheckpointError, match="not a checkpoint of `train fit`"):
         load_checkpoint(path)
+
+
+def test_a_resume_on_other_training_videos_is_refused(motion_data, tmp_path, monkeypatch):
+    """A fit started while extract still ran (or on a split list edited since) went on, from its checkpoint, over
+    more videos than its learning-rate steps were planned for: epochs 0-2 on 20 videos, 3-9 on 48, the rate's drops
+    at epochs 4 and 5, not 6 and 9, and no word of it."""
+    import shutil
+
+    splits = tmp_path / "splits"
+    shutil.copytree(motion_data.split_dir, splits)
+    _killed_in_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path / "run", split_dir=str(splits)))
+    monkeypatch.undo()
+    listed = (splits / "trainlist01.txt").read_text().splitlines()
+    (splits / "trainlist01.txt").write_text("\n".join(listed[:-3]) + "\n")
+    with pytest.raises(ValueError, match=rf"was trained on {len(listed)} training videos, this run's split and shards "
+                                         rf"give {len(listed) - 3} \(an extraction still running"):
+        fit(_cfg(motion_data, tmp_path / "run", split_dir=str(splits)))
+    other = listed[-1].replace("_g08_", "_g09_")  # a test video in the last one's place: as many, one other
+    (splits / "trainlist01.txt").write_text("\n".join(listed[:-1] + [other]) + "\n")
+    tested = (splits / "testlist01.txt").read_text().splitlines()
+    (splits / "testlist01.txt").write_text("".join(f"{t}\n" for t in tested if t != other.split()[0]))
+    with pytest.raises(ValueError, match="give others"):
+        fit(_cfg(motion_data, tmp_path / "run", split_dir=str(splits)))
+    (splits / "trainlist01.txt").write_text("\n".join(reversed(listed)) + "\n")  # the same videos: it goes on
+    assert fit(_cfg(motion_data, tmp_path / "run", split_dir=str(splits)))["epoch"] == 1
+
+
+def test_the_per_epoch_monitor_does_not_change_the_trained_weights(motion_data, tmp_path):
+    """The monitor's loader drew its seed from torch's global generator, which dropout draws from: --val-every and
+    --val-frames, free to change on a resume, gave other weights (0.069 apart at dropout 0.5)."""
+    runs = {name: fit(_cfg(motion_data, tmp_path / name, **kw)) for name, kw in
+            (("off", {}), ("every", {"val_frames": 2, "val_every": 1}), ("last", {"val_frames": 2, "val_every": 2}))}
+    assert "val_clip_top1" in runs["every"] and "val_clip_top1" not in runs["off"]
+    weights = [load_checkpoint(tmp_path / name / "checkpoint.pt")["model"] for name in runs]
+    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])

@@ -263,3 +263,21 @@ def test_pairs_past_a_truncated_videos_last_frame_are_named_not_dropped_silently
     got = len(json.loads(capsys.readouterr().out)["samples"])
     assert 0 < got < 8
     assert f"v: {8 - got} of the 8 pairs sampled lie past its last decoded frame" in caplog.text
+
+
+def test_quality_on_shards_recomputes_with_the_backend_that_made_them(tmp_path, capsys):
+    """Shards extracted with OpenCV were measured against flow recomputed by torch (auto): the two solvers'
+    disagreement was reported as what JPEG costs (max error 3.4x the true one)."""
+    from flowprep.quality.sampling import made_with
+
+    assert made_with({"solver": {"backend": "torch"}}) == "torch"
+    assert made_with({"solver": {"backend": "auto-cpu"}}) == made_with({}) == "auto"
+    write_shift_video(tmp_path / "in" / "Move" / "v_move.avi", [(2, 0)] * 4, size=(64, 48), seed=3)
+    assert main(["extract", "--dataset", "folder", "--root", str(tmp_path / "in"), "--out", str(tmp_path / "shards"),
+                 "--jobs", "1", "--backend", "opencv", "--no-progress"]) == 0
+    capsys.readouterr()
+    for asked, used in (("auto", "opencv"), ("torch", "torch")):
+        assert main(["quality", "--shards", str(tmp_path / "shards"), "--sample", "2", "--quality", "95", "--json",
+                     "--backend", asked]) == 0
+        js = json.loads(capsys.readouterr().out)
+        assert js["solver"]["backend"] == used and js["solver"]["algo"] == "tvl1"
