@@ -54,6 +54,9 @@ class Split:
         return self.train if name == "train" else self.test
 
 
+MAX_LINE = 8192  # characters of a split file's line: a video's path and label (Linux's paths: 4096 bytes)
+
+
 def split_lines(path: Path, comments: bool = False, classes: Container[str] = ()) -> list[str]:
     """The non-blank lines of a split file, stripped ('#' comments dropped if ``comments``, but for a line naming
     a video of one of ``classes``: a class named '#x', whose videos the mmaction2 import lists as '#x/v')."""
@@ -61,7 +64,12 @@ def split_lines(path: Path, comments: bool = False, classes: Container[str] = ()
         raise SplitError(f"{path}: split file not found; give --split-dir, the folder holding the split files")
     # universal newlines: the official UCF-101 lists end lines with CRLF
     text = path.read_text(encoding="utf-8", errors="replace").lstrip("\ufeff")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    raw = text.splitlines()
+    for i, ln in enumerate(raw, 1):
+        if len(ln) > MAX_LINE:  # it was echoed whole in every warning naming it (a 100 MB line: 100 MB of log)
+            raise SplitError(f"{path}, line {i}: {len(ln):,} characters, where a line names one video (at most "
+                             f"{MAX_LINE:,}): is it a split file?")
+    lines = [ln.strip() for ln in raw if ln.strip()]
     # '#' starts comments only in our own folder lists: HMDB-51 has videos named "#20_Rhythm_clap_..."
     return [ln for ln in lines if not (comments and ln.startswith("#") and line_class(ln) not in classes)]
 

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from flowprep.base.durable import write_text
-from flowprep.codecs.jpeg import decode_gray, frame_header, jpeg_problem
+from flowprep.codecs.jpeg import decode_gray, frame_header, jpeg_damage, jpeg_problem
 from flowprep.codecs.quantize import check_bound
 from flowprep.errors import FlowprepError
 from flowprep.interchange import DEFAULT_ZERO_CODE
@@ -60,9 +60,9 @@ def consecutive(files: dict[int, object], what: str, folder: str | Path) -> list
     if not files:
         return []
     lo, hi = min(files), max(files)
-    missing = [i for i in range(lo, hi + 1) if i not in files]
-    if missing:
-        raise FlowprepError(f"{folder}: {what} images are not consecutive (index {missing[0]} is missing)")
+    if hi - lo + 1 != len(files):  # counted, not listed: one image numbered 99999999999 asked for 10^11 entries
+        missing = next(i for i in range(lo, hi + 1) if i not in files)
+        raise FlowprepError(f"{folder}: {what} images are not consecutive (index {missing} is missing)")
     return [files[i] for i in range(lo, hi + 1)]
 
 
@@ -194,14 +194,14 @@ def _problem(blob: bytes, size: tuple[int, int]) -> str | None:
     problem = jpeg_problem(blob)
     if problem is None and (header := frame_header(blob))[1:] != size:
         problem = f"is {header[2]}x{header[1]} pixels, not {size[1]}x{size[0]} as the first flow_x image"
-    return problem
+    return problem or jpeg_damage(blob)
 
 
 def _first_image(files: VideoFiles) -> tuple[bytes, int, int]:
     # the first x flow image, decoded, not just parsed: a header OpenCV cannot read stops here, named, not in
     # the trainer; its size is the video's
     blob = files.read(files.flow_x[0])
-    problem = jpeg_problem(blob)
+    problem = jpeg_problem(blob) or jpeg_damage(blob)  # before the decode: 277 bytes may claim 30000x30000
     if problem is None:
         try:
             height, width = decode_gray(blob).shape[:2]
@@ -226,9 +226,8 @@ def build_record(files: VideoFiles, spill: Callable[[VideoRecord], None] | None 
                  spill_bytes: int = SPILL_BYTES) -> VideoRecord:
     """A video's images as a record (bytes as they are), read one index at a time.
 
-    Every image is checked from its bytes (a JPEG, not empty or cut short, of the first flow image's size; the
-    first is also decoded): about 1.5 us an image where decoding each costs 140 (gray) to 290 us (colour) on
-    320x240, which would make an import about ten times slower than reading the files. With ``spill`` (the
+    Every image is checked: a JPEG, not empty or cut short, of the first flow image's size, and its coded data
+    whole (``jpeg_damage``: a damaged image was imported, passed verify and trained as wrong flow). With ``spill`` (the
     shard writer's), what the record holds goes to it whenever it reaches ``spill_bytes``: memory does not grow
     with the video's length (an hour of EPIC-Kitchens is 90,000 frames); a bad image after a spill still fails
     the whole video (the writer drops its pieces).

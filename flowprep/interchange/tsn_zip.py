@@ -14,6 +14,7 @@ from flowprep.interchange import DEFAULT_ZERO_CODE
 from flowprep.interchange.frames import VideoFiles, add_once, aligned, folders_holding, quant_of
 
 LAYOUT = "<video>/flow_x.zip, flow_y.zip (and img.zip) holding x_%05d.jpg, y_%05d.jpg, img_%05d.jpg"
+MAX_IMAGE_BYTES = 256 << 20  # an 8K frame at JPEG quality 100 is about 30 MB
 _MEMBER = re.compile(r"^(?:.*/)?(x|y|img)_(\d+)\.jpg$")
 
 
@@ -42,7 +43,13 @@ class _Zips:
         try:
             if member.zip not in self._open:
                 self._open[member.zip] = zipfile.ZipFile(member.zip)
-            return self._open[member.zip].read(member.name)
+            z = self._open[member.zip]
+            # what it inflates to, before inflating it (zipfile stops at the size it declares): a 3 MB zip
+            # whose one member inflated to 3 GB took 6 GB of memory to fail on
+            if (size := z.getinfo(member.name).file_size) > MAX_IMAGE_BYTES:
+                raise FlowprepError(f"{member}: inflates to {size:,} bytes, more than any frame's JPEG "
+                                    f"({MAX_IMAGE_BYTES:,}): a damaged or hostile zip; export the video again")
+            return z.read(member.name)
         except (zipfile.BadZipFile, zlib.error, OSError) as e:  # a bad CRC, a damaged deflate stream
             raise FlowprepError(f"{member}: cannot be read from the zip ({e})") from None
 

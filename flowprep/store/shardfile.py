@@ -37,6 +37,8 @@ def _header_of(attrs, keys, status, path: str | os.PathLike) -> tuple[dict, list
         raise ShardError(str(path), f"format version {version} is newer than this flowprep reads "
                                     f"({F.FORMAT_VERSION}); upgrade flowprep")
     settings = json.loads(attrs[F.ATTR_SETTINGS])
+    if not isinstance(settings, dict):  # '[1, 2]' reached verify --repair itself as an AttributeError
+        raise ShardError(str(path), f"its settings attribute is JSON but not an object ({type(settings).__name__})")
     return settings, [_text(k) for k in keys], [_text(s) for s in status]
 
 

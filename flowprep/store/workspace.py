@@ -231,7 +231,7 @@ def index_entry(line: str) -> tuple[str, list[VideoTask]] | None:
     try:
         e = json.loads(line)
         shard, keys, sources = e["shard"], e["keys"], e["sources"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # '[' * 200000: nested past the parser's stack
         return None
     texts = isinstance(keys, list) and isinstance(sources, list) and len(keys) == len(sources) \
         and all(isinstance(x, str) for x in [shard, *keys, *sources])

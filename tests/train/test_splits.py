@@ -87,6 +87,16 @@ def test_errors_say_what_to_give(tmp_path, motion_data):
     assert find_split_dir("ucf101", motion_data.shards, None) == motion_data.split_dir  # splits/ beside the shards
 
 
+def test_a_line_no_video_name_could_be_is_refused_in_one_line(tmp_path):
+    """A 100 MB line was echoed whole in the warning naming it (100 MB of log; at 1 GB, logging gave up)."""
+    (tmp_path / "train.txt").write_text("walk/a.mp4\n" + "x" * 8192 + "/b.mp4\n")
+    (tmp_path / "test.txt").write_text("run/c.mp4\n")
+    with pytest.raises(SplitError, match=r"train.txt, line 2: 8,198 characters, where a line names one video "
+                                         r"\(at most 8,192\): is it a split file\?") as e:
+        load_split("folder", tmp_path, 1)
+    assert len(str(e.value)) < 300
+
+
 def test_kinetics_trains_on_train_csv_and_tests_on_validate_csv_with_labels_sorted(tmp_path):
     (tmp_path / "train.csv").write_text("label,youtube_id,time_start,time_end,split\nzumba,a,0,10,train\n"
                                         "abseiling,b,5,15,train\n")

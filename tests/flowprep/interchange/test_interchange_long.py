@@ -183,3 +183,27 @@ def test_a_shard_is_rewritten_without_the_space_of_a_long_video_that_failed_afte
     with h5py.File(tmp_path / "rewritten.h5", "r") as f:
         assert all(check_video(f[F.VIDEOS][k]) is None for k in ("long", "short"))
     assert not [p for p in tmp_path.iterdir() if p.suffix not in (".h5", "") or ".tmp" in p.name]
+
+
+def test_a_zip_member_that_inflates_past_any_frame_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """A 3 MB flow_y.zip whose one member inflated to 3 GB: 6 GB of memory before its video failed."""
+    import tracemalloc
+
+    from flowprep.interchange import tsn_zip
+
+    folder = tmp_path / "src" / "v"
+    write_tsn_zip(folder, 3, 0)
+    with zipfile.ZipFile(folder / "flow_y.zip", "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("y_00004.jpg", b"\xff\xd8" + bytes(40 << 20))  # 40 MB of zeros: 40 kB deflated
+    with zipfile.ZipFile(folder / "flow_x.zip", "a") as z:
+        z.writestr("x_00004.jpg", z.read("x_00001.jpg"))
+    monkeypatch.setattr(tsn_zip, "MAX_IMAGE_BYTES", 1 << 20)
+    files = importing.READERS["tsn-zip"][2](folder, "v")
+    tracemalloc.start()
+    try:
+        with pytest.raises(Exception, match=r"flow_y.zip: y_00004.jpg: inflates to 41,943,042 bytes, more than any "
+                                            r"frame's JPEG \(1,048,576\): a damaged or hostile zip"):
+            importing.build_record(files)
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()

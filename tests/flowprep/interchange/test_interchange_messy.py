@@ -100,6 +100,64 @@ def test_images_that_do_not_start_at_the_same_number_are_named(shards, tmp_path,
     assert "0 failed; 3 already there" in said.out and "1 video(s) in" in said.err and "--retry-failed" in said.err
 
 
+@pytest.mark.parametrize("first", [True, False])
+def test_an_image_numbered_far_past_the_rest_fails_its_video_alone(shards, tmp_path, capsys, first):
+    """flow_x_99999999999.jpg beside 0..3 built the list of every missing number (10^11) in the driver: 5 GB, then a
+    MemoryError traceback, and the import stopped."""
+    dest = tmp_path / "exp"
+    assert main(["export", str(shards[0]), str(dest), "--no-progress"]) == 0
+    keys = flowprep.open_shards(shards[0]).keys()
+    key = keys[0] if first else keys[-1]  # the first video's folder is also read in the driver (holds_rgb)
+    for what in ("flow_x", "flow_y"):
+        shutil.copy(dest / key / f"{what}_00000.jpg", dest / key / f"{what}_99999999999.jpg")
+    capsys.readouterr()
+    assert _import(dest, tmp_path / "back") == 1
+    said = capsys.readouterr()
+    assert "flow_x images are not consecutive (index 5 is missing)" in said.out + said.err  # flows 0-4
+    assert sorted(flowprep.open_shards(tmp_path / "back").keys()) == sorted(k for k in keys if k != key)
+
+
+def _cut_data(jpeg: bytes, keep: float = 0.4) -> bytes:
+    # the coded data cut to ``keep`` of itself, an end-of-image marker after it: whole to every header check
+    start = jpeg.index(b"\xff\xda") + 2 + int.from_bytes(jpeg[jpeg.index(b"\xff\xda") + 2:][:2], "big")
+    return jpeg[:start + int((len(jpeg) - start) * keep)] + b"\xff\xd9"
+
+
+def _claim_size(jpeg: bytes, width: int, height: int) -> bytes:
+    # the frame header (SOF0) says width x height; the data is the same
+    sof = jpeg.index(b"\xff\xc0")
+    return jpeg[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[sof + 9:]
+
+
+@pytest.mark.parametrize("damage", ["first image cut", "later image cut", "claims 30000x30000"])
+def test_an_image_whose_coded_data_is_damaged_fails_its_video(shards, tmp_path, capsys, damage):
+    """An image cut inside its data and closed with an end marker passed every check, was imported, passed
+    verify and was read back as other flow (16% of its codes); 277 bytes claiming 30000x30000 pixels were imported
+    too, and training then asked 13.4 GB for one sample."""
+    import tracemalloc
+
+    dest = tmp_path / "exp"
+    assert main(["export", str(shards[0]), str(dest), "--no-progress"]) == 0
+    keys = flowprep.open_shards(shards[0]).keys()
+    images = sorted((dest / keys[1]).glob("flow_*.jpg"))
+    for image in images:
+        if damage == "claims 30000x30000":
+            image.write_bytes(_claim_size(image.read_bytes(), 30000, 30000))
+        elif image.name == ("flow_x_00000.jpg" if damage == "first image cut" else "flow_y_00003.jpg"):
+            image.write_bytes(_cut_data(image.read_bytes()))
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        assert main(["import", "--format", "denseflow", str(dest), str(tmp_path / "back"), "--no-progress",
+                     "--jobs", "1"]) == 1  # in this process: its memory is traced
+        assert tracemalloc.get_traced_memory()[1] < 200 << 20  # a 30000x30000 decode: 900 MB
+    finally:
+        tracemalloc.stop()
+    said = capsys.readouterr()
+    assert "has damaged image data (Corrupt JPEG data: premature end of data segment)" in said.out
+    assert sorted(flowprep.open_shards(tmp_path / "back").keys()) == sorted(k for k in keys if k != keys[1])
+
+
 def test_class_and_video_folders_reached_through_links_are_imported(shards, tmp_path):
     """Path.rglob does not enter linked folders: a class kept elsewhere and linked in was left out, exit 0."""
     dest = tmp_path / "exp"

@@ -59,13 +59,28 @@ def test_a_damaged_settings_file_is_named_and_rewritten(out, pristine, capsys, c
     assert_same_output(out, pristine)
 
 
-def test_garbage_in_the_index_is_named_and_removed(out, pristine, capsys):
+@pytest.mark.parametrize("garbage", ["\x00\x00 not json", "[" * 200_000 + "]" * 200_000])  # nested: RecursionError
+def test_garbage_in_the_index_is_named_and_removed(out, pristine, capsys, garbage):
     lines = (out / "index.jsonl").read_text().splitlines()
-    (out / "index.jsonl").write_text("\n".join([lines[0], "\x00\x00 not json", *lines[1:]]) + "\n")
+    (out / "index.jsonl").write_text("\n".join([lines[0], garbage, *lines[1:]]) + "\n")
     assert main(["verify", str(out)]) == 1
     assert "line(s) 2 are not records" in capsys.readouterr().out
     assert _repair(out) == 0 and verify_folder(out).clean
     assert read_index(out) == read_index(pristine)
+
+
+def test_a_shard_whose_settings_are_json_but_no_object_is_repaired(out, pristine, capsys):
+    """'[1, 2]' in a shard's settings attribute: every reader said to run `verify --repair`, which then stopped on it
+    with an AttributeError traceback."""
+    import h5py
+
+    shard = list_shards(out)[0]
+    with h5py.File(shard, "r+") as f:
+        f.attrs["settings"] = "[1, 2]"
+    assert main(["verify", str(out)]) == 1
+    assert "its settings attribute is JSON but not an object (list)" in capsys.readouterr().out
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert_same_output(out, pristine)
 
 
 def test_a_shard_with_other_settings_is_refused_and_moved_aside(dataset, out, pristine, tmp_path, capsys):
