@@ -35,6 +35,7 @@ from flowprep.codecs.video import Resize, TruncatedStream, iter_frames, probe, t
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
 from flowprep.runners.watchdog import beat
+from flowprep.solvers import BYTES_PER_PIXEL
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
 from flowprep.store.writer import SPILL_BYTES
@@ -111,6 +112,7 @@ def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segm
     rec.source_bytes, rec.fps = info.bytes, info.fps
     rec.source_width, rec.source_height = info.width, info.height
     rec.announced_frames = info.frame_count
+    _check_fits(*s.resize.target(info.width, info.height), segments.size)
     try:
         for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
             if stop.is_set() or v.error is not None:  # an interrupt: a thread left decoding was killed in OpenCV
@@ -127,6 +129,25 @@ def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segm
                                 f"{e.decoded} frames that decoded)") from None
         rec.partial_reason = e.reason
     segments.flush()
+
+
+def _check_fits(width: int, height: int, segment: int) -> None:
+    """Refuse, before decoding, frames whose flow no memory here holds: a 16000x16000 video took 17 GB in decoded
+    segments before its first pair, and a solver's pair needs BYTES_PER_PIXEL more (the OOM killer, the driver's
+    own process with --jobs 1)."""
+    need = width * height * (2 * (segment + 1) + BYTES_PER_PIXEL)  # a segment and its stacked copy, one pair
+    if need > (have := physical_memory()):
+        raise FlowprepError(f"its frames are {width}x{height}: their flow needs about {_size(need)}, more than this "
+                            f"machine's {_size(have)}; extract it smaller (--short-side 256)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def physical_memory() -> int:
+    """Bytes of memory this machine has (the most any one video may need)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def host_threads(solver) -> tuple[int, int]:

@@ -70,6 +70,11 @@ def check_params(algo: str, params: dict[str, Any]) -> None:
         raise ValueError(f"{algo} parameter(s): " + "; ".join(bad))
 
 
+# Memory of one TV-L1 pair, float32 bytes per pixel of its finest level (torch's eager mode; OpenCV's and the
+# compiled kernels' need less): torch_backend's batch sizes and extraction's refusal of frames no machine here
+# could solve (a 16000x16000 video) both count with it. The reckoning is in torch_backend's module docstring.
+BYTES_PER_PIXEL = 256
+
 # backend name -> module implementing make(algo, params, device); imported only when chosen.
 BACKENDS: dict[str, str] = {
     "opencv": "flowprep.solvers.opencv_backend",

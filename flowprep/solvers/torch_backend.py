@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from flowprep.solvers import tvl1_c
+from flowprep.solvers import BYTES_PER_PIXEL, tvl1_c
 from flowprep.solvers.torch_cache import use_compile_cache
 from flowprep.solvers.tvl1_torch import TVL1, MedianFn, StepFn, TVL1Params, tvl1_step
 
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 # pyramids of both frames 22, per-level state (I1 gradients, warped I1 and gradients, grad^2, rho, u, p) 52,
 # warp transients 20, inner-iteration temporaries about 100; rounded up. The median window stack (25 x u) is
 # made MEDIAN_CHUNK pairs at a time, so it adds a fixed amount, not a per-pair one.
-BYTES_PER_PIXEL = 256
 MEDIAN_WORKSPACE_PER_PIXEL = 240  # 25 window values x 2 channels x 4 B, and the median's indices
 NOMINAL_SIZE = (240, 320)  # UCF-101 and most HMDB-51 frames
 MAX_CUDA_BATCH = 64  # past this, pairs/s stops rising and the batch waits longer for its slowest pair

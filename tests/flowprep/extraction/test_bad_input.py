@@ -218,6 +218,26 @@ def test_a_very_large_frame_is_resized_as_asked(tmp_path):
     assert abs(np.median(flow[0, 0, 6:-6, 6:-6]) - 2.0) < 0.5  # flow in pixels of the stored size
 
 
+def test_frames_whose_flow_no_memory_here_holds_fail_before_decoding(tmp_path, capsys, monkeypatch):
+    """A 16000x16000 video took 17 GB of decoded segments before its first pair (the OOM killer, or the driver
+    itself with --jobs 1); here the machine is made 4 MiB small and a 160x120 video is the one too large."""
+    from flowprep.extraction import pipeline
+
+    for name, size in (("v_big.avi", (160, 120)), ("v_small.avi", (32, 24))):
+        write_shift_video(tmp_path / "ds" / "Mixed" / name, [(1, 0)] * 3, size=size)
+    monkeypatch.setattr(pipeline, "physical_memory", lambda: 4 << 20)
+    decoded, real = [], pipeline.iter_frames
+    monkeypatch.setattr(pipeline, "iter_frames", lambda path, *a, **k: decoded.append(path) or real(path, *a, **k))
+    out = tmp_path / "out"
+    assert main([*EXTRACT, "--dataset", "ucf101", "--root", str(tmp_path / "ds"), "--out", str(out)]) == 1
+    said = capsys.readouterr()
+    assert "Mixed/v_big: its frames are 160x120: their flow needs about 6 MiB, more than this machine's 4 MiB; " \
+           "extract it smaller (--short-side 256)" in said.out + said.err
+    assert [Path(p).name for p in decoded] == ["v_small.avi"]  # the large one was never decoded
+    assert main([*EXTRACT, "--dataset", "ucf101", "--root", str(tmp_path / "ds"), "--out", str(tmp_path / "small"),
+                 "--short-side", "64"]) == 0 and len(decoded) == 3  # as the message says: 85x64 fits
+
+
 def test_missing_root_is_a_clear_error(tmp_path, capsys):
     assert main([*EXTRACT, "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
