@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from flowprep.base import interrupts
 from flowprep.base.durable import open_replacing, write_text
+from flowprep.base.progress import progress_bar
 from flowprep.loading.augment import to_pixels
 from train.distributed import all_gather_objects, all_reduce_sum
 from train.torchfile import CheckpointError, read_torch_file
@@ -86,7 +86,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     model.train()
     amp = device.type == "cuda" and scaler.is_enabled()
     loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(loader, show=progress, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     pixels = None  # the previous batch's CPU pixels, overwritten by the next (see to_pixels)
     for x, y, task in bar:
         interrupts.check()  # a Ctrl-C or SIGTERM dropped inside the loader's bookkeeping stops here
@@ -121,7 +121,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, head: int 
     model.eval()
     amp = device.type == "cuda"
     prob_all = []
-    for x, _video, _label in tqdm(loader, desc="scoring", disable=not progress, leave=False, dynamic_ncols=True):
+    for x, _video, _label in progress_bar(loader, show=progress, desc="scoring", leave=False, dynamic_ncols=True):
         interrupts.check()
         b, crops = x.shape[:2]
         with torch.autocast(device.type, enabled=amp):

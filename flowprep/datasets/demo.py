@@ -330,8 +330,8 @@ def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: i
     root.mkdir(parents=True, exist_ok=True)  # the marker first: a run stopped part-way is replaced by the next
     write_text(marker, json.dumps({"version": VERSION, "classes": classes, "config": asdict(cfg), "complete": False}))
     jobs = [(c, g, k) for g in range(1, cfg.groups + 1) for k in range(1, cfg.clips + 1) for c in classes]
-    from tqdm import tqdm
-    for cls, g, k in tqdm(jobs, desc="demo videos", unit="video", disable=not progress):
+    from flowprep.base.progress import progress_bar
+    for cls, g, k in progress_bar(jobs, show=progress, desc="demo videos", unit="video"):
         path = root / video_name(cls, g, k)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_avi(path, render_video(cfg, cls, g, k), cfg.fps)

@@ -22,6 +22,7 @@ from pathlib import Path
 from flowprep import __version__
 from flowprep.base import interrupts
 from flowprep.base.durable import is_disk_full, write_text
+from flowprep.base.progress import progress_bar
 from flowprep.datasets.listing import VideoTask, check_keys, shown
 from flowprep.errors import FlowprepError
 from flowprep.extraction.config import VIDEOS_PER_SHARD, ExtractConfig
@@ -127,8 +128,7 @@ class _Bar:
     batch ends (local workers), so a long video shows progress before it is done."""
 
     def __init__(self, total: int, show: bool, desc: str):
-        from tqdm import tqdm
-        self.bar = tqdm(total=total, unit="video", disable=not show, dynamic_ncols=True, desc=desc)
+        self.bar = progress_bar(total=total, show=show, unit="video", dynamic_ncols=True, desc=desc)
         self.t0, self.pairs, self.shown = time.perf_counter(), 0, 0.0
 
     def __call__(self, videos: int, pairs: int) -> None:
@@ -138,7 +138,7 @@ class _Bar:
                                  refresh=False)
         if videos:
             self.bar.update(videos)
-        elif now - self.shown >= 1.0:  # pairs within a video: drawn once a second
+        elif now - self.shown >= self.bar.redraw_s:  # pairs within a video: drawn once a second (a log: a minute)
             self.bar.refresh()
             self.shown = now
 

@@ -19,8 +19,7 @@ import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
-from tqdm import tqdm
-
+from flowprep.base.progress import progress_bar
 from flowprep.codecs.quantize import DEFAULT_BOUND
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.interchange import DEFAULT_ZERO_CODE
@@ -72,8 +71,8 @@ def export_each(src: ShardSet, jobs: list[tuple[str, Path]], start: int, rgb: bo
     stays marked incomplete; videos whose folders are one on this file system are named too (``_shared``).
     Returns key -> why, for those."""
     failed = _shared(jobs)
-    for key, folder in tqdm([j for j in jobs if j[0] not in failed], unit="video", desc="export",
-                            disable=not show_progress):
+    for key, folder in progress_bar([j for j in jobs if j[0] not in failed], show=show_progress, unit="video",
+                                    desc="export"):
         try:
             export_video(src, key, folder, start, rgb)
         except ShardError as e:

@@ -7,13 +7,11 @@ pair at most, evenly within each video), compute their raw float flow, and evalu
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
-
+from flowprep.base.progress import progress_bar
 from flowprep.codecs.video import Resize, probe
 from flowprep.datasets.listing import VIDEO_EXTENSIONS, VideoTask, list_videos, read_video_list, shown
 from flowprep.errors import FlowprepError, VideoDecodeError
@@ -60,8 +58,7 @@ def _flow_count(path: str) -> int:
 def gather(plan: Plan, solver: Solver, resize: Resize, show_progress: bool = True) -> tuple[list, list]:
     """Raw flow for a plan of (name, video path, flow indices); a video that fails is logged and skipped."""
     fields, samples = [], []
-    with tqdm(total=sum(len(p[2]) for p in plan), unit="pair", desc="raw flow", file=sys.stderr,
-              disable=not show_progress) as bar:
+    with progress_bar(total=sum(len(p[2]) for p in plan), show=show_progress, unit="pair", desc="raw flow") as bar:
         for name, path, indices in plan:
             try:
                 got = compute_raw_flows(path, indices, solver, resize, progress=bar.update)
