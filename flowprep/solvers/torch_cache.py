@@ -1,15 +1,45 @@
 """Where compiled torch kernels are kept between processes; importable without importing torch."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+CACHE_ENV = "FLOWPREP_CACHE_DIR"  # where the kernels are kept, when set
+_SAID: set[Path] = set()  # the unwritable caches this process has warned of
+
+
+def cache_root() -> Path:
+    """flowprep's on-disk cache of compiled kernels (C and torch): ``$FLOWPREP_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/flowprep`` (``~/.cache/flowprep``), else, where that cannot be written (a read-only home:
+    Kubernetes' readOnlyRootFilesystem, many HPC nodes), a folder of this user's in the temporary folder, said once.
+    An unwritable home had failed every video of a run as its own fault, and kept them failed."""
+    if chosen := os.environ.get(CACHE_ENV):
+        return Path(chosen)
+    wanted = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = Path(wanted) / "flowprep"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK | os.X_OK):
+            return root
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"flowprep-cache-{os.getuid()}"
+    if root not in _SAID:  # once a process (a library call sets no environment variable for its workers)
+        _SAID.add(root)
+        log.warning("%s cannot be written: compiled kernels are kept in %s (set %s or XDG_CACHE_HOME to a "
+                    "writable folder to keep them)", root, fallback, CACHE_ENV)
+    return fallback
 
 
 def compile_cache_dir() -> str:
-    """flowprep's on-disk cache of compiled kernels: ``$XDG_CACHE_HOME/flowprep/torchinductor``."""
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return str(Path(xdg) / "flowprep" / "torchinductor")
+    """The cache of compiled torch kernels: ``cache_root()/torchinductor``."""
+    return str(cache_root() / "torchinductor")
 
 
 def use_compile_cache() -> str:

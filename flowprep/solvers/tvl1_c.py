@@ -13,7 +13,7 @@ vectors; and the pyramids' resize is two taps per pixel in one pass (``resize_li
 
 The library is built once per machine and CPU (``-march=native``: the cache key holds the CPU's flags, so a
 home folder shared by different nodes never loads one built for another CPU) into
-``$XDG_CACHE_HOME/flowprep/ckernels`` (``~/.cache`` by default, beside the compiled torch kernels), in about a
+``torch_cache.cache_root()/ckernels`` (``~/.cache/flowprep`` by default, beside the compiled torch kernels), in about a
 second. No C compiler, or a build that fails: ``available()`` says why in one line and the torch backend keeps
 the compiled torch step.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from flowprep.solvers.torch_cache import compile_cache_dir
+from flowprep.solvers.torch_cache import cache_root
 from flowprep.solvers.tvl1_torch import linear_taps
 
 # -fno-math-errno: sqrtf may then vectorise (errno is the only thing it gives up); -ffp-contract=off: no fused
@@ -43,7 +43,7 @@ SOURCE_FILE = Path(__file__).with_name("tvl1_c.c")  # the kernels (package data:
 
 
 def _cache_dir() -> Path:
-    return Path(compile_cache_dir()).parent / "ckernels"
+    return cache_root() / "ckernels"
 
 
 def _cpu_key() -> str:

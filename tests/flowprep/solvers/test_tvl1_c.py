@@ -181,3 +181,33 @@ def test_the_library_is_built_once_per_cpu(monkeypatch: pytest.MonkeyPatch, fres
     monkeypatch.setattr(tvl1_c, "_cpu_key", lambda: "another CPU's flags")
     assert tvl1_c.available()[0]
     assert len(list(fresh_kernel.glob("*.so"))) == 2  # -march=native code of one CPU never loads on another
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_folder_said_once(monkeypatch, tmp_path, caplog):
+    """A read-only home (Kubernetes' readOnlyRootFilesystem, many HPC nodes): every video of a run failed with
+    "solver failed: OSError: Read-only file system: '~/.cache'", and stayed failed in the shards for later runs."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from flowprep.solvers import torch_cache
+
+    (tmp_path / "not_a_folder").write_text("")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not_a_folder"))  # as root a chmod stops nothing
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(torch_cache, "_SAID", set())
+    with caplog.at_level("WARNING"):
+        roots = {torch_cache.cache_root() for _ in range(3)}
+    assert roots == {tmp_path / "tmp" / f"flowprep-cache-{os.getuid()}"}
+    assert caplog.text.count("cannot be written: compiled kernels are kept in") == 1
+    from videogen import write_shift_video
+
+    for k in range(2):
+        write_shift_video(tmp_path / "ds" / "C" / f"v_{k}.avi", [(1, 0)] * 3, size=(32, 24), seed=k)
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    r = subprocess.run([sys.executable, "-m", "flowprep", "extract", "--dataset", "folder", "--root",
+                        str(tmp_path / "ds"), "--out", str(tmp_path / "out"), "--jobs", "1", "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0 and "(2 ok, of them 0 partial; 0 failed" in r.stdout, r.stdout + r.stderr
