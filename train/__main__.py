@@ -11,5 +11,5 @@ from train.cli import main  # noqa: E402
 
 if interrupts.pending():
     print(f"{PROG}: interrupted", file=sys.stderr)
-    raise SystemExit(130)
+    raise SystemExit(interrupts.exit_status())
 sys.exit(main(prog=PROG))

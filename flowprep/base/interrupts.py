@@ -1,5 +1,8 @@
-"""Ctrl-C and a scheduler's SIGTERM (Slurm's warning before a kill) stop a command the same way: as a
-KeyboardInterrupt, remembered. A KeyboardInterrupt that lands inside a ``__del__`` or a weakref callback (a
+"""Ctrl-C, a scheduler's SIGTERM (Slurm's warning before a kill), SIGHUP (an ssh session that dropped) and
+SIGUSR1 (Slurm's ``--signal=USR1@90`` before a preemption) stop a command the same way: as a KeyboardInterrupt,
+remembered, and the command ends with the shell's status for the signal (``exit_status``: 130 for Ctrl-C, 143 for
+SIGTERM), so that a requeue script tells a stop from a failure. SIGHUP and SIGUSR1 had ended a run at once, with
+no report and its staging left behind. A KeyboardInterrupt that lands inside a ``__del__`` or a weakref callback (a
 DataLoader's worker bookkeeping) is printed by Python and dropped, and the run went on for another hundred epochs;
 long loops call ``check`` where stopping is safe, which raises it again."""
 from __future__ import annotations
@@ -9,31 +12,45 @@ import sys
 import threading
 
 _pending = threading.Event()
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_first: list[int] = []  # the signal that came first since ``install``
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 def _raise(signum, frame) -> None:
-    _pending.set()
+    _remember(signum, frame)
     raise KeyboardInterrupt
 
 
 def _unraisable(u, default=sys.unraisablehook) -> None:
-    # a dropped interrupt is remembered: no "Exception ignored ... Traceback" on the terminal for it
-    if not isinstance(u.exc_value, KeyboardInterrupt):
-        default(u)
+    # a dropped interrupt is remembered: no "Exception ignored ... Traceback" on the terminal for it, nor, once a
+    # signal came, for the DataLoader workers that the same signal (sent to the job's process group) ended
+    if isinstance(u.exc_value, KeyboardInterrupt):
+        return
+    if pending() and isinstance(u.exc_value, RuntimeError) and "DataLoader worker" in str(u.exc_value):
+        return
+    default(u)
 
 
 def _remember(signum, frame) -> None:
+    if not _pending.is_set():
+        _first[:] = [signum]
     _pending.set()
 
 
+def exit_status() -> int:
+    """The exit status of a command a signal stopped: 128 + its number (130 for Ctrl-C or a KeyboardInterrupt
+    that no handler of ours saw, 143 SIGTERM, 129 SIGHUP, 138 SIGUSR1), as a shell reports a process it killed."""
+    return 128 + int(_first[0] if _first else signal.SIGINT)
+
+
 def install(defer: bool = False) -> dict | None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, remembered for ``check`` (``defer``: only remembered, for while
+    """SIGNALS raise KeyboardInterrupt, remembered for ``check`` (``defer``: only remembered, for while
     native code runs that a KeyboardInterrupt raised inside would abort: torch's import). Returns the handlers
     replaced, for ``restore`` (None off the main thread: none is set there)."""
     if threading.current_thread() is not threading.main_thread():
         return None
     _pending.clear()
+    _first.clear()
     old = {s: signal.signal(s, _remember if defer else _raise) for s in SIGNALS}
     old["unraisablehook"], sys.unraisablehook = sys.unraisablehook, _unraisable
     return old
@@ -56,6 +73,7 @@ def restore(old: dict | None) -> None:
     for s, handler in old.items():
         signal.signal(s, handler)
     _pending.clear()
+    _first.clear()
 
 
 def pending() -> bool:

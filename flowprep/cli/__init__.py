@@ -139,14 +139,14 @@ def _run_verb(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         # but a Ctrl-C that also ended the reader (`extract ... | tee log`): the command stopped, and exit 0 made
         # run_pipeline.sh record an interrupted extraction as finished
-        return 130 if _interrupted(e) else 0 if args.verb == "info" else 1
+        return interrupts.exit_status() if _interrupted(e) else 0 if args.verb == "info" else 1
     except OSError as e:  # permissions, a full disk, a vanished mount: say which file and what to check
         print(f"flowprep {args.verb}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # a batch's says what it kept
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
             print(f"flowprep {args.verb}: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
+        return interrupts.exit_status()  # 130 Ctrl-C, 143 SIGTERM, ...: a requeue script tells a stop by it
 
 
 if __name__ == "__main__":

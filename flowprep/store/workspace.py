@@ -92,7 +92,7 @@ class RunLock:
 
     def _lock_file(self) -> int:
         # the lock file opened and locked, or FlowprepError naming the run that holds it
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides (0o644 kept a group out)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

@@ -22,12 +22,12 @@ try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.errors import FlowprepError, ShardError
     from train.cli import evaluate, fit, fuse, table
 except KeyboardInterrupt:
-    from flowprep.base.interrupts import handled
+    from flowprep.base.interrupts import exit_status, handled
     handled()  # else CPython may end the process with SIGINT, not 130
     _main = getattr(sys.modules.get("__main__"), "__spec__", None)
     print(f"{'python -m train' if getattr(_main, 'name', '') == 'train.__main__' else 'twostream'}: interrupted",
           file=sys.stderr)
-    raise SystemExit(130) from None
+    raise SystemExit(exit_status()) from None
 
 PROG = "twostream"  # the installed command's name; `python -m train` passes its own (messages say what was typed)
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
             if rank == 0:
                 print(f"{prog} {args.verb}: interrupted", file=sys.stderr)
-        return 130
+        return interrupts.exit_status()
     finally:
         interrupts.restore(old)
         from train.distributed import cleanup

@@ -38,6 +38,31 @@ def test_a_signal_dropped_where_it_landed_is_raised_at_the_next_check():
     interrupts.check()  # forgotten with the handlers
 
 
+def test_loader_workers_the_same_signal_ended_are_not_a_traceback(capsys):
+    """`kill -TERM -<pgid>` (Slurm signals every process of the step): the DataLoader's bookkeeping raised "DataLoader
+    worker (pid ...) is killed by signal: Terminated" from a __del__, printed as 20 lines of traceback."""
+    class Shutdown:
+        def __init__(self, message: str):
+            self.message = message
+
+        def __del__(self):
+            raise RuntimeError(self.message)
+
+    seen = []
+    old = interrupts.install()
+    try:
+        installed = sys.unraisablehook
+        sys.unraisablehook = lambda u: interrupts._unraisable(u, lambda shown: seen.append(str(shown.exc_value)))
+        Shutdown("DataLoader worker (pid 7) is killed by signal: Terminated")  # no signal yet: shown
+        interrupts._remember(signal.SIGTERM, None)
+        Shutdown("DataLoader worker (pid 8) is killed by signal: Terminated")  # after it: its own doing, quiet
+        Shutdown("something else")  # still shown
+        sys.unraisablehook = installed
+    finally:
+        interrupts.restore(old)
+    assert seen == ["DataLoader worker (pid 7) is killed by signal: Terminated", "something else"]
+
+
 def test_the_training_loop_stops_on_a_dropped_signal(monkeypatch):
     import torch
 
@@ -63,7 +88,7 @@ def test_a_sigterm_while_torch_loads_is_an_interrupt_not_a_silent_exit_or_an_abo
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     # not the silent SIGTERM death (-15) it was, nor an abort (-6) from an interrupt raised inside torch's C++ init
-    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, (p.returncode, err)
+    assert p.returncode == 143 and "interrupted" in err and "Traceback" not in err, (p.returncode, err)
 
 
 def test_an_interrupt_caught_from_inside_an_exec_still_exits_with_the_status_chosen(tmp_path):

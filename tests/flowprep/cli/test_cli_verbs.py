@@ -87,8 +87,11 @@ def test_a_ctrl_c_whose_message_meets_a_closed_stderr_still_exits_130(monkeypatc
     assert cli.main([]) == 130 and train_cli.main([]) == 130
 
 
-def test_sigterm_stops_every_verb_as_a_ctrl_c_does_and_the_handler_is_given_back(monkeypatch, capsys):
-    """Slurm sends SIGTERM before it kills a job: only extract handled it; verify --repair died with no word."""
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP", "SIGUSR1"])
+def test_a_signal_stops_every_verb_as_a_ctrl_c_does_with_the_shells_status(monkeypatch, capsys, signum):
+    """Slurm sends SIGTERM before it kills a job: only extract handled it; verify --repair died with no word.
+    SIGHUP (an ssh session gone) and SIGUSR1 (Slurm's warning before a preemption) ended every verb at once, no
+    report written; each stop said 130, a Ctrl-C's, where a requeue script looks for 128 + the signal."""
     import argparse
     import os
     import signal
@@ -96,21 +99,23 @@ def test_sigterm_stops_every_verb_as_a_ctrl_c_does_and_the_handler_is_given_back
 
     import flowprep.cli as cli
 
+    sig = getattr(signal, signum)
+
     def run(args):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), sig)
         time.sleep(10)  # the signal ends this at once
         return 0
 
     from train import cli as train_cli
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(sig)
     args = argparse.Namespace(verb="verify", verbose=False, _run=run)
     for prog, module in (("flowprep", cli), ("twostream", train_cli)):
         monkeypatch.setattr(module, "build_parser", _parser_giving(args))
         t0 = time.monotonic()
-        assert module.main([]) == 130 and time.monotonic() - t0 < 5
+        assert module.main([]) == 128 + sig and time.monotonic() - t0 < 5
         assert capsys.readouterr().err == f"{prog} verify: interrupted\n"
-        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.getsignal(sig) is before
 
 
 def test_an_os_error_is_one_line_that_names_the_path_and_what_to_do(tmp_path, capsys):

@@ -29,6 +29,19 @@ def test_a_second_run_on_a_folder_is_refused_with_its_holder(tmp_path):
         assert again.run_id
 
 
+def test_the_lock_file_takes_the_umask_so_a_group_sharing_the_folder_can_resume(tmp_path):
+    """Under umask 002 every file of a shared output folder was group-writable but its lock (0o644): a group
+    member's resume was refused with "Permission denied"."""
+    import os
+
+    old = os.umask(0o002)
+    try:
+        with RunLock(tmp_path / "shared", "extract") as lock:
+            assert os.stat(lock.path).st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
 def test_publication_takes_the_next_free_name_and_indexes_first(tmp_path):
     _shard(tmp_path / F.shard_name(0), ["A/v0"])
     pub = Publisher(tmp_path)
