@@ -252,6 +252,46 @@ same_data() {
 # it re-run since, "--resume RESUME_FILE" is added (training continues from its last checkpoint); otherwise a
 # stage with RESUME_FILE gets "--restart" (it trains from scratch, as its inputs or flags changed).
 RESUME_FILE=""
+
+# run_stage NAME COMMAND...: the command in a process group of its own (set -m), its output to the screen and
+# $LOGS/NAME.log, its status in STAGE_RC. This script waits with `wait`, which a signal interrupts: a Ctrl-C,
+# SIGTERM (Slurm, timeout, kill), SIGHUP or SIGUSR1 to the script is passed on to the stage, which stops cleanly,
+# says so, and is waited for. In a plain pipeline bash died of a SIGTERM at once and left the stage running, its
+# output folder locked, and the requeued job was refused.
+STAGE_PID=""
+run_stage() {
+    local name="$1"; shift
+    set -m
+    if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
+        "$@" > >(tee -i "$LOGS/$name.log" | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name") 2>&1 &
+    else  # tee -i: a Ctrl-C must not end the log's writer before the command has said it stopped
+        "$@" > >(tee -i "$LOGS/$name.log") 2>&1 &
+    fi
+    STAGE_PID=$!
+    set +m
+    STAGE_RC=""
+    while [ -z "$STAGE_RC" ]; do
+        local w=0
+        wait "$STAGE_PID" || w=$?
+        kill -0 "$STAGE_PID" 2>/dev/null || STAGE_RC=$w  # alive (or not yet reaped): a signal woke the wait
+    done
+    STAGE_PID=""
+    wait 2>/dev/null || true  # the log's writer: the stage's last lines before this script's
+}
+
+pass_on() {  # a signal to this script: to the running stage (it stops its own workers), or, between stages, the end
+    if [ -n "$STAGE_PID" ]; then
+        kill -s "$1" "$STAGE_PID" 2>/dev/null || true  # not its group: the log's writer is in it
+    else
+        echo "run_pipeline: stopped by SIG$1" >&2
+        exit "$2"
+    fi
+}
+trap 'pass_on INT 130' INT
+trap 'pass_on TERM 143' TERM
+trap 'pass_on HUP 129' HUP
+trap 'pass_on USR1 138' USR1
+
 stage() {
     local name="$1" what="$2"; shift 2
     STAGE_N=$((STAGE_N + 1))
@@ -276,24 +316,19 @@ stage() {
     echo "    \$ $*" | sed "s#$PY#python#"
     local t=$SECONDS rc
     set +e
-    if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
-        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee -i "$LOGS/$name.log" \
-            | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name"
-    else  # tee -i: a Ctrl-C must not end the log's writer before the command has said it stopped
-        "$@" "${resume[@]:+${resume[@]}}" 2>&1 | tee -i "$LOGS/$name.log"
-    fi
-    rc=${PIPESTATUS[0]}
+    run_stage "$name" "$@" "${resume[@]:+${resume[@]}}"
+    rc=$STAGE_RC
     set -e
     if [ "$rc" = 1 ] && [ "${ALLOW_SOME_FAILED:-0}" = 1 ]; then  # the batch finished; some inputs were bad
         echo "    some inputs could not be used (listed above and in $LOGS/$name.log); going on with the rest"
         rc=0
     fi
-    if [ "$rc" = 130 ]; then
+    case "$rc" in 129|130|138|143)  # stopped by a signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1): said, not a failure
         echo "" >&2
         echo "run_pipeline: interrupted in stage '$name' after $((SECONDS - t)) s; run the same command again to" \
             "resume (finished stages are reused, this one continues where it stopped)" >&2
-        exit 130
-    fi
+        exit "$rc"
+    esac
     if [ "$rc" != 0 ]; then
         echo "" >&2
         echo "run_pipeline: stage '$name' FAILED (exit $rc) after $((SECONDS - t)) s: $what" >&2

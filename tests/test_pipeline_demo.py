@@ -139,3 +139,28 @@ def test_a_ctrl_c_in_extraction_is_not_recorded_as_finished_and_paths_are_the_ca
     assert "interrupted in stage 'extract'" in text and "run the same command again" in text, text[-2000:]
     assert not (tmp_path / "run" / ".stages" / "extract.done").exists()
     assert "Traceback" not in text
+
+
+@pytest.mark.slow(5)
+def test_a_sigterm_to_the_script_stops_its_stage_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """`kill <script>`, `timeout`, Slurm's `--signal=B:TERM`: bash died at once and left the running stage going,
+    its output folder locked, and the requeued command was refused ("in use by another flowprep run")."""
+    if not (Path(sys.prefix) / ".flowprep-installed").exists():
+        pytest.skip(f"{sys.prefix} was not set up by scripts/ensure_venv.sh; run ./run_tests.sh")
+    args = ("--out", "run", "--root", "data", "--jobs", "1", "--device", "cpu", "--main-rows",
+            "--demo-args", "--train-groups 3 --test-groups 1 --clips 2 --frames 13")
+    p = _launch(tmp_path, tmp_path / "log", *args)
+    deadline = time.monotonic() + 200
+    while "extract:" not in (tmp_path / "log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    os.kill(p.pid, signal.SIGTERM)  # the script alone, not its process group
+    assert p.wait(timeout=120) == 143
+    text = (tmp_path / "log").read_text()
+    assert "flowprep extract: interrupted" in text and "interrupted in stage 'extract'" in text, text[-2000:]
+    lock = tmp_path / "run" / "shards" / "flowprep.lock"
+    with lock.open("a") as f:  # no stage left holding it
+        import fcntl
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(f, fcntl.LOCK_UN)
+    assert not (tmp_path / "run" / ".stages" / "extract.done").exists() and "Traceback" not in text

@@ -10,15 +10,24 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 
 _pending = threading.Event()
 _first: list[int] = []  # the signal that came first since ``install``
+_at: list[float] = [0.0]  # when (time.monotonic)
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 def _raise(signum, frame) -> None:
+    # the same signal again within REPEAT_S is one stop delivered twice (Slurm signals every process of a step,
+    # and run_pipeline.sh passes its own on): raised again, it broke the clean stop the first one began
+    again = _pending.is_set() and _first == [signum] and time.monotonic() - _at[0] < REPEAT_S
     _remember(signum, frame)
-    raise KeyboardInterrupt
+    if not again:
+        raise KeyboardInterrupt
+
+
+REPEAT_S = 2.0  # seconds within which a second identical signal is the first one again
 
 
 def _unraisable(u, default=sys.unraisablehook) -> None:
@@ -33,7 +42,7 @@ def _unraisable(u, default=sys.unraisablehook) -> None:
 
 def _remember(signum, frame) -> None:
     if not _pending.is_set():
-        _first[:] = [signum]
+        _first[:], _at[:] = [signum], [time.monotonic()]
     _pending.set()
 
 

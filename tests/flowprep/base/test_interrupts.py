@@ -106,3 +106,22 @@ def test_an_interrupt_caught_from_inside_an_exec_still_exits_with_the_status_cho
         return subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=env, timeout=60).returncode
 
     assert run("fixed") == 130 and run("bare") == -signal.SIGINT
+
+
+def test_one_signal_delivered_twice_stops_once(monkeypatch):
+    """Slurm signals every process of a job step, and run_pipeline.sh passes the signal it gets on to its stage:
+    the second SIGTERM, a moment after the first, was a second KeyboardInterrupt inside the clean stop."""
+    old = interrupts.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)  # the same one again: remembered, not raised
+        time.sleep(0.05)
+        monkeypatch.setattr(interrupts, "REPEAT_S", 0.0)
+        with pytest.raises(KeyboardInterrupt):  # later (here: at once, the window made 0): a stop asked again
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        assert interrupts.exit_status() == 143
+    finally:
+        interrupts.restore(old)
