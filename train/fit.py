@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from flowprep.base.durable import replacing
+from flowprep.base.provenance import environment
 from flowprep.datasets.splits import Split, SplitError, find_split_dir, load_split
 from flowprep.loading.clips import DataConfig, EvalClips, TrainClips, VideoItem, load_items
 from flowprep.loading.loader import make_loader
@@ -265,7 +266,8 @@ def _train(cfg: FitConfig, info: D.DistInfo, device: torch.device, out: Path) ->
         optimizer, cfg.epochs * len(loader), milestones), "scaler": torch.amp.GradScaler(
         device.type, enabled=cfg.amp and device.type == "cuda")}
     metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
-                                     "world_size": info.world_size, "dist_backend": D.backend_name()})
+                                     "world_size": info.world_size, "dist_backend": D.backend_name(),
+                                     "training_videos": training_videos(items), "environment": environment()})
     data = {"classes": classes, "shards_identity": [shard_identity(src.settings) for src in sources],
             "training_videos": training_videos(items)}
     start = _resume(cfg, resume, state, data, metrics, info) if (resume := resume_path(cfg)) else 0

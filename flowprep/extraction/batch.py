@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -166,7 +167,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                   for i, c in enumerate(plan_chunks(todo, jobs, spec.videos_per_shard))]
         started, t0 = datetime.now(timezone.utc), time.perf_counter()
         results: list[ChunkResult] = []
-        state = "complete"
+        state, why = "complete", ""
         bar = _Bar(len(todo), spec.show_progress, spec.verb)
         by_key = {t.key: t for t in todo}  # a chunk split by its runner (runners.singles) comes back in parts
         try:
@@ -179,8 +180,9 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                 interrupts.check()  # a Ctrl-C that landed in a __del__ was dropped there: it stops here, shard kept
         except KeyboardInterrupt:
             state = "interrupted"  # raised again below, saying what is kept, once the report is written
+            why = f"{signal.Signals(interrupts.exit_status() - 128).name} (exit status {interrupts.exit_status()})"
         except Exception as e:
-            state = "stopped"
+            state, why = "stopped", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             if is_disk_full(e):
                 raise FlowprepError(f"disk full while writing to {out} ({e.__class__.__name__}: "
                                     f"{str(e).splitlines()[0] if str(e) else e!r}): free some space and run the "
@@ -193,6 +195,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
             remove_staging(out, lock.run_id)
             report = _report(videos, (done, partial_before, changed), results, spec, jobs, started,
                              time.perf_counter() - t0, state, unreadable, adopted)
+            report.stopped_by = why  # a stopped run's report said "stopped" and not why (that was on stderr only)
             write_report(out, report, started)
             kept = (f"after {_written(results)} of {len(chunks)} shards; complete shards are kept: run the same "
                     "command again to resume")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flowprep import __version__
 from flowprep.base.durable import write_json
+from flowprep.base.provenance import environment
 from flowprep.store.format import LATEST_REPORT, REPORTS_DIR
 
 log = logging.getLogger("flowprep")
@@ -49,7 +50,9 @@ class RunReport:
     annotated_missing: int = 0  # clips the annotations list but no file holds (Kinetics --split-dir)
     missing_list: str = ""  # the file that lists them, one per line
     report_file: str = ""  # this report's file, relative to OUT ("": it could not be written, e.g. a full disk)
+    stopped_by: str = ""  # why a run that did not complete stopped: the signal, or the error's first line
     flowprep_version: str = __version__
+    environment: dict = field(default_factory=lambda: environment())  # what ran: versions, machine, command line
 
     @property
     def clean(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
 from train.cli import main
 from train.metrics import load_scores
@@ -34,6 +35,8 @@ def test_temporal_beats_spatial_and_fusion_keeps_the_best(motion_data, tmp_path,
         top1[stream] = metrics["top1"]
         assert {"top1", "top5", "mean_class_accuracy"} <= set(metrics)
         assert (out / "confusion.png").stat().st_size > 0 and (out / "metrics.json").is_file()
+        run = json.loads((out / "metrics.json").read_text())  # what a researcher needs to make the run again
+        assert run["training_videos"]["count"] == 32 and run["environment"]["torch"] == torch.__version__
     assert top1["temporal"] >= 0.9 and top1["spatial"] <= 0.5, top1  # chance is 0.25
     for method in ("avg", "svm"):
         fused = tmp_path / f"fused_{method}.npz"

@@ -50,7 +50,8 @@ def test_write_failure_inside_hdf5_stops_with_a_clear_message_and_the_run_resume
     assert len(kept) == 4, kept  # every shard completed before the failure is kept, under its real name
     assert not (out / "tmp").exists() and not list(out.glob("*.tmp"))
     report = json.loads((out / "reports" / "latest.json").read_text())
-    assert report["state"] == "stopped"
+    assert report["state"] == "stopped" and report["stopped_by"].startswith("OSError: "), report["stopped_by"]
+    assert report["environment"]["command"][1:3] == ["-m", "flowprep"] and report["environment"]["h5py"]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert "1 videos extracted" in resumed.stdout and "4 already done" in resumed.stdout

@@ -154,7 +154,7 @@ def test_ctrl_c_stops_within_seconds_says_how_to_resume_and_a_second_run_is_refu
     assert wait_group_gone(p.pid), "workers outlived the interrupted driver"
     assert not (out / "tmp").exists(), "the interrupted run left its staging folder"
     report = json.loads((out / "reports" / "latest.json").read_text())
-    assert report["state"] == "interrupted"
+    assert report["state"] == "interrupted" and report["stopped_by"] == "SIGINT (exit status 130)"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert_same_output(out, reference)
