@@ -254,8 +254,8 @@ def _finish(v: _Video, solver) -> VideoRecord:
     if v.error is not None:
         return VideoRecord.failed(v.rec.key, v.rec.source, v.error)
     r = v.rec
-    if hasattr(solver, "backend_for") and r.height:  # a size-dispatching solver: record the one that ran
-        r.solver["backend"] = solver.backend_for(r.height, r.width)
+    if hasattr(solver, "ran_with") and r.height:  # a size-dispatching solver: record the one that ran
+        r.solver.update(solver.ran_with(r.height, r.width))
     _pack(v)
     r.timings = {"decode": round(v.t_dec, 4), "flow": round(v.t_flow, 4), "encode": round(v.t_enc, 4)}
     return r
@@ -332,7 +332,7 @@ class _Batcher:
 def _videos(tasks: list[VideoTask], solver, settings: EncodeSettings) -> list[_Video]:
     """An empty record for each task, tagged with the solver's backend and device."""
     d = solver.describe()
-    tag = {"backend": d.get("backend"), "device": d.get("device")}
+    tag = {k: d.get(k) for k in ("backend", "device", "kernel") if k in d}  # torch's kernel: its flow differs
     return [_Video(VideoRecord(t.key, t.path, solver=dict(tag), backward=settings.backward)) for t in tasks]
 
 
