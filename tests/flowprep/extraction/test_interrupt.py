@@ -143,7 +143,11 @@ def test_ctrl_c_stops_within_seconds_says_how_to_resume_and_a_second_run_is_refu
     assert p.poll() is None and live and all(d.exists() for d in live), "the refused run touched the live one"
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)  # the driver only, as `kill -INT`; Ctrl-C in a terminal also reaches workers
-    _, err = p.communicate(timeout=30)
+    try:
+        _, err = p.communicate(timeout=30)
+    finally:  # a run that did not stop must not outlive the test (one did, for half an hour, in a loaded suite)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
     stopped = time.monotonic() - t0
     print(f"stopped {stopped:.2f} s after SIGINT")
     assert p.returncode == 130, err
