@@ -20,7 +20,7 @@ from flowprep.store import format as F
 from flowprep.store.indices import as_indices
 from flowprep.store.record import VideoInfo, read_info
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
-from flowprep.store.shardfile import catalog_entries, open_h5, read_checked_header, unreadable
+from flowprep.store.shardfile import catalog_by_key, open_h5, read_checked_header, unlisted, unreadable
 from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys, writer
 
 log = logging.getLogger("flowprep")
@@ -208,10 +208,10 @@ class ShardSet:
             else:  # a reader sent to another process: the catalogs stayed behind
                 f = self._file(path, key)  # (resets the handles after a fork)
                 raw = f[F.CATALOG][()] if F.CATALOG in f else None
-            self._catalogs[path] = {e["key"]: e for e in catalog_entries(raw)} if raw is not None else None
+            self._catalogs[path] = catalog_by_key(raw, path)
         cat = self._catalogs[path]
-        if cat is not None:
-            return _meta(key, path, cat[key])
+        if cat is not None:  # a catalog that does not list the key: a ShardError (a KeyError had stopped fit)
+            return _meta(key, path, cat.get(key) or unlisted(path, key))
         h = self._handles(key)
         if "meta" not in h:  # a shard written before catalogs existed
             h["meta"] = _meta(key, path, h["group"].attrs)

@@ -9,7 +9,8 @@ import errno
 import json
 import os
 import re
-from typing import Iterator, NamedTuple
+from pathlib import Path
+from typing import Iterator, NamedTuple, NoReturn
 
 import h5py
 import numpy as np
@@ -111,6 +112,34 @@ def read_catalog(f: h5py.File, keys: list[str]) -> list[dict]:
 def catalog_entries(raw) -> list[dict]:
     """A shard's catalog dataset, as read, parsed: one dict per video, fields added since 0.1 at their defaults."""
     return [{**F.LATER_ATTRS, **e} for e in json.loads(_text(raw))]
+
+
+def catalog_mismatch(keys: list[str], raw) -> str | None:
+    """What is wrong between a shard's key list and its catalog (None: one entry per key, in order, or no catalog:
+    a shard older than catalogs). Digests cannot catch it when the writer itself erred (or someone rewrote them):
+    verify said OK and the trainer stopped on a KeyError."""
+    if raw is None:
+        return None
+    try:
+        listed = [e["key"] for e in catalog_entries(raw)]
+    except (ValueError, TypeError, KeyError) as e:
+        return f"its catalog is not a list of videos ({type(e).__name__})"
+    return None if listed == keys else f"its catalog lists {len(listed)} videos, its key list {len(keys)} (other ones)"
+
+
+def catalog_by_key(raw, path: str) -> dict[str, dict] | None:
+    """A shard's catalog as key -> entry (None: a shard older than catalogs); ShardError if it is no list of
+    videos (what ``catalog_mismatch`` finds, met by a reader)."""
+    try:
+        return {e["key"]: e for e in catalog_entries(raw)} if raw is not None else None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ShardError(path, f"its catalog is not a list of videos ({type(e).__name__}); run `flowprep verify "
+                               f"--repair {Path(path).parent}`") from None
+
+
+def unlisted(path: str, key: str) -> NoReturn:
+    """Raise the ShardError of a shard whose catalog does not list ``key``, which its key list holds."""
+    raise ShardError(path, f"its catalog does not list {key!r}; run `flowprep verify --repair {Path(path).parent}`")
 
 
 def partial_of(catalog: list[dict]) -> set[str]:

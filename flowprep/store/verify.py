@@ -23,6 +23,7 @@ from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import (
     Header,
+    catalog_mismatch,
     check_video,
     copy_videos,
     open_h5,
@@ -88,9 +89,9 @@ def _check_shard(path: Path, header: Header | ShardError, f: Findings, held: set
     if isinstance(header, ShardError):
         f.damage.append(Damage(path.name, None, header.reason))
         return
-    settings, keys, _, damage, _ = header
+    settings, keys, _, damage, catalog = header
     f.keys_of[path.name] = keys
-    reason = damage or settings_mismatch(settings, f.identity)
+    reason = damage or settings_mismatch(settings, f.identity) or catalog_mismatch(keys, catalog)
     if reason:
         f.damage.append(Damage(path.name, None, reason))
         with contextlib.suppress(*F.DAMAGE_ERRORS):  # where to extract them again from, if it still reads

@@ -78,8 +78,8 @@ def test_each_catalog_is_read_once_across_close_and_fork(folder, monkeypatch):
     import flowprep.store.reader as reader
 
     reads = []  # the catalogs parsed: each is read with its shard's header when the folder is opened
-    real = reader.catalog_entries
-    monkeypatch.setattr(reader, "catalog_entries", lambda raw: reads.append(raw) or real(raw))
+    real = reader.catalog_by_key
+    monkeypatch.setattr(reader, "catalog_by_key", lambda raw, path: reads.append(raw) or real(raw, path))
     s = open_shards(folder)
     for _ in range(2):
         assert [s.meta(k).flows for k in s.keys()] == [7, 7]

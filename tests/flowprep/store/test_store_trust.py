@@ -47,6 +47,30 @@ def test_a_changed_catalog_stops_every_reader_with_one_line_instead_of_being_bel
     assert "does not match its SHA-256" in capsys.readouterr().out  # reported, its videos not counted as fact
 
 
+@pytest.mark.parametrize("catalog", ["one video left out", "not a list of videos"])
+def test_a_catalog_its_writer_got_wrong_is_found_by_verify_and_refused_by_readers(pristine, tmp_path, capsys, catalog):
+    """Its digest recomputed (a writer's bug, or a hand that rewrote both): verify said OK, `info` called videos
+    missing and sent to `verify --repair`, which found nothing to do, and fit stopped on a raw KeyError."""
+    from flowprep.store.shardfile import _header_digest
+
+    out, shard = _copy(pristine, tmp_path)
+    key = shard_keys(shard)[0]
+    with h5py.File(shard, "r+") as f:
+        entries = json.loads(f[F.CATALOG][()])
+        del f[F.CATALOG]
+        f.create_dataset(F.CATALOG, data=json.dumps(entries[1:] if catalog == "one video left out" else {"a": 1}))
+        arrays = {n: f[n][()] for n in (F.KEYS, F.STATUS, F.CATALOG)}
+        f.attrs[F.ATTR_DIGEST] = _header_digest(dict(f.attrs.items()), arrays)
+    said = "its catalog lists 1 videos, its key list 2" if catalog == "one video left out" else \
+        "its catalog is not a list of videos"
+    met = f"its catalog does not list '{key}'" if catalog == "one video left out" else said
+    with pytest.raises(ShardError, match=f"{met}.*verify --repair"):
+        ShardSet(out).meta(key)
+    assert main(["verify", str(out)]) == 1 and said in capsys.readouterr().out
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 0
+    assert verify_folder(out).clean and ShardSet(out).meta(key).frames == ShardSet(pristine).meta(key).frames
+
+
 def test_a_stream_shorter_than_its_catalog_is_an_error_not_a_hang_or_a_short_export(pristine, tmp_path, capsys):
     out, shard = _copy(pristine, tmp_path)
     key = shard_keys(shard)[0]
