@@ -24,6 +24,7 @@ def test_temporal_beats_spatial_and_fusion_keeps_the_best(motion_data, tmp_path,
     for stream in ("spatial", "temporal"):
         out = tmp_path / stream
         assert main(["fit", *common, "--stream", stream, "--out", str(out)]) == 0
+        assert f"model: {out / 'best.pt'} (python -m train test --checkpoint it)" in capsys.readouterr().out
         for subset in ("test", "train"):
             assert main(["test", "--checkpoint", str(out / "best.pt"), "--subset", subset, "--test-frames", "5",
                          "--test-crops", "10", "--num-workers", "0", "--no-progress", "--threads", "1"]) == 0
