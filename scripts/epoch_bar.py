@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 
-from tqdm import tqdm
+from flowprep.base.progress import progress_bar
 
 EPOCH = re.compile(r"^INFO epoch (\d+): (.*)$")
 ITERATIONS = re.compile(r"^INFO --iterations \d+: (\d+) epochs of \d+ steps$")  # fit's own count of the epochs
@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     # (it died with a traceback, and the trainer's last lines were lost)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tty = sys.stdout.isatty()
-    # on a terminal the bar redraws in place; in a captured log it is redrawn rarely
-    bar = tqdm(total=a.epochs, desc=f"    {a.desc}", unit="epoch", file=sys.stdout, dynamic_ncols=True,
-               mininterval=0.5 if tty else 30.0, leave=True)
+    # on a terminal the bar redraws in place; in a captured log it is a line a minute (progress_bar)
+    bar = progress_bar(total=a.epochs, desc=f"    {a.desc}", unit="epoch", file=sys.stdout, dynamic_ncols=True,
+                       mininterval=0.5, leave=True)
     last: dict[str, str] = {}
     for line in sys.stdin:
         line = line.rstrip("\n")
@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             last = {**last, **figures(m.group(2))}  # (with --val-every the monitor's figure is the latest)
             bar.set_postfix(last, refresh=False)
             bar.update(int(m.group(1)) + 1 - bar.n)  # redrawn as often as mininterval allows
-        elif not line.startswith("INFO "):
-            bar.write(line, file=sys.stdout)
+        elif not line.startswith("INFO ") and tty:
+            bar.write(line, file=bar.fp)  # above the bar, which is drawn again below it
+        elif not line.startswith("INFO "):  # in a log, as it is: the bar was drawn again after each line
+            print(line, flush=True)
     bar.close()
     if last:
         print(f"    last epoch: {', '.join(f'{k} {v}' for k, v in last.items())}")
