@@ -261,11 +261,15 @@ RESUME_FILE=""
 STAGE_PID=""
 run_stage() {
     local name="$1"; shift
+    # The log's writers ignore the signals a scheduler sends every process (tee -i: Ctrl-C too): they must live to
+    # write what the stage says as it stops. Its stdin is /dev/null: a stage in a background group that read the
+    # terminal would be stopped (SIGTTIN), and the script with it.
     set -m
     if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
-        "$@" > >(tee -i "$LOGS/$name.log" | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name") 2>&1 &
-    else  # tee -i: a Ctrl-C must not end the log's writer before the command has said it stopped
-        "$@" > >(tee -i "$LOGS/$name.log") 2>&1 &
+        "$@" < /dev/null > >(trap '' TERM HUP USR1; tee -i "$LOGS/$name.log" \
+            | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name") 2>&1 &
+    else
+        "$@" < /dev/null > >(trap '' TERM HUP USR1; exec tee -i "$LOGS/$name.log") 2>&1 &
     fi
     STAGE_PID=$!
     set +m
@@ -275,8 +279,11 @@ run_stage() {
         wait "$STAGE_PID" || w=$?
         kill -0 "$STAGE_PID" 2>/dev/null || STAGE_RC=$w  # alive (or not yet reaped): a signal woke the wait
     done
+    # the log's writers are the stage's (its group's), not this script's children: their last lines, and a
+    # stray worker's end, before this script goes on (10 s at most)
+    local n=0
+    while kill -0 -- "-$STAGE_PID" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
     STAGE_PID=""
-    wait 2>/dev/null || true  # the log's writer: the stage's last lines before this script's
 }
 
 pass_on() {  # a signal to this script: to the running stage (it stops its own workers), or, between stages, the end

@@ -60,7 +60,9 @@ def install(defer: bool = False) -> dict | None:
         return None
     _pending.clear()
     _first.clear()
-    old = {s: signal.signal(s, _remember if defer else _raise) for s in SIGNALS}
+    # a SIGHUP or SIGUSR1 ignored from the start is the user's choice (`nohup flowprep extract ... &`): kept
+    chosen = [s for s in SIGNALS if s in (signal.SIGINT, signal.SIGTERM) or signal.getsignal(s) != signal.SIG_IGN]
+    old = {s: signal.signal(s, _remember if defer else _raise) for s in chosen}
     old["unraisablehook"], sys.unraisablehook = sys.unraisablehook, _unraisable
     return old
 

@@ -46,6 +46,13 @@ class _Guarded:
     def isatty(self) -> bool:
         return self.tty
 
+    def fileno(self) -> int:  # tqdm reads the terminal's width through it (without it: bars wider than the screen)
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str | None:  # and whether to draw with Unicode blocks
+        return getattr(self.stream, "encoding", None)
+
 
 def progress_bar(iterable: Iterable | None = None, show: bool = True, **kwargs: Any):
     """``tqdm(iterable, **kwargs)`` on stderr, hidden unless ``show``; off a terminal a line a minute."""

@@ -125,6 +125,15 @@ def os_error_line(e: OSError) -> str:
             "is kept, run the same command again)")
 
 
+def flush_or_drop() -> None:
+    """Flush stdout now, or, where its reader is gone with the same signal (Slurm's SIGTERM to every process of a
+    job), drop what it holds: CPython's own flush at exit failed and turned a stop's status into 120."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _run_verb(args: argparse.Namespace) -> int:
     """Run the verb; every error a user can fix is one line on stderr and an exit status."""
     try:
@@ -146,6 +155,7 @@ def _run_verb(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as e:  # a batch's says what it kept
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
             print(f"flowprep {args.verb}: {str(e) or 'interrupted'}", file=sys.stderr)
+        flush_or_drop()
         return interrupts.exit_status()  # 130 Ctrl-C, 143 SIGTERM, ...: a requeue script tells a stop by it
 
 

@@ -34,8 +34,8 @@ from flowprep.codecs.quantize import QuantConfig, quantize_flow
 from flowprep.codecs.video import Resize, TruncatedStream, iter_frames, probe, to_gray
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError
+from flowprep.extraction.memory import check_fits, host_bytes_per_pixel
 from flowprep.runners.watchdog import beat
-from flowprep.solvers import BYTES_PER_PIXEL
 from flowprep.store import format as F
 from flowprep.store.record import VideoRecord
 from flowprep.store.writer import SPILL_BYTES
@@ -88,8 +88,9 @@ def _nonfinite(run: dict[str, np.ndarray], solver) -> str | None:
 class _Segments:
     """Cuts a video's gray frames into overlapping segments (the last frame starts the next one's first pair)."""
 
-    def __init__(self, v: _Video, size: int, put):
+    def __init__(self, v: _Video, size: int, put, bytes_per_pixel: int = 0):
         self.v, self.size, self.put, self.grays = v, size, put, []
+        self.bytes_per_pixel = bytes_per_pixel  # host memory a pixel of a frame takes here (memory.check_fits)
 
     def add(self, gray: np.ndarray) -> None:
         self.grays.append(gray)
@@ -112,7 +113,7 @@ def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segm
     rec.source_bytes, rec.fps = info.bytes, info.fps
     rec.source_width, rec.source_height = info.width, info.height
     rec.announced_frames = info.frame_count
-    _check_fits(*s.resize.target(info.width, info.height), segments.size)
+    check_fits(*s.resize.target(info.width, info.height), segments.bytes_per_pixel)
     try:
         for frame in iter_frames(task.path, s.resize, expected=info.frame_count):
             if stop.is_set() or v.error is not None:  # an interrupt: a thread left decoding was killed in OpenCV
@@ -131,25 +132,6 @@ def _decode_video(task: VideoTask, v: _Video, s: EncodeSettings, segments: _Segm
     segments.flush()
 
 
-def _check_fits(width: int, height: int, segment: int) -> None:
-    """Refuse, before decoding, frames whose flow no memory here holds: a 16000x16000 video took 17 GB in decoded
-    segments before its first pair, and a solver's pair needs BYTES_PER_PIXEL more (the OOM killer, the driver's
-    own process with --jobs 1)."""
-    need = width * height * (2 * (segment + 1) + BYTES_PER_PIXEL)  # a segment and its stacked copy, one pair
-    if need > (have := physical_memory()):
-        raise FlowprepError(f"its frames are {width}x{height}: their flow needs about {_size(need)}, more than this "
-                            f"machine's {_size(have)}; extract it smaller (--short-side 256)")
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def physical_memory() -> int:
-    """Bytes of memory this machine has (the most any one video may need)."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def host_threads(solver) -> tuple[int, int]:
     """(decode threads, encode threads) for a solver: 1 and 1 on the CPU, this process's share of the cores for a
     GPU (the cores over the GPUs that share them: one extraction worker per GPU)."""
@@ -163,7 +145,7 @@ def host_threads(solver) -> tuple[int, int]:
 
 
 def _decode(tasks: list[tuple[VideoTask, _Video]], s: EncodeSettings, out: queue.Queue, stop: threading.Event,
-            segment: int) -> None:
+            segment: int, bytes_per_pixel: int = 0) -> None:
     # one decode thread: takes the next video from the shared list until none is left
     def put(item) -> None:
         while not stop.is_set():
@@ -183,7 +165,7 @@ def _decode(tasks: list[tuple[VideoTask, _Video]], s: EncodeSettings, out: queue
         try:
             if task.error:
                 raise FlowprepError(task.error)
-            _decode_video(task, v, s, _Segments(v, segment, put), stop)
+            _decode_video(task, v, s, _Segments(v, segment, put, bytes_per_pixel), stop)
         except Exception as e:  # any decoder problem fails this video only
             v.error = _failure_reason(e)
         v.t_dec += time.perf_counter() - t0
@@ -360,11 +342,11 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
     videos = _videos(tasks, solver, settings)
     todo = list(zip(tasks, videos))  # shared by the decode threads
     q: queue.Queue = queue.Queue(maxsize=queue_segments * decoders)
-    stop = threading.Event()
-    encoder = ThreadPoolExecutor(max_workers=encoders)  # results are put back in order by _finish
+    stop, encoder = threading.Event(), ThreadPoolExecutor(max_workers=encoders)  # _finish puts results in order
     batcher = _Batcher(solver, settings, encoder, encoders, solved)
-    ths = [threading.Thread(target=_decode, args=(todo, settings, q, stop, max(segment, batcher.size)), daemon=True)
-           for _ in range(decoders)]
+    seg = max(segment, batcher.size)
+    ths = [threading.Thread(target=_decode, daemon=True, args=(
+        todo, settings, q, stop, seg, host_bytes_per_pixel(seg, queue_segments, solver))) for _ in range(decoders)]
     for th in ths:
         th.start()
     order = list(videos)  # videos in task order, not yet yielded

@@ -29,12 +29,25 @@ def cache_root() -> Path:
             return root
     except OSError:
         pass
-    fallback = Path(tempfile.gettempdir()) / f"flowprep-cache-{os.getuid()}"
+    fallback = _own_folder(Path(tempfile.gettempdir()) / f"flowprep-cache-{os.getuid()}")
     if root not in _SAID:  # once a process (a library call sets no environment variable for its workers)
         _SAID.add(root)
         log.warning("%s cannot be written: compiled kernels are kept in %s (set %s or XDG_CACHE_HOME to a "
                     "writable folder to keep them)", root, fallback, CACHE_ENV)
     return fallback
+
+
+def _own_folder(path: Path) -> Path:
+    """``path``, made only this user's (0700); if another user made it first, a new folder of this user's: a
+    library another user planted in a shared temporary folder would be loaded as the C kernel."""
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        if st.st_uid == os.getuid() and not st.st_mode & 0o077 and path.is_dir() and not path.is_symlink():
+            return path
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="flowprep-cache-"))
 
 
 def compile_cache_dir() -> str:

@@ -15,16 +15,17 @@ from train.cli import main
 from train.metrics import load_scores
 
 
-def test_temporal_beats_spatial_and_fusion_keeps_the_best(motion_data, tmp_path, capsys):
+def test_temporal_beats_spatial_and_fusion_keeps_the_best(motion_data, tmp_path, capsys, caplog):
     common = ["--shards", str(motion_data.shards), "--dataset", "ucf101", "--split", "1", "--arch", "tiny",
               "--crop-size", "40", "--flow-length", "4", "--epochs", "12", "--batch-size", "8", "--lr", "0.1",
               "--dropout", "0", "--lr-milestones", "0.8", "--num-workers", "0", "--val-frames", "0",
               "--no-progress", "--threads", "1"]  # the split files sit in splits/ beside the shards
     top1 = {}
+    caplog.set_level("INFO")
     for stream in ("spatial", "temporal"):
         out = tmp_path / stream
         assert main(["fit", *common, "--stream", stream, "--out", str(out)]) == 0
-        assert f"model: {out / 'best.pt'} (python -m train test --checkpoint it)" in capsys.readouterr().out
+        assert f"model: {out / 'best.pt'} (python -m train test --checkpoint it)" in caplog.text
         for subset in ("test", "train"):
             assert main(["test", "--checkpoint", str(out / "best.pt"), "--subset", subset, "--test-frames", "5",
                          "--test-crops", "10", "--num-workers", "0", "--no-progress", "--threads", "1"]) == 0

@@ -17,7 +17,7 @@ import sys
 try:  # torch loads here, 2-3 s: a Ctrl-C meanwhile was a traceback
     from flowprep.base import interrupts
     from flowprep.base.durable import is_disk_full
-    from flowprep.cli import DefaultsHelpFormatter, os_error_line, parse_verb_args
+    from flowprep.cli import DefaultsHelpFormatter, flush_or_drop, os_error_line, parse_verb_args
     from flowprep.datasets.splits import SplitError
     from flowprep.errors import FlowprepError, ShardError
     from train.cli import evaluate, fit, fuse, table
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         with contextlib.suppress(OSError):  # stderr's reader gone with the same Ctrl-C (`| tee log`)
             if rank == 0:
                 print(f"{prog} {args.verb}: interrupted", file=sys.stderr)
+        flush_or_drop()
         return interrupts.exit_status()
     finally:
         interrupts.restore(old)

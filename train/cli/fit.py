@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -128,10 +129,9 @@ def run(a: argparse.Namespace) -> int:
                       add_classes=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.add_classes),
                       add_leave_out=_names(a.add_leave_out))
     fit(cfg)
-    if int(os.environ.get("RANK", 0)) == 0:  # where the run's files went (it never said)
-        out = Path(cfg.out)
-        print(f"model: {out / 'best.pt'} (python -m train test --checkpoint it); per-epoch figures: "
-              f"{out / 'metrics.csv'}, {out / 'metrics.json'}")
+    out = Path(cfg.out)  # where the run's files went (it never said; INFO: rank 0's, and run_pipeline's log's)
+    logging.getLogger("train").info("model: %s (python -m train test --checkpoint it); per-epoch figures: %s, %s",
+                                    out / "best.pt", out / "metrics.csv", out / "metrics.json")
     return 0
 
 

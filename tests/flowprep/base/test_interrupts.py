@@ -125,3 +125,20 @@ def test_one_signal_delivered_twice_stops_once(monkeypatch):
         assert interrupts.exit_status() == 143
     finally:
         interrupts.restore(old)
+
+
+def test_a_sighup_ignored_from_the_start_stays_ignored_as_nohup_asks(monkeypatch):
+    """`nohup flowprep extract ... &`, then the ssh session ends: the run went on before SIGHUP was handled, and
+    stopped with 129 after."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup leaves a process
+    try:
+        old = interrupts.install()
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+            interrupts.check()  # nothing came
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        finally:
+            interrupts.restore(old)
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -43,3 +43,26 @@ def test_an_extraction_whose_stderr_is_a_full_disk_finishes_and_reports(tmp_path
                             "--videos-per-shard", "1"], stdout=subprocess.PIPE, stderr=full, text=True, timeout=120)
     assert r.returncode == 0 and "4 videos extracted" in r.stdout
     assert (tmp_path / "out" / "reports" / "latest.json").is_file() and not (tmp_path / "out" / "tmp").exists()
+
+
+def test_on_a_terminal_a_bar_keeps_to_its_width():
+    """The wrapper hid the terminal from tqdm (no fileno): bars ran past 80 columns, and each redraw of a wrapped
+    line left a new line on the screen."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with os.fdopen(slave, "w", encoding="utf-8") as term:
+        bar = progress_bar(total=13320, file=term, desc="extract", unit="video", dynamic_ncols=True)
+        bar.set_postfix_str("1000 pairs, 2219.2 pairs/s " + "x" * 40)
+        bar.update(4)
+        bar.close()
+        term.flush()
+        drawn = os.read(master, 65536).decode()
+    os.close(master)
+    lines = [line for line in drawn.replace("\r\n", "\r").split("\r") if line.strip()]
+    assert lines and max(len(line) for line in lines) <= 80, max(lines, key=len)

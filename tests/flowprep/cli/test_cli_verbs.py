@@ -247,3 +247,21 @@ def test_an_unknown_option_is_refused_with_its_verbs_usage(command, capsys):
         importlib.import_module(module).main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"usage: {prog}" in err and f"{prog}: error: unrecognized arguments: --bogus" in err
+
+
+def test_a_stop_whose_stdout_reader_is_gone_keeps_its_status(monkeypatch):
+    """Slurm's SIGTERM reaches every process of a job, the log's `tee` too: the stopped command's last output
+    could not be flushed, and CPython's flush at exit turned its 143 into 120."""
+    import os
+
+    from flowprep.cli import flush_or_drop
+
+    r, w = os.pipe()
+    os.close(r)  # the reader gone
+    out = os.fdopen(w, "w")
+    out.write("held in the buffer\n")
+    monkeypatch.setattr(sys, "stdout", out)
+    flush_or_drop()  # no BrokenPipeError
+    out.write("more\n")
+    out.flush()  # what CPython does at exit: now into /dev/null
+    out.close()

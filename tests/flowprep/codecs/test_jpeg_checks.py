@@ -1,5 +1,6 @@
-"""A JPEG's bytes judged without decoding them (what `flowprep import` checks of every image), and decoding
-that says what is wrong in a ValueError: OpenCV raised its own cv2.error on an empty buffer."""
+"""A JPEG's bytes judged without decoding them and its coded data decoded (what `flowprep import` checks of every
+image), and decoding that says what is wrong in a ValueError: OpenCV raised its own cv2.error on an empty
+buffer."""
 from __future__ import annotations
 
 import cv2
@@ -36,3 +37,18 @@ def test_decoding_empty_or_foreign_bytes_is_a_value_error_not_a_cv2_error(decode
     for data in (b"", np.zeros(0, np.uint8), b"hello"):
         with pytest.raises(ValueError, match="not a decodable JPEG"):
             decode(data)
+
+
+def test_libjpegs_harmless_warning_and_another_precision_are_not_called_damage():
+    """Bytes before the end marker that belong to no segment (webcam and MJPEG writers leave some) are a libjpeg
+    warning strict decoding raised on: a perfect image called damaged. A 12-bit JPEG was "damaged" too."""
+    from flowprep.codecs.jpeg import jpeg_damage
+
+    image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (48, 64), np.uint8), (5, 5), 2)
+    whole = encode_gray(image, 95)
+    assert jpeg_damage(whole) is None and jpeg_damage(whole[:-2] + b"\x00\x00" + whole[-2:]) is None
+    cut = whole[:len(whole) // 2] + b"\xff\xd9"
+    assert jpeg_damage(cut).startswith("has damaged image data (Corrupt JPEG data")
+    pytest.importorskip("imagecodecs")
+    twelve = encode_gray(image.astype("uint16") * 16, 70)
+    assert "another precision than 8 bits" in jpeg_damage(twelve)

@@ -221,17 +221,17 @@ def test_a_very_large_frame_is_resized_as_asked(tmp_path):
 def test_frames_whose_flow_no_memory_here_holds_fail_before_decoding(tmp_path, capsys, monkeypatch):
     """A 16000x16000 video took 17 GB of decoded segments before its first pair (the OOM killer, or the driver
     itself with --jobs 1); here the machine is made 4 MiB small and a 160x120 video is the one too large."""
-    from flowprep.extraction import pipeline
+    from flowprep.extraction import memory, pipeline
 
     for name, size in (("v_big.avi", (160, 120)), ("v_small.avi", (32, 24))):
         write_shift_video(tmp_path / "ds" / "Mixed" / name, [(1, 0)] * 3, size=size)
-    monkeypatch.setattr(pipeline, "physical_memory", lambda: 4 << 20)
+    monkeypatch.setattr(memory, "physical_memory", lambda: 4 << 20)
     decoded, real = [], pipeline.iter_frames
     monkeypatch.setattr(pipeline, "iter_frames", lambda path, *a, **k: decoded.append(path) or real(path, *a, **k))
     out = tmp_path / "out"
     assert main([*EXTRACT, "--dataset", "ucf101", "--root", str(tmp_path / "ds"), "--out", str(out)]) == 1
     said = capsys.readouterr()
-    assert "Mixed/v_big: its frames are 160x120: their flow needs about 6 MiB, more than this machine's 4 MiB; " \
+    assert "Mixed/v_big: its frames are 160x120: their flow needs about 8 MiB, more than this machine's 4 MiB; " \
            "extract it smaller (--short-side 256)" in said.out + said.err
     assert [Path(p).name for p in decoded] == ["v_small.avi"]  # the large one was never decoded
     assert main([*EXTRACT, "--dataset", "ucf101", "--root", str(tmp_path / "ds"), "--out", str(tmp_path / "small"),
@@ -330,3 +330,30 @@ def test_a_broken_file_puts_none_of_its_bytes_on_the_terminal(tmp_path):
                        errors="replace")
     assert r.returncode == 1 and r.stderr.count("FAILED") == 2
     assert "\x1b" not in r.stderr and "Expected" not in r.stderr and "WARN" not in r.stderr, r.stderr
+
+
+def test_the_memory_a_video_needs_counts_the_queued_segments_and_a_cpu_solvers_pair(monkeypatch):
+    """The guard's sum: the segments queued for the solver, the one being cut and its stacked copy, and, on the
+    CPU, the solver's pair (a GPU's is on the GPU: a 16K video on a large GPU is not refused for host memory);
+    the limit is the container's where it is lower than the machine's."""
+    import io
+
+    from flowprep.extraction import memory
+    from flowprep.solvers import BYTES_PER_PIXEL
+
+    solver = type("S", (), {"describe": lambda self: {"device": self.device}})
+    cpu, gpu = solver(), solver()
+    cpu.device, gpu.device = "cpu", "cuda:0"
+    assert memory.host_bytes_per_pixel(32, 4, gpu) == 6 * 33
+    assert memory.host_bytes_per_pixel(32, 4, cpu) == 6 * 33 + BYTES_PER_PIXEL
+    files = {"/sys/fs/cgroup/memory.max": f"{1 << 30}\n"}
+
+    def fake_open(path, *a, **k):
+        if path in files:
+            return io.StringIO(files[path])
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(memory, "open", fake_open, raising=False)
+    assert memory.physical_memory() == 1 << 30  # a pod's 1 GiB, not the node's memory
+    files["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit: the machine's
+    assert memory.physical_memory() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -202,6 +202,11 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_folder_said_once(monkey
         roots = {torch_cache.cache_root() for _ in range(3)}
     assert roots == {tmp_path / "tmp" / f"flowprep-cache-{os.getuid()}"}
     assert caplog.text.count("cannot be written: compiled kernels are kept in") == 1
+    assert (tmp_path / "tmp" / f"flowprep-cache-{os.getuid()}").stat().st_mode & 0o777 == 0o700
+    os.chmod(tmp_path / "tmp" / f"flowprep-cache-{os.getuid()}", 0o777)  # as if someone else had made it open
+    other = torch_cache.cache_root()  # a folder of its own, not one others can plant a library in
+    assert other.parent == tmp_path / "tmp" and other.name != f"flowprep-cache-{os.getuid()}"
+    assert other.stat().st_mode & 0o777 == 0o700
     from videogen import write_shift_video
 
     for k in range(2):
