@@ -264,12 +264,14 @@ run_stage() {
     # The log's writers ignore the signals a scheduler sends every process (tee -i: Ctrl-C too): they must live to
     # write what the stage says as it stops. Its stdin is /dev/null: a stage in a background group that read the
     # terminal would be stopped (SIGTTIN), and the script with it.
+    local writer="$STATE/$name.writer"
+    rm -f "$writer"
     set -m
     if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
-        "$@" < /dev/null > >(trap '' TERM HUP USR1; tee -i "$LOGS/$name.log" \
+        "$@" < /dev/null > >(trap '' TERM HUP USR1; echo "$BASHPID" > "$writer"; tee -i "$LOGS/$name.log" \
             | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name") 2>&1 &
     else
-        "$@" < /dev/null > >(trap '' TERM HUP USR1; exec tee -i "$LOGS/$name.log") 2>&1 &
+        "$@" < /dev/null > >(trap '' TERM HUP USR1; echo "$BASHPID" > "$writer"; exec tee -i "$LOGS/$name.log") 2>&1 &
     fi
     STAGE_PID=$!
     set +m
@@ -279,11 +281,21 @@ run_stage() {
         wait "$STAGE_PID" || w=$?
         kill -0 "$STAGE_PID" 2>/dev/null || STAGE_RC=$w  # alive (or not yet reaped): a signal woke the wait
     done
-    # the log's writers are the stage's (its group's), not this script's children: their last lines, and a
-    # stray worker's end, before this script goes on (10 s at most)
-    local n=0
-    while kill -0 -- "-$STAGE_PID" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    # the log's writer is the stage's child, not this script's: its last lines before this script's (it ends
+    # when the stage's output does; 10 s at most, for a stray worker still holding that output)
+    local n=0 pid
+    pid=$(cat "$writer" 2>/dev/null || true)
+    while [ -n "$pid" ] && running "$pid" && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+    rm -f "$writer"
     STAGE_PID=""
+}
+
+running() {  # whether process $1 has not ended: a zombie has (its new parent may take a second to reap it)
+    kill -0 "$1" 2>/dev/null || return 1
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0  # no /proc (macOS): kill -0's answer
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
 }
 
 pass_on() {  # a signal to this script: to the running stage (it stops its own workers), or, between stages, the end
