@@ -17,6 +17,8 @@ def test_the_bar_keeps_the_latest_monitor_figure_and_passes_warnings_through():
     assert r.returncode == 0, r.stderr
     assert "WARNING a bad video" in r.stdout and "INFO" not in r.stdout
     assert r.stdout.rstrip().endswith("last epoch: loss 1.5, train 0.5, val 0.5")
+    # in a log (no terminal) the lines passed on are not each followed by the bar drawn again, nor carriage returns
+    assert "\r" not in r.stdout and r.stdout.count("fit-x:") <= 2, r.stdout
 
 
 def test_with_iterations_the_bar_counts_the_epochs_fit_takes():
