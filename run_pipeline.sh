@@ -267,12 +267,7 @@ run_stage() {
     local writer="$STATE/$name.writer"
     rm -f "$writer"
     set -m
-    if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
-        "$@" < /dev/null > >(trap '' TERM HUP USR1; echo "$BASHPID" > "$writer"; tee -i "$LOGS/$name.log" \
-            | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$name") 2>&1 &
-    else
-        "$@" < /dev/null > >(trap '' TERM HUP USR1; echo "$BASHPID" > "$writer"; exec tee -i "$LOGS/$name.log") 2>&1 &
-    fi
+    "$@" < /dev/null > >(write_log "$writer" "$name") 2>&1 &
     STAGE_PID=$!
     set +m
     STAGE_RC=""
@@ -288,6 +283,16 @@ run_stage() {
     while [ -n "$pid" ] && running "$pid" && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
     rm -f "$writer"
     STAGE_PID=""
+}
+
+write_log() {  # write_log PIDFILE NAME: a stage's output (stdin) to $LOGS/NAME.log and the screen; see run_stage
+    trap '' TERM HUP USR1
+    echo "$BASHPID" > "$1"
+    if [ -n "${BAR_EPOCHS:-}" ]; then  # training: one bar on the screen, every epoch's line in the log
+        tee -i "$LOGS/$2.log" | "$PY" scripts/epoch_bar.py --epochs "$BAR_EPOCHS" --desc "$2"
+    else  # tee -i: a Ctrl-C must not end the log's writer before the command has said it stopped
+        exec tee -i "$LOGS/$2.log"
+    fi
 }
 
 running() {  # whether process $1 has not ended: a zombie has (its new parent may take a second to reap it)

@@ -265,11 +265,11 @@ def _train(cfg: FitConfig, info: D.DistInfo, device: torch.device, out: Path) ->
     state = {"model": model, "optimizer": optimizer, "lr_scheduler": set_lr_schedule(
         optimizer, cfg.epochs * len(loader), milestones), "scaler": torch.amp.GradScaler(
         device.type, enabled=cfg.amp and device.type == "cuda")}
-    metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
-                                     "world_size": info.world_size, "dist_backend": D.backend_name(),
-                                     "training_videos": training_videos(items), "environment": environment()})
     data = {"classes": classes, "shards_identity": [shard_identity(src.settings) for src in sources],
             "training_videos": training_videos(items)}
+    metrics = MetricsLog(out, extra={"config": dataclasses.asdict(cfg), "classes": classes[0],
+                                     "world_size": info.world_size, "dist_backend": D.backend_name(),
+                                     "training_videos": data["training_videos"], "environment": environment()})
     start = _resume(cfg, resume, state, data, metrics, info) if (resume := resume_path(cfg)) else 0
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)

@@ -52,6 +52,12 @@ def exit_status() -> int:
     return 128 + int(_first[0] if _first else signal.SIGINT)
 
 
+def stopped_by() -> str:
+    """The signal that stopped the command, as a run's report says it: "SIGTERM (exit status 143)"."""
+    status = exit_status()
+    return f"{signal.Signals(status - 128).name} (exit status {status})"
+
+
 def install(defer: bool = False) -> dict | None:
     """SIGNALS raise KeyboardInterrupt, remembered for ``check`` (``defer``: only remembered, for while
     native code runs that a KeyboardInterrupt raised inside would abort: torch's import). Returns the handlers

@@ -131,7 +131,14 @@ def flush_or_drop() -> None:
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        drop_stdout()
+
+
+def drop_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null: what Python still holds for a reader that is gone goes there."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def _run_verb(args: argparse.Namespace) -> int:
@@ -145,7 +152,7 @@ def _run_verb(args: argparse.Namespace) -> int:
         print(f"flowprep {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError as e:  # `flowprep info --all | head`: the reader has what it wanted; end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        drop_stdout()  # no second error when Python flushes
         # but a Ctrl-C that also ended the reader (`extract ... | tee log`): the command stopped, and exit 0 made
         # run_pipeline.sh record an interrupted extraction as finished
         return interrupts.exit_status() if _interrupted(e) else 0 if args.verb == "info" else 1

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -180,7 +179,7 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
                 interrupts.check()  # a Ctrl-C that landed in a __del__ was dropped there: it stops here, shard kept
         except KeyboardInterrupt:
             state = "interrupted"  # raised again below, saying what is kept, once the report is written
-            why = f"{signal.Signals(interrupts.exit_status() - 128).name} (exit status {interrupts.exit_status()})"
+            why = interrupts.stopped_by()
         except Exception as e:
             state, why = "stopped", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             if is_disk_full(e):

@@ -88,7 +88,7 @@ def _nonfinite(run: dict[str, np.ndarray], solver) -> str | None:
 class _Segments:
     """Cuts a video's gray frames into overlapping segments (the last frame starts the next one's first pair)."""
 
-    def __init__(self, v: _Video, size: int, put, bytes_per_pixel: int = 0):
+    def __init__(self, v: _Video, size: int, put, bytes_per_pixel: int):
         self.v, self.size, self.put, self.grays = v, size, put, []
         self.bytes_per_pixel = bytes_per_pixel  # host memory a pixel of a frame takes here (memory.check_fits)
 
@@ -145,7 +145,7 @@ def host_threads(solver) -> tuple[int, int]:
 
 
 def _decode(tasks: list[tuple[VideoTask, _Video]], s: EncodeSettings, out: queue.Queue, stop: threading.Event,
-            segment: int, bytes_per_pixel: int = 0) -> None:
+            segment: int, bytes_per_pixel: int) -> None:
     # one decode thread: takes the next video from the shared list until none is left
     def put(item) -> None:
         while not stop.is_set():
@@ -345,8 +345,8 @@ def run_pipeline(tasks: list[VideoTask], solver, settings: EncodeSettings, segme
     stop, encoder = threading.Event(), ThreadPoolExecutor(max_workers=encoders)  # _finish puts results in order
     batcher = _Batcher(solver, settings, encoder, encoders, solved)
     seg = max(segment, batcher.size)
-    ths = [threading.Thread(target=_decode, daemon=True, args=(
-        todo, settings, q, stop, seg, host_bytes_per_pixel(seg, queue_segments, solver))) for _ in range(decoders)]
+    args = (todo, settings, q, stop, seg, host_bytes_per_pixel(seg, queue_segments, solver))  # one figure for all
+    ths = [threading.Thread(target=_decode, args=args, daemon=True) for _ in range(decoders)]
     for th in ths:
         th.start()
     order = list(videos)  # videos in task order, not yet yielded

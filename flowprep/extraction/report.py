@@ -52,7 +52,7 @@ class RunReport:
     report_file: str = ""  # this report's file, relative to OUT ("": it could not be written, e.g. a full disk)
     stopped_by: str = ""  # why a run that did not complete stopped: the signal, or the error's first line
     flowprep_version: str = __version__
-    environment: dict = field(default_factory=lambda: environment())  # what ran: versions, machine, command line
+    environment: dict = field(default_factory=environment)  # what ran: versions, machine, command line
 
     @property
     def clean(self) -> bool:
