@@ -144,10 +144,6 @@ class FitConfig:
                           seed=self.seed, test_frames=test_frames, test_crops=test_crops,
                           rgb_jitter=T.RGB_JITTER_STD if jitter else 0.0, stacking=self.stacking)
 
-    def resolved_dropout(self) -> float:
-        """The dropout ratio: given, or _table_1a_dropout's (resolved when the config is built)."""
-        return self.dropout
-
     def _table_1a_dropout(self) -> float:
         # the best of the paper's Table 1a for the setting: 0.5 when only a pre-trained spatial net's last layer
         # learns (72.7% against 59.9 at 0.9), 0.9 otherwise (every layer fine-tuned: 72.8 against 70.8 at 0.5;

@@ -124,7 +124,7 @@ def test(cfg: TestConfig) -> dict:
     items = load_items(shards, bind(split.subset(cfg.subset), shards))
     data_cfg = fc.data_config(test_frames=cfg.frames, test_crops=cfg.crops)
     model = build_model(fc.arch, [len(c) for c in ck["classes"]], data_cfg.in_channels, fc.crop_size,
-                        fc.resolved_dropout(), fc.stream == "temporal")
+                        fc.dropout, fc.stream == "temporal")
     load_weights(model, ck["model"], cfg.checkpoint)
     model.to(device)
     dataset = EvalClips(shards, items, data_cfg)

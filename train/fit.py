@@ -205,7 +205,7 @@ def _build(cfg: FitConfig, classes: list, data_cfg, device: torch.device) -> tor
     """The stream's net on ``device``, the same initial weights on every rank (DDP also broadcasts rank 0's)."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, [len(c) for c in classes], data_cfg.in_channels, cfg.crop_size,
-                        cfg.resolved_dropout(), cfg.stream == "temporal", cfg.pretrained).to(device)
+                        cfg.dropout, cfg.stream == "temporal", cfg.pretrained).to(device)
     if cfg.init_from:
         _init_trunk(model, cfg)
     if cfg.train_layers == "last":

@@ -16,7 +16,8 @@ import numpy as np
 from flowprep.base.durable import file_sha256, write_json
 from train.metrics import Scores, load_scores, save_scores, stale_model, summary
 
-METHODS = ("avg", "svm")
+METHODS = ("avg", "svm")  # the first is the default
+SVM_C = 1.0  # the linear SVM's regularisation constant C, by default
 
 
 def align(streams: Sequence[Scores], paths: Sequence[str]) -> list[Scores]:
@@ -94,7 +95,7 @@ def stacked_features(streams: Sequence[Scores]) -> np.ndarray:
     return np.concatenate(feats, axis=1)
 
 
-def fuse_svm(train: Sequence[Scores], test: Sequence[Scores], c: float = 1.0, seed: int = 0) -> np.ndarray:
+def fuse_svm(train: Sequence[Scores], test: Sequence[Scores], c: float = SVM_C, seed: int = 0) -> np.ndarray:
     """(V, C) decision values of a linear SVM trained on the training split's stacked scores.
 
     Classes absent from the training scores get a score below every other (never predicted, and finite: the
@@ -120,8 +121,8 @@ def train_scores_path(path: str | os.PathLike) -> Path:
     return p.with_name(stem + "_train" + task + p.suffix)
 
 
-def fuse(paths: Sequence[str], method: str = "avg", train_paths: Sequence[str] | None = None,
-         out: str | None = None, c: float = 1.0) -> dict:
+def fuse(paths: Sequence[str], method: str = METHODS[0], train_paths: Sequence[str] | None = None,
+         out: str | None = None, c: float = SVM_C) -> dict:
     """Fuse score files; returns each stream's and the fusion's top1/top5/mean class accuracy side by side.
 
     Args:

@@ -12,7 +12,7 @@ import sys
 import warnings
 
 # old path -> new path. flowprep.datasets and flowprep.quality are packages now: their __init__ forwards the old
-# modules' names (flowprep.datasets.list_videos, flowprep.quality.measure_video, ...).
+# modules' names (flowprep.datasets.list_videos, flowprep.quality.evaluate, ...).
 MOVED = {f"flowprep.{old}": f"flowprep.{new}" for old, new in {
     "durable": "base.durable",
     "video": "codecs.video", "jpeg": "codecs.jpeg", "quantize": "codecs.quantize", "flo": "codecs.flo",

@@ -49,8 +49,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         h = action.help or ""
-        if ("default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
-                or action.nargs == 0):  # a switch: its name says what it does
+        nothing = any(action.default is x for x in (None, False, argparse.SUPPRESS))  # by identity: 0 == False
+        if "default" in h or nothing or not action.option_strings or action.nargs == 0:  # a switch says it
             return h
         return h + " (default: %(default)s)"
 

@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=folder, help="output folder for the shards and run reports")
     p.add_argument("--jobs", type=int, default=None,
                    help=f"worker processes, one video chunk each (default: all cores, here {os.cpu_count() or 1}; "
-                        "with --scheduler: chunks in flight, default the cluster's threads)")
+                        "with --scheduler: chunks in flight, default the cluster's threads; not used with --devices: "
+                        "one per GPU)")
     where = p.add_argument_group("where the work runs").add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on a Dask cluster, e.g. tcp://host:8786 (--out must be shared storage seen at "
@@ -49,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("quantization and JPEG")
     mode = q.add_mutually_exclusive_group()
     mode.add_argument("--bound", type=float, default=default_of(QuantConfig, "bound"),
-                      help="clip flow to +-BOUND pixels and map it linearly to 0..255 (0 -> 128)")
+                      help="clip flow to +-BOUND pixels and map it linearly to 0..255, 0 -> 128 (--bits 12: 0..4095, "
+                           "0 -> 2048)")
     mode.add_argument("--adaptive", action="store_true",
                       help="store each frame's own range instead of a fixed bound: nothing is clipped")
     q.add_argument("--quality", type=int, default=default_of(ExtractConfig, "quality"),

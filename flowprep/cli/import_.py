@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Import; exit 1 if any folder could not be read."""
+    """Import; exit 1 if any video of the output folder failed (this run's or an earlier one's)."""
     from flowprep.datasets.listing import shown
     from flowprep.interchange.importing import import_folders
     from flowprep.runners import make_runner

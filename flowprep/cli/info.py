@@ -9,7 +9,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep info``."""
     p.add_argument("out", help="an output folder of `flowprep extract`")
     p.add_argument("--json", action="store_true", help="print one JSON object (with a `videos` list) instead")
-    p.add_argument("--all", action="store_true", help="list every video, not only the failed ones")
+    p.add_argument("--all", action="store_true", help="list every video, not only the failed and partial ones")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import logging
 
 from flowprep.cli.solver_args import add_solver_arguments, solver_config_from_args
 from flowprep.codecs.video import Resize, parse_size
-from flowprep.quality.compression import EPE_TARGET, settings_grid
+from flowprep.quality.compression import EPE_TARGET, SAMPLE_PAIRS, settings_grid
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "from its source videos (with the algorithm, parameters, resizing and backend stored in the "
                    "shards; --algo and the TV-L1 flags are ignored, --backend other than auto is used) and also "
                    "measure what the shards hold")
-    p.add_argument("--sample", type=int, default=50, help="frame pairs to sample (spread over up to this many "
-                   "videos, evenly within each)")
+    p.add_argument("--sample", type=int, default=SAMPLE_PAIRS, help="frame pairs to sample (spread over up to this "
+                   "many videos, evenly within each)")
     p.add_argument("--quality", default="75,85,90,95,100", help="JPEG qualities to try, comma-separated")
     p.add_argument("--bound", default="10,15,20,30", help="fixed bounds (px) to try, comma-separated")
     p.add_argument("--adaptive", action="store_true", help="also try adaptive mode (each frame's own range)")

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from functools import partial
 
 from flowprep.base.defaults import default_of
-from flowprep.solvers import ALGO_DEFAULTS, BACKENDS, KERNELS, SolverConfig
+from flowprep.solvers import ALGO_DEFAULTS, BACKENDS, KERNELS, SolverConfig, auto_cpu_tvl1, resolve_device
+
+log = logging.getLogger(__name__)
 
 # TV-L1 flags: flag name -> parameter name (OpenCV's meaning and defaults, see solvers.ALGO_DEFAULTS)
 _TVL1_FLAGS = {
@@ -25,7 +28,8 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"auto: torch on a CUDA device, otherwise the fastest CPU backend (default: {cfg('backend')})")
     g.add_argument("--device", default=cfg("device"), help=f"auto, cpu, cuda or cuda:N (default: {cfg('device')})")
     g.add_argument("--batch-size", type=int, default=cfg("batch_size"),
-                   help="frame pairs per solver call (default: the backend chooses; OpenCV uses 1)")
+                   help="frame pairs per solver call (default: the backend chooses; OpenCV, and TV-L1 by auto on the "
+                        "CPU, compute one at a time)")
     g.add_argument("--torch-compile", dest="torch_compile", action=argparse.BooleanOptionalAction,
                    default=cfg("compile"),
                    help="torch backend: torch.compile the solver (default: on, unless FLOWPREP_TORCH_COMPILE=0; "
@@ -71,6 +75,11 @@ def solver_config_from_args(args: argparse.Namespace) -> SolverConfig:
             raise ValueError(f"unknown {args.algo} parameter {k!r}; allowed: {', '.join(defaults)}")
         params[k] = _parse_value(k, v, defaults[k])
     cfg = partial(default_of, SolverConfig)  # for a parser without the torch flags
-    return SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
-                        batch_size=args.batch_size, compile=getattr(args, "torch_compile", cfg("compile")),
-                        kernel=getattr(args, "tvl1_kernel", cfg("kernel")))
+    config = SolverConfig(algo=args.algo, backend=args.backend, device=args.device, params=params,
+                          batch_size=args.batch_size, compile=getattr(args, "torch_compile", cfg("compile")),
+                          kernel=getattr(args, "tvl1_kernel", cfg("kernel")))
+    if args.batch_size not in (None, 1) and args.device in ("auto", "cpu") and auto_cpu_tvl1(config, "cpu") \
+            and resolve_device(args.device) == "cpu":
+        log.warning("--batch-size %d: TV-L1 on the CPU computes one pair at a time, the fastest there (batches are "
+                    "slower); --backend torch batches", args.batch_size)
+    return config

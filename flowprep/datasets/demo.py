@@ -51,6 +51,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -290,28 +291,24 @@ def _read_marker(marker: Path) -> dict:
     return done
 
 
-def make_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, train_groups: int = 6, test_groups: int = 4,
-                      clips: int = 3, frames: int = 17, width: int = 64, height: int = 64,
-                      progress: bool = False, small: bool = False) -> dict:
+def make_demo_dataset(out_dir: str | os.PathLike, progress: bool = False, **settings: Any) -> dict:
     """Write the demo dataset into out_dir (UCF-101 layout), or reuse it if it is already there.
 
     Args:
         out_dir: the dataset root to write.
-        seed: everything is a function of it and the other settings.
-        train_groups, test_groups: groups of each split (test groups are g01..); disjoint by construction.
-        clips: clips per group and class.
-        frames, width, height: frames per video and their size.
         progress: show a progress bar.
-        small: the small companion dataset (SMALL_CLASSES; give it few train groups, e.g. SMALL_DEFAULTS).
+        settings: ``DemoConfig``'s fields (seed, train_groups, test_groups, clips, frames, width, height, small;
+            each defaults to DemoConfig's): everything is a function of them. The small companion dataset
+            (``small``) takes few train groups, e.g. SMALL_DEFAULTS.
     Returns:
         a summary: root, classes, counts, settings, seconds, and whether an existing dataset was reused.
     A demo made here earlier with other settings (or by another version) is replaced.
 
     Raises:
         FlowprepError: out_dir holds other files than a demo's, or a video cannot be written.
+        TypeError: a setting DemoConfig has not.
     """
-    cfg = DemoConfig(seed=seed, train_groups=train_groups, test_groups=test_groups, clips=clips, frames=frames,
-                     width=width, height=height, small=small)
+    cfg = DemoConfig(**settings)
     root = Path(out_dir)
     marker = root / MARKER
     if marker.is_file():

@@ -313,6 +313,12 @@ def normal_key(key: str) -> tuple[str, str | None]:
     return "/".join(parts), None
 
 
+def is_stored_key(key: str) -> bool:
+    """Whether ``key`` is in the form ``check_keys`` stores: no empty, '.' or '..' part (a key escaped by
+    ``printable`` may hold backslashes: they stay)."""
+    return all(p not in ("", ".", "..") for p in key.split("/"))
+
+
 def _utf8(text: str) -> bool:
     try:
         text.encode("utf-8")

@@ -76,7 +76,12 @@ def split_lines(path: Path, comments: bool = False, classes: Container[str] = ()
 
 def line_class(line: str) -> str:
     """The class folder a list line names: "Class/v_x.avi 1" -> "Class"."""
-    return name_label(line)[0].replace("\\", "/").split("/")[0]
+    return class_folder(name_label(line)[0])
+
+
+def class_folder(name: str) -> str:
+    """The class folder of a video's name in a list: "Class/v_x.avi" (or "Class\\v_x.avi") -> "Class"."""
+    return name.replace("\\", "/").split("/")[0]
 
 
 def read_class_index(path: Path) -> tuple[str, ...]:
@@ -94,7 +99,7 @@ def read_class_index(path: Path) -> tuple[str, ...]:
 
 
 def _class_of(name: str, lookup: dict[str, int], path: Path) -> int:
-    folder = name.replace("\\", "/").split("/")[0]
+    folder = class_folder(name)
     label = lookup.get(folder, lookup.get(nfc(folder).lower()))
     if label is None or "/" not in name.replace("\\", "/"):
         raise SplitError(f"{path}: {name!r} is not '<Class>/<video>' with a class from the class list")

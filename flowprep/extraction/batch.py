@@ -104,7 +104,7 @@ def extract_dataset(videos: list[VideoTask], out_dir: str | os.PathLike, config:
         stall_s: a worker process that makes no progress for this long (a decoder, GPU or file system that
             hangs) is stopped and its video failed; None: never (flowprep.runners.watchdog).
     Returns:
-        the report (also written to ``out_dir/reports/``): counts, failures, timings.
+        the report (also written to ``out_dir/reports/``): counts, failures, seconds and pairs/s.
     Raises:
         SettingsMismatchError: ``out_dir`` holds output made with other settings.
         FlowprepError: another run holds the folder, or the disk filled up (complete shards are kept; free

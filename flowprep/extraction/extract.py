@@ -29,7 +29,8 @@ def encode_settings(config: ExtractConfig) -> EncodeSettings:
 
 def extract_video(path: str, key: str | None = None, config: ExtractConfig = ExtractConfig(),
                   solver: Solver | None = None) -> VideoRecord:
-    """Decode a video, compute its forward flows, quantize and JPEG-encode them (and its RGB frames).
+    """Decode a video, compute its forward flows (and backward, with ``config.backward``), quantize and
+    JPEG-encode them (and its RGB frames).
 
     Args:
         path: the video file.
@@ -75,7 +76,7 @@ def extract_chunk(tasks: list[VideoTask] | tuple[VideoTask, ...], shard_path: st
         tasks: the videos.
         shard_path: the shard's path (written as ``*.tmp`` and renamed when complete).
         config: extraction settings.
-        progress: called with (videos done, flow pairs done) after each video.
+        progress: called with (0, flow pairs done) after each solver call and (1, 0) after each video.
     Raises:
         OSError: writing the shard failed (disk full, permissions); the temporary file is removed.
     """

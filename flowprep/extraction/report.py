@@ -1,7 +1,7 @@
 """What a run did: per-video outcomes from the workers, and the run report the driver writes.
 
 Every run writes its report to ``OUT/reports/run-<time>-<pid>.json`` and ``OUT/reports/latest.json``
-(counts, failures, timings, settings), where ``flowprep info`` finds it.
+(counts, failures, seconds and pairs/s, settings), where ``flowprep info`` finds it.
 """
 from __future__ import annotations
 

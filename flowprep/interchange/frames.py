@@ -246,8 +246,9 @@ def build_record(files: VideoFiles, spill: Callable[[VideoRecord], None] | None 
         for i in range(max(len(files.rgb), flows)):
             for attr, items in streams:
                 if i < len(items):
-                    blob = first if (i, attr) == (0, "flow_x") else files.read(items[i])
-                    if (problem := _problem(blob, (height, width))) is not None:
+                    first_x = (i, attr) == (0, "flow_x")  # checked whole by _first_image
+                    blob = first if first_x else files.read(items[i])
+                    if not first_x and (problem := _problem(blob, (height, width))) is not None:
                         raise FlowprepError(f"video {files.key}: {items[i]} {problem}; {REDO}")
                     getattr(rec, attr).append(blob)
                     held += len(blob)

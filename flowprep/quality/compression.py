@@ -1,8 +1,8 @@
 """What JPEG flow costs in accuracy and saves in bytes: the API under ``flowprep quality``.
 
 For each setting (fixed bound B or adaptive range, times a JPEG quality) the raw float flow of sampled frame
-pairs is quantized to uint8 (``flowprep.codecs.quantize``), JPEG-encoded as the extractor does
-(``flowprep.codecs.jpeg``), decoded and rebuilt; the rebuilt flow is compared with the raw one:
+pairs is quantized to integer codes (uint8; uint16 at 12 bits: ``flowprep.codecs.quantize``), JPEG-encoded as
+the extractor does (``flowprep.codecs.jpeg``), decoded and rebuilt; the rebuilt flow is compared with the raw one:
 
 * ``epe_mean`` / ``epe_p95``: mean and 95th percentile of the per-pixel endpoint error, pixels, over all
   sampled pixels (clipping by the bound counts in it);
@@ -12,8 +12,8 @@ pairs is quantized to uint8 (``flowprep.codecs.quantize``), JPEG-encoded as the 
 * ``projected_gb``: the same bytes per pixel over UCF-101 (2.48 M pairs at 320x240, 1.52 TB in float32).
 
 Raw flow comes from a video, a dataset folder or list, or the source videos of an extracted output folder
-(``sample_videos`` / ``sample_shards``); ``evaluate`` turns it into a ``QualityReport``; the files are written
-by ``flowprep.quality.report``.
+(``flowprep.quality.sampling``'s ``measure_videos`` / ``measure_shards``); ``evaluate`` turns it into a
+``QualityReport``; the files are written by ``flowprep.quality.report``.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ UCF101_PAIRS = 2_480_000
 UCF101_SIZE = (320, 240)  # (width, height)
 # The paper's figures: 27 GB of JPEG against 1.5 TB of float, i.e. ~10.9 KB per pair and ~56x.
 PAPER_REFERENCE = {"dataset_gb": 27.0, "float_tb": 1.5, "bytes_per_pair": 27e9 / UCF101_PAIRS, "ratio": 56.0}
+SAMPLE_PAIRS = 50  # frame pairs a report measures, by default (one video per pair at most)
 EPE_TARGET = 0.10  # px: the default target for the recommended setting
 CLIP_TARGET = 0.001  # the recommended setting clips at most 0.1% of vectors
 # Histogram of per-pixel rebuild error: 0..1 px in 0.02 px bins, then one bin for everything above.
@@ -315,9 +316,15 @@ def compute_raw_flows(path: str, indices: Sequence[int], solver: Solver, resize:
     Returns:
         (t, (2, H, W) float32 flow) for each index the video has, in order; indices past its end are dropped.
     """
+    return _raw_flows(path, indices, solver, resize, progress)[0]
+
+
+def _raw_flows(path: str, indices: Sequence[int], solver: Solver, resize: Resize,
+               progress: Callable[[int], None] | None) -> tuple[list[tuple[int, np.ndarray]], int]:
+    # compute_raw_flows, and the number of frames decoded (all of them, when an index lay past the end)
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
-        return []
+        return [], 0
     out: list[tuple[int, np.ndarray]] = []
     batch: list[tuple[int, np.ndarray, np.ndarray]] = []
     bs = max(1, int(solver.batch_size))
@@ -330,8 +337,9 @@ def compute_raw_flows(path: str, indices: Sequence[int], solver: Solver, resize:
                 progress(len(batch))
             batch.clear()
 
-    want, prev = set(wanted), None
+    want, prev, decoded = set(wanted), None, 0
     for t, frame in enumerate(iter_frames(path, resize)):
+        decoded = t + 1
         gray = to_gray(frame)
         if prev is not None and t - 1 in want:
             batch.append((t - 1, prev, gray))
@@ -341,7 +349,24 @@ def compute_raw_flows(path: str, indices: Sequence[int], solver: Solver, resize:
         if t > wanted[-1]:  # past the last pair asked for: stop decoding
             break
     flush()
-    return out
+    return out, decoded
+
+
+def spread_raw_flows(path: str, n_flows: int, n: int, solver: Solver, resize: Resize = Resize(),
+                     progress: Callable[[int], None] | None = None) -> tuple[list[tuple[int, np.ndarray]], int]:
+    """The raw flow of ``n`` pairs spread evenly over a video's ``n_flows`` (its header's count), and the number of
+    flows it really has. Where fewer frames decode (a truncated file, a lying header), the pairs are spread
+    again over those that do: a header announcing 10^9 frames had left one pair of 50 measured, and that one
+    pair chose the recommended setting."""
+    first = spread_indices(n_flows, n)
+    got, decoded = _raw_flows(path, first, solver, resize, progress)
+    if len(got) == len(first):
+        return got, n_flows
+    have = {t for t, _ in got}
+    free = [t for t in spread_indices(max(decoded - 1, 0), n) if t not in have]
+    again = [free[i] for i in spread_indices(len(free), len(first) - len(got))]  # evenly, not the first ones
+    more, _ = _raw_flows(path, again, solver, resize, progress)
+    return sorted(got + more, key=lambda p: p[0]), max(decoded - 1, 0)
 
 
 def setting_of(quant: QuantConfig, quality: int) -> Setting:

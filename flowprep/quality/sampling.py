@@ -17,19 +17,20 @@ from flowprep.datasets.listing import VIDEO_EXTENSIONS, VideoTask, list_videos, 
 from flowprep.errors import FlowprepError, VideoDecodeError
 from flowprep.quality.compression import (
     EPE_TARGET,
+    SAMPLE_PAIRS,
     QualityReport,
     Setting,
     choose_videos,
-    compute_raw_flows,
     evaluate,
     evaluate_stored,
     setting_of,
     spread_indices,
+    spread_raw_flows,
 )
 from flowprep.solvers import BACKENDS, Solver, SolverConfig, make_solver
 
 log = logging.getLogger(__name__)
-Plan = list[tuple[str, str, list[int]]]  # (name, video path, flow indices)
+Plan = list[tuple[str, str, int, int]]  # (name, video path, its flows as announced, pairs to sample)
 
 
 def find_videos(source: str) -> list[VideoTask]:
@@ -56,22 +57,22 @@ def _flow_count(path: str) -> int:
 
 
 def gather(plan: Plan, solver: Solver, resize: Resize, show_progress: bool = True) -> tuple[list, list]:
-    """Raw flow for a plan of (name, video path, flow indices); a video that fails is logged and skipped."""
+    """Raw flow for a plan of (name, video path, flows, pairs); a video that fails is logged and skipped."""
     fields, samples = [], []
-    with progress_bar(total=sum(len(p[2]) for p in plan), show=show_progress, unit="pair", desc="raw flow") as bar:
-        for name, path, indices in plan:
+    total = sum(len(spread_indices(flows, n)) for _, _, flows, n in plan)
+    with progress_bar(total=total, show=show_progress, unit="pair", desc="raw flow") as bar:
+        for name, path, flows, n in plan:
             try:
-                got = compute_raw_flows(path, indices, solver, resize, progress=bar.update)
+                got, decoded = spread_raw_flows(path, flows, n, solver, resize, progress=bar.update)
             except VideoDecodeError as e:
                 _skip(name, e, alone=len(plan) == 1)
                 continue
             for t, f in got:
                 fields.append(f)
                 samples.append((name, t))
-            if len(got) < len(set(indices)):  # the header announced more frames than decode
-                log.warning("%s: %d of the %d pairs sampled lie past its last decoded frame (its header announces "
-                            "more frames than decode: a truncated or corrupt file); measured on the other %d",
-                            shown(name), len(set(indices)) - len(got), len(set(indices)), len(got))
+            if decoded < flows:  # a truncated or corrupt file
+                log.warning("%s: its header announces %d flows, %d decode (a truncated or corrupt file): its %d "
+                            "pairs were spread over those", shown(name), flows, decoded, len(got))
     return fields, samples
 
 
@@ -92,7 +93,7 @@ def _measure(plan: Plan, solver: Solver, resize: Resize, settings: Sequence[Sett
 
 
 def measure_videos(source: str, settings: Sequence[Setting], solver: SolverConfig, resize: Resize = Resize(),
-                   sample: int = 50, seed: int = 0, epe_target: float = EPE_TARGET,
+                   sample: int = SAMPLE_PAIRS, seed: int = 0, epe_target: float = EPE_TARGET,
                    show_progress: bool = True) -> tuple[QualityReport, list]:
     """Measure every setting on ``sample`` pairs of a video, a dataset folder or a list of videos.
 
@@ -102,7 +103,7 @@ def measure_videos(source: str, settings: Sequence[Setting], solver: SolverConfi
     plan = []
     for k, n in choose_videos(list(by_name), sample, seed):
         try:
-            plan.append((k, by_name[k], spread_indices(_flow_count(by_name[k]), n)))
+            plan.append((k, by_name[k], _flow_count(by_name[k]), n))
         except VideoDecodeError as e:
             _skip(k, e, alone=len(by_name) == 1)
     return _measure(plan, make_solver(solver), resize, settings, str(source), epe_target, show_progress)
@@ -115,7 +116,8 @@ def made_with(settings: dict) -> str:
 
 
 def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = "auto", device: str = "auto",
-                   batch_size: int | None = None, sample: int = 50, seed: int = 0, epe_target: float = EPE_TARGET,
+                   batch_size: int | None = None, sample: int = SAMPLE_PAIRS, seed: int = 0,
+                   epe_target: float = EPE_TARGET,
                    show_progress: bool = True) -> tuple[QualityReport, list]:
     """Measure every setting, and what the shards hold, on ``sample`` pairs of an output folder's videos.
 
@@ -143,7 +145,7 @@ def measure_shards(shards_dir: str, settings: Sequence[Setting], backend: str = 
         if source is None:  # one video moved or deleted: named, the others measured
             log.warning("skipped %s: its source video %s is not there", key, meta.source)
             continue
-        plan.append((key, source, spread_indices(meta.flows, n)))
+        plan.append((key, source, meta.flows, n))
     if not plan:
         raise FlowprepError(f"{shards_dir}: no sampled video's source is there (e.g. {shards.meta(keys[0]).source}); "
                             "`quality --shards` recomputes raw flow from the original videos: make them reachable")

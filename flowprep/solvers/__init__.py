@@ -72,7 +72,7 @@ def check_params(algo: str, params: dict[str, Any]) -> None:
 
 # Memory of one TV-L1 pair, float32 bytes per pixel of its finest level (torch's eager mode; OpenCV's and the
 # compiled kernels' need less): torch_backend's batch sizes and extraction's refusal of frames no machine here
-# could solve (a 16000x16000 video) both count with it. The reckoning is in torch_backend's module docstring.
+# could solve (a 16000x16000 video) both count with it. The reckoning is in torch_backend's "Memory model" comment.
 BYTES_PER_PIXEL = 256
 
 # backend name -> module implementing make(algo, params, device); imported only when chosen.
@@ -157,6 +157,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def auto_cpu_tvl1(config: SolverConfig, device: str) -> bool:
+    """Whether 'auto' sends this config's TV-L1 on ``device`` (resolved) to ``auto_cpu``, one pair at a time."""
+    return config.backend == "auto" and config.algo == "tvl1" and device == "cpu" \
+        and importlib.util.find_spec("torch") is not None  # found, not imported: small jobs never import it
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else is checked and returned."""
     if device == "auto":
@@ -196,10 +202,11 @@ def _backend_importable(name: str) -> bool:
 
 
 def make_solver(config: SolverConfig) -> Solver:
-    """Build the solver a config names, resolving 'auto' backend and device."""
+    """Build the solver a config names, resolving 'auto' backend and device. TV-L1 by 'auto' on the CPU runs one
+    pair at a time whatever ``batch_size`` (batching is slower there; backend 'torch' batches): a batch size had
+    sent it to OpenCV, 10x slower than the C loop, without a word."""
     device = resolve_device(config.device)
-    if config.backend == "auto" and config.algo == "tvl1" and device == "cpu" and config.batch_size in (None, 1) \
-            and importlib.util.find_spec("torch") is not None:  # found, not imported: small jobs never import it
+    if auto_cpu_tvl1(config, device):
         from flowprep.solvers.auto_cpu import SizeDispatchSolver
         return SizeDispatchSolver(config.full_params(), compile=config.compile, kernel=config.kernel)
     backend = resolve_backend(config.algo, config.backend, device)

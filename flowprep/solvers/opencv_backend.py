@@ -85,7 +85,7 @@ class OpenCVSolver:
 
 
 def make(algo: str, params: dict[str, Any], device: str, batch_size: int | None = None) -> OpenCVSolver:
-    """Build an OpenCV solver; OpenCV runs on the CPU whatever the device."""
+    """Build an OpenCV solver, one pair at a time whatever ``batch_size``; ValueError for a device but the CPU."""
     if device != "cpu":
         raise ValueError("the opencv backend runs on the CPU only")
     return OpenCVSolver(algo, params)

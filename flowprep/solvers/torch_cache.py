@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "FLOWPREP_CACHE_DIR"  # where the kernels are kept, when set
 _SAID: set[Path] = set()  # the unwritable caches this process has warned of
+_MADE: dict[Path, Path] = {}  # a shared fallback another user holds -> this process's own folder instead
 
 
 def cache_root() -> Path:
@@ -47,7 +48,9 @@ def _own_folder(path: Path) -> Path:
             return path
     except OSError:
         pass
-    return Path(tempfile.mkdtemp(prefix="flowprep-cache-"))
+    if path not in _MADE:  # one a process, not one a call (each call would lose the kernels compiled before)
+        _MADE[path] = Path(tempfile.mkdtemp(prefix="flowprep-cache-"))
+    return _MADE[path]
 
 
 def compile_cache_dir() -> str:

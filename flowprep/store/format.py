@@ -214,6 +214,11 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
 
 
+def is_shard_name(name: str) -> bool:
+    """Whether ``name`` is a shard's file name ("shard-00042.h5")."""
+    return _SHARD_RE.match(name) is not None
+
+
 def list_shards(out_dir: str | os.PathLike) -> list[Path]:
     """Complete shards in a folder, in index order (temporary files are not shards)."""
     try:
@@ -223,7 +228,7 @@ def list_shards(out_dir: str | os.PathLike) -> list[Path]:
     except PermissionError:  # glob said "no shards": export wrote nothing, verify --repair extracted everything
         raise FlowprepError(f"{out_dir}: permission denied listing its shards: give this user read access to the "
                             "folder (chmod u+rx) and run again") from None
-    return sorted(Path(out_dir) / n for n in names if _SHARD_RE.match(n))
+    return sorted(Path(out_dir) / n for n in names if is_shard_name(n))
 
 
 def next_shard_index(out_dir: str | os.PathLike) -> int:

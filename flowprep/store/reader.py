@@ -154,7 +154,7 @@ class ShardSet:
             found = found if found is not None and "/" not in found else None  # only flat keys, never a guess
         return found
 
-    def _file(self, path: str, key: str | None = None) -> h5py.File:
+    def _file(self, path: str) -> h5py.File:
         if os.getpid() != self._pid:  # forked: the parent's handles are not ours
             self._reset()
         f = self._files.get(path)
@@ -177,7 +177,7 @@ class ShardSet:
         if key not in self._where:
             raise KeyError(self._missing(key))
         path = self._where[key][0]
-        f = self._file(path, key)  # (resets the caches after a fork)
+        f = self._file(path)  # (resets the caches after a fork)
         h = self._cache.get(key)
         if h is not None:
             return h
@@ -206,7 +206,7 @@ class ShardSet:
             if path in self._raw_catalogs:
                 raw = self._raw_catalogs.pop(path)
             else:  # a reader sent to another process: the catalogs stayed behind
-                f = self._file(path, key)  # (resets the handles after a fork)
+                f = self._file(path)  # (resets the handles after a fork)
                 raw = f[F.CATALOG][()] if F.CATALOG in f else None
             self._catalogs[path] = catalog_by_key(raw, path)
         cat = self._catalogs[path]

@@ -114,27 +114,35 @@ def catalog_entries(raw) -> list[dict]:
     return [{**F.LATER_ATTRS, **e} for e in json.loads(_text(raw))]
 
 
+def _catalog_or_why(raw) -> list[dict] | str | None:
+    # the catalog's entries, each with its key; or what is wrong with it; None: a shard older than catalogs
+    if raw is None:
+        return None
+    try:
+        entries = catalog_entries(raw)
+    except (ValueError, TypeError) as e:
+        return f"its catalog is not a list of videos ({type(e).__name__})"
+    return entries if all("key" in e for e in entries) else "its catalog is not a list of videos (an entry has no key)"
+
+
 def catalog_mismatch(keys: list[str], raw) -> str | None:
     """What is wrong between a shard's key list and its catalog (None: one entry per key, in order, or no catalog:
     a shard older than catalogs). Digests cannot catch it when the writer itself erred (or someone rewrote them):
     verify said OK and the trainer stopped on a KeyError."""
-    if raw is None:
-        return None
-    try:
-        listed = [e["key"] for e in catalog_entries(raw)]
-    except (ValueError, TypeError, KeyError) as e:
-        return f"its catalog is not a list of videos ({type(e).__name__})"
+    entries = _catalog_or_why(raw)
+    if entries is None or isinstance(entries, str):
+        return entries
+    listed = [e["key"] for e in entries]
     return None if listed == keys else f"its catalog lists {len(listed)} videos, its key list {len(keys)} (other ones)"
 
 
 def catalog_by_key(raw, path: str) -> dict[str, dict] | None:
     """A shard's catalog as key -> entry (None: a shard older than catalogs); ShardError if it is no list of
     videos (what ``catalog_mismatch`` finds, met by a reader)."""
-    try:
-        return {e["key"]: e for e in catalog_entries(raw)} if raw is not None else None
-    except (ValueError, TypeError, KeyError) as e:
-        raise ShardError(path, f"its catalog is not a list of videos ({type(e).__name__}); run `flowprep verify "
-                               f"--repair {Path(path).parent}`") from None
+    entries = _catalog_or_why(raw)
+    if isinstance(entries, str):
+        raise ShardError(path, f"{entries}; run `flowprep verify --repair {Path(path).parent}`")
+    return None if entries is None else {e["key"]: e for e in entries}
 
 
 def unlisted(path: str, key: str) -> NoReturn:

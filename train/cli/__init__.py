@@ -68,7 +68,7 @@ def worker_error(e: BaseException) -> str | None:
     return f"{said} (in a data loader worker)" if known else f"{last} (in a data loader worker)"
 
 
-def disk_full_error(e: BaseException, args: argparse.Namespace) -> str:
+def disk_full_error(args: argparse.Namespace) -> str:
     """One line for a write that found no room (torch reports a checkpoint cut short as "unexpected pos", its
     cause being the disk): what was written before is whole (every file is replaced atomically)."""
     where = getattr(args, "out", None) or "the output folder"
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         say(worker_error(e) or e, own=not isinstance(e, ValueError) or isinstance(e, ShardError))
         return 2
     except (OSError, RuntimeError) as e:
-        line = disk_full_error(e, args) if is_disk_full(e) else (worker_error(e) or peer_gone(e)) if isinstance(
+        line = disk_full_error(args) if is_disk_full(e) else (worker_error(e) or peer_gone(e)) if isinstance(
             e, RuntimeError) else (
             os_error_line(e) if e.filename else  # permissions, a vanished mount, a file where a folder must be
             f"{type(e).__name__}: {e} (finished work is kept; run the same command again)")  # a network error

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m train fit``; each default is FitConfig's."""
     d = partial(default_of, FitConfig)
     p.add_argument("--shards", required=True, help="output folder of `flowprep extract`")
-    p.add_argument("--dataset", default="ucf101", choices=DATASETS, help="split file format")
+    p.add_argument("--dataset", default=d("dataset"), choices=DATASETS, help="split file format")
     p.add_argument("--split", type=int, default=d("split"), choices=SPLITS, help="official split number")
     p.add_argument("--split-dir", default=d("split_dir"),
                    help="folder of the split files (default: the shards folder, or splits/ in or beside it)")

@@ -58,3 +58,19 @@ def test_the_bound_of_20_px_is_written_once_in_flowprep():
              if isinstance(node, ast.Constant) and type(node.value) is float and node.value == 20.0]
     assert len(found) == 1 and found[0].startswith("codecs/quantize.py:"), found  # DEFAULT_BOUND
     assert DEFAULT_BOUND == 20.0
+
+
+def test_help_shows_a_default_of_zero():
+    """``0 == False``: the help left out every default of 0 (--seed of quality, make-demo, fit), as if none."""
+    import argparse
+
+    from flowprep.cli import DefaultsHelpFormatter
+
+    p = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--rate", type=float, default=0.0, help="rate")
+    p.add_argument("--off", action="store_true", help="a switch")
+    p.add_argument("--name", default=None, help="a name")
+    text = " ".join(p.format_help().split())
+    assert "seed (default: 0)" in text and "rate (default: 0.0)" in text
+    assert "a switch (default" not in text and "a name (default" not in text

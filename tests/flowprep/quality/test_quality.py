@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 
 import cv2
@@ -252,17 +253,20 @@ def test_one_broken_or_missing_video_is_skipped_by_name_and_the_rest_measured(tm
     assert "no sampled video's source is there" in capsys.readouterr().err
 
 
-def test_pairs_past_a_truncated_videos_last_frame_are_named_not_dropped_silently(tmp_path, capsys, caplog):
+def test_pairs_past_a_truncated_videos_last_frame_are_spread_again_over_those_that_decode(tmp_path, capsys, caplog):
     """The pairs are spread over the frames the header announces: on a truncated file half of them lay past its
-    end and the run measured the rest without a word (exit 0, the bar stopping half way)."""
+    end and the run measured the rest without a word (exit 0, the bar stopping half way); then it said so but
+    measured fewer (a header announcing 10^9 frames left one pair of 50, and that pair chose the setting)."""
     path = tmp_path / "v.avi"
     write_shift_video(path, [(1, 0)] * 39, size=(96, 64), seed=1)
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])  # the header still announces 40 frames
     assert main(["quality", str(path), "--algo", "dis", "--sample", "8", "--quality", "95", "--json"]) == 0
-    got = len(json.loads(capsys.readouterr().out)["samples"])
-    assert 0 < got < 8
-    assert f"v: {8 - got} of the 8 pairs sampled lie past its last decoded frame" in caplog.text
+    times = sorted(s["index"] for s in json.loads(capsys.readouterr().out)["samples"])
+    decoded = int(re.search(r"v: its header announces 39 flows, (\d+) decode", caplog.text).group(1))
+    assert 8 < decoded < 39 and "its 8 pairs were spread over those" in caplog.text
+    assert len(times) == len(set(times)) == 8 and times[-1] < decoded
+    assert times[-1] >= decoded // 2  # over the whole of what decodes, not its start
 
 
 def test_quality_on_shards_recomputes_with_the_backend_that_made_them(tmp_path, capsys):

@@ -35,6 +35,21 @@ def test_auto_device_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_backend("tvl1", "auto", "cpu") == "opencv"  # make_solver's size dispatch comes first
 
 
+def test_a_batch_size_leaves_tvl1_on_the_cpu_on_its_fastest_backend(monkeypatch, caplog) -> None:
+    """``--batch-size 8`` on the CPU sent TV-L1 by auto to OpenCV, 10x slower than the C loop, without a word."""
+    from flowprep.solvers.auto_cpu import SizeDispatchSolver
+
+    monkeypatch.setattr(solvers, "cuda_available", lambda: False)
+    for size in (None, 1, 8):
+        assert isinstance(make_solver(SolverConfig(device="auto", batch_size=size)), SizeDispatchSolver)
+    assert make_solver(SolverConfig(device="cpu", backend="torch", batch_size=8)).batch_size == 8  # asked: batched
+    with caplog.at_level("WARNING"):
+        solver_config_from_args(_args("--batch-size", "8"))
+        solver_config_from_args(_args("--batch-size", "8", "--backend", "torch"))
+        solver_config_from_args(_args("--batch-size", "8", "--algo", "dis"))
+    assert caplog.text.count("--batch-size 8: TV-L1 on the CPU computes one pair at a time") == 1
+
+
 def test_impossible_choices_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(solvers, "cuda_available", lambda: False)
     with pytest.raises(ValueError, match=r"sees no CUDA device; use device='cpu' \(--device cpu\)"):

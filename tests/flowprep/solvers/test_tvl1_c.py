@@ -198,6 +198,7 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_folder_said_once(monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not_a_folder"))  # as root a chmod stops nothing
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setattr(torch_cache, "_SAID", set())
+    monkeypatch.setattr(torch_cache, "_MADE", {})
     with caplog.at_level("WARNING"):
         roots = {torch_cache.cache_root() for _ in range(3)}
     assert roots == {tmp_path / "tmp" / f"flowprep-cache-{os.getuid()}"}
@@ -207,6 +208,7 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_folder_said_once(monkey
     other = torch_cache.cache_root()  # a folder of its own, not one others can plant a library in
     assert other.parent == tmp_path / "tmp" and other.name != f"flowprep-cache-{os.getuid()}"
     assert other.stat().st_mode & 0o777 == 0o700
+    assert torch_cache.cache_root() == other  # the same one for the rest of the process: its kernels are kept
     from videogen import write_shift_video
 
     for k in range(2):
