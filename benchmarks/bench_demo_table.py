@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     mean.update(classes=runs[0]["classes"], test_videos=runs[0]["test_videos"])
     print()
     print(format_table(mean, "demo", 1, spread, runs=f"mean of seeds {', '.join(map(str, args.seeds))}"))
-    print(f"  (+- is the standard deviation over the {len(runs)} seeds; the paper's figures are UCF-101's, "
-          "so no ratio: the demo shows the shape of the table, not its numbers)")
+    print(f"  (+- is the standard deviation of the {len(runs)} seeds' figures, divided by n, not n - 1; the paper's "
+          "figures are UCF-101's, so no ratio: the demo shows the shape of the table, not its numbers)")
     print_margins([(f"seed {s}", r) for s, r in zip(args.seeds, runs)] + [("mean", mean)])
     ok = True
     for name, res in [(f"seed {s}", r) for s, r in zip(args.seeds, runs)] + [("mean", mean)]:

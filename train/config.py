@@ -77,7 +77,7 @@ class FitConfig:
     amp: bool = True  # only ever used on CUDA
     resume: str | None = None  # None: out/checkpoint.pt if there is one (the same command again continues)
     restart: bool = False  # train from epoch 0 even if out/checkpoint.pt exists
-    val_frames: int = 1  # clip-level monitoring on the test split each epoch (0: off)
+    val_frames: int = 1  # the monitor's centre crops per test video, averaged per video (1: clip-level; 0: off)
     val_every: int = 1  # ... every this many epochs (and after the last): the monitor is a test-split pass
     deterministic: bool = False
     threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids oversubscribed cores

@@ -113,10 +113,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable, device: torch.device, head: int = 0,
-            progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+            progress: bool = True, columns: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Softmax averaged over the crops of each EvalClips item: (item indices, (N, classes) float64 scores).
 
-    Gathers every rank's items; the caller removes duplicates (DistributedSampler padding).
+    ``columns``: the head's outputs to score, in that order, the softmax taken over them alone (a head with other
+    datasets' classes added, fit --add-classes: kept columns of a softmax over all summed to 0.35, and averaging
+    fusion gave the other stream three times the weight). Gathers every rank's items; the caller removes
+    duplicates (DistributedSampler padding).
     """
     model.eval()
     amp = device.type == "cuda"
@@ -125,8 +128,10 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, head: int 
         interrupts.check()
         b, crops = x.shape[:2]
         with torch.autocast(device.type, enabled=amp):
-            logits = model(x.to(device, non_blocking=True).flatten(0, 1))[head]
-        prob = F.softmax(logits.float(), dim=1).view(b, crops, -1).mean(1)
+            logits = model(x.to(device, non_blocking=True).flatten(0, 1))[head].float()
+        if columns is not None:
+            logits = logits[:, list(columns)]
+        prob = F.softmax(logits, dim=1).view(b, crops, -1).mean(1)
         prob_all.append(prob.cpu().double().numpy())
     order = np.asarray(list(iter(loader.sampler)), dtype=np.int64)  # the items this rank scored, in order
     probs = np.concatenate(prob_all) if prob_all else np.zeros((0, 0))

@@ -130,11 +130,12 @@ def test(cfg: TestConfig) -> dict:
     dataset = EvalClips(shards, items, data_cfg)
     loader = make_loader(dataset, cfg.num_workers, batch_size=cfg.batch_size,
                          sampler=D.test_sampler(len(dataset), info))
-    order, probs = predict(model, loader, device, head=cfg.task, progress=cfg.progress and info.is_main)
+    # a head with other datasets' classes added (fit --add-classes) is scored on this dataset's classes only
+    order, probs = predict(model, loader, device, head=cfg.task, progress=cfg.progress and info.is_main,
+                           columns=columns)
     per_item = np.zeros((len(dataset), probs.shape[1]))
     per_item[order] = probs  # DistributedSampler's padding repeats items: the duplicates carry equal scores
-    # a head with other datasets' classes added (fit --add-classes) is scored on this dataset's classes only
-    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)[:, columns]
+    scores = per_item.reshape(len(items), cfg.frames, -1).mean(1)
     labels = np.array([it.label for it in items], dtype=np.int64)
     result = summary(scores, labels)
     if out is not None:

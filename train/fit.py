@@ -2,7 +2,8 @@
 
 Writes into ``out``: checkpoint.pt (every epoch), best.pt (the final model: the paper trains on a fixed
 schedule, so no checkpoint is picked by test accuracy), metrics.csv and metrics.json (per epoch: train loss and
-top-1, clip-level top-1 on the test split for monitoring, learning rate, seconds).
+top-1, ``val_clip_top1``: a monitor's top-1 on the test split, of one centre crop per video, or with
+--val-frames N of N averaged per video; learning rate, seconds).
 """
 from __future__ import annotations
 

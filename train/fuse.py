@@ -48,6 +48,9 @@ def check_streams(test: Sequence[Scores], paths: Sequence[str]) -> None:
                              "`python -m train test` wrote for each stream")
         if why := stale_model(s.meta, Path(p).parent):
             raise ValueError(f"{p}: {why}; run `python -m train test` on it again")
+        if not np.allclose(s.scores.sum(1), 1, atol=1e-3):  # averaged, they would weigh less than the others
+            raise ValueError(f"{p}: its scores do not sum to 1 for each video (a net with --add-classes, tested by "
+                             "an earlier flowprep, kept part of a softmax); run `python -m train test` on it again")
     for k, (s, p) in enumerate(zip(test, paths)):
         for q, other in zip(paths[:k], test[:k]):
             if np.array_equal(s.scores, other.scores):

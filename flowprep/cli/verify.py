@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _print_findings(out: str, f) -> None:
-    print(f"{out}: {f.shards} shards, {f.videos} videos checked")
+    distinct = len({k for keys in f.keys_of.values() for k in keys})  # a video extracted again is stored again
+    print(f"{out}: {f.shards} shards, {f.videos} videos checked" + (f" ({distinct} distinct: a video extracted again "
+          "is stored again, the newest read)" if 0 < distinct < f.videos else ""))
     for problem in f.folder:
         print(f"  DAMAGED {problem}")
     for d in f.damage:

@@ -271,8 +271,8 @@ def _report(videos: list[VideoTask], output: tuple[dict[str, str], set[str], lis
     """The run's report; ``output`` is what the folder held before the run (key -> status, and partial videos)
     and the keys of those among them extracted again because their file changed."""
     before, partial_before, changed = output
-    redone = set(changed)
     processed = [v for r in results for v in r.videos]
+    redone = set(changed) | {v.key for v in processed}  # a partial video retried was ok before: not done twice
     paths = {t.key: t.path for t in videos}
     failed_now = [dict(key=v.key, source=paths.get(v.key, ""), reason=v.reason)
                   for v in processed if v.status == F.FAILED]

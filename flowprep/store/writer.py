@@ -325,7 +325,7 @@ def _rewrite(path: Path, settings: dict, dead: int) -> int:
         with ShardWriter(path, settings) as fresh:
             copy_videos(path, read_shard_header(path)[1], fresh)
     except OSError as e:
-        log.warning("%s keeps %d MB of failed videos' data (rewriting it without them failed: %s)", path,
+        log.warning("%s keeps %d MiB of failed videos' data (rewriting it without them failed: %s)", path,
                     dead >> 20, e)
         return 0
     return before - path.stat().st_size

@@ -116,6 +116,10 @@ def test_fusion_refuses_inputs_that_fused_to_a_wrong_figure_with_exit_0(tmp_path
                   subset="test", dataset="ucf101", split=2)
     with pytest.raises(ValueError, match="its split is 2 where .* is 1"):
         fuse([s, other])
+    part = _save(tmp_path / "p.npz", [[.1, .2, .05], [.05, .3, .05]], [0, 1], ["v1", "v2"], stream="temporal",
+                 subset="test", dataset="ucf101", split=1)  # part of a softmax: averaged, it weighed a third
+    with pytest.raises(ValueError, match="p.npz: its scores do not sum to 1 for each video"):
+        fuse([s, part])
     with pytest.raises(ValueError, match="give a name ending in .npz"):
         fuse([s, t], out=str(tmp_path / "fused.json"))
     assert fuse([s, t], "svm", train_paths=[s_tr, t_tr])["fusion:svm"]["videos"] == 2

@@ -66,6 +66,7 @@ def test_added_classes_train_one_head_and_the_test_scores_the_main_classes(motio
     assert result["videos"] == 4  # the main dataset's test split
     with np.load(tmp_path / "run" / "scores.npz") as z:
         assert z["scores"].shape == (4, 4) and list(z["classes"]) == classes[0][:4]
+        assert np.allclose(z["scores"].sum(1), 1)  # a softmax over these 4 (over all 8 they summed to ~0.35)
     saved = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert saved["dataset"] == "ucf101"
 

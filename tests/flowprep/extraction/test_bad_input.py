@@ -125,6 +125,21 @@ def test_a_bad_input_is_named_and_the_rest_is_extracted(kind, tmp_path, capsys):
     assert {p for p in _tree(tmp_path) - before if not p.startswith(str(out))} == set()
 
 
+def test_a_retried_partial_video_is_counted_once(tmp_path):
+    """``--retry-failed`` extracts a partial video again: it was counted both processed and already done (3 + 10
+    of 12 videos)."""
+    root = tmp_path / "ds"
+    _good(root)
+    (root / "Bad").mkdir()
+    _truncated(root / "Bad")
+    args = [*EXTRACT, "--dataset", "folder", "--root", str(root), "--out", str(tmp_path / "out")]
+    assert main(args) == 1
+    main([*args, "--retry-failed"])
+    again = json.loads((tmp_path / "out" / "reports" / "latest.json").read_text())
+    assert again["videos_requested"] == 3 and again["videos_processed"] == 1
+    assert again["videos_already_done"] == len(GOOD)
+
+
 def test_strict_decode_fails_a_partial_video_instead(tmp_path):
     root = tmp_path / "ds"
     _good(root)
