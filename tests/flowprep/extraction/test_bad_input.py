@@ -125,9 +125,9 @@ def test_a_bad_input_is_named_and_the_rest_is_extracted(kind, tmp_path, capsys):
     assert {p for p in _tree(tmp_path) - before if not p.startswith(str(out))} == set()
 
 
-def test_a_retried_partial_video_is_counted_once(tmp_path):
+def test_a_retried_partial_video_is_counted_once(tmp_path, capsys):
     """``--retry-failed`` extracts a partial video again: it was counted both processed and already done (3 + 10
-    of 12 videos)."""
+    of 12 videos); verify counted it twice without a word."""
     root = tmp_path / "ds"
     _good(root)
     (root / "Bad").mkdir()
@@ -138,6 +138,9 @@ def test_a_retried_partial_video_is_counted_once(tmp_path):
     again = json.loads((tmp_path / "out" / "reports" / "latest.json").read_text())
     assert again["videos_requested"] == 3 and again["videos_processed"] == 1
     assert again["videos_already_done"] == len(GOOD)
+    capsys.readouterr()
+    main(["verify", str(tmp_path / "out")])
+    assert "4 videos checked (3 distinct: a video extracted again is stored again" in capsys.readouterr().out
 
 
 def test_strict_decode_fails_a_partial_video_instead(tmp_path):
