@@ -53,7 +53,7 @@ def test_the_dry_run_runs_what_needs_no_cuda_and_says_what_it_skipped(prepared, 
         "cuCIM TV-L1 beside ours",
         "JPEG encode: cores vs nvJPEG", "flowprep extract end to end", "training on CUDA"]
     assert all(c["status"] == "skipped" and c["note"] for c in checks.values()), checks
-    assert checks["CUDA tests (-m gpu)"]["figures"]["collected"] == 8  # collected, not run
+    assert checks["CUDA tests (-m gpu)"]["figures"]["collected"] == 9  # collected, not run
     assert checks["flow on CUDA = flow on the CPU"]["figures"]["pairs"][0]["cpu_s"] > 0  # the CPU side ran
     assert checks["flowprep extract end to end"]["figures"]["pairs"] >= 2000
     assert (out / "demo" / "classInd.txt").is_file() and "## training on CUDA: SKIPPED" in \

@@ -8,6 +8,7 @@ each replay (one sync per k iterations, as without graphs), so the flow is the s
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,9 @@ import torch
 from flowprep.solvers.tvl1_torch import StepFn
 
 log = logging.getLogger(__name__)
+# the graphs kept, at most this share of the device's memory in their inputs: a graph per level, compaction
+# bucket and frame size, none ever dropped, grew with every frame size a run met (Kinetics' widths vary)
+GRAPH_MEMORY_SHARE = 0.1
 
 
 @dataclass
@@ -34,11 +38,14 @@ class GraphedSteps:
     tensors it passes in place between two calls (TVL1 does neither).
     """
 
-    def __init__(self, step: StepFn, k: int):
+    def __init__(self, step: StepFn, k: int, budget_bytes: int | None = None):
+        """``budget_bytes``: the inputs the kept graphs may hold, the least recently used dropped past it
+        (None: GRAPH_MEMORY_SHARE of the device's memory, at the first capture)."""
         if k < 1:
             raise ValueError(f"iterations per graph must be at least 1, got {k}")
-        self.step, self.k = step, k
-        self._graphs: dict[tuple, _Captured] = {}
+        self.step, self.k, self.budget_bytes = step, k, budget_bytes
+        self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
+        self.cached_bytes = 0  # the inputs the kept graphs hold
         # one memory pool for every graph (shapes x levels x compaction buckets): safe because nothing a graph
         # makes outlives its replay (the state is copied back into inputs allocated outside the pool)
         self._pool = None
@@ -55,18 +62,32 @@ class GraphedSteps:
         cap = self._graphs.get(key)
         if cap is None:
             try:
-                cap = self._graphs[key] = self._capture(args, (l_t, theta, taut))
+                cap = self._keep(key, self._capture(args, (l_t, theta, taut)))
             except RuntimeError as e:  # a driver or library that cannot capture: slower, not stopped
                 log.warning("CUDA graph capture failed (%s); running the inner iterations without graphs",
                             str(e).splitlines()[0][:200])
                 self.failed = True
                 return self._run(args, (l_t, theta, taut))
+        else:
+            self._graphs.move_to_end(key)
         for i, (dst, src) in enumerate(zip(cap.inputs, args)):
             if src is not dst and src is not cap.sources[i]:
                 dst.copy_(src)
                 cap.sources[i] = src
         cap.graph.replay()
         return cap.inputs[0], cap.inputs[1], cap.inputs[2], cap.inputs[6]
+
+    def _keep(self, key: tuple, cap: _Captured) -> _Captured:
+        """Keep a new graph, dropping the least recently used ones past the budget (never the new one)."""
+        if self.budget_bytes is None:
+            device = cap.inputs[0].device
+            self.budget_bytes = int(GRAPH_MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory)
+        self._graphs[key] = cap
+        self.cached_bytes += _nbytes(cap)
+        while self.cached_bytes > self.budget_bytes and len(self._graphs) > 1:
+            _, old = self._graphs.popitem(last=False)
+            self.cached_bytes -= _nbytes(old)
+        return cap
 
     def _capture(self, args: tuple[torch.Tensor, ...], consts: tuple[float, float, float]) -> _Captured:
         inputs = tuple(a.clone() for a in args)
@@ -90,3 +111,8 @@ class GraphedSteps:
         for _ in range(self.k):
             u, px, py, active = self.step(u, px, py, grads, grad_sq, rho_c, active, scaled_eps, *consts)
         return u, px, py, active
+
+
+def _nbytes(cap: _Captured) -> int:
+    # the memory a kept graph holds outside the shared pool: its inputs
+    return sum(t.numel() * t.element_size() for t in cap.inputs)

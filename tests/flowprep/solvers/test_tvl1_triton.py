@@ -197,6 +197,37 @@ def test_a_graph_that_cannot_be_captured_falls_back_to_plain_steps(monkeypatch, 
     assert graphed.failed and caplog.text.count("capture failed") == 1
 
 
+def test_the_graphs_kept_stay_within_their_budget_as_frame_sizes_change(monkeypatch) -> None:
+    """A graph per level, bucket and frame size, none dropped: a run over Kinetics' many widths grew the GPU's
+    memory with every new size. The least recently used are dropped past the budget; a size in use stays."""
+    from types import SimpleNamespace
+
+    from flowprep.solvers.cuda_graphs import GraphedSteps, _Captured, _nbytes
+
+    captured = []
+
+    def fake_capture(args, consts):  # a CPU stand-in: what is kept, not what runs, is tested here
+        captured.append(tuple(args[0].shape))
+        return _Captured(SimpleNamespace(replay=lambda: None), tuple(a.clone() for a in args), [None] * len(args))
+
+    def call(graphed, h, w):
+        u, px, py, grads, grad_sq, rho_c = random_state(2, h, w)
+        graphed(u, px, py, grads, grad_sq, rho_c, torch.tensor([True, True]), torch.tensor(0.0), 0.045, 0.3, 0.8)
+
+    one = GraphedSteps(tvl1_step, 3, budget_bytes=1)
+    monkeypatch.setattr(one, "_capture", fake_capture)
+    call(one, 9, 12)
+    per_size = one.cached_bytes
+    graphed = GraphedSteps(tvl1_step, 3, budget_bytes=int(2.5 * per_size))
+    monkeypatch.setattr(graphed, "_capture", fake_capture)
+    captured.clear()
+    for h in [9, 9, 10, 9, 11, 9, 12, 9, 10]:
+        call(graphed, h, 12)
+        assert graphed.cached_bytes == sum(map(_nbytes, graphed._graphs.values())) <= graphed.budget_bytes
+    # 9 rows, used between each two others, is never the least recently used: captured once; 10 was dropped
+    assert [s[2] for s in captured] == [9, 10, 11, 12, 10] and len(graphed._graphs) == 2
+
+
 def test_the_kernel_choice(monkeypatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert torch_backend.choose_kernel("cpu", "auto") in ("c", "torch")  # c where it builds (test_tvl1_c)
@@ -231,6 +262,24 @@ def test_cuda_graphs_equal_steps_one_at_a_time() -> None:
         graphed = torch_backend.make("tvl1", params, "cuda", 1, compile=False, kernel=kernel, graphs=True)
         a, b = plain.compute(f0[None], f1[None]), graphed.compute(f0[None], f1[None])
         assert np.abs(a - b).max() <= 1e-4, kernel
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graphs_over_many_frame_sizes_keep_to_their_budget_and_the_flow() -> None:
+    """Graphs dropped past the budget and captured again when their size comes back: the same flow, and the
+    memory they hold stays within the budget (it grew with every frame size)."""
+    f0, f1 = crop_pair("Grove2")
+    params = dict(ALGO_DEFAULTS["tvl1"])
+    plain = torch_backend.make("tvl1", params, "cuda", 1, graphs=False)
+    graphed = torch_backend.make("tvl1", params, "cuda", 1, graphs=True)
+    block = graphed._tvl1.block
+    block.budget_bytes = 2 << 20  # a few graphs of these sizes
+    for h, w in [(48, 64), (40, 56), (44, 60), (48, 64), (36, 64)]:
+        a = plain.compute(f0[None, :h, :w], f1[None, :h, :w])
+        b = graphed.compute(f0[None, :h, :w], f1[None, :h, :w])
+        assert np.abs(a - b).max() <= 1e-4, (h, w)
+        assert block.cached_bytes <= block.budget_bytes or len(block._graphs) == 1
 
 
 @pytest.mark.gpu
