@@ -291,7 +291,7 @@ def _read_marker(marker: Path) -> dict:
     return done
 
 
-def make_demo_dataset(out_dir: str | os.PathLike, progress: bool = False, **settings: Any) -> dict:
+def make_demo_dataset(out_dir: str | os.PathLike, *, progress: bool = False, **settings: Any) -> dict:
     """Write the demo dataset into out_dir (UCF-101 layout), or reuse it if it is already there.
 
     Args:

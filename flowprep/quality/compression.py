@@ -320,11 +320,11 @@ def compute_raw_flows(path: str, indices: Sequence[int], solver: Solver, resize:
 
 
 def _raw_flows(path: str, indices: Sequence[int], solver: Solver, resize: Resize,
-               progress: Callable[[int], None] | None) -> tuple[list[tuple[int, np.ndarray]], int]:
-    # compute_raw_flows, and the number of frames decoded (all of them, when an index lay past the end)
+               progress: Callable[[int], None] | None) -> tuple[list[tuple[int, np.ndarray]], int, tuple | None]:
+    # compute_raw_flows, the frames decoded (all, when an index lay past the end), the last pair (t, frame, frame)
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
-        return [], 0
+        return [], 0, None
     out: list[tuple[int, np.ndarray]] = []
     batch: list[tuple[int, np.ndarray, np.ndarray]] = []
     bs = max(1, int(solver.batch_size))
@@ -337,10 +337,11 @@ def _raw_flows(path: str, indices: Sequence[int], solver: Solver, resize: Resize
                 progress(len(batch))
             batch.clear()
 
-    want, prev, decoded = set(wanted), None, 0
+    want, prev, decoded, last = set(wanted), None, 0, None
     for t, frame in enumerate(iter_frames(path, resize)):
         decoded = t + 1
         gray = to_gray(frame)
+        last = (t - 1, prev, gray) if prev is not None else None
         if prev is not None and t - 1 in want:
             batch.append((t - 1, prev, gray))
             if len(batch) >= bs:
@@ -349,24 +350,31 @@ def _raw_flows(path: str, indices: Sequence[int], solver: Solver, resize: Resize
         if t > wanted[-1]:  # past the last pair asked for: stop decoding
             break
     flush()
-    return out, decoded
+    return out, decoded, last
 
 
 def spread_raw_flows(path: str, n_flows: int, n: int, solver: Solver, resize: Resize = Resize(),
                      progress: Callable[[int], None] | None = None) -> tuple[list[tuple[int, np.ndarray]], int]:
     """The raw flow of ``n`` pairs spread evenly over a video's ``n_flows`` (its header's count), and the number of
-    flows it really has. Where fewer frames decode (a truncated file, a lying header), the pairs are spread
-    again over those that do: a header announcing 10^9 frames had left one pair of 50 measured, and that one
-    pair chose the recommended setting."""
+    flows it really has. Where fewer frames decode (a truncated file, a lying header), the pairs past the end are
+    replaced by its last pair (still in memory) and others spread over the rest: a header announcing 10^9 frames
+    had left one pair of 50 measured, and that pair chose the recommended setting."""
     first = spread_indices(n_flows, n)
-    got, decoded = _raw_flows(path, first, solver, resize, progress)
+    got, decoded, last = _raw_flows(path, first, solver, resize, progress)
     if len(got) == len(first):
         return got, n_flows
-    have = {t for t, _ in got}
-    free = [t for t in spread_indices(max(decoded - 1, 0), n) if t not in have]
-    again = [free[i] for i in spread_indices(len(free), len(first) - len(got))]  # evenly, not the first ones
-    more, _ = _raw_flows(path, again, solver, resize, progress)
-    return sorted(got + more, key=lambda p: p[0]), max(decoded - 1, 0)
+    flows, need, have = max(decoded - 1, 0), len(first) - len(got), {t for t, _ in got}
+    if last is not None and last[0] not in have:  # a header one frame long (common) costs no second decode
+        got.append((last[0], solver.compute(last[1][None], last[2][None])[0]))
+        have.add(last[0])
+        need -= 1
+        if progress is not None:
+            progress(1)
+    if need > 0:
+        free = [t for t in range(flows) if t not in have]
+        more, _, _ = _raw_flows(path, [free[i] for i in spread_indices(len(free), need)], solver, resize, progress)
+        got += more
+    return sorted(got, key=lambda p: p[0]), flows
 
 
 def setting_of(quant: QuantConfig, quality: int) -> Setting:

@@ -16,8 +16,8 @@ import torch
 from flowprep.solvers.tvl1_torch import StepFn
 
 log = logging.getLogger(__name__)
-# the graphs kept, at most this share of the device's memory in their inputs: a graph per level, compaction
-# bucket and frame size, none ever dropped, grew with every frame size a run met (Kinetics' widths vary)
+# the graphs of other frame sizes than the one being solved, kept within this share of the device's memory (their
+# inputs): a graph per level, compaction bucket and frame size, none dropped, grew with every size a run met
 GRAPH_MEMORY_SHARE = 0.1
 
 
@@ -36,16 +36,23 @@ class GraphedSteps:
     grad_sq, rho_c, scaled_eps) are copied in only when the caller passes other tensors than last time. So the
     returned tensors are overwritten by the next call with the same shapes, and the caller must not modify the
     tensors it passes in place between two calls (TVL1 does neither).
+
+    Graphs are kept by frame size (``frame``, which the caller sets before each solve): past ``budget_bytes`` the
+    least recently solved sizes' graphs are dropped, whole, never the current size's (dropping graphs one by one
+    dropped the very graph a pass needed next, and every batch captured its levels again).
     """
 
     def __init__(self, step: StepFn, k: int, budget_bytes: int | None = None):
-        """``budget_bytes``: the inputs the kept graphs may hold, the least recently used dropped past it
-        (None: GRAPH_MEMORY_SHARE of the device's memory, at the first capture)."""
+        """``budget_bytes``: the inputs the kept graphs may hold (None: GRAPH_MEMORY_SHARE of the device's memory,
+        at the first capture); the current frame size's are kept whatever they hold."""
         if k < 1:
             raise ValueError(f"iterations per graph must be at least 1, got {k}")
         self.step, self.k, self.budget_bytes = step, k, budget_bytes
-        self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
+        self._graphs: dict[tuple, _Captured] = {}
+        self._sizes: OrderedDict[tuple, list[tuple]] = OrderedDict()  # frame size -> its graphs' keys, LRU first
+        self.frame: tuple = ()  # the frame size being solved (set by the caller)
         self.cached_bytes = 0  # the inputs the kept graphs hold
+        self.captures = 0
         # one memory pool for every graph (shapes x levels x compaction buckets): safe because nothing a graph
         # makes outlives its replay (the state is copied back into inputs allocated outside the pool)
         self._pool = None
@@ -59,6 +66,8 @@ class GraphedSteps:
         key = (tuple(tuple(a.shape) for a in args), u.device, l_t, theta, taut)
         if self.failed:  # a capture failed once: plain launches from then on (same flow, more host work)
             return self._run(args, (l_t, theta, taut))
+        if self.frame not in self._sizes or next(reversed(self._sizes)) != self.frame:
+            self._new_frame()
         cap = self._graphs.get(key)
         if cap is None:
             try:
@@ -68,8 +77,6 @@ class GraphedSteps:
                             str(e).splitlines()[0][:200])
                 self.failed = True
                 return self._run(args, (l_t, theta, taut))
-        else:
-            self._graphs.move_to_end(key)
         for i, (dst, src) in enumerate(zip(cap.inputs, args)):
             if src is not dst and src is not cap.sources[i]:
                 dst.copy_(src)
@@ -77,16 +84,27 @@ class GraphedSteps:
         cap.graph.replay()
         return cap.inputs[0], cap.inputs[1], cap.inputs[2], cap.inputs[6]
 
+    def _new_frame(self) -> None:
+        # another frame size: the others' graphs stop pinning the caller's last tensors (copied in again if they
+        # come back), and this one becomes the most recently used
+        for cap in self._graphs.values():
+            cap.sources[:] = [None] * len(cap.sources)
+        self._sizes.setdefault(self.frame, [])
+        self._sizes.move_to_end(self.frame)
+
     def _keep(self, key: tuple, cap: _Captured) -> _Captured:
-        """Keep a new graph, dropping the least recently used ones past the budget (never the new one)."""
+        """Keep a new graph of the current frame size, dropping the least recently solved sizes past the budget."""
         if self.budget_bytes is None:
             device = cap.inputs[0].device
             self.budget_bytes = int(GRAPH_MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory)
         self._graphs[key] = cap
+        self._sizes[self.frame].append(key)
         self.cached_bytes += _nbytes(cap)
-        while self.cached_bytes > self.budget_bytes and len(self._graphs) > 1:
-            _, old = self._graphs.popitem(last=False)
-            self.cached_bytes -= _nbytes(old)
+        self.captures += 1
+        while self.cached_bytes > self.budget_bytes and len(self._sizes) > 1:
+            _, keys = self._sizes.popitem(last=False)
+            for old in filter(None, (self._graphs.pop(k, None) for k in keys)):
+                self.cached_bytes -= _nbytes(old)
         return cap
 
     def _capture(self, args: tuple[torch.Tensor, ...], consts: tuple[float, float, float]) -> _Captured:

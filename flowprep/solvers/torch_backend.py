@@ -186,10 +186,10 @@ class TorchTVL1Solver:
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         step, median = _kernels(self.kernel, self.compiled)
         check_every = check_every or (CHECK_EVERY_CUDA if self.device.type == "cuda" else 1)
-        block = None
+        block = self._graphed = None
         if self.graphs:
             from flowprep.solvers.cuda_graphs import GraphedSteps
-            block = GraphedSteps(step, check_every)
+            block = self._graphed = GraphedSteps(step, check_every)
         # compaction makes new batch shapes: cheap for Triton kernels and graphs, a recompile each for torch.compile
         self.compact = not self.compiled if compact is None else compact
         self.lookahead = (LOOKAHEAD_CUDA if self.device.type == "cuda" else 0) if lookahead is None else lookahead
@@ -210,6 +210,8 @@ class TorchTVL1Solver:
         # on CUDA the flow comes back into page-locked memory: a pageable copy ran at 2 GB/s on the H200 machine
         # (21 ms of a 180 ms batch of 64), a pinned one at the link's speed; torch caches pinned blocks
         out = _host_buffer((b, 2, h, w), pinned=self.device.type == "cuda")
+        if self._graphed is not None:  # its graphs are kept by frame size, the current one's whatever they hold
+            self._graphed.frame = (h, w)
         with compile_limits() if self.compiled else contextlib.nullcontext():
             for start in range(0, b, chunk):
                 f0 = torch.from_numpy(np.ascontiguousarray(frames0[start:start + chunk])).to(self.device)

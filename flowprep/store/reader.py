@@ -27,7 +27,7 @@ log = logging.getLogger("flowprep")
 _HANDLE_CACHE = 256  # videos whose handles a reader keeps per process: ~140 KB each inside HDF5, 560 MB per worker
 # at 4,096; a second epoch re-reads faster with them only where every file stays open (benchmarks/README.md)
 # files a reader keeps open (the least recently used closed past it): a close scans every object the process
-# holds open; over UCF-101's 833 shards 256 took 5.7 ms a sample and 204 MB, 32 2.2 ms and 25 MB (benchmarks)
+# holds open; over UCF-101's 833 shards 256 took 4.9 ms a sample and 204 MB, 32 2.1 ms and 26 MB (benchmarks)
 _MAX_OPEN = 32
 
 

@@ -122,7 +122,9 @@ def _catalog_or_why(raw) -> list[dict] | str | None:
         entries = catalog_entries(raw)
     except (ValueError, TypeError) as e:
         return f"its catalog is not a list of videos ({type(e).__name__})"
-    return entries if all("key" in e for e in entries) else "its catalog is not a list of videos (an entry has no key)"
+    if all(isinstance(e.get("key"), str) for e in entries):
+        return entries
+    return "its catalog is not a list of videos (an entry without a key, or a key that is no text)"
 
 
 def catalog_mismatch(keys: list[str], raw) -> str | None:

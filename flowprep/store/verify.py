@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flowprep import __version__
 from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, write_text
-from flowprep.datasets.listing import VideoTask
+from flowprep.datasets.listing import VideoTask, is_stored_key
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
@@ -138,6 +138,7 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
         for t in tasks:
             f.sources[t.key] = t.path  # absolute, recorded by the driver
     _check_index(out, index, f)
+    _check_unstorable(out, index, f, held)
     damaged_keys = {d.key for d in f.damage if d.key}
     # the videos of a shard damaged as a whole whose header still lists them: missing even when index.jsonl,
     # which records them too, is gone or torn
@@ -145,6 +146,20 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     recorded = {t.key for n, tasks in index.items() for t in tasks if t.key not in f.misnamed.get(n, ())}
     f.missing = sorted((recorded | damaged_keys | listed) - held)
     return f
+
+
+def _check_unstorable(out: Path, index: dict[str, list[VideoTask]], f: Findings, held: set[str]) -> None:
+    """A recorded video no shard holds, under a key no extraction stores ('../x': an edit, or an older API's):
+    --repair extracted it again under another key, and it stayed missing for ever. --repair drops it."""
+    found = {name: [t.key for t in tasks if t.key not in held and not is_stored_key(t.key)]
+             for name, tasks in index.items()}
+    found = {name: keys for name, keys in found.items() if keys}
+    for name, keys in found.items():
+        f.misnamed.setdefault(name, []).extend(keys)
+    if found:
+        first = next(iter(found.values()))[0]
+        f.folder.append(f"{out / INDEX_FILE} records {sum(map(len, found.values()))} video(s) no shard holds under "
+                        f"a key no extraction can store (e.g. {first!r}); --repair removes them")
 
 
 def _check_index(out: Path, index: dict[str, list[VideoTask]], f: Findings) -> None:

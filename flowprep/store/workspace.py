@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from flowprep.base.durable import append_line, fsync_dir
-from flowprep.datasets.listing import VideoTask, is_stored_key
+from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.settings import SETTINGS_FILE, settings_mismatch
@@ -235,9 +235,7 @@ def index_entry(line: str) -> tuple[str, list[VideoTask]] | None:
         return None
     texts = isinstance(keys, list) and isinstance(sources, list) and len(keys) == len(sources) \
         and all(isinstance(x, str) for x in [shard, *keys, *sources])
-    # a key flowprep never stores ("../x", "a//b") stayed missing for ever: its repair is stored under another
-    # key. Such a line, or one naming no shard, was not written by flowprep: damaged, as invalid JSON is
-    ours = texts and F.is_shard_name(shard) and all(map(is_stored_key, keys))
+    ours = texts and F.is_shard_name(shard)  # every flowprep names its shards so: a line naming another is damaged
     return (shard, [VideoTask(k, s) for k, s in zip(keys, sources)]) if ours else None
 
 

@@ -269,6 +269,29 @@ def test_pairs_past_a_truncated_videos_last_frame_are_spread_again_over_those_th
     assert times[-1] >= decoded // 2  # over the whole of what decodes, not its start
 
 
+def test_a_header_one_frame_long_costs_no_second_decode_and_a_lying_one_is_spread_over_the_real_frames(monkeypatch):
+    from types import SimpleNamespace
+
+    from flowprep.quality import compression
+
+    decodes = []
+
+    def frames(path, resize):  # a video of 10 frames, whatever its header says
+        decodes.append(path)
+        for t in range(10):
+            yield np.full((4, 4, 3), t, np.uint8)
+
+    solver = SimpleNamespace(batch_size=2, compute=lambda a, b: (b.astype(np.float32) - a)[:, None].repeat(2, 1))
+    monkeypatch.setattr(compression, "iter_frames", frames)
+    got, flows = compression.spread_raw_flows("v", 10, 5, solver)  # 10 flows announced, 9 there
+    assert [t for t, _ in got] == [0, 2, 4, 7, 8] and flows == 9 and len(decodes) == 1
+    assert all(np.all(f == 1) for _, f in got)  # each pair's own frames
+    decodes.clear()
+    got, flows = compression.spread_raw_flows("v", 10**9, 5, solver)
+    times = [t for t, _ in got]
+    assert len(times) == len(set(times)) == 5 and times[0] == 0 and times[-1] == 8 and len(decodes) == 2
+
+
 def test_quality_on_shards_recomputes_with_the_backend_that_made_them(tmp_path, capsys):
     """Shards extracted with OpenCV were measured against flow recomputed by torch (auto): the two solvers'
     disagreement was reported as what JPEG costs (max error 3.4x the true one)."""

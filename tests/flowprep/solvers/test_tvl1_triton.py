@@ -199,7 +199,8 @@ def test_a_graph_that_cannot_be_captured_falls_back_to_plain_steps(monkeypatch, 
 
 def test_the_graphs_kept_stay_within_their_budget_as_frame_sizes_change(monkeypatch) -> None:
     """A graph per level, bucket and frame size, none dropped: a run over Kinetics' many widths grew the GPU's
-    memory with every new size. The least recently used are dropped past the budget; a size in use stays."""
+    memory with every new size. Past the budget the least recently solved sizes are dropped, whole; the current
+    size's graphs never are (dropped one by one, each pass dropped the graph it needed next and captured again)."""
     from types import SimpleNamespace
 
     from flowprep.solvers.cuda_graphs import GraphedSteps, _Captured, _nbytes
@@ -210,22 +211,28 @@ def test_the_graphs_kept_stay_within_their_budget_as_frame_sizes_change(monkeypa
         captured.append(tuple(args[0].shape))
         return _Captured(SimpleNamespace(replay=lambda: None), tuple(a.clone() for a in args), [None] * len(args))
 
-    def call(graphed, h, w):
-        u, px, py, grads, grad_sq, rho_c = random_state(2, h, w)
-        graphed(u, px, py, grads, grad_sq, rho_c, torch.tensor([True, True]), torch.tensor(0.0), 0.045, 0.3, 0.8)
+    def solve(graphed, frame, levels):  # one pass over a frame size's levels, as TVL1 makes them
+        graphed.frame = frame
+        for h, w in levels:
+            u, px, py, grads, grad_sq, rho_c = random_state(2, h, w)
+            graphed(u, px, py, grads, grad_sq, rho_c, torch.tensor([True, True]), torch.tensor(0.0), 0.045, 0.3,
+                    0.8)
 
-    one = GraphedSteps(tvl1_step, 3, budget_bytes=1)
-    monkeypatch.setattr(one, "_capture", fake_capture)
-    call(one, 9, 12)
-    per_size = one.cached_bytes
+    tiny = GraphedSteps(tvl1_step, 3, budget_bytes=1)  # less than one level's graph
+    monkeypatch.setattr(tiny, "_capture", fake_capture)
+    for _ in range(3):
+        solve(tiny, (9, 12), [(5, 6), (7, 9), (9, 12)])
+    assert tiny.captures == 3 and len(tiny._graphs) == 3  # the current size is kept whatever it holds
+    per_size = tiny.cached_bytes
     graphed = GraphedSteps(tvl1_step, 3, budget_bytes=int(2.5 * per_size))
     monkeypatch.setattr(graphed, "_capture", fake_capture)
     captured.clear()
     for h in [9, 9, 10, 9, 11, 9, 12, 9, 10]:
-        call(graphed, h, 12)
-        assert graphed.cached_bytes == sum(map(_nbytes, graphed._graphs.values())) <= graphed.budget_bytes
-    # 9 rows, used between each two others, is never the least recently used: captured once; 10 was dropped
-    assert [s[2] for s in captured] == [9, 10, 11, 12, 10] and len(graphed._graphs) == 2
+        solve(graphed, (h, 12), [(h - 4, 6), (h - 2, 9), (h, 12)])
+        assert graphed.cached_bytes == sum(map(_nbytes, graphed._graphs.values()))
+        assert graphed.cached_bytes <= graphed.budget_bytes
+    # 9 rows, solved between each two others, is never the least recently solved: captured once; 10 was dropped
+    assert [s[2] for s in captured[2::3]] == [9, 10, 11, 12, 10] and len(graphed._graphs) == 6
 
 
 def test_the_kernel_choice(monkeypatch) -> None:
@@ -274,12 +281,15 @@ def test_cuda_graphs_over_many_frame_sizes_keep_to_their_budget_and_the_flow() -
     plain = torch_backend.make("tvl1", params, "cuda", 1, graphs=False)
     graphed = torch_backend.make("tvl1", params, "cuda", 1, graphs=True)
     block = graphed._tvl1.block
-    block.budget_bytes = 2 << 20  # a few graphs of these sizes
-    for h, w in [(48, 64), (40, 56), (44, 60), (48, 64), (36, 64)]:
+    block.budget_bytes = 1  # one frame size's graphs at a time
+    captures = []
+    for h, w in [(48, 64), (40, 56), (48, 64), (48, 64)]:
         a = plain.compute(f0[None, :h, :w], f1[None, :h, :w])
         b = graphed.compute(f0[None, :h, :w], f1[None, :h, :w])
         assert np.abs(a - b).max() <= 1e-4, (h, w)
-        assert block.cached_bytes <= block.budget_bytes or len(block._graphs) == 1
+        assert set(block._sizes) == {(h, w)}  # the others' were dropped
+        captures.append(block.captures)
+    assert captures[2] > captures[1] and captures[3] == captures[2]  # captured again when it came back, once
 
 
 @pytest.mark.gpu

@@ -61,9 +61,7 @@ def test_a_damaged_settings_file_is_named_and_rewritten(out, pristine, capsys, c
 
 @pytest.mark.parametrize("garbage", [
     "\x00\x00 not json", "[" * 200_000 + "]" * 200_000,  # nested: RecursionError
-    # a record no flowprep writes: the first stayed MISSING after every --repair (stored as "invalid-key-..")
-    '{"shard": "shard-00001.h5", "keys": ["../../x"], "sources": ["/nowhere/x.avi"]}',
-    '{"shard": "../shard-00001.h5", "keys": ["A/b"], "sources": ["/nowhere/b.avi"]}'])
+    '{"shard": "../shard-00001.h5", "keys": ["A/b"], "sources": ["/nowhere/b.avi"]}'])  # no shard is named so
 def test_garbage_in_the_index_is_named_and_removed(out, pristine, capsys, garbage):
     lines = (out / "index.jsonl").read_text().splitlines()
     (out / "index.jsonl").write_text("\n".join([lines[0], garbage, *lines[1:]]) + "\n")
@@ -71,6 +69,43 @@ def test_garbage_in_the_index_is_named_and_removed(out, pristine, capsys, garbag
     assert "line(s) 2 are not records" in capsys.readouterr().out
     assert _repair(out) == 0 and verify_folder(out).clean
     assert read_index(out) == read_index(pristine)
+
+
+def test_a_recorded_key_no_extraction_can_store_is_named_and_removed(out, pristine, capsys):
+    """An index line recording '../../x' for a shard that does not hold it stayed MISSING after every --repair:
+    the repair extracted it again under another key ("invalid-key-..")."""
+    with (out / "index.jsonl").open("a") as f:
+        f.write('{"shard": "shard-00001.h5", "keys": ["../../x"], "sources": ["/nowhere/x.avi"]}\n')
+    assert main(["verify", str(out)]) == 1
+    said = capsys.readouterr().out
+    assert "records 1 video(s) no shard holds under a key no extraction can store (e.g. '../../x')" in said
+    assert "MISSING" not in said
+    assert _repair(out) == 0 and verify_folder(out).clean
+    assert read_index(out) == read_index(pristine)
+
+
+def test_a_key_an_older_version_stored_as_given_stays_clean(out, capsys):
+    """Before keys were normalised the API stored 'a//b' as given: a shard holding it is not damage, and no
+    repair loops on it (a check of every recorded key's form had made such a folder damaged for ever)."""
+    import dataclasses
+
+    import h5py
+
+    from flowprep.datasets.listing import VideoTask
+    from flowprep.store.shardfile import read_record
+    from flowprep.store.workspace import append_index
+    from flowprep.store.writer import ShardWriter
+
+    key = open_shards(out).keys()[0]
+    with h5py.File(open_shards(out).meta(key).shard, "r") as f:
+        settings = json.loads(f.attrs["settings"])
+        rec = read_record(f["videos"][key], key)
+    old = key.replace("/", "//")
+    with ShardWriter(out / "shard-00090.h5", settings) as w:
+        w.add(dataclasses.replace(rec, key=old))
+    append_index(out, "shard-00090.h5", [VideoTask(old, rec.source)])
+    assert main(["verify", str(out)]) == 0, capsys.readouterr().out
+    assert verify_folder(out).clean
 
 
 def test_a_shard_whose_settings_are_json_but_no_object_is_repaired(out, pristine, capsys):

@@ -47,7 +47,7 @@ def test_a_changed_catalog_stops_every_reader_with_one_line_instead_of_being_bel
     assert "does not match its SHA-256" in capsys.readouterr().out  # reported, its videos not counted as fact
 
 
-@pytest.mark.parametrize("catalog", ["one video left out", "not a list of videos"])
+@pytest.mark.parametrize("catalog", ["one video left out", "not a list of videos", "a key that is no text"])
 def test_a_catalog_its_writer_got_wrong_is_found_by_verify_and_refused_by_readers(pristine, tmp_path, capsys, catalog):
     """Its digest recomputed (a writer's bug, or a hand that rewrote both): verify said OK, `info` called videos
     missing and sent to `verify --repair`, which found nothing to do, and fit stopped on a raw KeyError."""
@@ -58,7 +58,9 @@ def test_a_catalog_its_writer_got_wrong_is_found_by_verify_and_refused_by_reader
     with h5py.File(shard, "r+") as f:
         entries = json.loads(f[F.CATALOG][()])
         del f[F.CATALOG]
-        f.create_dataset(F.CATALOG, data=json.dumps(entries[1:] if catalog == "one video left out" else {"a": 1}))
+        wrong = {"one video left out": entries[1:], "not a list of videos": {"a": 1},
+                 "a key that is no text": [{**e, "key": [e["key"]]} for e in entries]}[catalog]  # a TypeError
+        f.create_dataset(F.CATALOG, data=json.dumps(wrong))
         arrays = {n: f[n][()] for n in (F.KEYS, F.STATUS, F.CATALOG)}
         f.attrs[F.ATTR_DIGEST] = _header_digest(dict(f.attrs.items()), arrays)
     said = "its catalog lists 1 videos, its key list 2" if catalog == "one video left out" else \
