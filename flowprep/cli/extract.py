@@ -158,7 +158,8 @@ def _print_report(report, out: str) -> None:
     print(f"{report.videos_processed} videos extracted in {report.seconds:.1f} s "
           f"({report.videos_ok} ok, of them {report.videos_partial} partial; {report.videos_failed} failed; "
           f"{report.videos_already_done} already done); {report.pairs} flow pairs, "
-          f"{report.pairs_per_second:.2f} pairs/s")
+          f"{report.pairs_per_second:.2f} pairs/s" + (" (each pair's flow both ways: --backward)"
+                                                       if report.settings.get("backward") else ""))
     for f in report.failures:
         print(f"  FAILED {shown(f['key'])}: {shown(f['reason'])} ({shown(f['source'])})", file=sys.stderr)
     for v in report.partial:

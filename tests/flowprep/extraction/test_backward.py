@@ -31,6 +31,7 @@ def both(tmp_path_factory):
     r = subprocess.run(extract_cmd(root, out, "--jobs", "1", "--backward"), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
+    assert "8 flow pairs," in r.stdout and "pairs/s (each pair's flow both ways: --backward)" in r.stdout
     return root, out
 
 
