@@ -22,6 +22,9 @@ _SAMPLING = partial(default_of, DataConfig)  # how samples are cut: DataConfig's
 _HOW_IT_RAN = ("num_workers", "device", "amp", "resume", "restart", "val_frames", "val_every", "deterministic",
                "threads", "progress")
 _WHERE = ("shards", "split_dir", "out")  # where its files are: they may move between a run and its resumption
+# files read only before the first epoch: they may move too (a resume reads its weights from the checkpoint),
+# but whether one was given is a setting (it decides the layers that train and the dropout)
+STARTING_FILES = ("pretrained", "init_from")
 
 
 def check_ranges(*rules: tuple[str, object, bool, str]) -> None:
@@ -154,7 +157,8 @@ class FitConfig:
 # what a resumed run must share with its checkpoint: every setting that shapes the weights and the schedule (a
 # changed --lr or --epochs was taken, and the checkpoint then recorded settings its weights were not trained
 # with), which is all but how the run ran and where its files are; a setting added later is fixed unless listed
-RESUME_FIXED = tuple(f.name for f in dataclasses.fields(FitConfig) if f.name not in _HOW_IT_RAN + _WHERE)
+RESUME_FIXED = tuple(f.name for f in dataclasses.fields(FitConfig)
+                     if f.name not in _HOW_IT_RAN + _WHERE + STARTING_FILES)
 
 
 def saved_config(saved: dict, path: str | Path) -> FitConfig:

@@ -86,6 +86,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     model.train()
     amp = device.type == "cuda" and scaler.is_enabled()
     loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
     bar = progress_bar(loader, show=progress, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     pixels = None  # the previous batch's CPU pixels, overwritten by the next (see to_pixels)
     for x, y, task in bar:
@@ -98,31 +99,33 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             loss = multitask_loss(logits, y, task, counts, dist.get_world_size() if counts else 1)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step trains at (after scheduler.step, the next's)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         loss_sum += float(loss.detach()) * y.numel()
         correct += correct_top1([o.detach() for o in logits], y, task)
         seen += y.numel()
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2g}")
         pixels = x if device.type == "cpu" else None
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen])
     return {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-            "lr": optimizer.param_groups[0]["lr"], "samples": int(seen), "seconds": time.perf_counter() - t0}
+            "lr": lr, "samples": int(seen), "seconds": time.perf_counter() - t0}
 
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable, device: torch.device, head: int = 0,
-            progress: bool = True, columns: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+            progress: bool = True, columns: Sequence[int] | None = None,
+            amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Softmax averaged over the crops of each EvalClips item: (item indices, (N, classes) float64 scores).
 
     ``columns``: the head's outputs to score, in that order, the softmax taken over them alone (a head with other
     datasets' classes added, fit --add-classes: kept columns of a softmax over all summed to 0.35, and averaging
     fusion gave the other stream three times the weight). Gathers every rank's items; the caller removes
-    duplicates (DistributedSampler padding).
+    duplicates (DistributedSampler padding). ``amp``: autocast on CUDA (fit's monitor follows --no-amp).
     """
     model.eval()
-    amp = device.type == "cuda"
+    amp = amp and device.type == "cuda"
     prob_all = []
     for x, _video, _label in progress_bar(loader, show=progress, desc="scoring", leave=False, dynamic_ncols=True):
         interrupts.check()

@@ -30,7 +30,7 @@ from flowprep.store.reader import ShardSet
 from flowprep.store.settings import shard_identity
 from flowprep.store.workspace import RunLock
 from train import distributed as D
-from train.config import RESUME_FIXED, FitConfig, saved_config
+from train.config import RESUME_FIXED, STARTING_FILES, FitConfig, saved_config
 from train.engine import (
     MetricsLog,
     load_checkpoint,
@@ -147,6 +147,8 @@ def _resume(cfg: FitConfig, path: str, state: dict, data: dict, metrics: Metrics
     _check_same_data(ck, data, path)
     load_weights(unwrap(state["model"]), ck["model"], path)
     for name in ("optimizer", "lr_scheduler", "scaler"):
+        if name == "scaler" and not ck[name]:  # written without AMP (the CPU, --no-amp): a fresh scaler starts;
+            continue  # loaded into an enabled one, torch stopped the resume on a GPU with a raw RuntimeError
         state[name].load_state_dict(ck[name])
     metrics.history = list(ck["history"])
     if len(ck["rng"]) == info.world_size:
@@ -287,7 +289,7 @@ def _train(cfg: FitConfig, info: D.DistInfo, device: torch.device, out: Path) ->
         _check_finite(row, epoch, cfg)
         if test_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             row["val_clip_top1"] = _video_top1(model, test_loader, device, test_items, data_cfg.test_frames, show,
-                                               main_classes)
+                                               main_classes, cfg.amp)
         states = D.all_gather_objects(rng_state())
         if info.is_main:
             metrics.history.append(row)
@@ -332,10 +334,10 @@ def _drop_earlier_best(path: Path) -> None:
 
 
 def _video_top1(model, loader: DataLoader, device: torch.device, items, frames: int, progress: bool,
-                classes: int) -> float:
+                classes: int, amp: bool = True) -> float:
     """Video-level top-1 from ``frames`` centre crops per video (a cheap monitor, not the test protocol), among
     the first ``classes`` classes (the main dataset's, as the test scores them)."""
-    order, probs = predict(model, loader, device, progress=progress)
+    order, probs = predict(model, loader, device, progress=progress, amp=amp)
     per_item = np.zeros((len(items) * frames, probs.shape[1]))
     per_item[order] = probs  # padding items repeat real ones with equal scores
     video = per_item.reshape(len(items), frames, -1).mean(1)[:, :classes]
@@ -360,7 +362,7 @@ def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
     through ``saved_config``: a setting added since it was written takes its default (compared raw, it was None,
     and every older checkpoint was refused once a setting was added)."""
     then, now = dataclasses.asdict(saved_config(saved, path)), dataclasses.asdict(cfg)
-    diff = [k for k in RESUME_FIXED if then[k] != now[k]]
+    diff = [k for k in RESUME_FIXED if then[k] != now[k]] + [k for k in STARTING_FILES if bool(then[k]) != bool(now[k])]
     if diff:
         what = ", ".join(f"{k}={then[k]!r}" for k in diff)
         raise ValueError(f"{path}: was trained with other settings ({what}); resume with the same flags, "

@@ -209,10 +209,9 @@ def build_model(arch: str, num_classes: list[int], in_channels: int, input_size:
         if arch.startswith("vgg") and input_size < 32:  # five 2x poolings: a torch error in the first batch
             raise ValueError(f"{arch} needs a crop of at least 32 pixels, got {input_size}")
         trunk, features, first, head = TORCHVISION_ARCHS[arch]()
-        if arch.startswith("vgg"):
-            for m in trunk.classifier:
-                if isinstance(m, nn.Dropout):
-                    m.p = dropout
+        if arch.startswith("vgg"):  # fc6's dropout stays in the trunk; fc7's is the head's (below): a frozen
+            trunk.classifier[2].p = dropout  # trunk is in eval mode, and the last layer had trained without any
+            trunk.classifier[5] = nn.Identity()
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if pretrained:
@@ -235,6 +234,4 @@ def build_model(arch: str, num_classes: list[int], in_channels: int, input_size:
         _set(trunk, first, cross_modality_conv(conv, in_channels) if pretrained else
              nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                        bias=conv.bias is not None))
-    # torchvision resnets have no dropout before fc: the paper's ratio goes there; CNN-M/vgg carry their own
-    return TwoStreamNet(trunk, features, list(num_classes), dropout if arch in ("cnn_m_2048", "tiny")
-                        or arch.startswith("resnet") else 0.0)
+    return TwoStreamNet(trunk, features, list(num_classes), dropout)  # the paper's ratio before the last layer

@@ -32,6 +32,7 @@ def test_a_few_steps_make_the_loss_fall(motion_data, tmp_path):
     assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
     assert log[-1]["val_clip_top1"] > 0.5  # chance is 0.25
     assert log[-1]["lr"] == pytest.approx(0.01)  # the step schedule dropped the rate 10x at 80% of the run
+    assert log[7]["lr"] == pytest.approx(0.1)  # its steps 29-32 trained at 0.1: the drop comes after step 32
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
     assert {"best.pt", "checkpoint.pt", "metrics.json"} <= set(os.listdir(tmp_path))
 

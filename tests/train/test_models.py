@@ -90,3 +90,15 @@ def test_multitask_each_sample_uses_only_its_own_head():
     out = m(x)
     want = (nn.functional.cross_entropy(out[0][:2], y[:2]) + nn.functional.cross_entropy(out[1][2:], y[2:]))
     torch.testing.assert_close(multitask_loss(out, y, task), want)
+
+
+def test_a_frozen_vgg_trunk_leaves_the_last_layer_its_dropout():
+    """--arch vgg16 --pretrained (the last layer trains, Table 1a's setting): fc7's dropout sat in the trunk, which
+    a frozen trunk keeps in eval mode, and the head had none: the last layer trained without dropout."""
+    model = build_model("vgg16", [4], 3, 32, dropout=0.5).freeze_trunk().train()
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(0)
+    a = model(x)[0]
+    b = model(x)[0]
+    assert not torch.equal(a, b)  # the head's dropout draws again
+    assert torch.equal(model.trunk(x), model.trunk(x))  # the frozen trunk does not

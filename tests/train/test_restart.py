@@ -161,3 +161,34 @@ def test_the_per_epoch_monitor_does_not_change_the_trained_weights(motion_data, 
     assert "val_clip_top1" in runs["every"] and "val_clip_top1" not in runs["off"]
     weights = [load_checkpoint(tmp_path / name / "checkpoint.pt")["model"] for name in runs]
     assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
+
+
+def test_a_checkpoint_written_without_amp_resumes_under_amp(motion_data, tmp_path, monkeypatch):
+    """A run begun on the CPU (or --no-amp) resumed on a GPU with AMP: the empty GradScaler state it saved was
+    loaded into an enabled scaler, and torch stopped the resume with a raw RuntimeError."""
+    _killed_in_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path, epochs=2))
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"] == {}
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: real("cpu", enabled=True))  # as on CUDA
+    fit(_cfg(motion_data, tmp_path, epochs=2))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+
+
+def test_the_pretrained_weights_may_move_between_a_run_and_its_resumption(motion_data, tmp_path, monkeypatch):
+    """The weights file read before the first epoch was a fixed setting: moved (another node, another folder),
+    the resume was refused, and with the old path the file was not found."""
+    from train.models import build_model
+
+    torch.save(build_model("tiny", [4], 3, 40).trunk.state_dict(), tmp_path / "a.pth")
+    _killed_in_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(motion_data, tmp_path / "run", pretrained=str(tmp_path / "a.pth")))
+    monkeypatch.undo()
+    (tmp_path / "a.pth").rename(tmp_path / "b.pth")
+    with pytest.raises(ValueError, match=r"other settings \(pretrained="):  # one given or not is a setting
+        fit(_cfg(motion_data, tmp_path / "run"))
+    fit(_cfg(motion_data, tmp_path / "run", pretrained=str(tmp_path / "b.pth")))
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1

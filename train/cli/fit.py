@@ -124,7 +124,8 @@ def run(a: argparse.Namespace) -> int:
     # every flag whose dest is a field goes in by name; the two that differ in name or type are converted
     # paths made absolute: the checkpoint records them, and `train test` run from another folder read other shards
     cfg = from_fields(FitConfig, vars(a), milestones=tuple(a.lr_milestones) if a.lr_milestones else None,
-                      shards=_abs(a.shards), split_dir=_abs(a.split_dir),
+                      shards=_abs(a.shards), split_dir=_abs(a.split_dir), pretrained=_abs(a.pretrained),
+                      init_from=_abs(a.init_from),
                       also=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.also),
                       add_classes=tuple(TaskSpec(d, _abs(s), _abs(sd)) for d, s, sd in a.add_classes),
                       add_leave_out=_names(a.add_leave_out))
