@@ -99,6 +99,15 @@ def _out_dir(cfg: TestConfig) -> Path:
     return out
 
 
+def _shards_dir(cfg: TestConfig, trained_on: str) -> str:
+    """--shards, else the shards the model was trained on (FileNotFoundError naming them when they moved: the
+    reader's own message named an --out folder the user never gave)."""
+    if not cfg.shards and not os.path.isdir(trained_on):
+        raise FileNotFoundError(f"the shards this model was trained on ({trained_on}) are not there: give --shards "
+                                "DIR, the folder they are in now")
+    return cfg.shards or trained_on
+
+
 def test(cfg: TestConfig) -> dict:
     """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
 
@@ -110,7 +119,7 @@ def test(cfg: TestConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     # before the load: a fit writing a new one meanwhile makes the record older than the weights, never newer
     checkpoint_sha256 = file_sha256(cfg.checkpoint) if os.path.isfile(cfg.checkpoint) else None
-    ck = load_checkpoint(cfg.checkpoint)
+    ck = load_checkpoint(cfg.checkpoint, again="give the best.pt of a finished `train fit` run")
     out = _out_dir(cfg) if info.is_main else None
     fc = saved_config(ck["config"], cfg.checkpoint)
     tasks = fc.tasks
@@ -118,7 +127,7 @@ def test(cfg: TestConfig) -> dict:
         raise ValueError(f"--task {cfg.task}: this model has {len(tasks)} task(s) "
                          f"({', '.join(f'{k}: {t.dataset}' for k, t in enumerate(tasks))})")
     spec = tasks[cfg.task]
-    shards_dir = cfg.shards or spec.shards
+    shards_dir = _shards_dir(cfg, spec.shards)
     shards = ShardSet(shards_dir)
     split, columns = _split(cfg, fc, ck["classes"], shards_dir)
     items = load_items(shards, bind(split.subset(cfg.subset), shards))

@@ -364,6 +364,6 @@ def _check_resumable(saved: dict, cfg: FitConfig, path: str) -> None:
     then, now = dataclasses.asdict(saved_config(saved, path)), dataclasses.asdict(cfg)
     diff = [k for k in RESUME_FIXED if then[k] != now[k]] + [k for k in STARTING_FILES if bool(then[k]) != bool(now[k])]
     if diff:
-        what = ", ".join(f"{k}={then[k]!r}" for k in diff)
+        what = ", ".join(f"{k}={then[k]!r}, now {now[k]!r}" for k in diff)  # the run's and this command's
         raise ValueError(f"{path}: was trained with other settings ({what}); resume with the same flags, "
                          "--restart to train from scratch over it, or give a new --out")

@@ -136,6 +136,8 @@ def fuse(paths: Sequence[str], method: str = METHODS[0], train_paths: Sequence[s
     """
     if method not in METHODS:
         raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
+    if not c > 0:  # sklearn's own words named its parameter 'C' of LinearSVC
+        raise ValueError(f"--svm-c must be a number above 0, got {c}")
     if len(paths) < 2:
         raise ValueError("give at least two score files to fuse")
     if out and Path(out).suffix != ".npz":  # X.json: the report, written beside as X.json, replaced the scores

@@ -22,6 +22,13 @@ from flowprep.quality.compression import EPE_TARGET, SAMPLE_PAIRS, settings_grid
 log = logging.getLogger(__name__)
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:  # argparse prints an ArgumentTypeError's words ("invalid parse_size value" for a ValueError's)
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``flowprep quality``."""
     p.add_argument("source", nargs="?", metavar="VIDEO_OR_DATASET",
@@ -43,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for picking videos of a dataset")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--short-side", type=int, default=None, help="resize frames so the short side is this")
-    g.add_argument("--size", type=parse_size, default=None, help="resize frames to WIDTHxHEIGHT")
+    g.add_argument("--size", type=_size, default=None, help="resize frames to WIDTHxHEIGHT")
     p.add_argument("--report", metavar="DIR", help="write quality.json, quality.csv, summary.md and PNGs here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     add_solver_arguments(p)

@@ -15,23 +15,26 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from flowprep.errors import FlowprepError
+
+
+class MissingCodecError(FlowprepError, RuntimeError):
+    """12-bit JPEG asked for where imagecodecs is not installed: one line in every verb (a RuntimeError alone had
+    been a 60-line traceback in visualize, quality and the trainer)."""
+
 
 def _imagecodecs():
     try:
         import imagecodecs
-    except ImportError as e:
-        raise RuntimeError("12-bit flow JPEGs (written with `flowprep extract --bits 12`) need imagecodecs: "
-                           "pip install imagecodecs (or the project's [jpeg12] extra)") from e
+    except ImportError:
+        raise MissingCodecError("12-bit flow JPEGs (written with `flowprep extract --bits 12`) need imagecodecs: "
+                                "pip install imagecodecs (or the project's [jpeg12] extra)") from None
     return imagecodecs
 
 
 def require_12bit() -> None:
-    """FlowprepError, saying how to install it, when 12-bit JPEG (imagecodecs) is not available."""
-    from flowprep.errors import FlowprepError
-    try:
-        _imagecodecs()
-    except RuntimeError as e:
-        raise FlowprepError(str(e)) from None
+    """MissingCodecError (a FlowprepError), saying how to install it, when 12-bit JPEG (imagecodecs) is missing."""
+    _imagecodecs()
 
 
 # SOFn markers (a frame header: precision, height, width); C4 (DHT), C8 (JPG) and CC (DAC) are not frames

@@ -198,8 +198,8 @@ def run_batch(videos: list[VideoTask], out_dir: str | os.PathLike, spec: BatchSp
             write_report(out, report, started)
             kept = (f"after {_written(results)} of {len(chunks)} shards; complete shards are kept: run the same "
                     "command again to resume")
-            if state == "stopped":  # its error follows; an interrupt's one line is the KeyboardInterrupt's
-                log.warning("Stopped %s", kept)
+            if state == "stopped" and _written(results):  # its error follows (with nothing written, alone: a
+                log.warning("Stopped %s", kept)                # setting no run can use is no run to resume)
     if state == "interrupted":
         raise KeyboardInterrupt(f"interrupted {kept}")
     return report

@@ -77,7 +77,9 @@ def export_each(src: ShardSet, jobs: list[tuple[str, Path]], start: int, rgb: bo
             export_video(src, key, folder, start, rgb)
         except ShardError as e:
             failed[key] = str(e)
-            log.warning("not exported: %s (`flowprep verify --repair %s` repairs the shards)", e, src.root)
+            said = "verify --repair" in str(e)  # most reader errors say so themselves
+            log.warning("not exported: %s%s", e, "" if said else f" (`flowprep verify --repair {src.root}` repairs "
+                        "the shards)")
     return failed
 
 

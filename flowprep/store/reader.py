@@ -24,8 +24,7 @@ from flowprep.store.shardfile import catalog_by_key, open_h5, read_checked_heade
 from flowprep.store.workspace import NOT_AN_OUTPUT, is_output_folder, recorded_keys, writer
 
 log = logging.getLogger("flowprep")
-_HANDLE_CACHE = 256  # videos whose handles a reader keeps per process: ~140 KB each inside HDF5, 560 MB per worker
-# at 4,096; a second epoch re-reads faster with them only where every file stays open (benchmarks/README.md)
+_HANDLE_CACHE = 256  # videos whose handles a reader keeps per process: ~140 KB each in HDF5 (benchmarks/README.md)
 # files a reader keeps open (the least recently used closed past it): a close scans every object the process
 # holds open; over UCF-101's 833 shards 256 took 4.9 ms a sample and 204 MB, 32 2.1 ms and 26 MB (benchmarks)
 _MAX_OPEN = 32
@@ -225,7 +224,8 @@ class ShardSet:
                 ds = h[name] = h["group"][name]
             return ds[sel]
         except F.DAMAGE_ERRORS as e:
-            raise ShardError(self._where[key][0], f"cannot read {name} ({e})", key) from e
+            raise ShardError(self._where[key][0], f"its {name} data is damaged ({e}); run `flowprep verify --repair "
+                                                  f"{self.root}`", key) from e
 
     def jpegs(self, key: str, name: str, indices: Sequence[int]) -> list[np.ndarray]:
         """The stored JPEG bytes (as uint8 arrays) of stream ``name`` ('rgb', 'flow_x', 'flow_y', 'flow_x_backward',

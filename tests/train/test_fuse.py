@@ -129,6 +129,8 @@ def test_fusion_refuses_inputs_that_fused_to_a_wrong_figure_with_exit_0(tmp_path
         fuse([s, t], "svm", train_paths=[s, t])  # the test scores trained on: a leak
     with pytest.raises(ValueError, match="one --train-scores file per --scores file"):
         fuse([s, t], "svm", train_paths=[s_tr])
+    with pytest.raises(ValueError, match="--svm-c must be a number above 0, got -1.0"):  # sklearn's words before
+        fuse([s, t], "svm", train_paths=[s_tr, t_tr], c=-1.0)
 
 
 def test_an_svm_fusion_that_never_saw_a_class_writes_a_file_that_loads(tmp_path):

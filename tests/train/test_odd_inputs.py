@@ -199,6 +199,21 @@ def test_a_checkpoint_with_weights_of_other_shapes_is_refused_in_one_line(motion
         fit(_cfg(motion_data, tmp_path / "again", epochs=1, resume=str(tmp_path / "shapes.pt")))
 
 
+def test_test_says_what_to_give_for_a_bad_checkpoint_and_for_shards_that_moved(motion_data, tmp_path):
+    """`train test` sent a damaged checkpoint to `--restart`, a fit flag; and with the training shards moved it
+    said "no such folder; give the --out folder of flowprep extract", a flag the user never gave."""
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="give the best.pt of a finished `train fit` run"):
+        evaluate.test(evaluate.TestConfig(str(tmp_path / "garbage.pt"), num_workers=0, progress=False, device="cpu"))
+    shards = tmp_path / "shards"
+    shutil.copytree(motion_data.shards, shards)
+    path, _ = _trained(replace(motion_data, shards=shards), tmp_path)
+    shards.rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match=r"the shards this model was trained on \(.*shards\) are not there: "
+                                                r"give --shards DIR"):
+        evaluate.test(evaluate.TestConfig(str(path), num_workers=0, progress=False, device="cpu"))
+
+
 def test_a_checkpoint_with_settings_this_version_does_not_know_is_refused(motion_data, tmp_path):
     path, ck = _trained(motion_data, tmp_path)
     ran = dict(num_workers=0, device="cpu", val_frames=0, progress=False)  # how it ran: read back as defaults
@@ -356,7 +371,7 @@ def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(motion_data,
     torch.save(ck, tmp_path / "old.pt")
     fit(replace(cfg, resume=str(tmp_path / "old.pt"), out=str(tmp_path / "more")))
     assert load_checkpoint(tmp_path / "more" / "checkpoint.pt")["epoch"] == 1
-    with pytest.raises(ValueError, match="other settings \\(stacking='optical'\\)"):
+    with pytest.raises(ValueError, match="other settings \\(stacking='optical', now 'trajectory'\\)"):
         fit(replace(cfg, stacking="trajectory", resume=str(tmp_path / "old.pt"), out=str(tmp_path / "other")))
 
 

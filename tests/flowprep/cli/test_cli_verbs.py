@@ -265,3 +265,27 @@ def test_a_stop_whose_stdout_reader_is_gone_keeps_its_status(monkeypatch):
     out.write("more\n")
     out.flush()  # what CPython does at exit: now into /dev/null
     out.close()
+
+
+def test_quality_size_in_the_wrong_form_says_the_form(capsys):
+    """It said "invalid parse_size value: '10'" (a function's name) where extract and make-demo say the form."""
+    from flowprep.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["quality", "v.avi", "--size", "10"])
+    assert "argument --size: size must look like WIDTHxHEIGHT (e.g. 340x256), got '10'" in capsys.readouterr().err
+
+
+def test_a_setting_no_run_can_use_is_one_line_not_a_resume_advice(tmp_path, monkeypatch, capsys, caplog):
+    """`extract --device cuda` on a machine without one said "Stopped after 0 of 1 shards; ... run the same command
+    again to resume" before its error: nothing to resume, and the same command fails the same way."""
+    from flowprep import solvers
+    from flowprep.cli import main
+
+    from fault_tools import make_dataset
+
+    monkeypatch.setattr(solvers, "cuda_available", lambda: False)
+    root = make_dataset(tmp_path / "ds", 1)
+    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(tmp_path / "out"), "--jobs",
+                 "1", "--device", "cuda", "--no-progress"]) == 2
+    assert "sees no CUDA device" in capsys.readouterr().err and "Stopped" not in caplog.text
