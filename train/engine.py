@@ -180,6 +180,8 @@ def load_checkpoint(path: str | os.PathLike, again: str = "train again with --re
         FileNotFoundError: no such file.
         CheckpointError: empty, truncated, damaged, or not a checkpoint.
     """
+    if os.path.isdir(path):  # a run's folder: it said "not found" of a folder that is there
+        raise FileNotFoundError(f"{path} is a folder: give {Path(path) / 'best.pt'} (or its checkpoint.pt)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found; give the best.pt or checkpoint.pt of a fit run")
     ck = read_torch_file(path, again, weights_only=False)

@@ -37,6 +37,8 @@ def save_scores(s: Scores, path: str | os.PathLike) -> None:
 
 def load_scores(path: str | os.PathLike) -> Scores:
     """Read a score file written by ``train test``."""
+    if os.path.isdir(path):  # a run's folder: it said "not found" of a folder that is there
+        raise FileNotFoundError(f"{path} is a folder: give the score file in it ({Path(path) / 'scores.npz'})")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: score file not found; write it with `python -m train test`")
     again = "write it again with `python -m train test`"

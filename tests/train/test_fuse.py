@@ -176,3 +176,13 @@ def test_an_out_naming_an_input_is_refused_before_it_replaces_that_streams_score
         with pytest.raises(ValueError, match="is one of the score files fused: writing it would replace"):
             fuse([a, b], "avg", out=out)
     assert (tmp_path / "a.npz").read_bytes() == before
+
+
+def test_a_folder_given_for_a_file_says_which_file_in_it(tmp_path):
+    """`fuse --scores RUN` and `test --checkpoint RUN` said "not found" of a folder that is there."""
+    from train.engine import load_checkpoint
+
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is a folder: give the score file in it "):
+        load_scores(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is a folder: give .*best.pt"):
+        load_checkpoint(tmp_path)
