@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _print_findings(out: str, f) -> None:
-    whole = {d.shard for d in f.damage if d.key is None}  # damaged as a whole: its videos were not checked
+    whole = f.damaged_whole  # their videos were not checked
     distinct = len({k for name, keys in f.keys_of.items() if name not in whole for k in keys})
     print(f"{out}: {f.shards} shards, {f.videos} videos checked" + (f" ({distinct} distinct: a video extracted again "
           "is stored again, the newest read)" if 0 < distinct < f.videos else ""))

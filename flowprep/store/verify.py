@@ -70,6 +70,11 @@ class Findings:
     misnamed: dict[str, list[str]] = field(default_factory=dict)  # shard -> keys the index records in place of its own
 
     @property
+    def damaged_whole(self) -> set[str]:
+        """The shards damaged as a whole (not a video of them): their videos were not checked one by one."""
+        return {d.shard for d in self.damage if d.key is None}
+
+    @property
     def clean(self) -> bool:
         """True when nothing is damaged or missing."""
         return not self.damage and not self.missing and not self.folder
@@ -142,7 +147,7 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     damaged_keys = {d.key for d in f.damage if d.key}
     # the videos of a shard damaged as a whole whose header still lists them: missing even when index.jsonl,
     # which records them too, is gone or torn
-    listed = {k for d in f.damage if d.key is None for k in f.keys_of.get(d.shard, ())}
+    listed = {k for name in f.damaged_whole for k in f.keys_of.get(name, ())}
     recorded = {t.key for n, tasks in index.items() for t in tasks if t.key not in f.misnamed.get(n, ())}
     f.missing = sorted((recorded | damaged_keys | listed) - held)
     return f
@@ -166,7 +171,7 @@ def _check_index(out: Path, index: dict[str, list[VideoTask]], f: Findings) -> N
     """Every video a readable shard's header lists must be recorded for it: a shard the index does not record (a
     torn last line, a deleted index) could later be lost unnoticed, and a key changed in a line (a flipped bit, an
     edit) would be extracted again as a video of its own. The header, under the shard's SHA-256, is believed."""
-    whole = {d.shard for d in f.damage if d.key is None}
+    whole = f.damaged_whole
     for name, keys in f.keys_of.items():
         unrecorded = set(keys) - {t.key for t in index.get(name, ())}
         if name in whole or not unrecorded:
