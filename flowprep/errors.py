@@ -14,6 +14,9 @@ class VideoDecodeError(FlowprepError):
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):  # pickled whole (from a worker process): ``Exception``'s pickle passes only the message
+        return type(self), (self.path, self.reason)
+
 
 class ShardError(FlowprepError):
     """A shard is missing, truncated, corrupt, or of an unknown format version."""
@@ -24,6 +27,9 @@ class ShardError(FlowprepError):
         self.video = video
         where = f"{path} (video {video})" if video else str(path)
         super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):  # pickled whole (from a worker process): ``Exception``'s pickle passes only the message
+        return type(self), (self.path, self.reason, self.video)
 
 
 class SettingsMismatchError(FlowprepError):

@@ -132,3 +132,20 @@ def shard_keys(path: Path) -> list[str]:
     """The keys a shard lists."""
     with h5py.File(path, "r") as f:
         return [k.decode() if isinstance(k, bytes) else k for k in f["keys"][()]]
+
+
+class InProcess:
+    """``flowprep.store.isolated.Isolated`` without the worker: calls run here, where a test's monkeypatches
+    (a refused file, a counted read) reach them."""
+
+    def __init__(self, stall_s: float = 0.0):
+        self.stall_s = stall_s
+
+    def __enter__(self) -> "InProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def call(self, fn, *args):
+        return fn(*args)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flowprep.base.defaults import default_of
 from flowprep.solvers import BACKENDS, SolverConfig
+from flowprep.store.isolated import STALL_S
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=default_of(SolverConfig, "backend"), choices=("auto", *BACKENDS),
                    help="flow backend for --repair")
     p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+    p.add_argument("--stall-timeout", type=float, default=STALL_S, metavar="SECONDS",
+                   help="call a shard damaged when reading it makes no progress for this long (damaged bytes can "
+                        "send HDF5 into an endless loop); 0: wait for ever")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _print_findings(out: str, f) -> None:
@@ -66,7 +71,7 @@ def _verify(args: argparse.Namespace, lock: object) -> int:
     from flowprep.runners import make_runner
     from flowprep.store.verify import verify_folder
 
-    f = verify_folder(args.out)
+    f = verify_folder(args.out, stall_s=args.stall_timeout, show_progress=not args.no_progress)
     if args.json and not args.repair:
         print(json.dumps({"shards": f.shards, "videos": f.videos, "missing": f.missing, "folder": f.folder,
                           "damage": [d.__dict__ for d in f.damage]}, indent=2))
@@ -82,7 +87,7 @@ def _verify(args: argparse.Namespace, lock: object) -> int:
         return 1
     report = repair(args.out, f, runner=make_runner(jobs=args.jobs), backend=args.backend, device=args.device,
                     reimport=reimport, lock=lock)
-    after = verify_folder(args.out)
+    after = verify_folder(args.out, stall_s=args.stall_timeout, show_progress=not args.no_progress)
     again = "imported" if is_imported(f.identity if f.identity is not None else after.identity) else "extracted"
     print(f"repaired: {report.videos_processed} video(s) {again} again "
           f"({report.videos_failed} failed); folder is {'clean' if after.clean else 'STILL DAMAGED'}")

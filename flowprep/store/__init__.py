@@ -14,6 +14,8 @@ Modules, one job each:
 * ``settings``: the folder's ``flowprep.json`` (bind, read back, compare with a shard's);
 * ``verify``: find damaged shards and videos, and remove the damage;
 * ``summary``: what ``flowprep info`` reports, from metadata only;
+* ``isolated``: reads of shards that may hang or crash HDF5 (verify, info), in a worker process that is
+  stopped when it makes no progress;
 * ``indices``: the frame and flow numbers a reader takes (lists, slices, masks, integer arrays) as ints, or
   refused in a line.
 

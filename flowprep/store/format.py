@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from flowprep.errors import FlowprepError
+from flowprep.store.isolated import beat
 from flowprep.store.record import INFO_FIELDS, LATER_FIELDS, VideoInfo
 
 FORMAT = "flowprep-shard"
@@ -163,6 +164,7 @@ def read_in_pieces(n: int, read: Callable[[int, int], Sequence]) -> Iterator[Seq
     while start < n:
         stop = min(n, start + size)
         piece = read(start, stop)
+        beat()  # progress, for a worker watched for a read that hangs (flowprep.store.isolated)
         yield piece
         start, size = stop, next_step(stop - start, _nbytes(piece))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
+from flowprep.store.isolated import STALL_S, Isolated, Stalled
 from flowprep.store.record import read_info
 from flowprep.store.settings import read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
@@ -33,38 +34,54 @@ def _entry(e: dict, shard: str) -> dict:
     return {"name" if n == "key" else n: v[n] for n in _LISTED}
 
 
-def read_folder_catalog(out: Path, identity: dict | None = None) -> tuple[dict, dict[str, dict], list[dict]]:
+def read_folder_catalog(out: Path, identity: dict | None = None,
+                        stall_s: float = STALL_S) -> tuple[dict, dict[str, dict], list[dict]]:
     """(settings of the first readable shard, key -> the entry that counts, unreadable shards with reasons). A
     shard of other settings than ``identity`` (the folder's; None: the first shard's) is one of the latter, as
-    the readers refuse it."""
+    the readers refuse it. Each shard is read in a worker process: one whose damage hangs HDF5 for ``stall_s``
+    seconds is unreadable, not the end of ``info`` (flowprep.store.isolated)."""
     videos: dict[str, dict] = {}
     settings: dict = {}
     problems = []
-    for path in F.list_shards(out):
-        try:
-            with open_h5(path) as f:
-                s, keys, _, damage, catalog = checked_header(f, path)
-                identity = identity or shard_identity(s)
-                why = damage or settings_mismatch(s, identity)  # damaged: its catalog is not the truth
-                if why:
-                    problems.append({"shard": path.name, "reason": f"{path}: {why}; run `flowprep verify --repair "
-                                                                   f"{out}`"})
-                    continue
-                settings = settings or s
-                for e in catalog_entries(catalog) if catalog is not None else read_catalog(f, keys):
-                    old = videos.get(e["key"])
-                    if F.supersedes(old["status"] if old else None, e["status"]):
-                        videos[e["key"]] = _entry(e, path.name)
-        except ShardError as e:
-            problems.append({"shard": path.name, "reason": str(e)})
-        except F.DAMAGE_ERRORS as e:  # HDF5 cannot read it, or a corrupt catalog
-            why = unreadable(path, e)
-            problems.append({"shard": path.name, "reason": str(why), "denied": not isinstance(why, ShardError)})
+    with Isolated(stall_s) as iso:
+        for path in F.list_shards(out):
+            try:
+                s, entries, problem = iso.call(_shard_catalog, path, out, identity)
+            except Stalled as e:
+                s, entries, problem = None, [], {"shard": path.name, "reason": f"{path}: {e.reason}; run "
+                                                                                f"`flowprep verify --repair {out}`"}
+            if problem:
+                problems.append(problem)
+                continue
+            identity = identity or shard_identity(s)
+            settings = settings or s
+            for e in entries:
+                old = videos.get(e["key"])
+                if F.supersedes(old["status"] if old else None, e["status"]):
+                    videos[e["key"]] = _entry(e, path.name)
     return settings, videos, problems
 
 
-def summarize(out_dir: str | os.PathLike) -> dict:
-    """Everything ``flowprep info`` reports, as a dict: settings, totals, one entry per video, unreadable shards.
+def _shard_catalog(path: Path, out: Path, identity: dict | None) -> tuple[dict | None, list[dict], dict | None]:
+    """(settings, catalog entries, None) of one shard, or (None, [], the problem) when it cannot be listed."""
+    try:
+        with open_h5(path) as f:
+            s, keys, _, damage, catalog = checked_header(f, path)
+            why = damage or settings_mismatch(s, identity or shard_identity(s))  # damaged: its catalog lies
+            if why:
+                return None, [], {"shard": path.name, "reason": f"{path}: {why}; run `flowprep verify --repair "
+                                                                f"{out}`"}
+            return s, catalog_entries(catalog) if catalog is not None else read_catalog(f, keys), None
+    except ShardError as e:
+        return None, [], {"shard": path.name, "reason": str(e)}
+    except F.DAMAGE_ERRORS as e:  # HDF5 cannot read it, or a corrupt catalog
+        why = unreadable(path, e)
+        return None, [], {"shard": path.name, "reason": str(why), "denied": not isinstance(why, ShardError)}
+
+
+def summarize(out_dir: str | os.PathLike, stall_s: float = STALL_S) -> dict:
+    """Everything ``flowprep info`` reports, as a dict: settings, totals, one entry per video, unreadable shards
+    (one whose reads hang HDF5 for ``stall_s`` seconds among them).
 
     Each video entry has name, status, reason, frames, flows, width, height, source, shard, bytes,
     announced_frames and partial_reason (set for a video of which only part decoded: it counts as ok, and in
@@ -84,7 +101,7 @@ def summarize(out_dir: str | os.PathLike) -> dict:
     except FlowprepError as e:  # export and the trainer refuse the folder: said here too, with its fix
         log.warning("%s", e)
     index = read_index(out)  # before the shards are listed: a run links a shard, then records it
-    settings, videos, problems = read_folder_catalog(out, identity)
+    settings, videos, problems = read_folder_catalog(out, identity, stall_s)
     # a shard this user may not read holds its videos still: not missing, nor for verify --repair to redo
     denied = {p["shard"] for p in problems if p.get("denied")}
     recorded = {t.key for name, tasks in index.items() if name not in denied for t in tasks}

@@ -14,12 +14,15 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from flowprep import __version__
 from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, write_text
+from flowprep.base.progress import progress_bar
 from flowprep.datasets.listing import VideoTask, is_stored_key
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
+from flowprep.store.isolated import STALL_S, Isolated, Stalled, beat
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import (
     Header,
@@ -88,6 +91,32 @@ def _header(path: Path) -> Header | ShardError:
         return e
 
 
+def _isolated(iso: Isolated, path: Path, fn: Callable, *args: Any) -> Any:
+    # fn(*args) in the worker; a ShardError of ``path`` when its reads hung HDF5 or crashed it
+    try:
+        return iso.call(fn, *args)
+    except Stalled as e:
+        return ShardError(str(path), e.reason)
+
+
+def _checked(path: Path, header: Header, identity: dict | None) -> tuple[Findings, set[str]]:
+    # one readable shard's checks (in the worker): what was found, and the videos it holds intact
+    f, held = Findings(identity=identity), set()
+    _check_shard(path, header, f, held)
+    return f, held
+
+
+def _add(f: Findings, held: set[str], part: tuple[Findings, set[str]]) -> None:
+    # one shard's findings, as ``_checked`` returned them, into the folder's
+    p, p_held = part
+    f.shards, f.videos = f.shards + p.shards, f.videos + p.videos
+    f.damage += p.damage
+    f.keys_of.update(p.keys_of)
+    for k, source in p.sources.items():
+        f.sources.setdefault(k, source)
+    held |= p_held
+
+
 def _check_shard(path: Path, header: Header | ShardError, f: Findings, held: set[str]) -> None:
     """Check one shard's header and every video in it, adding what is wrong to ``f``."""
     f.shards += 1
@@ -107,6 +136,7 @@ def _check_shard(path: Path, header: Header | ShardError, f: Findings, held: set
         with open_h5(path) as h:
             for k in keys:
                 f.videos += 1
+                beat()
                 try:
                     g = h[F.VIDEOS][k]
                     f.sources.setdefault(k, str(g.attrs.get("source", "")))
@@ -121,8 +151,9 @@ def _check_shard(path: Path, header: Header | ShardError, f: Findings, held: set
         f.damage.append(Damage(path.name, None, f"cannot be opened ({e})"))
 
 
-def verify_folder(out_dir: str | os.PathLike) -> Findings:
-    """Check every shard of an output folder (read-only).
+def verify_folder(out_dir: str | os.PathLike, stall_s: float = STALL_S, show_progress: bool = False) -> Findings:
+    """Check every shard of an output folder (read-only), in a worker process: a shard whose reads hang HDF5 for
+    ``stall_s`` seconds (0: never), or crash it, is damaged (flowprep.store.isolated); ``show_progress``: a bar.
 
     Raises:
         FlowprepError: the folder does not exist, or flowprep did not write it.
@@ -134,11 +165,7 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
         raise FlowprepError(f"{out_dir}: {NOT_AN_OUTPUT}")
     index = read_index(out)
     f = Findings()
-    headers = {path: _header(path) for path in F.list_shards(out)}
-    _check_folder_files(out, f, headers)
-    held: set[str] = set()
-    for path, header in headers.items():
-        _check_shard(path, header, f, held)
+    held = _check_shards(out, f, stall_s, show_progress)
     for tasks in index.values():
         for t in tasks:
             f.sources[t.key] = t.path  # absolute, recorded by the driver
@@ -151,6 +178,29 @@ def verify_folder(out_dir: str | os.PathLike) -> Findings:
     recorded = {t.key for n, tasks in index.items() for t in tasks if t.key not in f.misnamed.get(n, ())}
     f.missing = sorted((recorded | damaged_keys | listed) - held)
     return f
+
+
+def _check_shards(out: Path, f: Findings, stall_s: float, show_progress: bool) -> set[str]:
+    """Every shard's header, the folder's files, then every shard (in a worker: ``_isolated``); returns the
+    videos held intact."""
+    paths = F.list_shards(out)
+    held: set[str] = set()
+    with Isolated(stall_s) as iso:
+        headers = {path: _isolated(iso, path, _header, path) for path in paths}  # about 1 ms a shard
+        _check_folder_files(out, f, headers)
+        sizes = [p.stat().st_size if p.exists() else 0 for p in paths]
+        with progress_bar(total=sum(sizes), show=show_progress, desc="verify", unit="B", unit_scale=True) as bar:
+            for (path, header), size in zip(headers.items(), sizes):
+                part = header if isinstance(header, ShardError) else _isolated(iso, path, _checked, path, header,
+                                                                              f.identity)
+                if isinstance(part, ShardError):  # unreadable, or its reads hung: its header's videos are missing
+                    if not isinstance(header, ShardError):
+                        f.keys_of[path.name] = header.keys
+                    _check_shard(path, part, f, held)
+                else:
+                    _add(f, held, part)
+                bar.update(size)
+    return held
 
 
 def _check_unstorable(out: Path, index: dict[str, list[VideoTask]], f: Findings, held: set[str]) -> None:

@@ -92,11 +92,17 @@ class _WriteGuard:
     flush is dropped: HDF5 goes on against a file that is deleted anyway, and the writer raises the recorded
     error (``check``) after each of its HDF5 calls. The file is unbuffered, so that a write error arrives in the
     write that failed, not in a later seek or read that flushes a buffer.
+
+    What a dropped write held is kept in memory, and reads see it: within the HDF5 call that met the error, HDF5
+    reads back what it has just written (a global heap collection of the JPEGs, evicted from its cache), and the
+    zeros on disk sent it freeing garbage pointers (a segfault in ``H5T__vlen_reclaim``). It is one call's data
+    at most: the writer raises after each call.
     """
 
     def __init__(self, fh):
         self._fh = fh
         self.error: OSError | None = None
+        self._dropped: list[tuple[int, bytes]] = []  # (offset, bytes) of each write dropped, in order
 
     def check(self) -> None:
         """Raise the write error kept, if there was one."""
@@ -105,12 +111,15 @@ class _WriteGuard:
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
-        done = 0
+        start, done = self._fh.tell(), 0
         try:
             while self.error is None and done < len(view):  # a raw write may write part of the data
                 done += self._fh.write(view[done:])
         except OSError as e:
             self.error = e
+        if done < len(view):
+            self._dropped.append((start + done, bytes(view[done:])))
+            self._fh.seek(start + len(view))
         return len(view)
 
     def truncate(self, size: int | None = None) -> int:
@@ -129,10 +138,23 @@ class _WriteGuard:
                 self.error = e
 
     def read(self, size: int = -1) -> bytes:
-        return self._fh.read(size)
+        if not self._dropped or size < 0:
+            return self._fh.read(size)
+        buf = bytearray(size)
+        return bytes(buf[:self.readinto(buf)])
 
     def readinto(self, buf) -> int:
-        return self._fh.readinto(buf)
+        start = self._fh.tell()
+        n = self._fh.readinto(buf) or 0
+        view = memoryview(buf).cast("B")
+        for at, data in self._dropped:  # in order: a later write over the same bytes wins
+            lo, hi = max(at, start), min(at + len(data), start + len(view))
+            if lo < hi:
+                view[lo - start:hi - start] = data[lo - at:hi - at]
+                n = max(n, hi - start)
+        if self._dropped:
+            self._fh.seek(start + n)
+        return n
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return self._fh.seek(offset, whence)
@@ -237,6 +259,7 @@ class ShardWriter:
             for name in F.jpeg_streams(rec.backward):
                 data = getattr(rec, name)
                 g.create_dataset(name, data=_blobs(data), dtype=_BYTES)
+                self._guard.check()  # after each call, as in spill: what HDF5 reads back of dropped writes is kept
                 g.create_dataset(F.crc_name(name), data=_crcs(data))
             # Fletcher-32 checksums: a bit flip in the parameters is caught on read, like the JPEGs' CRC-32
             for quant, clipped in F.param_names(rec.backward):

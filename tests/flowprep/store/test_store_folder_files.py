@@ -17,7 +17,7 @@ from flowprep.store.reader import open_shards
 from flowprep.store.verify import verify_folder
 from flowprep.store.workspace import read_index
 
-from fault_tools import FAST, assert_same_output, make_dataset
+from fault_tools import FAST, InProcess, assert_same_output, make_dataset
 
 
 def _extract(root: Path, out: Path, *extra: str) -> int:
@@ -249,6 +249,7 @@ def test_verify_and_readers_read_each_shard_header_once(out, pristine, monkeypat
         monkeypatch.setattr(module, "read_checked_header", lambda p, real=real: calls.append(p) or real(p))
     for module in (verify, settings):
         monkeypatch.setattr(module, "read_shard_header", lambda p: pytest.fail(f"{p}'s header read again"))
+    monkeypatch.setattr(verify, "Isolated", InProcess)  # the reads in this process, where they are counted
     if settings_file == "damaged":
         (out / "flowprep.json").write_text("{garbage")  # the folder's settings then come from the shards
     else:

@@ -20,7 +20,7 @@ from flowprep.store.shardfile import unreadable
 from flowprep.store.verify import verify_folder
 from flowprep.store.workspace import scan_output
 
-from fault_tools import shard_keys
+from fault_tools import InProcess, shard_keys
 
 
 def _copy(pristine, tmp_path):
@@ -166,6 +166,7 @@ def test_info_does_not_call_the_videos_of_a_shard_this_user_may_not_read_missing
     import flowprep.store.summary as summary
 
     _deny(monkeypatch, summary, shard)
+    monkeypatch.setattr(summary, "Isolated", InProcess)  # the refusal reaches the reads
     assert main(["info", str(out)]) == 1
     text = capsys.readouterr().out
     assert "permission denied: give this user read access" in text and "MISSING" not in text

@@ -134,7 +134,8 @@ def test_repair_on_a_full_disk_stops_with_the_message_and_keeps_the_shard(pristi
             yield _FullDisk(fh)
 
     monkeypatch.setattr(writer, "open_replacing", full)
-    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv"]) == 2
+    assert main(["verify", str(out), "--repair", "--jobs", "1", "--device", "cpu", "--backend", "opencv",
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "disk full while rewriting" in err and "run the same command again" in err and len(err.splitlines()) == 1
     # the shard is neither moved aside nor changed: its good videos are still there for the repair with room

@@ -1,0 +1,201 @@
+"""Reads of shards that may be damaged, run in a child process: a damaged file that sends HDF5 into an endless
+loop, or crashes it, costs that shard, not the command.
+
+A zeroed block inside a global heap collection (where a shard keeps its variable-length strings: settings,
+sources, digests) makes HDF5 loop for ever in ``H5HG__cache_heap_deserialize``. The loop holds the GIL, so
+neither a thread nor a Python signal handler can end it: ``flowprep verify`` on such a shard had run for ever and
+ignored Ctrl-C and SIGTERM (only SIGKILL ended it), when it is the command meant to find that damage.
+
+Here a worker process does the reads, and its work beats (``beat``: each video checked, each piece of about
+2 MB read); a thread could not tell, since some of those endless loops let go of the GIL. A worker silent for
+``stall_s`` is stuck in one call, where a piece takes milliseconds: it is killed, and the call raises ``Stalled``.
+So does a worker that died (a crash inside HDF5). The parent waits in ``Connection.poll``, where Ctrl-C and
+SIGTERM still stop it.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+from flowprep.errors import FlowprepError
+
+STALL_S = 60.0  # seconds one HDF5 call may hold the worker before its shard is called damaged
+START_S = 300.0  # seconds a worker may take to start (imports on a loaded machine or a slow file system)
+_BEATS_PER_STALL = 6
+_BEAT, _READY = "beat", "ready"
+
+
+class Stalled(Exception):
+    """The worker made no progress for ``stall_s`` (one HDF5 call that never returns) or crashed; ``reason`` says
+    which, in words for a shard's damage."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+_beat: list = []  # in a worker: the function that sends its beats (rate-limited)
+
+
+def beat() -> None:
+    """Progress, from reads that may take long (a piece of a long video's JPEGs, a video): a worker that beats is
+    not stalled. A no-op outside a worker."""
+    if _beat:
+        _beat[0]()
+
+
+def _die_with_parent(parent: int) -> None:
+    # a worker stuck in HDF5 cannot notice its parent's death (a `kill -9` of verify): on Linux the kernel ends it
+    # when its parent does, instead of leaving it to spin at 100% for ever
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the line above (not `== 1`: in a container it may be 1)
+            os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _serve(conn, beat_s: float, parent: int) -> None:
+    # the worker: runs each (function, args) it receives and sends back ("ok", result) or ("raised", error)
+    _die_with_parent(parent)
+    last = [time.monotonic()]
+
+    def send_beat() -> None:
+        if time.monotonic() - last[0] >= beat_s:
+            conn.send(_BEAT)
+            last[0] = time.monotonic()
+
+    _beat[:] = [send_beat]
+    conn.send(_READY)
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except EOFError:  # the parent is gone
+            return
+        last[0] = time.monotonic()
+        try:
+            job = pickle.loads(raw)  # imports the function's module: beats may come from there already
+            if job is None:
+                return
+            out = ("ok", job[0](*job[1]))
+        except Exception as e:  # noqa: BLE001 - sent back, raised again in the parent
+            out = ("raised", e)
+        try:
+            conn.send(out)
+        except Exception as e:  # noqa: BLE001 - a result or an error that does not pickle
+            conn.send(("raised", RuntimeError(f"{type(e).__name__}: {e}")))
+
+
+class Isolated:
+    """A worker process for calls that may hang in HDF5: ``with Isolated() as iso: iso.call(fn, *args)``.
+    ``fn`` must be a module-level function (it is pickled); the worker starts at the first call, and again after
+    one stalled."""
+
+    def __init__(self, stall_s: float = STALL_S):
+        self.stall_s = stall_s
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> "Isolated":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def call(self, fn: Callable, *args: Any) -> Any:
+        """``fn(*args)`` in the worker: its result, or its exception raised here.
+
+        Raises:
+            Stalled: the worker made no progress for ``stall_s`` seconds, or crashed (it is stopped; the next
+                call starts another).
+            FlowprepError: no worker could start, or one was killed by a signal that no damage sends.
+        """
+        try:
+            if self._proc is None:
+                self._start()
+            self._conn.send((fn, args))
+            return self._result()
+        except BaseException:  # Ctrl-C, SIGTERM, a stall: no worker left behind mid-call
+            self.close(kill=True)
+            raise
+
+    def _result(self) -> Any:
+        while True:
+            if not self._conn.poll(self.stall_s or None):  # 0: wait for ever (still stopped by Ctrl-C)
+                raise Stalled(f"reading it made HDF5 hang (no progress for {self.stall_s:g} s: a damaged structure "
+                              "in the file)")
+            try:
+                msg = self._conn.recv()
+            except EOFError:
+                raise self._died() from None
+            if msg == _BEAT:
+                continue
+            kind, value = msg
+            if kind == "raised":
+                raise value
+            return value
+
+    def _died(self) -> Exception:
+        # why the worker ended mid-call: a crash is the file's doing, a kill (the OOM killer, a user) is not
+        try:
+            code = self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None and -code in _CRASHES:
+            return Stalled(f"reading it crashed HDF5 ({signal.Signals(-code).name}: a damaged structure in the "
+                           "file)")
+        return FlowprepError(f"the process reading shards ended unexpectedly (exit code {code}; killed?): run "
+                             "the same command again")
+
+    def _start(self) -> None:
+        # a Python of its own with a socket of a pair, not multiprocessing: no import of the caller's main module (a
+        # script without ``if __name__ == "__main__"`` started workers without end), and modules found where the
+        # caller finds them (its sys.path)
+        mine, theirs = socket.socketpair()
+        beat_s = (self.stall_s or STALL_S) / _BEATS_PER_STALL
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            with mine, theirs:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", _WORKER, str(theirs.fileno()), repr(beat_s), str(os.getpid())],
+                    pass_fds=[theirs.fileno()],
+                    env=env, stdin=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C is the parent's to handle
+                self._conn = Connection(os.dup(mine.fileno()))
+            if not self._conn.poll(START_S) or self._conn.recv() != _READY:
+                raise OSError(f"it did not start within {START_S:g} s")
+        except (OSError, EOFError) as e:  # not the shard's fault: no shard may be called damaged for it
+            self.close(kill=True)
+            raise FlowprepError(f"cannot start a process to read shards in ({e or type(e).__name__}): free memory, "
+                                "raise the process limit, or run again") from e
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the worker (at once with ``kill``; else once it has finished its call)."""
+        proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
+        if proc is None:
+            return
+        if not kill and conn is not None:
+            with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
+                conn.send(None)
+                proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if conn is not None:
+            conn.close()
+
+
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
+
+_WORKER = ("import sys; from multiprocessing.connection import Connection; from flowprep.store.isolated import _serve; "
+           "_serve(Connection(int(sys.argv[1])), float(sys.argv[2]), int(sys.argv[3]))")
