@@ -102,8 +102,8 @@ class Isolated:
     ``fn`` must be a module-level function (it is pickled); the worker starts at the first call, and again after
     one stalled."""
 
-    def __init__(self, stall_s: float = STALL_S):
-        self.stall_s = stall_s
+    def __init__(self, stall_s: float | None = None):
+        self.stall_s = STALL_S if stall_s is None else stall_s
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
 

@@ -35,6 +35,7 @@ from flowprep.base.durable import append_line, fsync_dir
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
+from flowprep.store.isolated import Isolated, Stalled
 from flowprep.store.settings import SETTINGS_FILE, settings_mismatch
 from flowprep.store.shardfile import catalog_entries, partial_of, read_checked_header, sources_of
 from flowprep.store.staging import clear, run_folders
@@ -326,34 +327,45 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
     """
     scan = Scan({}, [], set(), {})
     indexed = read_index(out_dir)
-    for shard in F.list_shards(out_dir):
-        try:
-            settings, keys, status, damage, catalog = read_checked_header(shard)
-        except ShardError as e:
-            aside = shard.with_name(shard.name + ".unreadable")
-            os.replace(shard, aside)
-            log.warning("%s; moved to %s and its videos will be extracted again", e, aside.name)
-            scan.unreadable.append(str(aside))
-            continue
-        # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
-        reason = damage or settings_mismatch(settings, identity)
-        if reason:
-            raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
-                                         f"--repair {shard.parent}` (or move the shard out of the folder)")
-        if shard.name not in indexed:  # a run killed between publishing it and recording it
-            append_index(out_dir, shard.name, [VideoTask(k, s) for k, s in zip(keys, sources_of(shard, keys))])
-            log.info("%s recorded in %s (its run stopped before it could)", shard.name, INDEX_FILE)
-        entries = catalog_entries(catalog) if catalog is not None else []  # (none before catalogs)
-        in_part, sizes = partial_of(entries), {e["key"]: int(e.get("source_bytes", 0)) for e in entries}
-        for k, s in zip(keys, status):
-            if F.supersedes(scan.done.get(k), s):
-                scan.done[k] = s
-                scan.source_bytes[k] = sizes.get(k, 0)
-                if k in in_part:
-                    scan.partial.add(k)
-                else:  # done again, whole, in a later shard
-                    scan.partial.discard(k)
+    with Isolated() as iso:  # a shard whose header hangs HDF5 is unreadable, not a run that never starts
+        for shard in F.list_shards(out_dir):  # one at a time: not every catalog of a large folder held at once
+            header = _header_or_error(iso, shard)
+            if isinstance(header, ShardError):
+                aside = shard.with_name(shard.name + ".unreadable")
+                os.replace(shard, aside)
+                log.warning("%s; moved to %s and its videos will be extracted again", header, aside.name)
+                scan.unreadable.append(str(aside))
+                continue
+            settings, keys, status, damage, catalog = header
+            # the cheap part of verify, at every extract's start: the header and catalog digest, the settings
+            reason = damage or settings_mismatch(settings, identity)
+            if reason:
+                raise ShardError(str(shard), f"{reason}; its videos are not counted as done: run `flowprep verify "
+                                             f"--repair {shard.parent}` (or move the shard out of the folder)")
+            if shard.name not in indexed:  # a run killed between publishing it and recording it
+                append_index(out_dir, shard.name, [VideoTask(k, s) for k, s in zip(keys, sources_of(shard, keys))])
+                log.info("%s recorded in %s (its run stopped before it could)", shard.name, INDEX_FILE)
+            entries = catalog_entries(catalog) if catalog is not None else []  # (none before catalogs)
+            in_part, sizes = partial_of(entries), {e["key"]: int(e.get("source_bytes", 0)) for e in entries}
+            for k, s in zip(keys, status):
+                if F.supersedes(scan.done.get(k), s):
+                    scan.done[k] = s
+                    scan.source_bytes[k] = sizes.get(k, 0)
+                    if k in in_part:
+                        scan.partial.add(k)
+                    else:  # done again, whole, in a later shard
+                        scan.partial.discard(k)
     return scan
+
+
+def _header_or_error(iso: Isolated, shard: Path):
+    # ``read_checked_header`` in the worker; its ShardError, or one for a read that hung HDF5, returned
+    try:
+        return iso.call(read_checked_header, shard)
+    except ShardError as e:
+        return e
+    except Stalled as e:
+        return ShardError(str(shard), e.reason)
 
 
 def remove_stale_temporaries(out: Path) -> None:

@@ -5,12 +5,14 @@ again, and a signal stops it at once."""
 from __future__ import annotations
 
 import faulthandler
+import json
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,7 @@ from flowprep.store.format import list_shards
 from flowprep.store.summary import summarize
 from flowprep.store.verify import verify_folder
 
-from fault_tools import assert_same_output, shard_keys, start, wait_for_handler
+from fault_tools import FAST, assert_same_output, shard_keys, start, wait_for_handler
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +78,22 @@ def test_info_lists_such_a_shard_as_unreadable_and_goes_on(pristine, tmp_path):
     assert [p["shard"] for p in s["unreadable_shards"]] == [hung.name]
     assert "hang" in s["unreadable_shards"][0]["reason"] and "verify --repair" in s["unreadable_shards"][0]["reason"]
     assert s["videos_ok"] == 4 and s["videos_missing"] == sorted(shard_keys(pristine / hung.name))
+
+
+def test_an_extraction_resumed_over_such_a_shard_extracts_its_videos_again(pristine, tmp_path, monkeypatch):
+    """Its start reads every shard's header: on this shard it had hung before any work, deaf to Ctrl-C."""
+    import flowprep.store.isolated as isolated
+
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    hung = list_shards(out)[2]
+    _zero_half_a_heap(hung, 0)
+    monkeypatch.setattr(isolated, "STALL_S", 2.0)
+    root = Path(json.loads((out / "index.jsonl").read_text().splitlines()[0])["sources"][0]).parents[1]
+    assert main(["extract", "--dataset", "ucf101", "--root", str(root), "--out", str(out), "--jobs", "1",
+                 "--videos-per-shard", "2", *FAST]) == 0
+    assert hung.with_name(hung.name + ".unreadable").exists()
+    assert_same_output(out, pristine)
 
 
 @pytest.mark.slow(10)

@@ -109,8 +109,10 @@ def _deny(monkeypatch, module, shard) -> None:
 def test_a_shard_this_user_may_not_read_is_left_where_it_is_and_stops_the_run(pristine, tmp_path, monkeypatch):
     out, shard = _copy(pristine, tmp_path)
     import flowprep.store.shardfile as shardfile
+    import flowprep.store.workspace as workspace
 
     _deny(monkeypatch, shardfile, shard)
+    monkeypatch.setattr(workspace, "Isolated", InProcess)  # the refusal reaches the reads
     with pytest.raises(FlowprepError, match="permission denied: give this user read access") as e:
         scan_output(out)
     assert not isinstance(e.value, ShardError)  # not damage: nothing to move aside or extract again
