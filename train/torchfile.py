@@ -16,6 +16,8 @@ import torch
 
 from flowprep.base.durable import zip_crc_failure
 
+_PICKLE_PROTO = b"\x80"  # the first byte of a pickle of protocol 2 or later: torch's pre-1.6 format starts so
+
 
 class CheckpointError(ValueError):
     """A torch file that is empty, truncated, damaged or not of the kind asked for: the message names it and says
@@ -37,6 +39,9 @@ def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, leg
         if not legacy or os.path.getsize(path) == 0:
             raise CheckpointError(f"{path}: not a complete torch file (empty, truncated or written by another "
                                   f"program); {again}")
+        with open(path, "rb") as f:
+            if f.read(1) != _PICKLE_PROTO:  # random bytes were said to hold "Python objects besides tensors"
+                raise CheckpointError(f"{path}: not a torch file (nor any pickle); {again}")
     else:
         try:
             bad = zip_crc_failure(path)

@@ -245,6 +245,9 @@ def test_a_fit_checkpoint_given_as_pretrained_points_to_init_from_and_own_shards
     (tmp_path / "notes.pth").write_text("hello\n")  # a text file: "KeyError: 104"
     with pytest.raises(CheckpointError, match="not a torch file \\(nor any pickle\\)"):
         fit(_cfg(motion_data, tmp_path / "out", pretrained=str(tmp_path / "notes.pth")))
+    (tmp_path / "noise.pth").write_bytes(np.random.default_rng(0).bytes(5000))  # "holds Python objects" it said
+    with pytest.raises(CheckpointError, match="not a torch file \\(nor any pickle\\)"):
+        fit(_cfg(motion_data, tmp_path / "out", pretrained=str(tmp_path / "noise.pth")))
     with pytest.raises(ValueError, match="this is the main dataset itself"):
         fit(_cfg(motion_data, tmp_path / "out", add_classes=(TaskSpec("ucf101", str(motion_data.shards),
                                                                       str(motion_data.split_dir)),)))
