@@ -21,7 +21,7 @@ from flowprep.store.reader import ShardSet
 from train import distributed as D
 from train.config import FitConfig, check_ranges, saved_config
 from train.engine import load_checkpoint, load_weights, predict
-from train.metrics import Scores, confusion_matrix, plot_confusion, save_scores, summary
+from train.metrics import Scores, confusion_matrix, load_scores, plot_confusion, save_scores, summary
 from train.models import build_model
 from train.splits import bind
 
@@ -108,6 +108,25 @@ def _shards_dir(cfg: TestConfig, trained_on: str) -> str:
     return cfg.shards or trained_on
 
 
+def _suffix(cfg: TestConfig) -> str:
+    """What the files of a test of another subset or task carry after their names (scores_train_task1.npz)."""
+    return ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
+
+
+def _refuse_other_models_scores(path: Path, stream: str, dataset: str) -> None:
+    """Before the scoring: ``path`` must not hold another stream's or dataset's scores (--out naming the other
+    stream's run overwrote them silently, and fuse then blamed an earlier best.pt). Scores of the same kind are a
+    test run again: replaced."""
+    try:
+        meta = load_scores(path).meta
+    except (OSError, ValueError):  # none, or not readable: nothing of value to keep
+        return
+    theirs = (meta.get("stream"), meta.get("dataset"))
+    if None not in theirs and theirs != (stream, dataset):
+        raise ValueError(f"{path} holds the scores of a {theirs[0]} model on {theirs[1]}, not of this {stream} "
+                         f"model on {dataset}: give --out a folder of this model's own (or move that file away)")
+
+
 def test(cfg: TestConfig) -> dict:
     """Score every video of a subset; writes scores[_train].npz, test_metrics[_train].json, confusion PNG.
 
@@ -127,6 +146,8 @@ def test(cfg: TestConfig) -> dict:
         raise ValueError(f"--task {cfg.task}: this model has {len(tasks)} task(s) "
                          f"({', '.join(f'{k}: {t.dataset}' for k, t in enumerate(tasks))})")
     spec = tasks[cfg.task]
+    if out is not None:
+        _refuse_other_models_scores(out / f"scores{_suffix(cfg)}.npz", fc.stream, spec.dataset)
     shards_dir = _shards_dir(cfg, spec.shards)
     shards = ShardSet(shards_dir)
     split, columns = _split(cfg, fc, ck["classes"], shards_dir)
@@ -148,7 +169,7 @@ def test(cfg: TestConfig) -> dict:
     labels = np.array([it.label for it in items], dtype=np.int64)
     result = summary(scores, labels)
     if out is not None:
-        suffix = ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
+        suffix = _suffix(cfg)
         # split_videos beside the summary's videos: a test over fewer videos than the split says so in its file
         meta = {"stream": fc.stream, "arch": fc.arch, "dataset": spec.dataset, "split": fc.split,
                 "subset": cfg.subset, "task": cfg.task, "frames": cfg.frames, "crops": data_cfg.test_crops,

@@ -483,3 +483,19 @@ def test_sampling_settings_out_of_range_name_their_flag(motion_data, tmp_path, c
     """"flow length, crop size (>= 8) and test frames must be positive" named no flag, and all three at once."""
     with pytest.raises(ValueError, match=said):
         _cfg(motion_data, tmp_path, **change).data_config()
+
+
+def test_test_refuses_an_out_that_holds_the_other_streams_scores(motion_data, tmp_path):
+    """`train test --checkpoint runs/spatial/best.pt --out runs/temporal` overwrote the temporal scores silently,
+    and fuse then blamed an earlier best.pt. The same model tested again still replaces its own."""
+    t, s = tmp_path / "temporal", tmp_path / "spatial"
+    fit(_cfg(motion_data, t))
+    fit(_cfg(motion_data, s, stream="spatial"))
+    quick = dict(frames=2, crops=1, num_workers=0, progress=False, device="cpu")
+    evaluate.test(evaluate.TestConfig(str(t / "best.pt"), **quick))
+    evaluate.test(evaluate.TestConfig(str(t / "best.pt"), **quick))  # again: replaced
+    before = (t / "scores.npz").read_bytes()
+    with pytest.raises(ValueError, match=r"scores of a temporal model on ucf101, not of this spatial model on ucf101: "
+                                         r"give --out a folder of this model's own"):
+        evaluate.test(evaluate.TestConfig(str(s / "best.pt"), out=str(t), **quick))
+    assert (t / "scores.npz").read_bytes() == before
