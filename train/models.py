@@ -154,7 +154,12 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = obj[k]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: not a state dict (names -> tensors) but a {type(obj).__name__}; {again}")
+    if obj and all(isinstance(k, str) and k.startswith(_WRAPPED) for k in obj):
+        obj = {k[len(_WRAPPED):]: v for k, v in obj.items()}  # saved through DDP (refused before, as another arch)
     return obj
+
+
+_WRAPPED = "module."  # what (Distributed)DataParallel puts before every name of the net it wraps
 
 
 def _load_backbone(model: nn.Module, state: dict, head: str, path: str) -> None:

@@ -44,6 +44,9 @@ def test_cross_modality_init_averages_rgb_weights(tmp_path):
     # spatial fine-tuning keeps the RGB filters unchanged
     torch.testing.assert_close(build_model("resnet18", [101], 3, pretrained=str(path)).trunk.conv1.weight,
                                src["conv1.weight"], rtol=0, atol=0)
+    torch.save({f"module.{k}": v for k, v in src.items()}, path)  # saved through DistributedDataParallel
+    torch.testing.assert_close(build_model("resnet18", [101], 3, pretrained=str(path)).trunk.conv1.weight,
+                               src["conv1.weight"], rtol=0, atol=0)  # it was refused: "check --arch"
     conv = nn.Conv2d(3, 4, 3, bias=True)
     new = cross_modality_conv(conv, 6)
     torch.testing.assert_close(new.weight[:, 5], conv.weight.mean(1))
