@@ -113,12 +113,13 @@ def _suffix(cfg: TestConfig) -> str:
     return ("" if cfg.subset == "test" else f"_{cfg.subset}") + (f"_task{cfg.task}" if cfg.task else "")
 
 
-def _refuse_other_models_scores(path: Path, stream: str, dataset: str) -> None:
-    """Before the scoring: ``path`` must not hold another stream's or dataset's scores (--out naming the other
-    stream's run overwrote them silently, and fuse then blamed an earlier best.pt). Scores of the same kind are a
-    test run again: replaced."""
+def _refuse_other_models_scores(out: Path | None, cfg: TestConfig, stream: str, dataset: str) -> None:
+    """Before the scoring: the score file this test writes in ``out`` (None: another rank's) must not hold another
+    stream's or dataset's scores (--out naming the other stream's run overwrote them silently, and fuse then blamed
+    an earlier best.pt). Scores of the same kind are a test run again: replaced."""
+    path = out / f"scores{_suffix(cfg)}.npz" if out is not None else None
     try:
-        meta = load_scores(path).meta
+        meta = load_scores(path).meta if path is not None else {}
     except (OSError, ValueError):  # none, or not readable: nothing of value to keep
         return
     theirs = (meta.get("stream"), meta.get("dataset"))
@@ -141,13 +142,11 @@ def test(cfg: TestConfig) -> dict:
     ck = load_checkpoint(cfg.checkpoint, again="give the best.pt of a finished `train fit` run")
     out = _out_dir(cfg) if info.is_main else None
     fc = saved_config(ck["config"], cfg.checkpoint)
-    tasks = fc.tasks
-    if not 0 <= cfg.task < len(tasks):
-        raise ValueError(f"--task {cfg.task}: this model has {len(tasks)} task(s) "
-                         f"({', '.join(f'{k}: {t.dataset}' for k, t in enumerate(tasks))})")
-    spec = tasks[cfg.task]
-    if out is not None:
-        _refuse_other_models_scores(out / f"scores{_suffix(cfg)}.npz", fc.stream, spec.dataset)
+    if not 0 <= cfg.task < len(fc.tasks):
+        raise ValueError(f"--task {cfg.task}: this model has {len(fc.tasks)} task(s) "
+                         f"({', '.join(f'{k}: {t.dataset}' for k, t in enumerate(fc.tasks))})")
+    spec = fc.tasks[cfg.task]
+    _refuse_other_models_scores(out, cfg, fc.stream, spec.dataset)
     shards_dir = _shards_dir(cfg, spec.shards)
     shards = ShardSet(shards_dir)
     split, columns = _split(cfg, fc, ck["classes"], shards_dir)

@@ -16,7 +16,12 @@ import torch
 
 from flowprep.base.durable import zip_crc_failure
 
-_PICKLE_PROTO = b"\x80"  # the first byte of a pickle of protocol 2 or later: torch's pre-1.6 format starts so
+
+def _starts_as_pickle(path: str | os.PathLike) -> bool:
+    """A zip (torch's format), or a pickle of protocol 2 or later (its pre-1.6 one): random bytes were said to
+    hold "Python objects besides tensors"."""
+    with open(path, "rb") as f:
+        return zipfile.is_zipfile(path) or f.read(1) == b"\x80"
 
 
 class CheckpointError(ValueError):
@@ -39,9 +44,6 @@ def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, leg
         if not legacy or os.path.getsize(path) == 0:
             raise CheckpointError(f"{path}: not a complete torch file (empty, truncated or written by another "
                                   f"program); {again}")
-        with open(path, "rb") as f:
-            if f.read(1) != _PICKLE_PROTO:  # random bytes were said to hold "Python objects besides tensors"
-                raise CheckpointError(f"{path}: not a torch file (nor any pickle); {again}")
     else:
         try:
             bad = zip_crc_failure(path)
@@ -52,6 +54,8 @@ def read_torch_file(path: str | os.PathLike, again: str, weights_only: bool, leg
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as e:
+        if not _starts_as_pickle(path):
+            raise CheckpointError(f"{path}: not a torch file (nor any pickle); {again}") from e
         if weights_only and "Weights only load failed" in str(e):  # torch's words: "two options ... trust"
             raise CheckpointError(f"{path}: holds Python objects besides tensors, which are not read from a weights "
                                   f"file (a checkpoint, or another tool's pickle); {again}") from e
