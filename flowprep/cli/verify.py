@@ -23,10 +23,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=default_of(SolverConfig, "backend"), choices=("auto", *BACKENDS),
                    help="flow backend for --repair")
     p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
-    p.add_argument("--stall-timeout", type=float, default=STALL_S, metavar="SECONDS",
+    p.add_argument("--stall-timeout", type=stall_seconds, default=STALL_S, metavar="SECONDS",
                    help="call a shard damaged when reading it makes no progress for this long (damaged bytes can "
                         "send HDF5 into an endless loop); 0: wait for ever")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def stall_seconds(text: str) -> float:
+    """--stall-timeout: 0 (wait for ever) or a finite number of seconds above 0 (-1 called every shard damaged)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value == 0 or 0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 (wait for ever) or a number of seconds above 0")
+    return value
 
 
 def _print_findings(out: str, f) -> None:

@@ -94,6 +94,9 @@ class TruncatedStream(VideoDecodeError):
         super().__init__(path, f"decoded {decoded} of the {announced} frames the container announces (truncated or "
                                "corrupt stream)")
 
+    def __reduce__(self):  # pickled whole (from a worker process), not as VideoDecodeError's (path, reason)
+        return type(self), (self.path, self.decoded, self.announced)
+
 
 def _link_loop(path: str) -> bool:
     try:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Callable
 
 from flowprep.errors import FlowprepError
@@ -35,12 +36,12 @@ _BEAT, _READY = "beat", "ready"
 
 
 class Stalled(Exception):
-    """The worker made no progress for ``stall_s`` (one HDF5 call that never returns) or crashed; ``reason`` says
-    which, in words for a shard's damage."""
+    """The worker spun without progress for ``stall_s`` (one HDF5 call that never returns) or crashed
+    (``crashed``); ``reason`` says which, in words for a shard's damage."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, crashed: bool = False):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.crashed = reason, crashed
 
 
 _beat: list = []  # in a worker: the function that sends its beats (rate-limited)
@@ -85,25 +86,31 @@ def _serve(conn, beat_s: float, parent: int) -> None:
             return
         last[0] = time.monotonic()
         try:
-            job = pickle.loads(raw)  # imports the function's module: beats may come from there already
+            job = pickle.loads(raw)
             if job is None:
                 return
             out = ("ok", job[0](*job[1]))
         except Exception as e:  # noqa: BLE001 - sent back, raised again in the parent
             out = ("raised", e)
         try:
-            conn.send(out)
-        except Exception as e:  # noqa: BLE001 - a result or an error that does not pickle
-            conn.send(("raised", RuntimeError(f"{type(e).__name__}: {e}")))
+            data = pickle.dumps(out)
+            pickle.loads(data)  # an error that pickles but will not unpickle (a custom __init__) broke the parent
+        except Exception as e:  # noqa: BLE001 - said in words instead
+            data = pickle.dumps(("raised", RuntimeError(f"{type(out[1]).__name__}: {out[1]} ({e})")))
+        conn.send_bytes(data)
 
 
 class Isolated:
     """A worker process for calls that may hang in HDF5: ``with Isolated() as iso: iso.call(fn, *args)``.
-    ``fn`` must be a module-level function (it is pickled); the worker starts at the first call, and again after
-    one stalled."""
+    ``fn`` must be a module-level function (it is pickled). The worker starts at the first call (its module
+    imported before the clock runs), and again after one stalled or died; it belongs to the thread that started it
+    (PR_SET_PDEATHSIG follows that thread). Off POSIX the calls run in this process, unguarded."""
 
     def __init__(self, stall_s: float | None = None):
-        self.stall_s = STALL_S if stall_s is None else stall_s
+        stall_s = STALL_S if stall_s is None else stall_s
+        if not (stall_s == 0 or 0 < stall_s < float("inf")):  # -1 called every shard damaged; inf overflowed
+            raise ValueError(f"a stall timeout of {stall_s} seconds: give 0 (wait for ever) or a finite time above 0")
+        self.stall_s = stall_s
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
 
@@ -117,34 +124,52 @@ class Isolated:
         """``fn(*args)`` in the worker: its result, or its exception raised here.
 
         Raises:
-            Stalled: the worker made no progress for ``stall_s`` seconds, or crashed (it is stopped; the next
-                call starts another).
+            Stalled: the worker spun without progress for ``stall_s`` seconds (an endless loop in HDF5), or crashed
+                twice on it (it is stopped; the next call starts another).
             FlowprepError: no worker could start, or one was killed by a signal that no damage sends.
         """
+        if os.name != "posix":
+            return fn(*args)
+        for attempt in (1, 2):
+            try:
+                kind, value = self._round_trip(fn, args)
+            except Stalled as e:
+                if attempt == 2 or not e.crashed:
+                    raise
+                continue  # a crash once may be the machine's (memory): the shard is damaged if it crashes again
+            if kind == "raised":
+                raise value  # the worker's own error: it stays, healthy
+            return value
+
+    def _round_trip(self, fn: Callable, args: tuple) -> tuple[str, Any]:
         try:
+            if self._proc is not None and self._proc.poll() is not None:
+                self.close(kill=True)  # it died while idle (killed; its thread ended): another one
             if self._proc is None:
-                self._start()
+                self._start(fn.__module__)
             self._conn.send((fn, args))
             return self._result()
-        except BaseException:  # Ctrl-C, SIGTERM, a stall: no worker left behind mid-call
+        except BaseException:  # Ctrl-C, SIGTERM, a stall, a lost pipe: no worker left behind mid-call
             self.close(kill=True)
             raise
 
-    def _result(self) -> Any:
+    def _result(self) -> tuple[str, Any]:
+        cpu = _cpu_seconds(self._proc.pid)
         while True:
             if not self._conn.poll(self.stall_s or None):  # 0: wait for ever (still stopped by Ctrl-C)
-                raise Stalled(f"reading it made HDF5 hang (no progress for {self.stall_s:g} s: a damaged structure "
-                              "in the file)")
+                now = _cpu_seconds(self._proc.pid)
+                if now is None or cpu is None or now - cpu >= _SPIN_SHARE * self.stall_s:
+                    raise Stalled(f"reading it made HDF5 hang (no progress for {self.stall_s:g} s: a damaged "
+                                  "structure in the file)")
+                cpu = now  # silent but idle: waiting for storage, or the job was suspended, not an endless loop
+                continue
             try:
                 msg = self._conn.recv()
             except EOFError:
                 raise self._died() from None
-            if msg == _BEAT:
-                continue
-            kind, value = msg
-            if kind == "raised":
-                raise value
-            return value
+            if msg != _BEAT:
+                return msg
+            cpu = _cpu_seconds(self._proc.pid)
 
     def _died(self) -> Exception:
         # why the worker ended mid-call: a crash is the file's doing, a kill (the OOM killer, a user) is not
@@ -154,30 +179,32 @@ class Isolated:
             code = None
         if code is not None and -code in _CRASHES:
             return Stalled(f"reading it crashed HDF5 ({signal.Signals(-code).name}: a damaged structure in the "
-                           "file)")
+                           "file)", crashed=True)
         return FlowprepError(f"the process reading shards ended unexpectedly (exit code {code}; killed?): run "
                              "the same command again")
 
-    def _start(self) -> None:
+    def _start(self, module: str) -> None:
         # a Python of its own with a socket of a pair, not multiprocessing: no import of the caller's main module (a
-        # script without ``if __name__ == "__main__"`` started workers without end), and modules found where the
-        # caller finds them (its sys.path)
+        # script without ``if __name__ == "__main__"`` started workers without end); this flowprep first, then the
+        # caller's path made absolute (-P: not the worker's cwd, where another checkout may lie)
         mine, theirs = socket.socketpair()
         beat_s = (self.stall_s or STALL_S) / _BEATS_PER_STALL
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        path = [str(Path(__file__).resolve().parents[2]), *(os.path.abspath(p or os.curdir) for p in sys.path)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
         try:
             with mine, theirs:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-c", _WORKER, str(theirs.fileno()), repr(beat_s), str(os.getpid())],
-                    pass_fds=[theirs.fileno()],
-                    env=env, stdin=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C is the parent's to handle
+                    [sys.executable, "-P", "-c", _WORKER, str(theirs.fileno()), repr(beat_s), str(os.getpid()),
+                     module], pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C is the parent's to handle
                 self._conn = Connection(os.dup(mine.fileno()))
-            if not self._conn.poll(START_S) or self._conn.recv() != _READY:
+            if not self._conn.poll(START_S):
                 raise OSError(f"it did not start within {START_S:g} s")
+            self._conn.recv()
         except (OSError, EOFError) as e:  # not the shard's fault: no shard may be called damaged for it
             self.close(kill=True)
-            raise FlowprepError(f"cannot start a process to read shards in ({e or type(e).__name__}): free memory, "
-                                "raise the process limit, or run again") from e
+            why = "it ended at its start: see its error above" if isinstance(e, EOFError) else str(e)
+            raise FlowprepError(f"cannot start a process to read shards in ({why}); run the same command again") from e
 
     def close(self, kill: bool = False) -> None:
         """Stop the worker (at once with ``kill``; else once it has finished its call)."""
@@ -195,7 +222,19 @@ class Isolated:
             conn.close()
 
 
-_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds process ``pid`` has used (Linux's /proc; None elsewhere): an endless loop spins, a process
+    waiting for a hung mount or stopped with its job (SIGSTOP, a suspended Slurm job) does not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
 
-_WORKER = ("import sys; from multiprocessing.connection import Connection; from flowprep.store.isolated import _serve; "
+
+_SPIN_SHARE = 0.25  # of the silent time spent on a CPU: a worker that used less is waiting, not looping
+_CRASHES = {getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL") if hasattr(signal, n)}
+
+_WORKER = ("import importlib, sys; from multiprocessing.connection import Connection; "
+           "from flowprep.store.isolated import _serve; importlib.import_module(sys.argv[4]); "
            "_serve(Connection(int(sys.argv[1])), float(sys.argv[2]), int(sys.argv[3]))")

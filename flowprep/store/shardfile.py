@@ -17,6 +17,7 @@ import numpy as np
 
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
+from flowprep.store.isolated import beat
 from flowprep.store.record import VideoRecord, read_info
 
 
@@ -95,6 +96,7 @@ def catalog_from_groups(f: h5py.File, keys: list[str]) -> list[dict]:
     length, so it costs the shard's bytes)."""
     out = []
     for k in keys:
+        beat()  # progress, for a worker watched for a read that hangs (a multi-GB shard takes a while)
         g = f[F.VIDEOS][k]
         entry = read_info(g.attrs, key=k)
         entry["bytes"] = sum(len(b) for n in F.STREAMS if n in g for b in g[n][()])

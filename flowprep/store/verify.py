@@ -99,6 +99,15 @@ def _isolated(iso: Isolated, path: Path, fn: Callable, *args: Any) -> Any:
         return ShardError(str(path), e.reason)
 
 
+def _recover_sources(iso: Isolated, path: Path, keys: list[str], f: Findings) -> None:
+    # where to extract again the videos of a shard whose checks hung, when its sources still read (index.jsonl
+    # may not record them: --repair then stopped on "the sources ... are not recorded")
+    sources = _isolated(iso, path, sources_of, path, keys)
+    if not isinstance(sources, ShardError):
+        for k, source in zip(keys, sources):
+            f.sources.setdefault(k, source)
+
+
 def _checked(path: Path, header: Header, identity: dict | None) -> tuple[Findings, set[str]]:
     # one readable shard's checks (in the worker): what was found, and the videos it holds intact
     f, held = Findings(identity=identity), set()
@@ -196,6 +205,7 @@ def _check_shards(out: Path, f: Findings, stall_s: float, show_progress: bool) -
                 if isinstance(part, ShardError):  # unreadable, or its reads hung: its header's videos are missing
                     if not isinstance(header, ShardError):
                         f.keys_of[path.name] = header.keys
+                        _recover_sources(iso, path, header.keys, f)
                     _check_shard(path, part, f, held)
                 else:
                     _add(f, held, part)

@@ -147,6 +147,8 @@ class _WriteGuard:
         start = self._fh.tell()
         n = self._fh.readinto(buf) or 0
         view = memoryview(buf).cast("B")
+        if self._dropped:
+            view[n:] = bytes(len(view) - n)  # past the disk's end: zeros between dropped writes, not the buffer's
         for at, data in self._dropped:  # in order: a later write over the same bytes wins
             lo, hi = max(at, start), min(at + len(data), start + len(view))
             if lo < hi:

@@ -69,6 +69,14 @@ def test_a_shard_that_hangs_hdf5_is_named_damaged_and_repaired(pristine, tmp_pat
     assert_same_output(out, pristine)
 
 
+@pytest.mark.parametrize("bad", ["-1", "inf", "nan", "soon"])
+def test_a_stall_timeout_below_0_or_not_finite_is_refused(pristine, capsys, bad):
+    """-1 called every shard of a healthy folder damaged, and --repair moved them all aside."""
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(pristine), "--stall-timeout", bad])
+    assert e.value.code == 2 and "give 0 (wait for ever) or a number of seconds above 0" in capsys.readouterr().err
+
+
 def test_info_lists_such_a_shard_as_unreadable_and_goes_on(pristine, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(pristine, out)

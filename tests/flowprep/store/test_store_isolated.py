@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import flowprep
+from flowprep.codecs.video import TruncatedStream
 from flowprep.errors import FlowprepError, ShardError, VideoDecodeError
 from flowprep.store.isolated import Isolated, Stalled, beat
 
@@ -22,7 +23,13 @@ def _pid() -> int:
 
 
 def _hang() -> None:
-    time.sleep(600)
+    while True:  # spins, as HDF5's endless loop does
+        pass
+
+
+def _wait(seconds: float) -> str:
+    time.sleep(seconds)  # silent and idle: a hung mount, a suspended job
+    return "waited"
 
 
 def _crash(sig: int = signal.SIGSEGV) -> None:
@@ -70,6 +77,20 @@ def test_work_that_beats_may_take_longer_than_the_stall_limit():
         assert iso.call(_slow_but_beating, 3.0) == "done"
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to tell a spinning worker")
+def test_a_worker_silent_but_idle_is_waited_for():
+    """Waiting for a hung mount, or stopped with a suspended job, is not HDF5's endless loop, which spins: a healthy
+    shard was called damaged."""
+    with Isolated(stall_s=1.0) as iso:
+        assert iso.call(_wait, 3.0) == "waited"
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("inf"), float("nan")])
+def test_a_stall_limit_below_0_or_not_finite_is_refused(bad):
+    with pytest.raises(ValueError, match="give 0 .* or a finite time above 0"):
+        Isolated(stall_s=bad)
+
+
 def test_flowprep_errors_come_back_whole():
     with Isolated() as iso:
         with pytest.raises(ShardError) as e:
@@ -78,6 +99,22 @@ def test_flowprep_errors_come_back_whole():
         with pytest.raises(VideoDecodeError) as d:
             iso.call(_raise, VideoDecodeError("/v.avi", "no frames"))
         assert (d.value.path, d.value.reason) == ("/v.avi", "no frames")
+        with pytest.raises(TruncatedStream) as t:
+            iso.call(_raise, TruncatedStream("/v.avi", 3, 10))
+        assert (t.value.path, t.value.decoded, t.value.announced) == ("/v.avi", 3, 10)
+        first = iso.call(os.getpid)
+        with pytest.raises(RuntimeError, match="_TwoArgs: a b"):  # it pickles, and would not unpickle here
+            iso.call(_raise_two_args)
+        assert iso.call(os.getpid) == first  # an error raised by the work leaves the worker as it was
+
+
+class _TwoArgs(Exception):
+    def __init__(self, a: str, b: str):
+        super().__init__(f"{a} {b}")
+
+
+def _raise_two_args() -> None:
+    raise _TwoArgs("a", "b")
 
 
 def test_a_script_without_a_main_guard_can_use_it(tmp_path):
