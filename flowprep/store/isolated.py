@@ -14,6 +14,7 @@ SIGTERM still stop it.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -67,13 +69,14 @@ def _die_with_parent(parent: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _serve(conn, beat_s: float, parent: int) -> None:
-    # the worker: runs each (function, args) it receives and sends back ("ok", result) or ("raised", error)
+def _serve(conn, parent: int) -> None:
+    # the worker: runs each (function, args, beat_s) it receives and sends back ("ok", result) or ("raised", error),
+    # beating at most every beat_s while it runs
     _die_with_parent(parent)
-    last = [time.monotonic()]
+    last, pace = [time.monotonic()], [STALL_S / _BEATS_PER_STALL]
 
     def send_beat() -> None:
-        if time.monotonic() - last[0] >= beat_s:
+        if time.monotonic() - last[0] >= pace[0]:
             conn.send(_BEAT)
             last[0] = time.monotonic()
 
@@ -89,6 +92,7 @@ def _serve(conn, beat_s: float, parent: int) -> None:
             job = pickle.loads(raw)
             if job is None:
                 return
+            pace[0] = job[2]
             out = ("ok", job[0](*job[1]))
         except Exception as e:  # noqa: BLE001 - sent back, raised again in the parent
             out = ("raised", e)
@@ -146,8 +150,8 @@ class Isolated:
             if self._proc is not None and self._proc.poll() is not None:
                 self.close(kill=True)  # it died while idle (killed; its thread ended): another one
             if self._proc is None:
-                self._start(fn.__module__)
-            self._conn.send((fn, args))
+                self._proc, self._conn = _take_idle() or self._start(fn.__module__)
+            self._conn.send((fn, args, (self.stall_s or STALL_S) / _BEATS_PER_STALL))
             return self._result()
         except BaseException:  # Ctrl-C, SIGTERM, a stall, a lost pipe: no worker left behind mid-call
             self.close(kill=True)
@@ -183,33 +187,34 @@ class Isolated:
         return FlowprepError(f"the process reading shards ended unexpectedly (exit code {code}; killed?): run "
                              "the same command again")
 
-    def _start(self, module: str) -> None:
+    def _start(self, module: str) -> tuple[subprocess.Popen, Connection]:
         # a Python of its own with a socket of a pair, not multiprocessing: no import of the caller's main module (a
         # script without ``if __name__ == "__main__"`` started workers without end); this flowprep first, then the
         # caller's path made absolute (-P: not the worker's cwd, where another checkout may lie)
         mine, theirs = socket.socketpair()
-        beat_s = (self.stall_s or STALL_S) / _BEATS_PER_STALL
         path = [str(Path(__file__).resolve().parents[2]), *(os.path.abspath(p or os.curdir) for p in sys.path)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
         try:
             with mine, theirs:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-P", "-c", _WORKER, str(theirs.fileno()), repr(beat_s), str(os.getpid()),
-                     module], pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                    [sys.executable, "-P", "-c", _WORKER, str(theirs.fileno()), str(os.getpid()), module],
+                    pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C is the parent's to handle
                 self._conn = Connection(os.dup(mine.fileno()))
             if not self._conn.poll(START_S):
                 raise OSError(f"it did not start within {START_S:g} s")
             self._conn.recv()
+            return self._proc, self._conn
         except (OSError, EOFError) as e:  # not the shard's fault: no shard may be called damaged for it
             self.close(kill=True)
             why = "it ended at its start: see its error above" if isinstance(e, EOFError) else str(e)
             raise FlowprepError(f"cannot start a process to read shards in ({why}); run the same command again") from e
 
     def close(self, kill: bool = False) -> None:
-        """Stop the worker (at once with ``kill``; else once it has finished its call)."""
+        """Stop the worker: at once with ``kill``; else it is kept for this process's next ``Isolated`` (a Python
+        started for each verify, info and resume cost the test suite minutes), or stopped when one is kept."""
         proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
-        if proc is None:
+        if proc is None or (not kill and proc.poll() is None and _park(proc, conn)):
             return
         if not kill and conn is not None:
             with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
@@ -236,5 +241,41 @@ _SPIN_SHARE = 0.25  # of the silent time spent on a CPU: a worker that used less
 _CRASHES = {getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL") if hasattr(signal, n)}
 
 _WORKER = ("import importlib, sys; from multiprocessing.connection import Connection; "
-           "from flowprep.store.isolated import _serve; importlib.import_module(sys.argv[4]); "
-           "_serve(Connection(int(sys.argv[1])), float(sys.argv[2]), int(sys.argv[3]))")
+           "from flowprep.store.isolated import _serve; importlib.import_module(sys.argv[3]); "
+           "_serve(Connection(int(sys.argv[1])), int(sys.argv[2]))")
+_IDLE: list[tuple[int, subprocess.Popen, Connection]] = []  # (owner pid, worker, pipe): one kept between uses
+_IDLE_LOCK = threading.Lock()
+
+
+def _take_idle() -> tuple[subprocess.Popen, Connection] | None:
+    """The worker kept by this process, alive (not one a fork inherited from its parent: the pipe is the parent's)."""
+    with _IDLE_LOCK:
+        while _IDLE:
+            pid, proc, conn = _IDLE.pop()
+            if pid == os.getpid() and proc.poll() is None:
+                return proc, conn
+            if pid == os.getpid():
+                conn.close()
+    return None
+
+
+def _park(proc: subprocess.Popen, conn: Connection) -> bool:
+    """Keep an idle worker for the next use; False when one is kept already."""
+    with _IDLE_LOCK:
+        if any(pid == os.getpid() for pid, _, _ in _IDLE):
+            return False
+        _IDLE.append((os.getpid(), proc, conn))
+        return True
+
+
+@atexit.register
+def _stop_idle() -> None:
+    # at exit, the worker kept: its own EOF would end it too, this is at once
+    with _IDLE_LOCK:
+        for pid, proc, conn in _IDLE:
+            if pid == os.getpid():
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                    proc.wait()
+                    conn.close()
+        _IDLE.clear()

@@ -126,3 +126,26 @@ def test_a_script_without_a_main_guard_can_use_it(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(flowprep.__file__).parents[1])})
     assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
+
+
+def test_a_worker_is_kept_for_the_next_use_in_this_process_only():
+    """A Python started for each verify, info and resume cost the suite minutes; a fork (a DataLoader worker) must
+    not take its parent's, whose pipe the parent still reads."""
+    with Isolated() as a:
+        first = a.call(os.getpid)
+    with Isolated() as b:
+        assert b.call(os.getpid) == first
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            with Isolated() as c:
+                os.write(w, str(c.call(os.getpid)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(child, 0)
+    assert int(os.read(r, 64)) not in (first, 0)
+    os.close(r)
+    with Isolated() as d:
+        assert d.call(os.getpid) == first  # still the parent's, untouched
