@@ -72,6 +72,8 @@ _PR_SET_PDEATHSIG = 1
 def _serve(conn, parent: int) -> None:
     # the worker: runs each (function, args, beat_s) it receives and sends back ("ok", result) or ("raised", error),
     # beating at most every beat_s while it runs
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a job's stop is the parent's to handle (Slurm
+        signal.signal(sig, signal.SIG_IGN)                     # signals every process): it kills this one then
     _die_with_parent(parent)
     last, pace = [time.monotonic()], [STALL_S / _BEATS_PER_STALL]
 

@@ -149,3 +149,13 @@ def test_a_worker_is_kept_for_the_next_use_in_this_process_only():
     os.close(r)
     with Isolated() as d:
         assert d.call(os.getpid) == first  # still the parent's, untouched
+
+
+def test_a_signal_to_every_process_of_a_job_is_left_to_the_parent():
+    """Slurm's scancel signals every process of the job: the worker died first, and the parent reported a worker
+    that 'ended unexpectedly' instead of stopping as the signal asked. The parent stops the worker itself."""
+    with Isolated(stall_s=30) as iso:
+        pid = iso.call(os.getpid)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            os.kill(pid, sig)
+        assert iso.call(os.getpid) == pid
