@@ -149,3 +149,6 @@ class InProcess:
 
     def call(self, fn, *args):
         return fn(*args)
+
+    def shard_call(self, path, fn, *args):
+        return fn(*args)

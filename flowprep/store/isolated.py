@@ -8,9 +8,10 @@ ignored Ctrl-C and SIGTERM (only SIGKILL ended it), when it is the command meant
 
 Here a worker process does the reads, and its work beats (``beat``: each video checked, each piece of about
 2 MB read); a thread could not tell, since some of those endless loops let go of the GIL. A worker silent for
-``stall_s`` is stuck in one call, where a piece takes milliseconds: it is killed, and the call raises ``Stalled``.
-So does a worker that died (a crash inside HDF5). The parent waits in ``Connection.poll``, where Ctrl-C and
-SIGTERM still stop it.
+``stall_s`` while it spins (its CPU time: one waiting for storage or stopped with its job is waited for) is stuck in
+one call, where a piece takes milliseconds: it is killed, and the call raises ``Stalled``. So does a worker that
+crashes twice on the call (a crash inside HDF5). The parent waits in ``Connection.poll``, where Ctrl-C and SIGTERM
+still stop it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-from flowprep.errors import FlowprepError
+from flowprep.errors import FlowprepError, ShardError
 
 STALL_S = 60.0  # seconds one HDF5 call may hold the worker before its shard is called damaged
 START_S = 300.0  # seconds a worker may take to start (imports on a loaded machine or a slow file system)
@@ -98,11 +99,12 @@ def _serve(conn, parent: int) -> None:
             out = ("ok", job[0](*job[1]))
         except Exception as e:  # noqa: BLE001 - sent back, raised again in the parent
             out = ("raised", e)
-        try:
-            data = pickle.dumps(out)
-            pickle.loads(data)  # an error that pickles but will not unpickle (a custom __init__) broke the parent
-        except Exception as e:  # noqa: BLE001 - said in words instead
-            data = pickle.dumps(("raised", RuntimeError(f"{type(out[1]).__name__}: {out[1]} ({e})")))
+        data = pickle.dumps(out)
+        if out[0] == "raised":
+            try:  # an error that pickles but will not unpickle (a custom __init__) broke the parent
+                pickle.loads(data)
+            except Exception as e:  # noqa: BLE001 - said in words instead
+                data = pickle.dumps(("raised", RuntimeError(f"{type(out[1]).__name__}: {out[1]} ({e})")))
         conn.send_bytes(data)
 
 
@@ -146,6 +148,14 @@ class Isolated:
             if kind == "raised":
                 raise value  # the worker's own error: it stays, healthy
             return value
+
+    def shard_call(self, path: str | os.PathLike, fn: Callable, *args: Any) -> Any:
+        """``call(fn, *args)`` reading shard ``path``: its result, or a ShardError of ``path`` when the reads hung
+        HDF5 or crashed it (returned, not raised, like the ShardError ``fn`` may return of its own)."""
+        try:
+            return self.call(fn, *args)
+        except Stalled as e:
+            return ShardError(str(path), e.reason)
 
     def _round_trip(self, fn: Callable, args: tuple) -> tuple[str, Any]:
         try:

@@ -262,6 +262,14 @@ def read_checked_header(path: str | os.PathLike) -> Header:
         raise unreadable(path, e) from e
 
 
+def header_or_error(path: str | os.PathLike) -> Header | ShardError:
+    """``read_checked_header``, its ShardError returned instead of raised (a shard's damage is a finding)."""
+    try:
+        return read_checked_header(path)
+    except ShardError as e:
+        return e
+
+
 def checked_header(f: h5py.File, path: str | os.PathLike) -> Header:
     """``read_header`` of an open shard, its catalog, and whether they match the shard's digest (None also for
     shards written before digests: those are checked by what their other checks see); each dataset and

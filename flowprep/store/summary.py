@@ -14,7 +14,7 @@ from pathlib import Path
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
 from flowprep.store.format import LATEST_REPORT
-from flowprep.store.isolated import STALL_S, Isolated, Stalled
+from flowprep.store.isolated import STALL_S, Isolated
 from flowprep.store.record import read_info
 from flowprep.store.settings import read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import catalog_entries, checked_header, open_h5, read_catalog, unreadable
@@ -45,11 +45,10 @@ def read_folder_catalog(out: Path, identity: dict | None = None,
     problems = []
     with Isolated(stall_s) as iso:
         for path in F.list_shards(out):
-            try:
-                s, entries, problem = iso.call(_shard_catalog, path, out, identity)
-            except Stalled as e:
-                s, entries, problem = None, [], {"shard": path.name, "reason": f"{path}: {e.reason}; run "
-                                                                                f"`flowprep verify --repair {out}`"}
+            got = iso.shard_call(path, _shard_catalog, path, out, identity)
+            if isinstance(got, ShardError):  # its reads hung HDF5
+                got = None, [], {"shard": path.name, "reason": f"{got}; run `flowprep verify --repair {out}`"}
+            s, entries, problem = got
             if problem:
                 problems.append(problem)
                 continue

@@ -14,7 +14,6 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from flowprep import __version__
 from flowprep.base.durable import fsync_dir, is_disk_full, replace, write_json, write_text
@@ -22,15 +21,15 @@ from flowprep.base.progress import progress_bar
 from flowprep.datasets.listing import VideoTask, is_stored_key
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.isolated import STALL_S, Isolated, Stalled, beat
+from flowprep.store.isolated import STALL_S, Isolated, beat
 from flowprep.store.settings import SETTINGS_FILE, read_identity, settings_mismatch, shard_identity
 from flowprep.store.shardfile import (
     Header,
     catalog_mismatch,
     check_video,
     copy_videos,
+    header_or_error,
     open_h5,
-    read_checked_header,
     read_shard_header,
     sources_of,
 )
@@ -83,26 +82,10 @@ class Findings:
         return not self.damage and not self.missing and not self.folder
 
 
-def _header(path: Path) -> Header | ShardError:
-    # each shard's header is read once, for the folder's settings and then for the shard's own checks
-    try:
-        return read_checked_header(path)
-    except ShardError as e:
-        return e
-
-
-def _isolated(iso: Isolated, path: Path, fn: Callable, *args: Any) -> Any:
-    # fn(*args) in the worker; a ShardError of ``path`` when its reads hung HDF5 or crashed it
-    try:
-        return iso.call(fn, *args)
-    except Stalled as e:
-        return ShardError(str(path), e.reason)
-
-
 def _recover_sources(iso: Isolated, path: Path, keys: list[str], f: Findings) -> None:
     # where to extract again the videos of a shard whose checks hung, when its sources still read (index.jsonl
     # may not record them: --repair then stopped on "the sources ... are not recorded")
-    sources = _isolated(iso, path, sources_of, path, keys)
+    sources = iso.shard_call(path, sources_of, path, keys)
     if not isinstance(sources, ShardError):
         for k, source in zip(keys, sources):
             f.sources.setdefault(k, source)
@@ -190,18 +173,18 @@ def verify_folder(out_dir: str | os.PathLike, stall_s: float = STALL_S, show_pro
 
 
 def _check_shards(out: Path, f: Findings, stall_s: float, show_progress: bool) -> set[str]:
-    """Every shard's header, the folder's files, then every shard (in a worker: ``_isolated``); returns the
-    videos held intact."""
+    """Every shard's header (read once, for the folder's settings and the shard's own checks), the folder's files,
+    then every shard, each in the worker (``Isolated.shard_call``); returns the videos held intact."""
     paths = F.list_shards(out)
     held: set[str] = set()
     with Isolated(stall_s) as iso:
-        headers = {path: _isolated(iso, path, _header, path) for path in paths}  # about 1 ms a shard
+        headers = {path: iso.shard_call(path, header_or_error, path) for path in paths}  # about 1 ms a shard
         _check_folder_files(out, f, headers)
         sizes = [p.stat().st_size if p.exists() else 0 for p in paths]
         with progress_bar(total=sum(sizes), show=show_progress, desc="verify", unit="B", unit_scale=True) as bar:
             for (path, header), size in zip(headers.items(), sizes):
-                part = header if isinstance(header, ShardError) else _isolated(iso, path, _checked, path, header,
-                                                                              f.identity)
+                part = header if isinstance(header, ShardError) else iso.shard_call(path, _checked, path, header,
+                                                                                   f.identity)
                 if isinstance(part, ShardError):  # unreadable, or its reads hung: its header's videos are missing
                     if not isinstance(header, ShardError):
                         f.keys_of[path.name] = header.keys

@@ -35,9 +35,9 @@ from flowprep.base.durable import append_line, fsync_dir
 from flowprep.datasets.listing import VideoTask
 from flowprep.errors import FlowprepError, ShardError
 from flowprep.store import format as F
-from flowprep.store.isolated import Isolated, Stalled
+from flowprep.store.isolated import Isolated
 from flowprep.store.settings import SETTINGS_FILE, settings_mismatch
-from flowprep.store.shardfile import catalog_entries, partial_of, read_checked_header, sources_of
+from flowprep.store.shardfile import catalog_entries, header_or_error, partial_of, read_checked_header, sources_of
 from flowprep.store.staging import clear, run_folders
 from flowprep.store.writer import drop_slack
 
@@ -329,7 +329,7 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
     indexed = read_index(out_dir)
     with Isolated() as iso:  # a shard whose header hangs HDF5 is unreadable, not a run that never starts
         for shard in F.list_shards(out_dir):  # one at a time: not every catalog of a large folder held at once
-            header = _header_or_error(iso, shard)
+            header = iso.shard_call(shard, header_or_error, shard)
             if isinstance(header, ShardError):
                 aside = shard.with_name(shard.name + ".unreadable")
                 os.replace(shard, aside)
@@ -356,16 +356,6 @@ def scan_output(out_dir: Path, identity: dict | None = None) -> Scan:
                     else:  # done again, whole, in a later shard
                         scan.partial.discard(k)
     return scan
-
-
-def _header_or_error(iso: Isolated, shard: Path):
-    # ``read_checked_header`` in the worker; its ShardError, or one for a read that hung HDF5, returned
-    try:
-        return iso.call(read_checked_header, shard)
-    except ShardError as e:
-        return e
-    except Stalled as e:
-        return ShardError(str(shard), e.reason)
 
 
 def remove_stale_temporaries(out: Path) -> None:

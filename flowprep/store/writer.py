@@ -146,16 +146,16 @@ class _WriteGuard:
     def readinto(self, buf) -> int:
         start = self._fh.tell()
         n = self._fh.readinto(buf) or 0
+        if not self._dropped:
+            return n
         view = memoryview(buf).cast("B")
-        if self._dropped:
-            view[n:] = bytes(len(view) - n)  # past the disk's end: zeros between dropped writes, not the buffer's
+        view[n:] = bytes(len(view) - n)  # past the disk's end: zeros between dropped writes, not the buffer's
         for at, data in self._dropped:  # in order: a later write over the same bytes wins
             lo, hi = max(at, start), min(at + len(data), start + len(view))
             if lo < hi:
                 view[lo - start:hi - start] = data[lo - at:hi - at]
                 n = max(n, hi - start)
-        if self._dropped:
-            self._fh.seek(start + n)
+        self._fh.seek(start + n)
         return n
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
